@@ -1,0 +1,93 @@
+"""The `five` command line: argument parsing only; the work is done by five.train and five.evaluate.
+
+Errors in the user's input print one line `five: error: …` and exit with a non-zero code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from five.checkpoint import write_json
+from five.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
+from five.errors import FiveError
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"five: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog="five", description="Train and evaluate the four models of the FIVE benchmark (VAE, FC-VAE, FIF, FIVE).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
+
+    train = commands.add_parser("train", help="train (or resume) one run")
+    train.add_argument("--model", required=True, help="vae, fcvae, fif or five")
+    train.add_argument("--dataset", required=True, help="digits, manifold or npz:PATH")
+    train.add_argument("--latent-dim", type=int, required=True, help="d")
+    train.add_argument("--probes", type=int, help="Hutchinson budget K, 1 <= K <= d (fif, five; default 1)")
+    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    train.add_argument("--lr", type=float, default=DEFAULT_LR)
+    train.add_argument("--beta", type=float, help="FIF reconstruction weight (fif only; default 10)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
+    train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
+    train.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
+    train.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run")
+    evaluate.add_argument("--run", type=Path, required=True, help="the run folder written by `five train`")
+    evaluate.add_argument("--importance-samples", type=int, default=1000, help="N of the IWAE estimate")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    return parser
+
+
+def run_train(args) -> None:
+    from five.nets import choose_device
+    from five.train import train
+
+    config = TrainConfig(
+        model=args.model, dataset=args.dataset, latent_dim=args.latent_dim, probes=args.probes,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
+        architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
+    )
+    result = train(config, args.out, choose_device(args.device))
+    final = result["history"][-1] if result["history"] else {}
+    print(f"done: {result['epochs_completed']} epochs, final loss {final.get('loss')}, "
+          f"wall time {result['wall_time_s']:.1f}s; wrote {args.out}/checkpoint.pt and {args.out}/train.json")
+
+
+def run_evaluate(args) -> None:
+    from five.evaluate import evaluate_run
+    from five.nets import choose_device
+
+    metrics = evaluate_run(args.run, choose_device(args.device), args.importance_samples, args.split,
+                           args.batch_size, log=lambda line: print(line, file=sys.stderr))
+    write_json(args.out, metrics)
+    bits = metrics["bits_per_dim"]
+    print(f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
+          f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
+          + (f", {bits:.4f} bits/dim" if bits is not None else "")
+          + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
+          f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}); wrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        {"train": run_train, "evaluate": run_evaluate}[args.command](args)
+    except FiveError as error:
+        print(f"five: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The configuration of one training run: a typed record whose invalid values fail when it is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from five.errors import ConfigError
+
+MODELS = ("vae", "fcvae", "fif", "five")
+MODELS_WITH_PROBES = ("fif", "five")
+ARCHITECTURES = ("mlp", "conv")
+
+# Spec §4 paper defaults.
+DEFAULT_LR = 5e-4
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_EPOCHS = 2000
+DEFAULT_FIF_BETA = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's result (the device does not, so it is not here)."""
+
+    model: str
+    dataset: str
+    latent_dim: int
+    probes: int | None = None  # Hutchinson budget K, fif and five only
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = DEFAULT_LR
+    beta: float | None = None  # FIF reconstruction weight, fif only
+    seed: int = 0
+    architecture: str | None = None  # None: the data set's default
+    hidden_width: int | None = None  # None: the data set's default
+    checkpoint_every: int = 1
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r} (choose from {', '.join(MODELS)})")
+        if self.latent_dim < 1:
+            raise ConfigError(f"--latent-dim must be >= 1, got {self.latent_dim}")
+        if self.model in MODELS_WITH_PROBES:
+            if self.probes is None:
+                object.__setattr__(self, "probes", 1)  # spec §4: K = 1
+            if not 1 <= self.probes <= self.latent_dim:
+                raise ConfigError(
+                    f"--probes K={self.probes} is outside 1 <= K <= d={self.latent_dim} "
+                    "(the Hutchinson budget cannot exceed the latent dimension)"
+                )
+        elif self.probes is not None:
+            raise ConfigError(f"--probes applies only to {' and '.join(MODELS_WITH_PROBES)}, not {self.model}")
+        if self.model == "fif":
+            if self.beta is None:
+                object.__setattr__(self, "beta", DEFAULT_FIF_BETA)
+            if self.beta <= 0:
+                raise ConfigError(f"--beta must be > 0, got {self.beta}")
+        elif self.beta is not None:
+            raise ConfigError(f"--beta is the FIF reconstruction weight and applies only to fif, not {self.model}")
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.architecture is not None and self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown architecture {self.architecture!r} (choose from {', '.join(ARCHITECTURES)})"
+            )
+        if self.hidden_width is not None and self.hidden_width < 1:
+            raise ConfigError(f"--hidden-width must be >= 1, got {self.hidden_width}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def differences(self, other: "TrainConfig", ignore=("epochs", "checkpoint_every")) -> list[str]:
+        """Keys whose values differ (those in `ignore` may change when a run is resumed)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [k for k in mine if k not in ignore and mine[k] != theirs[k]]

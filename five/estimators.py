@@ -1,0 +1,121 @@
+"""Estimators: Hutchinson probes and the log-det surrogate (spec §1.3), exact encoder Jacobians and the
+Gaussian proposals built from them (§2), and the IWAE log-likelihood shared by all four models (§2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.func import jacrev, jvp, vmap
+
+LOG_2PI = math.log(2 * math.pi)
+Function = Callable[[torch.Tensor], torch.Tensor]
+
+
+# --- §1.3: the log-determinant surrogate ---------------------------------------------------------------------
+def hutchinson_probes(batch_size: int, latent_dim: int, probes: int, generator: torch.Generator,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """V = √d·Q per example, Q the orthonormal factor of a d×K standard Gaussian matrix, so E[v vᵀ] = I and
+    K = d gives the exact trace. Returned as (K, B, d): one stacked tangent per probe."""
+    gaussian = torch.randn(batch_size, latent_dim, probes, generator=generator, device=device)
+    q = torch.linalg.qr(gaussian).Q  # (B, d, K)
+    return (math.sqrt(latent_dim) * q).permute(2, 0, 1)
+
+
+def decoder_probe_tangents(decode: Function, z: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
+    """SG(J_g(z)·v_k) for all K probes at once (forward mode, K tangents batched by vmap); (K, B, *x_shape)."""
+    z = z.detach()
+    with torch.no_grad():
+        return vmap(lambda v: jvp(decode, (z,), (v,))[1])(probes)
+
+
+def encoder_jvps(encode: Function, x: torch.Tensor, tangents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """f(x) (computed once) and J_f(x)·t for a stack of data-space tangents t: (T, B, *x_shape) → (T, B, d).
+    Both stay differentiable w.r.t. the encoder's parameters."""
+    return vmap(lambda t: jvp(encode, (x,), (t,)), out_dims=(None, 0))(tangents)
+
+
+def log_det_surrogate(probes: torch.Tensor, encoder_tangents: torch.Tensor) -> torch.Tensor:
+    """S(x) = (1/K) Σ_k v_kᵀ · J_f(x) · SG(J_g(f(x))·v_k), per example.
+
+    `encoder_tangents` holds J_f·w_k with w_k = SG(J_g v_k): the forward-mode form of v_kᵀ·J_f·w_k, which
+    equals the spec's VJP form (v_kᵀJ_f)·w_k without a double backward. ∇_θ S = tr(∂J_f · J_g), the gradient
+    of ½·log det(J_f J_fᵀ) when J_g = J_f⁺. The *value* of S means nothing: never report it as a log-det.
+    """
+    return (probes * encoder_tangents).sum(-1).mean(0)
+
+
+# --- §2: exact Jacobians and Gaussian proposals --------------------------------------------------------------
+def encoder_jacobian(encode: Function, x: torch.Tensor) -> torch.Tensor:
+    """J_f(x) for every example, (B, d, D), by reverse mode (d VJPs per example, vmapped over the batch)."""
+
+    def single(example: torch.Tensor) -> torch.Tensor:
+        return encode(example.unsqueeze(0)).squeeze(0)
+
+    jacobian = vmap(jacrev(single))(x)
+    return jacobian.flatten(2)
+
+
+def jacobian_covariance_scale_tril(jacobian: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor of s·(C + δI), C = J_f J_fᵀ, δ = 1e-6·tr(C)/d, in float64 (spec §2, §5)."""
+    j = jacobian.to(torch.float64)
+    c = j @ j.transpose(-1, -2)
+    d = c.shape[-1]
+    delta = 1e-6 * c.diagonal(dim1=-2, dim2=-1).sum(-1) / d
+    c = c + delta[:, None, None] * torch.eye(d, dtype=c.dtype, device=c.device)
+    return torch.exp(log_sigma.to(torch.float64)) * torch.linalg.cholesky(c)
+
+
+@dataclass
+class GaussianPosterior:
+    """q(z|x) = N(mean, L Lᵀ) per example: mean (B, d), scale_tril L (B, d, d), float64."""
+
+    mean: torch.Tensor
+    scale_tril: torch.Tensor
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        return self.scale_tril @ self.scale_tril.transpose(-1, -2)
+
+    def sample(self, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """z = mean + L ε for `samples` draws, (N, B, d), and log q(z|x), (N, B)."""
+        eps = torch.randn((samples, *self.mean.shape), generator=generator, device=self.mean.device,
+                          dtype=self.mean.dtype)
+        z = self.mean + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+        log_det = torch.log(self.scale_tril.diagonal(dim1=-2, dim2=-1)).sum(-1)
+        log_q = -0.5 * self.mean.shape[-1] * LOG_2PI - log_det - 0.5 * (eps**2).sum(-1)
+        return z, log_q
+
+
+# --- §2: IWAE ------------------------------------------------------------------------------------------------
+@dataclass
+class IWAEResult:
+    log_likelihood: torch.Tensor  # log p̂(x) = logsumexp_n w_n − log N, (B,)
+    elbo: torch.Tensor  # mean_n w_n (N = 1 would be the usual ELBO), (B,)
+    effective_sample_size: torch.Tensor  # (Σ w)² / Σ w² of the normalised weights, (B,)
+
+
+def iwae_log_likelihood(x: torch.Tensor, posterior: GaussianPosterior, log_joint: Callable, samples: int,
+                        generator: torch.Generator, chunk_size: int = 128) -> IWAEResult:
+    """IWAE with N = `samples` draws from `posterior`, chunked over N so memory does not grow with N.
+
+    w_n = log p(x, z_n) − log q(z_n|x) with `log_joint(x, z)` → (B,) = log p(x|z) + log p(z).
+    Streams logsumexp(w), logsumexp(2w) and Σw over chunks; all in float64.
+    """
+    lse_w = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
+    lse_2w = lse_w.clone()
+    sum_w = torch.zeros_like(lse_w)
+    done = 0
+    while done < samples:
+        n = min(chunk_size, samples - done)
+        z, log_q = posterior.sample(n, generator)
+        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
+        log_p = log_joint(x_rep, z.reshape(n * x.shape[0], -1)).reshape(n, x.shape[0]).to(torch.float64)
+        w = log_p - log_q
+        lse_w = torch.logaddexp(lse_w, torch.logsumexp(w, 0))
+        lse_2w = torch.logaddexp(lse_2w, torch.logsumexp(2 * w, 0))
+        sum_w += w.sum(0)
+        done += n
+    return IWAEResult(lse_w - math.log(samples), sum_w / samples, torch.exp(2 * lse_w - lse_2w))

@@ -1,0 +1,172 @@
+"""The four models: shared trunks (five.nets), a model-specific head, and the objective of spec §1.
+
+Each model exposes `loss_terms(x, generator)` for training and `posterior(x)` (a Gaussian proposal) for the
+one evaluation code path of spec §2–3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from five import objectives
+from five.config import TrainConfig
+from five.data import Dataset
+from five.estimators import GaussianPosterior, encoder_jacobian, hutchinson_probes, jacobian_covariance_scale_tril
+from five.nets import build_trunks
+
+INITIAL_SIGMA = 0.1  # spec §5
+CONTINUOUS_LOG_SIGMA_FLOOR = math.log(1e-3)  # continuous data have no quantisation scale; this only guards s → 0
+
+
+def log_sigma_floor(discrete_levels: int | None) -> float:
+    """Spec §5: ρ ≥ log(1/(L·√12)), the std of the dequantisation noise (≈ −6.8 for 8-bit data)."""
+    if discrete_levels is None:
+        return CONTINUOUS_LOG_SIGMA_FLOOR
+    return math.log(1.0 / (discrete_levels * math.sqrt(12.0)))
+
+
+class Model(nn.Module):
+    """Encoder f = head ∘ trunk, decoder g, and the decoder noise scale ρ = log σ (learned unless fixed)."""
+
+    name = ""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset):
+        super().__init__()
+        self.config = config
+        self.latent_dim = config.latent_dim
+        self.example_shape = dataset.example_shape
+        architecture = config.architecture or dataset.default_architecture
+        width = config.hidden_width or dataset.default_hidden_width
+        self.encoder_trunk, self.decoder = build_trunks(architecture, self.example_shape, self.latent_dim, width)
+        self.head = nn.Linear(width, self.head_dim())
+        self.log_sigma_floor = log_sigma_floor(dataset.discrete_levels)
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(INITIAL_SIGMA)))
+
+    def head_dim(self) -> int:
+        return self.latent_dim
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder_trunk(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def project_parameters(self) -> None:
+        """Keep ρ above its floor after each optimiser step (a projection, so ρ stays learnable)."""
+        if isinstance(self.log_sigma, nn.Parameter):
+            with torch.no_grad():
+                self.log_sigma.clamp_(min=self.log_sigma_floor)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) + log p(z), the numerator of the importance weights (§2)."""
+        x_hat = self.decode(z.to(x.dtype))
+        return objectives.decoder_log_likelihood(x, x_hat, self.log_sigma) + objectives.prior_log_density(z)
+
+    def loss_terms(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def posterior(self, x: torch.Tensor) -> GaussianPosterior:
+        raise NotImplementedError
+
+    def posterior_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """E_q[z|x] (μ or f(x)), used for active units and reconstructions (§3)."""
+        return self.encode(x)[..., : self.latent_dim]
+
+    def _randn(self, shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+class VAE(Model):
+    """§1.1: diagonal Gaussian posterior, head (μ, ℓ)."""
+
+    name = "vae"
+
+    def head_dim(self) -> int:
+        return 2 * self.latent_dim
+
+    def split_head(self, x):
+        mu, log_std = self.encode(x).split(self.latent_dim, dim=-1)
+        return mu, log_std
+
+    def loss_terms(self, x, generator):
+        mu, log_std = self.split_head(x)
+        eps = self._randn(mu.shape, generator, mu)
+        return objectives.vae_loss(x, mu, log_std, self.decode, self.log_sigma, eps)
+
+    def posterior(self, x):
+        mu, log_std = self.split_head(x)
+        return GaussianPosterior(mu.double(), torch.diag_embed(torch.exp(log_std.double())))
+
+
+class FCVAE(Model):
+    """§1.2: full covariance via a Cholesky factor, head (μ, ℓ, m); the off-diagonal head starts at zero."""
+
+    name = "fcvae"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        with torch.no_grad():
+            self.head.weight[2 * self.latent_dim :].zero_()
+            self.head.bias[2 * self.latent_dim :].zero_()
+
+    def head_dim(self) -> int:
+        d = self.latent_dim
+        return 2 * d + d * (d - 1) // 2
+
+    def split_head(self, x):
+        d = self.latent_dim
+        return self.encode(x).split([d, d, d * (d - 1) // 2], dim=-1)
+
+    def loss_terms(self, x, generator):
+        mu, log_diag, off_diag = self.split_head(x)
+        eps = self._randn(mu.shape, generator, mu)
+        return objectives.fcvae_loss(x, mu, log_diag, off_diag, self.decode, self.log_sigma, eps)
+
+    def posterior(self, x):
+        mu, log_diag, off_diag = self.split_head(x)
+        return GaussianPosterior(mu.double(), objectives.cholesky_factor(log_diag.double(), off_diag.double()))
+
+
+class FIVE(Model):
+    """§1.4: q(z|x) = N(f(x), s·J_f J_fᵀ); head f(x) ∈ ℝ^d; ρ learned."""
+
+    name = "five"
+
+    def probes(self, x, generator):
+        return hutchinson_probes(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
+
+    def loss_terms(self, x, generator):
+        u = self._randn(x.shape, generator, x)
+        return objectives.five_loss(x, self.encode, self.decode, self.log_sigma, u, self.probes(x, generator))
+
+    def posterior(self, x):
+        """§2: N(f(x), s·C), C = J_f J_fᵀ from the exact Jacobian, Cholesky in float64."""
+        with torch.enable_grad():  # jacrev needs autograd even when evaluation runs under no_grad
+            jacobian = encoder_jacobian(self.encode, x)
+        mean = self.encode(x)
+        return GaussianPosterior(mean.double(), jacobian_covariance_scale_tril(jacobian.detach(), self.log_sigma))
+
+
+class FIF(FIVE):
+    """§1.3: free-form injective flow; as a density model its noise is fixed at s = 1/(2β) (§1.4, §2)."""
+
+    name = "fif"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        del self.log_sigma
+        self.register_buffer("log_sigma", torch.tensor(-0.5 * math.log(2 * config.beta)))
+
+    def loss_terms(self, x, generator):
+        x_noisy = x + objectives.FIF_TRAIN_NOISE * self._randn(x.shape, generator, x)
+        return objectives.fif_loss(x_noisy, self.encode, self.decode, self.probes(x, generator), self.config.beta)
+
+
+MODEL_CLASSES = {cls.name: cls for cls in (VAE, FCVAE, FIF, FIVE)}
+
+
+def build_model(config: TrainConfig, dataset: Dataset) -> Model:
+    return MODEL_CLASSES[config.model](config, dataset)

@@ -1,0 +1,123 @@
+"""The training loop (spec §4–5): Adam, the whole data set on the device, per-epoch progress lines,
+atomic checkpoints every N epochs and exact resume.
+
+Determinism: all randomness of epoch e (shuffle, dequantisation, ε/u/probe draws) comes from a generator
+seeded with (seed, e), so a run resumed from the checkpoint after epoch e draws exactly what an
+uninterrupted run draws, without saving RNG state.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from five import __version__
+from five.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, write_json
+from five.config import TrainConfig
+from five.data import Dataset, dequantize, load_dataset
+from five.errors import ConfigError, TrainingDiverged
+from five.models import Model, build_model
+
+TRAIN_JSON = "train.json"
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    state = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def train_epoch(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor, dataset: Dataset,
+                batch_size: int, generator: torch.Generator, epoch: int) -> float:
+    """One pass over `data` (on the device). Returns the mean loss.
+
+    Step losses stay on the device and are checked once per epoch, so the step has no host sync; a
+    non-finite loss is still reported with the exact epoch and step where it first appeared.
+    """
+    order = torch.randperm(data.shape[0], generator=generator, device=data.device)
+    batches = order.split(batch_size)
+    step_losses = torch.empty(len(batches), device=data.device)
+    for step, indices in enumerate(batches):
+        x = dequantize(data[indices], dataset.discrete_levels, generator)
+        loss = model.loss_terms(x, generator)["loss"].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.project_parameters()
+        step_losses[step] = loss.detach()
+    finite = torch.isfinite(step_losses)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        raise TrainingDiverged(epoch, first + 1, float(step_losses[first]))
+    return float(step_losses.mean())
+
+
+def _resume_state(out_dir: Path, config: TrainConfig) -> dict | None:
+    path = out_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    saved = TrainConfig.from_dict(state["config"])
+    differing = saved.differences(config)
+    if differing:
+        details = ", ".join(f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in differing)
+        raise ConfigError(f"{out_dir} holds a run with another configuration ({details}); use a new --out")
+    return state
+
+
+def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print) -> dict:
+    """Train (or resume) the run in `out_dir`; returns the train.json payload."""
+    out_dir = Path(out_dir)
+    dataset = load_dataset(config.dataset)
+    torch.manual_seed(config.seed)  # the initial weights
+    model = build_model(config, dataset).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history: list[dict] = []
+    wall_time = 0.0
+    start_epoch = 0
+    state = _resume_state(out_dir, config)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, wall_time, start_epoch = state["history"], state["wall_time_s"], state["epoch"]
+        log(f"resuming {out_dir} after epoch {start_epoch}/{config.epochs}")
+    data = dataset.split("train").to(device)  # the whole set stays on the device
+    log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
+        f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
+
+    def payload(status: str) -> dict:
+        return {"status": status, "config": config.to_dict(), "epochs_completed": len(history),
+                "history": history, "wall_time_s": wall_time, "device": str(device),
+                "torch_version": torch.__version__, "five_version": __version__}
+
+    def checkpoint(epoch: int) -> None:
+        save_checkpoint(out_dir / CHECKPOINT_NAME, {
+            "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "history": history, "wall_time_s": wall_time})
+        write_json(out_dir / TRAIN_JSON, payload("complete" if epoch == config.epochs else "running"))
+
+    model.train()
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        started = time.perf_counter()
+        try:
+            loss = train_epoch(model, optimizer, data, dataset, config.batch_size,
+                               epoch_generator(config.seed, epoch, device), epoch)
+        except TrainingDiverged as error:
+            history.append({"epoch": epoch, "loss": error.value, "sigma": None, "time_s": None})
+            write_json(out_dir / TRAIN_JSON, payload("diverged") | {"error": str(error)})
+            raise
+        seconds = time.perf_counter() - started
+        wall_time += seconds
+        sigma = float(torch.exp(model.log_sigma))
+        history.append({"epoch": epoch, "loss": loss, "sigma": sigma, "time_s": seconds})
+        log(f"epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {sigma:.4f}  time {seconds:6.2f}s")
+        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+            checkpoint(epoch)
+    if start_epoch >= config.epochs:
+        log(f"{out_dir} already holds all {config.epochs} epochs; nothing to do")
+    result = payload("complete")
+    write_json(out_dir / TRAIN_JSON, result)
+    return result

@@ -1,0 +1,212 @@
+"""Estimators against exact answers: probabilistic PCA (spec §6), linear maps with J_g = J_f⁺, and the
+closed forms of torch.distributions."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
+
+from five import objectives
+from five.estimators import (GaussianPosterior, decoder_probe_tangents, encoder_jacobian, encoder_jvps,
+                             hutchinson_probes, iwae_log_likelihood, jacobian_covariance_scale_tril,
+                             log_det_surrogate)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+class PPCA:
+    """x = W z + b + √s·ε: exact marginal N(b, WWᵀ + sI) and posterior N(M⁻¹Wᵀ(x − b), s·M⁻¹), M = WᵀW + sI."""
+
+    def __init__(self, data_dim=6, latent_dim=3, s=0.3, seed=1):
+        g = torch.Generator().manual_seed(seed)
+        self.W = torch.randn(data_dim, latent_dim, generator=g)
+        self.b = torch.randn(data_dim, generator=g)
+        self.s = s
+        self.log_sigma = torch.tensor(0.5 * math.log(s))
+
+    def sample(self, n, generator):
+        z = torch.randn(n, self.W.shape[1], generator=generator)
+        return z @ self.W.T + self.b + math.sqrt(self.s) * torch.randn(n, self.W.shape[0], generator=generator)
+
+    def exact_log_likelihood(self, x):
+        covariance = self.W @ self.W.T + self.s * torch.eye(self.W.shape[0])
+        return MultivariateNormal(self.b, covariance).log_prob(x)
+
+    def exact_posterior(self, x):
+        M = self.W.T @ self.W + self.s * torch.eye(self.W.shape[1])
+        mean = (x - self.b) @ self.W @ torch.linalg.inv(M).T
+        scale_tril = torch.linalg.cholesky(self.s * torch.linalg.inv(M)).expand(x.shape[0], -1, -1)
+        return GaussianPosterior(mean, scale_tril)
+
+    def log_joint(self, x, z):
+        x_hat = z @ self.W.T + self.b
+        return objectives.decoder_log_likelihood(x, x_hat, self.log_sigma) + objectives.prior_log_density(z)
+
+
+def test_iwae_with_exact_posterior_is_exact_for_every_example():
+    model, g = PPCA(), torch.Generator().manual_seed(0)
+    x = model.sample(50, g)
+    for samples in (1, 7, 300):
+        result = iwae_log_likelihood(x, model.exact_posterior(x), model.log_joint, samples, g, chunk_size=64)
+        torch.testing.assert_close(result.log_likelihood, model.exact_log_likelihood(x), atol=1e-4, rtol=0)
+        # with the exact posterior every weight is log p(x): the ESS is N
+        torch.testing.assert_close(result.effective_sample_size, torch.full((50,), float(samples)))
+
+
+def test_iwae_with_a_wrong_proposal_is_below_and_converges_as_n_grows():
+    model, g = PPCA(), torch.Generator().manual_seed(0)
+    x = model.sample(400, g)
+    exact = model.exact_log_likelihood(x).mean()
+    exact_posterior = model.exact_posterior(x)
+    wrong = GaussianPosterior(exact_posterior.mean + 0.3, 1.6 * exact_posterior.scale_tril)
+    gaps = []
+    for samples in (1, 10, 100, 2000):
+        estimate = iwae_log_likelihood(x, wrong, model.log_joint, samples, g, chunk_size=256).log_likelihood.mean()
+        gaps.append(float(exact - estimate))
+    assert all(gap > 0 for gap in gaps), gaps
+    assert gaps == sorted(gaps, reverse=True), gaps
+    assert gaps[-1] < 0.05 * gaps[0], gaps
+
+
+def test_iwae_with_n_1_is_the_elbo():
+    model, g = PPCA(), torch.Generator().manual_seed(3)
+    x = model.sample(20, g)
+    proposal = GaussianPosterior(torch.zeros(20, 3), torch.eye(3).expand(20, 3, 3))
+    result = iwae_log_likelihood(x, proposal, model.log_joint, 1, g)
+    torch.testing.assert_close(result.log_likelihood, result.elbo)
+
+
+def linear_pair(data_dim=7, latent_dim=4, seed=0):
+    """Encoder f(x) = A x and decoder g(z) = A⁺ z, so J_g = J_f⁺ exactly."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(latent_dim, data_dim, generator=g).requires_grad_()
+    pinv = torch.linalg.pinv(A.detach())
+    return A, (lambda x: x @ A.T), (lambda z: z @ pinv.T)
+
+
+def surrogate_gradient(A, encode, decode, x, probes):
+    tangents = decoder_probe_tangents(decode, encode(x), probes)
+    _, encoder_tangents = encoder_jvps(encode, x, tangents)
+    surrogate = log_det_surrogate(probes, encoder_tangents)
+    return torch.autograd.grad(surrogate.mean(), A)[0]
+
+
+def half_log_det_gradient(A):
+    return torch.autograd.grad(0.5 * torch.logdet(A @ A.T), A)[0]
+
+
+def test_surrogate_gradient_at_full_budget_equals_half_log_det_gradient():
+    A, encode, decode = linear_pair()
+    x = torch.randn(5, 7)
+    probes = hutchinson_probes(5, 4, 4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(surrogate_gradient(A, encode, decode, x, probes), half_log_det_gradient(A))
+
+
+def test_surrogate_gradient_at_budget_one_is_unbiased():
+    A, encode, decode = linear_pair()
+    generator = torch.Generator().manual_seed(2)
+    # Each example draws its own probe, so a group of examples averages independent draws.
+    group_means = torch.stack([
+        surrogate_gradient(A, encode, decode, torch.randn(2000, 7), hutchinson_probes(2000, 4, 1, generator))
+        for _ in range(20)
+    ])
+    mean, standard_error = group_means.mean(0), group_means.std(0) / math.sqrt(20)
+    truth = half_log_det_gradient(A)
+    assert ((mean - truth).abs() / standard_error).max() < 5
+    # and a single probe is not already exact (the test could tell a biased estimator apart)
+    single = surrogate_gradient(A, encode, decode, torch.randn(1, 7), hutchinson_probes(1, 4, 1, generator))
+    assert not torch.allclose(single, truth, atol=1e-3)
+
+
+def test_hutchinson_probes_are_scaled_orthonormal_and_reject_nothing_valid():
+    probes = hutchinson_probes(3, 5, 5, torch.Generator().manual_seed(0))  # (K, B, d)
+    for example in probes.permute(1, 0, 2):  # (K, d)
+        torch.testing.assert_close(example @ example.T, 5 * torch.eye(5), rtol=0, atol=1e-5)
+
+
+def test_five_samples_have_covariance_s_jf_jft():
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.SiLU(), torch.nn.Linear(16, 3))
+    decoder = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 5))
+    log_sigma = torch.tensor(math.log(0.3))
+    n = 40000
+    x = torch.randn(1, 5).expand(n, 5).contiguous()
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(n, 5, generator=g)
+    terms = objectives.five_loss(x, encoder, decoder, log_sigma, u, hutchinson_probes(n, 3, 1, g))
+    z = terms["z"].detach()
+    jacobian = encoder_jacobian(encoder, x[:1])[0].detach()
+    expected = 0.09 * jacobian @ jacobian.T
+    torch.testing.assert_close(torch.cov(z.T), expected, atol=0.03 * expected.abs().max(), rtol=0)
+    torch.testing.assert_close(z.mean(0), encoder(x[:1])[0].detach(), atol=0.02, rtol=0)
+    # the evaluation proposal describes the same distribution
+    scale_tril = jacobian_covariance_scale_tril(jacobian[None], log_sigma)[0]
+    torch.testing.assert_close(scale_tril @ scale_tril.T, expected, atol=1e-6 * expected.abs().max(), rtol=1e-5)
+
+
+def test_encoder_jacobian_matches_autograd():
+    encoder = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    x = torch.randn(2, 4)
+    jacobian = encoder_jacobian(encoder, x)
+    for i in range(2):
+        torch.testing.assert_close(jacobian[i], torch.autograd.functional.jacobian(encoder, x[i]))
+
+
+def test_fcvae_kl_and_log_q_match_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu, log_diag = torch.randn(6, 4, generator=g), 0.5 * torch.randn(6, 4, generator=g)
+    off_diag = torch.randn(6, 6, generator=g)
+    L = objectives.cholesky_factor(log_diag, off_diag)
+    q = MultivariateNormal(mu, scale_tril=L)
+    prior = MultivariateNormal(torch.zeros(4), torch.eye(4))
+    torch.testing.assert_close(objectives.kl_cholesky(mu, L, log_diag), kl_divergence(q, prior))
+    eps = torch.randn(6, 4, generator=g)
+    z = mu + (L @ eps.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(objectives.log_q_cholesky(log_diag, eps), q.log_prob(z))
+    # L is lower triangular with exp(ℓ) on the diagonal
+    torch.testing.assert_close(L.diagonal(dim1=-2, dim2=-1), torch.exp(log_diag))
+    assert torch.count_nonzero(torch.triu(L, diagonal=1)) == 0
+
+
+def test_diagonal_kl_and_decoder_likelihood_match_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu, log_std = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    expected = kl_divergence(Normal(mu, torch.exp(log_std)), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(objectives.kl_diagonal(mu, log_std), expected)
+    x, x_hat, log_sigma = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g), torch.tensor(-0.7)
+    expected = Normal(x_hat, torch.exp(log_sigma)).log_prob(x).sum(-1)
+    torch.testing.assert_close(objectives.decoder_log_likelihood(x, x_hat, log_sigma), expected)
+
+
+def test_five_loss_is_the_negative_elbo_for_a_linear_gaussian_model():
+    """For linear f, g the FIVE −ELBO has a closed form: with q = N(Ax, s·AAᵀ) and decoder g(z) = Wz,
+    E_q‖x − Wz‖² = ‖x − WAx‖² + s·tr(WAAᵀWᵀ), E‖z‖² = ‖Ax‖² + s·tr(AAᵀ). Averaged over many u the loss
+    (with the surrogate replaced by its meaningful counterpart ½ log det) must match."""
+    g = torch.Generator().manual_seed(0)
+    D, d, n = 5, 2, 200000
+    A, W = torch.randn(d, D, generator=g) * 0.5, torch.randn(D, d, generator=g)
+    log_sigma = torch.tensor(math.log(0.4))
+    s = 0.16
+    x = torch.randn(1, D, generator=g).expand(n, D).contiguous()
+    terms = objectives.five_loss(x, lambda v: v @ A.T, lambda z: z @ W.T, log_sigma,
+                                 torch.randn(n, D, generator=g), hutchinson_probes(n, d, d, g))
+    C = A @ A.T
+    x0 = x[0]
+    expected_reconstruction = (((x0 - W @ A @ x0) ** 2).sum() + s * torch.trace(W @ C @ W.T)) / (2 * s)
+    expected_prior = 0.5 * ((A @ x0) ** 2).sum() + 0.5 * s * torch.trace(C)
+    half_log_det = 0.5 * torch.logdet(C)
+    constant = 0.5 * (D - d) * math.log(s) + 0.5 * D * math.log(2 * math.pi) - 0.5 * d
+    loss_without_surrogate = terms["loss"] + terms["surrogate"]
+    expected = expected_reconstruction + expected_prior + constant
+    torch.testing.assert_close(loss_without_surrogate.mean(), expected, rtol=5e-3, atol=0)
+    # The −ELBO of this model also follows from the general formula E[−log p(x|z) − log p(z) + log q(z|x)]
+    entropy = 0.5 * d * (1 + math.log(2 * math.pi)) + 0.5 * torch.logdet(s * C)
+    log_joint = (objectives.decoder_log_likelihood(x, terms["z"] @ W.T, log_sigma)
+                 + objectives.prior_log_density(terms["z"]))
+    torch.testing.assert_close(-(log_joint.mean() + entropy), expected - half_log_det, rtol=5e-3, atol=0)
