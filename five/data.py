@@ -79,7 +79,7 @@ MANIFOLD_SIZES = {"train": 8000, "test": 2000}
 def manifold_features(z: torch.Tensor) -> torch.Tensor:
     """φ(z): a smooth curved map ℝ² → ℝ⁵ (its curvature is what a diagonal posterior cannot follow)."""
     z1, z2 = z[..., 0], z[..., 1]
-    return torch.stack([z1, z2, torch.sin(2 * z1), torch.sin(2 * z2), 0.5 * torch.cos(z1 + z2) * z1], dim=-1)
+    return torch.stack([z1, z2, torch.sin(2 * z1), torch.sin(2 * z2), torch.cos(z1 + z2)], dim=-1)
 
 
 def manifold_mixing() -> torch.Tensor:

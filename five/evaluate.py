@@ -97,7 +97,7 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         "split": split,
         "data_dim": D,
         "discrete_levels": levels,
-        "sigma": float(torch.exp(model.log_sigma)),
+        "sigma": float(torch.exp(model.log_sigma.detach())),
         "proposal": proposal_description(model),
         "model_selection": "last",
         "checkpoint_epoch": state["epoch"],

@@ -111,7 +111,7 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
             raise
         seconds = time.perf_counter() - started
         wall_time += seconds
-        sigma = float(torch.exp(model.log_sigma))
+        sigma = float(torch.exp(model.log_sigma.detach()))
         history.append({"epoch": epoch, "loss": loss, "sigma": sigma, "time_s": seconds})
         log(f"epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {sigma:.4f}  time {seconds:6.2f}s")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:

@@ -1,0 +1,68 @@
+"""The command line contract the workflow calls: `five train` and `five evaluate`, and their one-line errors."""
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIVE = shutil.which("five", path=str(Path(sys.executable).parent)) or "five"
+
+
+def five(*args, cwd=None):
+    return subprocess.run([FIVE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_train_then_evaluate_writes_the_promised_files(tmp_path):
+    run = tmp_path / "run"
+    trained = five("train", "--model", "five", "--dataset", "digits", "--latent-dim", 3, "--probes", 2,
+                   "--epochs", 2, "--hidden-width", 32, "--device", "cpu", "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    assert "epoch     2/2" in trained.stdout and "sigma" in trained.stdout
+    record = json.loads((run / "train.json").read_text())
+    assert record["config"]["probes"] == 2 and len(record["history"]) == 2 and record["device"] == "cpu"
+    assert {"epoch", "loss", "sigma", "time_s"} <= set(record["history"][0])
+    assert (run / "checkpoint.pt").exists()
+
+    evaluated = five("evaluate", "--run", run, "--importance-samples", 8, "--device", "cpu",
+                     "--out", tmp_path / "eval.json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    for key in ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse"):
+        assert math.isfinite(metrics[key]), key
+    for key in ("active_units", "active_units_eigen", "n_examples", "importance_samples", "config"):
+        assert key in metrics
+    assert metrics["importance_samples"] == 8 and metrics["config"]["model"] == "five"
+    assert "bits/dim" in evaluated.stdout
+
+    # rerunning on the finished folder resumes: nothing left to train, same checkpoint
+    again = five("train", "--model", "five", "--dataset", "digits", "--latent-dim", 3, "--probes", 2,
+                 "--epochs", 2, "--hidden-width", 32, "--device", "cpu", "--out", run)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+@pytest.mark.parametrize("args, cause", [
+    (["train", "--model", "gan", "--dataset", "digits", "--latent-dim", "4"], "unknown model 'gan'"),
+    (["train", "--model", "vae", "--dataset", "mnistt", "--latent-dim", "4"], "unknown dataset 'mnistt'"),
+    (["train", "--model", "five", "--dataset", "digits", "--latent-dim", "4", "--probes", "5"], "K=5"),
+    (["train", "--model", "vae", "--dataset", "npz:/nonexistent/x.npz", "--latent-dim", "4"], "not found"),
+    (["train", "--model", "vae", "--dataset", "digits"], "--latent-dim"),
+    (["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "four"], "invalid int value"),
+])
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, args, cause):
+    result = five(*args, "--out", tmp_path / "run")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("five: error:") and cause in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_evaluating_a_missing_run_is_one_clear_line(tmp_path):
+    result = five("evaluate", "--run", tmp_path / "nothing", "--out", tmp_path / "eval.json")
+    assert result.returncode != 0 and "no checkpoint at" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "eval.json").exists()

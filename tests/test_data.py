@@ -1,0 +1,92 @@
+"""The data registry: digits, the synthetic manifold, user .npz files, dequantisation."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from five.data import MANIFOLD_NOISE_STD, dequantize, load_dataset, manifold_log_joint, manifold_mean
+from five.errors import DataError
+
+
+def test_digits_are_17_level_integers_split_360_test():
+    digits = load_dataset("digits")
+    assert digits.discrete_levels == 17 and digits.example_shape == (64,) and digits.dim == 64
+    assert digits.split("train").shape == (1437, 64) and digits.split("test").shape == (360, 64)
+    assert digits.split("train").dtype == torch.uint8
+    assert int(digits.split("train").max()) == 16 and int(digits.split("test").min()) == 0
+    # the split is fixed: loading twice gives the same test set
+    assert torch.equal(load_dataset("digits").split("test"), digits.split("test"))
+
+
+def test_dequantisation_stays_in_its_bin_and_is_fresh_per_draw():
+    levels = torch.randint(0, 17, (500, 64), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    first, second = dequantize(levels, 17, generator), dequantize(levels, 17, generator)
+    assert first.dtype == torch.float32
+    assert bool(((first * 17).floor() == levels.float()).all())  # x ∈ [n/L, (n+1)/L)
+    assert 0.0 <= float(first.min()) and float(first.max()) < 1.0
+    assert not torch.equal(first, second)
+    continuous = torch.randn(3, 4)
+    assert torch.equal(dequantize(continuous, None, generator), continuous)
+
+
+def test_manifold_is_continuous_and_its_log_joint_is_the_generating_density():
+    manifold = load_dataset("manifold")
+    assert manifold.discrete_levels is None and manifold.example_shape == (10,)
+    x = manifold.split("test")
+    assert x.shape == (2000, 10) and x.dtype == torch.float32
+    # The generating model x = A·φ(z) + σ₀ε: log p(x, z) for the true z is the Gaussian noise density + prior.
+    z = torch.randn(4, 2, dtype=torch.float64)
+    eps = torch.randn(4, 10, dtype=torch.float64)
+    x = manifold_mean(z) + MANIFOLD_NOISE_STD * eps
+    expected = (torch.distributions.Normal(0.0, MANIFOLD_NOISE_STD).log_prob(MANIFOLD_NOISE_STD * eps).sum(-1)
+                + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
+    torch.testing.assert_close(manifold_log_joint(x, z), expected, rtol=1e-9, atol=1e-5)
+    # the manifold is curved: the map is not affine in z
+    midpoint = manifold_mean(torch.zeros(1, 2))
+    ends = 0.5 * (manifold_mean(torch.tensor([[1.0, 0.0]])) + manifold_mean(torch.tensor([[-1.0, 0.0]])))
+    assert float((midpoint - ends).norm()) > 0.1
+
+
+def test_npz_with_discrete_levels_and_images(tmp_path):
+    path = tmp_path / "images.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, train=rng.integers(0, 4, (20, 1, 8, 8)), test=rng.integers(0, 4, (5, 1, 8, 8)),
+             discrete_levels=4)
+    data = load_dataset(f"npz:{path}")
+    assert data.discrete_levels == 4 and data.example_shape == (1, 8, 8) and data.dim == 64
+    assert data.default_architecture == "conv" and data.split("train").dtype == torch.uint8
+
+
+def test_npz_without_levels_is_continuous(tmp_path):
+    path = tmp_path / "flat.npz"
+    np.savez(path, train=np.random.randn(30, 5), test=np.random.randn(7, 5))
+    data = load_dataset(f"npz:{path}")
+    assert data.discrete_levels is None and data.default_architecture == "mlp"
+    assert data.split("test").dtype == torch.float32 and data.split("test").shape == (7, 5)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(train=np.zeros((3, 4))), "lacks the array"),
+    (dict(train=np.zeros((3, 4)), test=np.zeros((3, 5))), "equal example shape"),
+    (dict(train=np.zeros((3, 4, 2)), test=np.zeros((3, 4, 2))), r"\(n, D\) or \(n, C, H, W\)"),
+    (dict(train=np.full((3, 4), 0.5), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
+    (dict(train=np.full((3, 4), 7), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
+])
+def test_malformed_npz_files_are_named_errors(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset(f"npz:{path}")
+
+
+def test_unknown_and_missing_data_sets_are_named_errors(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset 'digitz'"):
+        load_dataset("digitz")
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(f"npz:{tmp_path / 'absent.npz'}")
+    with pytest.raises(DataError, match="no split 'validation'"):
+        load_dataset("digits").split("validation")
+
+

@@ -1,0 +1,143 @@
+"""Training on digits: every model learns, resume is exact, a non-finite loss stops the run cleanly."""
+
+import hashlib
+import json
+import math
+
+import pytest
+import torch
+
+from five.config import MODELS, TrainConfig
+from five.errors import ConfigError, TrainingDiverged
+from five.evaluate import evaluate_run
+from five.models import MODEL_CLASSES
+from five.train import train
+
+CPU = torch.device("cpu")
+
+
+def small_config(model, **overrides):
+    values = dict(model=model, dataset="digits", latent_dim=4, epochs=4, hidden_width=64, batch_size=128)
+    return TrainConfig(**(values | overrides))
+
+
+def quiet(_line):
+    pass
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_each_model_learns_on_digits_and_evaluates_to_finite_numbers(model, tmp_path):
+    result = train(small_config(model, epochs=6), tmp_path, CPU, log=quiet)
+    losses = [entry["loss"] for entry in result["history"]]
+    assert len(losses) == 6
+    assert losses[-1] < losses[0] - 1.0, losses
+    saved = json.loads((tmp_path / "train.json").read_text())
+    assert saved["status"] == "complete" and saved["epochs_completed"] == 6
+    metrics = evaluate_run(tmp_path, CPU, importance_samples=16, log=quiet)
+    for key in ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse"):
+        assert torch.isfinite(torch.tensor(metrics[key])), (key, metrics[key])
+    assert metrics["n_examples"] == 360 and metrics["importance_samples"] == 16
+    assert 1.0 <= metrics["ess_mean"] <= 16.0
+    # IWAE with N > 1 is a tighter bound than the ELBO
+    assert metrics["nll_nats"] <= -metrics["elbo_nats"] + 1e-6
+    assert 0 <= metrics["active_units"] <= 4 and 0 <= metrics["active_units_eigen"] <= 4
+    assert (metrics["kl_per_dimension"] is not None) == (model == "vae")
+
+
+def test_evaluate_reports_bits_per_dim_from_its_nats(tmp_path):
+    train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
+    metrics = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet)
+    assert math.isclose(metrics["bits_per_dim"], metrics["nll_nats"] / (64 * math.log(2)) + math.log2(17))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_interrupted_then_resumed_training_equals_uninterrupted(model, tmp_path):
+    config = small_config(model, epochs=4)
+    train(config, tmp_path / "straight", CPU, log=quiet)
+
+    def interrupt_in_epoch_three(line):
+        if line.startswith("epoch     3/"):  # epoch 3 finished but is not checkpointed yet: its work is lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", CPU, log=interrupt_in_epoch_three)
+    interrupted = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert interrupted["epoch"] == 2
+    lines = []
+    train(config, tmp_path / "resumed", CPU, log=lines.append)
+    assert any("resuming" in line and "after epoch 2" in line for line in lines)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    assert [h["loss"] for h in straight["history"]] == [h["loss"] for h in resumed["history"]]
+
+
+def test_training_is_deterministic_given_the_seed_and_differs_across_seeds(tmp_path):
+    def final_weights(seed, folder):
+        train(small_config("fif", epochs=1, seed=seed), tmp_path / folder, CPU, log=quiet)
+        return torch.load(tmp_path / folder / "checkpoint.pt", weights_only=True)["model"]["head.weight"]
+
+    assert torch.equal(final_weights(0, "a"), final_weights(0, "b"))
+    assert not torch.equal(final_weights(0, "a"), final_weights(1, "c"))
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path):
+    train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
+    with pytest.raises(ConfigError, match="latent_dim: 4 → 5"):
+        train(small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=quiet)
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = small_config("vae", epochs=3)
+    train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)  # a good checkpoint after epoch 1
+    good = hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest()
+    original = MODEL_CLASSES["vae"].loss_terms
+    calls = {"n": 0}
+
+    def poisoned(self, x, generator):
+        terms = original(self, x, generator)
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 2 (the first after resuming), step 5
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(MODEL_CLASSES["vae"], "loss_terms", poisoned)
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 5") as caught:
+        train(config, tmp_path, CPU, log=quiet)
+    assert (caught.value.epoch, caught.value.step) == (2, 5)
+    assert hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest() == good
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert record["status"] == "diverged" and "epoch 2, step 5" in record["error"]
+
+
+def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):
+    """Start σ far below the floor of spec §5: after one epoch ρ must sit at the floor (plus at most the
+    few Adam steps of size ≈ lr it can climb since), not where it started."""
+    import five.models
+
+    monkeypatch.setattr(five.models, "INITIAL_SIGMA", 1e-5)
+    floor = math.log(1 / (17 * math.sqrt(12)))  # L = 17 levels
+    train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
+    log_sigma = float(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]["log_sigma"])
+    steps = math.ceil(1437 / 128)
+    assert floor - 1e-6 <= log_sigma <= floor + 2 * steps * 5e-4, (log_sigma, floor)
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(model="five", latent_dim=4, probes=5), "outside 1 <= K <= d=4"),
+    (dict(model="fif", latent_dim=4, probes=0), "outside 1 <= K <= d=4"),
+    (dict(model="vae", latent_dim=4, probes=2), "applies only to fif and five"),
+    (dict(model="five", latent_dim=4, beta=3.0), "applies only to fif"),
+    (dict(model="vea", latent_dim=4), "unknown model 'vea'"),
+    (dict(model="vae", latent_dim=0), "latent-dim must be >= 1"),
+])
+def test_invalid_configurations_fail_when_built(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(dataset="digits", **values)
+
+
+def test_probe_budget_defaults_to_one_for_fif_and_five_and_is_absent_otherwise():
+    assert TrainConfig(model="five", dataset="digits", latent_dim=3).probes == 1
+    assert TrainConfig(model="fif", dataset="digits", latent_dim=3).beta == 10.0
+    assert TrainConfig(model="vae", dataset="digits", latent_dim=3).probes is None
