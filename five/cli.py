@@ -14,6 +14,9 @@ from five.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainCon
 from five.errors import FiveError
 
 
+DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"five: error: {message} (see `{self.prog} --help`)\n")
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train (or resume) one run")
     train.add_argument("--model", required=True, help="vae, fcvae, fif or five")
-    train.add_argument("--dataset", required=True, help="digits, manifold or npz:PATH")
+    train.add_argument("--dataset", required=True, help="digits, manifold, mnist, cifar10 or npz:PATH")
     train.add_argument("--latent-dim", type=int, required=True, help="d")
     train.add_argument("--probes", type=int, help="Hutchinson budget K, 1 <= K <= d (fif, five; default 1)")
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
     train.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
+    train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run")
@@ -45,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    evaluate.add_argument("--image-dir", type=Path, help="also write reconstructions.png and samples.png here")
     evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+
+    download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
+    download.add_argument("--dataset", required=True, help="mnist or cifar10")
+    download.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     return parser
 
 
@@ -58,7 +68,7 @@ def run_train(args) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
     )
-    result = train(config, args.out, choose_device(args.device))
+    result = train(config, args.out, choose_device(args.device), data_dir=args.data_dir)
     final = result["history"][-1] if result["history"] else {}
     print(f"done: {result['epochs_completed']} epochs, final loss {final.get('loss')}, "
           f"wall time {result['wall_time_s']:.1f}s; wrote {args.out}/checkpoint.pt and {args.out}/train.json")
@@ -69,7 +79,8 @@ def run_evaluate(args) -> None:
     from five.nets import choose_device
 
     metrics = evaluate_run(args.run, choose_device(args.device), args.importance_samples, args.split,
-                           args.batch_size, log=lambda line: print(line, file=sys.stderr))
+                           args.batch_size, log=lambda line: print(line, file=sys.stderr),
+                           data_dir=args.data_dir, image_dir=args.image_dir)
     write_json(args.out, metrics)
     bits = metrics["bits_per_dim"]
     print(f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
@@ -77,12 +88,26 @@ def run_evaluate(args) -> None:
           + (f", {bits:.4f} bits/dim" if bits is not None else "")
           + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
           f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}); wrote {args.out}")
+    if "posterior_covariance_error" in metrics:
+        print(f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
+              f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "
+              f"model {metrics['model_nll_nats_same_examples']:.3f} nats")
+    for path in metrics.get("image_grids", []):
+        print(f"wrote {path}")
+
+
+def run_download(args) -> None:
+    from five.data import resolve_data_dir
+    from five.vision import download_vision_dataset
+
+    files = download_vision_dataset(args.dataset, resolve_data_dir(args.data_dir))
+    print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": run_train, "evaluate": run_evaluate}[args.command](args)
+        {"train": run_train, "evaluate": run_evaluate, "download": run_download}[args.command](args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)
         return error.exit_code

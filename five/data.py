@@ -2,12 +2,13 @@
 
 Discrete data are stored as integer levels n in {0, …, L-1} (uint8 where L <= 256) and become model input
 x = (n + u) / L with u ~ U[0,1)^D when a batch is drawn; continuous data are used as they are.
-MNIST and CIFAR-10 slot into `REGISTRY` as further loaders (a later issue).
+MNIST and CIFAR-10 (five.vision) read torchvision's files from a data directory and never download.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,7 @@ import torch
 from five.errors import DataError
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
+DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
 
 
 @dataclass
@@ -51,72 +53,38 @@ def dequantize(levels: torch.Tensor, discrete_levels: int | None, generator: tor
     return (levels.float() + noise) / discrete_levels
 
 
-def _shuffled_split(array: np.ndarray, n_test: int) -> dict[str, torch.Tensor]:
+def _shuffled_split(array: np.ndarray, sizes: dict[str, int]) -> dict[str, torch.Tensor]:
+    """A fixed shuffle (SPLIT_SEED); the named splits take their sizes in order, `train` takes the rest."""
     order = np.random.default_rng(SPLIT_SEED).permutation(len(array))
-    return {"train": torch.from_numpy(array[order[n_test:]]), "test": torch.from_numpy(array[order[:n_test]])}
+    splits, start = {}, 0
+    for name, size in sizes.items():
+        splits[name] = torch.from_numpy(array[order[start : start + size]])
+        start += size
+    return {"train": torch.from_numpy(array[order[start:]]), **splits}
 
 
 def load_digits() -> Dataset:
     """scikit-learn's 8x8 handwritten digits (shipped with the package): 1797 images, 17 grey levels 0..16.
 
-    A fixed shuffle (seed 0) puts 360 images (20%) in `test`, the other 1437 in `train`.
+    A fixed shuffle (seed 0) puts 360 images in `test`, 180 in `validation` and the other 1257 in `train`.
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
     levels = sklearn_digits().data.astype(np.uint8)  # (1797, 64), values 0..16
-    return Dataset("digits", _shuffled_split(levels, n_test=360), 17, "mlp", 256)
-
-
-# --- The synthetic curved manifold -------------------------------------------------------------------------
-# Generating model: z ~ N(0, I_2), x = A·φ(z) + σ₀·ε with ε ~ N(0, I_D), a fixed curved feature map φ and a
-# fixed A with orthonormal columns. p(z) and p(x|z) are closed form, so the density is known exactly.
-MANIFOLD_LATENT_DIM = 2
-MANIFOLD_DATA_DIM = 10
-MANIFOLD_NOISE_STD = 0.05
-MANIFOLD_SIZES = {"train": 8000, "test": 2000}
-
-
-def manifold_features(z: torch.Tensor) -> torch.Tensor:
-    """φ(z): a smooth curved map ℝ² → ℝ⁵ (its curvature is what a diagonal posterior cannot follow)."""
-    z1, z2 = z[..., 0], z[..., 1]
-    return torch.stack([z1, z2, torch.sin(2 * z1), torch.sin(2 * z2), torch.cos(z1 + z2)], dim=-1)
-
-
-def manifold_mixing() -> torch.Tensor:
-    """A (D × 5) with orthonormal columns, fixed by a seed so that every run sees the same manifold."""
-    gaussian = torch.randn(MANIFOLD_DATA_DIM, 5, generator=torch.Generator().manual_seed(12345), dtype=torch.float64)
-    return torch.linalg.qr(gaussian).Q
-
-
-def manifold_mean(z: torch.Tensor) -> torch.Tensor:
-    """The noise-free manifold point A·φ(z)."""
-    return manifold_features(z.to(torch.float64)) @ manifold_mixing().T
-
-
-def manifold_log_joint(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x, z) = log N(x; A·φ(z), σ₀² I) + log N(z; 0, I) of the generating model, in nats."""
-    x, z = x.to(torch.float64), z.to(torch.float64)
-    D, d = x.shape[-1], z.shape[-1]
-    residual = ((x - manifold_mean(z)) ** 2).sum(-1)
-    log_likelihood = -0.5 * D * math.log(2 * math.pi * MANIFOLD_NOISE_STD**2) - residual / (2 * MANIFOLD_NOISE_STD**2)
-    log_prior = -0.5 * d * math.log(2 * math.pi) - 0.5 * (z**2).sum(-1)
-    return log_likelihood + log_prior
+    return Dataset("digits", _shuffled_split(levels, {"test": 360, "validation": 180}), 17, "mlp", 256)
 
 
 def load_manifold() -> Dataset:
-    """Continuous synthetic data on a curved 2-d manifold in 10 dims (see `manifold_log_joint`)."""
-    generator = torch.Generator().manual_seed(SPLIT_SEED)
-    splits = {}
-    for split, n in MANIFOLD_SIZES.items():
-        z = torch.randn(n, MANIFOLD_LATENT_DIM, generator=generator, dtype=torch.float64)
-        noise = torch.randn(n, MANIFOLD_DATA_DIM, generator=generator, dtype=torch.float64)
-        splits[split] = (manifold_mean(z) + MANIFOLD_NOISE_STD * noise).float()
-    return Dataset("manifold", splits, None, "mlp", 128)
+    """Continuous synthetic data on a curved 2-d manifold in 10 dims with a known density and posterior."""
+    from five import manifold
+
+    return Dataset("manifold", manifold.generate_splits(SPLIT_SEED), None, "mlp", 128)
 
 
 def load_npz(path: str) -> Dataset:
-    """A user's own `.npz`: `train` and `test` arrays of shape (n, D) or (n, C, H, W), optional scalar
-    `discrete_levels` L (then values must be integers in 0..L-1 and are dequantised; else continuous)."""
+    """A user's own `.npz`: `train` and `test` arrays (optionally `validation`) of shape (n, D) or
+    (n, C, H, W), and an optional scalar `discrete_levels` L (then values must be integers in 0..L-1 and are
+    dequantised; without it the data are continuous)."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"npz data file not found: {file}")
@@ -124,11 +92,12 @@ def load_npz(path: str) -> Dataset:
         missing = [key for key in ("train", "test") if key not in archive.files]
         if missing:
             raise DataError(f"{file} lacks the array(s) {', '.join(missing)} (it has {', '.join(archive.files)})")
-        arrays = {split: archive[split] for split in ("train", "test")}
+        arrays = {split: archive[split] for split in ("train", "validation", "test") if split in archive.files}
         levels = int(archive["discrete_levels"]) if "discrete_levels" in archive.files else None
     shapes = {split: array.shape for split, array in arrays.items()}
-    if any(len(shape) not in (2, 4) for shape in shapes.values()) or shapes["train"][1:] != shapes["test"][1:]:
-        raise DataError(f"{file}: train/test must both be (n, D) or (n, C, H, W) of equal example shape, got {shapes}")
+    example_shapes = {shape[1:] for shape in shapes.values()}
+    if any(len(shape) not in (2, 4) for shape in shapes.values()) or len(example_shapes) != 1:
+        raise DataError(f"{file}: the splits must all be (n, D) or (n, C, H, W) of equal example shape, got {shapes}")
     splits = {}
     for split, array in arrays.items():
         if levels is None:
@@ -141,16 +110,38 @@ def load_npz(path: str) -> Dataset:
     return Dataset(f"npz:{file}", splits, levels, architecture, 512)
 
 
-REGISTRY: dict[str, Callable[[], Dataset]] = {"digits": load_digits, "manifold": load_manifold}
+def _vision(name: str) -> Callable[[Path], Dataset]:
+    def load(data_dir: Path) -> Dataset:
+        from five.vision import load_vision_dataset  # imports torchvision only when needed
+
+        return load_vision_dataset(name, data_dir)
+
+    return load
+
+
+# name -> loader(data_dir); the data directory matters only to data sets read from files.
+REGISTRY: dict[str, Callable[[Path], Dataset]] = {
+    "digits": lambda data_dir: load_digits(),
+    "manifold": lambda data_dir: load_manifold(),
+    "mnist": _vision("mnist"),
+    "cifar10": _vision("cifar10"),
+}
 
 
 def dataset_names() -> list[str]:
     return [*REGISTRY, "npz:PATH"]
 
 
-def load_dataset(name: str) -> Dataset:
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data root: an explicit value (config or --data-dir), else $FIVE_DATA_DIR, else ./data."""
+    if data_dir is not None:
+        return Path(data_dir)
+    return Path(os.environ.get(DATA_DIR_VARIABLE) or "data")
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     if name.startswith("npz:"):
         return load_npz(name.removeprefix("npz:"))
     if name not in REGISTRY:
         raise DataError(f"unknown dataset {name!r} (choose from {', '.join(dataset_names())})")
-    return REGISTRY[name]()
+    return REGISTRY[name](resolve_data_dir(data_dir))

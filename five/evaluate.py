@@ -1,5 +1,6 @@
 """Evaluation of a trained run (spec §2–3): IWAE test log-likelihood through one code path for all models,
-bits/dim, effective sample size, active units, per-dimension KL and reconstruction error."""
+bits/dim, effective sample size, active units, per-dimension KL and reconstruction error; on the synthetic
+manifold also the distance between the learned and the true posterior."""
 
 from __future__ import annotations
 
@@ -10,29 +11,34 @@ from typing import Callable
 
 import torch
 
+from five import manifold
 from five.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from five.config import TrainConfig
-from five.data import dequantize, load_dataset
+from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
 from five.estimators import iwae_log_likelihood
+from five.images import as_images, write_image_grids
 from five.models import Model, build_model
 from five.objectives import kl_diagonal_per_dimension
 
 EVALUATION_SEED = 20250602  # fixed: the test dequantisation and the importance samples are the same every time
 ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
+POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
+POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
 
 
-def load_run(run_dir: Path, device: torch.device) -> tuple[TrainConfig, Model, dict]:
+def load_run(run_dir: Path, device: torch.device,
+             data_dir: Path | None = None) -> tuple[TrainConfig, Model, Dataset, dict]:
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.exists():
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
-    dataset = load_dataset(config.dataset)
+    dataset = load_dataset(config.dataset, data_dir)
     model = build_model(config, dataset)
     model.load_state_dict(state["model"])
-    return config, model.to(device).eval(), state
+    return config, model.to(device).eval(), dataset, state
 
 
 def proposal_description(model: Model) -> str:
@@ -43,19 +49,13 @@ def proposal_description(model: Model) -> str:
     return "the model's own posterior q(z|x)"
 
 
-def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 1000, split: str = "test",
-                 batch_size: int = 256, log: Callable[[str], None] = print) -> dict:
-    """All metrics of spec §2–3 for the run in `run_dir` on `split`."""
-    if importance_samples < 1:
-        raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
-    started = time.perf_counter()
-    config, model, state = load_run(run_dir, device)
-    dataset = load_dataset(config.dataset)
-    generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
-    x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
+def likelihood_pass(model: Model, x_all: torch.Tensor, importance_samples: int, batch_size: int,
+                    generator: torch.Generator, log: Callable[[str], None]) -> dict[str, torch.Tensor]:
+    """Per-example IWAE results, posterior means, reconstruction errors, and Σ_x Σ_q(x), batch by batch."""
     samples_per_chunk = max(1, SAMPLES_PER_CHUNK // batch_size)
-    log_likelihood, elbo, ess, means, squared_errors, kls = [], [], [], [], [], []
-    covariance_sum = torch.zeros(config.latent_dim, config.latent_dim, dtype=torch.float64, device=device)
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in
+                                            ("log_likelihood", "elbo", "ess", "mean", "squared_error", "kl")}
+    covariance_sum = 0
     batches = x_all.split(batch_size)
     for index, x in enumerate(batches):
         with torch.no_grad():
@@ -64,47 +64,98 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
                                          samples_per_chunk)
             reconstruction = model.decode(posterior.mean.to(x.dtype))
             if model.name == "vae":
-                mu, log_std = model.split_head(x)
-                kls.append(kl_diagonal_per_dimension(mu, log_std).double())
-        log_likelihood.append(result.log_likelihood)
-        elbo.append(result.elbo)
-        ess.append(result.effective_sample_size)
-        means.append(posterior.mean)
-        covariance_sum += posterior.covariance.sum(0)
-        squared_errors.append((x - reconstruction).flatten(1).pow(2).mean(1).double())
+                parts["kl"].append(kl_diagonal_per_dimension(*model.split_head(x)).double())
+        parts["log_likelihood"].append(result.log_likelihood)
+        parts["elbo"].append(result.elbo)
+        parts["ess"].append(result.effective_sample_size)
+        parts["mean"].append(posterior.mean)
+        parts["squared_error"].append((x - reconstruction).flatten(1).pow(2).mean(1).double())
+        covariance_sum = covariance_sum + posterior.covariance.sum(0)
         log(f"evaluated batch {index + 1}/{len(batches)}")
-    log_likelihood, elbo, ess = torch.cat(log_likelihood), torch.cat(elbo), torch.cat(ess)
-    means = torch.cat(means)
-    n = means.shape[0]
-    # §3: active units, axis-wise and rotation-invariant.
-    mean_variance = means.var(0, unbiased=False)
-    mean_covariance = torch.cov(means.T, correction=0).reshape(config.latent_dim, config.latent_dim)
-    eigen_of_means = torch.linalg.eigvalsh(mean_covariance)
-    expected_posterior_covariance = covariance_sum / n
-    D = dataset.dim
-    nll = -float(log_likelihood.mean())
+    merged = {key: torch.cat(value) for key, value in parts.items() if value}
+    merged["covariance_sum"] = covariance_sum
+    return merged
+
+
+def collapse_metrics(means: torch.Tensor, covariance_sum: torch.Tensor) -> dict:
+    """§3: active units (axis-wise and rotation-invariant) and the spectrum of E_x[Σ_q(x)]."""
+    variance = means.var(0, unbiased=False)
+    d = means.shape[1]
+    eigen_of_means = torch.linalg.eigvalsh(torch.cov(means.T, correction=0).reshape(d, d))
+    return {
+        "active_units": int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
+        "active_units_eigen": int((eigen_of_means > ACTIVE_UNIT_THRESHOLD).sum()),
+        "posterior_mean_variance": variance.tolist(),
+        "posterior_covariance_eigenvalues": torch.linalg.eigvalsh(covariance_sum / means.shape[0]).tolist(),
+    }
+
+
+def data_space_posterior_covariance(model: Model, x: torch.Tensor, samples: int,
+                                    generator: torch.Generator) -> torch.Tensor:
+    """Cov_q[g(z)] per example, (B, D, D), from `samples` draws of q(z|x): the spread of the noise-free
+    reconstruction that the posterior allows, comparable across latent parameterisations."""
+    with torch.no_grad():
+        z, _ = model.posterior(x).sample(samples, generator)  # (N, B, d)
+        points = model.decode(z.reshape(-1, z.shape[-1]).to(x.dtype)).reshape(samples, x.shape[0], -1).double()
+    centred = points - points.mean(0)
+    return torch.einsum("nbi,nbj->bij", centred, centred) / (samples - 1)
+
+
+def manifold_posterior_metrics(model: Model, x: torch.Tensor, model_log_likelihood: torch.Tensor,
+                               generator: torch.Generator) -> dict:
+    """Learned vs true posterior on the first POSTERIOR_EXAMPLES examples of the synthetic manifold."""
+    x, model_log_likelihood = x[:POSTERIOR_EXAMPLES], model_log_likelihood[:POSTERIOR_EXAMPLES]
+    truth = manifold.true_posterior(x.cpu())
+    learned = torch.cat([data_space_posterior_covariance(model, part, POSTERIOR_SAMPLES, generator).cpu()
+                         for part in x.split(50)])
+    error = manifold.normalised_frobenius_error(learned, truth.data_covariance)
+    return {
+        "posterior_examples": x.shape[0],
+        "posterior_covariance_error": float(error.mean()),
+        "true_nll_nats": -float(truth.log_likelihood.mean()),
+        "model_nll_nats_same_examples": -float(model_log_likelihood.mean()),
+    }
+
+
+def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 1000, split: str = "test",
+                 batch_size: int = 256, log: Callable[[str], None] = print,
+                 data_dir: Path | None = None, image_dir: Path | None = None) -> dict:
+    """All metrics of spec §2–3 for the run in `run_dir` on `split`; with `image_dir`, also PNG grids."""
+    if importance_samples < 1:
+        raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
+    started = time.perf_counter()
+    config, model, dataset, state = load_run(run_dir, device, data_dir)
+    if image_dir is not None:
+        as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
+    generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
+    x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
+    passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
+    nll = -float(passed["log_likelihood"].mean())
     levels = dataset.discrete_levels
     metrics = {
         "nll_nats": nll,
-        "bits_per_dim": nll / (D * math.log(2)) + math.log2(levels) if levels else None,
-        "elbo_nats": float(elbo.mean()),
-        "ess_mean": float(ess.mean()),
-        "active_units": int((mean_variance > ACTIVE_UNIT_THRESHOLD).sum()),
-        "active_units_eigen": int((eigen_of_means > ACTIVE_UNIT_THRESHOLD).sum()),
-        "recon_mse": float(torch.cat(squared_errors).mean()),
-        "n_examples": n,
+        "bits_per_dim": nll / (dataset.dim * math.log(2)) + math.log2(levels) if levels else None,
+        "elbo_nats": float(passed["elbo"].mean()),
+        "ess_mean": float(passed["ess"].mean()),
+        "recon_mse": float(passed["squared_error"].mean()),
+        **collapse_metrics(passed["mean"], passed["covariance_sum"]),
+        "kl_per_dimension": passed["kl"].mean(0).tolist() if "kl" in passed else None,
+        "n_examples": x_all.shape[0],
         "importance_samples": importance_samples,
         "split": split,
-        "data_dim": D,
+        "data_dim": dataset.dim,
         "discrete_levels": levels,
         "sigma": float(torch.exp(model.log_sigma.detach())),
         "proposal": proposal_description(model),
         "model_selection": "last",
         "checkpoint_epoch": state["epoch"],
-        "posterior_mean_variance": mean_variance.tolist(),
-        "posterior_covariance_eigenvalues": torch.linalg.eigvalsh(expected_posterior_covariance).tolist(),
-        "kl_per_dimension": torch.cat(kls).mean(0).tolist() if kls else None,
-        "wall_time_s": time.perf_counter() - started,
-        "config": config.to_dict(),
     }
+    if config.dataset == "manifold":
+        log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")
+        metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator))
+    if image_dir is not None:
+        paths = write_image_grids(model, x_all, Path(image_dir), generator)
+        metrics["image_grids"] = [str(path) for path in paths]
+    metrics["wall_time_s"] = time.perf_counter() - started
+    metrics["config"] = config.to_dict()
     return metrics

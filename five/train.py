@@ -68,10 +68,11 @@ def _resume_state(out_dir: Path, config: TrainConfig) -> dict | None:
     return state
 
 
-def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print) -> dict:
+def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
+          data_dir: Path | None = None) -> dict:
     """Train (or resume) the run in `out_dir`; returns the train.json payload."""
     out_dir = Path(out_dir)
-    dataset = load_dataset(config.dataset)
+    dataset = load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config, dataset).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

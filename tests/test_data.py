@@ -1,18 +1,21 @@
 """The data registry: digits, the synthetic manifold, user .npz files, dequantisation."""
 
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from five.data import MANIFOLD_NOISE_STD, dequantize, load_dataset, manifold_log_joint, manifold_mean
+from five.data import dequantize, load_dataset, resolve_data_dir
 from five.errors import DataError
 
 
-def test_digits_are_17_level_integers_split_360_test():
+def test_digits_are_17_level_integers_split_1257_180_360():
     digits = load_dataset("digits")
     assert digits.discrete_levels == 17 and digits.example_shape == (64,) and digits.dim == 64
-    assert digits.split("train").shape == (1437, 64) and digits.split("test").shape == (360, 64)
+    sizes = {name: digits.split(name).shape for name in ("train", "validation", "test")}
+    assert sizes == {"train": (1257, 64), "validation": (180, 64), "test": (360, 64)}
     assert digits.split("train").dtype == torch.uint8
     assert int(digits.split("train").max()) == 16 and int(digits.split("test").min()) == 0
     # the split is fixed: loading twice gives the same test set
@@ -29,24 +32,6 @@ def test_dequantisation_stays_in_its_bin_and_is_fresh_per_draw():
     assert not torch.equal(first, second)
     continuous = torch.randn(3, 4)
     assert torch.equal(dequantize(continuous, None, generator), continuous)
-
-
-def test_manifold_is_continuous_and_its_log_joint_is_the_generating_density():
-    manifold = load_dataset("manifold")
-    assert manifold.discrete_levels is None and manifold.example_shape == (10,)
-    x = manifold.split("test")
-    assert x.shape == (2000, 10) and x.dtype == torch.float32
-    # The generating model x = A·φ(z) + σ₀ε: log p(x, z) for the true z is the Gaussian noise density + prior.
-    z = torch.randn(4, 2, dtype=torch.float64)
-    eps = torch.randn(4, 10, dtype=torch.float64)
-    x = manifold_mean(z) + MANIFOLD_NOISE_STD * eps
-    expected = (torch.distributions.Normal(0.0, MANIFOLD_NOISE_STD).log_prob(MANIFOLD_NOISE_STD * eps).sum(-1)
-                + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
-    torch.testing.assert_close(manifold_log_joint(x, z), expected, rtol=1e-9, atol=1e-5)
-    # the manifold is curved: the map is not affine in z
-    midpoint = manifold_mean(torch.zeros(1, 2))
-    ends = 0.5 * (manifold_mean(torch.tensor([[1.0, 0.0]])) + manifold_mean(torch.tensor([[-1.0, 0.0]])))
-    assert float((midpoint - ends).norm()) > 0.1
 
 
 def test_npz_with_discrete_levels_and_images(tmp_path):
@@ -70,6 +55,7 @@ def test_npz_without_levels_is_continuous(tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     (dict(train=np.zeros((3, 4))), "lacks the array"),
     (dict(train=np.zeros((3, 4)), test=np.zeros((3, 5))), "equal example shape"),
+    (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), validation=np.zeros((3, 2))), "equal example shape"),
     (dict(train=np.zeros((3, 4, 2)), test=np.zeros((3, 4, 2))), r"\(n, D\) or \(n, C, H, W\)"),
     (dict(train=np.full((3, 4), 0.5), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
     (dict(train=np.full((3, 4), 7), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
@@ -86,7 +72,15 @@ def test_unknown_and_missing_data_sets_are_named_errors(tmp_path):
         load_dataset("digitz")
     with pytest.raises(DataError, match="not found"):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
-    with pytest.raises(DataError, match="no split 'validation'"):
-        load_dataset("digits").split("validation")
+    with pytest.raises(DataError, match="no split 'valid'"):
+        load_dataset("digits").split("valid")
+
+
+def test_data_dir_precedence_is_explicit_then_environment_then_data(monkeypatch, tmp_path):
+    monkeypatch.delenv("FIVE_DATA_DIR", raising=False)
+    assert resolve_data_dir() == Path("data")
+    monkeypatch.setenv("FIVE_DATA_DIR", str(tmp_path / "from-env"))
+    assert resolve_data_dir() == tmp_path / "from-env"
+    assert resolve_data_dir(tmp_path / "explicit") == tmp_path / "explicit"
 
 

@@ -120,7 +120,7 @@ def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):
     floor = math.log(1 / (17 * math.sqrt(12)))  # L = 17 levels
     train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
     log_sigma = float(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]["log_sigma"])
-    steps = math.ceil(1437 / 128)
+    steps = math.ceil(1257 / 128)
     assert floor - 1e-6 <= log_sigma <= floor + 2 * steps * 5e-4, (log_sigma, floor)
 
 

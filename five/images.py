@@ -1,0 +1,41 @@
+"""Image grids of a run (torchvision.utils.save_image): reconstructions and samples from the prior."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from five.errors import FiveError
+from five.models import Model
+
+GRID_EXAMPLES = 32
+GRID_SAMPLES = 64
+
+
+def as_images(x: torch.Tensor, example_shape: tuple[int, ...]) -> torch.Tensor:
+    """(n, C, H, W) for image data; flat data with a square number of dims (digits: 64) become 1×8×8."""
+    if len(example_shape) == 3:
+        return x
+    side = math.isqrt(example_shape[0])
+    if len(example_shape) == 1 and side * side == example_shape[0]:
+        return x.reshape(-1, 1, side, side)
+    raise FiveError(f"image grids need images or a square number of dimensions, the data have shape {example_shape}")
+
+
+def write_image_grids(model: Model, x: torch.Tensor, out_dir: Path, generator: torch.Generator) -> list[Path]:
+    """`reconstructions.png` (rows of originals above rows of g(E[z|x])) and `samples.png` (g(z), z ~ N(0, I))."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x = x[:GRID_EXAMPLES]
+    with torch.no_grad():
+        reconstructions = model.decode(model.posterior_mean(x))
+        z = torch.randn(GRID_SAMPLES, model.latent_dim, generator=generator, device=x.device)
+        samples = model.decode(z)
+    shape = model.example_shape
+    paths = [out_dir / "reconstructions.png", out_dir / "samples.png"]
+    pairs = torch.cat([as_images(x, shape), as_images(reconstructions, shape)]).clamp(0, 1).cpu()
+    save_image(pairs, paths[0], nrow=8, pad_value=1.0)
+    save_image(as_images(samples, shape).clamp(0, 1).cpu(), paths[1], nrow=8, pad_value=1.0)
+    return paths

@@ -1,0 +1,79 @@
+"""MNIST and CIFAR-10 through torchvision (its own file parsing and integrity checks), offline-safe.
+
+`load_vision_dataset` never downloads: if files are missing it raises one DataError naming them and the
+`five download` command that fetches them. `download_vision_dataset` is the only code path that touches the
+network (torchvision verifies the MD5 checksums of what it fetches).
+
+Splits: `train` = the first n − 10,000 training images, `validation` = the last 10,000 training images,
+`test` = the official test set. Images are kept as uint8 (n, C, H, W) and dequantised per batch (256 levels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torchvision.datasets import CIFAR10, MNIST
+
+from five.data import Dataset
+from five.errors import DataError
+
+VALIDATION_SIZE = 10_000
+SOURCES = {"mnist": MNIST, "cifar10": CIFAR10}
+
+
+def expected_files(name: str, root: Path) -> list[Path]:
+    """The files torchvision reads for `name` under `root` (its own layout)."""
+    source = SOURCES[name]
+    if source is MNIST:
+        return [root / "MNIST" / "raw" / Path(url).name.removesuffix(".gz") for url, _ in MNIST.resources]
+    folder = root / CIFAR10.base_folder
+    return [folder / file for file, _ in CIFAR10.train_list + CIFAR10.test_list] + [folder / CIFAR10.meta["filename"]]
+
+
+def download_command(name: str, root: Path) -> str:
+    return f"five download --dataset {name} --data-dir {root}"
+
+
+def _images(source) -> torch.Tensor:
+    """torchvision's arrays as uint8 (n, C, H, W): MNIST holds (n, H, W) tensors, CIFAR (n, H, W, C) arrays."""
+    data = source.data
+    if isinstance(data, torch.Tensor):
+        return data.unsqueeze(1).contiguous()
+    return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+
+
+def load_vision_dataset(name: str, root: Path) -> Dataset:
+    missing = [path for path in expected_files(name, root) if not path.is_file()]
+    if missing:
+        listed = ", ".join(str(path.relative_to(root)) for path in missing)
+        raise DataError(f"{name} is not in {root} (missing {listed}); training never downloads: fetch it on a "
+                        f"machine with internet with `{download_command(name, root)}`")
+    source = SOURCES[name]
+    try:
+        train, test = source(str(root), train=True), source(str(root), train=False)
+    except RuntimeError as error:  # torchvision's integrity check failed
+        raise DataError(f"{name} in {root} is corrupted ({error}); fetch it again with "
+                        f"`{download_command(name, root)}`") from None
+    images = _images(train)
+    if images.shape[0] <= VALIDATION_SIZE:
+        raise DataError(f"{name} in {root} has {images.shape[0]} training images, too few for a "
+                        f"{VALIDATION_SIZE}-image validation split")
+    splits = {"train": images[:-VALIDATION_SIZE], "validation": images[-VALIDATION_SIZE:], "test": _images(test)}
+    return Dataset(name, splits, 256, "conv", 512)
+
+
+def download_vision_dataset(name: str, root: Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Fetch `name` into `root` with torchvision (checksums verified); returns the files now present."""
+    if name not in SOURCES:
+        raise DataError(f"cannot download {name!r}: only {', '.join(SOURCES)} are downloadable")
+    root.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {name} into {root} (torchvision verifies the checksums)")
+    for train in (True, False):
+        try:
+            SOURCES[name](str(root), train=train, download=True)
+        except Exception as error:  # network or checksum failure: name it, keep it one line
+            message = " ".join(str(error).split())
+            raise DataError(f"downloading {name} into {root} failed: {message}") from None
+    return expected_files(name, root)

@@ -1,0 +1,109 @@
+"""The synthetic manifold: its density, its true posterior (checked by Monte Carlo) and the posterior metric."""
+
+import math
+
+import pytest
+import torch
+
+from five import manifold
+from five.estimators import GaussianPosterior
+from five.evaluate import data_space_posterior_covariance, evaluate_run
+from five.train import train
+from five.config import TrainConfig
+
+
+def test_log_joint_is_the_generating_density():
+    z = torch.randn(4, 2, dtype=torch.float64)
+    eps = torch.randn(4, 10, dtype=torch.float64)
+    x = manifold.manifold_point(z) + manifold.NOISE_STD * eps
+    expected = (torch.distributions.Normal(0.0, manifold.NOISE_STD).log_prob(manifold.NOISE_STD * eps).sum(-1)
+                + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
+    torch.testing.assert_close(manifold.log_joint(x, z), expected, rtol=1e-9, atol=1e-5)
+
+
+def test_data_set_splits_are_continuous_and_fixed():
+    from five.data import load_dataset
+
+    data = load_dataset("manifold")
+    assert data.discrete_levels is None and data.example_shape == (10,)
+    assert {name: tuple(data.split(name).shape) for name in ("train", "validation", "test")} == {
+        "train": (8000, 10), "validation": (1000, 10), "test": (2000, 10)}
+    assert torch.equal(load_dataset("manifold").split("test"), data.split("test"))
+
+
+def test_true_posterior_matches_a_monte_carlo_estimate():
+    """Self-normalised importance sampling from the prior (an independent, slow estimator) agrees with the
+    quadrature on the posterior mean, covariance and log p(x)."""
+    generator = torch.Generator().manual_seed(0)
+    x, _ = manifold.sample(4, generator)
+    truth = manifold.true_posterior(x)
+    z = torch.randn(1_000_000, 2, generator=generator, dtype=torch.float64)
+    log_prior = -math.log(2 * math.pi) - 0.5 * (z**2).sum(-1)
+    for i in range(4):
+        log_w = manifold.log_joint(x[i], z) - log_prior
+        w = torch.softmax(log_w, 0)
+        ess = float(1 / (w**2).sum())
+        assert ess > 100, ess
+        mean = (w[:, None] * z).sum(0)
+        covariance = (w[:, None, None] * (z - mean)[:, :, None] * (z - mean)[:, None, :]).sum(0)
+        scale = truth.covariance[i].diagonal().sqrt()
+        assert ((mean - truth.mean[i]).abs() / scale).max() < 8 / math.sqrt(ess)  # within a few MC errors
+        torch.testing.assert_close(covariance, truth.covariance[i], atol=0.25 * float(scale.max() ** 2), rtol=0)
+        log_px = float(torch.logsumexp(log_w, 0) - math.log(len(z)))
+        assert log_px == pytest.approx(float(truth.log_likelihood[i]), abs=3 / math.sqrt(ess) + 0.01)
+
+
+def test_true_posterior_is_covered_by_the_grid_and_is_not_diagonal():
+    x, _ = manifold.sample(300, torch.Generator().manual_seed(1))
+    truth = manifold.true_posterior(x)
+    assert float(truth.mass_on_edge.max()) < 1e-8
+    sd = truth.covariance.diagonal(dim1=-2, dim2=-1).sqrt()
+    correlation = truth.covariance[:, 0, 1] / (sd[:, 0] * sd[:, 1])
+    assert float(correlation.abs().max()) > 0.6  # strongly correlated somewhere
+    assert float(correlation.max() - correlation.min()) > 0.5  # and the correlation changes across the manifold
+
+
+class KnownPosterior:
+    """A stand-in model whose decoder is the true map and whose posterior is a Gaussian we choose."""
+
+    def __init__(self, mean, covariance):
+        self.mean, self.covariance = mean, covariance
+
+    def posterior(self, x):
+        index = self.index(x)
+        return GaussianPosterior(self.mean[index], torch.linalg.cholesky(self.covariance[index]))
+
+    def index(self, x):
+        return self.rows[: x.shape[0]]
+
+    def decode(self, z):
+        return manifold.manifold_point(z).float()
+
+
+def posterior_error(truth, x, covariance):
+    stand_in = KnownPosterior(truth.mean, covariance)
+    stand_in.rows = torch.arange(x.shape[0])
+    learned = data_space_posterior_covariance(stand_in, x.float(), 4000, torch.Generator().manual_seed(0))
+    return float(manifold.normalised_frobenius_error(learned, truth.data_covariance).mean())
+
+
+def test_posterior_error_is_small_for_the_truth_and_large_for_wrong_posteriors():
+    x, _ = manifold.sample(40, torch.Generator().manual_seed(2))
+    truth = manifold.true_posterior(x)
+    exact = posterior_error(truth, x, truth.covariance)
+    diagonal = posterior_error(truth, x, torch.diag_embed(truth.covariance.diagonal(dim1=-2, dim2=-1)))
+    inflated = posterior_error(truth, x, 4 * truth.covariance)
+    assert exact < 0.15, exact
+    assert diagonal > exact + 0.1, (diagonal, exact)
+    assert inflated > 2.0, inflated
+
+
+def test_evaluate_reports_posterior_distance_and_true_nll_on_the_manifold(tmp_path):
+    config = TrainConfig(model="five", dataset="manifold", latent_dim=2, epochs=1, hidden_width=32)
+    train(config, tmp_path, torch.device("cpu"), log=lambda line: None)
+    metrics = evaluate_run(tmp_path, torch.device("cpu"), importance_samples=8, log=lambda line: None)
+    assert metrics["bits_per_dim"] is None  # continuous data: nats only
+    assert metrics["posterior_examples"] == 500
+    assert math.isfinite(metrics["posterior_covariance_error"]) and metrics["posterior_covariance_error"] > 0
+    # one epoch of training cannot beat the generating density
+    assert metrics["true_nll_nats"] < metrics["model_nll_nats_same_examples"]
