@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from five.checkpoint import write_json
@@ -15,6 +16,11 @@ from five.errors import FiveError
 
 
 DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
+
+
+# torch.func/torchvision may trigger a deprecation warning inside torch on first import; it is not the user's
+# concern and would break the one-line error contract.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
