@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+TRAIN_JSON = "train.json"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -33,6 +34,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def write_json(path: Path, payload: dict) -> None:

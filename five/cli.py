@@ -6,6 +6,8 @@ Errors in the user's input print one line `five: error: …` and exit with a non
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +23,33 @@ DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./da
 # torch.func/torchvision may trigger a deprecation warning inside torch on first import; it is not the user's
 # concern and would break the one-line error contract.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mlflow-experiment", help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)")
+    parser.add_argument("--mlflow-run-key", help="identifies the sweep point in MLflow (default: the run folder)")
+    parser.add_argument("--gpu-lock-dir", type=Path,
+                        help="claim a GPU no other job holds, via lock files in this folder (workflow jobs)")
+
+
+def prepare_job(args, log=print):
+    """GPU claim (before CUDA starts), device, and the facts of where the job ran (for train.json)."""
+    from five.gpus import claim_gpu
+    from five.nets import choose_device
+
+    gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
+    facts = {"gpu_claimed": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "hostname": socket.gethostname()}
+    return choose_device(args.device), facts
+
+
+def make_tracker(args, run_dir: Path):
+    if not args.mlflow_experiment:
+        return None
+    from five.tracking import RunTracker
+
+    key = args.mlflow_run_key or str(run_dir)
+    return RunTracker(args.mlflow_experiment, key, warn=lambda line: print(line, file=sys.stderr))
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -48,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
+    train.add_argument("--restart-if-changed", action="store_true",
+                       help="if --out holds a run of another configuration, start afresh instead of failing")
+    train.add_argument("--record-divergence", action="store_true",
+                       help="a non-finite loss is recorded in train.json (status diverged) and exits 0")
+    add_job_options(train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run")
     evaluate.add_argument("--run", type=Path, required=True, help="the run folder written by `five train`")
@@ -58,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     evaluate.add_argument("--image-dir", type=Path, help="also write reconstructions.png and samples.png here")
     evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    add_job_options(evaluate)
+
+    init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
+    init.add_argument("--experiment", required=True)
+    init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
 
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
@@ -66,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args) -> None:
-    from five.nets import choose_device
+    from five.errors import TrainingDiverged
     from five.train import train
 
     config = TrainConfig(
@@ -74,7 +113,30 @@ def run_train(args) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
     )
-    result = train(config, args.out, choose_device(args.device), data_dir=args.data_dir)
+    device, facts = prepare_job(args)
+    tracker = make_tracker(args, args.out)
+    on_epoch = None
+    if tracker is not None:
+        tracker.start(config.to_dict() | {"device": str(device)}, tags={"model": config.model,
+                                                                       "dataset": config.dataset})
+        on_epoch = lambda entry: tracker.log_metrics(  # noqa: E731
+            {"loss": entry["loss"], "sigma": entry["sigma"], "epoch_time_s": entry["time_s"]},
+            step=entry["epoch"], flush=False)
+    try:
+        result = train(config, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
+                       on_epoch=on_epoch, extra=facts)
+    except TrainingDiverged as error:
+        if tracker is not None:
+            tracker.log_artifacts([args.out / "train.json"])
+            tracker.finish("FAILED")
+        if not args.record_divergence:
+            raise
+        print(f"five: diverged: {error} (recorded in {args.out / 'train.json'})", file=sys.stderr)
+        return
+    if tracker is not None:
+        tracker.log_metrics({"train_wall_time_s": result["wall_time_s"]})
+        tracker.log_artifacts([args.out / "train.json"])
+        tracker.finish()
     final = result["history"][-1] if result["history"] else {}
     print(f"done: {result['epochs_completed']} epochs, final loss {final.get('loss')}, "
           f"wall time {result['wall_time_s']:.1f}s; wrote {args.out}/checkpoint.pt and {args.out}/train.json")
@@ -82,12 +144,21 @@ def run_train(args) -> None:
 
 def run_evaluate(args) -> None:
     from five.evaluate import evaluate_run
-    from five.nets import choose_device
 
-    metrics = evaluate_run(args.run, choose_device(args.device), args.importance_samples, args.split,
-                           args.batch_size, log=lambda line: print(line, file=sys.stderr),
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    device, facts = prepare_job(args, log)
+    tracker = make_tracker(args, args.run)
+    metrics = evaluate_run(args.run, device, args.importance_samples, args.split, args.batch_size, log=log,
                            data_dir=args.data_dir, image_dir=args.image_dir)
-    write_json(args.out, metrics)
+    write_json(args.out, metrics | {"job": facts})
+    if tracker is not None:
+        tracker.attach()
+        tracker.log_metrics({f"eval_{key}": value for key, value in metrics.items()})
+        tracker.log_artifacts([args.out, *metrics.get("image_grids", [])])
+        tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
+    if metrics["status"] == "diverged":
+        print(f"{args.run} diverged: {metrics['error']}; wrote {args.out}")
+        return
     bits = metrics["bits_per_dim"]
     print(f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
           f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
@@ -110,10 +181,18 @@ def run_download(args) -> None:
     print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 
+def run_mlflow_init(args) -> None:
+    from five.tracking import ensure_experiment
+
+    experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
+    print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": run_train, "evaluate": run_evaluate, "download": run_download}[args.command](args)
+        {"train": run_train, "evaluate": run_evaluate, "download": run_download,
+         "mlflow-init": run_mlflow_init}[args.command](args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)
         return error.exit_code

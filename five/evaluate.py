@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from five import manifold
-from five.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from five.checkpoint import CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, read_json
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
@@ -26,6 +26,8 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
 POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
+METRIC_KEYS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse", "active_units",
+               "active_units_eigen", "n_examples")
 
 
 def load_run(run_dir: Path, device: torch.device,
@@ -125,6 +127,11 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
     started = time.perf_counter()
     config, model, dataset, state = load_run(run_dir, device, data_dir)
+    record = read_json(Path(run_dir) / TRAIN_JSON) if (Path(run_dir) / TRAIN_JSON).exists() else {}
+    if record.get("status") == "diverged":  # its last checkpoint is not a result: report the divergence
+        log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
+        return {"status": "diverged", "error": record.get("error"), **{key: None for key in METRIC_KEYS},
+                "importance_samples": importance_samples, "split": split, "config": config.to_dict()}
     if image_dir is not None:
         as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
@@ -133,6 +140,7 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     nll = -float(passed["log_likelihood"].mean())
     levels = dataset.discrete_levels
     metrics = {
+        "status": "complete",
         "nll_nats": nll,
         "bits_per_dim": nll / (dataset.dim * math.log(2)) + math.log2(levels) if levels else None,
         "elbo_nats": float(passed["elbo"].mean()),

@@ -16,13 +16,11 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, write_json
+from five.checkpoint import CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, save_checkpoint, write_json
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import ConfigError, TrainingDiverged
 from five.models import Model, build_model
-
-TRAIN_JSON = "train.json"
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -55,22 +53,40 @@ def train_epoch(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tens
     return float(step_losses.mean())
 
 
-def _resume_state(out_dir: Path, config: TrainConfig) -> dict | None:
+def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
+                  log: Callable[[str], None]) -> dict | None:
+    """The checkpoint to resume from, if `out_dir` holds one of this configuration.
+
+    More epochs than the checkpoint's is a continuation (epoch-seeded randomness makes it equal to a longer
+    run); any other change, or fewer epochs than already trained, is another run: an error, or with
+    `restart_if_changed` (what the workflow uses after a config edit) the old checkpoint is replaced.
+    """
     path = out_dir / CHECKPOINT_NAME
     if not path.exists():
         return None
     state = load_checkpoint(path)
     saved = TrainConfig.from_dict(state["config"])
-    differing = saved.differences(config)
-    if differing:
-        details = ", ".join(f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in differing)
-        raise ConfigError(f"{out_dir} holds a run with another configuration ({details}); use a new --out")
-    return state
+    changes = [f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in saved.differences(config)]
+    if state["epoch"] > config.epochs:
+        changes.append(f"epochs: {state['epoch']} already trained → {config.epochs}")
+    if not changes:
+        return state
+    if not restart_if_changed:
+        raise ConfigError(f"{out_dir} holds a run with another configuration ({', '.join(changes)}); "
+                          "use a new --out or --restart-if-changed")
+    log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); starting afresh")
+    path.unlink()
+    return None
 
 
 def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
-          data_dir: Path | None = None) -> dict:
-    """Train (or resume) the run in `out_dir`; returns the train.json payload."""
+          data_dir: Path | None = None, restart_if_changed: bool = False,
+          on_epoch: Callable[[dict], None] | None = None, extra: dict | None = None) -> dict:
+    """Train (or resume) the run in `out_dir`; returns the train.json payload.
+
+    `on_epoch` receives each history entry (replayed from the checkpoint on resume, so a tracker sees the
+    whole run); `extra` is merged into train.json (e.g. the GPU and scheduler job that ran it).
+    """
     out_dir = Path(out_dir)
     dataset = load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)  # the initial weights
@@ -79,12 +95,15 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     history: list[dict] = []
     wall_time = 0.0
     start_epoch = 0
-    state = _resume_state(out_dir, config)
+    on_epoch = on_epoch or (lambda entry: None)
+    state = _resume_state(out_dir, config, restart_if_changed, log)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, wall_time, start_epoch = state["history"], state["wall_time_s"], state["epoch"]
         log(f"resuming {out_dir} after epoch {start_epoch}/{config.epochs}")
+        for entry in history:
+            on_epoch(entry)
     data = dataset.split("train").to(device)  # the whole set stays on the device
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
@@ -92,7 +111,7 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     def payload(status: str) -> dict:
         return {"status": status, "config": config.to_dict(), "epochs_completed": len(history),
                 "history": history, "wall_time_s": wall_time, "device": str(device),
-                "torch_version": torch.__version__, "five_version": __version__}
+                "torch_version": torch.__version__, "five_version": __version__, **(extra or {})}
 
     def checkpoint(epoch: int) -> None:
         save_checkpoint(out_dir / CHECKPOINT_NAME, {
@@ -114,6 +133,7 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
         wall_time += seconds
         sigma = float(torch.exp(model.log_sigma.detach()))
         history.append({"epoch": epoch, "loss": loss, "sigma": sigma, "time_s": seconds})
+        on_epoch(history[-1])
         log(f"epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {sigma:.4f}  time {seconds:6.2f}s")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
             checkpoint(epoch)

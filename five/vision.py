@@ -13,44 +13,53 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import torch
-from torchvision.datasets import CIFAR10, MNIST
-
-from five.data import Dataset
 from five.errors import DataError
 
 VALIDATION_SIZE = 10_000
-SOURCES = {"mnist": MNIST, "cifar10": CIFAR10}
+# The files torchvision's MNIST and CIFAR10 read, relative to the data root (tests check this against
+# torchvision's own lists). Kept free of imports so that the workflow can name them without loading torch.
+FILES = {
+    "mnist": [f"MNIST/raw/{name}" for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
+    "cifar10": [f"cifar-10-batches-py/{name}" for name in (*(f"data_batch_{i}" for i in range(1, 6)),
+                                                          "test_batch", "batches.meta")],
+}
+
+
+def _sources() -> dict:
+    from torchvision.datasets import CIFAR10, MNIST
+
+    return {"mnist": MNIST, "cifar10": CIFAR10}
 
 
 def expected_files(name: str, root: Path) -> list[Path]:
-    """The files torchvision reads for `name` under `root` (its own layout)."""
-    source = SOURCES[name]
-    if source is MNIST:
-        return [root / "MNIST" / "raw" / Path(url).name.removesuffix(".gz") for url, _ in MNIST.resources]
-    folder = root / CIFAR10.base_folder
-    return [folder / file for file, _ in CIFAR10.train_list + CIFAR10.test_list] + [folder / CIFAR10.meta["filename"]]
+    """The files torchvision reads for `name` under `root`."""
+    return [Path(root) / file for file in FILES[name]]
 
 
 def download_command(name: str, root: Path) -> str:
     return f"five download --dataset {name} --data-dir {root}"
 
 
-def _images(source) -> torch.Tensor:
+def _images(source):
     """torchvision's arrays as uint8 (n, C, H, W): MNIST holds (n, H, W) tensors, CIFAR (n, H, W, C) arrays."""
+    import torch
+
     data = source.data
     if isinstance(data, torch.Tensor):
         return data.unsqueeze(1).contiguous()
     return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
 
 
-def load_vision_dataset(name: str, root: Path) -> Dataset:
+def load_vision_dataset(name: str, root: Path):
+    from five.data import Dataset
+
     missing = [path for path in expected_files(name, root) if not path.is_file()]
     if missing:
         listed = ", ".join(str(path.relative_to(root)) for path in missing)
         raise DataError(f"{name} is not in {root} (missing {listed}); training never downloads: fetch it on a "
                         f"machine with internet with `{download_command(name, root)}`")
-    source = SOURCES[name]
+    source = _sources()[name]
     try:
         train, test = source(str(root), train=True), source(str(root), train=False)
     except RuntimeError as error:  # torchvision's integrity check failed
@@ -66,13 +75,13 @@ def load_vision_dataset(name: str, root: Path) -> Dataset:
 
 def download_vision_dataset(name: str, root: Path, log: Callable[[str], None] = print) -> list[Path]:
     """Fetch `name` into `root` with torchvision (checksums verified); returns the files now present."""
-    if name not in SOURCES:
-        raise DataError(f"cannot download {name!r}: only {', '.join(SOURCES)} are downloadable")
+    if name not in FILES:
+        raise DataError(f"cannot download {name!r}: only {', '.join(FILES)} are downloadable")
     root.mkdir(parents=True, exist_ok=True)
     log(f"downloading {name} into {root} (torchvision verifies the checksums)")
     for train in (True, False):
         try:
-            SOURCES[name](str(root), train=train, download=True)
+            _sources()[name](str(root), train=train, download=True)
         except Exception as error:  # network or checksum failure: name it, keep it one line
             message = " ".join(str(error).split())
             raise DataError(f"downloading {name} into {root} failed: {message}") from None

@@ -43,6 +43,12 @@ def small_validation(monkeypatch):
     monkeypatch.setattr(five.vision, "VALIDATION_SIZE", 10)
 
 
+def test_our_file_lists_are_the_files_torchvision_reads():
+    mnist = [f"MNIST/raw/{Path(url).name.removesuffix('.gz')}" for url, _ in MNIST.resources]
+    cifar = [f"{CIFAR10.base_folder}/{name}" for name, _ in CIFAR10.train_list + CIFAR10.test_list]
+    assert five.vision.FILES == {"mnist": mnist, "cifar10": cifar + [f"{CIFAR10.base_folder}/batches.meta"]}
+
+
 def test_mnist_loads_through_torchvision_with_its_splits(tmp_path, small_validation):
     train, test = write_mnist(tmp_path, n_train=30, n_test=8)
     data = load_dataset("mnist", tmp_path)

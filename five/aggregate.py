@@ -1,0 +1,130 @@
+"""Runs → one table of results → paper-style tables. Pure functions of DataFrames (and the run JSON files).
+
+Diverged runs stay in every table, marked as such; they are never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from five.checkpoint import read_json
+
+RESULT_COLUMNS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse", "active_units",
+                  "active_units_eigen", "posterior_covariance_error", "true_nll_nats", "sigma", "n_examples",
+                  "importance_samples", "model_selection")
+KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
+
+
+def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, histories): one row per sweep row with its status and metrics, and per-epoch training history."""
+    rows, histories = [], []
+    for point in sweep.to_dict("records"):
+        run_dir = Path(point["run_dir"])
+        train = read_json(run_dir / "train.json")
+        evaluation = read_json(run_dir / "eval.json")
+        row = {key: point[key] for key in KEYS} | {"run_dir": str(run_dir)}
+        row["status"] = "diverged" if "diverged" in (train.get("status"), evaluation.get("status")) else "complete"
+        row["error"] = train.get("error") or evaluation.get("error")
+        row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
+        row |= {"epochs_completed": train.get("epochs_completed"), "train_wall_time_s": train.get("wall_time_s"),
+                "device": train.get("device"), "slurm_job_id": train.get("slurm_job_id"),
+                "cuda_visible_devices": train.get("cuda_visible_devices")}
+        rows.append(row)
+        histories += [{key: point[key] for key in KEYS} | entry for entry in train.get("history", [])]
+    return pd.DataFrame(rows), pd.DataFrame(histories)
+
+
+def headline_metric(runs: pd.DataFrame, dataset: str) -> str:
+    """bits/dim for discrete data, nats for continuous data (where bits/dim is undefined)."""
+    values = runs.loc[runs["dataset"] == dataset, "bits_per_dim"]
+    return "bits_per_dim" if values.notna().any() else "nll_nats"
+
+
+def row_label(model: str, probes: int) -> str:
+    return f"{model} (K={probes})" if probes else model
+
+
+def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) -> pd.DataFrame:
+    """Long table: dataset, row label, latent dim → mean, std over complete seeds, counts, best flag.
+
+    `probes_shown` picks one budget per probe model for the main table (None: every budget, the ablation).
+    """
+    rows = []
+    for (dataset, model, probes, latent_dim), group in runs.groupby(["dataset", "model", "probes", "latent_dim"]):
+        if probes_shown is not None and probes and probes_shown.get(model) != probes:
+            continue
+        metric = headline_metric(runs, dataset)
+        complete = group.loc[group["status"] == "complete", metric].astype(float)
+        rows.append({"dataset": dataset, "model": model, "probes": probes, "row": row_label(model, probes),
+                     "latent_dim": latent_dim, "metric": metric, "mean": complete.mean(),
+                     "std": complete.std(ddof=1) if len(complete) > 1 else float("nan"),
+                     "seeds": len(group), "diverged": int((group["status"] == "diverged").sum())})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    best = table.groupby(["dataset", "latent_dim"])["mean"].transform("min")
+    table["best"] = table["mean"].notna() & (table["mean"] == best)
+    return table
+
+
+def attach_references(table: pd.DataFrame, references: dict[str, list[dict]]) -> pd.DataFrame:
+    """Add the config's reference numbers (per dataset: model, latent_dim, value) as a column."""
+    table = table.copy()
+    table["reference"] = float("nan")
+    for dataset, entries in (references or {}).items():
+        for entry in entries:
+            match = ((table["dataset"] == dataset) & (table["model"] == entry["model"])
+                     & (table["latent_dim"] == entry["latent_dim"]))
+            if "probes" in entry:
+                match &= table["probes"] == entry["probes"]
+            table.loc[match, "reference"] = entry["value"]
+    return table
+
+
+def format_cell(entry: pd.Series, bold: tuple[str, str]) -> str:
+    if entry["diverged"] == entry["seeds"]:
+        return "diverged"
+    text = f"{entry['mean']:.3f}" if math.isnan(entry["std"]) else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+    if entry["best"]:
+        text = f"{bold[0]}{text}{bold[1]}"
+    if entry["diverged"]:
+        text += f" ({entry['diverged']}/{entry['seeds']} diverged)"
+    if not math.isnan(entry.get("reference", float("nan"))):
+        text += f" [ref {entry['reference']:.3f}]"
+    return text
+
+
+def wide_table(table: pd.DataFrame, dataset: str, bold: tuple[str, str]) -> pd.DataFrame:
+    """Rows models, columns latent dims, cells 'mean ± std' with the best of each column in bold."""
+    part = table[table["dataset"] == dataset].copy()
+    part["cell"] = part.apply(format_cell, axis=1, bold=bold)
+    order = part.sort_values(["model", "probes"], key=lambda c: c.map(MODEL_ORDER) if c.name == "model" else c)
+    wide = part.pivot(index="row", columns="latent_dim", values="cell").reindex(order["row"].unique())
+    wide.columns = [f"d = {d}" for d in wide.columns]
+    wide.index.name = "model"
+    return wide
+
+
+MODEL_ORDER = {"vae": 0, "fcvae": 1, "fif": 2, "five": 3}
+
+
+def write_tables(table: pd.DataFrame, out_prefix: Path, title: str, caption: str) -> list[Path]:
+    """`<prefix>.csv` (long, numeric), `.md` and `.tex` (one table per dataset)."""
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_prefix.with_suffix(".csv"), out_prefix.with_suffix(".md"), out_prefix.with_suffix(".tex")]
+    table.to_csv(paths[0], index=False)
+    markdown, latex = [f"# {title}\n", caption + "\n"], []
+    for dataset in sorted(table["dataset"].unique()) if not table.empty else []:
+        metric = table.loc[table["dataset"] == dataset, "metric"].iloc[0]
+        unit = "bits/dim" if metric == "bits_per_dim" else "nats"
+        markdown += [f"\n## {dataset} (test {unit}, mean ± std over seeds; lower is better)\n",
+                     wide_table(table, dataset, ("**", "**")).to_markdown(), ""]
+        tex = wide_table(table, dataset, (r"\textbf{", "}")).rename(columns=lambda c: c.replace("d = ", "$d={") + "}$")
+        latex.append(tex.style.to_latex(caption=f"{title}: {dataset} (test {unit}). {caption}",
+                                        hrules=True, position_float="centering").replace("±", r"$\pm$"))
+    paths[1].write_text("\n".join(markdown) + "\n")
+    paths[2].write_text("\n".join(latex))
+    return paths

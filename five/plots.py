@@ -1,0 +1,77 @@
+"""Posterior-collapse and ablation figures (spec §3), with seaborn. Pure functions of the runs DataFrame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on compute nodes
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from five.aggregate import headline_metric, row_label  # noqa: E402
+
+
+def _labelled(runs: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
+    shown = runs[(runs["probes"] == 0) | (runs["probes"] == runs["model"].map(probes_shown))].copy()
+    shown["label"] = [row_label(m, k) for m, k in zip(shown["model"], shown["probes"])]
+    shown["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in shown.iterrows()]
+    return shown[shown["status"] == "complete"]
+
+
+def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
+    """Test bits/dim (nats for continuous data) against d: one line per model, a panel per dataset."""
+    data = _labelled(runs, probes_shown)
+    grid = sns.relplot(data=data, x="latent_dim", y="metric", hue="label", col="dataset", kind="line",
+                       marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
+    grid.set(xscale="log", xlabel="latent dimension d")
+    grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
+    return _save(grid.figure, path)
+
+
+def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
+    """Active units (rotation-invariant count) against d, with the y = d diagonal of no collapse."""
+    data = _labelled(runs, probes_shown)
+    grid = sns.relplot(data=data, x="latent_dim", y="active_units_eigen", hue="label", col="dataset",
+                       kind="line", marker="o", errorbar="sd", height=3.2)
+    for axis in grid.axes.flat:
+        dims = sorted(data["latent_dim"].unique())
+        axis.plot(dims, dims, "k--", linewidth=1, label="y = d")
+    grid.set_axis_labels("latent dimension d", "active units (eigenvalue count)")
+    return _save(grid.figure, path)
+
+
+def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
+    """Test metric against the Hutchinson budget K for fif and five, one panel per dataset."""
+    data = runs[(runs["probes"] > 0) & (runs["status"] == "complete")].copy()
+    data["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in data.iterrows()]
+    data["d"] = data["latent_dim"].astype(str)
+    grid = sns.relplot(data=data, x="probes", y="metric", hue="model", style="d", col="dataset", kind="line",
+                       marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
+    grid.set(xscale="log")
+    grid.set_axis_labels("Hutchinson budget K", "test bits/dim (nats if continuous)")
+    return _save(grid.figure, path)
+
+
+def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
+    """Training loss per epoch and model (mean over seeds), a panel per dataset and latent dim.
+
+    The FIF/FIVE losses contain the log-det surrogate, whose value is meaningless (spec §1.3): compare
+    shapes, not levels, across models.
+    """
+    data = histories[(histories["probes"] == 0) | (histories["probes"] == histories["model"].map(probes_shown))]
+    data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])
+    grid = sns.relplot(data=data, x="epoch", y="loss", hue="label", row="dataset", col="latent_dim", kind="line",
+                       errorbar=None, facet_kws={"sharey": False}, height=2.6)
+    grid.set_axis_labels("epoch", "training loss")
+    return _save(grid.figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path

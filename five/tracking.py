@@ -1,0 +1,128 @@
+"""MLflow tracking, isolated here so that nothing else imports mlflow.
+
+One MLflow run per sweep point, found again by its `five.run_key` tag (the run folder): the train job
+replaces any earlier run with that key (a rerun never duplicates), the evaluate job adds its metrics to it.
+The run's JSON files stay the source of truth; MLflow is for browsing. SQLite may answer "database is
+locked" under concurrent jobs: every call is retried with backoff. A tracking failure after retries is
+reported as a warning and tracking stops for that job; training itself is never lost to it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from five.errors import FiveError
+
+RUN_KEY_TAG = "five.run_key"
+RETRIES = 12
+FLUSH_SECONDS = 10.0  # per-epoch metrics are batched: one write per flush, not one per epoch
+
+
+def default_tracking_uri(results_dir: Path) -> str:
+    """The embedded default: SQLite under results/ (MLflow's file store is deprecated)."""
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def _client(tracking_uri: str | None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def with_retries(call: Callable, *args, **kwargs):
+    """Run an MLflow call, retrying while SQLite reports a lock held by a concurrent job."""
+    for attempt in range(RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:  # MLflow wraps SQLAlchemy's OperationalError in its own exception types
+            if "database is locked" not in str(error) or attempt == RETRIES - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+
+def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None) -> str:
+    """Create the experiment if it does not exist (run once before the jobs start); returns its id."""
+    client = _client(tracking_uri)
+    experiment = with_retries(client.get_experiment_by_name, name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return with_retries(client.create_experiment, name, artifact_location=artifact_location)
+
+
+class RunTracker:
+    """Logs one sweep point's params, per-epoch and final metrics, and artifacts."""
+
+    def __init__(self, experiment: str, run_key: str, tracking_uri: str | None = None,
+                 warn: Callable[[str], None] = print):
+        self.client = _client(tracking_uri)
+        self.run_key, self.warn = run_key, warn
+        self.run_id: str | None = None
+        self.pending: list = []
+        self.last_flush = time.monotonic()
+        found = with_retries(self.client.get_experiment_by_name, experiment)
+        if found is None:
+            raise FiveError(f"MLflow experiment {experiment!r} does not exist at "
+                            f"{self.client.tracking_uri}; create it first (`five mlflow-init`)")
+        self.experiment_id = found.experiment_id
+
+    def _runs_with_key(self):
+        query = f"tags.`{RUN_KEY_TAG}` = '{self.run_key}'"
+        return with_retries(self.client.search_runs, [self.experiment_id], filter_string=query)
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        if self.run_id is None:
+            return
+        try:
+            action()
+        except Exception as error:
+            self.warn(f"warning: MLflow tracking failed ({' '.join(str(error).split())[:300]}); "
+                      "the run continues untracked, its JSON files are unaffected")
+            self.run_id = None
+
+    def start(self, params: dict, tags: dict | None = None) -> None:
+        """Replace any earlier MLflow run of this sweep point with a fresh one."""
+        from mlflow.entities import Param
+
+        for run in self._runs_with_key():
+            with_retries(self.client.delete_run, run.info.run_id)
+        run = with_retries(self.client.create_run, self.experiment_id, run_name=self.run_key,
+                           tags={RUN_KEY_TAG: self.run_key, **(tags or {})})
+        self.run_id = run.info.run_id
+        values = [Param(key, str(value)) for key, value in params.items()]
+        self._guard(lambda: with_retries(self.client.log_batch, self.run_id, params=values))
+
+    def attach(self) -> None:
+        """Continue the MLflow run of this sweep point (the evaluate job), or start one if there is none."""
+        runs = self._runs_with_key()
+        if runs:
+            self.run_id = runs[0].info.run_id
+        else:
+            self.start({})
+
+    def log_metrics(self, metrics: dict, step: int | None = None, flush: bool = True) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(key, float(value), now, step or 0) for key, value in metrics.items()
+                         if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        if flush or time.monotonic() - self.last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        self.last_flush = time.monotonic()
+        for start in range(0, len(batch), 900):  # MLflow accepts at most 1000 metrics per batch
+            self._guard(lambda: with_retries(self.client.log_batch, self.run_id, metrics=batch[start : start + 900]))
+
+    def log_artifacts(self, paths) -> None:
+        for path in paths:
+            if Path(path).is_file():
+                self._guard(lambda: with_retries(self.client.log_artifact, self.run_id, str(path)))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.flush()
+        self._guard(lambda: with_retries(self.client.set_terminated, self.run_id, status))

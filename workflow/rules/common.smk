@@ -1,0 +1,73 @@
+# Validation first, then the sweep table (one row per run), wildcard constraints and input functions.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from five.sweep import sweep_table, train_arguments
+from five.tracking import default_tracking_uri
+from five.vision import FILES as VISION_FILES
+
+
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+RESULTS = "results"
+SWEEP = sweep_table(config, RESULTS)
+SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
+RUN_PATTERN = RESULTS + "/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
+LOG_PATTERN = "{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log"
+FIVE = f"{sys.executable} -m five.cli"  # the package of the Python running Snakemake
+DATA_DIR = config["data_dir"]
+GPU_LOCKS = f"{RESULTS}/.gpu-locks"
+EXPERIMENT_MARKER = f"{RESULTS}/mlflow/experiment.txt"
+IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
+
+# The tracking URI: the config key, else $MLFLOW_TRACKING_URI, else SQLite under results/. Jobs inherit it
+# through the environment, so switching servers does not retrain anything.
+TRACKING_URI = config.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(RESULTS)
+os.environ["MLFLOW_TRACKING_URI"] = TRACKING_URI
+
+
+wildcard_constraints:
+    dataset="|".join(sorted(config["datasets"])),
+    model="vae|fcvae|fif|five",
+    latent_dim=r"\d+",
+    probes=r"\d+",
+    seed=r"\d+",
+
+
+def sweep_row(wildcards):
+    """The sweep row of a job; a path outside the sweep is an error, not a silently invented run."""
+    run_dir = RUN_PATTERN.format(**wildcards)
+    if run_dir not in SWEEP_ROWS:
+        raise ValueError(f"{run_dir} is not part of the configured sweep")
+    return SWEEP_ROWS[run_dir]
+
+
+def data_inputs(wildcards):
+    """MNIST/CIFAR-10 files a job reads (produced by the download rule when missing); none for the rest."""
+    return [f"{DATA_DIR}/{file}" for file in VISION_FILES.get(wildcards.dataset, [])]
+
+
+def run_files(name):
+    return [f"{run_dir}/{name}" for run_dir in SWEEP["run_dir"]]
+
+
+def probes_shown():
+    """The budget the main table and plots show for fif/five: the config's, else the smallest swept."""
+    shown = {}
+    for model in ("fif", "five"):
+        if model in config["models"]:
+            budgets = config["models"][model].get("probes", [1])
+            shown[model] = config.get("table_probes", {}).get(model, min(budgets))
+    return shown
+
+
+TABLES = [f"{RESULTS}/tables/{name}.{suffix}" for name in ("main", "budget") for suffix in ("csv", "md", "tex")]
+PLOTS = [f"{RESULTS}/plots/{name}.png" for name in
+         ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves")]
+
+
+def final_outputs():
+    return TABLES + PLOTS + [f"{RESULTS}/config.yaml"]

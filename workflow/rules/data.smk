@@ -1,0 +1,28 @@
+# MNIST and CIFAR-10 are fetched by local rules on the submit host, so compute nodes never need internet.
+# Files already in place (fetched by hand or by an earlier run) are used as they are.
+
+
+rule download_mnist:
+    output:
+        [f"{DATA_DIR}/{file}" for file in VISION_FILES["mnist"]],
+    params:
+        five=FIVE,
+        data_dir=DATA_DIR,
+    log:
+        "logs/download/mnist.log",
+    localrule: True
+    shell:
+        "{params.five} download --dataset mnist --data-dir {params.data_dir} > {log} 2>&1"
+
+
+rule download_cifar10:
+    output:
+        [f"{DATA_DIR}/{file}" for file in VISION_FILES["cifar10"]],
+    params:
+        five=FIVE,
+        data_dir=DATA_DIR,
+    log:
+        "logs/download/cifar10.log",
+    localrule: True
+    shell:
+        "{params.five} download --dataset cifar10 --data-dir {params.data_dir} > {log} 2>&1"

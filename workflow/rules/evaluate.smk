@@ -1,0 +1,27 @@
+# One evaluation job per sweep row: IWAE test likelihood and the collapse metrics into eval.json.
+
+
+rule evaluate:
+    input:
+        RUN_PATTERN + "/train.json",
+    output:
+        RUN_PATTERN + "/eval.json",
+    params:
+        five=FIVE,
+        run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
+        importance_samples=lambda wildcards: sweep_row(wildcards)["importance_samples"],
+        images=lambda wildcards: (
+            f"--image-dir {sweep_row(wildcards)['run_dir']}/grids" if wildcards.dataset in IMAGE_DATASETS else ""
+        ),
+        device=config["device"],
+        data_dir=DATA_DIR,
+        experiment=config["experiment"],
+        gpu_locks=GPU_LOCKS,
+    log:
+        "logs/evaluate/" + LOG_PATTERN,
+    resources:
+        gpu=1,
+    shell:
+        "{params.five} evaluate --run {params.run_dir} --importance-samples {params.importance_samples} "
+        "{params.images} --device {params.device} --data-dir {params.data_dir} "
+        "--mlflow-experiment {params.experiment} --gpu-lock-dir {params.gpu_locks} --out {output} > {log} 2>&1"

@@ -1,0 +1,42 @@
+# One training job per sweep row. The run folder keeps checkpoint.pt beside the declared output train.json:
+# a killed or preempted job resumes from it on rerun. A diverged run records its reason and exits 0, so it
+# is shown as diverged in the tables instead of being retried.
+
+
+rule mlflow_experiment:
+    output:
+        EXPERIMENT_MARKER,
+    params:
+        five=FIVE,
+        experiment=config["experiment"],
+        artifacts=f"{RESULTS}/mlflow-artifacts",
+    log:
+        "logs/mlflow_experiment.log",
+    localrule: True
+    shell:
+        "{params.five} mlflow-init --experiment {params.experiment} "
+        "--artifact-location $(realpath -m {params.artifacts}) > {output} 2> {log}"
+
+
+rule train:
+    input:
+        data=data_inputs,
+        experiment=ancient(EXPERIMENT_MARKER),
+    output:
+        RUN_PATTERN + "/train.json",
+    params:
+        five=FIVE,
+        options=lambda wildcards: train_arguments(sweep_row(wildcards)),
+        run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
+        device=config["device"],
+        data_dir=DATA_DIR,
+        experiment=config["experiment"],
+        gpu_locks=GPU_LOCKS,
+    log:
+        "logs/train/" + LOG_PATTERN,
+    resources:
+        gpu=1,
+    shell:
+        "{params.five} train {params.options} --device {params.device} --data-dir {params.data_dir} "
+        "--out {params.run_dir} --restart-if-changed --record-divergence "
+        "--mlflow-experiment {params.experiment} --gpu-lock-dir {params.gpu_locks} > {log} 2>&1"
