@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO := results/demo
 
 .PHONY: setup run test clean
 
@@ -14,10 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-# The main job on the embedded offline default: a short FIVE training on scikit-learn's digits, then evaluation.
+# The main job on the embedded offline default: the quick sweep (digits + synthetic manifold) through
+# Snakemake: training, evaluation, MLflow, tables and plots under results/.
 run: $(STAMP)
-	$(BIN)/five train --model five --dataset digits --latent-dim 8 --epochs 30 --out $(DEMO)/five
-	$(BIN)/five evaluate --run $(DEMO)/five --importance-samples 200 --out $(DEMO)/five/eval.json
+	$(BIN)/snakemake --cores all --configfile config/quick.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -19,6 +19,14 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
+onsuccess:
+    print(
+        "\nDone. Tables: results/tables/main.md (and .csv, .tex; budget ablation in budget.*)\n"
+        "Plots: results/plots/*.png   Runs: results/runs.csv   MLflow: mlflow ui --backend-store-uri "
+        f"{TRACKING_URI}\nHTML report: snakemake --report report.html (with the same --configfile)"
+    )
+
+
 rule all:
     input:
         final_outputs(),

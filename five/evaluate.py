@@ -17,7 +17,6 @@ from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
 from five.estimators import iwae_log_likelihood
-from five.images import as_images, write_image_grids
 from five.models import Model, build_model
 from five.objectives import kl_diagonal_per_dimension
 
@@ -126,13 +125,16 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     if importance_samples < 1:
         raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
     started = time.perf_counter()
-    config, model, dataset, state = load_run(run_dir, device, data_dir)
-    record = read_json(Path(run_dir) / TRAIN_JSON) if (Path(run_dir) / TRAIN_JSON).exists() else {}
-    if record.get("status") == "diverged":  # its last checkpoint is not a result: report the divergence
+    record_path = Path(run_dir) / TRAIN_JSON
+    record = read_json(record_path) if record_path.exists() else {}
+    if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
         return {"status": "diverged", "error": record.get("error"), **{key: None for key in METRIC_KEYS},
-                "importance_samples": importance_samples, "split": split, "config": config.to_dict()}
+                "importance_samples": importance_samples, "split": split, "config": record["config"]}
+    config, model, dataset, state = load_run(run_dir, device, data_dir)
     if image_dir is not None:
+        from five.images import as_images, write_image_grids  # torchvision, only when asked for
+
         as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)

@@ -7,6 +7,8 @@ that dataset's rows only.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from five.config import MODELS_WITH_PROBES
@@ -14,6 +16,19 @@ from five.errors import ConfigError
 
 RUN_DIR = "{results}/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
 TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "architecture", "hidden_width", "checkpoint_every")
+
+
+def check_config(config: dict, schema_path: str | Path) -> None:
+    """Validate against the closed JSON schema with one line naming the offending key (Snakemake's own
+    validation, which also fills in defaults, follows; its message dumps the whole sub-schema)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "the top level"
+        raise ConfigError(f"invalid config at {where}: {error.message}")
 
 
 def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:

@@ -27,6 +27,14 @@ def default_tracking_uri(results_dir: Path) -> str:
     return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
 
 
+def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
+    """The workflow's tracking URI: the config key, else $MLFLOW_TRACKING_URI, else SQLite under results/.
+    Exported to the environment, which jobs inherit, so switching servers retrains nothing."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
 def _client(tracking_uri: str | None):
     from mlflow.tracking import MlflowClient
 

@@ -8,16 +8,15 @@ rule aggregate:
     output:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
+    params:
+        sweep=SWEEP,
     log:
         "logs/aggregate.log",
     localrule: True
-    run:
-        from five.aggregate import collect_runs
-
-        runs, histories = collect_runs(SWEEP)
-        runs.to_csv(output.runs, index=False)
-        histories.to_csv(output.histories, index=False)
-        Path(log[0]).write_text(f"{len(runs)} runs, {int((runs['status'] == 'diverged').sum())} diverged\n")
+    conda:
+        "../envs/five.yaml"
+    script:
+        "../scripts/aggregate.py"
 
 
 rule tables:
@@ -25,31 +24,22 @@ rule tables:
         f"{RESULTS}/runs.csv",
     output:
         main_csv=report(f"{RESULTS}/tables/main.csv", caption="../report/main_table.rst", category="Tables"),
-        main_md=f"{RESULTS}/tables/main.md",
+        main_md=report(f"{RESULTS}/tables/main.md", caption="../report/main_table.rst", category="Tables"),
         main_tex=f"{RESULTS}/tables/main.tex",
         budget_csv=report(f"{RESULTS}/tables/budget.csv", caption="../report/budget_table.rst", category="Tables"),
-        budget_md=f"{RESULTS}/tables/budget.md",
+        budget_md=report(f"{RESULTS}/tables/budget.md", caption="../report/budget_table.rst", category="Tables"),
         budget_tex=f"{RESULTS}/tables/budget.tex",
     params:
         references={name: settings.get("reference", []) for name, settings in config["datasets"].items()},
         probes_shown=probes_shown(),
+        model_selection="evaluated at the last checkpoint",
     log:
         "logs/tables.log",
     localrule: True
-    run:
-        import pandas as pd
-
-        from five.aggregate import attach_references, summarise, write_tables
-
-        runs = pd.read_csv(input[0])
-        shown = ", ".join(f"{model} at K={k}" for model, k in params.probes_shown.items())
-        main = attach_references(summarise(runs, params.probes_shown), params.references)
-        write_tables(main, Path(output.main_csv).with_suffix(""), "Test likelihood by latent dimension",
-                     f"Best per column in bold; {shown}; diverged runs are marked, not dropped.")
-        budget = attach_references(summarise(runs[runs["probes"] > 0]), params.references)
-        write_tables(budget, Path(output.budget_csv).with_suffix(""), "Hutchinson budget ablation",
-                     "FIF and FIVE at every budget K; best per column in bold.")
-        Path(log[0]).write_text(Path(output.main_md).read_text())
+    conda:
+        "../envs/five.yaml"
+    script:
+        "../scripts/tables.py"
 
 
 rule plots:
@@ -66,14 +56,7 @@ rule plots:
     log:
         "logs/plots.log",
     localrule: True
-    run:
-        import pandas as pd
-
-        from five import plots
-
-        runs, histories = pd.read_csv(input.runs), pd.read_csv(input.histories)
-        plots.likelihood_vs_latent_dim(runs, params.probes_shown, Path(output.likelihood))
-        plots.active_units_vs_latent_dim(runs, params.probes_shown, Path(output.active))
-        plots.budget_ablation(runs, Path(output.budget))
-        plots.training_curves(histories, params.probes_shown, Path(output.curves))
-        Path(log[0]).write_text("\n".join(output) + "\n")
+    conda:
+        "../envs/five.yaml"
+    script:
+        "../scripts/plots.py"

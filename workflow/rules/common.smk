@@ -1,32 +1,29 @@
 # Validation first, then the sweep table (one row per run), wildcard constraints and input functions.
-import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from five.sweep import sweep_table, train_arguments
-from five.tracking import default_tracking_uri
+from five.sweep import check_config, sweep_table, train_arguments
+from five.tracking import export_tracking_uri
 from five.vision import FILES as VISION_FILES
 
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+check_config(config, SCHEMA)  # one line naming the key
+validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
 
 RESULTS = "results"
 SWEEP = sweep_table(config, RESULTS)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
-RUN_PATTERN = RESULTS + "/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
-LOG_PATTERN = "{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log"
+RUN_PATTERN = "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
 FIVE = f"{sys.executable} -m five.cli"  # the package of the Python running Snakemake
 DATA_DIR = config["data_dir"]
 GPU_LOCKS = f"{RESULTS}/.gpu-locks"
 EXPERIMENT_MARKER = f"{RESULTS}/mlflow/experiment.txt"
 IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
 
-# The tracking URI: the config key, else $MLFLOW_TRACKING_URI, else SQLite under results/. Jobs inherit it
-# through the environment, so switching servers does not retrain anything.
-TRACKING_URI = config.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(RESULTS)
-os.environ["MLFLOW_TRACKING_URI"] = TRACKING_URI
+TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS)
 
 
 wildcard_constraints:
@@ -43,6 +40,11 @@ def sweep_row(wildcards):
     if run_dir not in SWEEP_ROWS:
         raise ValueError(f"{run_dir} is not part of the configured sweep")
     return SWEEP_ROWS[run_dir]
+
+
+def data_root(output, name):
+    """The data directory, read back from a download rule's first output file."""
+    return output[0][: -len(VISION_FILES[name][0]) - 1]
 
 
 def data_inputs(wildcards):

@@ -7,9 +7,11 @@ rule download_mnist:
         [f"{DATA_DIR}/{file}" for file in VISION_FILES["mnist"]],
     params:
         five=FIVE,
-        data_dir=DATA_DIR,
+        data_dir=lambda wildcards, output: data_root(output, "mnist"),
     log:
         "logs/download/mnist.log",
+    conda:
+        "../envs/five.yaml"
     localrule: True
     shell:
         "{params.five} download --dataset mnist --data-dir {params.data_dir} > {log} 2>&1"
@@ -20,9 +22,11 @@ rule download_cifar10:
         [f"{DATA_DIR}/{file}" for file in VISION_FILES["cifar10"]],
     params:
         five=FIVE,
-        data_dir=DATA_DIR,
+        data_dir=lambda wildcards, output: data_root(output, "cifar10"),
     log:
         "logs/download/cifar10.log",
+    conda:
+        "../envs/five.yaml"
     localrule: True
     shell:
         "{params.five} download --dataset cifar10 --data-dir {params.data_dir} > {log} 2>&1"

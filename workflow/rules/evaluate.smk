@@ -3,9 +3,9 @@
 
 rule evaluate:
     input:
-        RUN_PATTERN + "/train.json",
+        "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}/train.json",
     output:
-        RUN_PATTERN + "/eval.json",
+        "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}/eval.json",
     params:
         five=FIVE,
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
@@ -18,9 +18,11 @@ rule evaluate:
         experiment=config["experiment"],
         gpu_locks=GPU_LOCKS,
     log:
-        "logs/evaluate/" + LOG_PATTERN,
+        "logs/evaluate/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
     resources:
         gpu=1,
+    conda:
+        "../envs/five.yaml"
     shell:
         "{params.five} evaluate --run {params.run_dir} --importance-samples {params.importance_samples} "
         "{params.images} --device {params.device} --data-dir {params.data_dir} "

@@ -12,8 +12,7 @@ rule config_snapshot:
     log:
         "logs/config_snapshot.log",
     localrule: True
-    run:
-        import yaml
-
-        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
-        Path(log[0]).write_text(f"wrote {output[0]}\n")
+    conda:
+        "../envs/five.yaml"
+    script:
+        "../scripts/config_snapshot.py"

@@ -12,6 +12,8 @@ rule mlflow_experiment:
         artifacts=f"{RESULTS}/mlflow-artifacts",
     log:
         "logs/mlflow_experiment.log",
+    conda:
+        "../envs/five.yaml"
     localrule: True
     shell:
         "{params.five} mlflow-init --experiment {params.experiment} "
@@ -23,7 +25,7 @@ rule train:
         data=data_inputs,
         experiment=ancient(EXPERIMENT_MARKER),
     output:
-        RUN_PATTERN + "/train.json",
+        "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}/train.json",
     params:
         five=FIVE,
         options=lambda wildcards: train_arguments(sweep_row(wildcards)),
@@ -33,9 +35,11 @@ rule train:
         experiment=config["experiment"],
         gpu_locks=GPU_LOCKS,
     log:
-        "logs/train/" + LOG_PATTERN,
+        "logs/train/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
     resources:
         gpu=1,
+    conda:
+        "../envs/five.yaml"
     shell:
         "{params.five} train {params.options} --device {params.device} --data-dir {params.data_dir} "
         "--out {params.run_dir} --restart-if-changed --record-divergence "

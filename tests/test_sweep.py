@@ -1,0 +1,112 @@
+"""Config validation, the sweep table and aggregation into tables (no Snakemake run needed)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from five.aggregate import attach_references, collect_runs, summarise, write_tables
+from five.errors import ConfigError
+from five.sweep import check_config, sweep_table, train_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load(name):
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    check_config(config, SCHEMA)
+    validate(config, str(SCHEMA))  # fills defaults, as the workflow does
+    return config
+
+
+def test_shipped_configs_are_valid_and_budgets_multiply_only_fif_and_five():
+    paper = sweep_table(load("config.yaml"))
+    assert len(paper) == 2 * (1 + 1 + 4 + 4) * 4 * 3
+    assert set(paper.loc[paper["model"].isin(["vae", "fcvae"]), "probes"]) == {0}
+    assert set(paper.loc[paper["model"] == "five", "probes"]) == {1, 2, 4, 8}
+    assert paper["run_dir"].is_unique
+    quick = sweep_table(load("quick.yaml"))
+    assert len(quick) == 2 * (1 + 1 + 1 + 2) * 2 * 2
+    assert set(quick["dataset"]) == {"digits", "manifold"}
+
+
+def test_defaults_come_from_the_schema():
+    config = load("quick.yaml")
+    assert config["datasets"]["digits"]["batch_size"] == 128 and config["data_dir"] == "data"
+    assert config["tracking_uri"] is None
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["models"].update({"gan": {}}), "'gan' was unexpected"),
+    (lambda c: c["datasets"]["digits"].update({"epochz": 3}), "at datasets.digits: .*'epochz' was unexpected"),
+    (lambda c: c["datasets"]["digits"].update({"latent_dims": [-2]}), "at datasets.digits.latent_dims.0: -2"),
+    (lambda c: c["datasets"].update({"imagenet": {"latent_dims": [2], "epochs": 1}}), "'imagenet' was unexpected"),
+    (lambda c: c["models"]["vae"].update({"probes": [1]}), "at models.vae: .*'probes' was unexpected"),
+    (lambda c: c.update({"seed": [0]}), "'seed' was unexpected"),
+])
+def test_bad_configs_fail_with_one_line_naming_the_key(edit, message):
+    config = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
+    edit(config)
+    with pytest.raises(ConfigError, match=message) as caught:
+        check_config(config, SCHEMA)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_budget_above_a_latent_dim_is_an_error_naming_both():
+    config = load("quick.yaml")
+    config["models"]["five"]["probes"] = [1, 8]
+    with pytest.raises(ConfigError, match="models.five.probes has K=8 > latent dim 2 of datasets.digits"):
+        sweep_table(config)
+
+
+def test_train_arguments_carry_every_setting_of_the_row():
+    row = sweep_table(load("quick.yaml")).query("model == 'five' and probes == 2").iloc[0].to_dict()
+    arguments = train_arguments(row)
+    for part in ("--model five", "--probes 2", "--latent-dim", "--epochs", "--lr 0.002", "--hidden-width"):
+        assert part in arguments
+    vae = sweep_table(load("quick.yaml")).query("model == 'vae'").iloc[0].to_dict()
+    assert "--probes" not in train_arguments(vae) and "--beta" not in train_arguments(vae)
+
+
+def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="complete"):
+    run_dir = root / dataset / model / f"d{latent_dim}" / f"k{probes}" / f"s{seed}"
+    run_dir.mkdir(parents=True)
+    train = {"status": status, "history": [{"epoch": 1, "loss": 3.0, "sigma": 0.1, "time_s": 0.1}],
+             "epochs_completed": 1, "wall_time_s": 0.1, "device": "cpu"}
+    if status == "diverged":
+        train["error"] = "non-finite loss (nan) at epoch 1, step 2"
+    evaluation = {"status": status, "bits_per_dim": None if status == "diverged" else bits,
+                  "nll_nats": None if status == "diverged" else bits * 100}
+    (run_dir / "train.json").write_text(json.dumps(train))
+    (run_dir / "eval.json").write_text(json.dumps(evaluation))
+    return {"dataset": dataset, "model": model, "latent_dim": latent_dim, "probes": probes, "seed": seed,
+            "run_dir": str(run_dir)}
+
+
+def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
+    rows = [fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0), fake_run(tmp_path, "digits", "vae", 4, 0, 1, 5.2),
+            fake_run(tmp_path, "digits", "five", 4, 1, 0, 4.0), fake_run(tmp_path, "digits", "five", 4, 1, 1, 4.4),
+            fake_run(tmp_path, "digits", "five", 4, 2, 0, 3.0),
+            fake_run(tmp_path, "digits", "five", 4, 2, 1, 0, status="diverged"),
+            fake_run(tmp_path, "digits", "fcvae", 4, 0, 0, 0, status="diverged")]
+    runs, histories = collect_runs(pd.DataFrame(rows))
+    assert list(runs["status"]).count("diverged") == 2 and len(histories) == 7
+    table = attach_references(summarise(runs, {"five": 1}),
+                              {"digits": [{"model": "five", "latent_dim": 4, "value": 4.1}]})
+    five = table[table["row"] == "five (K=1)"].iloc[0]
+    assert five["mean"] == pytest.approx(4.2) and five["std"] == pytest.approx(0.2828, abs=1e-4)
+    assert bool(five["best"]) and five["reference"] == 4.1
+    assert "five (K=2)" not in set(table["row"])  # the main table shows the chosen budget only
+    paths = write_tables(table, tmp_path / "tables" / "main", "Title", "Caption.")
+    markdown = paths[1].read_text()
+    assert "**4.200 ± 0.283** [ref 4.100]" in markdown and "5.100 ± 0.141" in markdown
+    assert "| fcvae " in markdown and "diverged" in markdown  # a fully diverged row is shown, not dropped
+    assert r"\textbf{4.200 $\pm$ 0.283}" in paths[2].read_text()
+    ablation = summarise(runs[runs["probes"] > 0])
+    k2 = ablation[ablation["row"] == "five (K=2)"].iloc[0]
+    assert k2["mean"] == 3.0 and k2["diverged"] == 1 and bool(k2["best"])
+    assert "(1/2 diverged)" in write_tables(ablation, tmp_path / "budget", "T", "C")[1].read_text()

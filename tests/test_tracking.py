@@ -1,0 +1,77 @@
+"""MLflow tracking: concurrent jobs lose no run, a rerun replaces its run, evaluation joins the train run."""
+
+import subprocess
+import sys
+
+from mlflow.tracking import MlflowClient
+
+from five.tracking import RunTracker, ensure_experiment
+
+JOB = """
+import sys
+from five.tracking import RunTracker
+tracker = RunTracker("concurrent", sys.argv[1])
+tracker.start({"model": "five", "key": sys.argv[1]})
+for epoch in range(1, 21):
+    tracker.log_metrics({"loss": 1.0 / epoch}, step=epoch, flush=True)  # many writes: provoke lock contention
+tracker.log_metrics({"eval_nll_nats": 42.0})
+tracker.finish()
+"""
+
+
+def runs_by_key(uri, experiment):
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id])
+    return client, {run.data.tags["five.run_key"]: run for run in runs}, runs
+
+
+def test_concurrent_jobs_each_leave_exactly_one_complete_run(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment("concurrent", artifact_location=str(tmp_path / "artifacts"))
+    keys = [f"results/run{i}" for i in range(6)]
+    jobs = [subprocess.Popen([sys.executable, "-c", JOB, key], stderr=subprocess.PIPE, text=True) for key in keys]
+    for job in jobs:
+        assert job.wait(timeout=300) == 0, job.stderr.read()
+    # one of them reruns: its run is replaced, not duplicated
+    subprocess.run([sys.executable, "-c", JOB, keys[0]], check=True, timeout=300)
+    client, by_key, runs = runs_by_key(uri, "concurrent")
+    assert len(runs) == len(keys) and set(by_key) == set(keys)
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.metrics["eval_nll_nats"] == 42.0
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert sorted(metric.step for metric in history) == list(range(1, 21))
+
+
+def test_evaluation_attaches_to_the_train_run_and_artifacts_are_stored(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment("attach", artifact_location=str(tmp_path / "artifacts"))
+    train = RunTracker("attach", "results/a")
+    train.start({"lr": 0.1})
+    train.log_metrics({"loss": 1.0}, step=1, flush=False)  # buffered until finish
+    train.finish()
+    artifact = tmp_path / "eval.json"
+    artifact.write_text("{}")
+    evaluation = RunTracker("attach", "results/a")
+    evaluation.attach()
+    evaluation.log_metrics({"eval_nll_nats": 3.0, "eval_split": "test"})  # non-numbers are skipped
+    evaluation.log_artifacts([artifact])
+    evaluation.finish()
+    client, by_key, runs = runs_by_key(uri, "attach")
+    assert len(runs) == 1
+    run = by_key["results/a"]
+    assert run.data.metrics == {"loss": 1.0, "eval_nll_nats": 3.0} and run.data.params == {"lr": "0.1"}
+    assert [item.path for item in client.list_artifacts(run.info.run_id)] == ["eval.json"]
+
+
+def test_a_missing_experiment_is_a_clear_error(tmp_path, monkeypatch):
+    import pytest
+
+    from five.errors import FiveError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ensure_experiment("exists")
+    with pytest.raises(FiveError, match="experiment 'absent' does not exist"):
+        RunTracker("absent", "results/x")

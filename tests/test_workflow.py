@@ -1,0 +1,135 @@
+"""The real Snakemake on a tiny config: train → evaluate → MLflow → tables → plots → report, then config
+edits checked by dry runs to rerun only what they touch. Also `snakemake --lint`."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+TINY = {
+    "experiment": "tiny",
+    "seeds": [0],
+    "models": {"vae": {}, "five": {"probes": [1]}},
+    "datasets": {
+        "digits": {"latent_dims": [2], "epochs": 2, "hidden_width": 16, "importance_samples": 8,
+                   "checkpoint_every": 1},
+        # a step size this large makes every run diverge: the tables must show it, not drop it
+        "manifold": {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "lr": 1e6},
+    },
+}
+
+
+def snakemake(workdir, config, *args, check=True):
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
+                             "--cores", "2", *args], capture_output=True, text=True, env=env, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """The job counts of a dry run's 'Job stats' table."""
+    text = result.stdout + result.stderr
+    stats = text[text.index("Job stats:"):]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)
+            if name != "total"}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, TINY)
+    return workdir
+
+
+def test_end_to_end_results_tables_plots_and_report(finished):
+    runs = pd.read_csv(finished / "results" / "runs.csv")
+    assert len(runs) == 4
+    digits, manifold = runs[runs["dataset"] == "digits"], runs[runs["dataset"] == "manifold"]
+    assert set(digits["status"]) == {"complete"} and digits["bits_per_dim"].notna().all()
+    assert set(manifold["status"]) == {"diverged"} and manifold["error"].str.contains("non-finite").all()
+    main = (finished / "results" / "tables" / "main.md").read_text()
+    assert "five (K=1)" in main and "**" in main and "diverged" in main
+    assert (finished / "results" / "tables" / "budget.tex").read_text().startswith("\\begin{table}")
+    for name in ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves"):
+        assert (finished / "results" / "plots" / f"{name}.png").stat().st_size > 5000
+    assert (finished / "results" / "digits" / "five" / "d2" / "k1" / "s0" / "grids" / "samples.png").exists()
+    report = subprocess.run([*SNAKEMAKE, "-d", str(finished), "--configfile", str(finished / "config.yaml"),
+                             "--report", str(finished / "report.html")], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert (finished / "report.html").stat().st_size > 10000
+
+
+def test_every_job_is_in_mlflow_once(finished):
+    client = MlflowClient(f"sqlite:///{finished / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    keys = sorted(run.data.tags["five.run_key"] for run in runs)
+    assert keys == sorted(pd.read_csv(finished / "results" / "runs.csv")["run_dir"])
+    for run in runs:
+        if "digits" in run.data.tags["five.run_key"]:
+            assert run.info.status == "FINISHED" and "eval_nll_nats" in run.data.metrics
+            assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+        else:
+            assert run.info.status == "FAILED"  # diverged
+
+
+def test_config_edits_rerun_only_what_they_touch(finished):
+    nothing = planned_jobs_or_none(snakemake(finished, TINY, "-n"))
+    assert nothing == {}
+    more_seeds = TINY | {"seeds": [0, 1]}
+    assert planned_jobs(snakemake(finished, more_seeds, "-n")) == {
+        "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "config_snapshot": 1, "all": 1}
+    more_samples = yaml.safe_load(yaml.safe_dump(TINY))
+    more_samples["datasets"]["digits"]["importance_samples"] = 16
+    assert planned_jobs(snakemake(finished, more_samples, "-n")) == {
+        "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "config_snapshot": 1, "all": 1}
+    longer = yaml.safe_load(yaml.safe_dump(TINY))
+    longer["datasets"]["digits"]["epochs"] = 3
+    assert planned_jobs(snakemake(finished, longer, "-n")) == {
+        "train": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "config_snapshot": 1, "all": 1}
+
+
+def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
+    longer = yaml.safe_load(yaml.safe_dump(TINY))
+    longer["datasets"]["digits"]["epochs"] = 3
+    snakemake(finished, longer)
+    log = (finished / "logs" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
+    assert "resuming" in log and "after epoch 2/3" in log
+    runs = pd.read_csv(finished / "results" / "runs.csv")
+    assert set(runs.loc[runs["dataset"] == "digits", "epochs_completed"]) == {3}
+    client = MlflowClient(f"sqlite:///{finished / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    assert len(client.search_runs([experiment.experiment_id])) == 4  # replaced, not duplicated
+
+
+def planned_jobs_or_none(result):
+    text = result.stdout + result.stderr
+    return {} if "Nothing to be done" in text else planned_jobs(result)
+
+
+def test_lint_is_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", str(ROOT / "config" / "quick.yaml")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+def test_a_config_typo_stops_the_workflow_with_the_key_named(tmp_path):
+    bad = yaml.safe_load(yaml.safe_dump(TINY))
+    bad["datasets"]["digits"]["epochz"] = 3
+    result = snakemake(tmp_path, bad, "-n", check=False)
+    assert result.returncode != 0
+    assert "invalid config at datasets.digits: Additional properties are not allowed ('epochz' was unexpected)" \
+        in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,12 @@
+"""Snakemake script of rule aggregate: every run's JSON files → runs.csv and histories.csv."""
+
+from pathlib import Path
+
+from five.aggregate import collect_runs
+
+snakemake = globals()["snakemake"]  # provided by Snakemake's script directive
+runs, histories = collect_runs(snakemake.params.sweep)
+runs.to_csv(snakemake.output.runs, index=False)
+histories.to_csv(snakemake.output.histories, index=False)
+diverged = int((runs["status"] == "diverged").sum())
+Path(snakemake.log[0]).write_text(f"{len(runs)} runs, {diverged} diverged\n")
