@@ -28,6 +28,14 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Temp files a killed writer left beside `path` (never loaded: only a completed rename counts)."""
+    stale = list(Path(path).parent.glob(f".{Path(path).name}.*.tmp"))
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     _atomic_write(path, lambda file: torch.save(state, file))
 

@@ -9,6 +9,7 @@ import argparse
 import os
 import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def prepare_job(args, log=print):
 
     gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
     facts = {"gpu_claimed": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "hostname": socket.gethostname()}
+             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "hostname": socket.gethostname(),
+             "started_at": time.time()}
     return choose_device(args.device), facts
 
 

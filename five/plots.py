@@ -22,9 +22,19 @@ def _labelled(runs: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
     return shown[shown["status"] == "complete"]
 
 
+def _placeholder(path: Path, message: str) -> Path:
+    """A figure that says why there is nothing to plot (e.g. a sweep without fif/five, or all runs diverged)."""
+    figure, axis = plt.subplots(figsize=(5, 1.5))
+    axis.axis("off")
+    axis.text(0.5, 0.5, message, ha="center", va="center")
+    return _save(figure, path)
+
+
 def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
     """Test bits/dim (nats for continuous data) against d: one line per model, a panel per dataset."""
     data = _labelled(runs, probes_shown)
+    if data.empty:
+        return _placeholder(path, "no completed runs to plot")
     grid = sns.relplot(data=data, x="latent_dim", y="metric", hue="label", col="dataset", kind="line",
                        marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
     grid.set(xscale="log", xlabel="latent dimension d")
@@ -35,6 +45,8 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
 def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
     """Active units (rotation-invariant count) against d, with the y = d diagonal of no collapse."""
     data = _labelled(runs, probes_shown)
+    if data.empty:
+        return _placeholder(path, "no completed runs to plot")
     grid = sns.relplot(data=data, x="latent_dim", y="active_units_eigen", hue="label", col="dataset",
                        kind="line", marker="o", errorbar="sd", height=3.2)
     for axis in grid.axes.flat:
@@ -47,6 +59,8 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
 def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
     """Test metric against the Hutchinson budget K for fif and five, one panel per dataset."""
     data = runs[(runs["probes"] > 0) & (runs["status"] == "complete")].copy()
+    if data.empty:
+        return _placeholder(path, "no completed fif/five runs: no budget ablation")
     data["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in data.iterrows()]
     data["d"] = data["latent_dim"].astype(str)
     grid = sns.relplot(data=data, x="probes", y="metric", hue="model", style="d", col="dataset", kind="line",
@@ -63,6 +77,8 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
     shapes, not levels, across models.
     """
     data = histories[(histories["probes"] == 0) | (histories["probes"] == histories["model"].map(probes_shown))]
+    if data.empty:
+        return _placeholder(path, "no training history to plot")
     data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])
     grid = sns.relplot(data=data, x="epoch", y="loss", hue="label", row="dataset", col="latent_dim", kind="line",
                        errorbar=None, facet_kws={"sharey": False}, height=2.6)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.checkpoint import CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, save_checkpoint, write_json
+from five.checkpoint import (CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, remove_stale_temporaries,
+                             save_checkpoint, write_json)
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import ConfigError, TrainingDiverged
@@ -62,6 +63,8 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     `restart_if_changed` (what the workflow uses after a config edit) the old checkpoint is replaced.
     """
     path = out_dir / CHECKPOINT_NAME
+    for stale in remove_stale_temporaries(path) + remove_stale_temporaries(out_dir / TRAIN_JSON):
+        log(f"removed {stale.name}, left by a job killed while writing")
     if not path.exists():
         return None
     state = load_checkpoint(path)
@@ -111,7 +114,8 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     def payload(status: str) -> dict:
         return {"status": status, "config": config.to_dict(), "epochs_completed": len(history),
                 "history": history, "wall_time_s": wall_time, "device": str(device),
-                "torch_version": torch.__version__, "five_version": __version__, **(extra or {})}
+                "torch_version": torch.__version__, "five_version": __version__, "updated_at": time.time(),
+                **(extra or {})}
 
     def checkpoint(epoch: int) -> None:
         save_checkpoint(out_dir / CHECKPOINT_NAME, {

@@ -110,3 +110,17 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
     k2 = ablation[ablation["row"] == "five (K=2)"].iloc[0]
     assert k2["mean"] == 3.0 and k2["diverged"] == 1 and bool(k2["best"])
     assert "(1/2 diverged)" in write_tables(ablation, tmp_path / "budget", "T", "C")[1].read_text()
+
+
+def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
+    from five import plots
+
+    rows = [fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0), fake_run(tmp_path, "digits", "vae", 4, 0, 0, 4.0),
+            fake_run(tmp_path, "manifold", "vae", 2, 0, 0, 0, status="diverged")]
+    runs, histories = collect_runs(pd.DataFrame(rows))
+    for path in (plots.likelihood_vs_latent_dim(runs, {}, tmp_path / "a.png"),
+                 plots.active_units_vs_latent_dim(runs.assign(active_units_eigen=2), {}, tmp_path / "b.png"),
+                 plots.budget_ablation(runs, tmp_path / "c.png"),
+                 plots.training_curves(histories, {}, tmp_path / "d.png"),
+                 plots.likelihood_vs_latent_dim(runs[runs["status"] == "diverged"], {}, tmp_path / "e.png")):
+        assert path.stat().st_size > 1000

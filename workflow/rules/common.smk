@@ -52,6 +52,16 @@ def data_inputs(wildcards):
     return [f"{DATA_DIR}/{file}" for file in VISION_FILES.get(wildcards.dataset, [])]
 
 
+def job_resource(rule_name, key, default):
+    """A train/evaluate job's cluster resource from datasets.<name>.resources, else `default`."""
+
+    def lookup(wildcards):
+        settings = config["datasets"][wildcards.dataset].get("resources", {})
+        return settings.get(rule_name, {}).get(key, default)
+
+    return lookup
+
+
 def run_files(name):
     return [f"{run_dir}/{name}" for run_dir in SWEEP["run_dir"]]
 

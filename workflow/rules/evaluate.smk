@@ -21,6 +21,8 @@ rule evaluate:
         "logs/evaluate/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
     resources:
         gpu=1,
+        runtime=job_resource("evaluate", "runtime", 60),
+        mem_mb=job_resource("evaluate", "mem_mb", 8000),
     conda:
         "../envs/five.yaml"
     shell:

@@ -38,6 +38,8 @@ rule train:
         "logs/train/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
     resources:
         gpu=1,
+        runtime=job_resource("train", "runtime", 120),
+        mem_mb=job_resource("train", "mem_mb", 8000),
     conda:
         "../envs/five.yaml"
     shell:

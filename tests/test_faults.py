@@ -1,0 +1,146 @@
+"""Fault tolerance: kill -9 at random points and inside checkpoint writes, then rerun; the result equals an
+uninterrupted run (CPU, same seed). Also through Snakemake, with its incomplete-output handling."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["train", "--model", "five", "--dataset", "digits", "--latent-dim", "3", "--probes", "2", "--epochs", "40",
+        "--hidden-width", "32", "--checkpoint-every", "1", "--device", "cpu"]
+
+
+def five(*args):
+    return [sys.executable, "-m", "five.cli", *map(str, args)]
+
+
+def final_weights(run_dir):
+    return torch.load(Path(run_dir) / "checkpoint.pt", weights_only=True)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def epochs_done(run_dir):
+    try:
+        return json.loads((Path(run_dir) / "train.json").read_text())["epochs_completed"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run(five(*ARGS, "--out", run_dir), check=True, capture_output=True, timeout=600)
+    return final_weights(run_dir)
+
+
+def test_kill_9_at_random_points_then_rerun_equals_uninterrupted(tmp_path, uninterrupted):
+    rng = random.Random(20251125)
+    run_dir = tmp_path / "run"
+    kill_points = sorted(rng.sample(range(2, 38), 5))  # epochs after which a kill lands, plus a random delay
+    killed_at = []
+    for target in kill_points:
+        process = subprocess.Popen(five(*ARGS, "--out", run_dir), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        while epochs_done(run_dir) < target and process.poll() is None:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))  # somewhere inside the next epoch or checkpoint write
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at.append(epochs_done(run_dir))
+    assert len(killed_at) == 5 and killed_at[-1] < 40, killed_at
+    subprocess.run(five(*ARGS, "--out", run_dir), check=True, capture_output=True, timeout=600)
+    assert epochs_done(run_dir) == 40
+    assert_same_weights(final_weights(run_dir), uninterrupted)
+
+
+# Kill the process from inside a checkpoint write: after half the bytes, or after writing but before the
+# rename. The checkpoint on disk must stay the previous, complete one.
+KILL_INSIDE_WRITE = """
+import os, signal, sys
+import five.checkpoint as checkpoint
+mode, kill_at = sys.argv[1], int(sys.argv[2])
+calls = {"n": 0}
+real_save, real_replace = checkpoint.torch.save, checkpoint.os.replace
+
+def save(state, file):
+    calls["n"] += 1
+    if mode == "half" and calls["n"] == kill_at:
+        import io
+        buffer = io.BytesIO()
+        real_save(state, buffer)
+        file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_save(state, file)
+
+def replace(source, target):
+    if mode == "before-rename" and str(target).endswith("checkpoint.pt") and calls["n"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(source, target)
+
+checkpoint.torch.save, checkpoint.os.replace = save, replace
+from five.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["half", "before-rename"])
+def test_a_kill_inside_a_checkpoint_write_never_leaves_a_loadable_half_checkpoint(tmp_path, uninterrupted, mode):
+    run_dir = tmp_path / "run"
+    # The 3rd save of a fresh run is epoch 3, so epoch 2 stays on disk; the resumed run's 9th save is
+    # epoch 2 + 9 = 11, so epoch 10 stays.
+    for kill_at, epoch_on_disk in ((3, 2), (9, 10)):
+        result = subprocess.run([sys.executable, "-c", KILL_INSIDE_WRITE, mode, str(kill_at), *ARGS, "--out",
+                                 str(run_dir)], capture_output=True, timeout=600)
+        assert result.returncode == -signal.SIGKILL
+        assert list(run_dir.glob(".checkpoint.pt.*.tmp")), "the interrupted write left its temp file"
+        state = torch.load(run_dir / "checkpoint.pt", weights_only=True)  # the previous, complete checkpoint
+        assert state["epoch"] == epoch_on_disk
+    resumed = subprocess.run(five(*ARGS, "--out", run_dir), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "left by a job killed while writing" in resumed.stdout
+    assert not list(run_dir.glob(".checkpoint.pt.*.tmp"))
+    assert_same_weights(final_weights(run_dir), uninterrupted)
+
+
+def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupted(tmp_path, uninterrupted):
+    import yaml
+
+    config = {"experiment": "faults", "seeds": [0], "models": {"five": {"probes": [2]}},
+              "datasets": {"digits": {"latent_dims": [3], "epochs": 40, "hidden_width": 32, "checkpoint_every": 1,
+                                      "importance_samples": 4}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    run_dir = tmp_path / "results" / "digits" / "five" / "d3" / "k2" / "s0"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while epochs_done(run_dir) < 15 and process.poll() is None:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)  # Snakemake and its job, at once
+    process.wait()
+    assert 15 <= epochs_done(run_dir) < 40
+    # what a user does after a kill or power loss: unlock, then rerun; the half-done job is rerun, never trusted
+    subprocess.run(command + ["--unlock"], check=True, capture_output=True, timeout=600)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
+    finished = subprocess.run(command + ["--rerun-incomplete"], capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    log = (tmp_path / "logs" / "train" / "digits" / "five" / "d3" / "k2" / "s0.log").read_text()
+    assert "resuming" in log
+    assert_same_weights(final_weights(run_dir), uninterrupted)
+    assert json.loads((run_dir / "eval.json").read_text())["status"] == "complete"
+    shutil.rmtree(tmp_path / "results" / "mlflow-artifacts", ignore_errors=True)

@@ -1,0 +1,122 @@
+"""A real single-node Slurm (tests/cluster/slurm-up): the sweep goes through `--profile profiles/slurm`,
+GPU jobs get distinct CUDA_VISIBLE_DEVICES from Slurm, and preempted jobs resume from their checkpoints.
+
+Skipped, with the reason, only where Slurm cannot be installed or started (not root, no apt)."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "tests" / "cluster"
+# Only what a test cluster needs on top of the real profile: its partition and account, squeue for job
+# status (without an accounting database sacct fails), and quick status polls.
+TEST_OVERRIDES = ["--default-resources", "slurm_partition=debug", "slurm_account=five", "runtime=10",
+                  "mem_mb=1500", "cpus_per_task=1", "--slurm-status-command", "squeue",
+                  "--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "1"]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the test Slurm cluster needs root (slurmd, munge)")
+    state = tmp_path_factory.mktemp("slurm-state")
+    started = subprocess.run([str(CLUSTER / "slurm-up"), str(state)], capture_output=True, text=True, timeout=900)
+    if started.returncode == 3:
+        pytest.skip(f"Slurm cannot be installed here: {started.stderr.strip()}")
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield state
+    subprocess.run([str(CLUSTER / "slurm-down"), str(state)], timeout=120)
+
+
+def run_profile(workdir, config, *extra, background=False):
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+               "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(workdir / "config.yaml"),
+               *TEST_OVERRIDES, *extra]
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+
+
+def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
+    config = {"experiment": "slurm", "seeds": [0, 1], "models": {"vae": {}, "five": {"probes": [1]}},
+              "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 8,
+                                      "checkpoint_every": 1}}}
+    result = run_profile(tmp_path, config)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert output.count("has been submitted with SLURM jobid") == 8  # 4 train + 4 evaluate jobs
+    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("results/digits/*/*/*/*/train.json"))]
+    assert len(records) == 4
+    job_ids = [record["slurm_job_id"] for record in records]
+    assert all(job_ids) and len(set(job_ids)) == 4  # every training ran as its own Slurm job
+    assert {record["cuda_visible_devices"] for record in records} <= {"0", "1"}
+    for a, b in itertools.combinations(records, 2):
+        overlapped = a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
+        if overlapped:
+            assert a["cuda_visible_devices"] != b["cuda_visible_devices"], (a["slurm_job_id"], b["slurm_job_id"])
+    assert any(a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
+               for a, b in itertools.combinations(records, 2)), "two GPU jobs should have run at once"
+    evaluations = [json.loads(path.read_text()) for path in tmp_path.glob("results/digits/*/*/*/*/eval.json")]
+    assert all(evaluation["job"]["slurm_job_id"] for evaluation in evaluations)
+    assert "five (K=1)" in (tmp_path / "results" / "tables" / "main.md").read_text()
+
+
+def release_requeued(job):
+    """Slurm holds a requeued job back for two minutes (BeginTime); the test lets it start at once."""
+    for _ in range(100):
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        if state == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=60)
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"requeued job {job} never went back to PENDING")
+
+
+def current_job(run_dir, min_epochs):
+    try:
+        record = json.loads((run_dir / "train.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return record["slurm_job_id"] if record["epochs_completed"] >= min_epochs else None
+
+
+def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
+    """One job is requeued (as preemption with requeue does), one cancelled; both finish from checkpoints."""
+    config = {"experiment": "preempt", "seeds": [0, 1], "models": {"vae": {}},
+              "datasets": {"digits": {"latent_dims": [2], "epochs": 600, "hidden_width": 8, "importance_samples": 4,
+                                      "checkpoint_every": 1}}}
+    process = run_profile(tmp_path, config, background=True)
+    runs = {seed: tmp_path / "results" / "digits" / "vae" / "d2" / "k0" / f"s{seed}" for seed in (0, 1)}
+    deadline = time.monotonic() + 600
+    interrupted = {}
+    while len(interrupted) < 2 and time.monotonic() < deadline and process.poll() is None:
+        for seed, action in ((0, "requeue"), (1, "cancel")):
+            job = current_job(runs[seed], min_epochs=20)
+            if seed not in interrupted and job:
+                command = ["scontrol", "requeue", job] if action == "requeue" else ["scancel", job]
+                subprocess.run(command, check=True, timeout=60)
+                interrupted[seed] = (job, json.loads((runs[seed] / "train.json").read_text())["epochs_completed"])
+                if action == "requeue":
+                    release_requeued(job)
+        time.sleep(0.1)
+    output, _ = process.communicate(timeout=900)
+    assert len(interrupted) == 2, output[-4000:]
+    assert process.returncode == 0, output[-4000:]
+    for seed, (job, epochs_at_interrupt) in interrupted.items():
+        record = json.loads((runs[seed] / "train.json").read_text())
+        assert record["status"] == "complete" and record["epochs_completed"] == 600
+        log = (tmp_path / "logs" / "train" / "digits" / "vae" / "d2" / "k0" / f"s{seed}.log").read_text()
+        assert "after epoch" in log and "resuming" in log and epochs_at_interrupt < 600
+        if seed == 0:  # a requeued job restarts under its own Slurm job id
+            assert record["slurm_job_id"] == job
+        else:  # a cancelled job is retried by Snakemake as a new Slurm job
+            assert record["slurm_job_id"] != job
