@@ -14,7 +14,7 @@ from five.checkpoint import read_json
 
 RESULT_COLUMNS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse", "active_units",
                   "active_units_eigen", "posterior_covariance_error", "true_nll_nats", "sigma", "n_examples",
-                  "importance_samples", "model_selection")
+                  "importance_samples", "model_selection", "checkpoint_epoch")
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
 
@@ -26,7 +26,8 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         train = read_json(run_dir / "train.json")
         evaluation = read_json(run_dir / "eval.json")
         row = {key: point[key] for key in KEYS} | {"run_dir": str(run_dir)}
-        row["status"] = "diverged" if "diverged" in (train.get("status"), evaluation.get("status")) else "complete"
+        row["status"] = "diverged" if "diverged" in (train.get("status"), evaluation.get("status")) else (
+            "stalled" if train.get("status") == "stalled" else "complete")
         row["error"] = train.get("error") or evaluation.get("error")
         row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
         row |= {"epochs_completed": train.get("epochs_completed"), "train_wall_time_s": train.get("wall_time_s"),
@@ -57,11 +58,12 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
         if probes_shown is not None and probes and probes_shown.get(model) != probes:
             continue
         metric = headline_metric(runs, dataset)
-        complete = group.loc[group["status"] == "complete", metric].astype(float)
+        complete = group.loc[group["status"] != "diverged", metric].astype(float)  # stalled runs count, marked
         rows.append({"dataset": dataset, "model": model, "probes": probes, "row": row_label(model, probes),
                      "latent_dim": latent_dim, "metric": metric, "mean": complete.mean(),
                      "std": complete.std(ddof=1) if len(complete) > 1 else float("nan"),
-                     "seeds": len(group), "diverged": int((group["status"] == "diverged").sum())})
+                     "seeds": len(group), "diverged": int((group["status"] == "diverged").sum()),
+                     "stalled": int((group["status"] == "stalled").sum())})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -92,6 +94,8 @@ def format_cell(entry: pd.Series, bold: tuple[str, str]) -> str:
         text = f"{bold[0]}{text}{bold[1]}"
     if entry["diverged"]:
         text += f" ({entry['diverged']}/{entry['seeds']} diverged)"
+    if entry.get("stalled", 0):
+        text += f" ({entry['stalled']}/{entry['seeds']} stopped early: validation NLL stalled)"
     if not math.isnan(entry.get("reference", float("nan"))):
         text += f" [ref {entry['reference']:.3f}]"
     return text

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL
 TRAIN_JSON = "train.json"
 
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
     train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
     train.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    train.add_argument("--eval-every", type=int, help="epochs between validation evaluations (default: epochs/20)")
+    train.add_argument("--patience", type=int,
+                       help="stop when this many validation evaluations bring no better NLL (default: off)")
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
@@ -93,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     evaluate.add_argument("--image-dir", type=Path, help="also write reconstructions.png and samples.png here")
+    evaluate.add_argument("--model-selection", default="best",
+                          help="best (the epoch with the best validation NLL; default) or last")
     evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     add_job_options(evaluate)
 
@@ -114,6 +119,7 @@ def run_train(args) -> None:
         model=args.model, dataset=args.dataset, latent_dim=args.latent_dim, probes=args.probes,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every, patience=args.patience,
     )
     device, facts = prepare_job(args)
     tracker = make_tracker(args, args.out)
@@ -122,8 +128,7 @@ def run_train(args) -> None:
         tracker.start(config.to_dict() | {"device": str(device)}, tags={"model": config.model,
                                                                        "dataset": config.dataset})
         on_epoch = lambda entry: tracker.log_metrics(  # noqa: E731
-            {"loss": entry["loss"], "sigma": entry["sigma"], "epoch_time_s": entry["time_s"]},
-            step=entry["epoch"], flush=False)
+            {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False)
     try:
         result = train(config, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
                        on_epoch=on_epoch, extra=facts)
@@ -151,7 +156,7 @@ def run_evaluate(args) -> None:
     device, facts = prepare_job(args, log)
     tracker = make_tracker(args, args.run)
     metrics = evaluate_run(args.run, device, args.importance_samples, args.split, args.batch_size, log=log,
-                           data_dir=args.data_dir, image_dir=args.image_dir)
+                           data_dir=args.data_dir, image_dir=args.image_dir, model_selection=args.model_selection)
     write_json(args.out, metrics | {"job": facts})
     if tracker is not None:
         tracker.attach()

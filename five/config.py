@@ -34,6 +34,8 @@ class TrainConfig:
     architecture: str | None = None  # None: the data set's default
     hidden_width: int | None = None  # None: the data set's default
     checkpoint_every: int = 1
+    eval_every: int | None = None  # epochs between validation evaluations; None: epochs / 20
+    patience: int | None = None  # stop after this many evaluations without a better validation NLL; None: off
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -57,8 +59,8 @@ class TrainConfig:
                 raise ConfigError(f"--beta must be > 0, got {self.beta}")
         elif self.beta is not None:
             raise ConfigError(f"--beta is the FIF reconstruction weight and applies only to fif, not {self.model}")
-        for name in ("epochs", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
@@ -79,7 +81,7 @@ class TrainConfig:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         return cls(**values)
 
-    def differences(self, other: "TrainConfig", ignore=("epochs", "checkpoint_every")) -> list[str]:
+    def differences(self, other: "TrainConfig", ignore=("epochs", "checkpoint_every", "eval_every")) -> list[str]:
         """Keys whose values differ (those in `ignore` may change when a run is resumed)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [k for k in mine if k not in ignore and mine[k] != theirs[k]]

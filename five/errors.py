@@ -20,9 +20,7 @@ class TrainingDiverged(FiveError):
 
     exit_code = 3
 
-    def __init__(self, epoch: int, step: int, value: float):
+    def __init__(self, epoch: int, step: int, value: float, message: str | None = None):
         self.epoch, self.step, self.value = epoch, step, value
-        super().__init__(
-            f"non-finite loss ({value}) at epoch {epoch}, step {step}; "
-            "the last good checkpoint was kept"
-        )
+        what = message or f"non-finite loss ({value}) at epoch {epoch}, step {step}"
+        super().__init__(f"{what}; the last good checkpoint was kept")

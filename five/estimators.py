@@ -24,6 +24,13 @@ def hutchinson_probes(batch_size: int, latent_dim: int, probes: int, generator: 
     return (math.sqrt(latent_dim) * q).permute(2, 0, 1)
 
 
+def decoder_jvps(decode: Function, z: torch.Tensor, probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """g(z), differentiable (the reconstruction), and SG(J_g(z)·v_k) for all K probes: one decoder pass
+    whose primal is computed once and reused (§1.3)."""
+    x_hat, tangents = vmap(lambda v: jvp(decode, (z,), (v,)), out_dims=(None, 0))(probes)
+    return x_hat, tangents.detach()
+
+
 def decoder_probe_tangents(decode: Function, z: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
     """SG(J_g(z)·v_k) for all K probes at once (forward mode, K tangents batched by vmap); (K, B, *x_shape)."""
     z = z.detach()

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from five import manifold
-from five.checkpoint import CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, read_json
+from five.checkpoint import BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, read_json
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
@@ -29,9 +29,16 @@ METRIC_KEYS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",
                "active_units_eigen", "n_examples")
 
 
-def load_run(run_dir: Path, device: torch.device,
-             data_dir: Path | None = None) -> tuple[TrainConfig, Model, Dataset, dict]:
-    path = Path(run_dir) / CHECKPOINT_NAME
+MODEL_SELECTIONS = ("best", "last")
+
+
+def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
+             model_selection: str = "last") -> tuple[TrainConfig, Model, Dataset, dict]:
+    """The run's model at the selected checkpoint: `last` (checkpoint.pt) or `best` (best.pt, the epoch with
+    the best validation NLL)."""
+    if model_selection not in MODEL_SELECTIONS:
+        raise FiveError(f"unknown model selection {model_selection!r} (choose from {', '.join(MODEL_SELECTIONS)})")
+    path = Path(run_dir) / (BEST_NAME if model_selection == "best" else CHECKPOINT_NAME)
     if not path.exists():
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
@@ -120,8 +127,9 @@ def manifold_posterior_metrics(model: Model, x: torch.Tensor, model_log_likeliho
 
 def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 1000, split: str = "test",
                  batch_size: int = 256, log: Callable[[str], None] = print,
-                 data_dir: Path | None = None, image_dir: Path | None = None) -> dict:
-    """All metrics of spec §2–3 for the run in `run_dir` on `split`; with `image_dir`, also PNG grids."""
+                 data_dir: Path | None = None, image_dir: Path | None = None, model_selection: str = "best") -> dict:
+    """All metrics of spec §2–3 for the run in `run_dir` on `split`, at the `best` (validation NLL) or the
+    `last` checkpoint; with `image_dir`, also PNG grids."""
     if importance_samples < 1:
         raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
     started = time.perf_counter()
@@ -131,7 +139,7 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
         return {"status": "diverged", "error": record.get("error"), **{key: None for key in METRIC_KEYS},
                 "importance_samples": importance_samples, "split": split, "config": record["config"]}
-    config, model, dataset, state = load_run(run_dir, device, data_dir)
+    config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
         from five.images import as_images, write_image_grids  # torchvision, only when asked for
 
@@ -157,8 +165,10 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         "discrete_levels": levels,
         "sigma": float(torch.exp(model.log_sigma.detach())),
         "proposal": proposal_description(model),
-        "model_selection": "last",
+        "model_selection": model_selection,
         "checkpoint_epoch": state["epoch"],
+        "selection_val_nll": state.get("val_nll"),
+        "train_status": record.get("status"),
     }
     if config.dataset == "manifold":
         log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from five.estimators import LOG_2PI, decoder_probe_tangents, encoder_jvps, log_det_surrogate
+from five.estimators import LOG_2PI, decoder_jvps, decoder_probe_tangents, encoder_jvps, log_det_surrogate
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 FIF_TRAIN_NOISE = 0.01  # x̃ = x + 0.01·ε (§1.3)
@@ -82,13 +82,13 @@ def fcvae_loss(x, mu, log_diag, off_diag, decode: Function, log_sigma, eps) -> d
 
 # --- §1.3 FIF ------------------------------------------------------------------------------------------------
 def fif_loss(x_noisy, encode: Function, decode: Function, probes, beta: float) -> dict[str, torch.Tensor]:
-    """β·‖x̃ − g(f(x̃))‖² + ½‖f(x̃)‖² − S(x̃); `x_noisy` is x̃ = x + 0.01·ε, `probes` V is (K, B, d)."""
-    with torch.no_grad():
-        z_detached = encode(x_noisy)
-    tangents = decoder_probe_tangents(decode, z_detached, probes)
-    z, encoder_tangents = encoder_jvps(encode, x_noisy, tangents)
+    """β·‖x̃ − g(f(x̃))‖² + ½‖f(x̃)‖² − S(x̃); `x_noisy` is x̃ = x + 0.01·ε, `probes` V is (K, B, d).
+    The decoder JVP's primal g(f(x̃)) is the reconstruction (one decoder pass for both)."""
+    z = encode(x_noisy)
+    x_hat, tangents = decoder_jvps(decode, z, probes)
+    _, encoder_tangents = encoder_jvps(encode, x_noisy, tangents)
     surrogate = log_det_surrogate(probes, encoder_tangents)
-    reconstruction = squared_error(x_noisy, decode(z))
+    reconstruction = squared_error(x_noisy, x_hat)
     prior = 0.5 * (z**2).sum(-1)
     return {"loss": beta * reconstruction + prior - surrogate, "reconstruction": reconstruction,
             "prior": prior, "surrogate": surrogate}

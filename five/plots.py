@@ -71,18 +71,19 @@ def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
 
 
 def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
-    """Training loss per epoch and model (mean over seeds), a panel per dataset and latent dim.
-
-    The FIF/FIVE losses contain the log-det surrogate, whose value is meaningless (spec §1.3): compare
-    shapes, not levels, across models.
-    """
+    """Validation NLL (short IWAE on a fixed validation subset) per epoch and model, mean over seeds, a panel
+    per dataset and latent dim. Not the training loss: FIF/FIVE losses hold a surrogate whose value is
+    meaningless (spec §1.3)."""
+    if "val_nll" not in histories:
+        return _placeholder(path, "no validation history to plot")
     data = histories[(histories["probes"] == 0) | (histories["probes"] == histories["model"].map(probes_shown))]
+    data = data.dropna(subset=["val_nll"])
     if data.empty:
-        return _placeholder(path, "no training history to plot")
+        return _placeholder(path, "no validation history to plot")
     data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])
-    grid = sns.relplot(data=data, x="epoch", y="loss", hue="label", row="dataset", col="latent_dim", kind="line",
-                       errorbar=None, facet_kws={"sharey": False}, height=2.6)
-    grid.set_axis_labels("epoch", "training loss")
+    grid = sns.relplot(data=data, x="epoch", y="val_nll", hue="label", row="dataset", col="latent_dim", kind="line",
+                       marker="o", errorbar=None, facet_kws={"sharey": False}, height=2.6)
+    grid.set_axis_labels("epoch", "validation NLL (nats)")
     return _save(grid.figure, path)
 
 

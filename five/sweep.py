@@ -15,7 +15,8 @@ from five.config import MODELS_WITH_PROBES
 from five.errors import ConfigError
 
 RUN_DIR = "{results}/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
-TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "architecture", "hidden_width", "checkpoint_every")
+TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "architecture", "hidden_width", "checkpoint_every", "eval_every",
+                  "patience")
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:

@@ -8,6 +8,7 @@ uninterrupted run draws, without saving RNG state.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,12 +17,13 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.checkpoint import (CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, remove_stale_temporaries,
+from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, remove_stale_temporaries,
                              save_checkpoint, write_json)
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import ConfigError, TrainingDiverged
 from five.models import Model, build_model
+from five.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -63,7 +65,9 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     `restart_if_changed` (what the workflow uses after a config edit) the old checkpoint is replaced.
     """
     path = out_dir / CHECKPOINT_NAME
-    for stale in remove_stale_temporaries(path) + remove_stale_temporaries(out_dir / TRAIN_JSON):
+    stale_files = [stale for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)
+                   for stale in remove_stale_temporaries(out_dir / name)]
+    for stale in stale_files:
         log(f"removed {stale.name}, left by a job killed while writing")
     if not path.exists():
         return None
@@ -107,21 +111,24 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
         log(f"resuming {out_dir} after epoch {start_epoch}/{config.epochs}")
         for entry in history:
             on_epoch(entry)
+    if state is not None and state.get("stalled"):
+        log(f"{out_dir} stopped early (validation NLL stalled for {config.patience} evaluations); nothing to do")
+        return payload_of(state, config, device, extra, "stalled")
     data = dataset.split("train").to(device)  # the whole set stays on the device
+    validation_x = validation_batch(dataset, device, log)
+    eval_every = config.eval_every or default_eval_every(config.epochs)
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
 
     def payload(status: str) -> dict:
-        return {"status": status, "config": config.to_dict(), "epochs_completed": len(history),
-                "history": history, "wall_time_s": wall_time, "device": str(device),
-                "torch_version": torch.__version__, "five_version": __version__, "updated_at": time.time(),
-                **(extra or {})}
+        return payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status)
 
-    def checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int, status: str) -> None:
         save_checkpoint(out_dir / CHECKPOINT_NAME, {
             "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "history": history, "wall_time_s": wall_time})
-        write_json(out_dir / TRAIN_JSON, payload("complete" if epoch == config.epochs else "running"))
+            "optimizer": optimizer.state_dict(), "history": history, "wall_time_s": wall_time,
+            "stalled": status == "stalled"})
+        write_json(out_dir / TRAIN_JSON, payload(status))
 
     model.train()
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -136,13 +143,44 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
         seconds = time.perf_counter() - started
         wall_time += seconds
         sigma = float(torch.exp(model.log_sigma.detach()))
-        history.append({"epoch": epoch, "loss": loss, "sigma": sigma, "time_s": seconds})
-        on_epoch(history[-1])
-        log(f"epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {sigma:.4f}  time {seconds:6.2f}s")
-        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-            checkpoint(epoch)
+        entry = {"epoch": epoch, "loss": loss, "sigma": sigma, "time_s": seconds}
+        history.append(entry)
+        line = f"epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {sigma:.4f}  time {seconds:6.2f}s"
+        status = "complete" if epoch == config.epochs else "running"
+        if epoch % eval_every == 0 or epoch == config.epochs:
+            started = time.perf_counter()
+            entry |= validate(model, validation_x)
+            entry["validation_time_s"] = time.perf_counter() - started
+            line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
+            if not math.isfinite(entry["val_nll"]):
+                error = f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}"
+                write_json(out_dir / TRAIN_JSON, payload("diverged") | {"error": error})
+                raise TrainingDiverged(epoch, 0, entry["val_nll"], error)
+            if best_epoch(history)[0] == epoch:
+                save_checkpoint(out_dir / BEST_NAME, {"config": config.to_dict(), "epoch": epoch,
+                                                      "model": model.state_dict(), "val_nll": entry["val_nll"]})
+                line += "  (best)"
+            elif config.patience is not None and evaluations_since_best(history) >= config.patience:
+                status = "stalled"
+                line += f"  (no better validation NLL in {config.patience} evaluations: stopping)"
+        on_epoch(entry)
+        log(line)
+        if status != "running" or epoch % config.checkpoint_every == 0:
+            checkpoint(epoch, status)
+        if status == "stalled":
+            return payload(status)
     if start_epoch >= config.epochs:
         log(f"{out_dir} already holds all {config.epochs} epochs; nothing to do")
     result = payload("complete")
     write_json(out_dir / TRAIN_JSON, result)
     return result
+
+
+def payload_of(state: dict, config: TrainConfig, device: torch.device, extra: dict | None, status: str) -> dict:
+    """The train.json record: config, per-epoch history (with validation entries), wall time, device."""
+    history = state["history"]
+    best, best_value = best_epoch(history)
+    return {"status": status, "config": config.to_dict(), "epochs_completed": len(history), "history": history,
+            "best_epoch": best, "best_val_nll": best_value if best is not None else None,
+            "wall_time_s": state["wall_time_s"], "device": str(device), "torch_version": torch.__version__,
+            "five_version": __version__, "updated_at": time.time(), **(extra or {})}

@@ -210,3 +210,16 @@ def test_five_loss_is_the_negative_elbo_for_a_linear_gaussian_model():
     log_joint = (objectives.decoder_log_likelihood(x, terms["z"] @ W.T, log_sigma)
                  + objectives.prior_log_density(terms["z"]))
     torch.testing.assert_close(-(log_joint.mean() + entropy), expected - half_log_det, rtol=5e-3, atol=0)
+
+
+def test_fif_loss_surrogate_and_reconstruction_match_their_definitions():
+    """Inside fif_loss (decoder primal reused for the reconstruction), the surrogate's gradient at K = d is
+    still ∇ ½ log det(J_f J_fᵀ) and the reconstruction is ‖x̃ − g(f(x̃))‖²."""
+    A, encode, decode = linear_pair()
+    x = torch.randn(6, 7)
+    terms = objectives.fif_loss(x, encode, decode, hutchinson_probes(6, 4, 4, torch.Generator().manual_seed(3)),
+                                beta=10.0)
+    gradient = torch.autograd.grad(terms["surrogate"].mean(), A, retain_graph=True)[0]
+    torch.testing.assert_close(gradient, half_log_det_gradient(A))
+    torch.testing.assert_close(terms["reconstruction"], ((x - decode(encode(x))) ** 2).sum(-1))
+    torch.testing.assert_close(terms["loss"], 10.0 * terms["reconstruction"] + terms["prior"] - terms["surrogate"])

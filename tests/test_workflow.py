@@ -81,6 +81,7 @@ def test_every_job_is_in_mlflow_once(finished):
         if "digits" in run.data.tags["five.run_key"]:
             assert run.info.status == "FINISHED" and "eval_nll_nats" in run.data.metrics
             assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+            assert len(client.get_metric_history(run.info.run_id, "val_nll")) == 2  # eval_every 1 (epochs/20)
         else:
             assert run.info.status == "FAILED"  # diverged
 

@@ -32,7 +32,11 @@ rule tables:
     params:
         references={name: settings.get("reference", []) for name, settings in config["datasets"].items()},
         probes_shown=probes_shown(),
-        model_selection="evaluated at the last checkpoint",
+        model_selection=lambda wildcards: (
+            "evaluated at the epoch with the best validation NLL"
+            if config["model_selection"] == "best"
+            else "evaluated at the last epoch"
+        ),
     log:
         "logs/tables.log",
     localrule: True

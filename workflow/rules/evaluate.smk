@@ -14,6 +14,7 @@ rule evaluate:
             f"--image-dir {sweep_row(wildcards)['run_dir']}/grids" if wildcards.dataset in IMAGE_DATASETS else ""
         ),
         device=config["device"],
+        model_selection=config["model_selection"],
         data_dir=DATA_DIR,
         experiment=config["experiment"],
         gpu_locks=GPU_LOCKS,
@@ -27,5 +28,5 @@ rule evaluate:
         "../envs/five.yaml"
     shell:
         "{params.five} evaluate --run {params.run_dir} --importance-samples {params.importance_samples} "
-        "{params.images} --device {params.device} --data-dir {params.data_dir} "
+        "{params.images} --model-selection {params.model_selection} --device {params.device} --data-dir {params.data_dir} "
         "--mlflow-experiment {params.experiment} --gpu-lock-dir {params.gpu_locks} --out {output} > {log} 2>&1"

@@ -1,0 +1,219 @@
+"""Benchmarks of five: prints every figure and writes them to a CSV (device, torch version, threads).
+
+    .venv/bin/python -m benchmarks.run            # the full set (about 10 minutes on 2 CPU cores)
+    .venv/bin/python -m benchmarks.run --quick    # d = 16 and the MLP only, fewer repetitions
+
+Timings are ratios to the diagonal VAE measured in the same run with interleaved repetitions (medians),
+so they compare across machines better than seconds. Targets (CPU, MNIST-size MLP, d = 16): FIF ≤ 1.7× and
+FIVE ≤ 2.0× the VAE step at K = 1; each extra probe ≤ 0.5 VAE steps; `snakemake -n` on 1,000 jobs < 5 s;
+aggregation of 1,000 runs < 5 s; tracking < 2% of training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.step_time import make_step, slope, synthetic_dataset, time_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = (1, 2, 4, 8, 16)
+ARCHITECTURES = {"mlp": ((1, 28, 28), "mlp"), "conv": ((1, 28, 28), "conv")}
+
+
+class Report:
+    """Collects figures, prints each as it comes, writes them all to CSV at the end."""
+
+    def __init__(self, device: torch.device):
+        self.rows: list[dict] = []
+        self.context = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda"
+                        else "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+    def add(self, section: str, name: str, value: float, unit: str, target: str = "") -> None:
+        self.rows.append({"section": section, "name": name, "value": value, "unit": unit, "target": target})
+        verdict = ""
+        if target:
+            op, bound = target[:1], float(target[1:])
+            verdict = "  (met)" if (value <= bound if op == "<" else value >= bound) else "  (NOT met)"
+        print(f"  {name:<44} {value:10.3f} {unit}{'  target ' + target if target else ''}{verdict}", flush=True)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=[*self.context, "section", "name", "value", "unit", "target"])
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow(self.context | row)
+        print(f"\nwrote {path}")
+
+
+def step_ratios(report: Report, device: torch.device, dims, architectures, repeats: int, inner: int) -> None:
+    print("\n1-2. training step time / VAE step (medians of interleaved repetitions), extra-probe cost")
+    for arch in architectures:
+        shape, kind = ARCHITECTURES[arch]
+        dataset = synthetic_dataset(shape, kind)
+        for d in dims:
+            budgets = [k for k in BUDGETS if k <= d]
+            steps = {"vae": make_step("vae", dataset, d, None, device),
+                     "fcvae": make_step("fcvae", dataset, d, None, device)}
+            for model in ("fif", "five"):
+                for k in budgets:
+                    steps[f"{model} K={k}"] = make_step(model, dataset, d, k, device)
+            seconds = time_steps(steps, repeats, inner, device)
+            vae = seconds["vae"]
+            report.add("step", f"{arch} d={d} vae step", vae * 1000, "ms")
+            for name, value in seconds.items():
+                if name == "vae":
+                    continue
+                target = ""
+                if arch == "mlp" and d == 16 and name in ("fif K=1", "five K=1"):
+                    target = "<1.7" if name.startswith("fif") else "<2.0"
+                report.add("step", f"{arch} d={d} {name} / vae", value / vae, "x", target)
+            for model in ("fif", "five"):
+                ratios = [seconds[f"{model} K={k}"] / vae for k in budgets]
+                per_probe = slope(budgets, ratios) if len(budgets) > 1 else float("nan")
+                target = "<0.5" if arch == "mlp" and d == 16 else ""
+                report.add("probe", f"{arch} d={d} {model} extra probe", per_probe, "VAE steps", target)
+
+
+def outside_model_share(report: Report, device: torch.device, repeats: int, inner: int) -> None:
+    print("\n3. share of step time outside the model (batch indexing, dequantisation) ")
+    dataset = synthetic_dataset((1, 28, 28), "mlp")
+    for model, probes in (("vae", None), ("five", 1)):
+        steps = {"full": make_step(model, dataset, 16, probes, device, include_data=True),
+                 "model only": make_step(model, dataset, 16, probes, device, include_data=False)}
+        seconds = time_steps(steps, repeats, inner, device)
+        share = max(0.0, 1 - seconds["model only"] / seconds["full"])
+        report.add("overhead", f"mlp d=16 {model} data preparation share", 100 * share, "%")
+
+
+def iwae_throughput(report: Report, device: torch.device, samples: int = 1000) -> None:
+    print("\n4. IWAE evaluation throughput (examples × importance samples per second)")
+    from five.config import TrainConfig
+    from five.data import dequantize
+    from five.estimators import iwae_log_likelihood
+    from five.models import build_model
+
+    dataset = synthetic_dataset((1, 28, 28), "mlp")
+    x = dequantize(dataset.split("test")[:64].to(device), 256, torch.Generator(device=device).manual_seed(0))
+    for model_name, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("five", 1)):
+        model = build_model(TrainConfig(model=model_name, dataset="bench", latent_dim=16, probes=probes,
+                                        hidden_width=512), dataset).to(device).eval()
+        generator = torch.Generator(device=device).manual_seed(0)
+        started = time.perf_counter()
+        with torch.no_grad():
+            iwae_log_likelihood(x, model.posterior(x), model.log_joint, samples, generator, chunk_size=256)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rate = x.shape[0] * samples / (time.perf_counter() - started)
+        report.add("iwae", f"mlp d=16 {model_name} IWAE N={samples}", rate, "examples·samples/s")
+
+
+def workflow_overhead(report: Report) -> None:
+    print("\n5. workflow overhead")
+    import yaml
+
+    from five.aggregate import collect_runs, summarise, write_tables
+    from five.sweep import sweep_table
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        # 500 sweep points = 500 train + 500 evaluate jobs
+        config = {"experiment": "bench", "seeds": list(range(5)),
+                  "models": {"vae": {}, "fcvae": {}, "fif": {"probes": [1, 2, 4, 8]}, "five": {"probes": [1, 2, 4, 8]}},
+                  "datasets": {"digits": {"latent_dims": [8, 16, 32, 64, 96], "epochs": 1},
+                               "manifold": {"latent_dims": [8, 16, 32, 64, 96], "epochs": 1}}}
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+                   "--configfile", str(work / "config.yaml"), "-n", "-q", "--cores", "1"]
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        assert result.returncode == 0, result.stderr[-2000:]
+        jobs = 2 * len(sweep_table(config))
+        report.add("workflow", f"snakemake -n, {jobs} train+evaluate jobs", seconds, "s", "<5")
+
+        sweep = sweep_table(config | {"seeds": list(range(4))}, str(work / "results"))[:1000]
+        history = [{"epoch": e, "loss": 1.0 / e, "sigma": 0.1, "time_s": 0.1} for e in range(1, 101)]
+        for row in sweep.to_dict("records"):
+            run_dir = Path(row["run_dir"])
+            run_dir.mkdir(parents=True)
+            (run_dir / "train.json").write_text(json.dumps({"status": "complete", "history": history,
+                                                            "epochs_completed": 100, "wall_time_s": 10.0}))
+            (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 80.0,
+                                                           "bits_per_dim": 1.2, "active_units": 8}))
+        started = time.perf_counter()
+        runs, _ = collect_runs(sweep)
+        write_tables(summarise(runs, {"fif": 1, "five": 1}), work / "tables" / "main", "t", "c")
+        report.add("workflow", f"aggregation of {len(sweep)} runs (+ tables)", time.perf_counter() - started, "s", "<5")
+
+    tracking_share(report)
+
+
+def tracking_share(report: Report) -> None:
+    """MLflow logging as a share of a short digits training run (SQLite backend, per-epoch metrics)."""
+    import os
+
+    from five.config import TrainConfig
+    from five.tracking import RunTracker, ensure_experiment
+    from five.train import train
+
+    config = TrainConfig(model="vae", dataset="digits", latent_dim=8, epochs=60, hidden_width=128)
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        ensure_experiment("bench")
+        tracker = RunTracker("bench", "bench-run")
+        logging_seconds = 0.0
+
+        def on_epoch(entry):
+            nonlocal logging_seconds
+            started = time.perf_counter()
+            tracker.log_metrics({"loss": entry["loss"], "sigma": entry["sigma"]}, step=entry["epoch"], flush=False)
+            logging_seconds += time.perf_counter() - started
+
+        started = time.perf_counter()
+        tracker.start(config.to_dict())
+        logging_seconds += time.perf_counter() - started
+        result = train(config, Path(folder) / "run", torch.device("cpu"), log=lambda line: None, on_epoch=on_epoch)
+        started = time.perf_counter()
+        tracker.finish()
+        logging_seconds += time.perf_counter() - started
+    share = 100 * logging_seconds / (result["wall_time_s"] + logging_seconds)
+    report.add("workflow", "MLflow tracking share of a 60-epoch digits run", share, "%", "<2")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="d = 16 and the MLP only, fewer repetitions")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, help="CSV file (default: results/benchmarks/<date>-<device>.csv)")
+    args = parser.parse_args(argv)
+    from five.nets import choose_device
+
+    device = choose_device(args.device)
+    report = Report(device)
+    print(f"five benchmarks on {report.context['device_name']} ({device}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    dims, architectures = ((16,), ("mlp",)) if args.quick else ((8, 16, 64), ("mlp", "conv"))
+    repeats, inner = (5, 2) if args.quick else (7, 3)
+    step_ratios(report, device, dims, architectures, repeats, inner)
+    outside_model_share(report, device, repeats, inner)
+    iwae_throughput(report, device)
+    workflow_overhead(report)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    report.write(args.out or ROOT / "results" / "benchmarks" / f"{stamp}-{device.type}.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

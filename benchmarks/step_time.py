@@ -1,0 +1,70 @@
+"""Training-step time of each model as a ratio to the diagonal VAE, measured in one run with interleaved
+repetitions (medians), so that machine load affects all models alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from five.config import TrainConfig
+from five.data import Dataset, dequantize
+from five.models import build_model
+
+
+def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) -> Dataset:
+    levels = torch.randint(0, 256, (n, *shape), dtype=torch.uint8)
+    return Dataset("bench", {"train": levels, "test": levels[:256]}, 256, architecture, 512)
+
+
+def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | None, device: torch.device,
+              batch_size: int = 128, include_data: bool = True):
+    """A closure running one optimiser step, as train_epoch does (data preparation optional)."""
+    torch.manual_seed(0)
+    config = TrainConfig(model=model_name, dataset="bench", latent_dim=latent_dim, probes=probes,
+                         hidden_width=512, batch_size=batch_size)
+    model = build_model(config, dataset).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    data = dataset.split("train").to(device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    fixed_x = dequantize(data[:batch_size], 256, generator)
+
+    def step():
+        if include_data:
+            indices = torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=device)
+            x = dequantize(data[indices], 256, generator)
+        else:
+            x = fixed_x
+        loss = model.loss_terms(x, generator)["loss"].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.project_parameters()
+
+    return step
+
+
+def time_steps(steps: dict[str, callable], repeats: int, inner: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per step of each closure; the closures take turns, round after round."""
+    for step in steps.values():  # warm-up (allocator, lazy init)
+        for _ in range(2):
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            for _ in range(inner):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            samples[name].append((time.perf_counter() - started) / inner)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys against xs."""
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)

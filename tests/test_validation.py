@@ -1,0 +1,100 @@
+"""Fit quality while training: validation ELBO/NLL with exact log-determinants, best-epoch model selection,
+patience, and non-finite validation values."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import five.train
+from five.config import MODELS, TrainConfig
+from five.data import Dataset
+from five.errors import TrainingDiverged
+from five.evaluate import evaluate_run
+from five.models import build_model
+from five.train import train
+from five.validation import default_eval_every, posterior_log_det
+
+CPU = torch.device("cpu")
+VALIDATION_KEYS = {"val_nll", "val_elbo", "val_recon_mse", "validation_time_s"}
+
+
+def quiet(_line):
+    pass
+
+
+def config(model="vae", **overrides):
+    values = dict(model=model, dataset="digits", latent_dim=4, epochs=10, hidden_width=64, eval_every=3)
+    return TrainConfig(**(values | overrides))
+
+
+def test_monitoring_log_det_is_slogdet_of_jf_jft():
+    dataset = Dataset("flat", {"train": torch.zeros(4, 6), "test": torch.zeros(4, 6)}, None, "mlp", 16)
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(model="five", dataset="flat", latent_dim=3), dataset).double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        log_det = posterior_log_det(model.posterior(x).scale_tril)
+    for i in range(5):
+        jacobian = torch.autograd.functional.jacobian(lambda v: model.encode(v[None])[0], x[i])
+        sign, expected = torch.linalg.slogdet(jacobian @ jacobian.T)
+        expected = expected + 3 * 2 * model.log_sigma.detach()  # log det(s·J Jᵀ) = log det(J Jᵀ) + d log s
+        assert sign > 0
+        assert float(log_det[i]) == pytest.approx(float(expected), rel=1e-5, abs=1e-5)
+
+
+def test_validation_history_has_the_expected_entries_and_a_best_checkpoint(tmp_path):
+    result = train(config(), tmp_path, CPU, log=quiet)
+    evaluated = [entry for entry in result["history"] if "val_nll" in entry]
+    assert [entry["epoch"] for entry in evaluated] == [3, 6, 9, 10]  # every 3 epochs, and the last one
+    assert all(VALIDATION_KEYS <= set(entry) for entry in evaluated)
+    assert all(not VALIDATION_KEYS & set(entry) for entry in result["history"] if entry not in evaluated)
+    best = min(evaluated, key=lambda entry: entry["val_nll"])
+    assert result["best_epoch"] == best["epoch"] and result["best_val_nll"] == best["val_nll"]
+    stored = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert stored["epoch"] == best["epoch"] and stored["val_nll"] == best["val_nll"]
+    assert json.loads((tmp_path / "train.json").read_text())["best_epoch"] == best["epoch"]
+    assert default_eval_every(2000) == 100 and default_eval_every(10) == 1
+
+
+def test_evaluation_uses_the_selected_checkpoint(tmp_path, monkeypatch):
+    # validation values that make epoch 6 the best, so best and last differ
+    values = iter([5.0, 1.0, 3.0, 4.0])
+    real_validate = five.train.validate
+    monkeypatch.setattr(five.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
+    train(config(), tmp_path, CPU, log=quiet)
+    best = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet, model_selection="best")
+    last = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet, model_selection="last")
+    assert (best["model_selection"], best["checkpoint_epoch"], best["selection_val_nll"]) == ("best", 6, 1.0)
+    assert (last["model_selection"], last["checkpoint_epoch"]) == ("last", 10)
+    assert best["nll_nats"] != last["nll_nats"]  # different weights were evaluated
+
+
+def test_patience_stops_a_stalled_run_and_reports_it(tmp_path, monkeypatch):
+    values = iter([3.0, 4.0, 5.0, 6.0])  # never better than the first
+    real_validate = five.train.validate
+    monkeypatch.setattr(five.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
+    lines = []
+    result = train(config(epochs=30, eval_every=2, patience=2), tmp_path, CPU, log=lines.append)
+    assert result["status"] == "stalled" and result["epochs_completed"] == 6 and result["best_epoch"] == 2
+    assert any("stopping" in line for line in lines)
+    again = train(config(epochs=30, eval_every=2, patience=2), tmp_path, CPU, log=lines.append)
+    assert again["status"] == "stalled" and again["epochs_completed"] == 6  # not silently trained on
+    assert json.loads((tmp_path / "train.json").read_text())["status"] == "stalled"
+
+
+def test_a_non_finite_validation_nll_is_a_divergence(tmp_path, monkeypatch):
+    real_validate = five.train.validate
+    monkeypatch.setattr(five.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": math.nan})
+    with pytest.raises(TrainingDiverged, match="non-finite validation NLL"):
+        train(config(), tmp_path, CPU, log=quiet)
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert record["status"] == "diverged" and "validation NLL" in record["error"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_validation_nll_decreases_on_a_short_digits_run(model, tmp_path):
+    result = train(config(model, epochs=8, eval_every=2, lr=2e-3), tmp_path, CPU, log=quiet)
+    curve = [entry["val_nll"] for entry in result["history"] if "val_nll" in entry]
+    assert len(curve) == 4 and curve[-1] < curve[0] - 1.0, curve
