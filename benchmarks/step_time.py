@@ -19,12 +19,14 @@ def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) 
 
 
 def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | None, device: torch.device,
-              batch_size: int = 128, include_data: bool = True):
+              batch_size: int = 128, include_data: bool = True, compile_objective: bool = False):
     """A closure running one optimiser step, as train_epoch does (data preparation optional)."""
     torch.manual_seed(0)
     config = TrainConfig(model=model_name, dataset="bench", latent_dim=latent_dim, probes=probes,
                          hidden_width=512, batch_size=batch_size)
     model = build_model(config, dataset).to(device)
+    if compile_objective:
+        model.compile_objective()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     data = dataset.split("train").to(device)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -47,8 +49,8 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
 
 def time_steps(steps: dict[str, callable], repeats: int, inner: int, device: torch.device) -> dict[str, float]:
     """Median seconds per step of each closure; the closures take turns, round after round."""
-    for step in steps.values():  # warm-up (allocator, lazy init)
-        for _ in range(2):
+    for step in steps.values():  # warm-up (allocator, lazy init, compilation)
+        for _ in range(3):
             step()
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
     train.add_argument("--restart-if-changed", action="store_true",
                        help="if --out holds a run of another configuration, start afresh instead of failing")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the objective: faster steps after a warm-up of seconds")
     train.add_argument("--record-divergence", action="store_true",
                        help="a non-finite loss is recorded in train.json (status diverged) and exits 0")
     add_job_options(train)
@@ -131,7 +133,7 @@ def run_train(args) -> None:
             {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False)
     try:
         result = train(config, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
-                       on_epoch=on_epoch, extra=facts)
+                       on_epoch=on_epoch, extra=facts, compile_objective=args.compile)
     except TrainingDiverged as error:
         if tracker is not None:
             tracker.log_artifacts([args.out / "train.json"])

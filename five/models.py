@@ -66,7 +66,19 @@ class Model(nn.Module):
         return objectives.decoder_log_likelihood(x, x_hat, self.log_sigma) + objectives.prior_log_density(z)
 
     def loss_terms(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The objective's named per-example terms; its randomness is drawn here, outside the objective,
+        so that the objective is a pure function of tensors (and can be compiled)."""
+        return self.objective(x, *self.draw_noise(x, generator))
+
+    def draw_noise(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
+
+    def objective(self, x: torch.Tensor, *noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def compile_objective(self) -> None:
+        """torch.compile the objective (fuses the elementwise work around the JVPs; same math)."""
+        self.objective = torch.compile(self.objective)
 
     def posterior(self, x: torch.Tensor) -> GaussianPosterior:
         raise NotImplementedError
@@ -91,9 +103,11 @@ class VAE(Model):
         mu, log_std = self.encode(x).split(self.latent_dim, dim=-1)
         return mu, log_std
 
-    def loss_terms(self, x, generator):
+    def draw_noise(self, x, generator):
+        return (self._randn((x.shape[0], self.latent_dim), generator, x),)
+
+    def objective(self, x, eps):
         mu, log_std = self.split_head(x)
-        eps = self._randn(mu.shape, generator, mu)
         return objectives.vae_loss(x, mu, log_std, self.decode, self.log_sigma, eps)
 
     def posterior(self, x):
@@ -120,9 +134,11 @@ class FCVAE(Model):
         d = self.latent_dim
         return self.encode(x).split([d, d, d * (d - 1) // 2], dim=-1)
 
-    def loss_terms(self, x, generator):
+    def draw_noise(self, x, generator):
+        return (self._randn((x.shape[0], self.latent_dim), generator, x),)
+
+    def objective(self, x, eps):
         mu, log_diag, off_diag = self.split_head(x)
-        eps = self._randn(mu.shape, generator, mu)
         return objectives.fcvae_loss(x, mu, log_diag, off_diag, self.decode, self.log_sigma, eps)
 
     def posterior(self, x):
@@ -138,9 +154,11 @@ class FIVE(Model):
     def probes(self, x, generator):
         return hutchinson_probes(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
 
-    def loss_terms(self, x, generator):
-        u = self._randn(x.shape, generator, x)
-        return objectives.five_loss(x, self.encode, self.decode, self.log_sigma, u, self.probes(x, generator))
+    def draw_noise(self, x, generator):
+        return self._randn(x.shape, generator, x), self.probes(x, generator)
+
+    def objective(self, x, u, probes):
+        return objectives.five_loss(x, self.encode, self.decode, self.log_sigma, u, probes)
 
     def posterior(self, x):
         """§2: N(f(x), s·C), C = J_f J_fᵀ from the exact Jacobian, Cholesky in float64."""
@@ -160,9 +178,12 @@ class FIF(FIVE):
         del self.log_sigma
         self.register_buffer("log_sigma", torch.tensor(-0.5 * math.log(2 * config.beta)))
 
-    def loss_terms(self, x, generator):
-        x_noisy = x + objectives.FIF_TRAIN_NOISE * self._randn(x.shape, generator, x)
-        return objectives.fif_loss(x_noisy, self.encode, self.decode, self.probes(x, generator), self.config.beta)
+    def draw_noise(self, x, generator):
+        return self._randn(x.shape, generator, x), self.probes(x, generator)
+
+    def objective(self, x, noise, probes):
+        x_noisy = x + objectives.FIF_TRAIN_NOISE * noise
+        return objectives.fif_loss(x_noisy, self.encode, self.decode, probes, self.config.beta)
 
 
 MODEL_CLASSES = {cls.name: cls for cls in (VAE, FCVAE, FIF, FIVE)}

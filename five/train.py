@@ -88,10 +88,12 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
 
 def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
           data_dir: Path | None = None, restart_if_changed: bool = False,
-          on_epoch: Callable[[dict], None] | None = None, extra: dict | None = None) -> dict:
+          on_epoch: Callable[[dict], None] | None = None, extra: dict | None = None,
+          compile_objective: bool = False) -> dict:
     """Train (or resume) the run in `out_dir`; returns the train.json payload.
 
-    `on_epoch` receives each history entry (replayed from the checkpoint on resume, so a tracker sees the
+    `compile_objective` runs the objective through torch.compile (faster steps after a warm-up of seconds;
+    same math, floating-point results may differ in the last bits). `on_epoch` receives each history entry (replayed from the checkpoint on resume, so a tracker sees the
     whole run); `extra` is merged into train.json (e.g. the GPU and scheduler job that ran it).
     """
     out_dir = Path(out_dir)
@@ -99,6 +101,9 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config, dataset).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if compile_objective:
+        model.compile_objective()
+    extra = {**(extra or {}), "compiled": compile_objective}
     history: list[dict] = []
     wall_time = 0.0
     start_epoch = 0

@@ -31,6 +31,7 @@ rule train:
         options=lambda wildcards: train_arguments(sweep_row(wildcards)),
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
         device=config["device"],
+        compile="--compile" if config["compile"] else "",
         data_dir=DATA_DIR,
         experiment=config["experiment"],
         gpu_locks=GPU_LOCKS,
@@ -44,5 +45,5 @@ rule train:
         "../envs/five.yaml"
     shell:
         "{params.five} train {params.options} --device {params.device} --data-dir {params.data_dir} "
-        "--out {params.run_dir} --restart-if-changed --record-divergence "
+        "--out {params.run_dir} {params.compile} --restart-if-changed --record-divergence "
         "--mlflow-experiment {params.experiment} --gpu-lock-dir {params.gpu_locks} > {log} 2>&1"
