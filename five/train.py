@@ -81,8 +81,9 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     if not restart_if_changed:
         raise ConfigError(f"{out_dir} holds a run with another configuration ({', '.join(changes)}); "
                           "use a new --out or --restart-if-changed")
-    log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); starting afresh")
     path.unlink()
+    (out_dir / BEST_NAME).unlink(missing_ok=True)  # the old run's best epoch is not this run's
+    log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); starting afresh")
     return None
 
 
@@ -93,8 +94,9 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     """Train (or resume) the run in `out_dir`; returns the train.json payload.
 
     `compile_objective` runs the objective through torch.compile (faster steps after a warm-up of seconds;
-    same math, floating-point results may differ in the last bits). `on_epoch` receives each history entry (replayed from the checkpoint on resume, so a tracker sees the
-    whole run); `extra` is merged into train.json (e.g. the GPU and scheduler job that ran it).
+    same math, floating-point results may differ in the last bits). `on_epoch` receives each history entry
+    (replayed from the checkpoint on resume, so a tracker sees the whole run); `extra` is merged into
+    train.json (e.g. the GPU and scheduler job that ran it).
     """
     out_dir = Path(out_dir)
     dataset = load_dataset(config.dataset, data_dir)

@@ -82,10 +82,23 @@ def test_training_is_deterministic_given_the_seed_and_differs_across_seeds(tmp_p
     assert not torch.equal(final_weights(0, "a"), final_weights(1, "c"))
 
 
-def test_resuming_with_another_configuration_is_refused(tmp_path):
+def test_resuming_with_another_configuration_is_refused_or_restarted_when_asked(tmp_path):
     train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
     with pytest.raises(ConfigError, match="latent_dim: 4 → 5"):
         train(small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=quiet)
+    assert (tmp_path / "best.pt").exists()
+
+    def stop_once_restarted(line):
+        if "starting afresh" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=stop_once_restarted,
+              restart_if_changed=True)
+    # the old run's checkpoints are gone before the new run starts: nothing of it can be evaluated as this run
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "best.pt").exists()
+    result = train(small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=quiet, restart_if_changed=True)
+    assert result["epochs_completed"] == 2
 
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
