@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run evidence test bench clean clean-results
 
 setup: $(STAMP)
 
@@ -25,5 +25,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# The offline evidence sweep (about an hour on 2 CPU cores): decides the paper's claims, see results/claims.md.
+evidence: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile config/evidence.yaml
+
+# Removes the environment and logs; results/ (checkpoints, tables, the MLflow database) stays.
 clean:
-	rm -rf $(VENV) results logs .pytest_cache
+	rm -rf $(VENV) logs .pytest_cache
+
+# Removes every result: all checkpoints, tables and the MLflow database. Asks first.
+clean-results:
+	@printf 'This deletes results/ (every checkpoint, table and the MLflow database). Type yes: '; \
+	read answer; [ "$$answer" = yes ] && rm -rf results && echo "removed results/" || echo "kept results/"

@@ -1,5 +1,7 @@
 # The five benchmark workflow: config → validated sweep table → train/evaluate jobs → tables, plots, report.
 # Run: snakemake --cores all --resources gpu=4 [--configfile config/quick.yaml]
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -20,6 +22,9 @@ include: "workflow/rules/report.smk"
 
 
 onsuccess:
+    claims = Path(f"{RESULTS}/claims.txt")
+    if claims.exists():
+        print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
     print(
         "\nDone. Tables: results/tables/main.md (and .csv, .tex; budget ablation in budget.*)\n"
         "Plots: results/plots/*.png   Runs: results/runs.csv   MLflow: mlflow ui --backend-store-uri "

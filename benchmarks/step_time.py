@@ -11,6 +11,7 @@ import torch
 from five.config import TrainConfig
 from five.data import Dataset, dequantize
 from five.models import build_model
+from five.train import build_optimizer
 
 
 def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) -> Dataset:
@@ -27,7 +28,7 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
     model = build_model(config, dataset).to(device)
     if compile_objective:
         model.compile_objective()
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    optimizer = build_optimizer(model, config)
     data = dataset.split("train").to(device)
     generator = torch.Generator(device=device).manual_seed(0)
     fixed_x = dequantize(data[:batch_size], 256, generator)

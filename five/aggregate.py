@@ -13,7 +13,8 @@ import pandas as pd
 from five.checkpoint import read_json
 
 RESULT_COLUMNS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse", "active_units",
-                  "active_units_eigen", "posterior_covariance_error", "true_nll_nats", "sigma", "n_examples",
+                  "active_units_eigen", "posterior_covariance_error", "true_nll_nats", "sigma", "sigma_policy",
+                  "sigma_own", "nll_nats_own_sigma", "bits_per_dim_own_sigma", "proposal", "n_examples",
                   "importance_samples", "model_selection", "checkpoint_epoch")
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
@@ -30,7 +31,9 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "stalled" if train.get("status") == "stalled" else "complete")
         row["error"] = train.get("error") or evaluation.get("error")
         row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
+        epoch_times = [entry["time_s"] for entry in train.get("history", []) if entry.get("time_s") is not None]
         row |= {"epochs_completed": train.get("epochs_completed"), "train_wall_time_s": train.get("wall_time_s"),
+                "epoch_time_s": float(pd.Series(epoch_times).median()) if epoch_times else None,
                 "device": train.get("device"), "slurm_job_id": train.get("slurm_job_id"),
                 "cuda_visible_devices": train.get("cuda_visible_devices")}
         rows.append(row)
@@ -44,22 +47,62 @@ def headline_metric(runs: pd.DataFrame, dataset: str) -> str:
     return "bits_per_dim" if values.notna().any() else "nll_nats"
 
 
-def row_label(model: str, probes: int) -> str:
-    return f"{model} (K={probes})" if probes else model
+def row_label(model: str, probes: int, sigma_policy: str | None = None) -> str:
+    """e.g. `five (K=1, σ fitted)`: the budget where the model has one, and which σ the number uses."""
+    parts = ([f"K={probes}"] if probes else []) + ([f"σ {sigma_policy}"] if sigma_policy else [])
+    return f"{model} ({', '.join(parts)})" if parts else model
+
+
+def with_own_sigma_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs plus, for every run that also reports its NLL at its own fixed σ (FIF evaluated with a fitted σ),
+    a row carrying that number with sigma_policy `fixed`: FIF as its paper defines the model, beside the fair
+    density comparison."""
+    if "nll_nats_own_sigma" not in runs:
+        return runs
+    own = runs[runs["nll_nats_own_sigma"].notna()].copy()
+    own["nll_nats"], own["bits_per_dim"] = own["nll_nats_own_sigma"], own["bits_per_dim_own_sigma"]
+    own["sigma_policy"], own["sigma"] = "fixed", own["sigma_own"]
+    return pd.concat([runs, own], ignore_index=True)
+
+
+SIGMA_POLICY_MEANING = {
+    "fitted": "fitted = the σ maximising the validation IWAE for the trained f, g (the same rule for every model)",
+    "learned": "learned = the trained ρ = log σ",
+    "fixed": "fixed = FIF's s = 1/(2β), as the FIF paper defines the model",
+}
+
+
+def evaluation_caption(runs: pd.DataFrame) -> str:
+    """What stands behind the numbers: N per data set, each model's proposal, the σ policies shown."""
+    complete = runs[runs["status"] != "diverged"]
+    if complete.empty or "proposal" not in complete:
+        return "No completed evaluation."
+    samples = complete.groupby("dataset")["importance_samples"].first()
+    parts = [", ".join(f"N = {int(n)} importance samples ({dataset})" for dataset, n in samples.items())]
+    proposals = complete.groupby("model")["proposal"].first()
+    parts.append("proposals: " + "; ".join(f"{model}: {text}" for model, text in proposals.items()))
+    policies = sorted(set(complete["sigma_policy"].dropna())
+                      | ({"fixed"} if complete["nll_nats_own_sigma"].notna().any() else set()))
+    parts.append("σ: " + "; ".join(SIGMA_POLICY_MEANING[p] for p in policies if p in SIGMA_POLICY_MEANING))
+    return ". ".join(parts) + "."
 
 
 def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) -> pd.DataFrame:
     """Long table: dataset, row label, latent dim → mean, std over complete seeds, counts, best flag.
 
     `probes_shown` picks one budget per probe model for the main table (None: every budget, the ablation).
+    Rows are also split by the σ the numbers use (`sigma_policy`), which the row label names.
     """
     rows = []
-    for (dataset, model, probes, latent_dim), group in runs.groupby(["dataset", "model", "probes", "latent_dim"]):
+    runs = runs.assign(sigma_policy=runs["sigma_policy"].fillna("") if "sigma_policy" in runs else "")
+    keys = ["dataset", "model", "probes", "latent_dim", "sigma_policy"]
+    for (dataset, model, probes, latent_dim, sigma_policy), group in runs.groupby(keys):
         if probes_shown is not None and probes and probes_shown.get(model) != probes:
             continue
         metric = headline_metric(runs, dataset)
         complete = group.loc[group["status"] != "diverged", metric].astype(float)  # stalled runs count, marked
-        rows.append({"dataset": dataset, "model": model, "probes": probes, "row": row_label(model, probes),
+        rows.append({"dataset": dataset, "model": model, "probes": probes, "sigma_policy": sigma_policy,
+                     "row": row_label(model, probes, sigma_policy),
                      "latent_dim": latent_dim, "metric": metric, "mean": complete.mean(),
                      "std": complete.std(ddof=1) if len(complete) > 1 else float("nan"),
                      "seeds": len(group), "diverged": int((group["status"] == "diverged").sum()),
@@ -105,7 +148,8 @@ def wide_table(table: pd.DataFrame, dataset: str, bold: tuple[str, str]) -> pd.D
     """Rows models, columns latent dims, cells 'mean ± std' with the best of each column in bold."""
     part = table[table["dataset"] == dataset].copy()
     part["cell"] = part.apply(format_cell, axis=1, bold=bold)
-    order = part.sort_values(["model", "probes"], key=lambda c: c.map(MODEL_ORDER) if c.name == "model" else c)
+    order = part.sort_values(["model", "probes", "sigma_policy"],
+                             key=lambda c: c.map(MODEL_ORDER) if c.name == "model" else c)
     wide = part.pivot(index="row", columns="latent_dim", values="cell").reindex(order["row"].unique())
     wide.columns = [f"d = {d}" for d in wide.columns]
     wide.index.name = "model"

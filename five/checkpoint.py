@@ -3,16 +3,27 @@ so a killed job leaves either the old file or the new one, never a half-written 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from five.errors import FiveError
+
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL
 TRAIN_JSON = "train.json"
+EVAL_JSON = "eval.json"
+LOCK_NAME = ".lock"
+SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed
+CHECKPOINT_KEYS = ("config", "epoch", "model")
+MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -42,11 +53,95 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint's state (weights only: nothing in it is executed); a damaged file is one clear error."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated, empty, random bytes, not a torch file: say so, not torch's advice
+        cause = "empty file" if Path(path).stat().st_size == 0 else f"unreadable ({type(error).__name__})"
+        raise FiveError(f"{path} is damaged: {cause}; {MOVE_ASIDE_ADVICE}") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise FiveError(f"{path} is damaged: it lacks {', '.join(missing)}; {MOVE_ASIDE_ADVICE}")
+    return state
+
+
+def load_weights(module: torch.nn.Module, state: dict, path: Path) -> None:
+    """module.load_state_dict, with a mismatch (unknown or missing keys, wrong shapes) as one clear error."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        first = str(error).strip().splitlines()[0][:200]
+        raise FiveError(f"{path} does not fit this model ({first}); {MOVE_ASIDE_ADVICE}") from None
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FiveError(f"{path} is damaged: not valid JSON ({error}); {MOVE_ASIDE_ADVICE}") from None
+    if not isinstance(payload, dict):
+        raise FiveError(f"{path} is damaged: a JSON object was expected; {MOVE_ASIDE_ADVICE}")
+    return payload
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold `run_dir/.lock` for the process life (released by the OS even on kill -9): a second `five train`
+    on the same folder refuses instead of touching the first one's files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_NAME, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FiveError(f"another `five train` is running in {run_dir} (it holds {run_dir / LOCK_NAME}); "
+                            "wait for it to finish or use another --out") from None
+        yield
+
+
+def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVAL_JSON)) -> Path | None:
+    """Move a run's files to run_dir/.superseded/<UTC timestamp>/ (never delete finished work)."""
+    present = [run_dir / name for name in names if (run_dir / name).exists()]
+    if not present:
+        return None
+    target = run_dir / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+    target.mkdir(parents=True)
+    for path in present:
+        shutil.move(str(path), target / path.name)
+    return target
+
+
+def check_output_dir(path: Path, what: str) -> None:
+    """Before any compute: `path` can be (or is) a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FiveError(f"{what} {path} is a file, not a folder")
+    _check_creatable(path, what)
+
+
+def check_output_file(path: Path, what: str, protected=()) -> None:
+    """Before any compute: `path` can be written as a file and is none of the `protected` files."""
+    path = Path(path)
+    if path.is_dir():
+        raise FiveError(f"{what} {path} is a folder; give a file name")
+    if any(path.resolve() == Path(other).resolve() for other in protected):
+        raise FiveError(f"{what} {path} would overwrite the run's own {path.name}; choose another file")
+    _check_creatable(path.parent, what)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FiveError(f"{what} {path} is not writable")
+
+
+def _check_creatable(folder: Path, what: str) -> None:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FiveError(f"{what} {folder} lies under {existing}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FiveError(f"{what} {folder} cannot be written ({existing} is not writable)")
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -13,7 +13,8 @@ import time
 import warnings
 from pathlib import Path
 
-from five.checkpoint import write_json
+from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, check_output_dir, check_output_file,
+                             write_json)
 from five.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
 from five.errors import FiveError
 
@@ -31,16 +32,26 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-run-key", help="identifies the sweep point in MLflow (default: the run folder)")
     parser.add_argument("--gpu-lock-dir", type=Path,
                         help="claim a GPU no other job holds, via lock files in this folder (workflow jobs)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads of PyTorch in this job (default: PyTorch's, one per core; the workflow "
+                             "passes the job's Snakemake threads so that parallel jobs do not oversubscribe)")
 
 
 def prepare_job(args, log=print):
     """GPU claim (before CUDA starts), device, and the facts of where the job ran (for train.json)."""
+    import torch
+
     from five.gpus import claim_gpu
     from five.nets import choose_device
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise FiveError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
     facts = {"gpu_claimed": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
              "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "hostname": socket.gethostname(),
+             "threads": torch.get_num_threads(),
              "started_at": time.time()}
     return choose_device(args.device), facts
 
@@ -71,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     train.add_argument("--lr", type=float, default=DEFAULT_LR)
+    train.add_argument("--log-sigma-lr", type=float,
+                       help="Adam learning rate of ρ = log σ (vae, fcvae, five; default 0.01, see config/README.md)")
     train.add_argument("--beta", type=float, help="FIF reconstruction weight (fif only; default 10)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
@@ -100,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--image-dir", type=Path, help="also write reconstructions.png and samples.png here")
     evaluate.add_argument("--model-selection", default="best",
                           help="best (the epoch with the best validation NLL; default) or last")
+    evaluate.add_argument("--sigma", default="own",
+                          help="own (the model's: learned, or FIF's fixed 1/√(2β); default) or fitted (the σ that "
+                               "maximises the validation IWAE for the trained f, g; FIF then also reports its own)")
     evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     add_job_options(evaluate)
 
@@ -121,8 +137,9 @@ def run_train(args) -> None:
         model=args.model, dataset=args.dataset, latent_dim=args.latent_dim, probes=args.probes,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every, patience=args.patience,
+        eval_every=args.eval_every, patience=args.patience, log_sigma_lr=args.log_sigma_lr,
     )
+    check_output_dir(args.out, "--out")
     device, facts = prepare_job(args)
     tracker = make_tracker(args, args.out)
     on_epoch = None
@@ -155,10 +172,15 @@ def run_evaluate(args) -> None:
     from five.evaluate import evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if not args.run.is_dir():
+        raise FiveError(f"--run {args.run} is not a run folder (train it first with `five train --out {args.run}`)")
+    check_output_file(args.out, "--out", protected=[args.run / name for name in (CHECKPOINT_NAME, BEST_NAME,
+                                                                                TRAIN_JSON)])
     device, facts = prepare_job(args, log)
     tracker = make_tracker(args, args.run)
     metrics = evaluate_run(args.run, device, args.importance_samples, args.split, args.batch_size, log=log,
-                           data_dir=args.data_dir, image_dir=args.image_dir, model_selection=args.model_selection)
+                           data_dir=args.data_dir, image_dir=args.image_dir, model_selection=args.model_selection,
+                           sigma=args.sigma)
     write_json(args.out, metrics | {"job": facts})
     if tracker is not None:
         tracker.attach()
@@ -173,7 +195,10 @@ def run_evaluate(args) -> None:
           f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
           + (f", {bits:.4f} bits/dim" if bits is not None else "")
           + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
-          f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}); wrote {args.out}")
+          f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "
+          f"σ {metrics['sigma']:.4f} ({metrics['sigma_policy']}); wrote {args.out}")
+    if metrics.get("nll_nats_own_sigma") is not None:
+        print(f"at its own fixed σ {metrics['sigma_own']:.4f}: NLL {metrics['nll_nats_own_sigma']:.3f} nats")
     if "posterior_covariance_error" in metrics:
         print(f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
               f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "

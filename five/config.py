@@ -16,6 +16,13 @@ DEFAULT_LR = 5e-4
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_EPOCHS = 2000
 DEFAULT_FIF_BETA = 10.0
+# Adam's learning rate of ρ = log σ (models that learn σ). At the weights' rate ρ crawls: Adam divides each step
+# by the root of its running mean of squared gradients, which remembers (β₂ = 0.999, ~1000 steps) the huge
+# early ∂loss/∂ρ = D − ‖x − g(z)‖²/s of an untrained decoder, so later steps are a small fraction of lr.
+# ρ is one scalar in log space: a step of 1e-2 moves σ by 1%, and its jitter near the optimum costs
+# ~D·δρ² nats (< 0.1 nats for D = 784).
+DEFAULT_LOG_SIGMA_LR = 1e-2
+MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     eval_every: int | None = None  # epochs between validation evaluations; None: epochs / 20
     patience: int | None = None  # stop after this many evaluations without a better validation NLL; None: off
+    log_sigma_lr: float | None = None  # Adam lr of ρ = log σ; None: DEFAULT_LOG_SIGMA_LR (not for fif: σ fixed)
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -59,6 +67,15 @@ class TrainConfig:
                 raise ConfigError(f"--beta must be > 0, got {self.beta}")
         elif self.beta is not None:
             raise ConfigError(f"--beta is the FIF reconstruction weight and applies only to fif, not {self.model}")
+        if self.model in MODELS_WITH_FIXED_SIGMA:
+            if self.log_sigma_lr is not None:
+                raise ConfigError(f"--log-sigma-lr applies only to models that learn σ, not {self.model} "
+                                  "(its s = 1/(2β) is fixed)")
+        else:
+            if self.log_sigma_lr is None:
+                object.__setattr__(self, "log_sigma_lr", DEFAULT_LOG_SIGMA_LR)
+            if not self.log_sigma_lr > 0:
+                raise ConfigError(f"--log-sigma-lr must be > 0, got {self.log_sigma_lr}")
         for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -81,7 +98,9 @@ class TrainConfig:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         return cls(**values)
 
-    def differences(self, other: "TrainConfig", ignore=("epochs", "checkpoint_every", "eval_every")) -> list[str]:
-        """Keys whose values differ (those in `ignore` may change when a run is resumed)."""
+    def differences(self, other: "TrainConfig",
+                    ignore=("epochs", "checkpoint_every", "eval_every", "patience")) -> list[str]:
+        """Keys whose values differ (those in `ignore` may change when a run is resumed: they decide when to
+        stop, save or validate, never the weights)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [k for k in mine if k not in ignore and mine[k] != theirs[k]]

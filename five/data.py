@@ -88,12 +88,7 @@ def load_npz(path: str) -> Dataset:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"npz data file not found: {file}")
-    with np.load(file) as archive:
-        missing = [key for key in ("train", "test") if key not in archive.files]
-        if missing:
-            raise DataError(f"{file} lacks the array(s) {', '.join(missing)} (it has {', '.join(archive.files)})")
-        arrays = {split: archive[split] for split in ("train", "validation", "test") if split in archive.files}
-        levels = int(archive["discrete_levels"]) if "discrete_levels" in archive.files else None
+    arrays, levels = _read_npz(file)
     shapes = {split: array.shape for split, array in arrays.items()}
     example_shapes = {shape[1:] for shape in shapes.values()}
     if any(len(shape) not in (2, 4) for shape in shapes.values()) or len(example_shapes) != 1:
@@ -108,6 +103,46 @@ def load_npz(path: str) -> Dataset:
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
     return Dataset(f"npz:{file}", splits, levels, architecture, 512)
+
+
+def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
+    """The split arrays and discrete_levels of a user's .npz, each problem one DataError naming the file:
+    not a readable zip, pickled objects (never loaded), non-numeric, empty or non-finite arrays."""
+    import zipfile
+
+    if not zipfile.is_zipfile(file):  # np.load would try it as a pickle
+        raise DataError(f"{file} is not a readable .npz (not a zip archive: truncated or another format)")
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            missing = [key for key in ("train", "test") if key not in archive.files]
+            if missing:
+                raise DataError(f"{file} lacks the array(s) {', '.join(missing)} (it has {', '.join(archive.files)})")
+            arrays = {split: archive[split] for split in ("train", "validation", "test") if split in archive.files}
+            levels = archive["discrete_levels"] if "discrete_levels" in archive.files else None
+    except DataError:
+        raise
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(f"{file} holds pickled Python objects, which are never loaded; save numeric arrays")
+        raise DataError(f"{file} is not a readable .npz ({error})") from None
+    except Exception as error:  # zipfile.BadZipFile, EOFError, OSError, …: truncated or not an archive
+        raise DataError(f"{file} is not a readable .npz ({type(error).__name__}: {error})") from None
+    for split, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise DataError(f"{file}: array '{split}' has dtype {array.dtype}; numbers are needed")
+        if array.shape[:1] == (0,) or array.size == 0:
+            raise DataError(f"{file}: array '{split}' is empty {array.shape}")
+        if array.dtype.kind == "f":
+            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            if nan or inf:
+                raise DataError(f"{file}: array '{split}' contains {nan} NaN and {inf} infinite values of "
+                                f"{array.size}; clean the data")
+    if levels is not None:
+        if levels.ndim != 0 or levels.dtype.kind not in "iu":
+            raise DataError(f"{file}: discrete_levels must be one integer, got shape {levels.shape} dtype "
+                            f"{levels.dtype}")
+        levels = int(levels)
+    return arrays, levels
 
 
 def _vision(name: str) -> Callable[[Path], Dataset]:

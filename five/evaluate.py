@@ -12,13 +12,14 @@ from typing import Callable
 import torch
 
 from five import manifold
-from five.checkpoint import BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, read_json
-from five.config import TrainConfig
+from five.checkpoint import BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_weights, read_json
+from five.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
 from five.estimators import iwae_log_likelihood
 from five.models import Model, build_model
 from five.objectives import kl_diagonal_per_dimension
+from five.validation import fit_log_sigma, validation_batch
 
 EVALUATION_SEED = 20250602  # fixed: the test dequantisation and the importance samples are the same every time
 ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
@@ -30,6 +31,7 @@ METRIC_KEYS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",
 
 
 MODEL_SELECTIONS = ("best", "last")
+SIGMA_CHOICES = ("own", "fitted")  # the model's own σ (learned, or FIF's fixed 1/√(2β)), or fitted on validation
 
 
 def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
@@ -44,17 +46,27 @@ def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
     dataset = load_dataset(config.dataset, data_dir)
-    model = build_model(config, dataset)
-    model.load_state_dict(state["model"])
+    model = build_model(config, dataset, device)
+    load_weights(model, state["model"], path)
     return config, model.to(device).eval(), dataset, state
 
 
-def proposal_description(model: Model) -> str:
-    if model.name == "fif":
-        return "N(f(x), s·J_f J_fᵀ) with s = 1/(2β) fixed"
-    if model.name == "five":
-        return "N(f(x), s·J_f J_fᵀ) with the learned s"
-    return "the model's own posterior q(z|x)"
+def own_sigma_policy(model: Model) -> str:
+    return "fixed" if model.name in MODELS_WITH_FIXED_SIGMA else "learned"
+
+
+def proposal_description(model: Model, sigma_policy: str) -> str:
+    """The proposal and the σ of p(x|z) behind a number (spec §2: say which)."""
+    s = {"fixed": "s = 1/(2β) fixed", "learned": "the learned s", "fitted": "s fitted on validation"}[sigma_policy]
+    if model.posterior_scales_with_sigma:
+        return f"N(f(x), s·J_f J_fᵀ) with {s}"
+    return f"the model's own posterior q(z|x); p(x|z) with {s}"
+
+
+def bits_per_dim(nll_nats: float, dataset: Dataset) -> float | None:
+    """§2: NLL/(D·ln 2) + log₂ L for discrete data; undefined (None) for continuous data."""
+    levels = dataset.discrete_levels
+    return nll_nats / (dataset.dim * math.log(2)) + math.log2(levels) if levels else None
 
 
 def likelihood_pass(model: Model, x_all: torch.Tensor, importance_samples: int, batch_size: int,
@@ -125,19 +137,43 @@ def manifold_posterior_metrics(model: Model, x: torch.Tensor, model_log_likeliho
     }
 
 
+def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_samples: int, batch_size: int,
+              device: torch.device, log: Callable[[str], None]) -> dict:
+    """Set the model's σ to the one fitted on validation data; FIF (σ fixed by its definition) is first
+    evaluated at its own σ too, with draws of its own so that the main numbers do not depend on it."""
+    fit = fit_log_sigma(model, validation_batch(dataset, device, log))
+    sigma_own = float(torch.exp(model.log_sigma.detach()))
+    log(f"σ fitted on validation: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); validation NLL "
+        f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials")
+    metrics = {"sigma_fit": fit}
+    if own_sigma_policy(model) == "fixed":
+        own_generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED + 1)
+        own = likelihood_pass(model, x_all, importance_samples, batch_size, own_generator, log)
+        nll_own = -float(own["log_likelihood"].mean())
+        metrics |= {"nll_nats_own_sigma": nll_own, "bits_per_dim_own_sigma": bits_per_dim(nll_own, dataset)}
+    model.set_log_sigma(fit["log_sigma"])
+    return metrics
+
+
 def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 1000, split: str = "test",
                  batch_size: int = 256, log: Callable[[str], None] = print,
-                 data_dir: Path | None = None, image_dir: Path | None = None, model_selection: str = "best") -> dict:
+                 data_dir: Path | None = None, image_dir: Path | None = None, model_selection: str = "best",
+                 sigma: str = "own") -> dict:
     """All metrics of spec §2–3 for the run in `run_dir` on `split`, at the `best` (validation NLL) or the
-    `last` checkpoint; with `image_dir`, also PNG grids."""
+    `last` checkpoint, with the model's `own` σ or one `fitted` on validation data (FIF, whose σ is part of
+    its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids."""
     if importance_samples < 1:
         raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
+    if sigma not in SIGMA_CHOICES:
+        raise FiveError(f"unknown --sigma {sigma!r} (choose from {', '.join(SIGMA_CHOICES)})")
     started = time.perf_counter()
     record_path = Path(run_dir) / TRAIN_JSON
     record = read_json(record_path) if record_path.exists() else {}
     if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
+        fixed = record["config"]["model"] in MODELS_WITH_FIXED_SIGMA
         return {"status": "diverged", "error": record.get("error"), **{key: None for key in METRIC_KEYS},
+                "sigma_policy": "fitted" if sigma == "fitted" else ("fixed" if fixed else "learned"),
                 "importance_samples": importance_samples, "split": split, "config": record["config"]}
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
@@ -146,13 +182,18 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
+    sigma_policy, sigma_own = own_sigma_policy(model), float(torch.exp(model.log_sigma.detach()))
+    sigma_metrics = {}
+    if sigma == "fitted":
+        sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
+        sigma_policy = "fitted"
     passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
     nll = -float(passed["log_likelihood"].mean())
     levels = dataset.discrete_levels
     metrics = {
         "status": "complete",
         "nll_nats": nll,
-        "bits_per_dim": nll / (dataset.dim * math.log(2)) + math.log2(levels) if levels else None,
+        "bits_per_dim": bits_per_dim(nll, dataset),
         "elbo_nats": float(passed["elbo"].mean()),
         "ess_mean": float(passed["ess"].mean()),
         "recon_mse": float(passed["squared_error"].mean()),
@@ -164,7 +205,10 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         "data_dim": dataset.dim,
         "discrete_levels": levels,
         "sigma": float(torch.exp(model.log_sigma.detach())),
-        "proposal": proposal_description(model),
+        "sigma_policy": sigma_policy,
+        "sigma_own": sigma_own,
+        **sigma_metrics,
+        "proposal": proposal_description(model, sigma_policy),
         "model_selection": model_selection,
         "checkpoint_epoch": state["epoch"],
         "selection_val_nll": state.get("val_nll"),

@@ -7,12 +7,14 @@ one evaluation code path of spec §2–3.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
 
 from five import objectives
-from five.config import TrainConfig
+from five.config import MODELS_WITH_PROBES, TrainConfig
+from five.errors import ConfigError
 from five.data import Dataset
 from five.estimators import GaussianPosterior, encoder_jacobian, hutchinson_probes, jacobian_covariance_scale_tril
 from five.nets import build_trunks
@@ -32,6 +34,7 @@ class Model(nn.Module):
     """Encoder f = head ∘ trunk, decoder g, and the decoder noise scale ρ = log σ (learned unless fixed)."""
 
     name = ""
+    posterior_scales_with_sigma = False  # True where q(z|x)'s covariance is s·(something), as for FIF and FIVE
 
     def __init__(self, config: TrainConfig, dataset: Dataset):
         super().__init__()
@@ -60,10 +63,16 @@ class Model(nn.Module):
             with torch.no_grad():
                 self.log_sigma.clamp_(min=self.log_sigma_floor)
 
-    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) + log p(z), the numerator of the importance weights (§2)."""
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor, log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x|z) + log p(z), the numerator of the importance weights (§2), at the model's ρ or `log_sigma`."""
         x_hat = self.decode(z.to(x.dtype))
-        return objectives.decoder_log_likelihood(x, x_hat, self.log_sigma) + objectives.prior_log_density(z)
+        log_sigma = self.log_sigma if log_sigma is None else log_sigma
+        return objectives.decoder_log_likelihood(x, x_hat, log_sigma) + objectives.prior_log_density(z)
+
+    def set_log_sigma(self, value: float) -> None:
+        """Replace ρ (an evaluation at a σ fitted on validation data, spec §2)."""
+        with torch.no_grad():
+            self.log_sigma.fill_(value)
 
     def loss_terms(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The objective's named per-example terms; its randomness is drawn here, outside the objective,
@@ -150,6 +159,7 @@ class FIVE(Model):
     """§1.4: q(z|x) = N(f(x), s·J_f J_fᵀ); head f(x) ∈ ℝ^d; ρ learned."""
 
     name = "five"
+    posterior_scales_with_sigma = True  # N(f(x), s·J_f J_fᵀ)
 
     def probes(self, x, generator):
         return hutchinson_probes(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
@@ -189,5 +199,28 @@ class FIF(FIVE):
 MODEL_CLASSES = {cls.name: cls for cls in (VAE, FCVAE, FIF, FIVE)}
 
 
-def build_model(config: TrainConfig, dataset: Dataset) -> Model:
+TRAINING_COPIES = 4  # weights, gradients and Adam's two moments, float32 each
+
+
+def device_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | None = None) -> Model:
+    """The model of `config` for `dataset`; with `device`, refused in one line if its parameters alone (with
+    gradients and Adam's state) exceed the device's memory, before anything is allocated."""
+    if config.model in MODELS_WITH_PROBES and config.latent_dim > dataset.dim:
+        raise ConfigError(f"--latent-dim {config.latent_dim} exceeds the data dimension D = {dataset.dim} of "
+                          f"{dataset.name}: {config.model}'s posterior N(f(x), s·J_f J_fᵀ) would be degenerate")
+    if device is not None:
+        with torch.device("meta"):  # shapes only: counts the parameters without allocating them
+            count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
+        needed, available = TRAINING_COPIES * 4 * count, device_memory_bytes(device)
+        if needed > available:
+            raise ConfigError(f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
+                              f"{config.hidden_width or dataset.default_hidden_width}) has {count:,} parameters: "
+                              f"training needs {needed / 2**30:,.1f} GiB for them alone, the {device.type} has "
+                              f"{available / 2**30:,.1f} GiB")
     return MODEL_CLASSES[config.model](config, dataset)

@@ -7,16 +7,38 @@ that dataset's rows only.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from five.config import MODELS_WITH_PROBES
+from five.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
 from five.errors import ConfigError
 
 RUN_DIR = "{results}/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
-TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "architecture", "hidden_width", "checkpoint_every", "eval_every",
-                  "patience")
+# The example shape of each named data set (tests check them against the loaders), so that the dry run can
+# reject what would fail every job: a conv trunk on flat data, or d > D for fif/five.
+DATA_SHAPES = {"digits": (64,), "manifold": (10,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "log_sigma_lr", "architecture", "hidden_width", "checkpoint_every",
+                  "eval_every", "patience")
+
+
+def reject_duplicate_keys(path: str | Path) -> None:
+    """YAML lets a repeated key silently replace the first (a second `epochs:` wins); refuse it, naming it."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(f"{path}: the key {key!r} appears twice in one mapping (line "
+                                      f"{key_node.start_mark.line + 1}); YAML would silently keep the last")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    yaml.load(Path(path).read_text(), Loader=UniqueKeyLoader)
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:
@@ -26,10 +48,47 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     import yaml
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    error = jsonschema.exceptions.best_match(strict_validator(schema).iter_errors(config))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "the top level"
         raise ConfigError(f"invalid config at {where}: {error.message}")
+    check_sweep(config)
+
+
+def strict_validator(schema: dict):
+    """JSON Schema counts 30.0 as an integer; `five train --epochs 30.0` does not. Integers must be written
+    as integers (and booleans are not numbers)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine_many({
+        "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+        "number": lambda _, value: isinstance(value, (int, float)) and not isinstance(value, bool)})
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def check_sweep(config: dict) -> None:
+    """What the schema cannot say but would fail or mislead every job: the main table's budget must be swept,
+    conv needs images, and fif/five need d <= D (else their posterior N(f, s·J_f J_fᵀ) is degenerate)."""
+    models = {name: settings or {} for name, settings in config["models"].items()}
+    for model, probes in config.get("table_probes", {}).items():
+        if model not in models:
+            raise ConfigError(f"table_probes.{model} is set but {model} is not in models")
+        swept = models[model].get("probes", [1])
+        if probes not in swept:
+            raise ConfigError(f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
+                              f"{swept}: {model} would vanish from the main table")
+    for dataset, settings in config["datasets"].items():
+        shape = DATA_SHAPES[dataset]
+        if settings.get("architecture") == "conv" and len(shape) != 3:
+            raise ConfigError(f"datasets.{dataset}.architecture = conv needs (C, H, W) images; {dataset} is flat "
+                              f"(D = {shape[0]}): use mlp")
+        dim = math.prod(shape)
+        for model in MODELS_WITH_PROBES:
+            too_large = [d for d in settings["latent_dims"] if d > dim]
+            if model in models and too_large:
+                raise ConfigError(f"datasets.{dataset}.latent_dims {too_large} exceed D = {dim}: {model}'s "
+                                  "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)")
 
 
 def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:
@@ -37,6 +96,7 @@ def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:
     rows = []
     for dataset, settings in config["datasets"].items():
         for model, model_settings in config["models"].items():
+            model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
             budgets = model_settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
             for latent_dim in settings["latent_dims"]:
                 for probes in budgets:
@@ -58,15 +118,18 @@ def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:
     return table
 
 
-def train_arguments(row: dict) -> str:
-    """The `five train` options of one sweep row (rows are the only place a run's settings come from)."""
-    parts = [f"--model {row['model']}", f"--dataset {row['dataset']}", f"--latent-dim {row['latent_dim']}",
-             f"--seed {row['seed']}"]
+def train_arguments(row: dict) -> list[str]:
+    """The `five train` options of one sweep row as an argument list (the rule quotes each one for the shell;
+    rows are the only place a run's settings come from)."""
+    parts = ["--model", row["model"], "--dataset", row["dataset"], "--latent-dim", str(row["latent_dim"]),
+             "--seed", str(row["seed"])]
     if row["model"] in MODELS_WITH_PROBES:
-        parts.append(f"--probes {row['probes']}")
+        parts += ["--probes", str(row["probes"])]
     if row["model"] == "fif" and row.get("beta") is not None:
-        parts.append(f"--beta {row['beta']}")
+        parts += ["--beta", str(row["beta"])]
     for key in TRAIN_SETTINGS:
+        if key == "log_sigma_lr" and row["model"] in MODELS_WITH_FIXED_SIGMA:
+            continue
         if row.get(key) is not None and not pd.isna(row[key]):
-            parts.append(f"--{key.replace('_', '-')} {row[key]}")
-    return " ".join(parts)
+            parts += [f"--{key.replace('_', '-')}", str(row[key])]
+    return parts

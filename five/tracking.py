@@ -95,11 +95,12 @@ class RunTracker:
         """Replace any earlier MLflow run of this sweep point with a fresh one."""
         from mlflow.entities import Param
 
-        for run in self._runs_with_key():
-            with_retries(self.client.delete_run, run.info.run_id)
+        earlier = self._runs_with_key()
         run = with_retries(self.client.create_run, self.experiment_id, run_name=self.run_key,
                            tags={RUN_KEY_TAG: self.run_key, **(tags or {})})
         self.run_id = run.info.run_id
+        for old in earlier:  # only once the new run exists, and only this sweep point's own runs
+            with_retries(self.client.delete_run, old.info.run_id)
         values = [Param(key, str(value)) for key, value in params.items()]
         self._guard(lambda: with_retries(self.client.log_batch, self.run_id, params=values))
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, remove_stale_temporaries,
-                             save_checkpoint, write_json)
+from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_weights, move_aside,
+                             remove_stale_temporaries, run_lock, save_checkpoint, write_json)
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import ConfigError, TrainingDiverged
@@ -56,13 +56,24 @@ def train_epoch(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tens
     return float(step_losses.mean())
 
 
+def build_optimizer(model: Model, config: TrainConfig) -> torch.optim.Adam:
+    """Adam over all parameters; ρ = log σ, where learned, in its own group at config.log_sigma_lr."""
+    log_sigma = [model.log_sigma] if isinstance(model.log_sigma, torch.nn.Parameter) else []
+    weights = [p for p in model.parameters() if not any(p is q for q in log_sigma)]
+    groups = [{"params": weights}] + ([{"params": log_sigma, "lr": config.log_sigma_lr}] if log_sigma else [])
+    return torch.optim.Adam(groups, lr=config.lr)
+
+
 def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
                   log: Callable[[str], None]) -> dict | None:
     """The checkpoint to resume from, if `out_dir` holds one of this configuration.
 
     More epochs than the checkpoint's is a continuation (epoch-seeded randomness makes it equal to a longer
-    run); any other change, or fewer epochs than already trained, is another run: an error, or with
-    `restart_if_changed` (what the workflow uses after a config edit) the old checkpoint is replaced.
+    run); stopping rules (patience, eval_every, checkpoint_every) never restart a run, since the weights do
+    not depend on them. Any other change, or fewer epochs than already trained (only the last and the best
+    checkpoints are kept, so the run at fewer epochs cannot be recovered from them), is another run: an
+    error, or with `restart_if_changed` (what the workflow uses after a config edit) the old run's files are
+    moved to `out_dir/.superseded/<time>/`, never deleted.
     """
     path = out_dir / CHECKPOINT_NAME
     stale_files = [stale for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)
@@ -74,16 +85,19 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     state = load_checkpoint(path)
     saved = TrainConfig.from_dict(state["config"])
     changes = [f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in saved.differences(config)]
+    changes += [f"{k}: not in the checkpoint (an older version of five) → {value!r}"
+                for k, value in config.to_dict().items() if k not in state["config"] and value is not None]
     if state["epoch"] > config.epochs:
-        changes.append(f"epochs: {state['epoch']} already trained → {config.epochs}")
+        changes.append(f"epochs: {state['epoch']} already trained → {config.epochs} (only the last and best "
+                       "checkpoints are kept, so the shorter run is retrained)")
     if not changes:
         return state
     if not restart_if_changed:
         raise ConfigError(f"{out_dir} holds a run with another configuration ({', '.join(changes)}); "
                           "use a new --out or --restart-if-changed")
-    path.unlink()
-    (out_dir / BEST_NAME).unlink(missing_ok=True)  # the old run's best epoch is not this run's
-    log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); starting afresh")
+    target = move_aside(out_dir)
+    log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); moved its files to {target} "
+        "and starting afresh")
     return None
 
 
@@ -99,10 +113,18 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     train.json (e.g. the GPU and scheduler job that ran it).
     """
     out_dir = Path(out_dir)
+    with run_lock(out_dir):
+        return _train_locked(config, out_dir, device, log, data_dir, restart_if_changed, on_epoch, extra,
+                             compile_objective)
+
+
+def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None],
+                  data_dir: Path | None, restart_if_changed: bool, on_epoch: Callable[[dict], None] | None,
+                  extra: dict | None, compile_objective: bool) -> dict:
     dataset = load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)  # the initial weights
-    model = build_model(config, dataset).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = build_model(config, dataset, device).to(device)
+    optimizer = build_optimizer(model, config)
     if compile_objective:
         model.compile_objective()
     extra = {**(extra or {}), "compiled": compile_objective}
@@ -112,13 +134,14 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     on_epoch = on_epoch or (lambda entry: None)
     state = _resume_state(out_dir, config, restart_if_changed, log)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_weights(model, state["model"], out_dir / CHECKPOINT_NAME)
+        load_weights(optimizer, state["optimizer"], out_dir / CHECKPOINT_NAME)
         history, wall_time, start_epoch = state["history"], state["wall_time_s"], state["epoch"]
         log(f"resuming {out_dir} after epoch {start_epoch}/{config.epochs}")
         for entry in history:
             on_epoch(entry)
-    if state is not None and state.get("stalled"):
+    if state is not None and state.get("stalled") and config.patience is not None \
+            and evaluations_since_best(history) >= config.patience:
         log(f"{out_dir} stopped early (validation NLL stalled for {config.patience} evaluations); nothing to do")
         return payload_of(state, config, device, extra, "stalled")
     data = dataset.split("train").to(device)  # the whole set stays on the device

@@ -15,13 +15,15 @@ from typing import Callable
 import torch
 
 from five.data import Dataset, dequantize
-from five.estimators import iwae_log_likelihood
+from five.estimators import GaussianPosterior, iwae_log_likelihood
 from five.models import Model
 
 VALIDATION_EXAMPLES = 512
 VALIDATION_SAMPLES = 16  # N of the short IWAE estimate
 VALIDATION_SEED = 4242
 EVALUATIONS_PER_RUN = 20  # the default eval_every is epochs / 20
+SIGMA_SEARCH_HALF_WIDTH = 4.0  # ρ is searched within ±4 of the model's own (σ within a factor e⁴ ≈ 55)
+SIGMA_SEARCH_TOLERANCE = 1e-3  # in ρ: σ to 0.1%
 
 
 def default_eval_every(epochs: int) -> int:
@@ -54,6 +56,35 @@ def validate(model: Model, x: torch.Tensor) -> dict[str, float]:
         reconstruction = model.decode(posterior.mean.to(x.dtype))
     return {"val_nll": -float(result.log_likelihood.mean()), "val_elbo": float(result.elbo.mean()),
             "val_recon_mse": float((x - reconstruction).pow(2).mean())}
+
+
+def fit_log_sigma(model: Model, x: torch.Tensor, samples: int = VALIDATION_SAMPLES) -> dict[str, float]:
+    """Spec §2: for the trained f and g, the ρ = log σ that maximises the validation IWAE (N = `samples`), by
+    a bounded 1-D search (scipy's Brent) with the same draws at every candidate, so the objective is smooth.
+
+    Any proposal gives a valid bound, so the NLL at the fitted σ is as valid as at the model's own. Where the
+    proposal's covariance is s·C (FIF, FIVE), it moves with σ; the VAEs' proposal does not depend on σ.
+    """
+    from scipy.optimize import minimize_scalar
+
+    own = float(model.log_sigma.detach())
+    with torch.no_grad():
+        base = model.posterior(x)
+
+    def validation_nll(log_sigma: float) -> float:
+        scale = math.exp(log_sigma - own) if model.posterior_scales_with_sigma else 1.0
+        posterior = GaussianPosterior(base.mean, base.scale_tril * scale)
+        rho = torch.tensor(log_sigma, dtype=x.dtype, device=x.device)
+        generator = torch.Generator(device=x.device).manual_seed(VALIDATION_SEED)
+        with torch.no_grad():
+            result = iwae_log_likelihood(x, posterior, lambda x_, z: model.log_joint(x_, z, rho), samples, generator)
+        return -float(result.log_likelihood.mean())
+
+    bounds = (max(model.log_sigma_floor, own - SIGMA_SEARCH_HALF_WIDTH), own + SIGMA_SEARCH_HALF_WIDTH)
+    found = minimize_scalar(validation_nll, bounds=bounds, method="bounded",
+                            options={"xatol": SIGMA_SEARCH_TOLERANCE})
+    return {"log_sigma": float(found.x), "val_nll_fitted": float(found.fun), "val_nll_own": validation_nll(own),
+            "search_bounds": bounds, "search_evaluations": int(found.nfev)}
 
 
 def best_epoch(history: list[dict]) -> tuple[int | None, float]:

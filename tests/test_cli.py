@@ -63,6 +63,6 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, args, cause):
 
 def test_evaluating_a_missing_run_is_one_clear_line(tmp_path):
     result = five("evaluate", "--run", tmp_path / "nothing", "--out", tmp_path / "eval.json")
-    assert result.returncode != 0 and "no checkpoint at" in result.stderr
+    assert result.returncode == 2 and "is not a run folder (train it first" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "eval.json").exists()

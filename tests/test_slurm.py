@@ -67,7 +67,7 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
                for a, b in itertools.combinations(records, 2)), "two GPU jobs should have run at once"
     evaluations = [json.loads(path.read_text()) for path in tmp_path.glob("results/digits/*/*/*/*/eval.json")]
     assert all(evaluation["job"]["slurm_job_id"] for evaluation in evaluations)
-    assert "five (K=1)" in (tmp_path / "results" / "tables" / "main.md").read_text()
+    assert "five (K=1, σ fitted)" in (tmp_path / "results" / "tables" / "main.md").read_text()
 
 
 def release_requeued(job):

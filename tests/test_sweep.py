@@ -65,7 +65,7 @@ def test_a_budget_above_a_latent_dim_is_an_error_naming_both():
 
 def test_train_arguments_carry_every_setting_of_the_row():
     row = sweep_table(load("quick.yaml")).query("model == 'five' and probes == 2").iloc[0].to_dict()
-    arguments = train_arguments(row)
+    arguments = " ".join(train_arguments(row))
     for part in ("--model five", "--probes 2", "--latent-dim", "--epochs", "--lr 0.002", "--hidden-width"):
         assert part in arguments
     vae = sweep_table(load("quick.yaml")).query("model == 'vae'").iloc[0].to_dict()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from five.config import MODELS, TrainConfig
+from five.config import DEFAULT_LOG_SIGMA_LR, MODELS, TrainConfig
 from five.errors import ConfigError, TrainingDiverged
 from five.evaluate import evaluate_run
 from five.models import MODEL_CLASSES
@@ -37,10 +37,9 @@ def test_each_model_learns_on_digits_and_evaluates_to_finite_numbers(model, tmp_
     for key in ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse"):
         assert torch.isfinite(torch.tensor(metrics[key])), (key, metrics[key])
     assert metrics["n_examples"] == 360 and metrics["importance_samples"] == 16
-    assert 1.0 <= metrics["ess_mean"] <= 16.0
-    # IWAE with N > 1 is a tighter bound than the ELBO
-    assert metrics["nll_nats"] <= -metrics["elbo_nats"] + 1e-6
-    assert 0 <= metrics["active_units"] <= 4 and 0 <= metrics["active_units_eigen"] <= 4
+    # six epochs leave the proposal far from the posterior: the weights are uneven and IWAE is clearly tighter
+    assert metrics["ess_mean"] < 15.0
+    assert metrics["nll_nats"] < -metrics["elbo_nats"] - 0.05
     assert (metrics["kl_per_dimension"] is not None) == (model == "vae")
 
 
@@ -126,7 +125,7 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint
 
 def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):
     """Start σ far below the floor of spec §5: after one epoch ρ must sit at the floor (plus at most the
-    few Adam steps of size ≈ lr it can climb since), not where it started."""
+    few Adam steps of size ≈ log_sigma_lr it can climb since), not where it started."""
     import five.models
 
     monkeypatch.setattr(five.models, "INITIAL_SIGMA", 1e-5)
@@ -134,7 +133,7 @@ def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):
     train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
     log_sigma = float(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]["log_sigma"])
     steps = math.ceil(1257 / 128)
-    assert floor - 1e-6 <= log_sigma <= floor + 2 * steps * 5e-4, (log_sigma, floor)
+    assert floor - 1e-6 <= log_sigma <= floor + 2 * steps * DEFAULT_LOG_SIGMA_LR, (log_sigma, floor)
 
 
 @pytest.mark.parametrize("values, message", [

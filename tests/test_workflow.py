@@ -60,7 +60,9 @@ def test_end_to_end_results_tables_plots_and_report(finished):
     assert set(digits["status"]) == {"complete"} and digits["bits_per_dim"].notna().all()
     assert set(manifold["status"]) == {"diverged"} and manifold["error"].str.contains("non-finite").all()
     main = (finished / "results" / "tables" / "main.md").read_text()
-    assert "five (K=1)" in main and "**" in main and "diverged" in main
+    assert "five (K=1, σ fitted)" in main and "vae (σ fitted)" in main and "**" in main and "diverged" in main
+    assert "N = 8 importance samples (digits)" in main  # the caption states N and each model's proposal and σ
+    assert "five: N(f(x), s·J_f J_fᵀ) with s fitted on validation" in main
     assert (finished / "results" / "tables" / "budget.tex").read_text().startswith("\\begin{table}")
     for name in ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves"):
         assert (finished / "results" / "plots" / f"{name}.png").stat().st_size > 5000
@@ -76,7 +78,9 @@ def test_every_job_is_in_mlflow_once(finished):
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id])
     keys = sorted(run.data.tags["five.run_key"] for run in runs)
-    assert keys == sorted(pd.read_csv(finished / "results" / "runs.csv")["run_dir"])
+    # the identity is the run folder's absolute path: another checkout's runs in the same experiment differ
+    assert keys == sorted(str((finished / run_dir).resolve())
+                          for run_dir in pd.read_csv(finished / "results" / "runs.csv")["run_dir"])
     for run in runs:
         if "digits" in run.data.tags["five.run_key"]:
             assert run.info.status == "FINISHED" and "eval_nll_nats" in run.data.metrics
@@ -91,15 +95,18 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     assert nothing == {}
     more_seeds = TINY | {"seeds": [0, 1]}
     assert planned_jobs(snakemake(finished, more_seeds, "-n")) == {
-        "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "config_snapshot": 1, "all": 1}
+        "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
+        "all": 1}
     more_samples = yaml.safe_load(yaml.safe_dump(TINY))
     more_samples["datasets"]["digits"]["importance_samples"] = 16
     assert planned_jobs(snakemake(finished, more_samples, "-n")) == {
-        "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "config_snapshot": 1, "all": 1}
+        "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
+        "all": 1}
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     assert planned_jobs(snakemake(finished, longer, "-n")) == {
-        "train": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "config_snapshot": 1, "all": 1}
+        "train": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
+        "all": 1}
 
 
 def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):

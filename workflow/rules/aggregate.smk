@@ -64,3 +64,22 @@ rule plots:
         "../envs/five.yaml"
     script:
         "../scripts/plots.py"
+
+
+rule claims:
+    input:
+        f"{RESULTS}/runs.csv",
+    output:
+        csv=f"{RESULTS}/claims.csv",
+        md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),
+        summary=f"{RESULTS}/claims.txt",
+    params:
+        claims=config["claims"],
+        probes_shown=probes_shown(),
+    log:
+        "logs/claims.log",
+    localrule: True
+    conda:
+        "../envs/five.yaml"
+    script:
+        "../scripts/claims.py"

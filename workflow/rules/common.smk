@@ -1,15 +1,18 @@
 # Validation first, then the sweep table (one row per run), wildcard constraints and input functions.
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from five.sweep import check_config, sweep_table, train_arguments
+from five.sweep import check_config, reject_duplicate_keys, sweep_table, train_arguments
 from five.tracking import export_tracking_uri
 from five.vision import FILES as VISION_FILES
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+for path in workflow.configfiles:
+    reject_duplicate_keys(path)
 check_config(config, SCHEMA)  # one line naming the key
 validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
 
@@ -17,13 +20,19 @@ RESULTS = "results"
 SWEEP = sweep_table(config, RESULTS)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
 RUN_PATTERN = "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
-FIVE = f"{sys.executable} -m five.cli"  # the package of the Python running Snakemake
+FIVE = [sys.executable, "-m", "five.cli"]  # the package of the Python running Snakemake; quoted with :q
 DATA_DIR = config["data_dir"]
 GPU_LOCKS = f"{RESULTS}/.gpu-locks"
 EXPERIMENT_MARKER = f"{RESULTS}/mlflow/experiment.txt"
 IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
 
 TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS)
+
+
+def mlflow_run_key(wildcards):
+    """A sweep point's MLflow identity: the absolute path of its run folder, so that two checkouts sharing one
+    tracking server and experiment never replace each other's runs."""
+    return os.path.realpath(sweep_row(wildcards)["run_dir"])
 
 
 wildcard_constraints:
@@ -62,6 +71,12 @@ def job_resource(rule_name, key, default):
     return lookup
 
 
+def job_threads(wildcards):
+    """CPU threads of a train/evaluate job: datasets.<name>.threads (default 1), also given to PyTorch, so that
+    `--cores N` runs N one-thread jobs instead of N jobs of one thread per core each."""
+    return config["datasets"][wildcards.dataset]["threads"]
+
+
 def run_files(name):
     return [f"{run_dir}/{name}" for run_dir in SWEEP["run_dir"]]
 
@@ -71,7 +86,7 @@ def probes_shown():
     shown = {}
     for model in ("fif", "five"):
         if model in config["models"]:
-            budgets = config["models"][model].get("probes", [1])
+            budgets = (config["models"][model] or {}).get("probes", [1])
             shown[model] = config.get("table_probes", {}).get(model, min(budgets))
     return shown
 
@@ -82,4 +97,4 @@ PLOTS = [f"{RESULTS}/plots/{name}.png" for name in
 
 
 def final_outputs():
-    return TABLES + PLOTS + [f"{RESULTS}/config.yaml"]
+    return TABLES + PLOTS + [f"{RESULTS}/config.yaml", f"{RESULTS}/claims.md"]

@@ -14,7 +14,7 @@ rule download_mnist:
         "../envs/five.yaml"
     localrule: True
     shell:
-        "{params.five} download --dataset mnist --data-dir {params.data_dir} > {log} 2>&1"
+        "{params.five:q} download --dataset mnist --data-dir {params.data_dir:q} > {log:q} 2>&1"
 
 
 rule download_cifar10:
@@ -29,4 +29,4 @@ rule download_cifar10:
         "../envs/five.yaml"
     localrule: True
     shell:
-        "{params.five} download --dataset cifar10 --data-dir {params.data_dir} > {log} 2>&1"
+        "{params.five:q} download --dataset cifar10 --data-dir {params.data_dir:q} > {log:q} 2>&1"

@@ -11,15 +11,18 @@ rule evaluate:
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
         importance_samples=lambda wildcards: sweep_row(wildcards)["importance_samples"],
         images=lambda wildcards: (
-            f"--image-dir {sweep_row(wildcards)['run_dir']}/grids" if wildcards.dataset in IMAGE_DATASETS else ""
+            ["--image-dir", f"{sweep_row(wildcards)['run_dir']}/grids"] if wildcards.dataset in IMAGE_DATASETS else []
         ),
         device=config["device"],
         model_selection=config["model_selection"],
+        sigma=config["sigma"],
         data_dir=DATA_DIR,
         experiment=config["experiment"],
+        run_key=mlflow_run_key,
         gpu_locks=GPU_LOCKS,
     log:
         "logs/evaluate/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
+    threads: job_threads
     resources:
         gpu=1,
         runtime=job_resource("evaluate", "runtime", 60),
@@ -27,6 +30,7 @@ rule evaluate:
     conda:
         "../envs/five.yaml"
     shell:
-        "{params.five} evaluate --run {params.run_dir} --importance-samples {params.importance_samples} "
-        "{params.images} --model-selection {params.model_selection} --device {params.device} --data-dir {params.data_dir} "
-        "--mlflow-experiment {params.experiment} --gpu-lock-dir {params.gpu_locks} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.five:q} evaluate --threads {threads} --run {params.run_dir:q} "
+        "--importance-samples {params.importance_samples:q} {params.images:q} "
+        "--model-selection {params.model_selection:q} --sigma {params.sigma:q} --device {params.device:q} --data-dir {params.data_dir:q} "
+        "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --gpu-lock-dir {params.gpu_locks:q} --out {output:q} > {log:q} 2>&1"

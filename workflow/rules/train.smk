@@ -16,8 +16,8 @@ rule mlflow_experiment:
         "../envs/five.yaml"
     localrule: True
     shell:
-        "{params.five} mlflow-init --experiment {params.experiment} "
-        "--artifact-location $(realpath -m {params.artifacts}) > {output} 2> {log}"
+        "{params.five:q} mlflow-init --experiment {params.experiment:q} "
+        "--artifact-location \"$(realpath -m {params.artifacts:q})\" > {output:q} 2> {log:q}"
 
 
 rule train:
@@ -31,12 +31,14 @@ rule train:
         options=lambda wildcards: train_arguments(sweep_row(wildcards)),
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
         device=config["device"],
-        compile="--compile" if config["compile"] else "",
+        compile=["--compile"] if config["compile"] else [],
         data_dir=DATA_DIR,
         experiment=config["experiment"],
+        run_key=mlflow_run_key,
         gpu_locks=GPU_LOCKS,
     log:
         "logs/train/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
+    threads: job_threads
     resources:
         gpu=1,
         runtime=job_resource("train", "runtime", 120),
@@ -44,6 +46,7 @@ rule train:
     conda:
         "../envs/five.yaml"
     shell:
-        "{params.five} train {params.options} --device {params.device} --data-dir {params.data_dir} "
-        "--out {params.run_dir} {params.compile} --restart-if-changed --record-divergence "
-        "--mlflow-experiment {params.experiment} --gpu-lock-dir {params.gpu_locks} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.five:q} train --threads {threads} {params.options:q} "
+        "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dir:q} {params.compile:q} "
+        "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} "
+        "--gpu-lock-dir {params.gpu_locks:q} > {log:q} 2>&1"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.aggregate import attach_references, summarise, write_tables
+from five.aggregate import attach_references, evaluation_caption, summarise, with_own_sigma_rows, write_tables
 
 snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input[0])
@@ -12,10 +12,11 @@ shown_models = snakemake.params.probes_shown
 references = snakemake.params.references
 selection = snakemake.params.model_selection
 shown = "; ".join(f"{model} at K={k}" for model, k in shown_models.items())
-main = attach_references(summarise(runs, shown_models), references)
+evaluation = evaluation_caption(runs)
+main = attach_references(summarise(with_own_sigma_rows(runs), shown_models), references)
 write_tables(main, Path(snakemake.output.main_csv).with_suffix(""), "Test likelihood by latent dimension",
-             f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped.")
+             f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped. {evaluation}")
 budget = attach_references(summarise(runs[runs["probes"] > 0]), references)
 write_tables(budget, Path(snakemake.output.budget_csv).with_suffix(""), "Hutchinson budget ablation",
-             f"FIF and FIVE at every budget K; best per column in bold; {selection}.")
+             f"FIF and FIVE at every budget K; best per column in bold; {selection}. {evaluation}")
 Path(snakemake.log[0]).write_text(Path(snakemake.output.main_md).read_text())

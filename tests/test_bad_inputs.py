@@ -1,0 +1,201 @@
+"""Every bad command-line input is one line `five: error: …` naming the file and the cause, exit code 2,
+before any compute; finished work is never lost (issue 11). Table-driven: each case builds its bad input."""
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from five.checkpoint import run_lock
+from five.cli import main
+
+GOOD = {"train": np.zeros((20, 4), np.float32), "test": np.ones((10, 4), np.float32)}
+
+
+def npz(tmp_path, name="data.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def run_cli(argv):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            code = main([str(part) for part in argv])
+        except SystemExit as exit_:  # argparse
+            code = exit_.code
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained") / "run"
+    code, _, err = run_cli(["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2, "--epochs", 1,
+                            "--hidden-width", 8, "--device", "cpu", "--out", run])
+    assert code == 0, err
+    return run
+
+
+def copy_run(trained, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("checkpoint.pt", "best.pt", "train.json"):
+        (run / name).write_bytes((trained / name).read_bytes())
+    return run
+
+
+def train_on(data):
+    return ["train", "--model", "vae", "--dataset", f"npz:{data}", "--latent-dim", 2, "--epochs", 1,
+            "--device", "cpu", "--out"]
+
+
+def evaluate(run, *extra, out=None):
+    return ["evaluate", "--run", run, "--importance-samples", 2, "--device", "cpu", *extra,
+            "--out", out or run / "eval.json"]
+
+
+def with_state(trained, tmp_path, name, change):
+    run = copy_run(trained, tmp_path)
+    state = torch.load(run / name, weights_only=True)
+    change(state)
+    torch.save(state, run / name)
+    return run
+
+
+def bad_bytes(trained, tmp_path, name, content):
+    run = copy_run(trained, tmp_path)
+    (run / name).write_bytes(content(run / name) if callable(content) else content)
+    return run
+
+
+def tampered_model(state):
+    state["model"]["surprise.weight"] = torch.zeros(1)
+
+
+HELD_LOCKS = []  # kept referenced: a collected lock would close its file and release the lock
+
+
+def held_lock(tmp_path):
+    """A run folder whose lock another holder has (a separate open file: flock conflicts as across processes)."""
+    out = tmp_path / "locked"
+    lock = run_lock(out)
+    lock.__enter__()
+    HELD_LOCKS.append(lock)
+    return out
+
+
+# (id, builder(tmp_path, trained) → argv, expected part of the one line)
+CASES = [
+    ("npz truncated", lambda t, r: train_on(_truncate(npz(t, **GOOD))) + [t / "o"], "not a readable .npz"),
+    ("npz not a zip", lambda t, r: train_on(_text(t / "x.npz")) + [t / "o"], "not a readable .npz"),
+    ("npz object array", lambda t, r: train_on(npz(t, train=np.array([{"a": 1}] * 3, dtype=object),
+                                                  test=GOOD["test"])) + [t / "o"], "pickled Python objects"),
+    ("npz strings", lambda t, r: train_on(npz(t, train=np.array([["a", "b"]] * 3), test=GOOD["test"])) + [t / "o"],
+     "array 'train' has dtype <U1"),
+    ("npz levels not scalar", lambda t, r: train_on(npz(t, **GOOD, discrete_levels=np.array([2, 3]))) + [t / "o"],
+     "discrete_levels must be one integer"),
+    ("npz empty split", lambda t, r: train_on(npz(t, train=np.zeros((0, 4)), test=GOOD["test"])) + [t / "o"],
+     "array 'train' is empty"),
+    ("npz shapes differ", lambda t, r: train_on(npz(t, train=GOOD["train"], test=np.ones((3, 5)))) + [t / "o"],
+     "equal example shape"),
+    ("npz NaN", lambda t, r: train_on(npz(t, train=_with(GOOD["train"], np.nan, 3), test=GOOD["test"])) + [t / "o"],
+     "array 'train' contains 3 NaN and 0 infinite values"),
+    ("npz Inf", lambda t, r: train_on(npz(t, train=GOOD["train"], test=_with(GOOD["test"], np.inf, 2))) + [t / "o"],
+     "array 'test' contains 0 NaN and 2 infinite values"),
+    ("npz no test", lambda t, r: train_on(npz(t, train=GOOD["train"])) + [t / "o"], "lacks the array(s) test"),
+    ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
+    ("checkpoint random bytes", lambda t, r: evaluate(bad_bytes(r, t, "checkpoint.pt", b"\x13\x37" * 500),
+                                                      "--model-selection", "last"), "checkpoint.pt is damaged"),
+    ("checkpoint truncated", lambda t, r: evaluate(bad_bytes(r, t, "checkpoint.pt", lambda p: p.read_bytes()[:300]),
+                                                   "--model-selection", "last"), "checkpoint.pt is damaged"),
+    ("checkpoint empty", lambda t, r: evaluate(bad_bytes(r, t, "checkpoint.pt", b""), "--model-selection", "last"),
+     "checkpoint.pt is damaged: empty file"),
+    ("checkpoint unknown keys", lambda t, r: evaluate(with_state(r, t, "best.pt", tampered_model)),
+     "best.pt does not fit this model"),
+    ("checkpoint lacks config", lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s.pop("config"))),
+     "best.pt is damaged: it lacks config"),
+    ("best.pt random bytes", lambda t, r: evaluate(bad_bytes(r, t, "best.pt", b"PK\x03\x04junk")), "best.pt is damaged"),
+    ("train.json invalid", lambda t, r: evaluate(bad_bytes(r, t, "train.json", b"{not json")),
+     "train.json is damaged: not valid JSON"),
+    ("resume from damaged checkpoint", lambda t, r: ["train", "--model", "vae", "--dataset", "digits",
+                                                     "--latent-dim", 2, "--epochs", 2, "--hidden-width", 8,
+                                                     "--device", "cpu", "--out",
+                                                     bad_bytes(r, t, "checkpoint.pt", b"garbage")],
+     "checkpoint.pt is damaged"),
+    ("train --out a file", lambda t, r: train_on(npz(t, **GOOD)) + [_text(t / "file")], "is a file, not a folder"),
+    ("train --out under a file", lambda t, r: train_on(npz(t, **GOOD)) + [_text(t / "file") / "run"],
+     "which is a file"),
+    ("evaluate --out a folder", lambda t, r: evaluate(copy_run(r, t), out=t), "is a folder"),
+    ("evaluate --out checkpoint.pt", lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "checkpoint.pt"),
+     "would overwrite the run's own checkpoint.pt"),
+    ("evaluate --out best.pt", lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "best.pt"),
+     "would overwrite the run's own best.pt"),
+    ("evaluate --out under a file", lambda t, r: evaluate(copy_run(r, t), out=_text(t / "f") / "eval.json"),
+     "which is a file"),
+    ("evaluate --run missing", lambda t, r: evaluate(t / "nothing", out=t / "e.json"), "is not a run folder"),
+    ("absurd width", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                   "--hidden-width", 10**7, "--device", "cpu", "--out", t / "o"],
+     "parameters: training needs"),
+    ("fif d > D", lambda t, r: ["train", "--model", "fif", "--dataset", "digits", "--latent-dim", 65,
+                                "--device", "cpu", "--out", t / "o"], "exceeds the data dimension D = 64"),
+    ("five d > D", lambda t, r: ["train", "--model", "five", "--dataset", "manifold", "--latent-dim", 11,
+                                 "--probes", 1, "--device", "cpu", "--out", t / "o"], "exceeds the data dimension D = 10"),
+    ("threads 0", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                "--threads", 0, "--out", t / "o"], "--threads must be >= 1"),
+    ("sigma unknown", lambda t, r: evaluate(copy_run(r, t), "--sigma", "guess"), "unknown --sigma 'guess'"),
+    ("log-sigma-lr on fif", lambda t, r: ["train", "--model", "fif", "--dataset", "digits", "--latent-dim", 2,
+                                          "--log-sigma-lr", 0.1, "--out", t / "o"], "applies only to models that learn"),
+    ("log-sigma-lr negative", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                            "--log-sigma-lr", -1, "--out", t / "o"], "--log-sigma-lr must be > 0"),
+    ("second train on one folder", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim",
+                                                 2, "--epochs", 1, "--device", "cpu", "--out", held_lock(t)],
+     "another `five train` is running in"),
+    ("epochs not a number", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                          "--epochs", "30.0", "--out", t / "o"], "invalid int value: '30.0'"),
+]
+
+
+def _truncate(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[:100])
+    return path
+
+
+def _text(path: Path) -> Path:
+    path.write_text("not what it should be\n")
+    return path
+
+
+def _with(array, value, count):
+    array = array.copy()
+    array.flat[:count] = value
+    return array
+
+
+@pytest.mark.parametrize("builder, expected", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_is_one_clear_line_with_exit_code_2(builder, expected, trained, tmp_path):
+    argv = builder(tmp_path, trained)
+    code, _, err = run_cli(argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("five: error: "), err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in err and "weights_only" not in err
+
+
+def test_there_are_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+def test_a_refused_input_leaves_the_run_untouched(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    code, _, _ = run_cli(evaluate(run, out=run / "checkpoint.pt"))
+    assert code == 2
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    # nothing of the evaluation was computed: no eval.json, and the refusal came before any model was built
+    assert not (run / "eval.json").exists() and json.loads((run / "train.json").read_text())["status"] == "complete"

@@ -1,0 +1,67 @@
+"""Where gradients may flow (the stop-gradient of spec §1.3) and the collapse metrics of §3 on posteriors
+built by hand."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from five import objectives
+from five.estimators import hutchinson_probes
+from five.evaluate import collapse_metrics
+
+
+def trainable_pair(data_dim=6, latent_dim=3, seed=0):
+    torch.manual_seed(seed)
+    encoder = nn.Sequential(nn.Linear(data_dim, 16), nn.SiLU(), nn.Linear(16, latent_dim))
+    decoder = nn.Sequential(nn.Linear(latent_dim, 16), nn.SiLU(), nn.Linear(16, data_dim))
+    return encoder, decoder
+
+
+def surrogate_gradients(name):
+    encoder, decoder = trainable_pair()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 6, generator=g)
+    probes = hutchinson_probes(8, 3, 2, g)
+    if name == "fif":
+        terms = objectives.fif_loss(x, encoder, decoder, probes, beta=10.0)
+    else:
+        terms = objectives.five_loss(x, encoder, decoder, torch.tensor(-1.0), torch.randn(8, 6, generator=g), probes)
+    terms["surrogate"].sum().backward()
+    return encoder, decoder
+
+
+@pytest.mark.parametrize("name", ["fif", "five"])
+def test_the_log_det_surrogate_trains_the_encoder_only(name):
+    """∇S = tr(∂J_f · SG(J_g)): the decoder's Jacobian is a constant in S, so a trainable decoder receives no
+    gradient from it (without the stop-gradient it would be pushed to change J_g, which S's value does not mean)."""
+    encoder, decoder = surrogate_gradients(name)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+    for parameter in decoder.parameters():
+        assert parameter.grad is None or torch.count_nonzero(parameter.grad) == 0
+
+
+def test_collapse_metrics_count_variances_above_the_threshold_and_are_rotation_aware():
+    g = torch.Generator().manual_seed(0)
+    # means whose per-dimension variances are exactly 1.0, 0.02, 0.011 and 0.009 (population variance)
+    base = torch.randn(4000, 4, generator=g, dtype=torch.float64)
+    base = (base - base.mean(0)) / base.std(0, unbiased=False)
+    base = torch.linalg.qr(base).Q * math.sqrt(4000)  # uncorrelated columns, unit variance (mean ≈ 0)
+    base = base - base.mean(0)
+    base = base / base.std(0, unbiased=False)
+    variances = torch.tensor([1.0, 0.02, 0.011, 0.009], dtype=torch.float64)
+    means = base * variances.sqrt()
+    covariance_sum = 4000 * torch.diag(torch.tensor([0.3, 0.9, 1.0, 1.0], dtype=torch.float64))
+    metrics = collapse_metrics(means, covariance_sum)
+    assert metrics["active_units"] == 3 and metrics["active_units_eigen"] == 3
+    torch.testing.assert_close(torch.tensor(metrics["posterior_mean_variance"], dtype=torch.float64), variances)
+    assert metrics["posterior_covariance_eigenvalues"] == pytest.approx([0.3, 0.9, 1.0, 1.0])
+    # a rotation mixes the axes: axis-wise counting changes, the eigenvalue count does not
+    rotation = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64)).Q
+    rotated = collapse_metrics(means @ rotation.T, covariance_sum)
+    assert rotated["active_units_eigen"] == 3
+    assert rotated["active_units"] == int((torch.var(means @ rotation.T, 0, unbiased=False) > 0.01).sum())
+    # two perfectly correlated active axes are one direction
+    line = torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    assert collapse_metrics(torch.cat([line, line, 0 * line], 1), torch.eye(3) * 4000)["active_units_eigen"] == 1
