@@ -17,6 +17,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 TINY = {
     "experiment": "tiny",
+    # a hostile data_dir (space, `;`, `#`): every shell parameter is quoted, so it runs nothing and breaks nothing
+    "data_dir": "my data; touch injected #",
     "seeds": [0],
     "models": {"vae": {}, "five": {"probes": [1]}},
     "datasets": {
@@ -71,6 +73,14 @@ def test_end_to_end_results_tables_plots_and_report(finished):
                              "--report", str(finished / "report.html")], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-2000:]
     assert (finished / "report.html").stat().st_size > 10000
+
+
+def test_config_strings_reach_the_shell_quoted(finished):
+    assert not list(finished.rglob("injected")), "a config string was executed by the shell"
+    runs = pd.read_csv(finished / "results" / "runs.csv")
+    assert (runs.loc[runs["dataset"] == "digits", "status"] == "complete").all()
+    log = (finished / "logs" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
+    assert "done: 2 epochs" in log
 
 
 def test_every_job_is_in_mlflow_once(finished):

@@ -5,19 +5,23 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from five.errors import ConfigError
 from five.sweep import check_config, reject_duplicate_keys, sweep_table, train_arguments
 from five.tracking import export_tracking_uri
 from five.vision import FILES as VISION_FILES
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-for path in workflow.configfiles:
-    reject_duplicate_keys(path)
-check_config(config, SCHEMA)  # one line naming the key
-validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
-
 RESULTS = "results"
-SWEEP = sweep_table(config, RESULTS)
+try:  # every config problem is one line naming the key, before any job is planned
+    for path in workflow.configfiles:
+        reject_duplicate_keys(path)
+    check_config(config, SCHEMA)
+    validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
+    SWEEP = sweep_table(config, RESULTS)
+except ConfigError as error:
+    print(f"five: config error: {error}", file=sys.stderr)
+    sys.exit(2)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
 RUN_PATTERN = "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
 FIVE = [sys.executable, "-m", "five.cli"]  # the package of the Python running Snakemake; quoted with :q
