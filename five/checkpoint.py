@@ -65,6 +65,14 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
+def load_checkpoint_file(path: Path) -> dict | None:
+    """A cache file's tensors, or None when it cannot be read (then the caller recomputes it)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+
+
 def load_weights(module: torch.nn.Module, state: dict, path: Path) -> None:
     """module.load_state_dict, with a mismatch (unknown or missing keys, wrong shapes) as one clear error."""
     try:

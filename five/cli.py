@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sigma", default="own",
                           help="own (the model's: learned, or FIF's fixed 1/√(2β); default) or fitted (the σ that "
                                "maximises the validation IWAE for the trained f, g; FIF then also reports its own)")
+    evaluate.add_argument("--cache-dir", type=Path,
+                          help="reuse quantities every evaluation of a sweep computes alike (manifold: the true "
+                               "posterior of the test points) from this folder")
     evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
     add_job_options(evaluate)
 
@@ -180,7 +183,7 @@ def run_evaluate(args) -> None:
     tracker = make_tracker(args, args.run)
     metrics = evaluate_run(args.run, device, args.importance_samples, args.split, args.batch_size, log=log,
                            data_dir=args.data_dir, image_dir=args.image_dir, model_selection=args.model_selection,
-                           sigma=args.sigma)
+                           sigma=args.sigma, cache_dir=args.cache_dir)
     write_json(args.out, metrics | {"job": facts})
     if tracker is not None:
         tracker.attach()

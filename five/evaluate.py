@@ -4,6 +4,8 @@ manifold also the distance between the learned and the true posterior."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -12,7 +14,8 @@ from typing import Callable
 import torch
 
 from five import manifold
-from five.checkpoint import BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_weights, read_json
+from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_checkpoint_file,
+                             load_weights, read_json, save_checkpoint)
 from five.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
@@ -121,11 +124,30 @@ def data_space_posterior_covariance(model: Model, x: torch.Tensor, samples: int,
     return torch.einsum("nbi,nbj->bij", centred, centred) / (samples - 1)
 
 
+def cached_true_posterior(x: torch.Tensor, cache_dir: Path | None) -> manifold.TruePosterior:
+    """true_posterior(x), read from `cache_dir` when an earlier job computed it for the same points (the key
+    is a hash of x and of the quadrature grid), else computed and stored there (atomically: concurrent jobs
+    may both compute it, never read half a file). Every evaluation of a sweep asks for the same test points."""
+    if cache_dir is None:
+        return manifold.true_posterior(x)
+    x = x.to(torch.float64).contiguous()
+    grid = repr((manifold.GRID_POINTS, manifold.GRID_HALF_WIDTH, manifold.NOISE_STD)).encode()
+    key = hashlib.sha256(x.numpy().tobytes() + grid).hexdigest()
+    path = Path(cache_dir) / f"manifold-true-posterior-{key[:20]}.pt"
+    if path.exists():
+        stored = load_checkpoint_file(path)
+        if stored is not None:
+            return manifold.TruePosterior(**stored)
+    truth = manifold.true_posterior(x)
+    save_checkpoint(path, dataclasses.asdict(truth))
+    return truth
+
+
 def manifold_posterior_metrics(model: Model, x: torch.Tensor, model_log_likelihood: torch.Tensor,
-                               generator: torch.Generator) -> dict:
+                               generator: torch.Generator, cache_dir: Path | None = None) -> dict:
     """Learned vs true posterior on the first POSTERIOR_EXAMPLES examples of the synthetic manifold."""
     x, model_log_likelihood = x[:POSTERIOR_EXAMPLES], model_log_likelihood[:POSTERIOR_EXAMPLES]
-    truth = manifold.true_posterior(x.cpu())
+    truth = cached_true_posterior(x.cpu(), cache_dir)
     learned = torch.cat([data_space_posterior_covariance(model, part, POSTERIOR_SAMPLES, generator).cpu()
                          for part in x.split(50)])
     error = manifold.normalised_frobenius_error(learned, truth.data_covariance)
@@ -158,10 +180,11 @@ def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_sa
 def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 1000, split: str = "test",
                  batch_size: int = 256, log: Callable[[str], None] = print,
                  data_dir: Path | None = None, image_dir: Path | None = None, model_selection: str = "best",
-                 sigma: str = "own") -> dict:
+                 sigma: str = "own", cache_dir: Path | None = None) -> dict:
     """All metrics of spec §2–3 for the run in `run_dir` on `split`, at the `best` (validation NLL) or the
     `last` checkpoint, with the model's `own` σ or one `fitted` on validation data (FIF, whose σ is part of
-    its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids."""
+    its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids; `cache_dir`
+    keeps what every evaluation of a sweep computes alike (the manifold's true posterior)."""
     if importance_samples < 1:
         raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
     if sigma not in SIGMA_CHOICES:
@@ -216,7 +239,7 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     }
     if config.dataset == "manifold":
         log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")
-        metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator))
+        metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator, cache_dir))
     if image_dir is not None:
         paths = write_image_grids(model, x_all, Path(image_dir), generator)
         metrics["image_grids"] = [str(path) for path in paths]

@@ -75,3 +75,31 @@ def test_a_missing_experiment_is_a_clear_error(tmp_path, monkeypatch):
     ensure_experiment("exists")
     with pytest.raises(FiveError, match="experiment 'absent' does not exist"):
         RunTracker("absent", "results/x")
+
+
+def test_a_rerun_replaces_only_its_own_run_and_only_after_the_new_one_exists(tmp_path, monkeypatch):
+    """Two checkouts share one server and experiment: the same relative run folder under two results folders
+    has two identities (absolute paths), so neither rerun deletes the other's run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment("shared", artifact_location=str(tmp_path / "artifacts"))
+    mine, theirs = [str(tmp_path / checkout / "results/digits/vae/d2/k0/s0") for checkout in ("a", "b")]
+    for key in (mine, theirs, mine):  # the last one is my rerun
+        tracker = RunTracker("shared", key)
+        tracker.start({"key": key})
+        tracker.finish()
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("shared").experiment_id
+    alive = client.search_runs([experiment_id])
+    assert sorted(run.data.tags["five.run_key"] for run in alive) == sorted([mine, theirs])
+    deleted = client.search_runs([experiment_id], run_view_type=2)  # ViewType.DELETED_ONLY
+    assert [run.data.tags["five.run_key"] for run in deleted] == [mine]
+
+    # the replacement is created before the old run is deleted: a failing create leaves the old run alive
+    tracker = RunTracker("shared", theirs)
+    monkeypatch.setattr(tracker.client, "create_run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("down")))
+    try:
+        tracker.start({})
+    except RuntimeError:
+        pass
+    assert theirs in [run.data.tags["five.run_key"] for run in client.search_runs([experiment_id])]

@@ -20,6 +20,7 @@ rule evaluate:
         experiment=config["experiment"],
         run_key=mlflow_run_key,
         gpu_locks=GPU_LOCKS,
+        cache=f"{RESULTS}/.cache",
     log:
         "logs/evaluate/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
     threads: job_threads
@@ -33,4 +34,4 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} {params.five:q} evaluate --threads {threads} --run {params.run_dir:q} "
         "--importance-samples {params.importance_samples:q} {params.images:q} "
         "--model-selection {params.model_selection:q} --sigma {params.sigma:q} --device {params.device:q} --data-dir {params.data_dir:q} "
-        "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --gpu-lock-dir {params.gpu_locks:q} --out {output:q} > {log:q} 2>&1"
+        "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --gpu-lock-dir {params.gpu_locks:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"
