@@ -163,46 +163,56 @@ def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[
     return verdict_row(growth, -margin, margin, "above" if higher else "below", rule, settings)
 
 
-def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int]) -> pd.DataFrame:
-    """Verdict rows for every claim of `settings['list']` (cells) plus one `overall` row per claim."""
-    rows = []
-    for claim in settings["list"]:
-        left_selector = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
-        right_selectors = [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [None])
-                           if other is not None] or [None]
-        for right_selector in right_selectors:
-            left = side(runs, left_selector, probes_shown)
-            right = side(runs, right_selector, probes_shown) if right_selector else None
-            base = {"claim": claim["id"], "statement": claim["statement"], "metric": claim["metric"],
-                    "model": describe(left_selector, probes_shown),
-                    "against": describe(right_selector, probes_shown) if right_selector else ""}
-            if claim["kind"] == "grows_with_latent_dim":
-                for dataset in sorted({dataset for dataset, _ in cells(runs, claim)}):
-                    dims = sorted(runs.loc[runs["dataset"] == dataset, "latent_dim"].unique().tolist())
-                    verdict = trend_cell(claim, left[left["dataset"] == dataset],
-                                         right[right["dataset"] == dataset], dims, settings)
-                    rows.append(base | {"dataset": dataset, "latent_dim": f"{dims[0]}→{dims[-1]}"} | verdict)
-                continue
-            for dataset, latent_dim in cells(runs, claim):
-                def at(frame):
-                    return frame[(frame["dataset"] == dataset) & (frame["latent_dim"] == latent_dim)]
+COMPARING_KINDS = ("paired", "equivalent", "ratio_at_most", "grows_with_latent_dim")  # need `against`
 
-                verdict = evaluate_cell(claim, at(left), at(right) if right is not None else None, latent_dim,
-                                        settings)
-                rows.append(base | {"dataset": dataset, "latent_dim": latent_dim} | verdict)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    overall = []
+
+def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int]) -> list[dict]:
+    """The cells of one claim: each `against` side × data set × latent dim (or the d range of a trend)."""
+    left_selector = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
+    right_selectors = [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
+    rows = []
+    for right_selector in right_selectors or [None]:
+        left = side(runs, left_selector, probes_shown)
+        right = side(runs, right_selector, probes_shown) if right_selector else None
+        base = {"claim": claim["id"], "statement": claim["statement"], "metric": claim["metric"],
+                "model": describe(left_selector, probes_shown),
+                "against": describe(right_selector, probes_shown) if right_selector else ""}
+        if claim["kind"] == "grows_with_latent_dim":
+            for dataset in sorted({dataset for dataset, _ in cells(runs, claim)}):
+                dims = sorted(runs.loc[runs["dataset"] == dataset, "latent_dim"].unique().tolist())
+                verdict = trend_cell(claim, left[left["dataset"] == dataset], right[right["dataset"] == dataset],
+                                     dims, settings)
+                rows.append(base | {"dataset": dataset, "latent_dim": f"{dims[0]}→{dims[-1]}"} | verdict)
+            continue
+        for dataset, latent_dim in cells(runs, claim):
+            def at(frame):
+                return frame[(frame["dataset"] == dataset) & (frame["latent_dim"] == latent_dim)]
+
+            verdict = evaluate_cell(claim, at(left), None if right is None else at(right), latent_dim, settings)
+            rows.append(base | {"dataset": dataset, "latent_dim": latent_dim} | verdict)
+    return rows
+
+
+def overall_rows(table: pd.DataFrame) -> list[dict]:
+    """One row per claim: supported if every cell is, contradicted if any cell is, else inconclusive."""
+    rows = []
     for claim_id, group in table.groupby("claim", sort=False):
         counts = group["verdict"].value_counts()
         verdict = (CONTRADICTED if counts.get(CONTRADICTED, 0) else
                    SUPPORTED if counts.get(SUPPORTED, 0) == len(group) else INCONCLUSIVE)
         summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE))
-        overall.append({"claim": claim_id, "statement": group["statement"].iloc[0], "dataset": "all",
-                        "latent_dim": "all", "verdict": verdict, "reason": f"cells: {summary}",
-                        "rule": "supported if every cell is; contradicted if any cell is; else inconclusive"})
-    return pd.concat([pd.DataFrame(overall), table], ignore_index=True)
+        rows.append({"claim": claim_id, "statement": group["statement"].iloc[0], "dataset": "all",
+                     "latent_dim": "all", "verdict": verdict, "reason": f"cells: {summary}",
+                     "rule": "supported if every cell is; contradicted if any cell is; else inconclusive"})
+    return rows
+
+
+def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int]) -> pd.DataFrame:
+    """Verdict rows for every claim of `settings['list']` (cells) after one `overall` row per claim."""
+    table = pd.DataFrame([row for claim in settings["list"] for row in claim_rows(runs, claim, settings, probes_shown)])
+    if table.empty:
+        return table
+    return pd.concat([pd.DataFrame(overall_rows(table)), table], ignore_index=True)
 
 
 def write_claims(table: pd.DataFrame, out_prefix, settings: dict) -> str:

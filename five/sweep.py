@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from five.claims import COMPARING_KINDS
 from five.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
 from five.errors import ConfigError
 
@@ -78,6 +79,10 @@ def check_sweep(config: dict) -> None:
         if probes not in swept:
             raise ConfigError(f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
                               f"{swept}: {model} would vanish from the main table")
+    for index, claim in enumerate(config.get("claims", {}).get("list", [])):
+        if claim["kind"] in COMPARING_KINDS and not claim.get("against"):
+            raise ConfigError(f"claims.list.{index} ({claim['id']}): kind {claim['kind']} compares two sides; "
+                              "give `against`")
     for dataset, settings in config["datasets"].items():
         shape = DATA_SHAPES[dataset]
         if settings.get("architecture") == "conv" and len(shape) != 3:

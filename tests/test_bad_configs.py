@@ -80,6 +80,7 @@ CASES = [
     ("claims min seeds", edit("claims", {"min_seeds": 1}), "invalid config at claims.min_seeds"),
     ("claim kind", claim(kind="vibes"), "invalid config at claims.list.0.kind"),
     ("claim without metric", claim(metric=None), "'metric' is a required property"),
+    ("claim without against", claim(against=None), "claims.list.0 (C1): kind paired compares two sides"),
     ("claim unknown metric", claim(metric="accuracy"), "invalid config at claims.list.0.metric"),
     ("duplicated key", "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
                        "    epochs: 2\n    epochs: 3\n", "the key 'epochs' appears twice"),
