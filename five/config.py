@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from five.errors import ConfigError
@@ -63,8 +64,8 @@ class TrainConfig:
         if self.model == "fif":
             if self.beta is None:
                 object.__setattr__(self, "beta", DEFAULT_FIF_BETA)
-            if self.beta <= 0:
-                raise ConfigError(f"--beta must be > 0, got {self.beta}")
+            if not 0 < self.beta < math.inf:
+                raise ConfigError(f"--beta must be a finite number > 0, got {self.beta}")
         elif self.beta is not None:
             raise ConfigError(f"--beta is the FIF reconstruction weight and applies only to fif, not {self.model}")
         if self.model in MODELS_WITH_FIXED_SIGMA:
@@ -74,13 +75,13 @@ class TrainConfig:
         else:
             if self.log_sigma_lr is None:
                 object.__setattr__(self, "log_sigma_lr", DEFAULT_LOG_SIGMA_LR)
-            if not self.log_sigma_lr > 0:
-                raise ConfigError(f"--log-sigma-lr must be > 0, got {self.log_sigma_lr}")
+            if not 0 < self.log_sigma_lr < math.inf:
+                raise ConfigError(f"--log-sigma-lr must be a finite number > 0, got {self.log_sigma_lr}")
         for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.architecture is not None and self.architecture not in ARCHITECTURES:
             raise ConfigError(
                 f"unknown architecture {self.architecture!r} (choose from {', '.join(ARCHITECTURES)})"

@@ -187,6 +187,8 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     keeps what every evaluation of a sweep computes alike (the manifold's true posterior)."""
     if importance_samples < 1:
         raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
+    if batch_size < 1:
+        raise FiveError(f"--batch-size must be >= 1, got {batch_size}")
     if sigma not in SIGMA_CHOICES:
         raise FiveError(f"unknown --sigma {sigma!r} (choose from {', '.join(SIGMA_CHOICES)})")
     started = time.perf_counter()
