@@ -45,6 +45,10 @@ def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
         raise FiveError(f"unknown model selection {model_selection!r} (choose from {', '.join(MODEL_SELECTIONS)})")
     path = Path(run_dir) / (BEST_NAME if model_selection == "best" else CHECKPOINT_NAME)
     if not path.exists():
+        record = Path(run_dir) / TRAIN_JSON
+        if model_selection == "last" and record.exists() and read_json(record).get("truncated_from"):
+            raise FiveError(f"{run_dir} was cut from a longer run: only its best checkpoint exists "
+                            "(use --model-selection best)")
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])

@@ -9,6 +9,7 @@ uninterrupted run draws, without saving RNG state.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ import torch
 
 from five import __version__
 from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_weights, move_aside,
-                             remove_stale_temporaries, run_lock, save_checkpoint, write_json)
+                             read_json, remove_stale_temporaries, run_lock, save_checkpoint, write_json)
 from five.config import TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import ConfigError, TrainingDiverged
@@ -70,10 +71,9 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
 
     More epochs than the checkpoint's is a continuation (epoch-seeded randomness makes it equal to a longer
     run); stopping rules (patience, eval_every, checkpoint_every) never restart a run, since the weights do
-    not depend on them. Any other change, or fewer epochs than already trained (only the last and the best
-    checkpoints are kept, so the run at fewer epochs cannot be recovered from them), is another run: an
-    error, or with `restart_if_changed` (what the workflow uses after a config edit) the old run's files are
-    moved to `out_dir/.superseded/<time>/`, never deleted.
+    not depend on them. Any other change, or fewer epochs than already trained that _shorter_run_from_history
+    could not serve, is another run: an error, or with `restart_if_changed` (what the workflow uses after a
+    config edit) the old run's files are moved to `out_dir/.superseded/<time>/`, never deleted.
     """
     path = out_dir / CHECKPOINT_NAME
     stale_files = [stale for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)
@@ -88,8 +88,8 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     changes += [f"{k}: not in the checkpoint (an older version of five) → {value!r}"
                 for k, value in config.to_dict().items() if k not in state["config"] and value is not None]
     if state["epoch"] > config.epochs:
-        changes.append(f"epochs: {state['epoch']} already trained → {config.epochs} (only the last and best "
-                       "checkpoints are kept, so the shorter run is retrained)")
+        changes.append(f"epochs: {state['epoch']} already trained → {config.epochs} (the best epoch lies beyond "
+                       "them or validation ran on another schedule, so the shorter run is retrained)")
     if not changes:
         return state
     if not restart_if_changed:
@@ -99,6 +99,47 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); moved its files to {target} "
         "and starting afresh")
     return None
+
+
+def resolved_eval_every(config: TrainConfig) -> int:
+    return config.eval_every or default_eval_every(config.epochs)
+
+
+def _shorter_run_from_history(out_dir: Path, config: TrainConfig, device: torch.device, extra: dict | None,
+                              restart_if_changed: bool, log: Callable[[str], None]) -> dict | None:
+    """Fewer epochs than already trained, nothing else changed: when the best epoch so far lies within the
+    shorter run and validation ran on the same schedule, the shorter run's best checkpoint *is* best.pt, so
+    keep it, record the history up to the shorter run's end, and move the longer run aside (no retraining).
+    Returns that run's train.json payload (also when an earlier call made it), else None."""
+    record_path, checkpoint_path, best_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
+    if record_path.exists() and not checkpoint_path.exists():
+        record = read_json(record_path)
+        if record.get("truncated_from") is not None:
+            if record["config"] == config.to_dict():
+                log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
+                return record
+            if restart_if_changed:
+                log(f"{out_dir} held a run cut from a longer one; moved its files to {move_aside(out_dir)}")
+        return None
+    if not (restart_if_changed and checkpoint_path.exists() and best_path.exists()):
+        return None
+    state, best = load_checkpoint(checkpoint_path), load_checkpoint(best_path)
+    saved = TrainConfig.from_dict(state["config"])
+    if (state["epoch"] <= config.epochs or best["epoch"] > config.epochs or set(config.to_dict()) - set(state["config"])
+            or saved.differences(config, ignore=("epochs", "checkpoint_every"))
+            or resolved_eval_every(saved) != resolved_eval_every(config)):
+        return None
+    history = [entry for entry in state["history"] if entry["epoch"] <= config.epochs]
+    target = move_aside(out_dir)
+    shutil.copy2(target / BEST_NAME, best_path)
+    wall_time = sum(entry["time_s"] or 0 for entry in history)
+    payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, "complete") | {
+        "truncated_from": state["epoch"], "superseded": str(target)}
+    write_json(record_path, payload)
+    log(f"{out_dir}: {config.epochs} epochs asked, {state['epoch']} trained; the best epoch ({best['epoch']}) lies "
+        f"within them, so its checkpoint is this run's result (no retraining); the longer run moved to {target} "
+        f"(no checkpoint of epoch {config.epochs} exists: evaluate with --model-selection best)")
+    return payload
 
 
 def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
@@ -121,6 +162,9 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
 def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None],
                   data_dir: Path | None, restart_if_changed: bool, on_epoch: Callable[[dict], None] | None,
                   extra: dict | None, compile_objective: bool) -> dict:
+    shorter = _shorter_run_from_history(out_dir, config, device, extra, restart_if_changed, log)
+    if shorter is not None:
+        return shorter
     dataset = load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config, dataset, device).to(device)
@@ -146,7 +190,7 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
         return payload_of(state, config, device, extra, "stalled")
     data = dataset.split("train").to(device)  # the whole set stays on the device
     validation_x = validation_batch(dataset, device, log)
-    eval_every = config.eval_every or default_eval_every(config.epochs)
+    eval_every = resolved_eval_every(config)
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
 
