@@ -124,3 +124,11 @@ def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
                  plots.training_curves(histories, {}, tmp_path / "d.png"),
                  plots.likelihood_vs_latent_dim(runs[runs["status"] == "diverged"], {}, tmp_path / "e.png")):
         assert path.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ["digits", "manifold"])
+def test_the_shapes_the_dry_run_knows_are_the_loaders(name):
+    from five.data import load_dataset
+    from five.sweep import DATA_SHAPES
+
+    assert load_dataset(name).example_shape == DATA_SHAPES[name]

@@ -21,6 +21,7 @@ from five.data import dequantize, load_dataset
 from five.errors import DataError
 from five.evaluate import EVALUATION_SEED
 from five.train import epoch_generator
+from five.sweep import DATA_SHAPES  # what the dry run knows of each data set's shape
 from vision_files import md5, write_cifar10, write_mnist
 
 REAL_URLOPEN = urllib.request.urlopen
@@ -52,7 +53,7 @@ def test_our_file_lists_are_the_files_torchvision_reads():
 def test_mnist_loads_through_torchvision_with_its_splits(tmp_path, small_validation):
     train, test = write_mnist(tmp_path, n_train=30, n_test=8)
     data = load_dataset("mnist", tmp_path)
-    assert data.discrete_levels == 256 and data.example_shape == (1, 28, 28) and data.dim == 784
+    assert data.discrete_levels == 256 and data.example_shape == (1, 28, 28) == DATA_SHAPES["mnist"] and data.dim == 784
     assert data.default_architecture == "conv"
     assert data.split("train").dtype == torch.uint8
     # the validation split is the last VALIDATION_SIZE training images, in file order
@@ -68,7 +69,7 @@ def test_cifar10_loads_through_torchvision_in_channel_first_order(tmp_path, smal
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", checksums["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": checksums["batches.meta"]})
     data = load_dataset("cifar10", tmp_path)
-    assert data.example_shape == (3, 32, 32) and data.discrete_levels == 256
+    assert data.example_shape == (3, 32, 32) == DATA_SHAPES["cifar10"] and data.discrete_levels == 256
     assert {name: len(data.split(name)) for name in ("train", "validation", "test")} == {
         "train": 10, "validation": 10, "test": 3}
     assert torch.equal(torch.cat([data.split("train"), data.split("validation")]), torch.from_numpy(train))
