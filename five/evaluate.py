@@ -58,8 +58,8 @@ def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
     return config, model.to(device).eval(), dataset, state
 
 
-def own_sigma_policy(model: Model) -> str:
-    return "fixed" if model.name in MODELS_WITH_FIXED_SIGMA else "learned"
+def own_sigma_policy(model_name: str) -> str:
+    return "fixed" if model_name in MODELS_WITH_FIXED_SIGMA else "learned"
 
 
 def proposal_description(model: Model, sigma_policy: str) -> str:
@@ -172,7 +172,7 @@ def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_sa
     log(f"σ fitted on validation: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); validation NLL "
         f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials")
     metrics = {"sigma_fit": fit}
-    if own_sigma_policy(model) == "fixed":
+    if own_sigma_policy(model.name) == "fixed":
         own_generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED + 1)
         own = likelihood_pass(model, x_all, importance_samples, batch_size, own_generator, log)
         nll_own = -float(own["log_likelihood"].mean())
@@ -200,9 +200,8 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     record = read_json(record_path) if record_path.exists() else {}
     if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
-        fixed = record["config"]["model"] in MODELS_WITH_FIXED_SIGMA
         return {"status": "diverged", "error": record.get("error"), **{key: None for key in METRIC_KEYS},
-                "sigma_policy": "fitted" if sigma == "fitted" else ("fixed" if fixed else "learned"),
+                "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
                 "importance_samples": importance_samples, "split": split, "config": record["config"]}
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
@@ -211,7 +210,7 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
-    sigma_policy, sigma_own = own_sigma_policy(model), float(torch.exp(model.log_sigma.detach()))
+    sigma_policy, sigma_own = own_sigma_policy(model.name), float(torch.exp(model.log_sigma.detach()))
     sigma_metrics = {}
     if sigma == "fitted":
         sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
