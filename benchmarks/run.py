@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.step_time import make_step, slope, synthetic_dataset, time_steps
+from five.timing import make_step, slope, synthetic_dataset, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = (1, 2, 4, 8, 16)
@@ -84,6 +84,43 @@ def step_ratios(report: Report, device: torch.device, dims, architectures, repea
                 per_probe = slope(budgets, ratios) if len(budgets) > 1 else float("nan")
                 target = "<0.5" if arch == "mlp" and d == 16 else ""
                 report.add("probe", f"{arch} d={d} {model} extra probe", per_probe, "VAE steps", target)
+
+
+def reference_comparison(report: Report, device: torch.device, architectures, repeats: int, inner: int) -> None:
+    """five's objectives against the straightforward per-probe formulation (benchmarks/reference.py) on the
+    same networks, d = 16, every K; on the MLP also both encoder products forced, which sets the budget up to
+    which five.estimators.choose_encoder_product decides by."""
+    from benchmarks.reference import REFERENCE_OBJECTIVES
+    from five.estimators import choose_encoder_product
+
+    print("\n1c. five vs the per-probe reference formulation (d = 16; ratios to the VAE step; speed-up = ref/five)")
+    for arch in architectures:
+        shape, kind = ARCHITECTURES[arch]
+        dataset = synthetic_dataset(shape, kind)
+        steps = {"vae": make_step("vae", dataset, 16, None, device)}
+        for model in ("fif", "five"):
+            for k in BUDGETS:
+                steps[f"{model} K={k}"] = make_step(model, dataset, 16, k, device)
+                steps[f"{model} K={k} reference"] = make_step(model, dataset, 16, k, device,
+                                                              objective=REFERENCE_OBJECTIVES[model])
+                if arch == "mlp":
+                    for product in ("forward", "reverse"):
+                        steps[f"{model} K={k} {product}"] = make_step(model, dataset, 16, k, device,
+                                                                      encoder_product=product)
+        seconds = time_steps(steps, repeats, inner, device)
+        vae = seconds["vae"]
+        for model in ("fif", "five"):
+            for k in BUDGETS:
+                ours, reference = seconds[f"{model} K={k}"] / vae, seconds[f"{model} K={k} reference"] / vae
+                product = choose_encoder_product(model, k, "mean")
+                report.add("reference", f"{arch} d=16 {model} K={k} five ({product}) / vae", ours, "x")
+                report.add("reference", f"{arch} d=16 {model} K={k} reference / vae", reference, "x")
+                report.add("reference", f"{arch} d=16 {model} K={k} speed-up over reference", reference / ours, "x",
+                           ">1")
+                if arch == "mlp":
+                    for forced in ("forward", "reverse"):
+                        report.add("products", f"mlp d=16 {model} K={k} {forced} mode / vae",
+                                   seconds[f"{model} K={k} {forced}"] / vae, "x")
 
 
 def compiled_step_ratios(report: Report, device: torch.device, repeats: int, inner: int) -> None:
@@ -237,11 +274,15 @@ def validation_share(report: Report) -> None:
         report.add("monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%")
 
 
+SECTIONS = ("steps", "reference", "compiled", "overhead", "iwae", "workflow", "monitoring")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="d = 16 and the MLP only, fewer repetitions")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, help="CSV file (default: results/benchmarks/<date>-<device>.csv)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only (default: all)")
     args = parser.parse_args(argv)
     from five.nets import choose_device
 
@@ -251,12 +292,15 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} threads")
     dims, architectures = ((16,), ("mlp",)) if args.quick else ((8, 16, 64), ("mlp", "conv"))
     repeats, inner = (5, 2) if args.quick else (7, 3)
-    step_ratios(report, device, dims, architectures, repeats, inner)
-    compiled_step_ratios(report, device, repeats, inner)
-    outside_model_share(report, device, repeats, inner)
-    iwae_throughput(report, device)
-    workflow_overhead(report)
-    validation_share(report)
+    sections = {"steps": lambda: step_ratios(report, device, dims, architectures, repeats, inner),
+                "reference": lambda: reference_comparison(report, device, architectures, repeats, inner),
+                "compiled": lambda: compiled_step_ratios(report, device, repeats, inner),
+                "overhead": lambda: outside_model_share(report, device, repeats, inner),
+                "iwae": lambda: iwae_throughput(report, device),
+                "workflow": lambda: workflow_overhead(report),
+                "monitoring": lambda: validation_share(report)}
+    for name in args.only or SECTIONS:
+        sections[name]()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     report.write(args.out or ROOT / "results" / "benchmarks" / f"{stamp}-{device.type}.csv")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from five.checkpoint import read_json
+from five.sweep import model_dir
 
 RESULT_COLUMNS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse", "active_units",
                   "active_units_eigen", "posterior_covariance_error", "true_nll_nats", "sigma", "sigma_policy",
@@ -26,19 +27,50 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         run_dir = Path(point["run_dir"])
         train = read_json(run_dir / "train.json")
         evaluation = read_json(run_dir / "eval.json")
-        row = {key: point[key] for key in KEYS} | {"run_dir": str(run_dir)}
+        # FIVE's estimator variant is its own row (`five-sample`), the default keeps the name `five`
+        point = point | {"model": model_dir(point["model"], point.get("surrogate_point"))}
+        row = {key: point[key] for key in KEYS} | {"surrogate_point": point.get("surrogate_point"),
+                                                   "run_dir": str(run_dir)}
         row["status"] = "diverged" if "diverged" in (train.get("status"), evaluation.get("status")) else (
             "stalled" if train.get("status") == "stalled" else "complete")
         row["error"] = train.get("error") or evaluation.get("error")
         row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
         epoch_times = [entry["time_s"] for entry in train.get("history", []) if entry.get("time_s") is not None]
         row |= {"epochs_completed": train.get("epochs_completed"), "train_wall_time_s": train.get("wall_time_s"),
+                "encoder_product": train.get("encoder_product"),
                 "epoch_time_s": float(pd.Series(epoch_times).median()) if epoch_times else None,
                 "device": train.get("device"), "slurm_job_id": train.get("slurm_job_id"),
                 "cuda_visible_devices": train.get("cuda_visible_devices")}
         rows.append(row)
         histories += [{key: point[key] for key in KEYS} | entry for entry in train.get("history", [])]
     return pd.DataFrame(rows), pd.DataFrame(histories)
+
+
+def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame:
+    """Runs with the estimate's predicted training time beside the measured one (`five estimate`), when an
+    estimate exists: train_time_ratio = actual / predicted shows how far to trust it on this hardware."""
+    if not Path(estimate_csv).is_file():
+        return runs
+    estimate = pd.read_csv(estimate_csv)[["run_dir", "predicted_train_s", "predicted_evaluate_s"]]
+    runs = runs.merge(estimate, on="run_dir", how="left")
+    runs["train_time_ratio"] = runs["train_wall_time_s"] / runs["predicted_train_s"]
+    return runs
+
+
+def timing_report(runs: pd.DataFrame) -> str:
+    """Markdown: predicted vs actual training time per run, and the share within a factor of 2."""
+    if "predicted_train_s" not in runs or runs["predicted_train_s"].isna().all():
+        return ("# Predicted vs actual time\n\nNo estimate for these runs: `snakemake estimate --configfile …` "
+                "before the sweep puts its predictions here.\n")
+    part = runs[runs["predicted_train_s"].notna() & runs["train_wall_time_s"].notna()]
+    ratio = part["train_time_ratio"]
+    within = float(((ratio >= 0.5) & (ratio <= 2)).mean()) if len(part) else float("nan")
+    columns = ["dataset", "model", "latent_dim", "probes", "seed", "predicted_train_s", "train_wall_time_s",
+               "train_time_ratio"]
+    return (f"# Predicted vs actual time\n\nTraining time (the training loop, without job start-up) against "
+            f"`five estimate`'s prediction: actual/predicted median {ratio.median():.2f} "
+            f"(range {ratio.min():.2f}–{ratio.max():.2f}); {100 * within:.0f}% of {len(part)} runs within a "
+            "factor of 2.\n\n" + part[columns].to_markdown(index=False, floatfmt=".2f") + "\n")
 
 
 def headline_metric(runs: pd.DataFrame, dataset: str) -> str:
@@ -156,7 +188,7 @@ def wide_table(table: pd.DataFrame, dataset: str, bold: tuple[str, str]) -> pd.D
     return wide
 
 
-MODEL_ORDER = {"vae": 0, "fcvae": 1, "fif": 2, "five": 3}
+MODEL_ORDER = {"vae": 0, "fcvae": 1, "fif": 2, "five": 3, "five-sample": 4}
 
 
 def write_tables(table: pd.DataFrame, out_prefix: Path, title: str, caption: str) -> list[Path]:

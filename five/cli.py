@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--log-sigma-lr", type=float,
                        help="Adam learning rate of ρ = log σ (vae, fcvae, five; default 0.01, see config/README.md)")
     train.add_argument("--beta", type=float, help="FIF reconstruction weight (fif only; default 10)")
+    train.add_argument("--surrogate-point", help="five only: where the decoder tangents J_g·v are taken, mean "
+                                                "(default) or sample (method.md §1.4)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
     train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
@@ -126,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--experiment", required=True)
     init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
 
+    estimate = commands.add_parser("estimate", help="predict a sweep's device-hours before running it")
+    estimate.add_argument("--configfile", type=Path, required=True, help="the sweep's config (as for snakemake)")
+    estimate.add_argument("--device", default="auto", help="where to time the steps: auto, cpu or cuda (time on "
+                                                           "the kind of device the jobs will use)")
+    estimate.add_argument("--gpus", type=int, default=1, help="devices the sweep runs on at once (wall-clock)")
+    estimate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
+    estimate.add_argument("--out-dir", type=Path, default=Path("results"),
+                          help="where estimate.csv and estimate.md go (default: results)")
+
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
     download.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
@@ -141,6 +152,7 @@ def run_train(args) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
         architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every, patience=args.patience, log_sigma_lr=args.log_sigma_lr,
+        surrogate_point=args.surrogate_point,
     )
     check_output_dir(args.out, "--out")
     device, facts = prepare_job(args)
@@ -218,6 +230,29 @@ def run_download(args) -> None:
     print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 
+def run_estimate(args) -> None:
+    from five.estimate import estimate_sweep, write_estimate
+    from five.nets import choose_device
+    from five.sweep import load_sweep_config, sweep_table
+
+    if args.gpus < 1:
+        raise FiveError(f"--gpus must be >= 1, got {args.gpus}")
+    config = load_sweep_config(args.configfile)
+    check_output_dir(args.out_dir, "--out-dir")
+    device = choose_device(args.device)
+    name = torch_device_name(device)
+    estimate = estimate_sweep(config, sweep_table(config, str(args.out_dir)), device,
+                              args.data_dir or Path(config["data_dir"]))
+    summary = write_estimate(estimate, args.out_dir, args.gpus, name)
+    print(f"{summary}\nwrote {args.out_dir / 'estimate.csv'} and {args.out_dir / 'estimate.md'}")
+
+
+def torch_device_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
 def run_mlflow_init(args) -> None:
     from five.tracking import ensure_experiment
 
@@ -228,7 +263,7 @@ def run_mlflow_init(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": run_train, "evaluate": run_evaluate, "download": run_download,
+        {"train": run_train, "evaluate": run_evaluate, "download": run_download, "estimate": run_estimate,
          "mlflow-init": run_mlflow_init}[args.command](args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)

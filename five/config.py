@@ -24,6 +24,7 @@ DEFAULT_FIF_BETA = 10.0
 # ~D·δρ² nats (< 0.1 nats for D = 784).
 DEFAULT_LOG_SIGMA_LR = 1e-2
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
+SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class TrainConfig:
     eval_every: int | None = None  # epochs between validation evaluations; None: epochs / 20
     patience: int | None = None  # stop after this many evaluations without a better validation NLL; None: off
     log_sigma_lr: float | None = None  # Adam lr of ρ = log σ; None: DEFAULT_LOG_SIGMA_LR (not for fif: σ fixed)
+    surrogate_point: str | None = None  # five only: "mean" (default) or "sample", spec §1.4
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -77,6 +79,15 @@ class TrainConfig:
                 object.__setattr__(self, "log_sigma_lr", DEFAULT_LOG_SIGMA_LR)
             if not 0 < self.log_sigma_lr < math.inf:
                 raise ConfigError(f"--log-sigma-lr must be a finite number > 0, got {self.log_sigma_lr}")
+        if self.model == "five":
+            if self.surrogate_point is None:
+                object.__setattr__(self, "surrogate_point", "mean")
+            if self.surrogate_point not in SURROGATE_POINTS:
+                raise ConfigError(f"--surrogate-point must be one of {', '.join(SURROGATE_POINTS)}, "
+                                  f"got {self.surrogate_point!r}")
+        elif self.surrogate_point is not None:
+            raise ConfigError(f"--surrogate-point is a FIVE estimator variant and applies only to five, "
+                              f"not {self.model}")
         for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

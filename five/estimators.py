@@ -44,14 +44,44 @@ def encoder_jvps(encode: Function, x: torch.Tensor, tangents: torch.Tensor) -> t
     return vmap(lambda t: jvp(encode, (x,), (t,)), out_dims=(None, 0))(tangents)
 
 
-def log_det_surrogate(probes: torch.Tensor, encoder_tangents: torch.Tensor) -> torch.Tensor:
-    """S(x) = (1/K) Σ_k v_kᵀ · J_f(x) · SG(J_g(f(x))·v_k), per example.
+def encoder_vjps(z: torch.Tensor, x: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
+    """v_kᵀ·J_f(x) for the K probes, (K, B, *x_shape), by reverse mode from an encoder output z = f(x) that
+    is already in the graph (`x` requires grad); kept differentiable (create_graph) so that the loss's
+    backward differentiates it: spec §1.3's VJP form."""
+    if probes.shape[0] == 1:
+        return torch.autograd.grad(z, x, probes[0], create_graph=True)[0].unsqueeze(0)
+    return torch.autograd.grad(z, x, probes, create_graph=True, is_grads_batched=True)[0]
 
-    `encoder_tangents` holds J_f·w_k with w_k = SG(J_g v_k): the forward-mode form of v_kᵀ·J_f·w_k, which
-    equals the spec's VJP form (v_kᵀJ_f)·w_k without a double backward. ∇_θ S = tr(∂J_f · J_g), the gradient
-    of ½·log det(J_f J_fᵀ) when J_g = J_f⁺. The *value* of S means nothing: never report it as a log-det.
+
+def log_det_surrogate(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """S(x) = (1/K) Σ_k v_kᵀ · J_f(x) · SG(J_g(f(x))·v_k), per example, from the K factors of either form:
+    forward (`left` = V, `right` = J_f·w_k) or reverse (`left` = v_kᵀJ_f, `right` = w_k), w_k = SG(J_g v_k);
+    both (K, B, ...). ∇_θ S = tr(∂J_f · J_g), the gradient of ½·log det(J_f J_fᵀ) when J_g = J_f⁺.
+    The *value* of S means nothing: never report it as a log-det.
     """
-    return (probes * encoder_tangents).sum(-1).mean(0)
+    return (left * right).flatten(2).sum(-1).mean(0)
+
+
+# Where the encoder product v_kᵀ·J_f·w_k comes from (same value and gradient, different cost). Forward mode
+# pushes the K tangents w_k through the encoder in one batched pass, but needs f(x) before it can form them
+# (FIF: a second encoder primal; FIVE at the mean: a no-grad encoder pass), and PyTorch's forward-mode rule
+# for a linear or conv layer also multiplies by an all-zero weight tangent. Reverse mode reuses the loss's
+# encoder pass. Measured (benchmarks/README.md, CPU, MLP d = 16, K = 1…16): FIF is faster in reverse mode at
+# every K measured; FIVE at the mean in forward mode (its sampling tangent u needs a forward pass anyway, and
+# the probes ride along); FIVE at the sample needs z before the tangents, so reverse mode.
+ENCODER_PRODUCTS = ("forward", "reverse")
+FIF_REVERSE_MODE_MAX_PROBES = 16  # the largest budget measured
+
+
+def choose_encoder_product(model: str, probes: int, surrogate_point: str | None = None,
+                           compiled: bool = False) -> str:
+    """The faster encoder product for this model and budget K. Compiled objectives take forward mode:
+    torch.compile does not differentiate twice, which the reverse-mode product needs."""
+    if compiled:
+        return "forward"
+    if model == "fif":
+        return "reverse" if probes <= FIF_REVERSE_MODE_MAX_PROBES else "forward"
+    return "reverse" if surrogate_point == "sample" else "forward"
 
 
 # --- §2: exact Jacobians and Gaussian proposals --------------------------------------------------------------

@@ -16,7 +16,8 @@ from five import objectives
 from five.config import MODELS_WITH_PROBES, TrainConfig
 from five.errors import ConfigError
 from five.data import Dataset
-from five.estimators import GaussianPosterior, encoder_jacobian, hutchinson_probes, jacobian_covariance_scale_tril
+from five.estimators import (GaussianPosterior, choose_encoder_product, encoder_jacobian, hutchinson_probes,
+                             jacobian_covariance_scale_tril)
 from five.nets import build_trunks
 
 INITIAL_SIGMA = 0.1  # spec §5
@@ -87,7 +88,18 @@ class Model(nn.Module):
 
     def compile_objective(self) -> None:
         """torch.compile the objective (fuses the elementwise work around the JVPs; same math)."""
+        self.compiled = True
         self.objective = torch.compile(self.objective)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the loss's backward differentiates: the parameters only, so that autograd skips the gradient
+        w.r.t. the input that a reverse-mode encoder product makes x require."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def facts(self) -> dict:
+        """How this model computes its objective, for train.json (not part of the configuration: every choice
+        here gives the same loss and gradient)."""
+        return {}
 
     def posterior(self, x: torch.Tensor) -> GaussianPosterior:
         raise NotImplementedError
@@ -160,6 +172,17 @@ class FIVE(Model):
 
     name = "five"
     posterior_scales_with_sigma = True  # N(f(x), s·J_f J_fᵀ)
+    compiled = False
+    forced_encoder_product: str | None = None  # benchmarks time both; training lets the budget decide
+
+    @property
+    def encoder_product(self) -> str:
+        """Forward or reverse mode for the surrogate's encoder product, chosen by the budget (same gradient)."""
+        return self.forced_encoder_product or choose_encoder_product(self.name, self.config.probes,
+                                                                     self.config.surrogate_point, self.compiled)
+
+    def facts(self) -> dict:
+        return {"encoder_product": self.encoder_product}
 
     def probes(self, x, generator):
         return hutchinson_probes(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
@@ -168,7 +191,8 @@ class FIVE(Model):
         return self._randn(x.shape, generator, x), self.probes(x, generator)
 
     def objective(self, x, u, probes):
-        return objectives.five_loss(x, self.encode, self.decode, self.log_sigma, u, probes)
+        return objectives.five_loss(x, self.encode, self.decode, self.log_sigma, u, probes,
+                                    self.config.surrogate_point, self.encoder_product)
 
     def posterior(self, x):
         """§2: N(f(x), s·C), C = J_f J_fᵀ from the exact Jacobian, Cholesky in float64."""
@@ -193,7 +217,7 @@ class FIF(FIVE):
 
     def objective(self, x, noise, probes):
         x_noisy = x + objectives.FIF_TRAIN_NOISE * noise
-        return objectives.fif_loss(x_noisy, self.encode, self.decode, probes, self.config.beta)
+        return objectives.fif_loss(x_noisy, self.encode, self.decode, probes, self.config.beta, self.encoder_product)
 
 
 MODEL_CLASSES = {cls.name: cls for cls in (VAE, FCVAE, FIF, FIVE)}

@@ -7,6 +7,7 @@ that dataset's rows only.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from five.claims import COMPARING_KINDS
 from five.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
 from five.errors import ConfigError
 
-RUN_DIR = "{results}/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
+RUN_DIR = "{results}/{dataset}/{model_dir}/d{latent_dim}/k{probes}/s{seed}"
+MODEL_DIR_PATTERN = "vae|fcvae|fif|five|five-sample"  # the {model} wildcard of the workflow's run folders
+
+
+def model_dir(model: str, surrogate_point: str | None) -> str:
+    """A run's model folder: the model's name, with the FIVE estimator variant appended unless it is the
+    default (so that runs made before the variant existed keep their folders)."""
+    return model if surrogate_point in (None, "mean") else f"{model}-{surrogate_point}"
 # The example shape of each named data set (tests check them against the loaders), so that the dry run can
 # reject what would fail every job: a conv trunk on flat data, or d > D for fif/five.
 DATA_SHAPES = {"digits": (64,), "manifold": (10,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -40,6 +48,29 @@ def reject_duplicate_keys(path: str | Path) -> None:
             return super().construct_mapping(node, deep)
 
     yaml.load(Path(path).read_text(), Loader=UniqueKeyLoader)
+
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_sweep_config(path: str | Path) -> dict:
+    """A sweep config file as the workflow sees it: checked (one line naming the key) and with the schema's
+    defaults filled in."""
+    import yaml
+    from snakemake.utils import validate
+
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        reject_duplicate_keys(path)
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is not a YAML mapping of config keys")
+    check_config(config, SCHEMA_PATH)
+    validate(config, str(SCHEMA_PATH))  # fills in the defaults
+    return config
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:
@@ -97,24 +128,25 @@ def check_sweep(config: dict) -> None:
 
 
 def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:
-    """One row per run: dataset, model, latent_dim, probes, seed, beta, training settings, run_dir."""
+    """One row per run: dataset, model, latent_dim, probes, surrogate_point, seed, beta, training settings,
+    run_dir."""
     rows = []
     for dataset, settings in config["datasets"].items():
         for model, model_settings in config["models"].items():
             model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
             budgets = model_settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
-            for latent_dim in settings["latent_dims"]:
-                for probes in budgets:
-                    if probes > latent_dim:
-                        raise ConfigError(f"models.{model}.probes has K={probes} > latent dim {latent_dim} of "
-                                          f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)")
-                    for seed in config["seeds"]:
-                        row = {"dataset": dataset, "model": model, "latent_dim": latent_dim, "probes": probes,
-                               "seed": seed, "beta": model_settings.get("beta"),
-                               **{key: settings.get(key) for key in TRAIN_SETTINGS},
-                               "importance_samples": settings["importance_samples"]}
-                        row["run_dir"] = RUN_DIR.format(results=results, **row)
-                        rows.append(row)
+            points = model_settings.get("surrogate_points", ["mean"]) if model == "five" else [None]
+            for latent_dim, probes, point, seed in itertools.product(settings["latent_dims"], budgets, points,
+                                                                     config["seeds"]):
+                if probes > latent_dim:
+                    raise ConfigError(f"models.{model}.probes has K={probes} > latent dim {latent_dim} of "
+                                      f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)")
+                row = {"dataset": dataset, "model": model, "latent_dim": latent_dim, "probes": probes,
+                       "surrogate_point": point, "seed": seed, "beta": model_settings.get("beta"),
+                       **{key: settings.get(key) for key in TRAIN_SETTINGS},
+                       "importance_samples": settings["importance_samples"]}
+                row["run_dir"] = RUN_DIR.format(results=results, model_dir=model_dir(model, point), **row)
+                rows.append(row)
     table = pd.DataFrame(rows)
     duplicated = table["run_dir"].duplicated()
     if duplicated.any():
@@ -130,6 +162,8 @@ def train_arguments(row: dict) -> list[str]:
              "--seed", str(row["seed"])]
     if row["model"] in MODELS_WITH_PROBES:
         parts += ["--probes", str(row["probes"])]
+    if row["model"] == "five" and isinstance(row.get("surrogate_point"), str):
+        parts += ["--surrogate-point", row["surrogate_point"]]
     if row["model"] == "fif" and row.get("beta") is not None:
         parts += ["--beta", str(row["beta"])]
     for key in TRAIN_SETTINGS:

@@ -44,17 +44,23 @@ def train_epoch(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tens
     step_losses = torch.empty(len(batches), device=data.device)
     for step, indices in enumerate(batches):
         x = dequantize(data[indices], dataset.discrete_levels, generator)
-        loss = model.loss_terms(x, generator)["loss"].mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        model.project_parameters()
-        step_losses[step] = loss.detach()
+        step_losses[step] = training_step(model, optimizer, x, generator)
     finite = torch.isfinite(step_losses)
     if not bool(finite.all()):
         first = int((~finite).nonzero()[0])
         raise TrainingDiverged(epoch, first + 1, float(step_losses[first]))
     return float(step_losses.mean())
+
+
+def training_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One optimiser step on the batch x; returns the loss (on the device, detached)."""
+    loss = model.loss_terms(x, generator)["loss"].mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=model.trainable_parameters())
+    optimizer.step()
+    model.project_parameters()
+    return loss.detach()
 
 
 def build_optimizer(model: Model, config: TrainConfig) -> torch.optim.Adam:
@@ -171,7 +177,7 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
     optimizer = build_optimizer(model, config)
     if compile_objective:
         model.compile_objective()
-    extra = {**(extra or {}), "compiled": compile_objective}
+    extra = {**(extra or {}), "compiled": compile_objective, **model.facts()}
     history: list[dict] = []
     wall_time = 0.0
     start_epoch = 0

@@ -16,6 +16,7 @@ from typing import Callable
 from five.errors import DataError
 
 VALIDATION_SIZE = 10_000
+OFFICIAL_SIZES = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}  # (training, test) images
 # The files torchvision's MNIST and CIFAR10 read, relative to the data root (tests check this against
 # torchvision's own lists). Kept free of imports so that the workflow can name them without loading torch.
 FILES = {

@@ -8,8 +8,10 @@ rule aggregate:
     output:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
+        timing=report(f"{RESULTS}/timing.md", caption="../report/timing.rst", category="Cost"),
     params:
         sweep=SWEEP,
+        estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     log:
         "logs/aggregate.log",
     localrule: True

@@ -6,7 +6,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from five.errors import ConfigError
-from five.sweep import check_config, reject_duplicate_keys, sweep_table, train_arguments
+from five.estimate_files import estimated_minutes
+from five.sweep import MODEL_DIR_PATTERN, check_config, reject_duplicate_keys, sweep_table, train_arguments
 from five.tracking import export_tracking_uri
 from five.vision import FILES as VISION_FILES
 
@@ -28,9 +29,21 @@ FIVE = [sys.executable, "-m", "five.cli"]  # the package of the Python running S
 DATA_DIR = config["data_dir"]
 GPU_LOCKS = f"{RESULTS}/.gpu-locks"
 EXPERIMENT_MARKER = f"{RESULTS}/mlflow/experiment.txt"
+ESTIMATE_CSV = f"{RESULTS}/estimate.csv"
 IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
 
 TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS)
+
+USES_ESTIMATE = any(job.get("runtime") == "estimate" for settings in config["datasets"].values()
+                    for job in settings.get("resources", {}).values())
+# (the targets are not known to the workflow while it is parsed: the command line names them)
+if USES_ESTIMATE and "estimate" not in sys.argv[1:] and ESTIMATE_CSV not in sys.argv[1:]:
+    try:  # before any job is planned: every run of the sweep has its predicted time
+        for run_dir in SWEEP["run_dir"]:
+            estimated_minutes(ESTIMATE_CSV, run_dir, "train", config["estimate_safety_factor"])
+    except ConfigError as error:
+        print(f"five: config error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def mlflow_run_key(wildcards):
@@ -41,7 +54,7 @@ def mlflow_run_key(wildcards):
 
 wildcard_constraints:
     dataset="|".join(sorted(config["datasets"])),
-    model="vae|fcvae|fif|five",
+    model=MODEL_DIR_PATTERN,
     latent_dim=r"\d+",
     probes=r"\d+",
     seed=r"\d+",
@@ -66,11 +79,16 @@ def data_inputs(wildcards):
 
 
 def job_resource(rule_name, key, default):
-    """A train/evaluate job's cluster resource from datasets.<name>.resources, else `default`."""
+    """A train/evaluate job's cluster resource from datasets.<name>.resources, else `default`; a runtime of
+    `estimate` comes from results/estimate.csv (made by `snakemake estimate`) times the safety factor."""
 
     def lookup(wildcards):
         settings = config["datasets"][wildcards.dataset].get("resources", {})
-        return settings.get(rule_name, {}).get(key, default)
+        value = settings.get(rule_name, {}).get(key, default)
+        if value == "estimate":
+            return estimated_minutes(ESTIMATE_CSV, sweep_row(wildcards)["run_dir"], rule_name,
+                                     config["estimate_safety_factor"])
+        return value
 
     return lookup
 
@@ -92,6 +110,8 @@ def probes_shown():
         if model in config["models"]:
             budgets = (config["models"][model] or {}).get("probes", [1])
             shown[model] = config.get("table_probes", {}).get(model, min(budgets))
+    if "five" in shown:
+        shown["five-sample"] = shown["five"]  # the FIVE variant's runs (method.md §1.4) at the same budget
     return shown
 
 

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
-from five.aggregate import collect_runs
+from five.aggregate import collect_runs, timing_report, with_predicted_times
 
 snakemake = globals()["snakemake"]  # provided by Snakemake's script directive
 runs, histories = collect_runs(snakemake.params.sweep)
+runs = with_predicted_times(runs, Path(snakemake.params.estimate))
+Path(snakemake.output.timing).write_text(timing_report(runs))
 runs.to_csv(snakemake.output.runs, index=False)
 histories.to_csv(snakemake.output.histories, index=False)
 diverged = int((runs["status"] == "diverged").sum())

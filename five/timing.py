@@ -1,5 +1,5 @@
-"""Training-step time of each model as a ratio to the diagonal VAE, measured in one run with interleaved
-repetitions (medians), so that machine load affects all models alike."""
+"""Training-step timing shared by the benchmarks (ratios to the diagonal VAE, interleaved repetitions, medians,
+so that machine load affects all models alike) and by `five estimate` (seconds per step of a sweep's runs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from five.config import TrainConfig
 from five.data import Dataset, dequantize
 from five.models import build_model
-from five.train import build_optimizer
+from five.train import build_optimizer, training_step
 
 
 def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) -> Dataset:
@@ -20,38 +20,44 @@ def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) 
 
 
 def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | None, device: torch.device,
-              batch_size: int = 128, include_data: bool = True, compile_objective: bool = False):
-    """A closure running one optimiser step, as train_epoch does (data preparation optional)."""
+              batch_size: int = 128, include_data: bool = True, compile_objective: bool = False,
+              encoder_product: str | None = None, objective=None, surrogate_point: str | None = None,
+              architecture: str | None = None, hidden_width: int = 512):
+    """A closure running one optimiser step, as train_epoch does (data preparation optional); fif/five with
+    `encoder_product` forced, or with another `objective(model, x, *noise)` (the reference formulation)."""
     torch.manual_seed(0)
-    config = TrainConfig(model=model_name, dataset="bench", latent_dim=latent_dim, probes=probes,
-                         hidden_width=512, batch_size=batch_size)
+    config = TrainConfig(model=model_name, dataset=dataset.name, latent_dim=latent_dim, probes=probes,
+                         hidden_width=hidden_width, batch_size=batch_size, surrogate_point=surrogate_point,
+                         architecture=architecture)
     model = build_model(config, dataset).to(device)
+    if encoder_product:
+        model.forced_encoder_product = encoder_product
+    if objective is not None:
+        model.objective = lambda x, *noise: objective(model, x, *noise)
     if compile_objective:
         model.compile_objective()
     optimizer = build_optimizer(model, config)
     data = dataset.split("train").to(device)
     generator = torch.Generator(device=device).manual_seed(0)
-    fixed_x = dequantize(data[:batch_size], 256, generator)
+    fixed_x = dequantize(data[:batch_size], dataset.discrete_levels, generator)
 
     def step():
         if include_data:
             indices = torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=device)
-            x = dequantize(data[indices], 256, generator)
+            x = dequantize(data[indices], dataset.discrete_levels, generator)
         else:
             x = fixed_x
-        loss = model.loss_terms(x, generator)["loss"].mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        model.project_parameters()
+        training_step(model, optimizer, x, generator)
 
+    step.model = model
     return step
 
 
-def time_steps(steps: dict[str, callable], repeats: int, inner: int, device: torch.device) -> dict[str, float]:
+def time_steps(steps: dict[str, callable], repeats: int, inner: int, device: torch.device,
+               warmup: int = 3) -> dict[str, float]:
     """Median seconds per step of each closure; the closures take turns, round after round."""
     for step in steps.values():  # warm-up (allocator, lazy init, compilation)
-        for _ in range(3):
+        for _ in range(warmup):
             step()
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):

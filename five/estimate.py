@@ -1,0 +1,210 @@
+"""What a sweep will cost before it runs (`five estimate`): per run, the predicted training and evaluation
+time on the chosen device, from a few timed steps of the real model of each distinct configuration.
+
+Timing is per distinct configuration (seeds share it): a few warmed-up optimiser steps (five.timing, the
+benchmarks' code), one posterior and one IWAE chunk on a few examples. Extrapolation: training = epochs ×
+steps per epoch × step time + validations × one validation; evaluation = the σ fit (if any) + the test
+set's IWAE passes. Absent MNIST/CIFAR-10 files are replaced by random images of their shape and official
+split sizes: the cost does not depend on the pixels. Patience can only stop a run earlier: the training
+figure is its cost at the configured epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from five.data import Dataset, dequantize, load_dataset
+from five.errors import DataError
+from five.estimators import iwae_log_likelihood
+from five.sweep import model_dir
+from five.timing import make_step, time_steps
+from five.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
+
+TIMING_KEYS = ["dataset", "model", "latent_dim", "probes", "surrogate_point", "batch_size", "architecture",
+               "hidden_width"]
+SIGMA_SEARCH_EVALUATIONS = 25  # validation IWAEs of a σ fit (scipy's bounded Brent, measured 20–30)
+EXAMPLES, SAMPLES = 8, 32  # the evaluation chunk that is timed
+STAND_IN_EXAMPLES = 1024
+
+
+def dataset_for_timing(name: str, data_dir: Path | None) -> tuple[Dataset, dict[str, int], bool]:
+    """(data set, split sizes, real?): the real data where present, else random images of the data set's
+    shape and official split sizes (MNIST, CIFAR-10 before their download)."""
+    from five import vision
+
+    try:
+        dataset = load_dataset(name, data_dir)
+        return dataset, {split: int(part.shape[0]) for split, part in dataset.splits.items()}, True
+    except DataError:
+        if name not in vision.OFFICIAL_SIZES:
+            raise
+    from five.sweep import DATA_SHAPES
+
+    training, test = vision.OFFICIAL_SIZES[name]
+    images = torch.randint(0, 256, (STAND_IN_EXAMPLES, *DATA_SHAPES[name]), dtype=torch.uint8)
+    splits = {"train": images, "validation": images[:VALIDATION_EXAMPLES], "test": images[:EXAMPLES]}
+    sizes = {"train": training - vision.VALIDATION_SIZE, "validation": vision.VALIDATION_SIZE, "test": test}
+    return Dataset(name, splits, 256, "conv", 512), sizes, False
+
+
+def seconds(call: Callable, device: torch.device) -> float:
+    """Wall seconds of one call, after one untimed call (lazy initialisation)."""
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def time_configuration(row: dict, dataset: Dataset, device: torch.device, compiled: bool,
+                       steps: int = 1) -> dict[str, float]:
+    """Seconds per training step, per example of a posterior, per example × importance sample of IWAE."""
+    step = make_step(row["model"], dataset, int(row["latent_dim"]), int(row["probes"]) or None, device,
+                     batch_size=int(row["batch_size"]), compile_objective=compiled,
+                     surrogate_point=row["surrogate_point"] or None,
+                     architecture=row["architecture"],
+                     hidden_width=int(row["hidden_width"]))
+    step_s = time_steps({"step": step}, repeats=steps, inner=1, device=device, warmup=1)["step"]
+    model = step.model
+    generator = torch.Generator(device=device).manual_seed(0)
+    x = dequantize(dataset.split("test")[:EXAMPLES].to(device), dataset.discrete_levels, generator)
+    with torch.no_grad():
+        posterior_s = seconds(lambda: model.posterior(x), device)
+        posterior = model.posterior(x)
+        iwae_s = seconds(lambda: iwae_log_likelihood(x, posterior, model.log_joint, SAMPLES, generator, SAMPLES),
+                         device)
+    return {"step_s": step_s, "posterior_s_per_example": posterior_s / x.shape[0],
+            "iwae_s_per_sample": iwae_s / (x.shape[0] * SAMPLES)}
+
+
+def interpolated_timing(row: dict, timings: dict) -> dict[str, float]:
+    """The timing at budget K between the timed smallest and largest budgets of the same configuration."""
+    position = TIMING_KEYS.index("probes")
+    same = {key[position]: value for key, value in timings.items()
+            if key[:position] + key[position + 1:] == tuple(row[k] for k in TIMING_KEYS if k != "probes")}
+    low, high = min(same), max(same)
+    weight = (row["probes"] - low) / (high - low)
+    return {name: (1 - weight) * same[low][name] + weight * same[high][name] for name in same[low]}
+
+
+def predicted_seconds(row: dict, timing: dict, sizes: dict[str, int], sigma: str) -> dict[str, float]:
+    """Training and evaluation time of one run from its configuration's timing."""
+    epochs = int(row["epochs"])
+    eval_every = int(row["eval_every"]) if pd.notna(row.get("eval_every")) else default_eval_every(epochs)
+    validations = epochs // eval_every + (epochs % eval_every != 0)
+    validation_size = min(VALIDATION_EXAMPLES, sizes.get("validation", sizes["train"]))
+    one_validation = validation_size * (timing["posterior_s_per_example"]
+                                        + VALIDATION_SAMPLES * timing["iwae_s_per_sample"])
+    train_s = epochs * math.ceil(sizes["train"] / int(row["batch_size"])) * timing["step_s"]
+    train_s += validations * one_validation
+    test_pass = sizes["test"] * (timing["posterior_s_per_example"]
+                                 + int(row["importance_samples"]) * timing["iwae_s_per_sample"])
+    evaluate_s = test_pass
+    if sigma == "fitted":
+        evaluate_s += validation_size * (timing["posterior_s_per_example"] + SIGMA_SEARCH_EVALUATIONS
+                                         * VALIDATION_SAMPLES * timing["iwae_s_per_sample"])
+        if row["model"] == "fif":
+            evaluate_s += test_pass  # FIF is also evaluated at its own σ
+    return {"predicted_train_s": train_s, "predicted_evaluate_s": evaluate_s}
+
+
+def job_startup_seconds() -> float:
+    """A job's fixed cost before its first step: a fresh Python importing five's training code."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import five.train, five.evaluate, five.tracking"], check=True)
+    return time.perf_counter() - started
+
+
+def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data_dir: Path | None,
+                   log: Callable[[str], None] = print) -> pd.DataFrame:
+    """One row per run of `sweep`: its predicted training and evaluation seconds on `device`."""
+    sweep = sweep.copy()
+    datasets = {name: dataset_for_timing(name, data_dir) for name in sweep["dataset"].unique()}
+    sweep["architecture"] = [row["architecture"] if isinstance(row["architecture"], str)
+                             else datasets[row["dataset"]][0].default_architecture for _, row in sweep.iterrows()]
+    sweep["hidden_width"] = [row["hidden_width"] if pd.notna(row["hidden_width"])
+                             else datasets[row["dataset"]][0].default_hidden_width for _, row in sweep.iterrows()]
+    sweep["batch_size"] = sweep["batch_size"].fillna(128)
+    sweep["surrogate_point"] = sweep["surrogate_point"].fillna("")  # "" for the models without the variant
+    distinct = sweep.drop_duplicates(TIMING_KEYS)
+    # Cost is linear in the budget K (one batched tangent per probe, benchmarks/README.md): only the smallest and
+    # largest K of each configuration are timed, the budgets between are interpolated.
+    others = [key for key in TIMING_KEYS if key != "probes"]
+    budgets = distinct.groupby(others, dropna=False)["probes"]
+    timed = distinct[(distinct["probes"] == budgets.transform("min")) | (distinct["probes"] == budgets.transform("max"))]
+    log(f"timing {len(timed)} of the {len(distinct)} distinct configurations of {len(sweep)} runs on {device} "
+        "(budgets between the smallest and largest interpolated)")
+    distinct, interpolate = timed, distinct
+    timings = {}
+    threads = torch.get_num_threads()
+    for index, row in enumerate(distinct.to_dict("records"), 1):
+        dataset, _, _ = datasets[row["dataset"]]
+        torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
+        started = time.perf_counter()
+        timings[tuple(row[key] for key in TIMING_KEYS)] = time_configuration(row, dataset, device,
+                                                                          bool(config.get("compile")))
+        log(f"[{index}/{len(distinct)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
+            f"d={row['latent_dim']} K={row['probes']}: "
+            f"{timings[tuple(row[key] for key in TIMING_KEYS)]['step_s'] * 1000:.1f} ms/step "
+            f"(timed in {time.perf_counter() - started:.1f} s)")
+    torch.set_num_threads(threads)
+    for row in interpolate.to_dict("records"):
+        key = tuple(row[k] for k in TIMING_KEYS)
+        if key not in timings:
+            timings[key] = interpolated_timing(row, timings)
+    startup = job_startup_seconds()
+    rows = []
+    for row in sweep.to_dict("records"):
+        _, sizes, real = datasets[row["dataset"]]
+        timing = timings[tuple(row[key] for key in TIMING_KEYS)]
+        rows.append({"run_dir": row["run_dir"], "dataset": row["dataset"],
+                     "model": model_dir(row["model"], row["surrogate_point"] or None), "latent_dim": row["latent_dim"],
+                     "probes": row["probes"], "seed": row["seed"], "epochs": row["epochs"],
+                     **timing, **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
+                     "job_startup_s": startup, "real_data": real, "device": str(device)})
+    return pd.DataFrame(rows)
+
+
+def makespan_hours(seconds_per_job: list[float], devices: int) -> float:
+    """Wall-clock of the jobs on `devices` devices, longest first onto the least-loaded device."""
+    loads = [0.0] * devices
+    for job in sorted(seconds_per_job, reverse=True):
+        loads[loads.index(min(loads))] += job
+    return max(loads) / 3600
+
+
+def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str) -> str:
+    """results/estimate.csv (per run) and estimate.md (per data set × model, totals); returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    estimate.to_csv(out_dir / "estimate.csv", index=False)
+    jobs = estimate.assign(train_h=(estimate["predicted_train_s"] + estimate["job_startup_s"]) / 3600,
+                           evaluate_h=(estimate["predicted_evaluate_s"] + estimate["job_startup_s"]) / 3600)
+    table = jobs.groupby(["dataset", "model"]).agg(runs=("run_dir", "size"), train_hours=("train_h", "sum"),
+                                                   evaluate_hours=("evaluate_h", "sum"),
+                                                   longest_run_hours=("train_h", "max")).reset_index()
+    total = jobs["train_h"].sum() + jobs["evaluate_h"].sum()
+    wall = makespan_hours(list(3600 * jobs["train_h"]) + list(3600 * jobs["evaluate_h"]), devices)
+    stand_in = sorted(set(estimate.loc[~estimate["real_data"], "dataset"]))
+    summary = (f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
+               f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
+               f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}")
+    notes = [f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
+             "Training is the cost at the configured epochs (patience can only make a run shorter)."]
+    if stand_in:
+        notes.append(f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "
+                     "sizes (the cost does not depend on the pixels).")
+    (out_dir / "estimate.md").write_text("# What the sweep will cost\n\n" + summary + ".\n\n"
+                                         + table.to_markdown(index=False, floatfmt=".3f") + "\n\n"
+                                         + "\n".join(f"- {note}" for note in notes) + "\n")
+    return summary

@@ -1,0 +1,88 @@
+"""`five estimate`: predicted training time against measured training time on the quick sweep's runs (seed 0,
+trained here with the jobs' one thread), the paper config without its data files, and Slurm runtimes from
+the estimate in a dry run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from five.config import TrainConfig
+from five.estimate import estimate_sweep, makespan_hours
+from five.sweep import load_sweep_config, sweep_table
+from five.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+def test_quick_sweep_estimate_is_within_a_factor_of_two_for_most_runs(tmp_path):
+    config = load_sweep_config(ROOT / "config" / "quick.yaml")
+    config["seeds"] = [0]
+    sweep = sweep_table(config, str(tmp_path))
+    estimate = estimate_sweep(config, sweep, CPU, None, log=lambda line: None).set_index("run_dir")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workflow's jobs run
+    try:
+        ratios = []
+        for row in sweep.to_dict("records"):
+            settings = {key: row[key] for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}
+            result = train(TrainConfig(model=row["model"], dataset=row["dataset"], latent_dim=row["latent_dim"],
+                                       probes=row["probes"] or None, seed=0, **settings),
+                           Path(row["run_dir"]), CPU, log=lambda line: None)
+            ratios.append(result["wall_time_s"] / estimate.loc[row["run_dir"], "predicted_train_s"])
+    finally:
+        torch.set_num_threads(threads)
+    within = [0.5 <= ratio <= 2 for ratio in ratios]
+    assert sum(within) >= 0.8 * len(ratios), sorted(round(r, 2) for r in ratios)
+
+
+def test_paper_config_estimates_without_the_image_files(tmp_path):
+    config = load_sweep_config(ROOT / "config" / "config.yaml")
+    config["datasets"] = {"cifar10": config["datasets"]["cifar10"] | {"latent_dims": [8]}}
+    config["models"] = {"vae": {}, "five": {"probes": [1, 2, 8]}}
+    sweep = sweep_table(config, str(tmp_path))
+    estimate = estimate_sweep(config, sweep, CPU, tmp_path / "no-data-here", log=lambda line: None)
+    assert len(estimate) == len(sweep) == 3 * 4 and not estimate["real_data"].any()
+    # 2000 epochs × ceil(40,000 / 128) steps, at least the timed step each
+    per_run = estimate.groupby(["model", "probes"])
+    steps = 2000 * 313
+    assert (estimate["predicted_train_s"] >= steps * estimate["step_s"]).all()
+    # K = 2 lies between K = 1 and K = 8 (interpolated), FIVE costs more than the VAE
+    five = per_run["step_s"].first().loc["five"]
+    assert five.loc[1] < five.loc[2] < five.loc[8]
+    assert five.loc[1] > per_run["step_s"].first().loc[("vae", 0)]
+
+
+def test_makespan_places_the_longest_jobs_first():
+    assert makespan_hours([3600, 3600, 7200], 2) == pytest.approx(2.0)
+    assert makespan_hours([3600] * 4, 1) == pytest.approx(4.0)
+
+
+def test_slurm_runtimes_come_from_the_estimate(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
+    config["seeds"] = [0]
+    config["datasets"] = {"manifold": config["datasets"]["manifold"] | {
+        "latent_dims": [2], "resources": {"train": {"runtime": "estimate"}, "evaluate": {"runtime": 7}}}}
+    config["models"] = {"vae": {}, "five": {"probes": [1]}}
+    config["estimate_safety_factor"] = 2.0
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", str(config_path), "-n", "--profile", str(ROOT / "profiles" / "slurm")]
+    missing = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "snakemake estimate" in missing.stderr, missing.stderr[-2000:]
+    (tmp_path / "results").mkdir()
+    pd.DataFrame([{"run_dir": f"results/manifold/{model}/d2/k{k}/s0", "predicted_train_s": seconds,
+                   "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
+                  for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 3000.0))]).to_csv(
+        tmp_path / "results" / "estimate.csv", index=False)
+    planned = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    text = planned.stdout + planned.stderr
+    # vae: (100 × 2 + 4) s → 4 min; five: (3000 × 2 + 4) s → 101 min; evaluate keeps its hand-set 7
+    assert "runtime=4" in text and "runtime=101" in text and "runtime=7" in text, text[-3000:]

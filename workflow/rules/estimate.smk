@@ -1,0 +1,27 @@
+# `snakemake estimate --configfile …`: the sweep's predicted device-hours before it runs (five estimate), on
+# the configured device. With a data set's `runtime: estimate`, cluster runtimes come from its estimate.csv.
+
+
+rule estimate:
+    input:
+        f"{RESULTS}/config.yaml",
+    output:
+        csv=ESTIMATE_CSV,
+        md=report(f"{RESULTS}/estimate.md", caption="../report/estimate.rst", category="Cost"),
+    params:
+        five=FIVE,
+        device=config["device"],
+        gpus=config["gpus"],
+        data_dir=DATA_DIR,
+        out_dir=RESULTS,
+    log:
+        "logs/estimate.log",
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../envs/five.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.five:q} estimate --configfile {input:q} --device {params.device:q} "
+        "--gpus {params.gpus:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1 "
+        "&& cat {output.md:q}"
