@@ -107,6 +107,9 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
                     for product in ("forward", "reverse"):
                         steps[f"{model} K={k} {product}"] = make_step(model, dataset, 16, k, device,
                                                                       encoder_product=product)
+            if model == "five":  # the estimator variant of method.md §1.4 (decoder tangents at the sample)
+                for k in BUDGETS:
+                    steps[f"five-sample K={k}"] = make_step(model, dataset, 16, k, device, surrogate_point="sample")
         seconds = time_steps(steps, repeats, inner, device)
         vae = seconds["vae"]
         for model in ("fif", "five"):
@@ -121,6 +124,10 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
                     for forced in ("forward", "reverse"):
                         report.add("products", f"mlp d=16 {model} K={k} {forced} mode / vae",
                                    seconds[f"{model} K={k} {forced}"] / vae, "x")
+        for k in BUDGETS:
+            report.add("reference", f"{arch} d=16 five-sample K={k} "
+                       f"({choose_encoder_product('five', k, 'sample')}) / vae", seconds[f"five-sample K={k}"] / vae,
+                       "x")
 
 
 def compiled_step_ratios(report: Report, device: torch.device, repeats: int, inner: int) -> None:

@@ -24,7 +24,8 @@ MODEL_DIR_PATTERN = "vae|fcvae|fif|five|five-sample"  # the {model} wildcard of 
 def model_dir(model: str, surrogate_point: str | None) -> str:
     """A run's model folder: the model's name, with the FIVE estimator variant appended unless it is the
     default (so that runs made before the variant existed keep their folders)."""
-    return model if surrogate_point in (None, "mean") else f"{model}-{surrogate_point}"
+    variant = surrogate_point if isinstance(surrogate_point, str) else None  # tables hold NaN for "none"
+    return model if variant in (None, "mean") else f"{model}-{variant}"
 # The example shape of each named data set (tests check them against the loaders), so that the dry run can
 # reject what would fail every job: a conv trunk on flat data, or d > D for fif/five.
 DATA_SHAPES = {"digits": (64,), "manifold": (10,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -162,8 +163,8 @@ def train_arguments(row: dict) -> list[str]:
              "--seed", str(row["seed"])]
     if row["model"] in MODELS_WITH_PROBES:
         parts += ["--probes", str(row["probes"])]
-    if row["model"] == "five" and isinstance(row.get("surrogate_point"), str):
-        parts += ["--surrogate-point", row["surrogate_point"]]
+    if model_dir(row["model"], row.get("surrogate_point")) != row["model"]:  # a variant; the default is not passed,
+        parts += ["--surrogate-point", row["surrogate_point"]]            # so existing runs' commands stay the same
     if row["model"] == "fif" and row.get("beta") is not None:
         parts += ["--beta", str(row["beta"])]
     for key in TRAIN_SETTINGS:

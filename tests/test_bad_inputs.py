@@ -163,6 +163,21 @@ CASES = [
     ("evaluate unknown split", lambda t, r: evaluate(copy_run(r, t), "--split", "train2"), "has no split 'train2'"),
     ("epochs not a number", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
                                           "--epochs", "30.0", "--out", t / "o"], "invalid int value: '30.0'"),
+    ("surrogate point for vae", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                              "--surrogate-point", "sample", "--out", t / "o"],
+     "applies only to five, not vae"),
+    ("surrogate point unknown", lambda t, r: ["train", "--model", "five", "--dataset", "digits", "--latent-dim", 2,
+                                              "--surrogate-point", "median", "--out", t / "o"],
+     "--surrogate-point must be one of mean, sample"),
+    ("estimate config missing", lambda t, r: ["estimate", "--configfile", t / "none.yaml", "--out-dir", t],
+     "none.yaml does not exist"),
+    ("estimate config not YAML", lambda t, r: ["estimate", "--configfile", _text_as(t / "c.yaml", "a: [1,\n"),
+                                               "--out-dir", t], "is not valid YAML"),
+    ("estimate config typo", lambda t, r: ["estimate", "--configfile", _text_as(t / "c.yaml", "experiment: x\n"
+                                           "seeds: [0]\nmodels: {vae: {}}\ndatasets: {digits: {latent_dims: [2], "
+                                           "epochs: 1, epohcs: 2}}\n"), "--out-dir", t], "epohcs"),
+    ("estimate gpus 0", lambda t, r: ["estimate", "--configfile", "config/quick.yaml", "--gpus", 0, "--out-dir", t],
+     "--gpus must be >= 1"),
 ]
 
 
@@ -173,6 +188,11 @@ def _truncate(path: Path) -> Path:
 
 def _text(path: Path) -> Path:
     path.write_text("not what it should be\n")
+    return path
+
+
+def _text_as(path: Path, text: str) -> Path:
+    path.write_text(text)
     return path
 
 

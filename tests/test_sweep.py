@@ -132,3 +132,19 @@ def test_the_shapes_the_dry_run_knows_are_the_loaders(name):
     from five.sweep import DATA_SHAPES
 
     assert load_dataset(name).example_shape == DATA_SHAPES[name]
+
+
+def test_surrogate_points_are_a_five_axis_with_their_own_folders_and_arguments():
+    config = {"seeds": [0], "models": {"vae": {}, "five": {"probes": [1, 2], "surrogate_points": ["mean", "sample"]}},
+              "datasets": {"digits": {"latent_dims": [4], "epochs": 1, "importance_samples": 8}}}
+    table = sweep_table(config, "results")
+    five = table[table["model"] == "five"]
+    assert len(five) == 4 and len(table) == 5  # K × point for five only; the VAE has no such axis
+    assert set(five["run_dir"]) == {"results/digits/five/d4/k1/s0", "results/digits/five/d4/k2/s0",
+                                    "results/digits/five-sample/d4/k1/s0", "results/digits/five-sample/d4/k2/s0"}
+    sample = five[five["run_dir"] == "results/digits/five-sample/d4/k1/s0"].iloc[0].to_dict()
+    arguments = train_arguments(sample)
+    assert arguments[arguments.index("--surrogate-point") + 1] == "sample"
+    vae = table[table["model"] == "vae"].iloc[0].to_dict()
+    assert "--surrogate-point" not in train_arguments(vae) and vae["run_dir"] == "results/digits/vae/d4/k0/s0"
+    assert "--surrogate-point" not in train_arguments(five.iloc[0].to_dict())  # mean: the default, not passed

@@ -110,7 +110,7 @@ def probes_shown():
         if model in config["models"]:
             budgets = (config["models"][model] or {}).get("probes", [1])
             shown[model] = config.get("table_probes", {}).get(model, min(budgets))
-    if "five" in shown:
+    if "sample" in (config["models"].get("five") or {}).get("surrogate_points", []):
         shown["five-sample"] = shown["five"]  # the FIVE variant's runs (method.md §1.4) at the same budget
     return shown
 

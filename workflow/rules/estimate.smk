@@ -13,7 +13,7 @@ rule estimate:
         device=config["device"],
         gpus=config["gpus"],
         data_dir=DATA_DIR,
-        out_dir=RESULTS,
+        out_dir=lambda wildcards, output: os.path.dirname(output.csv),
     log:
         "logs/estimate.log",
     threads: 1
