@@ -25,7 +25,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-# The offline evidence sweep (about an hour on 2 CPU cores): decides the paper's claims, see results/claims.md.
+# The offline evidence sweep (48 min on 2 CPU cores before its 58 five-sample jobs were added; not re-timed since):
+# decides the paper's claims, see results/claims.md.
 evidence: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/evidence.yaml
 

@@ -5,7 +5,8 @@
 
 Timings are ratios to the diagonal VAE measured in the same run with interleaved repetitions (medians),
 so they compare across machines better than seconds. Targets (CPU, MNIST-size MLP, d = 16): FIF ≤ 1.7× and
-FIVE ≤ 2.0× the VAE step at K = 1; each extra probe ≤ 0.5 VAE steps; `snakemake -n` on 1,000 jobs < 5 s;
+FIVE ≤ 2.0× the VAE step at K = 1 (compiled: 1.5× and 1.7×; conv: FIVE ≤ 2.0×); each extra probe ≤ 0.4 VAE
+steps; faster than the per-probe reference formulation at every K; `snakemake -n` on 1,000 jobs < 5 s;
 aggregation of 1,000 runs < 5 s; tracking < 2% of training time.
 """
 
@@ -78,18 +79,21 @@ def step_ratios(report: Report, device: torch.device, dims, architectures, repea
                 target = ""
                 if arch == "mlp" and d == 16 and name in ("fif K=1", "five K=1"):
                     target = "<1.7" if name.startswith("fif") else "<2.0"
+                if arch == "conv" and d == 16 and name == "five K=1":
+                    target = "<2.0"
                 report.add("step", f"{arch} d={d} {name} / vae", value / vae, "x", target)
             for model in ("fif", "five"):
                 ratios = [seconds[f"{model} K={k}"] / vae for k in budgets]
                 per_probe = slope(budgets, ratios) if len(budgets) > 1 else float("nan")
-                target = "<0.5" if arch == "mlp" and d == 16 else ""
+                target = "<0.4" if arch == "mlp" and d == 16 else ""
                 report.add("probe", f"{arch} d={d} {model} extra probe", per_probe, "VAE steps", target)
 
 
-def reference_comparison(report: Report, device: torch.device, architectures, repeats: int, inner: int) -> None:
+def reference_comparison(report: Report, device: torch.device, architectures, repeats: int, inner: int,
+                         products: bool = True) -> None:
     """five's objectives against the straightforward per-probe formulation (benchmarks/reference.py) on the
-    same networks, d = 16, every K; on the MLP also both encoder products forced, which sets the budget up to
-    which five.estimators.choose_encoder_product decides by."""
+    same networks, d = 16, every K; with `products`, also both encoder products forced (the measurements
+    five.estimators.choose_encoder_product decides by)."""
     from benchmarks.reference import REFERENCE_OBJECTIVES
     from five.estimators import choose_encoder_product
 
@@ -103,7 +107,7 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
                 steps[f"{model} K={k}"] = make_step(model, dataset, 16, k, device)
                 steps[f"{model} K={k} reference"] = make_step(model, dataset, 16, k, device,
                                                               objective=REFERENCE_OBJECTIVES[model])
-                if arch == "mlp":
+                if products:
                     for product in ("forward", "reverse"):
                         steps[f"{model} K={k} {product}"] = make_step(model, dataset, 16, k, device,
                                                                       encoder_product=product)
@@ -115,18 +119,18 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
         for model in ("fif", "five"):
             for k in BUDGETS:
                 ours, reference = seconds[f"{model} K={k}"] / vae, seconds[f"{model} K={k} reference"] / vae
-                product = choose_encoder_product(model, k, "mean")
+                product = choose_encoder_product(model, k, arch, "mean")
                 report.add("reference", f"{arch} d=16 {model} K={k} five ({product}) / vae", ours, "x")
                 report.add("reference", f"{arch} d=16 {model} K={k} reference / vae", reference, "x")
                 report.add("reference", f"{arch} d=16 {model} K={k} speed-up over reference", reference / ours, "x",
                            ">1")
-                if arch == "mlp":
+                if products:
                     for forced in ("forward", "reverse"):
-                        report.add("products", f"mlp d=16 {model} K={k} {forced} mode / vae",
+                        report.add("products", f"{arch} d=16 {model} K={k} {forced} mode / vae",
                                    seconds[f"{model} K={k} {forced}"] / vae, "x")
         for k in BUDGETS:
             report.add("reference", f"{arch} d=16 five-sample K={k} "
-                       f"({choose_encoder_product('five', k, 'sample')}) / vae", seconds[f"five-sample K={k}"] / vae,
+                       f"({choose_encoder_product('five', k, arch, 'sample')}) / vae", seconds[f"five-sample K={k}"] / vae,
                        "x")
 
 
@@ -142,11 +146,11 @@ def compiled_step_ratios(report: Report, device: torch.device, repeats: int, inn
     report.add("compiled", "mlp d=16 compiled vae step", vae * 1000, "ms")
     for name, value in seconds.items():
         if name != "vae":
-            target = {"fif K=1": "<1.7", "five K=1": "<2.0"}.get(name, "")
+            target = {"fif K=1": "<1.5", "five K=1": "<1.7"}.get(name, "")
             report.add("compiled", f"mlp d=16 compiled {name} / compiled vae", value / vae, "x", target)
     for model in ("fif", "five"):
         per_probe = slope(list(BUDGETS), [seconds[f"{model} K={k}"] / vae for k in BUDGETS])
-        report.add("compiled", f"mlp d=16 compiled {model} extra probe", per_probe, "VAE steps", "<0.5")
+        report.add("compiled", f"mlp d=16 compiled {model} extra probe", per_probe, "VAE steps", "<0.4")
 
 
 def outside_model_share(report: Report, device: torch.device, repeats: int, inner: int) -> None:

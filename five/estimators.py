@@ -66,21 +66,22 @@ def log_det_surrogate(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 # pushes the K tangents w_k through the encoder in one batched pass, but needs f(x) before it can form them
 # (FIF: a second encoder primal; FIVE at the mean: a no-grad encoder pass), and PyTorch's forward-mode rule
 # for a linear or conv layer also multiplies by an all-zero weight tangent. Reverse mode reuses the loss's
-# encoder pass. Measured (benchmarks/README.md, CPU, MLP d = 16, K = 1…16): FIF is faster in reverse mode at
-# every K measured; FIVE at the mean in forward mode (its sampling tangent u needs a forward pass anyway, and
-# the probes ride along); FIVE at the sample needs z before the tangents, so reverse mode.
+# encoder pass, but batches K probes through a vmapped double backward, which conv layers do poorly.
+# Measured (benchmarks/README.md, CPU, d = 16): FIF is faster in reverse mode at every K up to 16 on the MLP
+# and up to 2 on the conv net; FIVE at the mean in forward mode (its sampling tangent u needs a forward pass
+# anyway, and the probes ride along); FIVE at the sample needs z before its tangents, so reverse mode.
 ENCODER_PRODUCTS = ("forward", "reverse")
-FIF_REVERSE_MODE_MAX_PROBES = 16  # the largest budget measured
+FIF_REVERSE_MODE_MAX_PROBES = {"mlp": 16, "conv": 2}
 
 
-def choose_encoder_product(model: str, probes: int, surrogate_point: str | None = None,
+def choose_encoder_product(model: str, probes: int, architecture: str = "mlp", surrogate_point: str | None = None,
                            compiled: bool = False) -> str:
-    """The faster encoder product for this model and budget K. Compiled objectives take forward mode:
+    """The faster encoder product for this model, budget K and trunk. Compiled objectives take forward mode:
     torch.compile does not differentiate twice, which the reverse-mode product needs."""
     if compiled:
         return "forward"
     if model == "fif":
-        return "reverse" if probes <= FIF_REVERSE_MODE_MAX_PROBES else "forward"
+        return "reverse" if probes <= FIF_REVERSE_MODE_MAX_PROBES[architecture] else "forward"
     return "reverse" if surrogate_point == "sample" else "forward"
 
 

@@ -42,9 +42,9 @@ class Model(nn.Module):
         self.config = config
         self.latent_dim = config.latent_dim
         self.example_shape = dataset.example_shape
-        architecture = config.architecture or dataset.default_architecture
+        self.architecture = config.architecture or dataset.default_architecture
         width = config.hidden_width or dataset.default_hidden_width
-        self.encoder_trunk, self.decoder = build_trunks(architecture, self.example_shape, self.latent_dim, width)
+        self.encoder_trunk, self.decoder = build_trunks(self.architecture, self.example_shape, self.latent_dim, width)
         self.head = nn.Linear(width, self.head_dim())
         self.log_sigma_floor = log_sigma_floor(dataset.discrete_levels)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(INITIAL_SIGMA)))
@@ -178,8 +178,8 @@ class FIVE(Model):
     @property
     def encoder_product(self) -> str:
         """Forward or reverse mode for the surrogate's encoder product, chosen by the budget (same gradient)."""
-        return self.forced_encoder_product or choose_encoder_product(self.name, self.config.probes,
-                                                                     self.config.surrogate_point, self.compiled)
+        return self.forced_encoder_product or choose_encoder_product(
+            self.name, self.config.probes, self.architecture, self.config.surrogate_point, self.compiled)
 
     def facts(self) -> dict:
         return {"encoder_product": self.encoder_product}
