@@ -24,13 +24,16 @@ include: "workflow/rules/estimate.smk"
 
 onsuccess:
     claims = Path(f"{RESULTS}/claims.txt")
-    if claims.exists():
-        print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
-    print(
-        "\nDone. Tables: results/tables/main.md (and .csv, .tex; budget ablation in budget.*)\n"
-        "Plots: results/plots/*.png   Runs: results/runs.csv   MLflow: mlflow ui --backend-store-uri "
-        f"{TRACKING_URI}\nHTML report: snakemake --report report.html (with the same --configfile)"
-    )
+    if ESTIMATE_ONLY:
+        print(f"\n{Path(RESULTS, 'estimate.md').read_text()}\nPer run: {ESTIMATE_CSV}")
+    else:
+        if claims.exists():
+            print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
+        print(
+            "\nDone. Tables: results/tables/main.md (and .csv, .tex; budget ablation in budget.*)\n"
+            "Plots: results/plots/*.png   Runs: results/runs.csv   MLflow: mlflow ui --backend-store-uri "
+            f"{TRACKING_URI}\nHTML report: snakemake --report report.html (with the same --configfile)"
+        )
 
 
 rule all:

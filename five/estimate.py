@@ -21,6 +21,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from five.config import DEFAULT_BATCH_SIZE
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import DataError
 from five.estimators import iwae_log_likelihood
@@ -135,7 +136,7 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
                              else datasets[row["dataset"]][0].default_architecture for _, row in sweep.iterrows()]
     sweep["hidden_width"] = [row["hidden_width"] if pd.notna(row["hidden_width"])
                              else datasets[row["dataset"]][0].default_hidden_width for _, row in sweep.iterrows()]
-    sweep["batch_size"] = sweep["batch_size"].fillna(128)
+    sweep["batch_size"] = sweep["batch_size"].fillna(DEFAULT_BATCH_SIZE)
     sweep["surrogate_point"] = sweep["surrogate_point"].fillna("")  # "" for the models without the variant
     distinct = sweep.drop_duplicates(TIMING_KEYS)
     # Cost is linear in the budget K (one batched tangent per probe, benchmarks/README.md): only the smallest and
@@ -152,11 +153,10 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
         dataset, _, _ = datasets[row["dataset"]]
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
-        timings[tuple(row[key] for key in TIMING_KEYS)] = time_configuration(row, dataset, device,
-                                                                          bool(config.get("compile")))
+        timing = time_configuration(row, dataset, device, bool(config.get("compile")))
+        timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(f"[{index}/{len(distinct)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
-            f"d={row['latent_dim']} K={row['probes']}: "
-            f"{timings[tuple(row[key] for key in TIMING_KEYS)]['step_s'] * 1000:.1f} ms/step "
+            f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
             f"(timed in {time.perf_counter() - started:.1f} s)")
     torch.set_num_threads(threads)
     for row in interpolate.to_dict("records"):

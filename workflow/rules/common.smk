@@ -37,7 +37,8 @@ TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS)
 USES_ESTIMATE = any(job.get("runtime") == "estimate" for settings in config["datasets"].values()
                     for job in settings.get("resources", {}).values())
 # (the targets are not known to the workflow while it is parsed: the command line names them)
-if USES_ESTIMATE and "estimate" not in sys.argv[1:] and ESTIMATE_CSV not in sys.argv[1:]:
+ESTIMATE_ONLY = "estimate" in sys.argv[1:] or ESTIMATE_CSV in sys.argv[1:]
+if USES_ESTIMATE and not ESTIMATE_ONLY:
     try:  # before any job is planned: every run of the sweep has its predicted time
         for run_dir in SWEEP["run_dir"]:
             estimated_minutes(ESTIMATE_CSV, run_dir, "train", config["estimate_safety_factor"])

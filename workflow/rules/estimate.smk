@@ -23,5 +23,4 @@ rule estimate:
         "../envs/five.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {params.five:q} estimate --configfile {input:q} --device {params.device:q} "
-        "--gpus {params.gpus:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1 "
-        "&& cat {output.md:q}"
+        "--gpus {params.gpus:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
