@@ -21,11 +21,12 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from five import vision
 from five.config import DEFAULT_BATCH_SIZE
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import DataError
 from five.estimators import iwae_log_likelihood
-from five.sweep import model_dir
+from five.sweep import DATA_SHAPES, model_dir
 from five.timing import make_step, time_steps
 from five.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
 
@@ -39,33 +40,17 @@ STAND_IN_EXAMPLES = 1024
 def dataset_for_timing(name: str, data_dir: Path | None) -> tuple[Dataset, dict[str, int], bool]:
     """(data set, split sizes, real?): the real data where present, else random images of the data set's
     shape and official split sizes (MNIST, CIFAR-10 before their download)."""
-    from five import vision
-
     try:
         dataset = load_dataset(name, data_dir)
         return dataset, {split: int(part.shape[0]) for split, part in dataset.splits.items()}, True
     except DataError:
         if name not in vision.OFFICIAL_SIZES:
             raise
-    from five.sweep import DATA_SHAPES
-
     training, test = vision.OFFICIAL_SIZES[name]
     images = torch.randint(0, 256, (STAND_IN_EXAMPLES, *DATA_SHAPES[name]), dtype=torch.uint8)
     splits = {"train": images, "validation": images[:VALIDATION_EXAMPLES], "test": images[:EXAMPLES]}
     sizes = {"train": training - vision.VALIDATION_SIZE, "validation": vision.VALIDATION_SIZE, "test": test}
     return Dataset(name, splits, 256, "conv", 512), sizes, False
-
-
-def seconds(call: Callable, device: torch.device) -> float:
-    """Wall seconds of one call, after one untimed call (lazy initialisation)."""
-    call()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    call()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
 
 
 def time_configuration(row: dict, dataset: Dataset, device: torch.device, compiled: bool,
@@ -81,10 +66,11 @@ def time_configuration(row: dict, dataset: Dataset, device: torch.device, compil
     generator = torch.Generator(device=device).manual_seed(0)
     x = dequantize(dataset.split("test")[:EXAMPLES].to(device), dataset.discrete_levels, generator)
     with torch.no_grad():
-        posterior_s = seconds(lambda: model.posterior(x), device)
         posterior = model.posterior(x)
-        iwae_s = seconds(lambda: iwae_log_likelihood(x, posterior, model.log_joint, SAMPLES, generator, SAMPLES),
-                         device)
+        chunk = {"posterior": lambda: model.posterior(x),
+                 "iwae": lambda: iwae_log_likelihood(x, posterior, model.log_joint, SAMPLES, generator, SAMPLES)}
+        chunk_s = time_steps(chunk, repeats=1, inner=1, device=device, warmup=1)
+    posterior_s, iwae_s = chunk_s["posterior"], chunk_s["iwae"]
     return {"step_s": step_s, "posterior_s_per_example": posterior_s / x.shape[0],
             "iwae_s_per_sample": iwae_s / (x.shape[0] * SAMPLES)}
 
@@ -132,10 +118,11 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     """One row per run of `sweep`: its predicted training and evaluation seconds on `device`."""
     sweep = sweep.copy()
     datasets = {name: dataset_for_timing(name, data_dir) for name in sweep["dataset"].unique()}
-    sweep["architecture"] = [row["architecture"] if isinstance(row["architecture"], str)
-                             else datasets[row["dataset"]][0].default_architecture for _, row in sweep.iterrows()]
-    sweep["hidden_width"] = [row["hidden_width"] if pd.notna(row["hidden_width"])
-                             else datasets[row["dataset"]][0].default_hidden_width for _, row in sweep.iterrows()]
+    defaults = {name: dataset for name, (dataset, _, _) in datasets.items()}
+    sweep["architecture"] = sweep["architecture"].fillna(
+        sweep["dataset"].map(lambda name: defaults[name].default_architecture))
+    sweep["hidden_width"] = sweep["hidden_width"].fillna(
+        sweep["dataset"].map(lambda name: defaults[name].default_hidden_width))
     sweep["batch_size"] = sweep["batch_size"].fillna(DEFAULT_BATCH_SIZE)
     sweep["surrogate_point"] = sweep["surrogate_point"].fillna("")  # "" for the models without the variant
     distinct = sweep.drop_duplicates(TIMING_KEYS)
@@ -146,20 +133,19 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     timed = distinct[(distinct["probes"] == budgets.transform("min")) | (distinct["probes"] == budgets.transform("max"))]
     log(f"timing {len(timed)} of the {len(distinct)} distinct configurations of {len(sweep)} runs on {device} "
         "(budgets between the smallest and largest interpolated)")
-    distinct, interpolate = timed, distinct
     timings = {}
     threads = torch.get_num_threads()
-    for index, row in enumerate(distinct.to_dict("records"), 1):
+    for index, row in enumerate(timed.to_dict("records"), 1):
         dataset, _, _ = datasets[row["dataset"]]
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
         timing = time_configuration(row, dataset, device, bool(config.get("compile")))
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
-        log(f"[{index}/{len(distinct)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
+        log(f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
             f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
             f"(timed in {time.perf_counter() - started:.1f} s)")
     torch.set_num_threads(threads)
-    for row in interpolate.to_dict("records"):
+    for row in distinct.to_dict("records"):
         key = tuple(row[k] for k in TIMING_KEYS)
         if key not in timings:
             timings[key] = interpolated_timing(row, timings)

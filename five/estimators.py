@@ -70,7 +70,6 @@ def log_det_surrogate(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 # Measured (benchmarks/README.md, CPU, d = 16): FIF is faster in reverse mode at every K up to 16 on the MLP
 # and up to 2 on the conv net; FIVE at the mean in forward mode (its sampling tangent u needs a forward pass
 # anyway, and the probes ride along); FIVE at the sample needs z before its tangents, so reverse mode.
-ENCODER_PRODUCTS = ("forward", "reverse")
 FIF_REVERSE_MODE_MAX_PROBES = {"mlp": 16, "conv": 2}
 
 

@@ -36,6 +36,7 @@ class Model(nn.Module):
 
     name = ""
     posterior_scales_with_sigma = False  # True where q(z|x)'s covariance is s·(something), as for FIF and FIVE
+    compiled = False  # set by compile_objective
 
     def __init__(self, config: TrainConfig, dataset: Dataset):
         super().__init__()
@@ -172,7 +173,6 @@ class FIVE(Model):
 
     name = "five"
     posterior_scales_with_sigma = True  # N(f(x), s·J_f J_fᵀ)
-    compiled = False
     forced_encoder_product: str | None = None  # benchmarks time both; training lets the budget decide
 
     @property

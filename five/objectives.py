@@ -87,7 +87,7 @@ def fif_loss(x_noisy, encode: Function, decode: Function, probes, beta: float,
              encoder_product: str = "reverse") -> dict[str, torch.Tensor]:
     """β·‖x̃ − g(f(x̃))‖² + ½‖f(x̃)‖² − S(x̃); `x_noisy` is x̃ = x + 0.01·ε, `probes` V is (K, B, d).
     The decoder JVP's primal g(f(x̃)) is the reconstruction (one decoder pass for both); `encoder_product`
-    (estimators.ENCODER_PRODUCTS) only changes how S is computed, not its value or gradient."""
+    ("forward" or "reverse", estimators.choose_encoder_product) only changes how S is computed, not its value or gradient."""
     if encoder_product == "reverse":
         x_noisy = x_noisy.detach().requires_grad_()  # the VJP is w.r.t. the encoder's input
     z = encode(x_noisy)
