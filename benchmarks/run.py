@@ -153,6 +153,36 @@ def compiled_step_ratios(report: Report, device: torch.device, repeats: int, inn
         report.add("compiled", f"mlp d=16 compiled {model} extra probe", per_probe, "VAE steps", "<0.4")
 
 
+def graph_step_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
+    """Eager against CUDA-graph steps (five.steps) of every model, K = 1 and 8, MLP and conv, d = 16, batch 128:
+    milliseconds per step, the graph's speed-up, and each model's ratio to the VAE within the same mode."""
+    print("\n1d. eager vs CUDA graph (d = 16, batch 128): ms per step, speed-up, ratio to the VAE in the same mode")
+    if device.type != "cuda":
+        print("  skipped: CUDA graphs need a CUDA device")
+        return
+    targets = {("mlp", "vae"): "<0.4", ("conv", "vae"): "<1.0"}
+    for arch in ARCHITECTURES:
+        shape, kind = ARCHITECTURES[arch]
+        dataset = synthetic_dataset(shape, kind)
+        names = ["vae", "fcvae"] + [f"{model} K={k}" for model in ("fif", "five") for k in (1, 8)]
+        steps = {}
+        for name in names:
+            model, _, budget = name.partition(" K=")
+            for graphed in (False, True):
+                steps[(name, graphed)] = make_step(model, dataset, 16, int(budget) if budget else None, device,
+                                                   cuda_graph=graphed)
+        seconds = time_steps(steps, repeats, inner, device)
+        for name in names:
+            eager, graph = seconds[(name, False)], seconds[(name, True)]
+            report.add("graph", f"{arch} d=16 {name} eager step", eager * 1000, "ms")
+            report.add("graph", f"{arch} d=16 {name} graph step", graph * 1000, "ms", targets.get((arch, name), ""))
+            report.add("graph", f"{arch} d=16 {name} graph speed-up", eager / graph, "x")
+            if name != "vae":
+                target = "<2.0" if name == "five K=1" else ""
+                report.add("graph", f"{arch} d=16 {name} / vae, graph", graph / seconds[("vae", True)], "x", target)
+                report.add("graph", f"{arch} d=16 {name} / vae, eager", eager / seconds[("vae", False)], "x")
+
+
 def outside_model_share(report: Report, device: torch.device, repeats: int, inner: int) -> None:
     print("\n3. share of step time outside the model (batch indexing, dequantisation) ")
     dataset = synthetic_dataset((1, 28, 28), "mlp")
@@ -285,7 +315,7 @@ def validation_share(report: Report) -> None:
         report.add("monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%")
 
 
-SECTIONS = ("steps", "reference", "compiled", "overhead", "iwae", "workflow", "monitoring")
+SECTIONS = ("steps", "reference", "compiled", "graph", "overhead", "iwae", "workflow", "monitoring")
 
 
 def main(argv=None) -> int:
@@ -306,6 +336,7 @@ def main(argv=None) -> int:
     sections = {"steps": lambda: step_ratios(report, device, dims, architectures, repeats, inner),
                 "reference": lambda: reference_comparison(report, device, architectures, repeats, inner),
                 "compiled": lambda: compiled_step_ratios(report, device, repeats, inner),
+                "graph": lambda: graph_step_times(report, device, repeats, inner),
                 "overhead": lambda: outside_model_share(report, device, repeats, inner),
                 "iwae": lambda: iwae_throughput(report, device),
                 "workflow": lambda: workflow_overhead(report),

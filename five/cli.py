@@ -15,7 +15,7 @@ from pathlib import Path
 
 from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, check_output_dir, check_output_file,
                              write_json)
-from five.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
+from five.config import CUDA_GRAPH_MODES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
 from five.errors import FiveError
 
 
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="if --out holds a run of another configuration, start afresh instead of failing")
     train.add_argument("--compile", action="store_true",
                        help="torch.compile the objective: faster steps after a warm-up of seconds")
+    train.add_argument("--cuda-graph", default="auto", choices=CUDA_GRAPH_MODES,
+                       help="capture the training step as a CUDA graph: auto (on CUDA, eager where the capture "
+                            "fails; default), on (fail if it cannot), off")
     train.add_argument("--record-divergence", action="store_true",
                        help="a non-finite loss is recorded in train.json (status diverged) and exits 0")
     add_job_options(train)
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args) -> None:
     from five.errors import TrainingDiverged
+    from five.steps import check_cuda_graph_mode
     from five.train import train
 
     config = TrainConfig(
@@ -156,6 +160,7 @@ def run_train(args) -> None:
     )
     check_output_dir(args.out, "--out")
     device, facts = prepare_job(args)
+    check_cuda_graph_mode(args.cuda_graph, device)
     tracker = make_tracker(args, args.out)
     on_epoch = None
     if tracker is not None:
@@ -165,7 +170,7 @@ def run_train(args) -> None:
             {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False)
     try:
         result = train(config, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
-                       on_epoch=on_epoch, extra=facts, compile_objective=args.compile)
+                       on_epoch=on_epoch, extra=facts, compile_objective=args.compile, cuda_graph=args.cuda_graph)
     except TrainingDiverged as error:
         if tracker is not None:
             tracker.log_artifacts([args.out / "train.json"])

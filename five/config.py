@@ -25,6 +25,12 @@ DEFAULT_FIF_BETA = 10.0
 DEFAULT_LOG_SIGMA_LR = 1e-2
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
+CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.steps); auto: on CUDA
+
+
+def cuda_graph_mode(value: str | bool) -> str:
+    """A config's `cuda_graph` as a mode: YAML reads a bare on/off as true/false."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ import pandas as pd
 import torch
 
 from five import vision
-from five.config import DEFAULT_BATCH_SIZE
+from five.config import DEFAULT_BATCH_SIZE, cuda_graph_mode
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import DataError
 from five.estimators import iwae_log_likelihood
 from five.sweep import DATA_SHAPES, model_dir
+from five.steps import uses_cuda_graph
 from five.timing import make_step, time_steps
 from five.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
 
@@ -54,13 +55,14 @@ def dataset_for_timing(name: str, data_dir: Path | None) -> tuple[Dataset, dict[
 
 
 def time_configuration(row: dict, dataset: Dataset, device: torch.device, compiled: bool,
-                       steps: int = 1) -> dict[str, float]:
-    """Seconds per training step, per example of a posterior, per example × importance sample of IWAE."""
+                       steps: int = 1, cuda_graph: bool = False) -> dict[str, float]:
+    """Seconds per training step (as a CUDA graph where the jobs will capture it), per example of a posterior,
+    per example × importance sample of IWAE."""
     step = make_step(row["model"], dataset, int(row["latent_dim"]), int(row["probes"]) or None, device,
                      batch_size=int(row["batch_size"]), compile_objective=compiled,
                      surrogate_point=row["surrogate_point"] or None,
                      architecture=row["architecture"],
-                     hidden_width=int(row["hidden_width"]))
+                     hidden_width=int(row["hidden_width"]), cuda_graph=cuda_graph)
     step_s = time_steps({"step": step}, repeats=steps, inner=1, device=device, warmup=1)["step"]
     model = step.model
     generator = torch.Generator(device=device).manual_seed(0)
@@ -135,11 +137,16 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
         "(budgets between the smallest and largest interpolated)")
     timings = {}
     threads = torch.get_num_threads()
+
+    def graphed(name: str) -> bool:  # as the job will run its steps
+        return uses_cuda_graph(cuda_graph_mode(config["datasets"][name].get("cuda_graph", "auto")), device)
+
     for index, row in enumerate(timed.to_dict("records"), 1):
         dataset, _, _ = datasets[row["dataset"]]
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
-        timing = time_configuration(row, dataset, device, bool(config.get("compile")))
+        timing = time_configuration(row, dataset, device, bool(config.get("compile")),
+                                    cuda_graph=graphed(row["dataset"]))
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
             f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
@@ -158,7 +165,8 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
                      "model": model_dir(row["model"], row["surrogate_point"] or None), "latent_dim": row["latent_dim"],
                      "probes": row["probes"], "seed": row["seed"], "epochs": row["epochs"],
                      **timing, **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
-                     "job_startup_s": startup, "real_data": real, "device": str(device)})
+                     "job_startup_s": startup, "real_data": real, "device": str(device),
+                     "cuda_graph": graphed(row["dataset"])})
     return pd.DataFrame(rows)
 
 
@@ -185,7 +193,9 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
     summary = (f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
                f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
                f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}")
+    graphed = sorted(set(estimate.loc[estimate["cuda_graph"], "dataset"])) if "cuda_graph" in estimate else []
     notes = [f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
+             f"Training steps timed as CUDA graphs (`cuda_graph`) for: {', '.join(graphed) or 'none'}.",
              "Training is the cost at the configured epochs (patience can only make a run shorter)."]
     if stand_in:
         notes.append(f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "

@@ -20,8 +20,20 @@ def hutchinson_probes(batch_size: int, latent_dim: int, probes: int, generator: 
     """V = √d·Q per example, Q the orthonormal factor of a d×K standard Gaussian matrix, so E[v vᵀ] = I and
     K = d gives the exact trace. Returned as (K, B, d): one stacked tangent per probe."""
     gaussian = torch.randn(batch_size, latent_dim, probes, generator=generator, device=device)
-    q = torch.linalg.qr(gaussian).Q  # (B, d, K)
-    return (math.sqrt(latent_dim) * q).permute(2, 0, 1)
+    return math.sqrt(latent_dim) * orthonormal_columns(gaussian.permute(2, 0, 1))
+
+
+def orthonormal_columns(columns: torch.Tensor) -> torch.Tensor:
+    """Q of the QR decomposition with R's diagonal positive, by modified Gram–Schmidt over the K columns
+    (K, B, d): a few elementwise kernels per column for the whole batch. (On CUDA torch.linalg.qr runs one
+    solver call per matrix of the batch, which a CUDA graph would have to replay B times.) Q's column signs
+    differ from LAPACK's convention, which no estimate sees: every probe enters S quadratically."""
+    basis: list[torch.Tensor] = []
+    for column in columns:
+        for q in basis:
+            column = column - (column * q).sum(-1, keepdim=True) * q
+        basis.append(column / column.norm(dim=-1, keepdim=True))
+    return torch.stack(basis)
 
 
 def decoder_jvps(decode: Function, z: torch.Tensor, probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,8 @@ import torch
 from five.config import TrainConfig
 from five.data import Dataset, dequantize
 from five.models import build_model
-from five.train import build_optimizer, training_step
+from five.steps import GraphedStep, training_step
+from five.train import build_optimizer
 
 
 def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) -> Dataset:
@@ -22,9 +23,10 @@ def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) 
 def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | None, device: torch.device,
               batch_size: int = 128, include_data: bool = True, compile_objective: bool = False,
               encoder_product: str | None = None, objective=None, surrogate_point: str | None = None,
-              architecture: str | None = None, hidden_width: int = 512):
+              architecture: str | None = None, hidden_width: int = 512, cuda_graph: bool = False):
     """A closure running one optimiser step, as train_epoch does (data preparation optional); fif/five with
-    `encoder_product` forced, or with another `objective(model, x, *noise)` (the reference formulation)."""
+    `encoder_product` forced, or with another `objective(model, x, *noise)` (the reference formulation);
+    `cuda_graph`: the step captured as a CUDA graph, as training runs it on a GPU (five.steps)."""
     torch.manual_seed(0)
     config = TrainConfig(model=model_name, dataset=dataset.name, latent_dim=latent_dim, probes=probes,
                          hidden_width=hidden_width, batch_size=batch_size, surrogate_point=surrogate_point,
@@ -36,10 +38,18 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
         model.objective = lambda x, *noise: objective(model, x, *noise)
     if compile_objective:
         model.compile_objective()
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, capturable=cuda_graph)
     data = dataset.split("train").to(device)
     generator = torch.Generator(device=device).manual_seed(0)
     fixed_x = dequantize(data[:batch_size], dataset.discrete_levels, generator)
+    if cuda_graph:
+        graphed = GraphedStep(model, optimizer, data, dataset.discrete_levels, generator, [batch_size])
+
+        def step():  # the batch drawn by the graph, from indices drawn outside it as train_epoch does
+            graphed(torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=device))
+
+        step.model = model
+        return step
 
     def step():
         if include_data:

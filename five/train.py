@@ -21,30 +21,38 @@ from five import __version__
 from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_weights, move_aside,
                              read_json, remove_stale_temporaries, run_lock, save_checkpoint, write_json)
 from five.config import TrainConfig
-from five.data import Dataset, dequantize, load_dataset
+from five.data import load_dataset
 from five.errors import ConfigError, TrainingDiverged
 from five.models import Model, build_model
+from five.steps import Step, check_cuda_graph_mode, make_step, set_capturable, uses_cuda_graph
 from five.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch `epoch`'s random stream (shuffle, dequantisation, ε/u/probe draws)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    state = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-    return torch.Generator(device=device).manual_seed(state)
+    return torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch))
 
 
-def train_epoch(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor, dataset: Dataset,
-                batch_size: int, generator: torch.Generator, epoch: int) -> float:
-    """One pass over `data` (on the device). Returns the mean loss.
+def batch_sizes(examples: int, batch_size: int) -> list[int]:
+    """The distinct batch sizes of an epoch: full batches, and the shorter last one where there is one."""
+    return sorted({min(batch_size, examples), examples % batch_size} - {0}, reverse=True)
+
+
+def train_epoch(step: Step, examples: int, batch_size: int, generator: torch.Generator, epoch: int) -> float:
+    """One pass over the `examples` training examples (on the generator's device). Returns the mean loss.
 
     Step losses stay on the device and are checked once per epoch, so the step has no host sync; a
     non-finite loss is still reported with the exact epoch and step where it first appeared.
     """
-    order = torch.randperm(data.shape[0], generator=generator, device=data.device)
+    order = torch.randperm(examples, generator=generator, device=generator.device)
     batches = order.split(batch_size)
-    step_losses = torch.empty(len(batches), device=data.device)
-    for step, indices in enumerate(batches):
-        x = dequantize(data[indices], dataset.discrete_levels, generator)
-        step_losses[step] = training_step(model, optimizer, x, generator)
+    step_losses = torch.empty(len(batches), device=generator.device)
+    for index, indices in enumerate(batches):
+        step_losses[index] = step(indices)
     finite = torch.isfinite(step_losses)
     if not bool(finite.all()):
         first = int((~finite).nonzero()[0])
@@ -52,23 +60,13 @@ def train_epoch(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tens
     return float(step_losses.mean())
 
 
-def training_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
-    """One optimiser step on the batch x; returns the loss (on the device, detached)."""
-    loss = model.loss_terms(x, generator)["loss"].mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward(inputs=model.trainable_parameters())
-    optimizer.step()
-    model.project_parameters()
-    return loss.detach()
-
-
-def build_optimizer(model: Model, config: TrainConfig) -> torch.optim.Adam:
-    """Adam over all parameters; ρ = log σ, where learned, in its own group at config.log_sigma_lr."""
+def build_optimizer(model: Model, config: TrainConfig, capturable: bool = False) -> torch.optim.Adam:
+    """Adam over all parameters; ρ = log σ, where learned, in its own group at config.log_sigma_lr.
+    `capturable` keeps its step counts on the device, so that a CUDA graph can hold the whole step."""
     log_sigma = [model.log_sigma] if isinstance(model.log_sigma, torch.nn.Parameter) else []
     weights = [p for p in model.parameters() if not any(p is q for q in log_sigma)]
     groups = [{"params": weights}] + ([{"params": log_sigma, "lr": config.log_sigma_lr}] if log_sigma else [])
-    return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.Adam(groups, lr=config.lr, capturable=capturable)
 
 
 def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
@@ -151,30 +149,34 @@ def _shorter_run_from_history(out_dir: Path, config: TrainConfig, device: torch.
 def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
           data_dir: Path | None = None, restart_if_changed: bool = False,
           on_epoch: Callable[[dict], None] | None = None, extra: dict | None = None,
-          compile_objective: bool = False) -> dict:
+          compile_objective: bool = False, cuda_graph: str = "auto") -> dict:
     """Train (or resume) the run in `out_dir`; returns the train.json payload.
 
     `compile_objective` runs the objective through torch.compile (faster steps after a warm-up of seconds;
-    same math, floating-point results may differ in the last bits). `on_epoch` receives each history entry
+    same math, floating-point results may differ in the last bits). `cuda_graph` (auto, on, off) captures the
+    training step as a CUDA graph (five.steps; auto: on CUDA, eager where the capture fails; the weights equal
+    the eager run's within float32 round-off). `on_epoch` receives each history entry
     (replayed from the checkpoint on resume, so a tracker sees the whole run); `extra` is merged into
     train.json (e.g. the GPU and scheduler job that ran it).
     """
     out_dir = Path(out_dir)
+    check_cuda_graph_mode(cuda_graph, device)
     with run_lock(out_dir):
         return _train_locked(config, out_dir, device, log, data_dir, restart_if_changed, on_epoch, extra,
-                             compile_objective)
+                             compile_objective, cuda_graph)
 
 
 def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None],
                   data_dir: Path | None, restart_if_changed: bool, on_epoch: Callable[[dict], None] | None,
-                  extra: dict | None, compile_objective: bool) -> dict:
+                  extra: dict | None, compile_objective: bool, cuda_graph: str) -> dict:
     shorter = _shorter_run_from_history(out_dir, config, device, extra, restart_if_changed, log)
     if shorter is not None:
         return shorter
     dataset = load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(config, dataset, device).to(device)
-    optimizer = build_optimizer(model, config)
+    capturable = uses_cuda_graph(cuda_graph, device)
+    optimizer = build_optimizer(model, config, capturable)
     if compile_objective:
         model.compile_objective()
     extra = {**(extra or {}), "compiled": compile_objective, **model.facts()}
@@ -186,6 +188,7 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
     if state is not None:
         load_weights(model, state["model"], out_dir / CHECKPOINT_NAME)
         load_weights(optimizer, state["optimizer"], out_dir / CHECKPOINT_NAME)
+        set_capturable(optimizer, capturable)
         history, wall_time, start_epoch = state["history"], state["wall_time_s"], state["epoch"]
         log(f"resuming {out_dir} after epoch {start_epoch}/{config.epochs}")
         for entry in history:
@@ -199,6 +202,10 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
     eval_every = resolved_eval_every(config)
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
+    generator = torch.Generator(device=device)  # reseeded each epoch; a CUDA graph reads its state
+    step, graphed = make_step(model, optimizer, data, dataset.discrete_levels, generator,
+                              batch_sizes(data.shape[0], config.batch_size), cuda_graph, log)
+    extra["cuda_graph"] = graphed
 
     def payload(status: str) -> dict:
         return payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status)
@@ -214,8 +221,8 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
     for epoch in range(start_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         try:
-            loss = train_epoch(model, optimizer, data, dataset, config.batch_size,
-                               epoch_generator(config.seed, epoch, device), epoch)
+            generator.manual_seed(epoch_seed(config.seed, epoch))
+            loss = train_epoch(step, data.shape[0], config.batch_size, generator, epoch)
         except TrainingDiverged as error:
             history.append({"epoch": epoch, "loss": error.value, "sigma": None, "time_s": None})
             write_json(out_dir / TRAIN_JSON, payload("diverged") | {"error": str(error)})

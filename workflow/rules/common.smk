@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from five.config import cuda_graph_mode
 from five.errors import ConfigError
 from five.estimate_files import estimated_minutes
 from five.sweep import MODEL_DIR_PATTERN, check_config, reject_duplicate_keys, sweep_table, train_arguments
@@ -98,6 +99,13 @@ def job_threads(wildcards):
     """CPU threads of a train/evaluate job: datasets.<name>.threads (default 1), also given to PyTorch, so that
     `--cores N` runs N one-thread jobs instead of N jobs of one thread per core each."""
     return config["datasets"][wildcards.dataset]["threads"]
+
+
+def cuda_graph_option(wildcards):
+    """`--cuda-graph MODE` where a data set's cuda_graph is not the default (auto). Empty otherwise, so that jobs
+    of the default keep the parameters, and so Snakemake's rerun decision, they had before the key existed."""
+    mode = cuda_graph_mode(config["datasets"][wildcards.dataset]["cuda_graph"])
+    return [] if mode == "auto" else ["--cuda-graph", mode]
 
 
 def run_files(name):

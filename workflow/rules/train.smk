@@ -32,6 +32,7 @@ rule train:
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
         device=config["device"],
         compile=["--compile"] if config["compile"] else [],
+        cuda_graph=cuda_graph_option,
         data_dir=DATA_DIR,
         experiment=config["experiment"],
         run_key=mlflow_run_key,
@@ -48,5 +49,6 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {params.five:q} train --threads {threads} {params.options:q} "
         "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dir:q} {params.compile:q} "
+        "{params.cuda_graph:q} "
         "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} "
         "--gpu-lock-dir {params.gpu_locks:q} > {log:q} 2>&1"

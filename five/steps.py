@@ -1,0 +1,159 @@
+"""The training step, eager or captured as a CUDA graph.
+
+On a GPU a step of these small networks is bound by kernel launches (hundreds per step, benchmarks/README.md),
+not by arithmetic. A CUDA graph records the whole step once — the batch gathered from the on-device data by an
+on-device index buffer, dequantisation, the model's noise and probes, the loss, its backward, Adam and the σ
+projection — and replays it with one launch. What changes between replays lives in fixed buffers: the batch
+indices (copied in before each replay) and the run's generator, whose seed and offset PyTorch's graph-safe
+Philox reads at each replay and advances by what the step consumed, as an eager step does: a replay draws the
+same numbers as the eager step it stands for.
+
+Both kinds are a `Step`: indices (B,) → the step's loss (a device tensor, no host sync).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from five.data import dequantize
+from five.config import CUDA_GRAPH_MODES
+from five.errors import ConfigError
+from five.models import Model
+
+WARMUP_PASSES = 2  # forward + backward passes before a capture (lazy cuBLAS/cuDNN set-up must not be captured)
+Step = Callable[[torch.Tensor], torch.Tensor]
+
+
+def training_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One optimiser step on the batch x; returns the loss (on the device, detached)."""
+    loss = model.loss_terms(x, generator)["loss"].mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=model.trainable_parameters())
+    optimizer.step()
+    model.project_parameters()
+    return loss.detach()
+
+
+def eager_step(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor, discrete_levels: int | None,
+               generator: torch.Generator) -> Step:
+    def step(indices: torch.Tensor) -> torch.Tensor:
+        return training_step(model, optimizer, dequantize(data[indices], discrete_levels, generator), generator)
+
+    return step
+
+
+class GraphedStep:
+    """The training step as one CUDA graph per batch size (a full batch and the epoch's last, shorter one).
+
+    The optimiser must be capturable (`build_optimizer(..., capturable=True)`), the generator a CUDA one that
+    the caller reseeds between epochs (never replaced: the graphs read its state)."""
+
+    def __init__(self, model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor,
+                 discrete_levels: int | None, generator: torch.Generator, batch_sizes: list[int]):
+        self.model, self.optimizer, self.data = model, optimizer, data
+        self.discrete_levels, self.generator = discrete_levels, generator
+        initialise_optimizer_state(optimizer)
+        self.graphs = {size: self._capture(size) for size in batch_sizes}
+
+    def __call__(self, indices: torch.Tensor) -> torch.Tensor:
+        graph, index_buffer, loss = self.graphs[indices.shape[0]]
+        index_buffer.copy_(indices)
+        graph.replay()
+        return loss
+
+    def _batch(self, index_buffer: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return dequantize(self.data[index_buffer], self.discrete_levels, generator)
+
+    def _capture(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        index_buffer = torch.zeros(size, dtype=torch.long, device=self.data.device)
+        self._warm_up(index_buffer)
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(self.generator)
+        self.optimizer.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph
+        with torch.cuda.graph(graph):
+            loss = training_step(self.model, self.optimizer, self._batch(index_buffer, self.generator),
+                                 self.generator)
+        return graph, index_buffer, loss
+
+    def _warm_up(self, index_buffer: torch.Tensor) -> None:
+        """Forward and backward passes on a side stream with a throwaway generator and no optimiser step: they
+        set up what the capture must find ready, and change neither the weights nor the run's random stream."""
+        generator = torch.Generator(device=self.data.device).manual_seed(0)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(WARMUP_PASSES):
+                loss = self.model.loss_terms(self._batch(index_buffer, generator), generator)["loss"].mean()
+                loss.backward(inputs=self.model.trainable_parameters())
+        torch.cuda.current_stream().wait_stream(stream)
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def initialise_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create Adam's state where it has none, without moving a parameter. Adam creates its state at its first
+    step, which a capture must not contain (every replay would reset it): a step with zero gradients creates
+    it (m = v = 0, so the update is exactly 0), and its step count is set back to 0."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    fresh = [p for p in parameters if p not in optimizer.state]
+    if not fresh:
+        return
+    for p in parameters:
+        p.grad = torch.zeros_like(p) if any(p is q for q in fresh) else None
+    optimizer.step()
+    for p in fresh:
+        optimizer.state[p]["step"].zero_()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Make a (loaded) Adam capturable or not: a checkpoint carries the flag of the run that wrote it, and a
+    capturable Adam keeps its step counts on the parameters' device."""
+    for group in optimizer.param_groups:
+        group["capturable"] = capturable
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "step" in state:
+                device = p.device if capturable else torch.device("cpu")
+                state["step"] = state["step"].to(device=device, dtype=torch.float32)
+
+
+def check_cuda_graph_mode(mode: str, device: torch.device) -> None:
+    """One line, before any work, for a mode that cannot run here."""
+    if mode not in CUDA_GRAPH_MODES:
+        raise ConfigError(f"--cuda-graph must be one of {', '.join(CUDA_GRAPH_MODES)}, got {mode!r}")
+    if mode == "on" and device.type != "cuda":
+        raise ConfigError(f"--cuda-graph on needs a CUDA device, the run is on {device.type} "
+                          "(auto captures where it can and runs eagerly elsewhere)")
+
+
+def uses_cuda_graph(mode: str, device: torch.device) -> bool:
+    """Whether the run should try to capture its step (`auto`: on CUDA)."""
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def make_step(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor, discrete_levels: int | None,
+              generator: torch.Generator, batch_sizes: list[int], mode: str,
+              log: Callable[[str], None]) -> tuple[Step, bool]:
+    """The run's step and whether it is a CUDA graph, with one log line saying which runs and why. `auto`
+    falls back to eager steps, with the reason, where a capture fails; `on` fails instead."""
+    check_cuda_graph_mode(mode, data.device)
+    if not uses_cuda_graph(mode, data.device):
+        reason = "--cuda-graph off" if mode == "off" else f"on {data.device.type}"
+        log(f"training step: eager ({reason})")
+        return eager_step(model, optimizer, data, discrete_levels, generator), False
+    try:
+        step = GraphedStep(model, optimizer, data, discrete_levels, generator, batch_sizes)
+    except Exception as error:  # noqa: BLE001 - any failed capture: `on` reports it, `auto` runs eagerly
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if mode == "on":
+            raise ConfigError(f"--cuda-graph on: the training step could not be captured ({reason})") from error
+        optimizer.zero_grad(set_to_none=True)
+        set_capturable(optimizer, False)
+        log(f"training step: eager (the CUDA graph capture failed: {reason})")
+        return eager_step(model, optimizer, data, discrete_levels, generator), False
+    log(f"training step: CUDA graph (captured for batch size{'s' if len(batch_sizes) > 1 else ''} "
+        f"{' and '.join(map(str, batch_sizes))})")
+    return step, True
