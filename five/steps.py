@@ -109,10 +109,10 @@ def initialise_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
-    """Make a (loaded) Adam capturable or not: a checkpoint carries the flag of the run that wrote it, and a
-    capturable Adam keeps its step counts on the parameters' device."""
+    """Make a (loaded) Adam capturable and fused, as build_optimizer does, or neither: a checkpoint carries the
+    flags of the run that wrote it, and such an Adam keeps its step counts on the parameters' device."""
     for group in optimizer.param_groups:
-        group["capturable"] = capturable
+        group["capturable"] = group["fused"] = capturable
         for p in group["params"]:
             state = optimizer.state.get(p, {})
             if "step" in state:

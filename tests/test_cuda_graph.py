@@ -34,13 +34,14 @@ def images(architecture: str) -> Dataset:
 
 
 def steps_run(model_name, probes, architecture, graphed: bool, step_class=GraphedStep):
-    """Per-step losses and final parameters of EPOCHS epochs, stepped as train_epoch does (reseeded generator,
-    shuffled indices): a CUDA graph or the eager step."""
+    """Per-step losses and the parameters before and after EPOCHS epochs, stepped as train_epoch does (reseeded
+    generator, shuffled indices): a CUDA graph or the eager step."""
     dataset = images(architecture)
     config = TrainConfig(model=model_name, dataset="bench", latent_dim=4, probes=probes, batch_size=BATCH, lr=1e-3,
                          architecture=architecture, hidden_width=64)
     torch.manual_seed(0)
     model = build_model(config, dataset).to(CUDA)
+    start = torch.cat([p.detach().flatten() for p in model.parameters()])
     optimizer = build_optimizer(model, config, capturable=graphed)
     data = dataset.split("train").to(CUDA)
     generator = torch.Generator(device=CUDA)
@@ -53,22 +54,32 @@ def steps_run(model_name, probes, architecture, graphed: bool, step_class=Graphe
         generator.manual_seed(1000 + epoch)
         order = torch.randperm(EXAMPLES, generator=generator, device=CUDA)
         losses += [step(indices).clone() for indices in order.split(BATCH)]
-    return torch.stack(losses), {name: p.detach().clone() for name, p in model.named_parameters()}
+    return torch.stack(losses), start, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def weight_deviation(run, reference) -> float:
+    """‖θ − θ_ref‖ / ‖θ_ref − θ_0‖ after the steps: how far apart two runs ended, as a share of how far training
+    moved the weights. Adam turns round-off into whole steps where a gradient entry is cancellation-small
+    (its first update is lr·sign(g)), so single entries can differ by a few lr; the share stays tiny."""
+    _, start, end = reference
+    return float((run[2] - end).norm() / (end - start).norm())
 
 
 def assert_same_run(graph, eager):
-    (graph_losses, graph_parameters), (eager_losses, eager_parameters) = graph, eager
-    # float32 round-off: the graph runs the same kernels; only Adam's bias correction is computed on the device
-    torch.testing.assert_close(graph_losses, eager_losses, rtol=1e-4, atol=1e-4)
-    for name, value in eager_parameters.items():
-        torch.testing.assert_close(graph_parameters[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # float32 round-off: the graph runs the same kernels; Adam's bias correction is computed on the device, and
+    # cuDNN may pick another (equally valid) convolution algorithm inside a capture
+    torch.testing.assert_close(graph[0], eager[0], rtol=1e-4, atol=1e-4)
+    deviation = weight_deviation(graph, eager)
+    print(f"weights: graph vs eager {deviation:.2e} of the distance trained")
+    assert deviation < 1e-3, deviation
 
 
 @needs_cuda
 @pytest.mark.parametrize("model, probes, architecture", CASES)
 def test_graph_steps_equal_eager_steps(model, probes, architecture):
-    assert_same_run(steps_run(model, probes, architecture, graphed=True),
-                    steps_run(model, probes, architecture, graphed=False))
+    eager = steps_run(model, probes, architecture, graphed=False)
+    print(f"weights: eager vs eager {weight_deviation(steps_run(model, probes, architecture, False), eager):.2e}")
+    assert_same_run(steps_run(model, probes, architecture, graphed=True), eager)
 
 
 class StaleBatch(GraphedStep):

@@ -16,10 +16,13 @@ fi
 export PYTHONPATH=/tmp/site:$PWD
 
 echo "== 1. CUDA tests"
-timeout 150 python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda_graph.py 2>&1 | tee "$OUT/cuda-tests.txt" | tail -40
+timeout 150 python3 -m pytest -q -rs -s -p no:cacheprovider tests/test_cuda_graph.py 2>&1 | tee "$OUT/cuda-tests.txt" \
+  | grep -E "weights:|passed|failed|Error|error" | head -60
 
 echo "== 2. eager vs graph"
 timeout 120 python3 -m benchmarks.run --only graph --device cuda --out "$OUT/graph.csv" 2>&1 | tee "$OUT/graph.txt"
+timeout 150 python3 -m benchmarks.run --only compiled-graph --device cuda --out "$OUT/compiled-graph.csv" 2>&1 \
+  | tee "$OUT/compiled-graph.txt" | tail -8
 
 echo "== 3. five estimate of the paper config (graph, then eager)"
 python3 - <<'PY'
