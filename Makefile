@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # The main job on the embedded offline default: the quick sweep (digits + synthetic manifold) through
-# Snakemake: training, evaluation, MLflow, tables and plots under results/.
+# Snakemake: training, evaluation, MLflow, tables and plots under results/five-quick/.
 run: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/quick.yaml
 
@@ -26,7 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 # The offline evidence sweep (48 min on 2 CPU cores before its 58 five-sample jobs were added; not re-timed since):
-# decides the paper's claims, see results/claims.md.
+# decides the paper's claims, see results/five-evidence/claims.md.
 evidence: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/evidence.yaml
 

@@ -30,9 +30,10 @@ onsuccess:
         if claims.exists():
             print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
         print(
-            "\nDone. Tables: results/tables/main.md (and .csv, .tex; budget ablation in budget.*)\n"
-            "Plots: results/plots/*.png   Runs: results/runs.csv   MLflow: mlflow ui --backend-store-uri "
-            f"{TRACKING_URI}\nHTML report: snakemake --report report.html (with the same --configfile)"
+            f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "
+            f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: mlflow ui "
+            f"--backend-store-uri {TRACKING_URI}\nHTML report: snakemake --report report.html (with the same "
+            "--configfile)"
         )
 
 

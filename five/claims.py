@@ -215,16 +215,19 @@ def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, 
     return pd.concat([pd.DataFrame(overall_rows(table)), table], ignore_index=True)
 
 
-def write_claims(table: pd.DataFrame, out_prefix, settings: dict) -> str:
-    """claims.csv (every row) and claims.md (overall verdicts, then every cell); returns the short summary."""
+def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: dict | None = None) -> str:
+    """claims.csv (every row) and claims.md (overall verdicts, then every cell); returns the short summary.
+    `provenance` ({experiment, config_hash}) is stated in both, so that no file passes for another config's."""
     from pathlib import Path
 
+    provenance = provenance or {}
+    made_from = ", ".join(f"{key} {value}" for key, value in provenance.items())
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_prefix.with_suffix(".csv"), index=False)
+    table.assign(**provenance).to_csv(out_prefix.with_suffix(".csv"), index=False)
     if table.empty:
         summary = "No claims evaluated (no runs or no claims configured)."
-        out_prefix.with_suffix(".md").write_text(f"# Claims\n\n{summary}\n")
+        out_prefix.with_suffix(".md").write_text(f"# Claims\n\nMade from: {made_from}.\n\n{summary}\n")
         return summary
     overall = table[table["dataset"] == "all"]
     detail = table[table["dataset"] != "all"].copy()
@@ -233,7 +236,7 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict) -> str:
     detail["seeds agree"] = [f"{a}/{n}" if n else "" for a, n in zip(detail["seeds_agree"].fillna(0).astype(int),
                                                                     detail["n_seeds"].fillna(0).astype(int))]
     level = int(round(100 * settings["confidence"]))
-    lines = ["# Do the paper's claims hold?", "",
+    lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "",
              f"Paired over seeds (same seed, same data order); mean paired difference with a two-sided "
              f"{level}% Student-t interval; at least {settings['min_seeds']} paired seeds per cell, else "
              "inconclusive. A claim is supported if every cell is, contradicted if any cell is.", "",

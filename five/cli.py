@@ -30,6 +30,8 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-experiment", help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)")
     parser.add_argument("--mlflow-run-key", help="identifies the sweep point in MLflow (default: the run folder)")
+    parser.add_argument("--mlflow-artifact-location", type=Path,
+                        help="where a new MLflow experiment keeps its artifacts (the first job creates it)")
     parser.add_argument("--gpu-lock-dir", type=Path,
                         help="claim a GPU no other job holds, via lock files in this folder (workflow jobs)")
     parser.add_argument("--threads", type=int,
@@ -62,7 +64,9 @@ def make_tracker(args, run_dir: Path):
     from five.tracking import RunTracker
 
     key = args.mlflow_run_key or str(run_dir)
-    return RunTracker(args.mlflow_experiment, key, warn=lambda line: print(line, file=sys.stderr))
+    artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
+    return RunTracker(args.mlflow_experiment, key, warn=lambda line: print(line, file=sys.stderr),
+                      artifact_location=artifacts)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -137,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "the kind of device the jobs will use)")
     estimate.add_argument("--gpus", type=int, default=1, help="devices the sweep runs on at once (wall-clock)")
     estimate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
-    estimate.add_argument("--out-dir", type=Path, default=Path("results"),
-                          help="where estimate.csv and estimate.md go (default: results)")
+    estimate.add_argument("--out-dir", type=Path,
+                          help="where estimate.csv and estimate.md go (default: results/<experiment>, where the "
+                               "workflow reads it)")
 
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
@@ -238,15 +243,16 @@ def run_download(args) -> None:
 def run_estimate(args) -> None:
     from five.estimate import estimate_sweep, write_estimate
     from five.nets import choose_device
-    from five.sweep import load_sweep_config, sweep_table
+    from five.sweep import experiment_dir, load_sweep_config, sweep_table
 
     if args.gpus < 1:
         raise FiveError(f"--gpus must be >= 1, got {args.gpus}")
     config = load_sweep_config(args.configfile)
+    args.out_dir = args.out_dir or Path(experiment_dir(config))
     check_output_dir(args.out_dir, "--out-dir")
     device = choose_device(args.device)
     name = torch_device_name(device)
-    estimate = estimate_sweep(config, sweep_table(config, str(args.out_dir)), device,
+    estimate = estimate_sweep(config, sweep_table(config, experiment_dir(config)), device,
                               args.data_dir or Path(config["data_dir"]))
     summary = write_estimate(estimate, args.out_dir, args.gpus, name)
     print(f"{summary}\nwrote {args.out_dir / 'estimate.csv'} and {args.out_dir / 'estimate.md'}")

@@ -7,8 +7,11 @@ that dataset's rows only.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +20,21 @@ from five.claims import COMPARING_KINDS
 from five.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
 from five.errors import ConfigError
 
+RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 RUN_DIR = "{results}/{dataset}/{model_dir}/d{latent_dim}/k{probes}/s{seed}"
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def experiment_dir(config: dict, root: str = RESULTS_ROOT) -> str:
+    """Where one experiment's runs and aggregated outputs live (results/<experiment>/): two configs of different
+    experiments never write over, or pass for, each other's tables; edits of one config share it."""
+    return f"{root}/{config['experiment']}"
+
+
+def config_hash(config: dict) -> str:
+    """A short fingerprint of the validated config (defaults filled in), stamped on tables and claims."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 MODEL_DIR_PATTERN = "vae|fcvae|fif|five|five-sample"  # the {model} wildcard of the workflow's run folders
 
 
@@ -103,6 +120,10 @@ def strict_validator(schema: dict):
 def check_sweep(config: dict) -> None:
     """What the schema cannot say but would fail or mislead every job: the main table's budget must be swept,
     conv needs images, and fif/five need d <= D (else their posterior N(f, s·J_f J_fᵀ) is degenerate)."""
+    experiment = config["experiment"]
+    if not EXPERIMENT_NAME.fullmatch(experiment) or experiment in (".", ".."):
+        raise ConfigError(f"experiment {experiment!r} must be a folder name of letters, digits, '_', '.' and '-' "
+                          "(not '.' or '..'): it names results/<experiment>/")
     models = {name: settings or {} for name, settings in config["models"].items()}
     for model, probes in config.get("table_probes", {}).items():
         if model not in models:

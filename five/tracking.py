@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from five.errors import FiveError
 
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12
@@ -52,30 +51,34 @@ def with_retries(call: Callable, *args, **kwargs):
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 
-def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None) -> str:
-    """Create the experiment if it does not exist (run once before the jobs start); returns its id."""
-    client = _client(tracking_uri)
+def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None,
+                      client=None) -> str:
+    """The experiment's id, created if it does not exist. Jobs of one sweep may race to create it: the loser
+    finds the winner's."""
+    client = client or _client(tracking_uri)
     experiment = with_retries(client.get_experiment_by_name, name)
     if experiment is not None:
         return experiment.experiment_id
-    return with_retries(client.create_experiment, name, artifact_location=artifact_location)
+    try:
+        return with_retries(client.create_experiment, name, artifact_location=artifact_location)
+    except Exception:
+        experiment = with_retries(client.get_experiment_by_name, name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 class RunTracker:
     """Logs one sweep point's params, per-epoch and final metrics, and artifacts."""
 
     def __init__(self, experiment: str, run_key: str, tracking_uri: str | None = None,
-                 warn: Callable[[str], None] = print):
+                 warn: Callable[[str], None] = print, artifact_location: str | None = None):
         self.client = _client(tracking_uri)
         self.run_key, self.warn = run_key, warn
         self.run_id: str | None = None
         self.pending: list = []
         self.last_flush = time.monotonic()
-        found = with_retries(self.client.get_experiment_by_name, experiment)
-        if found is None:
-            raise FiveError(f"MLflow experiment {experiment!r} does not exist at "
-                            f"{self.client.tracking_uri}; create it first (`five mlflow-init`)")
-        self.experiment_id = found.experiment_id
+        self.experiment_id = ensure_experiment(experiment, artifact_location=artifact_location, client=self.client)
 
     def _runs_with_key(self):
         query = f"tags.`{RUN_KEY_TAG}` = '{self.run_key}'"

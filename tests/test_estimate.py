@@ -80,11 +80,11 @@ def test_slurm_runtimes_come_from_the_estimate(tmp_path):
                "--configfile", str(config_path), "-n", "--profile", str(ROOT / "profiles" / "slurm")]
     missing = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "snakemake estimate" in missing.stderr, missing.stderr[-2000:]
-    (tmp_path / "results").mkdir()
-    pd.DataFrame([{"run_dir": f"results/manifold/{model}/d2/k{k}/s0", "predicted_train_s": seconds,
+    (tmp_path / "results" / "five-quick").mkdir(parents=True)
+    pd.DataFrame([{"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0", "predicted_train_s": seconds,
                    "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
                   for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 3000.0))]).to_csv(
-        tmp_path / "results" / "estimate.csv", index=False)
+        tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
     planned = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert planned.returncode == 0, planned.stderr[-3000:]
     text = planned.stdout + planned.stderr
@@ -100,8 +100,8 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
                              "--configfile", str(tmp_path / "config.yaml"), "--cores", "1", "estimate"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    estimate = pd.read_csv(tmp_path / "results" / "estimate.csv")
-    assert list(estimate["run_dir"]) == ["results/digits/vae/d2/k0/s0", "results/digits/vae/d2/k0/s1"]
+    estimate = pd.read_csv(tmp_path / "results" / "est" / "estimate.csv")
+    assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]
     assert (estimate["predicted_train_s"] > 0).all() and (estimate["predicted_evaluate_s"] > 0).all()
     assert "What the sweep will cost" in result.stdout + result.stderr
-    assert not (tmp_path / "results" / "runs.csv").exists()  # the estimate trains nothing
+    assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing

@@ -54,7 +54,7 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert output.count("has been submitted with SLURM jobid") == 8  # 4 train + 4 evaluate jobs
-    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("results/digits/*/*/*/*/train.json"))]
+    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("results/slurm/digits/*/*/*/*/train.json"))]
     assert len(records) == 4
     job_ids = [record["slurm_job_id"] for record in records]
     assert all(job_ids) and len(set(job_ids)) == 4  # every training ran as its own Slurm job
@@ -65,9 +65,9 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
             assert a["cuda_visible_devices"] != b["cuda_visible_devices"], (a["slurm_job_id"], b["slurm_job_id"])
     assert any(a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
                for a, b in itertools.combinations(records, 2)), "two GPU jobs should have run at once"
-    evaluations = [json.loads(path.read_text()) for path in tmp_path.glob("results/digits/*/*/*/*/eval.json")]
+    evaluations = [json.loads(path.read_text()) for path in tmp_path.glob("results/slurm/digits/*/*/*/*/eval.json")]
     assert all(evaluation["job"]["slurm_job_id"] for evaluation in evaluations)
-    assert "five (K=1, σ fitted)" in (tmp_path / "results" / "tables" / "main.md").read_text()
+    assert "five (K=1, σ fitted)" in (tmp_path / "results" / "slurm" / "tables" / "main.md").read_text()
 
 
 def release_requeued(job):
@@ -95,7 +95,7 @@ def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
               "datasets": {"digits": {"latent_dims": [2], "epochs": 600, "hidden_width": 8, "importance_samples": 4,
                                       "checkpoint_every": 1}}}
     process = run_profile(tmp_path, config, background=True)
-    runs = {seed: tmp_path / "results" / "digits" / "vae" / "d2" / "k0" / f"s{seed}" for seed in (0, 1)}
+    runs = {seed: tmp_path / "results" / "preempt" / "digits" / "vae" / "d2" / "k0" / f"s{seed}" for seed in (0, 1)}
     deadline = time.monotonic() + 600
     interrupted = {}
     while len(interrupted) < 2 and time.monotonic() < deadline and process.poll() is None:
@@ -114,7 +114,7 @@ def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     for seed, (job, epochs_at_interrupt) in interrupted.items():
         record = json.loads((runs[seed] / "train.json").read_text())
         assert record["status"] == "complete" and record["epochs_completed"] == 600
-        log = (tmp_path / "logs" / "train" / "digits" / "vae" / "d2" / "k0" / f"s{seed}.log").read_text()
+        log = (tmp_path / "logs" / "preempt" / "train" / "digits" / "vae" / "d2" / "k0" / f"s{seed}.log").read_text()
         assert "after epoch" in log and "resuming" in log and epochs_at_interrupt < 600
         if seed == 0:  # a requeued job restarts under its own Slurm job id
             assert record["slurm_job_id"] == job

@@ -66,15 +66,23 @@ def test_evaluation_attaches_to_the_train_run_and_artifacts_are_stored(tmp_path,
     assert [item.path for item in client.list_artifacts(run.info.run_id)] == ["eval.json"]
 
 
-def test_a_missing_experiment_is_a_clear_error(tmp_path, monkeypatch):
-    import pytest
+def test_the_first_job_creates_the_experiment_and_racing_jobs_share_it(tmp_path, monkeypatch):
+    """No workflow job creates the experiment ahead of the others: every tracker creates it if absent, and
+    jobs starting together end in one experiment (with the artifact location the first one gave)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from five.errors import FiveError
+    from mlflow.tracking import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    ensure_experiment("exists")
-    with pytest.raises(FiveError, match="experiment 'absent' does not exist"):
-        RunTracker("absent", "results/x")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ensure_experiment("warm-up")  # the database schema exists, as after any earlier job
+    artifacts = str(tmp_path / "artifacts")
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda i: RunTracker("fresh", f"results/x{i}", artifact_location=artifacts).experiment_id,
+                            range(4)))
+    assert len(set(ids)) == 1
+    experiment = MlflowClient(uri).get_experiment_by_name("fresh")
+    assert experiment.experiment_id == ids[0] and experiment.artifact_location.endswith("artifacts")
 
 
 def test_a_rerun_replaces_only_its_own_run_and_only_after_the_new_one_exists(tmp_path, monkeypatch):

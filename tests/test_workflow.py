@@ -56,19 +56,19 @@ def finished(tmp_path_factory):
 
 
 def test_end_to_end_results_tables_plots_and_report(finished):
-    runs = pd.read_csv(finished / "results" / "runs.csv")
+    runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
     assert len(runs) == 4
     digits, manifold = runs[runs["dataset"] == "digits"], runs[runs["dataset"] == "manifold"]
     assert set(digits["status"]) == {"complete"} and digits["bits_per_dim"].notna().all()
     assert set(manifold["status"]) == {"diverged"} and manifold["error"].str.contains("non-finite").all()
-    main = (finished / "results" / "tables" / "main.md").read_text()
+    main = (finished / "results" / "tiny" / "tables" / "main.md").read_text()
     assert "five (K=1, σ fitted)" in main and "vae (σ fitted)" in main and "**" in main and "diverged" in main
     assert "N = 8 importance samples (digits)" in main  # the caption states N and each model's proposal and σ
     assert "five: N(f(x), s·J_f J_fᵀ) with s fitted on validation" in main
-    assert (finished / "results" / "tables" / "budget.tex").read_text().startswith("\\begin{table}")
+    assert (finished / "results" / "tiny" / "tables" / "budget.tex").read_text().startswith("\\begin{table}")
     for name in ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves"):
-        assert (finished / "results" / "plots" / f"{name}.png").stat().st_size > 5000
-    assert (finished / "results" / "digits" / "five" / "d2" / "k1" / "s0" / "grids" / "samples.png").exists()
+        assert (finished / "results" / "tiny" / "plots" / f"{name}.png").stat().st_size > 5000
+    assert (finished / "results" / "tiny" / "digits" / "five" / "d2" / "k1" / "s0" / "grids" / "samples.png").exists()
     report = subprocess.run([*SNAKEMAKE, "-d", str(finished), "--configfile", str(finished / "config.yaml"),
                              "--report", str(finished / "report.html")], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-2000:]
@@ -77,9 +77,9 @@ def test_end_to_end_results_tables_plots_and_report(finished):
 
 def test_config_strings_reach_the_shell_quoted(finished):
     assert not list(finished.rglob("injected")), "a config string was executed by the shell"
-    runs = pd.read_csv(finished / "results" / "runs.csv")
+    runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
     assert (runs.loc[runs["dataset"] == "digits", "status"] == "complete").all()
-    log = (finished / "logs" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
+    log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
     assert "done: 2 epochs" in log
 
 
@@ -90,7 +90,7 @@ def test_every_job_is_in_mlflow_once(finished):
     keys = sorted(run.data.tags["five.run_key"] for run in runs)
     # the identity is the run folder's absolute path: another checkout's runs in the same experiment differ
     assert keys == sorted(str((finished / run_dir).resolve())
-                          for run_dir in pd.read_csv(finished / "results" / "runs.csv")["run_dir"])
+                          for run_dir in pd.read_csv(finished / "results" / "tiny" / "runs.csv")["run_dir"])
     for run in runs:
         if "digits" in run.data.tags["five.run_key"]:
             assert run.info.status == "FINISHED" and "eval_nll_nats" in run.data.metrics
@@ -123,9 +123,9 @@ def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     snakemake(finished, longer)
-    log = (finished / "logs" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
+    log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
     assert "resuming" in log and "after epoch 2/3" in log
-    runs = pd.read_csv(finished / "results" / "runs.csv")
+    runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
     assert set(runs.loc[runs["dataset"] == "digits", "epochs_completed"]) == {3}
     client = MlflowClient(f"sqlite:///{finished / 'results' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")

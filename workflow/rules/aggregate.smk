@@ -1,4 +1,4 @@
-# All runs → results/runs.csv (the table every figure and table is made from) → tables and plots.
+# All runs → results/<experiment>/runs.csv (the table every figure and table is made from) → tables and plots.
 
 
 rule aggregate:
@@ -13,7 +13,7 @@ rule aggregate:
         sweep=SWEEP,
         estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     log:
-        "logs/aggregate.log",
+        f"{LOGS}/aggregate.log",
     localrule: True
     conda:
         "../envs/five.yaml"
@@ -34,13 +34,14 @@ rule tables:
     params:
         references={name: settings.get("reference", []) for name, settings in config["datasets"].items()},
         probes_shown=probes_shown(),
+        provenance=PROVENANCE,
         model_selection=lambda wildcards: (
             "evaluated at the epoch with the best validation NLL"
             if config["model_selection"] == "best"
             else "evaluated at the last epoch"
         ),
     log:
-        "logs/tables.log",
+        f"{LOGS}/tables.log",
     localrule: True
     conda:
         "../envs/five.yaml"
@@ -60,7 +61,7 @@ rule plots:
     params:
         probes_shown=probes_shown(),
     log:
-        "logs/plots.log",
+        f"{LOGS}/plots.log",
     localrule: True
     conda:
         "../envs/five.yaml"
@@ -78,8 +79,9 @@ rule claims:
     params:
         claims=config["claims"],
         probes_shown=probes_shown(),
+        provenance=PROVENANCE,
     log:
-        "logs/claims.log",
+        f"{LOGS}/claims.log",
     localrule: True
     conda:
         "../envs/five.yaml"

@@ -8,32 +8,39 @@ from snakemake.utils import validate
 from five.config import cuda_graph_mode
 from five.errors import ConfigError
 from five.estimate_files import estimated_minutes
-from five.sweep import MODEL_DIR_PATTERN, check_config, reject_duplicate_keys, sweep_table, train_arguments
+from five.sweep import (MODEL_DIR_PATTERN, RESULTS_ROOT, check_config, config_hash, experiment_dir,
+                        reject_duplicate_keys, sweep_table, train_arguments)
 from five.tracking import export_tracking_uri
 from five.vision import FILES as VISION_FILES
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-RESULTS = "results"
 try:  # every config problem is one line naming the key, before any job is planned
     for path in workflow.configfiles:
         reject_duplicate_keys(path)
     check_config(config, SCHEMA)
     validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
+    RESULTS = experiment_dir(config)  # this experiment's runs, tables, plots, claims and snapshot
     SWEEP = sweep_table(config, RESULTS)
 except ConfigError as error:
     print(f"five: config error: {error}", file=sys.stderr)
     sys.exit(2)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
-RUN_PATTERN = "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}"
-FIVE = [sys.executable, "-m", "five.cli"]  # the package of the Python running Snakemake; quoted with :q
+RUN_PATTERN = f"{RESULTS}/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/s{{seed}}"
+# Jobs run `"$FIVE_PYTHON" -m five.cli`: the package of the Python running Snakemake, passed through the
+# environment and never as a rule's parameter (a parameter change reruns jobs, and another interpreter is no
+# reason to retrain). A cluster job re-parses this file in its own Snakemake, which sets it there too.
+os.environ.update(FIVE_PYTHON=sys.executable)
 DATA_DIR = config["data_dir"]
-GPU_LOCKS = f"{RESULTS}/.gpu-locks"
-EXPERIMENT_MARKER = f"{RESULTS}/mlflow/experiment.txt"
+LOGS = f"logs/{config['experiment']}"
+GPU_LOCKS = f"{RESULTS_ROOT}/.gpu-locks"  # devices are shared by every experiment
+MLFLOW_ARTIFACTS = f"{RESULTS_ROOT}/mlflow-artifacts"
 ESTIMATE_CSV = f"{RESULTS}/estimate.csv"
+# What every table, claims file and snapshot says it was made from
+PROVENANCE = {"experiment": config["experiment"], "config_hash": config_hash(config)}
 IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
 
-TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS)
+TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT)
 
 USES_ESTIMATE = any(job.get("runtime") == "estimate" for settings in config["datasets"].values()
                     for job in settings.get("resources", {}).values())

@@ -6,27 +6,25 @@ rule download_mnist:
     output:
         [f"{DATA_DIR}/{file}" for file in VISION_FILES["mnist"]],
     params:
-        five=FIVE,
         data_dir=lambda wildcards, output: data_root(output, "mnist"),
     log:
-        "logs/download/mnist.log",
+        f"{LOGS}/download/mnist.log",
     conda:
         "../envs/five.yaml"
     localrule: True
     shell:
-        "{params.five:q} download --dataset mnist --data-dir {params.data_dir:q} > {log:q} 2>&1"
+        "\"$FIVE_PYTHON\" -m five.cli download --dataset mnist --data-dir {params.data_dir:q} > {log:q} 2>&1"
 
 
 rule download_cifar10:
     output:
         [f"{DATA_DIR}/{file}" for file in VISION_FILES["cifar10"]],
     params:
-        five=FIVE,
         data_dir=lambda wildcards, output: data_root(output, "cifar10"),
     log:
-        "logs/download/cifar10.log",
+        f"{LOGS}/download/cifar10.log",
     conda:
         "../envs/five.yaml"
     localrule: True
     shell:
-        "{params.five:q} download --dataset cifar10 --data-dir {params.data_dir:q} > {log:q} 2>&1"
+        "\"$FIVE_PYTHON\" -m five.cli download --dataset cifar10 --data-dir {params.data_dir:q} > {log:q} 2>&1"

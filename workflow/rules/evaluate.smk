@@ -3,11 +3,10 @@
 
 rule evaluate:
     input:
-        "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}/train.json",
+        f"{RUN_PATTERN}/train.json",
     output:
-        "results/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}/eval.json",
+        f"{RUN_PATTERN}/eval.json",
     params:
-        five=FIVE,
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
         importance_samples=lambda wildcards: sweep_row(wildcards)["importance_samples"],
         images=lambda wildcards: (
@@ -19,10 +18,11 @@ rule evaluate:
         data_dir=DATA_DIR,
         experiment=config["experiment"],
         run_key=mlflow_run_key,
+        artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
-        cache=f"{RESULTS}/.cache",
+        cache=f"{RESULTS_ROOT}/.cache",
     log:
-        "logs/evaluate/{dataset}/{model}/d{latent_dim}/k{probes}/s{seed}.log",
+        f"{LOGS}/evaluate/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/s{{seed}}.log",
     threads: job_threads
     resources:
         gpu=1,
@@ -31,7 +31,7 @@ rule evaluate:
     conda:
         "../envs/five.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.five:q} evaluate --threads {threads} --run {params.run_dir:q} "
+        "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli evaluate --threads {threads} --run {params.run_dir:q} "
         "--importance-samples {params.importance_samples:q} {params.images:q} "
         "--model-selection {params.model_selection:q} --sigma {params.sigma:q} --device {params.device:q} --data-dir {params.data_dir:q} "
-        "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --gpu-lock-dir {params.gpu_locks:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"
+        "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --mlflow-artifact-location {params.artifacts:q} --gpu-lock-dir {params.gpu_locks:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"

@@ -9,8 +9,9 @@ rule config_snapshot:
         report(f"{RESULTS}/config.yaml", caption="../report/config.rst", category="Configuration"),
     params:
         config=config,
+        provenance=PROVENANCE,
     log:
-        "logs/config_snapshot.log",
+        f"{LOGS}/config_snapshot.log",
     localrule: True
     conda:
         "../envs/five.yaml"

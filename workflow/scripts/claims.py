@@ -10,6 +10,6 @@ snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input[0])
 settings = snakemake.params.claims
 table = evaluate_claims(runs, settings, snakemake.params.probes_shown)
-summary = write_claims(table, Path(snakemake.output.md).with_suffix(""), settings)
+summary = write_claims(table, Path(snakemake.output.md).with_suffix(""), settings, snakemake.params.provenance)
 Path(snakemake.output.summary).write_text(summary + "\n")
 Path(snakemake.log[0]).write_text(summary + "\n")

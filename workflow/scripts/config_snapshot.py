@@ -5,5 +5,7 @@ from pathlib import Path
 import yaml
 
 snakemake = globals()["snakemake"]
-Path(snakemake.output[0]).write_text(yaml.safe_dump(snakemake.params.config, sort_keys=False))
+provenance = snakemake.params.provenance
+header = f"# experiment {provenance['experiment']}, config hash {provenance['config_hash']}\n"
+Path(snakemake.output[0]).write_text(header + yaml.safe_dump(snakemake.params.config, sort_keys=False))
 Path(snakemake.log[0]).write_text(f"wrote {snakemake.output[0]}\n")

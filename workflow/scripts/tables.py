@@ -12,7 +12,8 @@ shown_models = snakemake.params.probes_shown
 references = snakemake.params.references
 selection = snakemake.params.model_selection
 shown = "; ".join(f"{model} at K={k}" for model, k in shown_models.items())
-evaluation = evaluation_caption(runs)
+evaluation = evaluation_caption(runs) + " Made from: " + ", ".join(
+    f"{key} {value}" for key, value in snakemake.params.provenance.items()) + "."
 main = attach_references(summarise(with_own_sigma_rows(runs), shown_models), references)
 write_tables(main, Path(snakemake.output.main_csv).with_suffix(""), "Test likelihood by latent dimension",
              f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped. {evaluation}")
