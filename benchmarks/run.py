@@ -202,6 +202,86 @@ def compiled_graph_step_times(report: Report, device: torch.device, repeats: int
                seconds["five K=1 compiled"] / seconds["vae compiled"], "x", "<2.0")
 
 
+def cudnn_autotuned_graph_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
+    """Conv graph steps with cuDNN's autotuner (`torch.backends.cudnn.benchmark`) off and on: the capture's
+    warm-up would let it pick the fastest convolution algorithms for the run's shapes."""
+    print("\n1f. conv graph steps, cuDNN autotuner off / on (d = 16, batch 128)")
+    if device.type != "cuda":
+        print("  skipped: CUDA graphs need a CUDA device")
+        return
+    dataset = synthetic_dataset(*ARCHITECTURES["conv"])
+    steps = {}
+    for tuned in (False, True):
+        torch.backends.cudnn.benchmark = tuned
+        for name, model, probes in (("vae", "vae", None), ("five K=1", "five", 1), ("fif K=1", "fif", 1)):
+            steps[(name, tuned)] = make_step(model, dataset, 16, probes, device, cuda_graph=True)
+    torch.backends.cudnn.benchmark = False
+    seconds = time_steps(steps, repeats, inner, device)
+    for (name, tuned), value in seconds.items():
+        report.add("graph", f"conv d=16 {name} graph step, cudnn autotuner {'on' if tuned else 'off'}",
+                   value * 1000, "ms")
+
+
+def packed_step_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
+    """Per-member step time of packs of seeds (five.pack): M members as one batched model, eager and (on CUDA)
+    as a CUDA graph; d = 16, batch 128 per member. Speed-up = the pack of one's time per member / this one's."""
+    packs, modes = ((1, 3, 8, 16), (False, True)) if device.type == "cuda" else ((1, 3), (False,))
+    print(f"\n1g. packed seeds: ms per member and step (d = 16, batch 128 per member), packs {packs}")
+    for arch in ARCHITECTURES:
+        dataset = synthetic_dataset(*ARCHITECTURES[arch])
+        steps = {}
+        for name in ("vae", "fif K=1", "fif K=8", "five K=1", "five K=8"):
+            model, _, budget = name.partition(" K=")
+            for graphed in modes:
+                for pack in packs if graphed or device.type != "cuda" else packs[:2]:
+                    steps[(name, graphed, pack)] = make_step(model, dataset, 16, int(budget) if budget else None,
+                                                             device, cuda_graph=graphed, pack=pack)
+        seconds = time_steps(steps, repeats, inner, device)
+        for (name, graphed, pack), value in seconds.items():
+            mode = "graph" if graphed else "eager"
+            target = "<1.2" if (arch, name, graphed, pack) == ("mlp", "vae", False, 3) and device.type == "cuda" else ""
+            report.add("packed", f"{arch} d=16 {name} {mode} pack {pack} per member", value / pack * 1000, "ms",
+                       target)
+            if pack > 1:
+                report.add("packed", f"{arch} d=16 {name} {mode} pack {pack} speed-up per member",
+                           seconds[(name, graphed, 1)] / (value / pack), "x")
+
+
+def packed_trunk_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
+    """Where a pack's time goes on the GPU: forward + backward of the networks alone (encoder trunk and decoder,
+    d = 16, batch 128 per member), each replayed as a CUDA graph, solo against a pack of 3 (batched matmuls,
+    grouped convolutions); ms per member."""
+    print("\n1h. networks alone (forward + backward as a CUDA graph): ms per member, solo vs pack of 3")
+    if device.type != "cuda":
+        print("  skipped: CUDA graphs need a CUDA device")
+        return
+    from five.config import TrainConfig
+    from five.models import build_model
+    from five.pack import pack_models
+
+    for arch in ARCHITECTURES:
+        dataset = synthetic_dataset(*ARCHITECTURES[arch])
+        config = TrainConfig(model="vae", dataset="bench", latent_dim=16, hidden_width=512)
+        for pack in (1, 3):
+            members = [build_model(config, dataset).to(device) for _ in range(pack)]
+            model = members[0] if pack == 1 else pack_models(members)
+            x = torch.rand(128 * pack, *dataset.example_shape, device=device)
+            for part, run in (("encoder", lambda: model.encoder_trunk(x)),
+                              ("decoder", lambda: model.decoder(torch.randn(128 * pack, 16, device=device)))):
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(2):
+                        run().square().sum().backward()
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    run().square().sum().backward()
+                seconds = time_steps({"part": graph.replay}, repeats, inner * 10, device)["part"]
+                report.add("packed", f"{arch} {part} forward+backward graph, pack {pack}, per member",
+                           seconds / pack * 1000, "ms")
+
+
 def outside_model_share(report: Report, device: torch.device, repeats: int, inner: int) -> None:
     print("\n3. share of step time outside the model (batch indexing, dequantisation) ")
     dataset = synthetic_dataset((1, 28, 28), "mlp")
@@ -334,7 +414,7 @@ def validation_share(report: Report) -> None:
         report.add("monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%")
 
 
-SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "overhead", "iwae", "workflow", "monitoring")
+SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "graph-cudnn", "packed", "packed-trunks", "overhead", "iwae", "workflow", "monitoring")
 
 
 def main(argv=None) -> int:
@@ -357,6 +437,9 @@ def main(argv=None) -> int:
                 "compiled": lambda: compiled_step_ratios(report, device, repeats, inner),
                 "graph": lambda: graph_step_times(report, device, repeats, inner),
                 "compiled-graph": lambda: compiled_graph_step_times(report, device, repeats, inner),
+                "graph-cudnn": lambda: cudnn_autotuned_graph_times(report, device, repeats, inner),
+                "packed": lambda: packed_step_times(report, device, repeats, inner),
+                "packed-trunks": lambda: packed_trunk_times(report, device, repeats, inner),
                 "overhead": lambda: outside_model_share(report, device, repeats, inner),
                 "iwae": lambda: iwae_throughput(report, device),
                 "workflow": lambda: workflow_overhead(report),

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -26,7 +27,26 @@ CHECKPOINT_KEYS = ("config", "epoch", "model")
 MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
 
 
-def _atomic_write(path: Path, write) -> None:
+def refuse_non_regular(path: Path, what: str = "") -> None:
+    """Never write over anything but a regular file: a device (as root, `--out /dev/null` would become a regular
+    file), a FIFO, a socket, a folder or a dangling link is refused in one line."""
+    path = Path(path)
+    if path.is_file() or not (path.exists() or path.is_symlink()):
+        return
+    if not path.exists():
+        kind = "a link to nothing"
+    else:
+        mode = os.stat(path).st_mode
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+    raise FiveError(f"{what + ' ' if what else ''}{path} is {kind}; five writes only regular files")
+
+
+def atomic_write(path: Path, write) -> None:
+    """`write(file)` into a temp file beside `path`, then rename it over `path` (a regular file or nothing)."""
+    path = Path(path)
+    refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -49,7 +69,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic_write(path, lambda file: torch.save(state, file))
+    atomic_write(path, lambda file: torch.save(state, file))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -135,6 +155,7 @@ def check_output_file(path: Path, what: str, protected=()) -> None:
     path = Path(path)
     if path.is_dir():
         raise FiveError(f"{what} {path} is a folder; give a file name")
+    refuse_non_regular(path, what)
     if any(path.resolve() == Path(other).resolve() for other in protected):
         raise FiveError(f"{what} {path} would overwrite the run's own {path.name}; choose another file")
     _check_creatable(path.parent, what)
@@ -153,4 +174,4 @@ def _check_creatable(folder: Path, what: str) -> None:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    _atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
+    atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))

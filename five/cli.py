@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, check_output_dir, check_output_file,
-                             write_json)
+                             refuse_non_regular, write_json)
 from five.config import CUDA_GRAPH_MODES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
 from five.errors import FiveError
 
@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--device", default="auto", help="where to time the steps: auto, cpu or cuda (time on "
                                                            "the kind of device the jobs will use)")
     estimate.add_argument("--gpus", type=int, default=1, help="devices the sweep runs on at once (wall-clock)")
+    estimate.add_argument("--pack-seeds", action="store_true",
+                          help="also time each sweep point's seeds packed into one model (five.pack) and report the "
+                               "device-hours with packing")
     estimate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
     estimate.add_argument("--out-dir", type=Path,
                           help="where estimate.csv and estimate.md go (default: results/<experiment>, where the "
@@ -164,6 +167,8 @@ def run_train(args) -> None:
         surrogate_point=args.surrogate_point,
     )
     check_output_dir(args.out, "--out")
+    for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
+        refuse_non_regular(args.out / name, "--out")
     device, facts = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
     tracker = make_tracker(args, args.out)
@@ -199,6 +204,12 @@ def run_evaluate(args) -> None:
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if not args.run.is_dir():
         raise FiveError(f"--run {args.run} is not a run folder (train it first with `five train --out {args.run}`)")
+    if args.image_dir is not None:
+        from five.images import IMAGE_NAMES
+
+        check_output_dir(args.image_dir, "--image-dir")
+        for name in IMAGE_NAMES:
+            refuse_non_regular(args.image_dir / name, "--image-dir")
     check_output_file(args.out, "--out", protected=[args.run / name for name in (CHECKPOINT_NAME, BEST_NAME,
                                                                                 TRAIN_JSON)])
     device, facts = prepare_job(args, log)
@@ -253,7 +264,7 @@ def run_estimate(args) -> None:
     device = choose_device(args.device)
     name = torch_device_name(device)
     estimate = estimate_sweep(config, sweep_table(config, experiment_dir(config)), device,
-                              args.data_dir or Path(config["data_dir"]))
+                              args.data_dir or Path(config["data_dir"]), pack_seeds=args.pack_seeds)
     summary = write_estimate(estimate, args.out_dir, args.gpus, name)
     print(f"{summary}\nwrote {args.out_dir / 'estimate.csv'} and {args.out_dir / 'estimate.md'}")
 

@@ -46,11 +46,13 @@ class Dataset:
 
 
 def dequantize(levels: torch.Tensor, discrete_levels: int | None, generator: torch.Generator) -> torch.Tensor:
-    """Spec §2: x = (n + u) / L, u ~ U[0,1)^D, for discrete data; continuous data pass through as float32."""
+    """Spec §2: x = (n + u) / L, u ~ U[0,1)^D, for discrete data; continuous data pass through. In PyTorch's
+    default float type (float32 unless a float64 test sets it)."""
+    dtype = torch.get_default_dtype()
     if discrete_levels is None:
-        return levels.float()
-    noise = torch.rand(levels.shape, generator=generator, device=levels.device)
-    return (levels.float() + noise) / discrete_levels
+        return levels.to(dtype)
+    noise = torch.rand(levels.shape, generator=generator, device=levels.device, dtype=dtype)
+    return (levels.to(dtype) + noise) / discrete_levels
 
 
 def _shuffled_split(array: np.ndarray, sizes: dict[str, int]) -> dict[str, torch.Tensor]:

@@ -55,16 +55,19 @@ def dataset_for_timing(name: str, data_dir: Path | None) -> tuple[Dataset, dict[
 
 
 def time_configuration(row: dict, dataset: Dataset, device: torch.device, compiled: bool,
-                       steps: int = 1, cuda_graph: bool = False) -> dict[str, float]:
+                       steps: int = 1, cuda_graph: bool = False, pack: int = 1) -> dict[str, float]:
     """Seconds per training step (as a CUDA graph where the jobs will capture it), per example of a posterior,
-    per example × importance sample of IWAE."""
-    step = make_step(row["model"], dataset, int(row["latent_dim"]), int(row["probes"]) or None, device,
-                     batch_size=int(row["batch_size"]), compile_objective=compiled,
-                     surrogate_point=row["surrogate_point"] or None,
-                     architecture=row["architecture"],
-                     hidden_width=int(row["hidden_width"]), cuda_graph=cuda_graph)
-    step_s = time_steps({"step": step}, repeats=steps, inner=1, device=device, warmup=1)["step"]
-    model = step.model
+    per example × importance sample of IWAE; with `pack` > 1 also the seconds per member of a step of that many
+    seeds packed into one model (five.pack)."""
+    def timed_step(members: int) -> tuple[float, torch.nn.Module]:
+        step = make_step(row["model"], dataset, int(row["latent_dim"]), int(row["probes"]) or None, device,
+                         batch_size=int(row["batch_size"]), compile_objective=compiled,
+                         surrogate_point=row["surrogate_point"] or None, architecture=row["architecture"],
+                         hidden_width=int(row["hidden_width"]), cuda_graph=cuda_graph, pack=members)
+        return time_steps({"step": step}, repeats=steps, inner=1, device=device, warmup=1)["step"], step.model
+
+    step_s, model = timed_step(1)
+    packed = {"step_s_packed": timed_step(pack)[0] / pack} if pack > 1 else {}
     generator = torch.Generator(device=device).manual_seed(0)
     x = dequantize(dataset.split("test")[:EXAMPLES].to(device), dataset.discrete_levels, generator)
     with torch.no_grad():
@@ -74,7 +77,7 @@ def time_configuration(row: dict, dataset: Dataset, device: torch.device, compil
         chunk_s = time_steps(chunk, repeats=1, inner=1, device=device, warmup=1)
     posterior_s, iwae_s = chunk_s["posterior"], chunk_s["iwae"]
     return {"step_s": step_s, "posterior_s_per_example": posterior_s / x.shape[0],
-            "iwae_s_per_sample": iwae_s / (x.shape[0] * SAMPLES)}
+            "iwae_s_per_sample": iwae_s / (x.shape[0] * SAMPLES), **packed}
 
 
 def interpolated_timing(row: dict, timings: dict) -> dict[str, float]:
@@ -95,8 +98,10 @@ def predicted_seconds(row: dict, timing: dict, sizes: dict[str, int], sigma: str
     validation_size = min(VALIDATION_EXAMPLES, sizes.get("validation", sizes["train"]))
     one_validation = validation_size * (timing["posterior_s_per_example"]
                                         + VALIDATION_SAMPLES * timing["iwae_s_per_sample"])
-    train_s = epochs * math.ceil(sizes["train"] / int(row["batch_size"])) * timing["step_s"]
-    train_s += validations * one_validation
+    steps = epochs * math.ceil(sizes["train"] / int(row["batch_size"]))
+    train_s = steps * timing["step_s"] + validations * one_validation
+    packed = {"predicted_train_s_packed": steps * timing["step_s_packed"] + validations * one_validation} \
+        if "step_s_packed" in timing else {}
     test_pass = sizes["test"] * (timing["posterior_s_per_example"]
                                  + int(row["importance_samples"]) * timing["iwae_s_per_sample"])
     evaluate_s = test_pass
@@ -105,7 +110,7 @@ def predicted_seconds(row: dict, timing: dict, sizes: dict[str, int], sigma: str
                                          * VALIDATION_SAMPLES * timing["iwae_s_per_sample"])
         if row["model"] == "fif":
             evaluate_s += test_pass  # FIF is also evaluated at its own σ
-    return {"predicted_train_s": train_s, "predicted_evaluate_s": evaluate_s}
+    return {"predicted_train_s": train_s, "predicted_evaluate_s": evaluate_s, **packed}
 
 
 def job_startup_seconds() -> float:
@@ -116,8 +121,10 @@ def job_startup_seconds() -> float:
 
 
 def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data_dir: Path | None,
-                   log: Callable[[str], None] = print) -> pd.DataFrame:
-    """One row per run of `sweep`: its predicted training and evaluation seconds on `device`."""
+                   log: Callable[[str], None] = print, pack_seeds: bool = False) -> pd.DataFrame:
+    """One row per run of `sweep`: its predicted training and evaluation seconds on `device`; with `pack_seeds`,
+    also its training seconds were all seeds of its sweep point trained as one packed model."""
+    pack = len(config["seeds"]) if pack_seeds else 1
     sweep = sweep.copy()
     datasets = {name: dataset_for_timing(name, data_dir) for name in sweep["dataset"].unique()}
     defaults = {name: dataset for name, (dataset, _, _) in datasets.items()}
@@ -146,7 +153,7 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
         timing = time_configuration(row, dataset, device, bool(config.get("compile")),
-                                    cuda_graph=graphed(row["dataset"]))
+                                    cuda_graph=graphed(row["dataset"]), pack=pack)
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
             f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
@@ -193,6 +200,10 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
     summary = (f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
                f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
                f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}")
+    if "predicted_train_s_packed" in estimate:
+        packed_h = (estimate["predicted_train_s_packed"] + estimate["job_startup_s"] / estimate["seed"].nunique()) / 3600
+        summary += (f"; with each sweep point's seeds packed into one run (five.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
+                    f"device-hours (training {packed_h.sum():,.2f} h)")
     graphed = sorted(set(estimate.loc[estimate["cuda_graph"], "dataset"])) if "cuda_graph" in estimate else []
     notes = [f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
              f"Training steps timed as CUDA graphs (`cuda_graph`) for: {', '.join(graphed) or 'none'}.",

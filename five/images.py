@@ -8,11 +8,13 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from five.checkpoint import atomic_write
 from five.errors import FiveError
 from five.models import Model
 
 GRID_EXAMPLES = 32
 GRID_SAMPLES = 64
+IMAGE_NAMES = ("reconstructions.png", "samples.png")
 
 
 def as_images(x: torch.Tensor, example_shape: tuple[int, ...]) -> torch.Tensor:
@@ -34,8 +36,9 @@ def write_image_grids(model: Model, x: torch.Tensor, out_dir: Path, generator: t
         z = torch.randn(GRID_SAMPLES, model.latent_dim, generator=generator, device=x.device)
         samples = model.decode(z)
     shape = model.example_shape
-    paths = [out_dir / "reconstructions.png", out_dir / "samples.png"]
+    paths = [out_dir / name for name in IMAGE_NAMES]
     pairs = torch.cat([as_images(x, shape), as_images(reconstructions, shape)]).clamp(0, 1).cpu()
-    save_image(pairs, paths[0], nrow=8, pad_value=1.0)
-    save_image(as_images(samples, shape).clamp(0, 1).cpu(), paths[1], nrow=8, pad_value=1.0)
+    grids = [pairs, as_images(samples, shape).clamp(0, 1).cpu()]
+    for path, grid in zip(paths, grids):
+        atomic_write(path, lambda file, grid=grid: save_image(grid, file, format="png", nrow=8, pad_value=1.0))
     return paths

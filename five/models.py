@@ -37,6 +37,8 @@ class Model(nn.Module):
     name = ""
     posterior_scales_with_sigma = False  # True where q(z|x)'s covariance is s·(something), as for FIF and FIVE
     compiled = False  # set by compile_objective
+    members = 1  # models trained side by side as one (five.pack); rows of a batch come in member blocks
+    noise_batch_dims: tuple[int, ...] = (0,)  # the example dimension of each tensor draw_noise returns
 
     def __init__(self, config: TrainConfig, dataset: Dataset):
         super().__init__()
@@ -58,6 +60,15 @@ class Model(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def row_log_sigma(self, x: torch.Tensor) -> torch.Tensor:
+        """ρ for the rows of x: the scalar, or in a pack each member's ρ repeated over its block of rows."""
+        return self.log_sigma if self.members == 1 else self.log_sigma.repeat_interleave(x.shape[0] // self.members)
+
+    def member_losses(self, per_example: torch.Tensor) -> torch.Tensor:
+        """Each member's mean loss over its rows, (members,). The optimiser minimises their *sum*, so that each
+        member's gradient is its own (a mean over members would scale every gradient by 1/M)."""
+        return per_example.reshape(self.members, -1).mean(1)
 
     def project_parameters(self) -> None:
         """Keep ρ above its floor after each optimiser step (a projection, so ρ stays learnable)."""
@@ -130,7 +141,7 @@ class VAE(Model):
 
     def objective(self, x, eps):
         mu, log_std = self.split_head(x)
-        return objectives.vae_loss(x, mu, log_std, self.decode, self.log_sigma, eps)
+        return objectives.vae_loss(x, mu, log_std, self.decode, self.row_log_sigma(x), eps)
 
     def posterior(self, x):
         mu, log_std = self.split_head(x)
@@ -161,7 +172,7 @@ class FCVAE(Model):
 
     def objective(self, x, eps):
         mu, log_diag, off_diag = self.split_head(x)
-        return objectives.fcvae_loss(x, mu, log_diag, off_diag, self.decode, self.log_sigma, eps)
+        return objectives.fcvae_loss(x, mu, log_diag, off_diag, self.decode, self.row_log_sigma(x), eps)
 
     def posterior(self, x):
         mu, log_diag, off_diag = self.split_head(x)
@@ -173,6 +184,7 @@ class FIVE(Model):
 
     name = "five"
     posterior_scales_with_sigma = True  # N(f(x), s·J_f J_fᵀ)
+    noise_batch_dims = (0, 1)  # u or ε (B, …), probes (K, B, d)
     forced_encoder_product: str | None = None  # benchmarks time both; training lets the budget decide
 
     @property
@@ -191,7 +203,7 @@ class FIVE(Model):
         return self._randn(x.shape, generator, x), self.probes(x, generator)
 
     def objective(self, x, u, probes):
-        return objectives.five_loss(x, self.encode, self.decode, self.log_sigma, u, probes,
+        return objectives.five_loss(x, self.encode, self.decode, self.row_log_sigma(x), u, probes,
                                     self.config.surrogate_point, self.encoder_product)
 
     def posterior(self, x):

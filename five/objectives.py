@@ -17,6 +17,11 @@ Function = Callable[[torch.Tensor], torch.Tensor]
 FIF_TRAIN_NOISE = 0.01  # x̃ = x + 0.01·ε (§1.3)
 
 
+def per_row(value: torch.Tensor) -> torch.Tensor:
+    """A scalar, or one value per row (a pack's σ, five.pack), as a column that scales the rows of (B, d)."""
+    return value.reshape(-1, 1)
+
+
 def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """‖x − x̂‖² per example."""
     return (x - x_hat).flatten(1).pow(2).sum(1)
@@ -120,7 +125,7 @@ def five_loss(x, encode: Function, decode: Function, log_sigma, u, probes, surro
     if encoder_product == "reverse":
         x = x.detach().requires_grad_()  # the VJP is w.r.t. the encoder's input
     mean, sampling_tangent = jvp(encode, (x,), (u,))
-    z = mean + torch.exp(log_sigma) * sampling_tangent
+    z = mean + per_row(torch.exp(log_sigma)) * sampling_tangent
     if surrogate_point == "sample":
         x_hat, tangents = decoder_jvps(decode, z, probes)
     else:
@@ -136,7 +141,7 @@ def five_loss_forward(x, encode: Function, decode: Function, log_sigma, u, probe
         mean_detached = encode(x)
     tangents = decoder_probe_tangents(decode, mean_detached, probes)
     mean, encoder_tangents = encoder_jvps(encode, x, torch.cat([u.unsqueeze(0), tangents]))
-    z = mean + torch.exp(log_sigma) * encoder_tangents[0]
+    z = mean + per_row(torch.exp(log_sigma)) * encoder_tangents[0]
     surrogate = log_det_surrogate(probes, encoder_tangents[1:])
     return five_terms(x, z, decode(z), surrogate, log_sigma)
 

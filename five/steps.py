@@ -23,70 +23,85 @@ from five.errors import ConfigError
 from five.models import Model
 
 WARMUP_PASSES = 2  # forward + backward passes before a capture (lazy cuBLAS/cuDNN set-up must not be captured)
-Step = Callable[[torch.Tensor], torch.Tensor]
+Step = Callable[[torch.Tensor], torch.Tensor]  # batch indices → each member's loss (members,)
+Batch = Callable[[torch.Tensor, list[torch.Generator]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+
+
+def optimiser_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                   noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """One optimiser step on the batch x with its drawn noise; returns each member's loss (members,), detached."""
+    losses = model.member_losses(model.objective(x, *noise)["loss"])
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward(inputs=model.trainable_parameters())
+    optimizer.step()
+    model.project_parameters()
+    return losses.detach()
 
 
 def training_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
-    """One optimiser step on the batch x; returns the loss (on the device, detached)."""
-    loss = model.loss_terms(x, generator)["loss"].mean()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward(inputs=model.trainable_parameters())
-    optimizer.step()
-    model.project_parameters()
-    return loss.detach()
+    """One optimiser step of a solo model on the batch x; returns the loss (on the device, detached)."""
+    return optimiser_step(model, optimizer, x, model.draw_noise(x, generator))[0]
 
 
-def eager_step(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor, discrete_levels: int | None,
-               generator: torch.Generator) -> Step:
+def solo_batch(model: Model, data: torch.Tensor, discrete_levels: int | None) -> Batch:
+    """The batch of a solo run: its examples, dequantised, and the model's noise, from the run's generator."""
+    def batch(indices: torch.Tensor, generators: list[torch.Generator]):
+        x = dequantize(data[indices], discrete_levels, generators[0])
+        return x, model.draw_noise(x, generators[0])
+
+    return batch
+
+
+def eager_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch,
+               generators: list[torch.Generator]) -> Step:
     def step(indices: torch.Tensor) -> torch.Tensor:
-        return training_step(model, optimizer, dequantize(data[indices], discrete_levels, generator), generator)
+        return optimiser_step(model, optimizer, *batch(indices, generators))
 
     return step
 
 
 class GraphedStep:
-    """The training step as one CUDA graph per batch size (a full batch and the epoch's last, shorter one).
+    """The training step as one CUDA graph per shape of the batch indices (a full batch and the epoch's last,
+    shorter one): `batch(indices, generators)` assembles the examples and noise (solo_batch, or a pack's).
 
-    The optimiser must be capturable (`build_optimizer(..., capturable=True)`), the generator a CUDA one that
-    the caller reseeds between epochs (never replaced: the graphs read its state)."""
+    The optimiser must be capturable (`build_optimizer(..., capturable=True)`), the generators CUDA ones that
+    the caller reseeds between epochs (never replaced: the graphs read their state)."""
 
-    def __init__(self, model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor,
-                 discrete_levels: int | None, generator: torch.Generator, batch_sizes: list[int]):
-        self.model, self.optimizer, self.data = model, optimizer, data
-        self.discrete_levels, self.generator = discrete_levels, generator
+    def __init__(self, model: Model, optimizer: torch.optim.Optimizer, batch: Batch,
+                 generators: list[torch.Generator], index_shapes: list[tuple[int, ...]]):
+        self.model, self.optimizer, self.batch, self.generators = model, optimizer, batch, generators
         initialise_optimizer_state(optimizer)
-        self.graphs = {size: self._capture(size) for size in batch_sizes}
+        self.graphs = {tuple(shape): self._capture(tuple(shape)) for shape in index_shapes}
 
     def __call__(self, indices: torch.Tensor) -> torch.Tensor:
-        graph, index_buffer, loss = self.graphs[indices.shape[0]]
+        graph, index_buffer, losses = self.graphs[tuple(indices.shape)]
         index_buffer.copy_(indices)
         graph.replay()
-        return loss
+        return losses
 
-    def _batch(self, index_buffer: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return dequantize(self.data[index_buffer], self.discrete_levels, generator)
-
-    def _capture(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
-        index_buffer = torch.zeros(size, dtype=torch.long, device=self.data.device)
+    def _capture(self, shape: tuple[int, ...]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        device = self.generators[0].device
+        index_buffer = torch.zeros(shape, dtype=torch.long, device=device)
         self._warm_up(index_buffer)
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(self.generator)
+        for generator in self.generators:
+            graph.register_generator_state(generator)
         self.optimizer.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph
         with torch.cuda.graph(graph):
-            loss = training_step(self.model, self.optimizer, self._batch(index_buffer, self.generator),
-                                 self.generator)
-        return graph, index_buffer, loss
+            losses = optimiser_step(self.model, self.optimizer, *self.batch(index_buffer, self.generators))
+        return graph, index_buffer, losses
 
     def _warm_up(self, index_buffer: torch.Tensor) -> None:
-        """Forward and backward passes on a side stream with a throwaway generator and no optimiser step: they
-        set up what the capture must find ready, and change neither the weights nor the run's random stream."""
-        generator = torch.Generator(device=self.data.device).manual_seed(0)
+        """Forward and backward passes on a side stream with throwaway generators and no optimiser step: they
+        set up what the capture must find ready, and change neither the weights nor the run's random streams."""
+        generators = [torch.Generator(device=g.device).manual_seed(0) for g in self.generators]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_PASSES):
-                loss = self.model.loss_terms(self._batch(index_buffer, generator), generator)["loss"].mean()
+                x, noise = self.batch(index_buffer, generators)
+                loss = self.model.member_losses(self.model.objective(x, *noise)["loss"]).sum()
                 loss.backward(inputs=self.model.trainable_parameters())
         torch.cuda.current_stream().wait_stream(stream)
         self.optimizer.zero_grad(set_to_none=True)
@@ -134,18 +149,18 @@ def uses_cuda_graph(mode: str, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
-def make_step(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor, discrete_levels: int | None,
-              generator: torch.Generator, batch_sizes: list[int], mode: str,
-              log: Callable[[str], None]) -> tuple[Step, bool]:
+def choose_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch, generators: list[torch.Generator],
+              index_shapes: list[tuple[int, ...]], mode: str, log: Callable[[str], None]) -> tuple[Step, bool]:
     """The run's step and whether it is a CUDA graph, with one log line saying which runs and why. `auto`
     falls back to eager steps, with the reason, where a capture fails; `on` fails instead."""
-    check_cuda_graph_mode(mode, data.device)
-    if not uses_cuda_graph(mode, data.device):
-        reason = "--cuda-graph off" if mode == "off" else f"on {data.device.type}"
+    device = generators[0].device
+    check_cuda_graph_mode(mode, device)
+    if not uses_cuda_graph(mode, device):
+        reason = "--cuda-graph off" if mode == "off" else f"on {device.type}"
         log(f"training step: eager ({reason})")
-        return eager_step(model, optimizer, data, discrete_levels, generator), False
+        return eager_step(model, optimizer, batch, generators), False
     try:
-        step = GraphedStep(model, optimizer, data, discrete_levels, generator, batch_sizes)
+        step = GraphedStep(model, optimizer, batch, generators, index_shapes)
     except Exception as error:  # noqa: BLE001 - any failed capture: `on` reports it, `auto` runs eagerly
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if mode == "on":
@@ -153,7 +168,8 @@ def make_step(model: Model, optimizer: torch.optim.Optimizer, data: torch.Tensor
         optimizer.zero_grad(set_to_none=True)
         set_capturable(optimizer, False)
         log(f"training step: eager (the CUDA graph capture failed: {reason})")
-        return eager_step(model, optimizer, data, discrete_levels, generator), False
-    log(f"training step: CUDA graph (captured for batch size{'s' if len(batch_sizes) > 1 else ''} "
-        f"{' and '.join(map(str, batch_sizes))})")
+        return eager_step(model, optimizer, batch, generators), False
+    sizes = sorted({shape[-1] for shape in index_shapes}, reverse=True)
+    log(f"training step: CUDA graph (captured for batch size{'s' if len(sizes) > 1 else ''} "
+        f"{' and '.join(map(str, sizes))})")
     return step, True

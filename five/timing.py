@@ -9,9 +9,10 @@ import time
 import torch
 
 from five.config import TrainConfig
-from five.data import Dataset, dequantize
+from five.data import Dataset
 from five.models import build_model
-from five.steps import GraphedStep, training_step
+from five.pack import member_batches, pack_models
+from five.steps import GraphedStep, eager_step, solo_batch
 from five.train import build_optimizer
 
 
@@ -23,15 +24,19 @@ def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) 
 def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | None, device: torch.device,
               batch_size: int = 128, include_data: bool = True, compile_objective: bool = False,
               encoder_product: str | None = None, objective=None, surrogate_point: str | None = None,
-              architecture: str | None = None, hidden_width: int = 512, cuda_graph: bool = False):
+              architecture: str | None = None, hidden_width: int = 512, cuda_graph: bool = False, pack: int = 1):
     """A closure running one optimiser step, as train_epoch does (data preparation optional); fif/five with
     `encoder_product` forced, or with another `objective(model, x, *noise)` (the reference formulation);
-    `cuda_graph`: the step captured as a CUDA graph, as training runs it on a GPU (five.steps)."""
-    torch.manual_seed(0)
+    `cuda_graph`: the step captured as a CUDA graph, as training runs it on a GPU (five.steps); `pack`: that
+    many seeds trained as one packed model (five.pack), each member with its own batch."""
     config = TrainConfig(model=model_name, dataset=dataset.name, latent_dim=latent_dim, probes=probes,
                          hidden_width=hidden_width, batch_size=batch_size, surrogate_point=surrogate_point,
                          architecture=architecture)
-    model = build_model(config, dataset).to(device)
+    members = []
+    for seed in range(pack):
+        torch.manual_seed(seed)
+        members.append(build_model(config, dataset).to(device))
+    model = members[0] if pack == 1 else pack_models(members)
     if encoder_product:
         model.forced_encoder_product = encoder_product
     if objective is not None:
@@ -40,24 +45,18 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
         model.compile_objective()
     optimizer = build_optimizer(model, config, capturable=cuda_graph)
     data = dataset.split("train").to(device)
-    generator = torch.Generator(device=device).manual_seed(0)
-    fixed_x = dequantize(data[:batch_size], dataset.discrete_levels, generator)
-    if cuda_graph:
-        graphed = GraphedStep(model, optimizer, data, dataset.discrete_levels, generator, [batch_size])
+    generators = [torch.Generator(device=device).manual_seed(seed) for seed in range(pack)]
+    batch = solo_batch(model, data, dataset.discrete_levels) if pack == 1 else \
+        lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
+    shape = (batch_size,) if pack == 1 else (pack, batch_size)
+    if not include_data:  # the same examples every step, fresh noise
+        fixed_x = batch(torch.arange(batch_size * pack, device=device).reshape(shape), generators)[0]
+        batch = lambda indices, gens: (fixed_x, model.draw_noise(fixed_x, gens[0]))  # noqa: E731
+    run = GraphedStep(model, optimizer, batch, generators, [shape]) if cuda_graph else \
+        eager_step(model, optimizer, batch, generators)
 
-        def step():  # the batch drawn by the graph, from indices drawn outside it as train_epoch does
-            graphed(torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=device))
-
-        step.model = model
-        return step
-
-    def step():
-        if include_data:
-            indices = torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=device)
-            x = dequantize(data[indices], dataset.discrete_levels, generator)
-        else:
-            x = fixed_x
-        training_step(model, optimizer, x, generator)
+    def step():  # the indices drawn outside the step, as train_epoch does
+        run(torch.randint(0, data.shape[0], shape, generator=generators[0], device=device))
 
     step.model = model
     return step

@@ -9,9 +9,11 @@ reported as a warning and tracking stops for that job; training itself is never 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +53,21 @@ def with_retries(call: Callable, *args, **kwargs):
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 
+@contextmanager
+def store_initialisation_lock(tracking_uri: str | None):
+    """Jobs that start together on a new SQLite store would all create its tables (MLflow's migrations are not
+    safe against each other): the first holds a lock file beside the database while it creates the store and
+    the experiment, the others then find both. Servers handle their own concurrency."""
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".init-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None,
                       client=None) -> str:
     """The experiment's id, created if it does not exist. Jobs of one sweep may race to create it: the loser
@@ -73,12 +90,13 @@ class RunTracker:
 
     def __init__(self, experiment: str, run_key: str, tracking_uri: str | None = None,
                  warn: Callable[[str], None] = print, artifact_location: str | None = None):
-        self.client = _client(tracking_uri)
+        with store_initialisation_lock(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+            self.client = _client(tracking_uri)
+            self.experiment_id = ensure_experiment(experiment, artifact_location=artifact_location, client=self.client)
         self.run_key, self.warn = run_key, warn
         self.run_id: str | None = None
         self.pending: list = []
         self.last_flush = time.monotonic()
-        self.experiment_id = ensure_experiment(experiment, artifact_location=artifact_location, client=self.client)
 
     def _runs_with_key(self):
         query = f"tags.`{RUN_KEY_TAG}` = '{self.run_key}'"

@@ -24,7 +24,7 @@ from five.config import TrainConfig
 from five.data import load_dataset
 from five.errors import ConfigError, TrainingDiverged
 from five.models import Model, build_model
-from five.steps import Step, check_cuda_graph_mode, make_step, set_capturable, uses_cuda_graph
+from five.steps import Step, check_cuda_graph_mode, choose_step, set_capturable, solo_batch, uses_cuda_graph
 from five.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
 
 
@@ -52,7 +52,7 @@ def train_epoch(step: Step, examples: int, batch_size: int, generator: torch.Gen
     batches = order.split(batch_size)
     step_losses = torch.empty(len(batches), device=generator.device)
     for index, indices in enumerate(batches):
-        step_losses[index] = step(indices)
+        step_losses[index] = step(indices)[0]
     finite = torch.isfinite(step_losses)
     if not bool(finite.all()):
         first = int((~finite).nonzero()[0])
@@ -203,8 +203,8 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
     generator = torch.Generator(device=device)  # reseeded each epoch; a CUDA graph reads its state
-    step, graphed = make_step(model, optimizer, data, dataset.discrete_levels, generator,
-                              batch_sizes(data.shape[0], config.batch_size), cuda_graph, log)
+    step, graphed = choose_step(model, optimizer, solo_batch(model, data, dataset.discrete_levels), [generator],
+                                [(size,) for size in batch_sizes(data.shape[0], config.batch_size)], cuda_graph, log)
     extra["cuda_graph"] = graphed
 
     def payload(status: str) -> dict:

@@ -16,7 +16,8 @@ from five.data import Dataset
 from five.errors import ConfigError
 from five.estimators import orthonormal_columns
 from five.models import build_model
-from five.steps import GraphedStep, eager_step
+from five.pack import member_batches, pack_models
+from five.steps import GraphedStep, eager_step, solo_batch
 from five.train import batch_sizes, build_optimizer, train
 
 CUDA = torch.device("cuda")
@@ -33,28 +34,34 @@ def images(architecture: str) -> Dataset:
     return Dataset("bench", {"train": levels}, 256, architecture, 64)
 
 
-def steps_run(model_name, probes, architecture, graphed: bool, step_class=GraphedStep):
+def steps_run(model_name, probes, architecture, graphed: bool, step_class=GraphedStep, pack: int = 1):
     """Per-step losses and the parameters before and after EPOCHS epochs, stepped as train_epoch does (reseeded
-    generator, shuffled indices): a CUDA graph or the eager step."""
+    generators, shuffled indices): a CUDA graph or the eager step; with `pack`, that many seeds as one model."""
     dataset = images(architecture)
     config = TrainConfig(model=model_name, dataset="bench", latent_dim=4, probes=probes, batch_size=BATCH, lr=1e-3,
                          architecture=architecture, hidden_width=64)
-    torch.manual_seed(0)
-    model = build_model(config, dataset).to(CUDA)
+    members = []
+    for seed in range(pack):
+        torch.manual_seed(seed)
+        members.append(build_model(config, dataset).to(CUDA))
+    model = members[0] if pack == 1 else pack_models(members)
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     optimizer = build_optimizer(model, config, capturable=graphed)
     data = dataset.split("train").to(CUDA)
-    generator = torch.Generator(device=CUDA)
-    if graphed:
-        step = step_class(model, optimizer, data, 256, generator, batch_sizes(EXAMPLES, BATCH))
-    else:
-        step = eager_step(model, optimizer, data, 256, generator)
+    generators = [torch.Generator(device=CUDA) for _ in range(pack)]
+    batch = solo_batch(model, data, 256) if pack == 1 else \
+        (lambda indices, gens: member_batches(data, 256, indices, gens, model))
+    shapes = [(size,) if pack == 1 else (pack, size) for size in batch_sizes(EXAMPLES, BATCH)]
+    step = step_class(model, optimizer, batch, generators, shapes) if graphed else \
+        eager_step(model, optimizer, batch, generators)
     losses = []
     for epoch in range(EPOCHS):
-        generator.manual_seed(1000 + epoch)
-        order = torch.randperm(EXAMPLES, generator=generator, device=CUDA)
-        losses += [step(indices).clone() for indices in order.split(BATCH)]
-    return torch.stack(losses), start, torch.cat([p.detach().flatten() for p in model.parameters()])
+        for member, generator in enumerate(generators):
+            generator.manual_seed(1000 * member + epoch)
+        orders = [torch.randperm(EXAMPLES, generator=generator, device=CUDA).split(BATCH) for generator in generators]
+        for indices in zip(*orders):
+            losses.append(step(indices[0] if pack == 1 else torch.stack(indices)).clone())
+    return torch.cat(losses), start, torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 def weight_deviation(run, reference) -> float:
@@ -82,11 +89,18 @@ def test_graph_steps_equal_eager_steps(model, probes, architecture):
     assert_same_run(steps_run(model, probes, architecture, graphed=True), eager)
 
 
+@needs_cuda
+@pytest.mark.parametrize("model, probes, architecture", [("vae", None, "mlp"), ("five", 1, "mlp"), ("fif", 1, "conv")])
+def test_a_packed_graph_step_equals_the_packed_eager_step(model, probes, architecture):
+    assert_same_run(steps_run(model, probes, architecture, graphed=True, pack=3),
+                    steps_run(model, probes, architecture, graphed=False, pack=3))
+
+
 class StaleBatch(GraphedStep):
     """A broken graph step: replays without refreshing its index buffer (always the batch it was captured on)."""
 
     def __call__(self, indices):
-        graph, _, loss = self.graphs[indices.shape[0]]
+        graph, _, loss = self.graphs[tuple(indices.shape)]
         graph.replay()
         return loss
 

@@ -1,5 +1,6 @@
 """MLflow tracking: concurrent jobs lose no run, a rerun replaces its run, evaluation joins the train run."""
 
+import os
 import subprocess
 import sys
 
@@ -66,20 +67,22 @@ def test_evaluation_attaches_to_the_train_run_and_artifacts_are_stored(tmp_path,
     assert [item.path for item in client.list_artifacts(run.info.run_id)] == ["eval.json"]
 
 
-def test_the_first_job_creates_the_experiment_and_racing_jobs_share_it(tmp_path, monkeypatch):
-    """No workflow job creates the experiment ahead of the others: every tracker creates it if absent, and
-    jobs starting together end in one experiment (with the artifact location the first one gave)."""
-    from concurrent.futures import ThreadPoolExecutor
+def tracker_experiment(uri: str, artifacts: str, key: str) -> str:
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return RunTracker("fresh", key, artifact_location=artifacts).experiment_id
+
+
+def test_jobs_starting_together_on_a_new_store_share_one_experiment(tmp_path):
+    """No workflow job creates the store or the experiment ahead of the others: four processes start on a new
+    SQLite store at once, and all end in one experiment (with the artifact location they gave)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    ensure_experiment("warm-up")  # the database schema exists, as after any earlier job
-    artifacts = str(tmp_path / "artifacts")
-    with ThreadPoolExecutor(4) as pool:
-        ids = list(pool.map(lambda i: RunTracker("fresh", f"results/x{i}", artifact_location=artifacts).experiment_id,
-                            range(4)))
+    uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts")
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ids = list(pool.map(tracker_experiment, [uri] * 4, [artifacts] * 4, [f"results/x{i}" for i in range(4)]))
     assert len(set(ids)) == 1
     experiment = MlflowClient(uri).get_experiment_by_name("fresh")
     assert experiment.experiment_id == ids[0] and experiment.artifact_location.endswith("artifacts")

@@ -104,17 +104,17 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint
     config = small_config("vae", epochs=3)
     train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)  # a good checkpoint after epoch 1
     good = hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest()
-    original = MODEL_CLASSES["vae"].loss_terms
+    original = MODEL_CLASSES["vae"].objective
     calls = {"n": 0}
 
-    def poisoned(self, x, generator):
-        terms = original(self, x, generator)
+    def poisoned(self, x, *noise):
+        terms = original(self, x, *noise)
         calls["n"] += 1
         if calls["n"] == 5:  # epoch 2 (the first after resuming), step 5
             terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(MODEL_CLASSES["vae"], "loss_terms", poisoned)
+    monkeypatch.setattr(MODEL_CLASSES["vae"], "objective", poisoned)
     with pytest.raises(TrainingDiverged, match="epoch 2, step 5") as caught:
         train(config, tmp_path, CPU, log=quiet)
     assert (caught.value.epoch, caught.value.step) == (2, 5)

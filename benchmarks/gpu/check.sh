@@ -3,8 +3,10 @@
 # lacks in .whl/, see benchmarks/README.md). Everything it prints also goes to $OUT:
 #   1. the CUDA tests (tests/test_cuda_graph.py: graph = eager for every model, resume, random streams);
 #   2. eager vs CUDA-graph step times of every model, K = 1 and 8, MLP and conv (benchmarks.run --only graph);
-#   3. `five estimate` of the paper config on the GPU, with the steps graphed (the default) and eager;
-#   4. a short real run through `five train` (the workflow's job command), graph and eager, on manifold.
+#   3. per-member step times of packed seeds (benchmarks.run --only packed), packs of 1, 3, 8 and 16;
+#   4. `five estimate` of the paper config on the GPU, with the steps graphed (the default) and eager, and the
+#      device-hours with each sweep point's seeds packed (--pack-seeds);
+#   5. a short real run through `five train` (the workflow's job command), graph and eager, on manifold.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-check-out}; mkdir -p "$OUT"
@@ -21,10 +23,11 @@ timeout 150 python3 -m pytest -q -rs -s -p no:cacheprovider tests/test_cuda_grap
 
 echo "== 2. eager vs graph"
 timeout 120 python3 -m benchmarks.run --only graph --device cuda --out "$OUT/graph.csv" 2>&1 | tee "$OUT/graph.txt"
-timeout 150 python3 -m benchmarks.run --only compiled-graph --device cuda --out "$OUT/compiled-graph.csv" 2>&1 \
-  | tee "$OUT/compiled-graph.txt" | tail -8
 
-echo "== 3. five estimate of the paper config (graph, then eager)"
+echo "== 3. packed seeds"
+timeout 240 python3 -m benchmarks.run --only packed --device cuda --out "$OUT/packed.csv" 2>&1 | tee "$OUT/packed.txt"
+
+echo "== 4. five estimate of the paper config (graph, then eager; each with and without packing)"
 python3 - <<'PY'
 import yaml
 config = yaml.safe_load(open("config/config.yaml"))
@@ -35,13 +38,13 @@ PY
 for mode in graph eager; do
   configfile=config/config.yaml; [ $mode = eager ] && configfile=/tmp/config-eager.yaml
   start=$(date +%s)
-  timeout 90 python3 -m five.cli estimate --configfile $configfile --device cuda --gpus 4 --out-dir /tmp/estimate-$mode \
+  timeout 150 python3 -m five.cli estimate --configfile $configfile --device cuda --gpus 4 --pack-seeds --out-dir /tmp/estimate-$mode \
     2>&1 | tail -2
   echo "estimate ($mode) took $(( $(date +%s) - start )) s"
   cp /tmp/estimate-$mode/estimate.md "$OUT/estimate-paper-$mode.md" 2>/dev/null
 done
 
-echo "== 4. a short real run, graph and eager"
+echo "== 5. a short real run, graph and eager"
 for mode in on off; do
   timeout 40 python3 -m five.cli train --model five --dataset manifold --latent-dim 2 --epochs 3 --eval-every 1 \
     --device cuda --cuda-graph $mode --out /tmp/run-$mode 2>&1 | grep -E "training step|epoch|done" | tee -a "$OUT/run.txt"

@@ -1,0 +1,103 @@
+"""Writes go only onto regular files (issue 20): a device, FIFO, socket, folder or dangling link in the place of
+an output is refused in one line (exit 2) before any compute, and stays what it was. Devices themselves are
+never touched here: a FIFO, a socket and links in a temp folder stand in for them."""
+
+import os
+import socket
+import stat
+
+import pytest
+
+from five.checkpoint import refuse_non_regular, write_json
+from five.cli import main
+from five.errors import FiveError
+
+KINDS = ("fifo", "socket", "folder", "dangling link", "link to a fifo")
+
+
+def make(path, kind):
+    """Put a non-regular file of `kind` at `path`; returns a check that it is still there, unchanged in kind."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "dangling link":
+        path.symlink_to(path.parent / "nowhere")
+    else:
+        os.mkfifo(path.parent / "a-fifo")
+        path.symlink_to(path.parent / "a-fifo")
+    mode = os.lstat(path).st_mode
+    return lambda: os.lstat(path).st_mode == mode and not stat.S_ISREG(os.lstat(path).st_mode)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "vae"
+    assert main(["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs", "1",
+                 "--hidden-width", "8", "--device", "cpu", "--out", str(run)]) == 0
+    return run
+
+
+def one_line_refusal(capsys, monkeypatch, argv, expected):
+    """`five ARGV` ends in one line naming `expected`, exit 2, and neither training nor evaluation started."""
+    def no_compute(*args, **kwargs):
+        raise AssertionError("compute started before the output was checked")
+
+    monkeypatch.setattr("five.train.train", no_compute)
+    monkeypatch.setattr("five.evaluate.evaluate_run", no_compute)
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert "regular file" in lines[0] or "is a folder" in lines[0], lines
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_atomic_writer_refuses_a_non_regular_target(tmp_path, kind):
+    target = tmp_path / "out.json"
+    unchanged = make(target, kind)
+    with pytest.raises(FiveError, match="writes only regular files"):
+        write_json(target, {"a": 1})
+    assert unchanged()
+    assert not list(tmp_path.glob(".out.json.*.tmp"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_evaluate_out_that_is_not_a_regular_file_is_refused_before_compute(tmp_path, capsys, monkeypatch, trained, kind):
+    target = tmp_path / "eval.json"
+    unchanged = make(target, kind)
+    one_line_refusal(capsys, monkeypatch, ["evaluate", "--run", str(trained), "--importance-samples", "2", "--device", "cpu",
+                              "--out", str(target)], "--out")
+    assert unchanged()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_evaluate_image_grids_onto_a_non_regular_file_are_refused_before_compute(tmp_path, capsys, monkeypatch, trained, kind):
+    images = tmp_path / "grids"
+    images.mkdir()
+    unchanged = make(images / "samples.png", kind)
+    one_line_refusal(capsys, monkeypatch, ["evaluate", "--run", str(trained), "--importance-samples", "2", "--device", "cpu",
+                              "--image-dir", str(images), "--out", str(tmp_path / "eval.json")], "--image-dir")
+    assert unchanged() and not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("name", ["train.json", "checkpoint.pt", "best.pt"])
+@pytest.mark.parametrize("kind", ["fifo", "folder", "dangling link"])
+def test_train_refuses_a_run_folder_whose_files_are_not_regular(tmp_path, capsys, monkeypatch, name, kind):
+    run = tmp_path / "run"
+    run.mkdir()
+    unchanged = make(run / name, kind)
+    one_line_refusal(capsys, monkeypatch, ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs",
+                              "1", "--device", "cpu", "--out", str(run)], "--out")
+    assert unchanged()
+
+
+def test_regular_files_and_absent_paths_are_writable(tmp_path):
+    refuse_non_regular(tmp_path / "absent.json")
+    (tmp_path / "present.json").write_text("{}")
+    refuse_non_regular(tmp_path / "present.json")
+    write_json(tmp_path / "present.json", {"b": 2})
+    assert (tmp_path / "present.json").read_text().strip().startswith("{")
