@@ -94,6 +94,8 @@ class TrainConfig:
         elif self.surrogate_point is not None:
             raise ConfigError(f"--surrogate-point is a FIVE estimator variant and applies only to five, "
                               f"not {self.model}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

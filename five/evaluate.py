@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 
 from five import manifold
-from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_checkpoint_file,
-                             load_weights, read_json, save_checkpoint)
+from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, load_checkpoint,
+                             load_checkpoint_file, load_weights, read_json, save_checkpoint)
 from five.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError
@@ -52,10 +52,27 @@ def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
+    check_record_matches(Path(run_dir), config, path)
     dataset = load_dataset(config.dataset, data_dir)
     model = build_model(config, dataset, device)
     load_weights(model, state["model"], path)
     return config, model.to(device).eval(), dataset, state
+
+
+IDENTITY = ("model", "dataset", "latent_dim", "probes", "surrogate_point")
+
+
+def check_record_matches(run_dir: Path, config: TrainConfig, checkpoint: Path) -> None:
+    """A run folder whose train.json and checkpoint describe different runs (files copied in by hand) is
+    refused: evaluating it would label one run's numbers with the other's settings."""
+    record_path = run_dir / TRAIN_JSON
+    if not record_path.exists():
+        return
+    recorded = read_json(record_path).get("config", {})
+    differ = [f"{key} {recorded[key]!r} in {TRAIN_JSON}, {getattr(config, key)!r} in {checkpoint.name}"
+              for key in IDENTITY if key in recorded and recorded[key] != getattr(config, key)]
+    if differ:
+        raise FiveError(f"{run_dir} holds two different runs ({'; '.join(differ)}); {MOVE_ASIDE_ADVICE}")
 
 
 def own_sigma_policy(model_name: str) -> str:

@@ -58,6 +58,8 @@ def reject_duplicate_keys(path: str | Path) -> None:
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
                     raise ConfigError(f"{path}: the key {key!r} appears twice in one mapping (line "
@@ -101,19 +103,22 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     error = jsonschema.exceptions.best_match(strict_validator(schema).iter_errors(config))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "the top level"
-        raise ConfigError(f"invalid config at {where}: {error.message}")
+        finite = " (numbers must be finite)" if isinstance(error.instance, float) and not math.isfinite(
+            error.instance) else ""
+        raise ConfigError(f"invalid config at {where}: {error.message}{finite}")
     check_sweep(config)
 
 
 def strict_validator(schema: dict):
     """JSON Schema counts 30.0 as an integer; `five train --epochs 30.0` does not. Integers must be written
-    as integers (and booleans are not numbers)."""
+    as integers, booleans are not numbers, and a number is finite (YAML's .nan and .inf pass every bound)."""
     import jsonschema
 
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine_many({
         "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
-        "number": lambda _, value: isinstance(value, (int, float)) and not isinstance(value, bool)})
+        "number": lambda _, value: isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value)})
     return jsonschema.validators.extend(base, type_checker=checker)(schema)
 
 
@@ -132,10 +137,8 @@ def check_sweep(config: dict) -> None:
         if probes not in swept:
             raise ConfigError(f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
                               f"{swept}: {model} would vanish from the main table")
-    for index, claim in enumerate(config.get("claims", {}).get("list", [])):
-        if claim["kind"] in COMPARING_KINDS and not claim.get("against"):
-            raise ConfigError(f"claims.list.{index} ({claim['id']}): kind {claim['kind']} compares two sides; "
-                              "give `against`")
+    check_tracking_uri(config.get("tracking_uri"))
+    check_claims(config, models)
     for dataset, settings in config["datasets"].items():
         shape = DATA_SHAPES[dataset]
         if settings.get("architecture") == "conv" and len(shape) != 3:
@@ -147,6 +150,69 @@ def check_sweep(config: dict) -> None:
             if model in models and too_large:
                 raise ConfigError(f"datasets.{dataset}.latent_dims {too_large} exceed D = {dim}: {model}'s "
                                   "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)")
+
+
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(uri: str | None) -> None:
+    """A tracking URI MLflow can serve the sweep from: a database or a server (its file store, also what a
+    bare path means, is in maintenance mode)."""
+    if uri is None:
+        return
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme in ("", "file"):
+        raise ConfigError(f"tracking_uri {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
+                          "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
+                          "(http://HOST:PORT)")
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(f"tracking_uri {uri!r} has the unknown scheme {scheme!r} (use one of "
+                          f"{', '.join(TRACKING_SCHEMES)})")
+
+
+def swept_budgets(models: dict) -> dict[str, list[int]]:
+    """Every model name a claim may use (five-sample where FIVE's sample variant is swept) → its swept K
+    ([0] for the models without a budget)."""
+    budgets = {model: settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
+               for model, settings in models.items()}
+    if "sample" in models.get("five", {}).get("surrogate_points", []):
+        budgets["five-sample"] = budgets["five"]
+    return budgets
+
+
+def check_claims(config: dict, models: dict) -> None:
+    """Claims that cannot be evaluated fail the dry run, not the claims step after all training: a model,
+    budget or data set that is not swept, a comparison of a side with itself, a repeated id, a kind without
+    what it needs."""
+    budgets, seen = swept_budgets(models), set()
+    for index, claim in enumerate(config.get("claims", {}).get("list", [])):
+        where = f"claims.list.{index} ({claim['id']})"
+        if claim["id"] in seen:
+            raise ConfigError(f"{where}: the id {claim['id']!r} is used by an earlier claim")
+        seen.add(claim["id"])
+        if claim["kind"] in COMPARING_KINDS and not claim.get("against"):
+            raise ConfigError(f"{where}: kind {claim['kind']} compares two sides; give `against`")
+        if claim["kind"] == "ratio_at_most" and "factor" not in claim:
+            raise ConfigError(f"{where}: kind ratio_at_most needs `factor` (the largest allowed ratio)")
+        sides = [{"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}]
+        sides += [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
+        for side in sides:
+            if side["model"] not in budgets:
+                raise ConfigError(f"{where}: {side['model']} is not swept (models: {', '.join(budgets)})")
+            if "probes" in side and side["probes"] not in budgets[side["model"]]:
+                raise ConfigError(f"{where}: {side['model']} at K={side['probes']} is not swept (its budgets: "
+                                  f"{budgets[side['model']]})")
+        for other in sides[1:]:
+            if other["model"] == sides[0]["model"] and other.get("probes") == sides[0].get("probes"):
+                raise ConfigError(f"{where}: `against` repeats the claim's own side ({describe_side(other)})")
+        for dataset in claim.get("datasets", []):
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"{where}: data set {dataset} is not swept (datasets: "
+                                  f"{', '.join(config['datasets'])})")
+
+
+def describe_side(side: dict) -> str:
+    return f"{side['model']} at K={side['probes']}" if "probes" in side else side["model"]
 
 
 def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:

@@ -84,6 +84,11 @@ CASES = [
     ("claim unknown metric", claim(metric="accuracy"), "invalid config at claims.list.0.metric"),
     ("duplicated key", "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
                        "    epochs: 2\n    epochs: 3\n", "the key 'epochs' appears twice"),
+    ("lr not a number", "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
+                        "    epochs: 2\n    lr: .nan\n", "datasets.digits.lr: nan is not of type 'number' (numbers must be finite)"),
+    ("tracking uri a bare path", edit("tracking_uri", "/tmp/mlruns"), "is MLflow's file store"),
+    ("claim on an unswept model", lambda c: claim(against=["fcvae"])(edit("models.fcvae", delete=True)(c)),
+     "claims.list.0 (C1): fcvae is not swept"),
 ]
 
 
@@ -125,3 +130,107 @@ def test_an_empty_model_entry_is_valid(tmp_path):
     result = dry_run(tmp_path, ("null", lambda c: config, ""))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "results/bad/digits/vae/d2/k0/s0/train.json" in result.stdout
+
+
+# --- the same checks in-process (each is the dry run's code path: five.sweep.load_sweep_config) ---------------
+PLAIN = "experiment: bad\nseeds: [0]\nmodels: {vae: {}, five: {probes: [1]}}\n"
+DIGITS = "datasets:\n  digits: {latent_dims: [2], epochs: 2%s}\n"
+CLAIM = "claims:\n  list:\n    - {id: C1, statement: s, kind: %s, model: five, metric: nll_nats%s}\n"
+
+
+def yaml_case(datasets="", top="", claim_kind=None, claim_extra="", models=None):
+    text = (PLAIN if models is None else f"experiment: bad\nseeds: [0]\nmodels: {models}\n") + top
+    text += DIGITS % datasets
+    if claim_kind:
+        text += CLAIM % (claim_kind, claim_extra)
+    return text
+
+
+LOADED = [
+    ("lr infinite", yaml_case(", lr: .inf"), "datasets.digits.lr: inf is not of type 'number'"),
+    ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
+    ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
+    ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),
+    ("margin not a number", yaml_case(claim_kind="paired", claim_extra=", against: [vae], margin: .nan"), "margin"),
+    ("factor infinite", yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae], factor: .inf"), "factor"),
+    ("experiment with a newline", yaml_case().replace("experiment: bad", 'experiment: "abc\\n"'),
+     "experiment 'abc\\n' must be a folder name"),
+    ("experiment ..", yaml_case().replace("experiment: bad", 'experiment: ".."'), "(not '.' or '..')"),
+    ("experiment .", yaml_case().replace("experiment: bad", 'experiment: "."'), "(not '.' or '..')"),
+    ("tracking uri file store", yaml_case(top="tracking_uri: file:///tmp/mlruns\n"), "MLflow's file store"),
+    ("tracking uri relative path", yaml_case(top="tracking_uri: ./mlruns\n"), "MLflow's file store"),
+    ("tracking uri unknown scheme", yaml_case(top="tracking_uri: ftp://host/x\n"), "unknown scheme 'ftp'"),
+    ("ratio without factor", yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae]"),
+     "kind ratio_at_most needs `factor`"),
+    ("claim model not swept", yaml_case(claim_kind="paired", claim_extra=", against: [vae]").replace(
+        "model: five, metric", "model: fif, metric"), "fif is not swept"),
+    ("claim budget not swept", yaml_case(claim_kind="paired", claim_extra=", probes: 4, against: [vae]"),
+     "five at K=4 is not swept"),
+    ("claim against budget not swept", yaml_case(claim_kind="equivalent",
+                                                 claim_extra=", against: [{model: five, probes: 8}], margin: 1"),
+     "five at K=8 is not swept"),
+    ("claim on the sample variant not swept", yaml_case(claim_kind="paired", claim_extra=", against: [five-sample]"),
+     "five-sample is not swept"),
+    ("claim budget of a model without one", yaml_case(claim_kind="paired",
+                                                      claim_extra=", against: [{model: vae, probes: 1}]"),
+     "vae at K=1 is not swept"),
+    ("claim against itself", yaml_case(claim_kind="paired", claim_extra=", against: [five]"),
+     "`against` repeats the claim's own side (five)"),
+    ("claim against itself at its budget", yaml_case(claim_kind="paired",
+                                                     claim_extra=", probes: 1, against: [{model: five, probes: 1}]"),
+     "repeats the claim's own side (five at K=1)"),
+    ("claim on an unswept data set", yaml_case(claim_kind="paired", claim_extra=", against: [vae], datasets: [mnist]"),
+     "data set mnist is not swept"),
+    ("claim ids repeated", yaml_case(claim_kind="paired", claim_extra=", against: [vae]")
+     + "    - {id: C1, statement: t, kind: paired, model: vae, against: [five], metric: nll_nats}\n",
+     "the id 'C1' is used by an earlier claim"),
+    ("cuda graph unknown", yaml_case(", cuda_graph: sometimes"), "datasets.digits.cuda_graph"),
+    ("d = D + 1 for five", "experiment: bad\nseeds: [0]\nmodels: {five: {probes: [1]}}\n"
+                           "datasets:\n  manifold: {latent_dims: [11], epochs: 1}\n", "[11] exceed D = 10"),
+    ("d = D + 1 for fif", "experiment: bad\nseeds: [0]\nmodels: {fif: {}}\n"
+                          "datasets:\n  digits: {latent_dims: [65], epochs: 1}\n", "[65] exceed D = 64"),
+    ("merge key then a repeated key", "defaults: &d {epochs: 2}\n" + yaml_case().replace(
+        "digits: {latent_dims: [2], epochs: 2}", "digits: {<<: *d, latent_dims: [2], latent_dims: [3]}"),
+     "the key 'latent_dims' appears twice"),
+]
+
+
+@pytest.mark.parametrize("text, expected", [case[1:] for case in LOADED], ids=[case[0] for case in LOADED])
+def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
+    from five.errors import ConfigError
+    from five.sweep import load_sweep_config
+
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_sweep_config(tmp_path / "config.yaml")
+    assert expected in str(caught.value) and "\n" not in str(caught.value).strip(), str(caught.value)
+
+
+@pytest.mark.parametrize("text", [
+    yaml_case(", cuda_graph: on"),  # YAML's bare on is true: a mode all the same
+    "experiment: ok\nseeds: [0]\nmodels: {five: {probes: [1]}}\ndatasets:\n  manifold: {latent_dims: [10], epochs: 1}\n",
+    yaml_case(top="tracking_uri: http://127.0.0.1:5000\n"),
+    yaml_case(claim_kind="equivalent", claim_extra=", probes: 1, against: [vae], margin: 1"),
+], ids=["cuda graph on", "d = D", "tracking server", "a valid claim"])
+def test_valid_edges_are_accepted(tmp_path, text):
+    from five.sweep import load_sweep_config
+
+    (tmp_path / "config.yaml").write_text(text)
+    load_sweep_config(tmp_path / "config.yaml")
+
+
+def test_yaml_merge_keys_share_settings_and_may_be_overridden(tmp_path):
+    """`<<: *anchor` (valid YAML that people use to share per-data-set settings) works, an explicit key
+    overriding the merged one; a top-level key that only holds an anchor is still an unknown key, named."""
+    from five.errors import ConfigError
+    from five.sweep import load_sweep_config
+
+    (tmp_path / "config.yaml").write_text(
+        "experiment: merged\nseeds: [0]\nmodels: {vae: {}}\n"
+        "datasets:\n  digits: &shared {epochs: 3, lr: 0.001, hidden_width: 16, latent_dims: [2]}\n"
+        "  manifold: {<<: *shared, epochs: 5}\n")
+    config = load_sweep_config(tmp_path / "config.yaml")
+    assert config["datasets"]["manifold"] | {} == config["datasets"]["digits"] | {"epochs": 5}
+    (tmp_path / "config.yaml").write_text("shared: &s {epochs: 3}\n" + (tmp_path / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match="'shared' was unexpected"):
+        load_sweep_config(tmp_path / "config.yaml")

@@ -178,6 +178,24 @@ CASES = [
                                            "epochs: 1, epohcs: 2}}\n"), "--out-dir", t], "epohcs"),
     ("estimate gpus 0", lambda t, r: ["estimate", "--configfile", "config/quick.yaml", "--gpus", 0, "--out-dir", t],
      "--gpus must be >= 1"),
+    ("seed negative", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                    "--seed", -5, "--out", t / "o"], "--seed must be >= 0, got -5"),
+    ("cuda graph unknown", lambda t, r: ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2,
+                                         "--cuda-graph", "sometimes", "--out", t / "o"], "--cuda-graph"),
+    ("estimate of a NaN lr", lambda t, r: ["estimate", "--configfile", _text_as(t / "c.yaml", "experiment: x\n"
+                                           "seeds: [0]\nmodels: {vae: {}}\ndatasets: {digits: {latent_dims: [2], "
+                                           "epochs: 1, lr: .nan}}\n"), "--out-dir", t], "must be finite"),
+    ("estimate of a file-store tracking uri", lambda t, r: ["estimate", "--configfile", _text_as(
+        t / "c.yaml", "experiment: x\ntracking_uri: ./mlruns\nseeds: [0]\nmodels: {vae: {}}\n"
+                      "datasets: {digits: {latent_dims: [2], epochs: 1}}\n"), "--out-dir", t], "file store"),
+    ("evaluate a run whose record names another model",
+     lambda t, r: evaluate(bad_bytes(r, t, "train.json", lambda p: p.read_text().replace('"vae"', '"fcvae"').encode())),
+     "holds two different runs (model 'fcvae' in train.json, 'vae' in best.pt)"),
+    ("evaluate a run whose record names another latent dim",
+     lambda t, r: evaluate(bad_bytes(r, t, "train.json", lambda p: p.read_text().replace(
+         '"latent_dim": 2', '"latent_dim": 3').encode())), "latent_dim 3 in train.json, 2 in best.pt"),
+    ("evaluate --image-dir a file", lambda t, r: evaluate(copy_run(r, t), "--image-dir", _text(t / "grids")),
+     "--image-dir"),
 ]
 
 
