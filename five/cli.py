@@ -63,10 +63,15 @@ def make_tracker(args, run_dir: Path):
         return None
     from five.tracking import RunTracker
 
-    key = args.mlflow_run_key or str(run_dir)
+    key = args.mlflow_run_key or str(Path(run_dir).resolve())
     artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
-    return RunTracker(args.mlflow_experiment, key, warn=lambda line: print(line, file=sys.stderr),
-                      artifact_location=artifacts)
+    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    try:
+        return RunTracker(args.mlflow_experiment, key, warn=warn, artifact_location=artifacts)
+    except Exception as error:  # the store is down or unreachable: training is never lost to tracking
+        warn(f"warning: MLflow tracking unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
+             "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)")
+        return None
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -134,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
     init.add_argument("--experiment", required=True)
     init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
+
+    sync = commands.add_parser("mlflow-sync", help="log finished run folders that MLflow lacks (trained while "
+                                                   "the tracking server was down) from their JSON files")
+    sync.add_argument("--experiment", required=True)
+    sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
+    sync.add_argument("runs", nargs="+", type=Path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
 
     estimate = commands.add_parser("estimate", help="predict a sweep's device-hours before running it")
     estimate.add_argument("--configfile", type=Path, required=True, help="the sweep's config (as for snakemake)")
@@ -282,11 +293,20 @@ def run_mlflow_init(args) -> None:
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
 
 
+def run_mlflow_sync(args) -> None:
+    from five.tracking import sync_run
+
+    for run_dir in args.runs:
+        outcome = sync_run(args.experiment, run_dir, args.artifact_location,
+                           warn=lambda line: print(line, file=sys.stderr))
+        print(f"{run_dir}: {outcome}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         {"train": run_train, "evaluate": run_evaluate, "download": run_download, "estimate": run_estimate,
-         "mlflow-init": run_mlflow_init}[args.command](args)
+         "mlflow-init": run_mlflow_init, "mlflow-sync": run_mlflow_sync}[args.command](args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)
         return error.exit_code

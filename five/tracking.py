@@ -10,6 +10,7 @@ reported as a warning and tracking stops for that job; training itself is never 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import time
@@ -36,7 +37,15 @@ def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
     return uri
 
 
+# A tracking server that is down must not hold a job for minutes (MLflow's own default is 7 retries with
+# exponential backoff): a few quick tries, then the job goes on untracked. A user's own settings win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
 def _client(tracking_uri: str | None):
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
@@ -108,12 +117,22 @@ class RunTracker:
         try:
             action()
         except Exception as error:
-            self.warn(f"warning: MLflow tracking failed ({' '.join(str(error).split())[:300]}); "
-                      "the run continues untracked, its JSON files are unaffected")
-            self.run_id = None
+            self._untracked(error)
+
+    def _untracked(self, error: Exception) -> None:
+        self.warn(f"warning: MLflow tracking failed ({' '.join(str(error).split())[:300]}); the run continues "
+                  "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)")
+        self.run_id = None
 
     def start(self, params: dict, tags: dict | None = None) -> None:
-        """Replace any earlier MLflow run of this sweep point with a fresh one."""
+        """Replace any earlier MLflow run of this sweep point with a fresh one (untracked, with one warning,
+        if the tracking store cannot be reached)."""
+        try:
+            self._start(params, tags)
+        except Exception as error:
+            self._untracked(error)
+
+    def _start(self, params: dict, tags: dict | None) -> None:
         from mlflow.entities import Param
 
         earlier = self._runs_with_key()
@@ -127,11 +146,20 @@ class RunTracker:
 
     def attach(self) -> None:
         """Continue the MLflow run of this sweep point (the evaluate job), or start one if there is none."""
-        runs = self._runs_with_key()
+        try:
+            runs = self._runs_with_key()
+        except Exception as error:
+            self._untracked(error)
+            return
         if runs:
             self.run_id = runs[0].info.run_id
         else:
             self.start({})
+
+    def is_complete(self, evaluated: bool) -> bool:
+        """Whether MLflow already holds this sweep point's finished run (with its evaluation, if `evaluated`)."""
+        runs = [run for run in self._runs_with_key() if run.info.status in ("FINISHED", "FAILED")]
+        return any(not evaluated or any(key.startswith("eval_") for key in run.data.metrics) for run in runs)
 
     def log_metrics(self, metrics: dict, step: int | None = None, flush: bool = True) -> None:
         from mlflow.entities import Metric
@@ -156,3 +184,30 @@ class RunTracker:
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
         self._guard(lambda: with_retries(self.client.set_terminated, self.run_id, status))
+
+
+def sync_run(experiment: str, run_dir: Path, artifact_location: str | None = None,
+             warn: Callable[[str], None] = print) -> str:
+    """Log a finished run folder to MLflow from its JSON files (params, per-epoch history, evaluation, the JSON
+    files as artifacts) unless MLflow already holds it: for runs trained while the tracking server was down.
+    Returns what was done."""
+    run_dir = Path(run_dir).resolve()
+    record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
+    if not record_path.exists():
+        return "not trained"
+    tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
+    if tracker.is_complete(evaluated=evaluation_path.exists()):
+        return "already in MLflow"
+    record = json.loads(record_path.read_text())
+    tracker.start(record["config"] | {"device": record.get("device")},
+                  tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]})
+    for entry in record["history"]:
+        tracker.log_metrics({key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"],
+                            flush=False)
+    tracker.log_metrics({"train_wall_time_s": record["wall_time_s"]})
+    if evaluation_path.exists():
+        evaluation = json.loads(evaluation_path.read_text())
+        tracker.log_metrics({f"eval_{key}": value for key, value in evaluation.items()})
+    tracker.log_artifacts([record_path, evaluation_path])
+    tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")
+    return "logged" if tracker.run_id is not None else "not logged (tracking failed)"

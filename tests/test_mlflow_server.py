@@ -1,0 +1,129 @@
+"""MLflow through a real tracking server (issue 20): a sweep with `tracking_uri: http://…` and two concurrent
+jobs logs every run's params, per-epoch metrics, evaluation and artifacts; with the server down, training
+goes on (one warning line per job, the JSON files complete), and `five mlflow-sync` logs those runs once the
+server is back. The server listens on 127.0.0.1 only, every wait is bounded, and the test stops what it started."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"experiment": "served", "seeds": [0, 1], "models": {"vae": {}},
+          "datasets": {"digits": {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4,
+                                  "eval_every": 1}}}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """`mlflow server` on a SQLite file and an artifacts folder in `folder`, on 127.0.0.1:port."""
+
+    def __init__(self, folder: Path, port: int):
+        self.folder, self.port, self.process = folder, port, None
+        self.uri = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout: float = 120) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+             f"sqlite:///{self.folder / 'mlflow.db'}", "--artifacts-destination", str(self.folder / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "a"), start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise AssertionError(f"mlflow server did not answer within {timeout} s: "
+                             f"{(self.folder / 'server.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # the server and its workers
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    started = Server(tmp_path / "server", free_port())
+    started.folder.mkdir()
+    started.start()
+    yield started
+    started.stop()
+
+
+def sweep(workdir: Path, config: dict):
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                           "--configfile", str(workdir / "config.yaml"), "--cores", "2"],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def logged_runs(uri: str) -> dict[str, object]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("served")
+    return {run.data.tags["five.run_key"]: run for run in client.search_runs([experiment.experiment_id])}
+
+
+def assert_fully_logged(uri: str, run_dirs: list[Path]) -> None:
+    client, runs = MlflowClient(uri), logged_runs(uri)
+    assert sorted(runs) == sorted(str(run_dir.resolve()) for run_dir in run_dirs)
+    for run in runs.values():
+        assert run.info.status == "FINISHED" and run.data.params["epochs"] == "2"
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+        assert len(client.get_metric_history(run.info.run_id, "val_nll")) == 2
+        assert "eval_nll_nats" in run.data.metrics
+        assert {"train.json", "eval.json"} <= {item.path for item in client.list_artifacts(run.info.run_id)}
+
+
+def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    config = CONFIG | {"tracking_uri": server.uri}
+    result = sweep(work, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = pd.read_csv(work / "results" / "served" / "runs.csv")
+    assert_fully_logged(server.uri, [work / run_dir for run_dir in runs["run_dir"]])
+
+    server.stop()  # a new seed trains and evaluates while the server is down
+    down = sweep(work, config | {"seeds": [0, 1, 2]})
+    assert down.returncode == 0, down.stderr[-3000:]
+    runs = pd.read_csv(work / "results" / "served" / "runs.csv")
+    assert set(runs["status"]) == {"complete"} and len(runs) == 3
+    new = [work / run_dir for run_dir in runs["run_dir"] if run_dir.endswith("s2")]
+    for run_dir in new:
+        log = (work / "logs" / "served" / "train" / Path(*run_dir.relative_to(work / "results" / "served").parts)
+               ).with_suffix(".log").read_text()
+        warnings = [line for line in log.splitlines() if line.startswith("warning: MLflow tracking")]
+        assert len(warnings) == 1 and "five mlflow-sync" in warnings[0], log[-2000:]
+
+    server.start()  # back: the runs it missed are logged from their JSON files, the others left as they are
+    env = os.environ | {"MLFLOW_TRACKING_URI": server.uri}
+    synced = subprocess.run([sys.executable, "-m", "five.cli", "mlflow-sync", "--experiment", "served",
+                             *map(str, [work / run_dir for run_dir in runs["run_dir"]])],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    assert synced.stdout.count(": logged") == 1 and synced.stdout.count(": already in MLflow") == 2, synced.stdout
+    assert_fully_logged(server.uri, [work / run_dir for run_dir in runs["run_dir"]])
