@@ -374,7 +374,7 @@ def tracking_share(report: Report, epochs: int = 200) -> None:
         started = time.perf_counter()
         from five.tracking import RunTracker, ensure_experiment
 
-        ensure_experiment("bench")  # once per sweep (the workflow's mlflow_experiment rule), not per job
+        ensure_experiment("bench")  # once per sweep (by its first job), not per job
         setup = time.perf_counter() - started
         started = time.perf_counter()
         tracker = RunTracker("bench", "bench-run")

@@ -117,6 +117,7 @@ def run_lock(run_dir: Path):
     """Hold `run_dir/.lock` for the process life (released by the OS even on kill -9): a second `five train`
     on the same folder refuses instead of touching the first one's files."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    refuse_non_regular(run_dir / LOCK_NAME)  # a FIFO there would block
     with open(run_dir / LOCK_NAME, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

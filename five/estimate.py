@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 
 from five import vision
+from five.checkpoint import atomic_write
 from five.config import DEFAULT_BATCH_SIZE, cuda_graph_mode
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import DataError
 from five.estimators import iwae_log_likelihood
 from five.sweep import DATA_SHAPES, model_dir
-from five.steps import uses_cuda_graph
+from five.steps import check_cuda_graph_mode, uses_cuda_graph
 from five.timing import make_step, time_steps
 from five.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
 
@@ -145,15 +146,28 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     timings = {}
     threads = torch.get_num_threads()
 
+    modes = {name: cuda_graph_mode(settings.get("cuda_graph", "auto")) for name, settings in config["datasets"].items()}
+    for mode in modes.values():
+        check_cuda_graph_mode(mode, device)  # `on` where the jobs could not capture: one line, before timing
+    captured = {name: uses_cuda_graph(mode, device) for name, mode in modes.items()}
+
     def graphed(name: str) -> bool:  # as the job will run its steps
-        return uses_cuda_graph(cuda_graph_mode(config["datasets"][name].get("cuda_graph", "auto")), device)
+        return captured[name]
 
     for index, row in enumerate(timed.to_dict("records"), 1):
         dataset, _, _ = datasets[row["dataset"]]
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
-        timing = time_configuration(row, dataset, device, bool(config.get("compile")),
-                                    cuda_graph=graphed(row["dataset"]), pack=pack)
+        try:
+            timing = time_configuration(row, dataset, device, bool(config.get("compile")),
+                                        cuda_graph=graphed(row["dataset"]), pack=pack)
+        except Exception as error:  # noqa: BLE001 - a failed capture: `auto` jobs run eagerly, and are timed so
+            if not graphed(row["dataset"]) or modes[row["dataset"]] == "on":
+                raise
+            log(f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
+                "eagerly, as its jobs will run")
+            captured[row["dataset"]] = False
+            timing = time_configuration(row, dataset, device, bool(config.get("compile")), pack=pack)
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
             f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
@@ -188,7 +202,7 @@ def makespan_hours(seconds_per_job: list[float], devices: int) -> float:
 def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str) -> str:
     """results/estimate.csv (per run) and estimate.md (per data set × model, totals); returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    estimate.to_csv(out_dir / "estimate.csv", index=False)
+    atomic_write(out_dir / "estimate.csv", lambda file: file.write(estimate.to_csv(index=False).encode()))
     jobs = estimate.assign(train_h=(estimate["predicted_train_s"] + estimate["job_startup_s"]) / 3600,
                            evaluate_h=(estimate["predicted_evaluate_s"] + estimate["job_startup_s"]) / 3600)
     table = jobs.groupby(["dataset", "model"]).agg(runs=("run_dir", "size"), train_hours=("train_h", "sum"),
@@ -211,7 +225,7 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
     if stand_in:
         notes.append(f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "
                      "sizes (the cost does not depend on the pixels).")
-    (out_dir / "estimate.md").write_text("# What the sweep will cost\n\n" + summary + ".\n\n"
-                                         + table.to_markdown(index=False, floatfmt=".3f") + "\n\n"
-                                         + "\n".join(f"- {note}" for note in notes) + "\n")
+    text = ("# What the sweep will cost\n\n" + summary + ".\n\n" + table.to_markdown(index=False, floatfmt=".3f")
+            + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+    atomic_write(out_dir / "estimate.md", lambda file: file.write(text.encode()))
     return summary

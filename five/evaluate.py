@@ -59,7 +59,7 @@ def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
     return config, model.to(device).eval(), dataset, state
 
 
-IDENTITY = ("model", "dataset", "latent_dim", "probes", "surrogate_point")
+IDENTITY = ("model", "dataset", "latent_dim", "probes", "surrogate_point", "seed")
 
 
 def check_record_matches(run_dir: Path, config: TrainConfig, checkpoint: Path) -> None:

@@ -100,6 +100,9 @@ def pack_layers(template: nn.Module, members: list[nn.Module]) -> None:
 
 def pack_models(models: list[Model]) -> Model:
     """One model training `models` side by side (same class, configuration up to the seed, and shapes)."""
+    first = models[0].config.to_dict() | {"seed": None}
+    if any(model.config.to_dict() | {"seed": None} != first for model in models):
+        raise ValueError("only models of one configuration (up to the seed) can be packed")
     packed = copy.deepcopy(models[0])
     pack_layers(packed, models)
     log_sigma = torch.stack([model.log_sigma.detach() for model in models])
@@ -120,7 +123,7 @@ def member_optimizer_state(optimizer: torch.optim.Optimizer, member: int) -> dic
     """Member `member`'s Adam state_dict in the solo optimiser's layout (same parameter order, since the packed
     model's parameters come in the solo model's order): the moments sliced, the shared step count as it is."""
     state = optimizer.state_dict()
-    sliced = {index: {key: value if key == "step" else value[member].clone() for key, value in entry.items()}
+    sliced = {index: {key: value.clone() if key == "step" else value[member].clone() for key, value in entry.items()}
               for index, entry in state["state"].items()}
     return {"state": sliced, "param_groups": copy.deepcopy(state["param_groups"])}
 

@@ -8,7 +8,8 @@ indices (copied in before each replay) and the run's generator, whose seed and o
 Philox reads at each replay and advances by what the step consumed, as an eager step does: a replay draws the
 same numbers as the eager step it stands for.
 
-Both kinds are a `Step`: indices (B,) → the step's loss (a device tensor, no host sync).
+Both kinds are a `Step`: batch indices ((B,), or (members, B) for a pack) → each member's loss, (members,), a
+device tensor (no host sync).
 """
 
 from __future__ import annotations
@@ -27,21 +28,21 @@ Step = Callable[[torch.Tensor], torch.Tensor]  # batch indices → each member's
 Batch = Callable[[torch.Tensor, list[torch.Generator]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
 
+def backward(model: Model, x: torch.Tensor, noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Each member's loss on the batch x with its drawn noise, (members,), and the gradients of their sum."""
+    losses = model.member_losses(model.objective(x, *noise)["loss"])
+    losses.sum().backward(inputs=model.trainable_parameters())
+    return losses
+
+
 def optimiser_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                    noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """One optimiser step on the batch x with its drawn noise; returns each member's loss (members,), detached."""
-    losses = model.member_losses(model.objective(x, *noise)["loss"])
     optimizer.zero_grad(set_to_none=True)
-    losses.sum().backward(inputs=model.trainable_parameters())
+    losses = backward(model, x, noise)
     optimizer.step()
     model.project_parameters()
     return losses.detach()
-
-
-def training_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
-    """One optimiser step of a solo model on the batch x; returns the loss (on the device, detached)."""
-    return optimiser_step(model, optimizer, x, model.draw_noise(x, generator))[0]
 
 
 def solo_batch(model: Model, data: torch.Tensor, discrete_levels: int | None) -> Batch:
@@ -100,9 +101,7 @@ class GraphedStep:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_PASSES):
-                x, noise = self.batch(index_buffer, generators)
-                loss = self.model.member_losses(self.model.objective(x, *noise)["loss"]).sum()
-                loss.backward(inputs=self.model.trainable_parameters())
+                backward(self.model, *self.batch(index_buffer, generators))
         torch.cuda.current_stream().wait_stream(stream)
         self.optimizer.zero_grad(set_to_none=True)
 

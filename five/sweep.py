@@ -22,7 +22,8 @@ from five.errors import ConfigError
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 RUN_DIR = "{results}/{dataset}/{model_dir}/d{latent_dim}/k{probes}/s{seed}"
-EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
+SHARED_NAMES = ("mlflow.db", "mlflow-artifacts", "benchmarks")  # what results/ holds beside the experiments
 
 
 def experiment_dir(config: dict, root: str = RESULTS_ROOT) -> str:
@@ -126,9 +127,10 @@ def check_sweep(config: dict) -> None:
     """What the schema cannot say but would fail or mislead every job: the main table's budget must be swept,
     conv needs images, and fif/five need d <= D (else their posterior N(f, s·J_f J_fᵀ) is degenerate)."""
     experiment = config["experiment"]
-    if not EXPERIMENT_NAME.fullmatch(experiment) or experiment in (".", ".."):
+    if not EXPERIMENT_NAME.fullmatch(experiment) or experiment in SHARED_NAMES:
         raise ConfigError(f"experiment {experiment!r} must be a folder name of letters, digits, '_', '.' and '-' "
-                          "(not '.' or '..'): it names results/<experiment>/")
+                          f"that starts with a letter or digit and is none of {', '.join(SHARED_NAMES)}: it names "
+                          "results/<experiment>/")
     models = {name: settings or {} for name, settings in config["models"].items()}
     for model, probes in config.get("table_probes", {}).items():
         if model not in models:
@@ -152,7 +154,7 @@ def check_sweep(config: dict) -> None:
                                   "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)")
 
 
-TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
 
 
 def check_tracking_uri(uri: str | None) -> None:
@@ -160,7 +162,7 @@ def check_tracking_uri(uri: str | None) -> None:
     bare path means, is in maintenance mode)."""
     if uri is None:
         return
-    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else uri if uri.startswith("databricks") else ""
     if scheme in ("", "file"):
         raise ConfigError(f"tracking_uri {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
                           "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
@@ -175,8 +177,11 @@ def swept_budgets(models: dict) -> dict[str, list[int]]:
     ([0] for the models without a budget)."""
     budgets = {model: settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
                for model, settings in models.items()}
-    if "sample" in models.get("five", {}).get("surrogate_points", []):
+    points = models.get("five", {}).get("surrogate_points", ["mean"])
+    if "five" in budgets and "sample" in points:
         budgets["five-sample"] = budgets["five"]
+    if "five" in budgets and "mean" not in points:  # only the variant's runs exist
+        del budgets["five"]
     return budgets
 
 
@@ -215,9 +220,10 @@ def describe_side(side: dict) -> str:
     return f"{side['model']} at K={side['probes']}" if "probes" in side else side["model"]
 
 
-def sweep_table(config: dict, results: str = "results") -> pd.DataFrame:
+def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
     """One row per run: dataset, model, latent_dim, probes, surrogate_point, seed, beta, training settings,
     run_dir."""
+    results = results or experiment_dir(config)
     rows = []
     for dataset, settings in config["datasets"].items():
         for model, model_settings in config["models"].items():

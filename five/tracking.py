@@ -72,7 +72,11 @@ def store_initialisation_lock(tracking_uri: str | None):
         return
     database = Path(tracking_uri[len("sqlite:///"):])
     database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".init-lock"), "a") as handle:
+    from five.checkpoint import refuse_non_regular  # (torch: not at the workflow's parse time)
+
+    lock = database.with_name(database.name + ".init-lock")
+    refuse_non_regular(lock)  # a FIFO there would block every job
+    with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -156,10 +160,17 @@ class RunTracker:
         else:
             self.start({})
 
-    def is_complete(self, evaluated: bool) -> bool:
-        """Whether MLflow already holds this sweep point's finished run (with its evaluation, if `evaluated`)."""
-        runs = [run for run in self._runs_with_key() if run.info.status in ("FINISHED", "FAILED")]
-        return any(not evaluated or any(key.startswith("eval_") for key in run.data.metrics) for run in runs)
+    def is_complete(self, diverged: bool, evaluated: bool) -> bool:
+        """Whether MLflow already holds this sweep point's whole run: ended, with its training (the wall time
+        logged at the end of training, or a loss for a diverged run) and, if `evaluated`, its evaluation. An
+        evaluate job that attached to a run whose training was never logged leaves an incomplete one."""
+        for run in self._runs_with_key():
+            metrics = run.data.metrics
+            trained = "loss" in metrics if diverged else "train_wall_time_s" in metrics
+            if run.info.status in ("FINISHED", "FAILED") and trained and (
+                    not evaluated or any(key.startswith("eval_") for key in metrics)):
+                return True
+        return False
 
     def log_metrics(self, metrics: dict, step: int | None = None, flush: bool = True) -> None:
         from mlflow.entities import Metric
@@ -195,10 +206,12 @@ def sync_run(experiment: str, run_dir: Path, artifact_location: str | None = Non
     record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
     if not record_path.exists():
         return "not trained"
-    tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
-    if tracker.is_complete(evaluated=evaluation_path.exists()):
-        return "already in MLflow"
     record = json.loads(record_path.read_text())
+    if record.get("status") not in ("complete", "stalled", "diverged"):  # training or killed: its job logs it
+        return f"skipped: training has not ended (status {record.get('status')})"
+    tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
+    if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation_path.exists()):
+        return "already in MLflow"
     tracker.start(record["config"] | {"device": record.get("device")},
                   tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]})
     for entry in record["history"]:

@@ -203,9 +203,12 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
     generator = torch.Generator(device=device)  # reseeded each epoch; a CUDA graph reads its state
-    step, graphed = choose_step(model, optimizer, solo_batch(model, data, dataset.discrete_levels), [generator],
-                                [(size,) for size in batch_sizes(data.shape[0], config.batch_size)], cuda_graph, log)
-    extra["cuda_graph"] = graphed
+    if start_epoch < config.epochs:
+        step, extra["cuda_graph"] = choose_step(
+            model, optimizer, solo_batch(model, data, dataset.discrete_levels), [generator],
+            [(size,) for size in batch_sizes(data.shape[0], config.batch_size)], cuda_graph, log)
+    else:  # nothing to train: the record keeps how the run was trained
+        extra["cuda_graph"] = state.get("cuda_graph")
 
     def payload(status: str) -> dict:
         return payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status)
@@ -214,7 +217,7 @@ def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log:
         save_checkpoint(out_dir / CHECKPOINT_NAME, {
             "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "history": history, "wall_time_s": wall_time,
-            "stalled": status == "stalled"})
+            "stalled": status == "stalled", "cuda_graph": extra["cuda_graph"]})
         write_json(out_dir / TRAIN_JSON, payload(status))
 
     model.train()

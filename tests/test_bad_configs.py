@@ -155,8 +155,14 @@ LOADED = [
     ("factor infinite", yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae], factor: .inf"), "factor"),
     ("experiment with a newline", yaml_case().replace("experiment: bad", 'experiment: "abc\\n"'),
      "experiment 'abc\\n' must be a folder name"),
-    ("experiment ..", yaml_case().replace("experiment: bad", 'experiment: ".."'), "(not '.' or '..')"),
-    ("experiment .", yaml_case().replace("experiment: bad", 'experiment: "."'), "(not '.' or '..')"),
+    ("experiment ..", yaml_case().replace("experiment: bad", 'experiment: ".."'), "starts with a letter or digit"),
+    ("experiment .", yaml_case().replace("experiment: bad", 'experiment: "."'), "starts with a letter or digit"),
+    ("experiment like an option", yaml_case().replace("experiment: bad", 'experiment: "-x"'),
+     "starts with a letter or digit"),
+    ("experiment named like the MLflow database", yaml_case().replace("experiment: bad", "experiment: mlflow.db"),
+     "none of mlflow.db"),
+    ("claim on five when only its sample variant runs", yaml_case(claim_kind="paired", claim_extra=", against: [vae]")
+     .replace("five: {probes: [1]}", "five: {probes: [1], surrogate_points: [sample]}"), "five is not swept"),
     ("tracking uri file store", yaml_case(top="tracking_uri: file:///tmp/mlruns\n"), "MLflow's file store"),
     ("tracking uri relative path", yaml_case(top="tracking_uri: ./mlruns\n"), "MLflow's file store"),
     ("tracking uri unknown scheme", yaml_case(top="tracking_uri: ftp://host/x\n"), "unknown scheme 'ftp'"),
@@ -210,8 +216,9 @@ def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
     yaml_case(", cuda_graph: on"),  # YAML's bare on is true: a mode all the same
     "experiment: ok\nseeds: [0]\nmodels: {five: {probes: [1]}}\ndatasets:\n  manifold: {latent_dims: [10], epochs: 1}\n",
     yaml_case(top="tracking_uri: http://127.0.0.1:5000\n"),
+    yaml_case(top="tracking_uri: databricks\n"),
     yaml_case(claim_kind="equivalent", claim_extra=", probes: 1, against: [vae], margin: 1"),
-], ids=["cuda graph on", "d = D", "tracking server", "a valid claim"])
+], ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim"])
 def test_valid_edges_are_accepted(tmp_path, text):
     from five.sweep import load_sweep_config
 

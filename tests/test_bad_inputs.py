@@ -194,6 +194,9 @@ CASES = [
     ("evaluate a run whose record names another latent dim",
      lambda t, r: evaluate(bad_bytes(r, t, "train.json", lambda p: p.read_text().replace(
          '"latent_dim": 2', '"latent_dim": 3').encode())), "latent_dim 3 in train.json, 2 in best.pt"),
+    ("evaluate a run whose record names another seed",
+     lambda t, r: evaluate(bad_bytes(r, t, "train.json", lambda p: p.read_text().replace(
+         '"seed": 0', '"seed": 1').encode())), "seed 1 in train.json, 0 in best.pt"),
     ("evaluate --image-dir a file", lambda t, r: evaluate(copy_run(r, t), "--image-dir", _text(t / "grids")),
      "--image-dir"),
 ]

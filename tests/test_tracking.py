@@ -114,3 +114,36 @@ def test_a_rerun_replaces_only_its_own_run_and_only_after_the_new_one_exists(tmp
     except RuntimeError:
         pass
     assert theirs in [run.data.tags["five.run_key"] for run in client.search_runs([experiment_id])]
+
+
+def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp_path, monkeypatch):
+    """The store goes away after a run started logging: one warning, the job goes on; `five mlflow-sync`
+    replaces the half-logged run with the whole one from the JSON files, and leaves complete runs alone."""
+    import json
+
+    from five.tracking import sync_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    run_dir = tmp_path / "results" / "e" / "digits" / "vae" / "d2" / "k0" / "s0"
+    run_dir.mkdir(parents=True)
+    warnings = []
+    tracker = RunTracker("sync", str(run_dir.resolve()), warn=warnings.append)
+    tracker.start({"lr": 0.1})
+    tracker.log_metrics({"loss": 3.0}, step=1)
+    monkeypatch.setattr(tracker.client, "log_batch", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("down")))
+    for epoch in (2, 3):
+        tracker.log_metrics({"loss": 3.0 / epoch}, step=epoch)
+    tracker.finish()
+    assert len(warnings) == 1 and "five mlflow-sync" in warnings[0]
+    history = [{"epoch": epoch, "loss": 3.0 / epoch, "sigma": 0.1, "time_s": 0.1} for epoch in (1, 2, 3)]
+    (run_dir / "train.json").write_text(json.dumps({"status": "complete", "config": {"model": "vae",
+                                                    "dataset": "digits", "lr": 0.1}, "history": history,
+                                                    "wall_time_s": 0.3, "device": "cpu"}))
+    (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 40.0}))
+    assert sync_run("sync", run_dir) == "logged"
+    assert sync_run("sync", run_dir) == "already in MLflow"
+    client, by_key, runs = runs_by_key(uri, "sync")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3]
+    assert runs[0].data.metrics["eval_nll_nats"] == 40.0

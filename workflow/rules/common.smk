@@ -108,11 +108,12 @@ def job_threads(wildcards):
     return config["datasets"][wildcards.dataset]["threads"]
 
 
-def cuda_graph_option(wildcards):
-    """`--cuda-graph MODE` where a data set's cuda_graph is not the default (auto). Empty otherwise, so that jobs
-    of the default keep the parameters, and so Snakemake's rerun decision, they had before the key existed."""
+def step_options(wildcards):
+    """How a train job computes its steps: `--compile` (config `compile`) and `--cuda-graph MODE` where a data set's
+    cuda_graph is not the default (auto). Neither changes a result beyond round-off; an empty list for the
+    defaults keeps the parameters, and so Snakemake's rerun decision, that jobs had before cuda_graph existed."""
     mode = cuda_graph_mode(config["datasets"][wildcards.dataset]["cuda_graph"])
-    return [] if mode == "auto" else ["--cuda-graph", mode]
+    return (["--compile"] if config["compile"] else []) + ([] if mode == "auto" else ["--cuda-graph", mode])
 
 
 def run_files(name):

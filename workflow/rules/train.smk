@@ -14,8 +14,7 @@ rule train:
         options=lambda wildcards: train_arguments(sweep_row(wildcards)),
         run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
         device=config["device"],
-        compile=["--compile"] if config["compile"] else [],
-        cuda_graph=cuda_graph_option,
+        step_options=step_options,
         data_dir=DATA_DIR,
         experiment=config["experiment"],
         run_key=mlflow_run_key,
@@ -32,8 +31,7 @@ rule train:
         "../envs/five.yaml"
     shell:
         "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli train --threads {threads} {params.options:q} "
-        "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dir:q} {params.compile:q} "
-        "{params.cuda_graph:q} "
+        "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dir:q} {params.step_options:q} "
         "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} "
         "--mlflow-artifact-location {params.artifacts:q} "
         "--gpu-lock-dir {params.gpu_locks:q} > {log:q} 2>&1"
