@@ -20,13 +20,19 @@ from five.data import dequantize
 from five.models import Model
 
 
-class PackedLinear(nn.Module):
-    """M linear layers: weight (M, out, in), bias (M, out); rows in member blocks."""
+class PackedLayer(nn.Module):
+    """M layers' weights and biases stacked along a leading member dimension (the members' own names, so that a
+    member's slice of the state_dict is its solo state_dict); convolutions keep their stride and padding."""
 
-    def __init__(self, layers: list[nn.Linear]):
+    def __init__(self, layers: list[nn.Module]):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+        self.stride, self.padding = getattr(layers[0], "stride", None), getattr(layers[0], "padding", None)
+
+
+class PackedLinear(PackedLayer):
+    """M linear layers: weight (M, out, in), bias (M, out); rows in member blocks."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members, out_features, in_features = self.weight.shape
@@ -45,14 +51,8 @@ def from_groups(y: torch.Tensor, members: int) -> torch.Tensor:
                                                                                      *y.shape[2:])
 
 
-class PackedConv2d(nn.Module):
+class PackedConv2d(PackedLayer):
     """M convolutions as one grouped convolution: weight (M, C_out, C_in, k, k), bias (M, C_out)."""
-
-    def __init__(self, layers: list[nn.Conv2d]):
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
-        self.stride, self.padding = layers[0].stride, layers[0].padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members = self.weight.shape[0]
@@ -61,14 +61,8 @@ class PackedConv2d(nn.Module):
         return from_groups(y, members)
 
 
-class PackedConvTranspose2d(nn.Module):
+class PackedConvTranspose2d(PackedLayer):
     """M transposed convolutions as one grouped one: weight (M, C_in, C_out, k, k), bias (M, C_out)."""
-
-    def __init__(self, layers: list[nn.ConvTranspose2d]):
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
-        self.stride, self.padding = layers[0].stride, layers[0].padding
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         members, _, _, *kernel = self.weight.shape

@@ -3,6 +3,7 @@ jobs logs every run's params, per-epoch metrics, evaluation and artifacts; with 
 goes on (one warning line per job, the JSON files complete), and `five mlflow-sync` logs those runs once the
 server is back. The server listens on 127.0.0.1 only, every wait is bounded, and the test stops what it started."""
 
+import json
 import os
 import signal
 import socket
@@ -12,10 +13,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from five.sweep import sweep_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"experiment": "served", "seeds": [0, 1], "models": {"vae": {}},
@@ -73,11 +75,17 @@ def server(tmp_path):
     started.stop()
 
 
+def run_dirs(workdir: Path, config: dict) -> list[Path]:
+    return [workdir / run_dir for run_dir in sweep_table(config)["run_dir"]]
+
+
 def sweep(workdir: Path, config: dict):
+    """The sweep's train and evaluate jobs (what logs to MLflow; the tables are not needed here)."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    targets = [str(run_dir.relative_to(workdir) / "eval.json") for run_dir in run_dirs(workdir, config)]
     return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "2"],
+                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -104,15 +112,15 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
     config = CONFIG | {"tracking_uri": server.uri}
     result = sweep(work, config)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = pd.read_csv(work / "results" / "served" / "runs.csv")
-    assert_fully_logged(server.uri, [work / run_dir for run_dir in runs["run_dir"]])
+    assert_fully_logged(server.uri, run_dirs(work, config))
 
     server.stop()  # a new seed trains and evaluates while the server is down
-    down = sweep(work, config | {"seeds": [0, 1, 2]})
+    config |= {"seeds": [0, 1, 2]}
+    down = sweep(work, config)
     assert down.returncode == 0, down.stderr[-3000:]
-    runs = pd.read_csv(work / "results" / "served" / "runs.csv")
-    assert set(runs["status"]) == {"complete"} and len(runs) == 3
-    new = [work / run_dir for run_dir in runs["run_dir"] if run_dir.endswith("s2")]
+    everything = run_dirs(work, config)
+    assert all(json.loads((run_dir / "eval.json").read_text())["status"] == "complete" for run_dir in everything)
+    new = [run_dir for run_dir in everything if run_dir.name == "s2"]
     for run_dir in new:
         log = (work / "logs" / "served" / "train" / Path(*run_dir.relative_to(work / "results" / "served").parts)
                ).with_suffix(".log").read_text()
@@ -122,8 +130,8 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
     server.start()  # back: the runs it missed are logged from their JSON files, the others left as they are
     env = os.environ | {"MLFLOW_TRACKING_URI": server.uri}
     synced = subprocess.run([sys.executable, "-m", "five.cli", "mlflow-sync", "--experiment", "served",
-                             *map(str, [work / run_dir for run_dir in runs["run_dir"]])],
+                             *map(str, everything)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert synced.returncode == 0, synced.stderr[-2000:]
     assert synced.stdout.count(": logged") == 1 and synced.stdout.count(": already in MLflow") == 2, synced.stdout
-    assert_fully_logged(server.uri, [work / run_dir for run_dir in runs["run_dir"]])
+    assert_fully_logged(server.uri, everything)
