@@ -65,20 +65,27 @@ def with_retries(call: Callable, *args, **kwargs):
 @contextmanager
 def store_initialisation_lock(tracking_uri: str | None):
     """Jobs that start together on a new SQLite store would all create its tables (MLflow's migrations are not
-    safe against each other): the first holds a lock file beside the database while it creates the store and
-    the experiment, the others then find both. Servers handle their own concurrency."""
+    safe against each other): until a job has created the store and the experiment (and left a `.ready` file
+    beside the database), jobs take turns under a lock file; afterwards they pass straight through (holding
+    it costs a second per job). Servers handle their own concurrency."""
     if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
         yield
         return
     database = Path(tracking_uri[len("sqlite:///"):])
+    ready = database.with_name(database.name + ".ready")
+    if ready.is_file():
+        yield
+        return
     database.parent.mkdir(parents=True, exist_ok=True)
     from five.checkpoint import refuse_non_regular  # (torch: not at the workflow's parse time)
 
     lock = database.with_name(database.name + ".init-lock")
-    refuse_non_regular(lock)  # a FIFO there would block every job
+    for path in (lock, ready):
+        refuse_non_regular(path)  # a FIFO there would block every job
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+        ready.touch()
 
 
 def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None,
@@ -103,6 +110,8 @@ class RunTracker:
 
     def __init__(self, experiment: str, run_key: str, tracking_uri: str | None = None,
                  warn: Callable[[str], None] = print, artifact_location: str | None = None):
+        import mlflow.tracking  # noqa: F401 - seconds of imports, outside the lock that jobs queue for
+
         with store_initialisation_lock(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
             self.client = _client(tracking_uri)
             self.experiment_id = ensure_experiment(experiment, artifact_location=artifact_location, client=self.client)
