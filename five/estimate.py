@@ -149,10 +149,7 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     modes = {name: cuda_graph_mode(settings.get("cuda_graph", "auto")) for name, settings in config["datasets"].items()}
     for mode in modes.values():
         check_cuda_graph_mode(mode, device)  # `on` where the jobs could not capture: one line, before timing
-    captured = {name: uses_cuda_graph(mode, device) for name, mode in modes.items()}
-
-    def graphed(name: str) -> bool:  # as the job will run its steps
-        return captured[name]
+    graphed = {name: uses_cuda_graph(mode, device) for name, mode in modes.items()}  # as the jobs will step
 
     for index, row in enumerate(timed.to_dict("records"), 1):
         dataset, _, _ = datasets[row["dataset"]]
@@ -160,13 +157,13 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
         started = time.perf_counter()
         try:
             timing = time_configuration(row, dataset, device, bool(config.get("compile")),
-                                        cuda_graph=graphed(row["dataset"]), pack=pack)
+                                        cuda_graph=graphed[row["dataset"]], pack=pack)
         except Exception as error:  # noqa: BLE001 - a failed capture: `auto` jobs run eagerly, and are timed so
-            if not graphed(row["dataset"]) or modes[row["dataset"]] == "on":
+            if not graphed[row["dataset"]] or modes[row["dataset"]] == "on":
                 raise
             log(f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
                 "eagerly, as its jobs will run")
-            captured[row["dataset"]] = False
+            graphed[row["dataset"]] = False
             timing = time_configuration(row, dataset, device, bool(config.get("compile")), pack=pack)
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
@@ -187,7 +184,7 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
                      "probes": row["probes"], "seed": row["seed"], "epochs": row["epochs"],
                      **timing, **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
                      "job_startup_s": startup, "real_data": real, "device": str(device),
-                     "cuda_graph": graphed(row["dataset"])})
+                     "cuda_graph": graphed[row["dataset"]]})
     return pd.DataFrame(rows)
 
 
