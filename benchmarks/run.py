@@ -16,6 +16,7 @@ import argparse
 import csv
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -359,6 +360,38 @@ def workflow_overhead(report: Report) -> None:
     tracking_share(report)
 
 
+def packed_run_times(report: Report, device: torch.device) -> None:
+    """Issue 17: a sweep point's 3 seeds as one packed `five train` process against 3 solo processes, one after
+    the other, each with one thread, wall time including start-up; the quick sweep's settings."""
+    print("\n5b. packed runs: 3 seeds in one process vs 3 solo processes (wall time incl. start-up, 1 thread)")
+    import yaml
+
+    from five.sweep import train_arguments
+
+    quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
+    for dataset, model, probes in (("digits", "vae", 0), ("digits", "five", 1), ("manifold", "five", 1)):
+        settings = quick["datasets"][dataset]
+        row = {"model": model, "dataset": dataset, "latent_dim": 4, "probes": probes, "seed": 0,
+               "surrogate_point": "mean" if model == "five" else None,
+               **{key: settings.get(key) for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}}
+        base = [sys.executable, "-m", "five.cli", "train", *train_arguments(row, seeds=[]), "--threads", "1",
+                "--device", str(device.type)]
+
+        def wall(seeds: list[int], work: Path) -> float:
+            started = time.perf_counter()
+            subprocess.run([*base, "--seed", *map(str, seeds), "--out", *(str(work / f"s{s}") for s in seeds)],
+                           check=True, capture_output=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+            return time.perf_counter() - started
+
+        with tempfile.TemporaryDirectory() as folder:
+            solo = sum(wall([seed], Path(folder) / "solo") for seed in (0, 1, 2))
+            packed = wall([0, 1, 2], Path(folder) / "packed")
+        label = f"{dataset} {model}{f' K={probes}' if probes else ''} d=4, {settings['epochs']} epochs"
+        report.add("packed-runs", f"{label}: 3 solo processes", solo, "s")
+        report.add("packed-runs", f"{label}: 1 packed process", packed, "s")
+        report.add("packed-runs", f"{label}: speed-up", solo / packed, "x", ">1.5")
+
+
 def tracking_share(report: Report, epochs: int = 200) -> None:
     """MLflow logging (SQLite backend, per-epoch metrics batched) against the training time of a digits run:
     the fixed cost per job (client, run creation, params, final flush; mlflow imports included) and the
@@ -414,7 +447,7 @@ def validation_share(report: Report) -> None:
         report.add("monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%")
 
 
-SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "graph-cudnn", "packed", "packed-trunks", "overhead", "iwae", "workflow", "monitoring")
+SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "graph-cudnn", "packed", "packed-trunks", "packed-runs", "overhead", "iwae", "workflow", "monitoring")
 
 
 def main(argv=None) -> int:
@@ -440,6 +473,7 @@ def main(argv=None) -> int:
                 "graph-cudnn": lambda: cudnn_autotuned_graph_times(report, device, repeats, inner),
                 "packed": lambda: packed_step_times(report, device, repeats, inner),
                 "packed-trunks": lambda: packed_trunk_times(report, device, repeats, inner),
+                "packed-runs": lambda: packed_run_times(report, device),
                 "overhead": lambda: outside_model_share(report, device, repeats, inner),
                 "iwae": lambda: iwae_throughput(report, device),
                 "workflow": lambda: workflow_overhead(report),

@@ -27,9 +27,12 @@ DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./da
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 
-def add_job_options(parser: argparse.ArgumentParser) -> None:
+def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
+    """Options of a job of the workflow; `runs`: "one" run folder, or "several" (a run key each)."""
     parser.add_argument("--mlflow-experiment", help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)")
-    parser.add_argument("--mlflow-run-key", help="identifies the sweep point in MLflow (default: the run folder)")
+    parser.add_argument("--mlflow-run-key", nargs="+" if runs == "several" else None,
+                        help="identifies the sweep point in MLflow (default: the run folder)"
+                             + ("; one per run folder" if runs == "several" else ""))
     parser.add_argument("--mlflow-artifact-location", type=Path,
                         help="where a new MLflow experiment keeps its artifacts (the first job creates it)")
     parser.add_argument("--gpu-lock-dir", type=Path,
@@ -58,12 +61,12 @@ def prepare_job(args, log=print):
     return choose_device(args.device), facts
 
 
-def make_tracker(args, run_dir: Path):
+def make_tracker(args, run_dir: Path, key: str | None = None):
     if not args.mlflow_experiment:
         return None
     from five.tracking import RunTracker
 
-    key = args.mlflow_run_key or str(Path(run_dir).resolve())
+    key = key or str(Path(run_dir).resolve())
     artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
     warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--beta", type=float, help="FIF reconstruction weight (fif only; default 10)")
     train.add_argument("--surrogate-point", help="five only: where the decoder tangents J_g·v are taken, mean "
                                                 "(default) or sample (method.md §1.4)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, nargs="+", default=[0],
+                       help="seed(s); several train as one packed model, each exactly as alone (one --out each)")
     train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
     train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
     train.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
@@ -105,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop when this many validation evaluations bring no better NLL (default: off)")
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    train.add_argument("--out", type=Path, required=True, help="run folder; an existing one is resumed")
+    train.add_argument("--out", type=Path, nargs="+", required=True,
+                       help="run folder, one per seed; an existing one is resumed")
     train.add_argument("--restart-if-changed", action="store_true",
                        help="if --out holds a run of another configuration, start afresh instead of failing")
     train.add_argument("--compile", action="store_true",
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "fails; default), on (fail if it cannot), off")
     train.add_argument("--record-divergence", action="store_true",
                        help="a non-finite loss is recorded in train.json (status diverged) and exits 0")
-    add_job_options(train)
+    add_job_options(train, runs="several")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run")
     evaluate.add_argument("--run", type=Path, required=True, help="the run folder written by `five train`")
@@ -166,47 +171,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args) -> None:
-    from five.errors import TrainingDiverged
     from five.steps import check_cuda_graph_mode
-    from five.train import train
+    from five.train import train_seeds
 
-    config = TrainConfig(
+    if len(args.out) != len(args.seed):
+        raise FiveError(f"one --out per seed: {len(args.seed)} seeds, {len(args.out)} folders")
+    if args.mlflow_run_key is not None and len(args.mlflow_run_key) != len(args.out):
+        raise FiveError(f"one --mlflow-run-key per run folder: {len(args.out)} folders, "
+                        f"{len(args.mlflow_run_key)} keys")
+    configs = [TrainConfig(
         model=args.model, dataset=args.dataset, latent_dim=args.latent_dim, probes=args.probes,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=args.seed,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=seed,
         architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every, patience=args.patience, log_sigma_lr=args.log_sigma_lr,
         surrogate_point=args.surrogate_point,
-    )
-    check_output_dir(args.out, "--out")
-    for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
-        refuse_non_regular(args.out / name, "--out")
+    ) for seed in args.seed]
+    for out in args.out:
+        check_output_dir(out, "--out")
+        for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
+            refuse_non_regular(out / name, "--out")
     device, facts = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
-    tracker = make_tracker(args, args.out)
-    on_epoch = None
+    keys = dict(zip(args.out, args.mlflow_run_key or [None] * len(args.out)))
+    trackers = {}  # only runs that train: a finished one's MLflow run (with its evaluation) is left as it is
+
+    def on_train(run):
+        trackers[run.out_dir] = start_tracker(args, run.out_dir, keys[run.out_dir], run.config, device)
+        return epoch_logger(trackers[run.out_dir])
+
+    runs = train_seeds(configs, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
+                       on_train=on_train, extra=facts, compile_objective=args.compile, cuda_graph=args.cuda_graph)
+    for run in runs:
+        tracker = trackers.get(run.out_dir)
+        if tracker is not None:
+            if run.failure is None:
+                tracker.log_metrics({"train_wall_time_s": run.result["wall_time_s"]})
+            tracker.log_artifacts([run.out_dir / TRAIN_JSON])
+            tracker.finish("FAILED" if run.failure is not None else "FINISHED")
+        if run.failure is not None:
+            print(f"five: diverged: {run.out_dir}: {run.failure} (recorded in {run.out_dir / TRAIN_JSON})",
+                  file=sys.stderr)
+            continue
+        final = run.result["history"][-1] if run.result["history"] else {}
+        print(f"done: {run.result['epochs_completed']} epochs, final loss {final.get('loss')}, "
+              f"wall time {run.result['wall_time_s']:.1f}s; wrote {run.out_dir}/checkpoint.pt and "
+              f"{run.out_dir}/train.json")
+    failure = next((run.failure for run in runs if run.failure is not None), None)
+    if failure is not None and not args.record_divergence:
+        raise failure
+
+
+def start_tracker(args, run_dir: Path, key: str | None, config: TrainConfig, device):
+    tracker = make_tracker(args, run_dir, key)
     if tracker is not None:
         tracker.start(config.to_dict() | {"device": str(device)}, tags={"model": config.model,
                                                                        "dataset": config.dataset})
-        on_epoch = lambda entry: tracker.log_metrics(  # noqa: E731
-            {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False)
-    try:
-        result = train(config, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
-                       on_epoch=on_epoch, extra=facts, compile_objective=args.compile, cuda_graph=args.cuda_graph)
-    except TrainingDiverged as error:
-        if tracker is not None:
-            tracker.log_artifacts([args.out / "train.json"])
-            tracker.finish("FAILED")
-        if not args.record_divergence:
-            raise
-        print(f"five: diverged: {error} (recorded in {args.out / 'train.json'})", file=sys.stderr)
-        return
-    if tracker is not None:
-        tracker.log_metrics({"train_wall_time_s": result["wall_time_s"]})
-        tracker.log_artifacts([args.out / "train.json"])
-        tracker.finish()
-    final = result["history"][-1] if result["history"] else {}
-    print(f"done: {result['epochs_completed']} epochs, final loss {final.get('loss')}, "
-          f"wall time {result['wall_time_s']:.1f}s; wrote {args.out}/checkpoint.pt and {args.out}/train.json")
+    return tracker
+
+
+def epoch_logger(tracker):
+    """Each history entry as MLflow metrics at its epoch (None without a tracker)."""
+    if tracker is None:
+        return None
+    return lambda entry: tracker.log_metrics({key: value for key, value in entry.items() if key != "epoch"},
+                                             step=entry["epoch"], flush=False)
 
 
 def run_evaluate(args) -> None:
@@ -224,7 +252,7 @@ def run_evaluate(args) -> None:
     check_output_file(args.out, "--out", protected=[args.run / name for name in (CHECKPOINT_NAME, BEST_NAME,
                                                                                 TRAIN_JSON)])
     device, facts = prepare_job(args, log)
-    tracker = make_tracker(args, args.run)
+    tracker = make_tracker(args, args.run, args.mlflow_run_key)
     metrics = evaluate_run(args.run, device, args.importance_samples, args.split, args.batch_size, log=log,
                            data_dir=args.data_dir, image_dir=args.image_dir, model_selection=args.model_selection,
                            sigma=args.sigma, cache_dir=args.cache_dir)

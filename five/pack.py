@@ -122,6 +122,19 @@ def member_optimizer_state(optimizer: torch.optim.Optimizer, member: int) -> dic
     return {"state": sliced, "param_groups": copy.deepcopy(state["param_groups"])}
 
 
+def packed_optimizer_state(states: list[dict]) -> dict:
+    """The inverse of member_optimizer_state: the members' Adam state_dicts (solo layout, one step count, which
+    members trained in lockstep share) stacked into the packed optimiser's."""
+    first = states[0]
+    if any(state is None or state["state"].keys() != first["state"].keys() for state in states):
+        raise ValueError("only members with Adam state of the same parameters can be packed")
+    stacked = {index: {key: value.clone() if key == "step" else torch.stack([state["state"][index][key]
+                                                                               for state in states])
+                       for key, value in entry.items()}
+               for index, entry in first["state"].items()}
+    return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
+
+
 def member_batches(data: torch.Tensor, discrete_levels, member_indices: torch.Tensor, generators, model: Model):
     """A packed batch: each member's examples and noise drawn from its own generator, in the order its solo step
     draws them (dequantisation, then the model's noise), then joined in member blocks."""

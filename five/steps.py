@@ -130,8 +130,8 @@ def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
         for p in group["params"]:
             state = optimizer.state.get(p, {})
             if "step" in state:
-                device = p.device if capturable else torch.device("cpu")
-                state["step"] = state["step"].to(device=device, dtype=torch.float32)
+                device, dtype = (p.device, torch.float32) if capturable else (torch.device("cpu"), state["step"].dtype)
+                state["step"] = state["step"].to(device=device, dtype=dtype)  # fused Adam counts in float32
 
 
 def check_cuda_graph_mode(mode: str, device: torch.device) -> None:

@@ -249,11 +249,17 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
     return table
 
 
-def train_arguments(row: dict) -> list[str]:
+def seed_arguments(seeds) -> list[str]:
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    return ["--seed", *map(str, seeds)] if seeds else []
+
+
+def train_arguments(row: dict, seeds: list[int] | None = None) -> list[str]:
     """The `five train` options of one sweep row as an argument list (the rule quotes each one for the shell;
-    rows are the only place a run's settings come from)."""
+    rows are the only place a run's settings come from); with `seeds`, those of its sweep point's packed job
+    (none: the settings every seed of the point shares)."""
     parts = ["--model", row["model"], "--dataset", row["dataset"], "--latent-dim", str(row["latent_dim"]),
-             "--seed", str(row["seed"])]
+             *seed_arguments(row["seed"] if seeds is None else seeds)]
     if row["model"] in MODELS_WITH_PROBES:
         parts += ["--probes", str(row["probes"])]
     if model_dir(row["model"], row.get("surrogate_point")) != row["model"]:  # a variant; the default is not passed,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +26,7 @@ from five.config import TrainConfig
 from five.data import load_dataset
 from five.errors import ConfigError, TrainingDiverged
 from five.models import Model, build_model
+from five.pack import member_batches, member_optimizer_state, member_state, pack_models, packed_optimizer_state
 from five.steps import Step, check_cuda_graph_mode, choose_step, set_capturable, solo_batch, uses_cuda_graph
 from five.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
 
@@ -42,23 +45,27 @@ def batch_sizes(examples: int, batch_size: int) -> list[int]:
     return sorted({min(batch_size, examples), examples % batch_size} - {0}, reverse=True)
 
 
-def train_epoch(step: Step, examples: int, batch_size: int, generator: torch.Generator, epoch: int) -> float:
-    """One pass over the `examples` training examples (on the generator's device). Returns the mean loss.
-
-    Step losses stay on the device and are checked once per epoch, so the step has no host sync; a
-    non-finite loss is still reported with the exact epoch and step where it first appeared.
-    """
-    order = torch.randperm(examples, generator=generator, device=generator.device)
-    batches = order.split(batch_size)
-    step_losses = torch.empty(len(batches), device=generator.device)
+def train_epoch(step: Step, examples: int, batch_size: int, generators: list[torch.Generator]) -> torch.Tensor:
+    """One pass over the `examples` training examples for each member of the step's model, each in the order
+    its own generator shuffles them. Returns every step's losses, (steps, members), on the device: the step has
+    no host sync, and the caller checks them once per epoch."""
+    orders = torch.stack([torch.randperm(examples, generator=g, device=g.device) for g in generators])
+    batches = orders.split(batch_size, dim=1)
+    step_losses = torch.empty(len(batches), len(generators), device=orders.device)
     for index, indices in enumerate(batches):
-        step_losses[index] = step(indices)[0]
-    finite = torch.isfinite(step_losses)
+        step_losses[index] = step(indices[0] if len(generators) == 1 else indices)
+    return step_losses
+
+
+def member_loss(step_losses: torch.Tensor, member: int, epoch: int) -> float:
+    """A member's mean loss over the epoch; a non-finite loss is reported with the exact step where it first
+    appeared."""
+    losses = step_losses[:, member]
+    finite = torch.isfinite(losses)
     if not bool(finite.all()):
         first = int((~finite).nonzero()[0])
-        raise TrainingDiverged(epoch, first + 1, float(step_losses[first]))
-    return float(step_losses.mean())
-
+        raise TrainingDiverged(epoch, first + 1, float(losses[first]))
+    return float(losses.mean())
 
 def build_optimizer(model: Model, config: TrainConfig, capturable: bool = False) -> torch.optim.Adam:
     """Adam over all parameters; ρ = log σ, where learned, in its own group at config.log_sigma_lr.
@@ -146,125 +153,248 @@ def _shorter_run_from_history(out_dir: Path, config: TrainConfig, device: torch.
     return payload
 
 
+@dataclass
+class Run:
+    """One seed's run and its folder, trained alone or as a member of a pack (five.pack) with the other seeds of
+    its sweep point. `model` holds its weights (a pack copies them out where they are read); `result` is its
+    train.json record once it stops, and `failure` the error where it diverged."""
+
+    config: TrainConfig
+    out_dir: Path
+    on_epoch: Callable[[dict], None]
+    extra: dict
+    model: Model | None = None
+    optimizer_state: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    wall_time: float = 0.0
+    epoch: int = 0
+    result: dict | None = None
+    failure: TrainingDiverged | None = None
+
+    def record(self, status: str, device: torch.device, write: bool = True, **fields) -> dict:
+        """The train.json record in this state (written unless `write` is false)."""
+        record = payload_of({"history": self.history, "wall_time_s": self.wall_time}, self.config, device,
+                            self.extra, status) | fields
+        if write:
+            write_json(self.out_dir / TRAIN_JSON, record)
+        return record
+
+    def stop(self, status: str, device: torch.device, write: bool = True, **fields) -> None:
+        self.result = self.record(status, device, write, **fields)
+
+
 def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
           data_dir: Path | None = None, restart_if_changed: bool = False,
           on_epoch: Callable[[dict], None] | None = None, extra: dict | None = None,
           compile_objective: bool = False, cuda_graph: str = "auto") -> dict:
-    """Train (or resume) the run in `out_dir`; returns the train.json payload.
+    """Train (or resume) the run in `out_dir`; returns the train.json payload. A non-finite loss is recorded in
+    train.json (status diverged) and raised as TrainingDiverged.
 
     `compile_objective` runs the objective through torch.compile (faster steps after a warm-up of seconds;
     same math, floating-point results may differ in the last bits). `cuda_graph` (auto, on, off) captures the
     training step as a CUDA graph (five.steps; auto: on CUDA, eager where the capture fails; the weights equal
-    the eager run's within float32 round-off). `on_epoch` receives each history entry
+    the eager run's within float32 round-off). `on_epoch` receives each history entry of a run that trains
     (replayed from the checkpoint on resume, so a tracker sees the whole run); `extra` is merged into
     train.json (e.g. the GPU and scheduler job that ran it).
     """
-    out_dir = Path(out_dir)
+    [run] = train_seeds([config], [out_dir], device, log, data_dir, restart_if_changed, lambda run: on_epoch, extra,
+                        compile_objective, cuda_graph)
+    if run.failure is not None:
+        raise run.failure
+    return run.result
+
+
+def train_seeds(configs: list[TrainConfig], out_dirs: list[Path], device: torch.device,
+                log: Callable[[str], None] = print, data_dir: Path | None = None, restart_if_changed: bool = False,
+                on_train: Callable[[Run], Callable[[dict], None] | None] | None = None, extra: dict | None = None,
+                compile_objective: bool = False, cuda_graph: str = "auto") -> list[Run]:
+    """Train (or resume) the runs of `configs` (one configuration up to the seed) in their `out_dirs`, those that
+    need training packed into one model (five.pack). Each member trains exactly as it would alone: its seed's
+    initial weights, random streams, Adam state, validation, best epoch and early stop; a member that stops
+    (stalled or diverged) leaves the pack and the others go on; a finished one costs nothing. `on_train(run)` is
+    called for each run that trains, before its history is replayed from its checkpoint, and returns the
+    callback that receives its history entries (or None). Returns the runs, each with its train.json record
+    (`result`) and, where it diverged, the error (`failure`)."""
     check_cuda_graph_mode(cuda_graph, device)
-    with run_lock(out_dir):
-        return _train_locked(config, out_dir, device, log, data_dir, restart_if_changed, on_epoch, extra,
-                             compile_objective, cuda_graph)
+    check_packable(configs, out_dirs)
+    runs = [Run(config, Path(out_dir), lambda entry: None, dict(extra or {}))
+            for config, out_dir in zip(configs, out_dirs)]
+    with ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(run_lock(run.out_dir))
+        for run in runs:
+            run.result = _shorter_run_from_history(run.out_dir, run.config, device, run.extra, restart_if_changed,
+                                                   log)
+        pending = [run for run in runs if run.result is None]
+        if pending:
+            dataset = load_dataset(configs[0].dataset, data_dir)
+            for run in pending:
+                _prepare(run, dataset, device, restart_if_changed, compile_objective, log)
+                if run.result is None:
+                    run.on_epoch = (on_train and on_train(run)) or run.on_epoch
+                    for entry in run.history:  # a resumed run's callback sees the whole run
+                        run.on_epoch(entry)
+            _train_pending([run for run in pending if run.result is None], dataset, device,
+                           uses_cuda_graph(cuda_graph, device), cuda_graph, compile_objective, log)
+    return runs
 
 
-def _train_locked(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None],
-                  data_dir: Path | None, restart_if_changed: bool, on_epoch: Callable[[dict], None] | None,
-                  extra: dict | None, compile_objective: bool, cuda_graph: str) -> dict:
-    shorter = _shorter_run_from_history(out_dir, config, device, extra, restart_if_changed, log)
-    if shorter is not None:
-        return shorter
-    dataset = load_dataset(config.dataset, data_dir)
-    torch.manual_seed(config.seed)  # the initial weights
-    model = build_model(config, dataset, device).to(device)
-    capturable = uses_cuda_graph(cuda_graph, device)
-    optimizer = build_optimizer(model, config, capturable)
-    if compile_objective:
-        model.compile_objective()
-    extra = {**(extra or {}), "compiled": compile_objective, **model.facts()}
-    history: list[dict] = []
-    wall_time = 0.0
-    start_epoch = 0
-    on_epoch = on_epoch or (lambda entry: None)
-    state = _resume_state(out_dir, config, restart_if_changed, log)
-    if state is not None:
-        load_weights(model, state["model"], out_dir / CHECKPOINT_NAME)
-        load_weights(optimizer, state["optimizer"], out_dir / CHECKPOINT_NAME)
-        set_capturable(optimizer, capturable)
-        history, wall_time, start_epoch = state["history"], state["wall_time_s"], state["epoch"]
-        log(f"resuming {out_dir} after epoch {start_epoch}/{config.epochs}")
-        for entry in history:
-            on_epoch(entry)
-    if state is not None and state.get("stalled") and config.patience is not None \
-            and evaluations_since_best(history) >= config.patience:
-        log(f"{out_dir} stopped early (validation NLL stalled for {config.patience} evaluations); nothing to do")
-        return payload_of(state, config, device, extra, "stalled")
+def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
+    if len(configs) != len(out_dirs) or not configs:
+        raise ConfigError(f"one run folder per seed is needed: {len(configs)} seeds, {len(out_dirs)} folders")
+    if len({config.seed for config in configs}) < len(configs):
+        raise ConfigError(f"each seed once: got {', '.join(str(config.seed) for config in configs)}")
+    if len({Path(out_dir).resolve() for out_dir in out_dirs}) < len(out_dirs):
+        raise ConfigError("each seed needs its own run folder; two seeds were given the same one")
+    first = configs[0].to_dict() | {"seed": None}
+    if any(config.to_dict() | {"seed": None} != first for config in configs):
+        raise ConfigError("only runs of one configuration (up to the seed) are trained together")
+
+
+def _prepare(run: Run, dataset, device: torch.device, restart_if_changed: bool, compile_objective: bool,
+             log: Callable[[str], None]) -> None:
+    """The run's model with its seed's initial weights, or the state of its checkpoint; a run with nothing left
+    to train gets its record."""
+    torch.manual_seed(run.config.seed)  # the initial weights
+    run.model = build_model(run.config, dataset, device).to(device)
+    run.extra |= {"compiled": compile_objective, **run.model.facts()}
+    state = _resume_state(run.out_dir, run.config, restart_if_changed, log)
+    if state is None:
+        return
+    path = run.out_dir / CHECKPOINT_NAME
+    load_weights(run.model, state["model"], path)
+    load_weights(build_optimizer(run.model, run.config), state["optimizer"], path)  # it fits: one clear error if not
+    run.optimizer_state, run.history = state["optimizer"], state["history"]
+    run.wall_time, run.epoch, run.extra["cuda_graph"] = state["wall_time_s"], state["epoch"], state.get("cuda_graph")
+    log(f"resuming {run.out_dir} after epoch {run.epoch}/{run.config.epochs}")
+    patience = run.config.patience
+    if state.get("stalled") and patience is not None and evaluations_since_best(run.history) >= patience:
+        log(f"{run.out_dir} stopped early (validation NLL stalled for {patience} evaluations); nothing to do")
+        run.stop("stalled", device, write=False)
+    elif run.epoch >= run.config.epochs:
+        log(f"{run.out_dir} already holds all {run.config.epochs} epochs; nothing to do")
+        run.stop("complete", device)
+
+
+def _train_pending(runs: list[Run], dataset, device: torch.device, capturable: bool, cuda_graph: str,
+                   compile_objective: bool, log: Callable[[str], None]) -> None:
+    """Runs resumed after the same epoch train as one pack, lowest epoch first."""
+    if not runs:
+        return
     data = dataset.split("train").to(device)  # the whole set stays on the device
     validation_x = validation_batch(dataset, device, log)
-    eval_every = resolved_eval_every(config)
+    for epoch in sorted({run.epoch for run in runs}):
+        group = [run for run in runs if run.epoch == epoch]
+        while group := [run for run in group if run.result is None]:
+            _train_pack(group, dataset, data, validation_x, device, capturable, cuda_graph, compile_objective, log)
+
+
+def _train_pack(runs: list[Run], dataset, data: torch.Tensor, validation_x: torch.Tensor, device: torch.device,
+                capturable: bool, cuda_graph: str, compile_objective: bool, log: Callable[[str], None]) -> None:
+    """Train `runs` (resumed after the same epoch) as one model until one of them stops; the others' weights
+    and Adam state are then copied out, to go on in a pack without it."""
+    config, members = runs[0].config, len(runs)
+    model = runs[0].model if members == 1 else pack_models([run.model for run in runs])
+    optimizer = build_optimizer(model, config, capturable)
+    states = [run.optimizer_state for run in runs]
+    if states[0] is not None:
+        optimizer.load_state_dict(states[0] if members == 1 else packed_optimizer_state(states))
+    set_capturable(optimizer, capturable)
+    if compile_objective:
+        model.compile_objective()
+    seeds = ", ".join(str(run.config.seed) for run in runs)
     log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
-        f"{sum(p.numel() for p in model.parameters())} parameters) on {device}")
-    generator = torch.Generator(device=device)  # reseeded each epoch; a CUDA graph reads its state
-    if start_epoch < config.epochs:
-        step, extra["cuda_graph"] = choose_step(
-            model, optimizer, solo_batch(model, data, dataset.discrete_levels), [generator],
-            [(size,) for size in batch_sizes(data.shape[0], config.batch_size)], cuda_graph, log)
-    else:  # nothing to train: the record keeps how the run was trained
-        extra["cuda_graph"] = state.get("cuda_graph")
-
-    def payload(status: str) -> dict:
-        return payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status)
-
-    def checkpoint(epoch: int, status: str) -> None:
-        save_checkpoint(out_dir / CHECKPOINT_NAME, {
-            "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "history": history, "wall_time_s": wall_time,
-            "stalled": status == "stalled", "cuda_graph": extra["cuda_graph"]})
-        write_json(out_dir / TRAIN_JSON, payload(status))
-
+        f"{sum(p.numel() for p in runs[0].model.parameters())} parameters) on {device}"
+        + (f", seeds {seeds} packed into one model" if members > 1 else ""))
+    generators = [torch.Generator(device=device) for _ in runs]  # reseeded each epoch; a CUDA graph reads them
+    batch = solo_batch(model, data, dataset.discrete_levels) if members == 1 else \
+        lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
+    shapes = [(size,) if members == 1 else (members, size) for size in batch_sizes(data.shape[0], config.batch_size)]
+    step, graphed = choose_step(model, optimizer, batch, generators, shapes, cuda_graph, log)
+    for run in runs:
+        run.extra |= {"cuda_graph": graphed, "pack_size": members}
     model.train()
-    for epoch in range(start_epoch + 1, config.epochs + 1):
+    for epoch in range(runs[0].epoch + 1, config.epochs + 1):
         started = time.perf_counter()
-        try:
-            generator.manual_seed(epoch_seed(config.seed, epoch))
-            loss = train_epoch(step, data.shape[0], config.batch_size, generator, epoch)
-        except TrainingDiverged as error:
-            history.append({"epoch": epoch, "loss": error.value, "sigma": None, "time_s": None})
-            write_json(out_dir / TRAIN_JSON, payload("diverged") | {"error": str(error)})
-            raise
+        for run, generator in zip(runs, generators):
+            generator.manual_seed(epoch_seed(run.config.seed, epoch))
+        step_losses = train_epoch(step, data.shape[0], config.batch_size, generators).cpu()
         seconds = time.perf_counter() - started
-        wall_time += seconds
-        sigma = float(torch.exp(model.log_sigma.detach()))
-        entry = {"epoch": epoch, "loss": loss, "sigma": sigma, "time_s": seconds}
-        history.append(entry)
-        line = f"epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {sigma:.4f}  time {seconds:6.2f}s"
-        status = "complete" if epoch == config.epochs else "running"
-        if epoch % eval_every == 0 or epoch == config.epochs:
-            started = time.perf_counter()
-            entry |= validate(model, validation_x)
-            entry["validation_time_s"] = time.perf_counter() - started
-            line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
-            if not math.isfinite(entry["val_nll"]):
-                error = f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}"
-                write_json(out_dir / TRAIN_JSON, payload("diverged") | {"error": error})
-                raise TrainingDiverged(epoch, 0, entry["val_nll"], error)
-            if best_epoch(history)[0] == epoch:
-                save_checkpoint(out_dir / BEST_NAME, {"config": config.to_dict(), "epoch": epoch,
-                                                      "model": model.state_dict(), "val_nll": entry["val_nll"]})
-                line += "  (best)"
-            elif config.patience is not None and evaluations_since_best(history) >= config.patience:
-                status = "stalled"
-                line += f"  (no better validation NLL in {config.patience} evaluations: stopping)"
-        on_epoch(entry)
-        log(line)
-        if status != "running" or epoch % config.checkpoint_every == 0:
-            checkpoint(epoch, status)
-        if status == "stalled":
-            return payload(status)
-    if start_epoch >= config.epochs:
-        log(f"{out_dir} already holds all {config.epochs} epochs; nothing to do")
-    result = payload("complete")
-    write_json(out_dir / TRAIN_JSON, result)
-    return result
+        for member, run in enumerate(runs):
+            _end_epoch(run, Member(model, optimizer, member), step_losses, epoch, seconds, validation_x, device, log)
+        if any(run.result is not None for run in runs):
+            break
+    for member, run in enumerate(runs):
+        Member(model, optimizer, member).copy_out(run)
 
+
+@dataclass
+class Member:
+    """Member `index` of a (packed) model and its optimiser; a solo model is a pack of one."""
+
+    model: Model
+    optimizer: torch.optim.Optimizer
+    index: int
+
+    def copy_out(self, run: Run) -> None:
+        """The member's weights into run.model and its Adam state into run.optimizer_state."""
+        if self.model is run.model:
+            run.optimizer_state = self.optimizer.state_dict()
+            return
+        run.model.load_state_dict(member_state(self.model, self.index))
+        run.optimizer_state = member_optimizer_state(self.optimizer, self.index)
+
+    def sigma(self) -> float:
+        return float(torch.exp(self.model.log_sigma.detach().reshape(-1)[self.index]))
+
+
+def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, seconds: float,
+               validation_x: torch.Tensor, device: torch.device, log: Callable[[str], None]) -> None:
+    """A member's bookkeeping after an epoch: history, validation, best checkpoint, patience, checkpoints."""
+    config = run.config
+    prefix = "" if member.model is run.model else f"seed {config.seed}: "
+    try:
+        loss = member_loss(step_losses, member.index, epoch)
+    except TrainingDiverged as error:
+        run.history.append({"epoch": epoch, "loss": error.value, "sigma": None, "time_s": None})
+        log(f"{prefix}{error}")
+        run.failure = error
+        return run.stop("diverged", device, error=str(error))
+    run.wall_time += seconds
+    run.epoch = epoch
+    entry = {"epoch": epoch, "loss": loss, "sigma": member.sigma(), "time_s": seconds}
+    run.history.append(entry)
+    line = f"{prefix}epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {entry['sigma']:.4f}  time {seconds:6.2f}s"
+    status = "complete" if epoch == config.epochs else "running"
+    if epoch % resolved_eval_every(config) == 0 or epoch == config.epochs:
+        member.copy_out(run)
+        started = time.perf_counter()
+        entry |= validate(run.model, validation_x)
+        entry["validation_time_s"] = time.perf_counter() - started
+        line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
+        if not math.isfinite(entry["val_nll"]):
+            error = f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}"
+            run.failure = TrainingDiverged(epoch, 0, entry["val_nll"], error)
+            log(f"{prefix}{run.failure}")
+            return run.stop("diverged", device, error=error)
+        if best_epoch(run.history)[0] == epoch:
+            save_checkpoint(run.out_dir / BEST_NAME, {"config": config.to_dict(), "epoch": epoch,
+                                                      "model": run.model.state_dict(), "val_nll": entry["val_nll"]})
+            line += "  (best)"
+        elif config.patience is not None and evaluations_since_best(run.history) >= config.patience:
+            status = "stalled"
+            line += f"  (no better validation NLL in {config.patience} evaluations: stopping)"
+    run.on_epoch(entry)
+    log(line)
+    if status != "running" or epoch % config.checkpoint_every == 0:
+        member.copy_out(run)
+        save_checkpoint(run.out_dir / CHECKPOINT_NAME, {
+            "config": config.to_dict(), "epoch": epoch, "model": run.model.state_dict(),
+            "optimizer": run.optimizer_state, "history": run.history, "wall_time_s": run.wall_time,
+            "stalled": status == "stalled", "cuda_graph": run.extra["cuda_graph"]})
+        run.record(status, device)
+    if status != "running":
+        run.result = run.record(status, device, write=False)
 
 def payload_of(state: dict, config: TrainConfig, device: torch.device, extra: dict | None, status: str) -> dict:
     """The train.json record: config, per-epoch history (with validation entries), wall time, device."""

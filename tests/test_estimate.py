@@ -3,6 +3,7 @@ trained here with the jobs' one thread), the paper config without its data files
 the estimate in a dry run."""
 
 import multiprocessing
+import re
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from five.config import TrainConfig
-from five.estimate import estimate_sweep, makespan_hours
+from five.estimate import estimate_sweep, makespan_hours, predicted_seconds
 from five.sweep import load_sweep_config, sweep_table
 from five.train import train
 
@@ -67,9 +68,11 @@ def test_makespan_places_the_longest_jobs_first():
     assert makespan_hours([3600] * 4, 1) == pytest.approx(4.0)
 
 
-def test_slurm_runtimes_come_from_the_estimate(tmp_path):
+def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
+    """The dry run of a manifold sweep (vae and five, d = 2) on the Slurm profile, with `estimate_rows` as its
+    estimate.csv (none: no estimate made)."""
     config = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
-    config["seeds"] = [0]
+    config["seeds"], config["pack_seeds"] = seeds, pack_seeds
     config["datasets"] = {"manifold": config["datasets"]["manifold"] | {
         "latent_dims": [2], "resources": {"train": {"runtime": "estimate"}, "evaluate": {"runtime": 7}}}}
     config["models"] = {"vae": {}, "five": {"probes": [1]}}
@@ -77,20 +80,52 @@ def test_slurm_runtimes_come_from_the_estimate(tmp_path):
     config["estimate_safety_factor"] = 2.0
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
+    if estimate_rows is not None:
+        (tmp_path / "results" / "five-quick").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(estimate_rows).to_csv(tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
                "--configfile", str(config_path), "-n", "--profile", str(ROOT / "profiles" / "slurm")]
-    missing = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_slurm_runtimes_come_from_the_estimate(tmp_path):
+    missing = slurm_plan(tmp_path, [0], None)
     assert missing.returncode == 2 and "snakemake estimate" in missing.stderr, missing.stderr[-2000:]
-    (tmp_path / "results" / "five-quick").mkdir(parents=True)
-    pd.DataFrame([{"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0", "predicted_train_s": seconds,
-                   "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
-                  for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 3000.0))]).to_csv(
-        tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
-    planned = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    planned = slurm_plan(tmp_path, [0], [
+        {"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0", "predicted_train_s": seconds,
+         "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
+        for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 3000.0))])
     assert planned.returncode == 0, planned.stderr[-3000:]
     text = planned.stdout + planned.stderr
     # vae: (100 × 2 + 4) s → 4 min; five: (3000 × 2 + 4) s → 101 min; evaluate keeps its hand-set 7
     assert "runtime=4" in text and "runtime=101" in text and "runtime=7" in text, text[-3000:]
+
+
+@pytest.mark.parametrize("pack_seeds, runtimes", [(True, {"runtime=14", "runtime=201"}),
+                                                  (False, {"runtime=11", "runtime=167"})])
+def test_a_packed_jobs_runtime_is_its_members_packed_shares(tmp_path, pack_seeds, runtimes):
+    rows = [{"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s{seed}", "predicted_train_s": solo,
+             "predicted_train_s_packed": packed, "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
+            for model, k, solo, packed in (("vae", 0, 300.0, 200.0), ("five", 1, 5000.0, 3000.0)) for seed in (0, 1)]
+    planned = slurm_plan(tmp_path, [0, 1], rows, pack_seeds)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    text = planned.stdout + planned.stderr
+    # packed, one job per point: vae (2 × 200 × 2 + 4) s → 14 min, five (2 × 3000 × 2 + 4) s → 201 min;
+    # a job per seed: vae (300 × 2 + 4) s → 11 min, five (5000 × 2 + 4) s → 167 min
+    assert runtimes <= set(re.findall(r"runtime=\d+", text)), text[-3000:]
+
+
+def test_fif_pays_a_second_test_pass_where_sigma_is_fitted():
+    timing = {"step_s": 0.01, "posterior_s_per_example": 1e-4, "iwae_s_per_sample": 1e-5}
+    sizes, row = {"train": 1000, "validation": 100, "test": 500}, {"epochs": 10, "batch_size": 100,
+                                                                  "importance_samples": 50}
+    five = predicted_seconds(row | {"model": "five"}, timing, sizes, "fitted")
+    fif = predicted_seconds(row | {"model": "fif"}, timing, sizes, "fitted")
+    test_pass = 500 * (1e-4 + 50 * 1e-5)
+    assert fif["predicted_evaluate_s"] - five["predicted_evaluate_s"] == pytest.approx(test_pass)
+    assert predicted_seconds(row | {"model": "fif"}, timing, sizes, "own")["predicted_evaluate_s"] == \
+        pytest.approx(test_pass)
+    assert fif["predicted_train_s"] == five["predicted_train_s"]
 
 
 def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
@@ -104,5 +139,6 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
     estimate = pd.read_csv(tmp_path / "results" / "est" / "estimate.csv")
     assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]
     assert (estimate["predicted_train_s"] > 0).all() and (estimate["predicted_evaluate_s"] > 0).all()
+    assert (estimate["predicted_train_s_packed"] > 0).all()  # pack_seeds (the default): the packed step timed
     assert "What the sweep will cost" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing

@@ -82,7 +82,7 @@ def test_another_experiment_trains_in_its_first_invocation_and_leaves_the_first_
 def test_an_edit_run_from_another_python_plans_and_trains_exactly_the_new_runs(alpha_done, tmp_path):
     wider = yaml.safe_load(yaml.safe_dump(ALPHA))
     wider["datasets"]["digits"]["latent_dims"] = [2, 3]
-    expected = {"train": 1, "evaluate": 1, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
+    expected = {"point_settings": 1, "train": 1, "evaluate": 1, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
                 "config_snapshot": 1, "all": 1}
     assert planned(snakemake(alpha_done, wider, "-n")) == expected
     other = second_python(tmp_path)

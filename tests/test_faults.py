@@ -141,7 +141,7 @@ def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupte
     assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
     finished = subprocess.run(command + ["--rerun-incomplete"], capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    log = (tmp_path / "logs" / "faults" / "train" / "digits" / "five" / "d3" / "k2" / "s0.log").read_text()
+    log = (tmp_path / "logs" / "faults" / "train" / "digits" / "five" / "d3" / "k2" / "seeds.log").read_text()
     assert "resuming" in log
     assert_same_weights(final_weights(run_dir), uninterrupted)
     assert json.loads((run_dir / "eval.json").read_text())["status"] == "complete"

@@ -53,11 +53,12 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
     result = run_profile(tmp_path, config)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert output.count("has been submitted with SLURM jobid") == 8  # 4 train + 4 evaluate jobs
-    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("results/slurm/digits/*/*/*/*/train.json"))]
-    assert len(records) == 4
-    job_ids = [record["slurm_job_id"] for record in records]
-    assert all(job_ids) and len(set(job_ids)) == 4  # every training ran as its own Slurm job
+    # 2 train jobs (one per sweep point, its two seeds packed) + 4 evaluate jobs
+    assert output.count("has been submitted with SLURM jobid") == 6
+    seeds = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("results/slurm/digits/*/*/*/*/train.json"))]
+    assert len(seeds) == 4 and all(record["pack_size"] == 2 for record in seeds)
+    records = list({record["slurm_job_id"]: record for record in seeds}.values())  # one per training job
+    assert all(record["slurm_job_id"] for record in seeds) and len(records) == 2
     assert {record["cuda_visible_devices"] for record in records} <= {"0", "1"}
     for a, b in itertools.combinations(records, 2):
         overlapped = a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
@@ -91,7 +92,7 @@ def current_job(run_dir, min_epochs):
 
 def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     """One job is requeued (as preemption with requeue does), one cancelled; both finish from checkpoints."""
-    config = {"experiment": "preempt", "seeds": [0, 1], "models": {"vae": {}},
+    config = {"experiment": "preempt", "seeds": [0, 1], "models": {"vae": {}}, "pack_seeds": False,  # a job per seed
               "datasets": {"digits": {"latent_dims": [2], "epochs": 600, "hidden_width": 8, "importance_samples": 4,
                                       "checkpoint_every": 1}}}
     process = run_profile(tmp_path, config, background=True)

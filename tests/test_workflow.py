@@ -79,7 +79,7 @@ def test_config_strings_reach_the_shell_quoted(finished):
     assert not list(finished.rglob("injected")), "a config string was executed by the shell"
     runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
     assert (runs.loc[runs["dataset"] == "digits", "status"] == "complete").all()
-    log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
+    log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "seeds.log").read_text()
     assert "done: 2 epochs" in log
 
 
@@ -107,15 +107,24 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     assert planned_jobs(snakemake(finished, more_seeds, "-n")) == {
         "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
         "all": 1}
+    # a job per seed instead of per sweep point: the finished seeds' commands are those of a pack of one
+    assert planned_jobs(snakemake(finished, more_seeds | {"pack_seeds": False}, "-n")) == {
+        "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
+        "all": 1}
     more_samples = yaml.safe_load(yaml.safe_dump(TINY))
     more_samples["datasets"]["digits"]["importance_samples"] = 16
     assert planned_jobs(snakemake(finished, more_samples, "-n")) == {
-        "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
-        "all": 1}
+        "point_settings": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
+        "config_snapshot": 1, "all": 1}
+    # both at once: the finished seeds' digits evaluations rerun for their samples although their sweep points'
+    # train jobs rerun for the new seed (Snakemake checks no own reason of a job downstream of a rerun job)
+    assert planned_jobs(snakemake(finished, more_samples | {"seeds": [0, 1]}, "-n")) == {
+        "point_settings": 2, "train": 4, "evaluate": 6, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
+        "config_snapshot": 1, "all": 1}
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     assert planned_jobs(snakemake(finished, longer, "-n")) == {
-        "train": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
+        "point_settings": 2, "train": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
         "all": 1}
 
 
@@ -123,7 +132,7 @@ def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     snakemake(finished, longer)
-    log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "s0.log").read_text()
+    log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "seeds.log").read_text()
     assert "resuming" in log and "after epoch 2/3" in log
     runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
     assert set(runs.loc[runs["dataset"] == "digits", "epochs_completed"]) == {3}

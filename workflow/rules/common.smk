@@ -1,4 +1,5 @@
 # Validation first, then the sweep table (one row per run), wildcard constraints and input functions.
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +27,11 @@ except ConfigError as error:
     print(f"five: config error: {error}", file=sys.stderr)
     sys.exit(2)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
-RUN_PATTERN = f"{RESULTS}/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/s{{seed}}"
+POINT_PATTERN = f"{RESULTS}/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}"  # a sweep point: its seeds' runs
+RUN_PATTERN = f"{POINT_PATTERN}/s{{seed}}"
+SWEEP_POINTS = {}
+for _row in SWEEP_ROWS.values():
+    SWEEP_POINTS.setdefault(os.path.dirname(_row["run_dir"]), []).append(_row)
 # Jobs run `"$FIVE_PYTHON" -m five.cli`: the package of the Python running Snakemake, passed through the
 # environment and never as a rule's parameter (a parameter change reruns jobs, and another interpreter is no
 # reason to retrain). A cluster job re-parses this file in its own Snakemake, which sets it there too.
@@ -49,7 +54,7 @@ ESTIMATE_ONLY = "estimate" in sys.argv[1:] or ESTIMATE_CSV in sys.argv[1:]
 if USES_ESTIMATE and not ESTIMATE_ONLY:
     try:  # before any job is planned: every run of the sweep has its predicted time
         for run_dir in SWEEP["run_dir"]:
-            estimated_minutes(ESTIMATE_CSV, run_dir, "train", config["estimate_safety_factor"])
+            estimated_minutes(ESTIMATE_CSV, [run_dir], "train", config["estimate_safety_factor"])
     except ConfigError as error:
         print(f"five: config error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -59,6 +64,29 @@ def mlflow_run_key(wildcards):
     """A sweep point's MLflow identity: the absolute path of its run folder, so that two checkouts sharing one
     tracking server and experiment never replace each other's runs."""
     return os.path.realpath(sweep_row(wildcards)["run_dir"])
+
+
+def job_rows(wildcards):
+    """The sweep rows a train job trains: its sweep point's seeds (pack_seeds), else its one row."""
+    if "seed" in wildcards.keys():
+        return [sweep_row(wildcards)]
+    point = POINT_PATTERN.format(**wildcards)
+    if point not in SWEEP_POINTS:
+        raise ValueError(f"{point} is not part of the configured sweep")
+    return SWEEP_POINTS[point]
+
+
+def train_job_arguments(wildcards):
+    rows = job_rows(wildcards)
+    return train_arguments(rows[0], seeds=[row["seed"] for row in rows])
+
+
+def train_job_runs(wildcards):
+    return [row["run_dir"] for row in job_rows(wildcards)]
+
+
+def train_job_run_keys(wildcards):
+    return [os.path.realpath(run_dir) for run_dir in train_job_runs(wildcards)]
 
 
 wildcard_constraints:
@@ -95,8 +123,8 @@ def job_resource(rule_name, key, default):
         settings = config["datasets"][wildcards.dataset].get("resources", {})
         value = settings.get(rule_name, {}).get(key, default)
         if value == "estimate":
-            return estimated_minutes(ESTIMATE_CSV, sweep_row(wildcards)["run_dir"], rule_name,
-                                     config["estimate_safety_factor"])
+            runs = train_job_runs(wildcards) if rule_name == "train" else [sweep_row(wildcards)["run_dir"]]
+            return estimated_minutes(ESTIMATE_CSV, runs, rule_name, config["estimate_safety_factor"])
         return value
 
     return lookup

@@ -13,6 +13,7 @@ rule estimate:
         gpus=config["gpus"],
         data_dir=DATA_DIR,
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
+        pack=["--pack-seeds"] if config["pack_seeds"] else [],
     log:
         f"{LOGS}/estimate.log",
     threads: 1
@@ -22,4 +23,4 @@ rule estimate:
         "../envs/five.yaml"
     shell:
         "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli estimate --configfile {input:q} --device {params.device:q} "
-        "--gpus {params.gpus:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--gpus {params.gpus:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q} {params.pack:q} > {log:q} 2>&1"

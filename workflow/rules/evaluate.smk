@@ -1,9 +1,29 @@
 # One evaluation job per sweep row: IWAE test likelihood and the collapse metrics into eval.json.
+#
+# What reruns an evaluation is its sweep point's settings.json (the settings its result depends on, rewritten
+# only when they change), not the time of train.json: a packed train job rewrites the records of the seeds it
+# did not train (an added seed). Snakemake checks no rerun reason of its own for a job downstream of a job that
+# reruns, hence a file and not the evaluation's params.
+
+rule point_settings:
+    output:
+        f"{POINT_PATTERN}/settings.json",
+    params:
+        training=lambda wildcards: train_arguments(job_rows(wildcards)[0], seeds=[]),
+        importance_samples=lambda wildcards: job_rows(wildcards)[0]["importance_samples"],
+        model_selection=config["model_selection"],
+        sigma=config["sigma"],
+    log:
+        f"{LOGS}/settings/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}.log",
+    localrule: True
+    run:
+        Path(output[0]).write_text(json.dumps(dict(params.items()), indent=2) + "\n")
 
 
 rule evaluate:
     input:
-        f"{RUN_PATTERN}/train.json",
+        ancient(f"{RUN_PATTERN}/train.json"),
+        f"{POINT_PATTERN}/settings.json",
     output:
         f"{RUN_PATTERN}/eval.json",
     params:

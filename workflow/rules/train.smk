@@ -1,5 +1,6 @@
-# One training job per sweep row. The run folder keeps checkpoint.pt beside the declared output train.json:
-# a killed or preempted job resumes from it on rerun. A diverged run records its reason and exits 0, so it
+# One training job per sweep point, its seeds packed into one model (pack_seeds; else one job per seed). Each
+# run folder keeps checkpoint.pt beside the declared output train.json: a killed or preempted job resumes from
+# it on rerun. A diverged run records its reason and exits 0, so it
 # is shown as diverged in the tables instead of being retried. The first job that logs to MLflow creates the
 # experiment (no job of its own: such a job, rerun for another interpreter or experiment name, hid the training
 # jobs of that invocation from the plan).
@@ -9,19 +10,24 @@ rule train:
     input:
         data=data_inputs,
     output:
-        f"{RUN_PATTERN}/train.json",
+        # a sweep point's job updates its seeds' records in place: Snakemake keeps them (finished seeds train
+        # nothing) and restores them if the job fails
+        update(expand(f"{RUN_PATTERN}/train.json", seed=config["seeds"], allow_missing=True))
+        if config["pack_seeds"]
+        else f"{RUN_PATTERN}/train.json",
     params:
-        options=lambda wildcards: train_arguments(sweep_row(wildcards)),
-        run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
+        options=train_job_arguments,
+        run_dirs=train_job_runs,
         device=config["device"],
         step_options=step_options,
         data_dir=DATA_DIR,
         experiment=config["experiment"],
-        run_key=mlflow_run_key,
+        run_keys=train_job_run_keys,
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
     log:
-        f"{LOGS}/train/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/s{{seed}}.log",
+        f"{LOGS}/train/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
+        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
     threads: job_threads
     resources:
         gpu=1,
@@ -31,7 +37,7 @@ rule train:
         "../envs/five.yaml"
     shell:
         "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli train --threads {threads} {params.options:q} "
-        "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dir:q} {params.step_options:q} "
-        "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} "
+        "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dirs:q} {params.step_options:q} "
+        "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_keys:q} "
         "--mlflow-artifact-location {params.artifacts:q} "
         "--gpu-lock-dir {params.gpu_locks:q} > {log:q} 2>&1"

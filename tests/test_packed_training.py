@@ -1,0 +1,191 @@
+"""Packed training (five.train.train_seeds): the seeds of a sweep point trained as one model end exactly where
+each seed ends alone, through the whole loop (validation, best epoch, patience, divergence, checkpoints,
+resume, added seeds).
+
+Ground truth: the solo runs (five.train.train) of the same seeds, in float64, where the two computations agree
+to round-off (1e-9). A loss that averaged over members, a member whose generator or Adam state leaked into
+another's, or a stopped member that kept moving with the pack would each break these."""
+
+import json
+
+import pytest
+import torch
+
+import five.train
+from five.config import TrainConfig
+from five.data import Dataset, load_dataset
+from five.errors import ConfigError
+from five.train import train, train_seeds
+
+CPU = torch.device("cpu")
+SEEDS = [0, 1, 2]
+EXAMPLES = 300  # of each split: a few batches per epoch, and the tests stay quick
+
+
+def quiet(_line):
+    pass
+
+
+@pytest.fixture
+def float64_data(monkeypatch):
+    """float64 throughout, on the first EXAMPLES examples of each split of the real data sets."""
+    def small(name, data_dir=None):
+        full = load_dataset(name, data_dir)
+        splits = {split: (values if values.dtype == torch.uint8 else values.double())[:EXAMPLES]
+                  for split, values in full.splits.items()}
+        return Dataset(full.name, splits, full.discrete_levels, full.default_architecture, full.default_hidden_width)
+
+    torch.set_default_dtype(torch.float64)
+    monkeypatch.setattr(five.train, "load_dataset", small)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def configs(model, dataset="digits", probes=None, **settings):
+    values = dict(model=model, dataset=dataset, latent_dim=3, probes=probes, epochs=3, batch_size=64, lr=2e-3,
+                  hidden_width=32, eval_every=1) | settings
+    return [TrainConfig(**values, seed=seed) for seed in SEEDS]
+
+
+def folders(root, name, seeds=SEEDS):
+    return [root / name / f"s{seed}" for seed in seeds]
+
+
+def weights(run_dir, name="checkpoint.pt"):
+    return torch.load(run_dir / name, weights_only=True)
+
+
+def assert_same_run(packed_dir, solo_dir, tolerance=1e-9):
+    """Same weights, Adam moments, best checkpoint and history (losses, σ, validation) as the solo run."""
+    packed, solo = weights(packed_dir), weights(solo_dir)
+    assert packed["epoch"] == solo["epoch"]
+    for name, value in solo["model"].items():
+        torch.testing.assert_close(packed["model"][name], value, rtol=0, atol=tolerance, msg=name)
+    for index, entry in solo["optimizer"]["state"].items():
+        for key, value in entry.items():
+            torch.testing.assert_close(packed["optimizer"]["state"][index][key], value, rtol=0, atol=tolerance)
+    assert weights(packed_dir, "best.pt")["epoch"] == weights(solo_dir, "best.pt")["epoch"]
+    packed_record = json.loads((packed_dir / "train.json").read_text())
+    solo_record = json.loads((solo_dir / "train.json").read_text())
+    assert packed_record["status"] == solo_record["status"]
+    assert len(packed_record["history"]) == len(solo_record["history"])
+    for mine, theirs in zip(packed_record["history"], solo_record["history"]):
+        for key in ("loss", "sigma", "val_nll", "val_elbo"):
+            if theirs.get(key) is not None:
+                assert mine[key] == pytest.approx(theirs[key], rel=tolerance, abs=tolerance), (key, mine["epoch"])
+
+
+def solo_runs(run_configs, root):
+    for config, out in zip(run_configs, folders(root, "solo", [c.seed for c in run_configs])):
+        train(config, out, CPU, log=quiet, cuda_graph="off")
+
+
+CASES = [(model, probes, dataset) for dataset in ("digits", "manifold")
+         for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 2), ("five", 1), ("five", 2))]
+
+
+@pytest.mark.parametrize("model, probes, dataset", CASES)
+def test_each_packed_seed_ends_as_its_solo_run(float64_data, tmp_path, model, probes, dataset):
+    run_configs = configs(model, dataset, probes)
+    runs = train_seeds(run_configs, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")
+    solo_runs(run_configs, tmp_path)
+    assert [run.result["pack_size"] for run in runs] == [3, 3, 3]
+    for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
+        assert_same_run(packed_dir, solo_dir)
+
+
+def test_a_member_stopped_by_patience_stops_changing_while_the_others_go_on(float64_data, tmp_path):
+    run_configs = configs("vae", epochs=10, lr=7e-2, patience=1)  # alone: seeds stall after 2, 3 and never
+    train_seeds(run_configs, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")
+    solo_runs(run_configs, tmp_path)
+    statuses = [json.loads((out / "train.json").read_text())["status"] for out in folders(tmp_path, "solo")]
+    epochs = [weights(out)["epoch"] for out in folders(tmp_path, "solo")]
+    assert "stalled" in statuses and len(set(epochs)) > 1, (statuses, epochs)  # the case this test is about
+    for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
+        assert_same_run(packed_dir, solo_dir)
+
+
+def poison_seed_one(run_dir):
+    """Member 1's checkpoint with an infinite decoder weight: its next step is non-finite."""
+    state = weights(run_dir)
+    name = next(name for name in state["model"] if name.startswith("decoder") and name.endswith("weight"))
+    state["model"][name].fill_(float("inf"))
+    torch.save(state, run_dir / "checkpoint.pt")
+
+
+def test_a_member_that_diverges_leaves_the_pack_and_the_others_end_as_alone(float64_data, tmp_path):
+    short, full = configs("five", probes=1, epochs=1), configs("five", probes=1, epochs=3)
+    train_seeds(short, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")
+    poison_seed_one(folders(tmp_path, "packed")[1])
+    runs = train_seeds(full, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")
+    assert runs[1].failure is not None and (runs[1].failure.epoch, runs[1].failure.step) == (2, 1)
+    record = json.loads((folders(tmp_path, "packed")[1] / "train.json").read_text())
+    assert record["status"] == "diverged" and "epoch 2, step 1" in record["error"]
+    assert weights(folders(tmp_path, "packed")[1])["epoch"] == 1  # its last good checkpoint is kept
+    solo_runs(full, tmp_path)
+    for index in (0, 2):
+        assert runs[index].failure is None
+        assert_same_run(folders(tmp_path, "packed")[index], folders(tmp_path, "solo")[index])
+
+
+def test_a_killed_pack_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """float32: a resumed pack repeats the uninterrupted pack's computation, so bitwise."""
+    run_configs = configs("fif", probes=2, epochs=4, checkpoint_every=1)
+    train_seeds(run_configs, folders(tmp_path, "whole"), CPU, log=quiet, cuda_graph="off")
+    saved = five.train.save_checkpoint
+    calls = {"n": 0}
+
+    def killed_after_epoch_two(path, state):
+        saved(path, state)
+        calls["n"] += path.name == "checkpoint.pt"
+        if calls["n"] == 2 * len(SEEDS):
+            raise KeyboardInterrupt  # as a kill: nothing after the second epoch's checkpoints runs
+
+    monkeypatch.setattr(five.train, "save_checkpoint", killed_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_seeds(run_configs, folders(tmp_path, "killed"), CPU, log=quiet, cuda_graph="off")
+    monkeypatch.setattr(five.train, "save_checkpoint", saved)
+    assert {weights(out)["epoch"] for out in folders(tmp_path, "killed")} == {2}
+    train_seeds(run_configs, folders(tmp_path, "killed"), CPU, log=quiet, cuda_graph="off")
+    for whole, resumed in zip(folders(tmp_path, "whole"), folders(tmp_path, "killed")):
+        for name, value in weights(whole)["model"].items():
+            assert torch.equal(weights(resumed)["model"][name], value), name
+
+
+def test_an_added_seed_trains_alone_and_finished_seeds_cost_nothing(float64_data, tmp_path):
+    """Seeds 0 and 1 trained for 2 epochs; then seeds 0–2 for 3: 0 and 1 continue as a pack of two from epoch 2
+    and the new seed 2 trains from scratch; then, with nothing left, a rerun trains nothing."""
+    first = [config for config in configs("five", probes=2, epochs=2) if config.seed < 2]
+    train_seeds(first, folders(tmp_path, "packed", [0, 1]), CPU, log=quiet, cuda_graph="off")
+    lines = []
+    runs = train_seeds(configs("five", probes=2), folders(tmp_path, "packed"), CPU, log=lines.append,
+                       cuda_graph="off")
+    assert [run.result["pack_size"] for run in runs] == [2, 2, 1]
+    assert any("resuming" in line and "s0" in line for line in lines)
+    solo_runs(configs("five", probes=2), tmp_path)
+    for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
+        assert_same_run(packed_dir, solo_dir)
+    lines.clear()
+    before = [(out / "checkpoint.pt").read_bytes() for out in folders(tmp_path, "packed")]
+    train_seeds(configs("five", probes=2), folders(tmp_path, "packed"), CPU, log=lines.append, cuda_graph="off")
+    assert sum("nothing to do" in line for line in lines) == 3 and not any("training" in line for line in lines)
+    assert [(out / "checkpoint.pt").read_bytes() for out in folders(tmp_path, "packed")] == before
+
+
+def test_packed_float32_epoch_losses_agree_with_solo_within_round_off(tmp_path):
+    run_configs = configs("five", probes=1, epochs=2)
+    train_seeds(run_configs, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")
+    solo_runs(run_configs, tmp_path)
+    for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
+        packed = json.loads((packed_dir / "train.json").read_text())["history"]
+        solo = json.loads((solo_dir / "train.json").read_text())["history"]
+        assert [entry["loss"] for entry in packed] == pytest.approx([entry["loss"] for entry in solo], rel=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda cs: cs[:2] + [TrainConfig(**(cs[2].to_dict() | {"lr": 1e-3}))], "one configuration"),
+    (lambda cs: cs[:2] + [cs[0]], "each seed once"),
+])
+def test_runs_of_different_configurations_or_repeated_seeds_are_refused(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        train_seeds(change(configs("vae")), folders(tmp_path, "packed"), CPU, log=quiet)
