@@ -1,28 +1,42 @@
-"""The paper's claims, evaluated from the runs table: a pure function runs.csv → verdict rows (issue 10).
+"""The paper's claims, evaluated from the runs table: a pure function runs.csv → verdict rows (issue 10, 19).
 
 Each claim is data in the workflow config (`claims:`): a rule kind, the two sides it compares, a metric and
 its thresholds. Every cell (dataset × latent dim × comparison) gets the paired differences over seeds (same
-seed, same data order), their mean, a Student-t confidence interval, how many seeds agree with the claim, and
-a verdict: supported, contradicted or inconclusive (too few paired seeds, a diverged or missing run, or an
-interval that straddles the threshold). A claim's overall verdict is `supported` when every cell is,
-`contradicted` when any cell is, else `inconclusive`.
+seed, same data order), their mean, an interval, how many seeds agree with the claim, and two one-sided
+p-values at the claim's boundary: that the claim holds there, and that it is false. The test is Student's t
+for a continuous metric, and the exact sign-flip (permutation) test where the metric is a count or the
+differences tie (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a count at 95%). The
+interval is Student-t, its spread for counts at least their rounding (1/√12 per count), so that identical
+differences never make an interval of width 0.
+
+Per claim, the p-values of its cells are Holm-adjusted (separately for support and contradiction), and a cell
+decides at α = (1 − confidence) / 2, one-sided. A claim is `supported` when every cell is, `contradicted` when
+any cell is, else `inconclusive`: where the claim sits exactly at its boundary in every cell, it is declared
+contradicted (or supported) with probability at most α, however many cells it has (tests/test_claims.py
+checks this by simulation).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+NOT_TESTABLE = "not testable"
 KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_with_latent_dim")
+COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")  # integer-valued: ties are the rule, not the exception
+EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (Student-t beyond)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean and two-sided Student-t interval of paired differences."""
+    """Mean and two-sided Student-t interval of paired differences, whose spread is at least `floor` (a count's
+    rounding: identical counts never make an interval of width 0)."""
 
     n: int
     mean: float
@@ -30,14 +44,65 @@ class Interval:
     high: float
 
     @classmethod
-    def of(cls, values: np.ndarray, confidence: float) -> "Interval":
+    def of(cls, values: np.ndarray, confidence: float, floor: float = 0.0) -> "Interval":
         from scipy import stats
 
         n, mean = len(values), float(np.mean(values))
         if n < 2:
             return cls(n, mean, -math.inf, math.inf)
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+        spread = max(float(np.std(values, ddof=1)), floor)
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * spread / math.sqrt(n))
         return cls(n, mean, mean - half, mean + half)
+
+
+def uses_exact_test(values: np.ndarray, metric: str) -> bool:
+    """Counts and tied differences take the exact test: Student's t assumes a continuous metric."""
+    return len(values) <= EXACT_SEEDS_MAX and (metric in COUNT_METRICS or len(np.unique(values)) < len(values))
+
+
+@lru_cache(maxsize=None)
+def sign_patterns(n: int) -> np.ndarray:
+    """All 2^n sign patterns, (2^n, n)."""
+    return np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+
+
+def sign_flip_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
+    """One-sided exact p-value that the differences' centre lies below (`side` 'below') or above the boundary:
+    under H0 the differences are symmetric about it, so every sign pattern of their distances is as likely."""
+    centred = np.asarray(values, float) - boundary
+    flipped = sign_patterns(len(centred)) @ np.abs(centred)
+    observed, tolerance = centred.sum(), 1e-12 * (1 + np.abs(centred).sum())
+    extreme = flipped <= observed + tolerance if side == "below" else flipped >= observed - tolerance
+    return float(extreme.mean())
+
+
+def t_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
+    """One-sided Student-t p-value that the mean lies below (`side` 'below') or above the boundary."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return 1.0
+    spread = float(np.std(values, ddof=1))
+    if spread == 0:  # only reached beyond EXACT_SEEDS_MAX: a constant sample is decided by its sign
+        below = float(np.mean(values)) < boundary
+        return 0.0 if below == (side == "below") and float(np.mean(values)) != boundary else 1.0
+    statistic = (float(np.mean(values)) - boundary) / (spread / math.sqrt(n))
+    return float(stats.t.cdf(statistic, n - 1) if side == "below" else stats.t.sf(statistic, n - 1))
+
+
+def one_sided_pvalue(values: np.ndarray, boundary: float, side: str, exact: bool) -> float:
+    return sign_flip_pvalue(values, boundary, side) if exact else t_pvalue(values, boundary, side)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment: controls the chance of any false rejection among the cells at α."""
+    order = np.argsort(pvalues)
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 def side(runs: pd.DataFrame, selector: dict, probes_shown: dict[str, int]) -> pd.DataFrame:
@@ -78,21 +143,18 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
     return values, None
 
 
-def decide(interval: Interval, low_threshold: float, high_threshold: float, claimed: str) -> str:
-    """claimed 'below': supported if the interval lies below low_threshold, contradicted if above
-    high_threshold; 'above': the mirror image; 'inside': supported if within [low, high], contradicted if
-    wholly outside it. Anything else is inconclusive."""
+def cell_pvalues(diffs: np.ndarray, low: float, high: float, claimed: str, exact: bool) -> tuple[float, float]:
+    """One-sided p-values that the claim holds and that it is false, at its boundary: `below` low (= high) and
+    `above` high (= low) share one boundary; `inside` [low, high] holds by two one-sided tests and is false on
+    either side (Bonferroni over the two)."""
+    def p(boundary, side):
+        return one_sided_pvalue(diffs, boundary, side, exact)
+
     if claimed == "below":
-        if interval.high < low_threshold:
-            return SUPPORTED
-        return CONTRADICTED if interval.low > high_threshold else INCONCLUSIVE
+        return p(low, "below"), p(low, "above")
     if claimed == "above":
-        if interval.low > high_threshold:
-            return SUPPORTED
-        return CONTRADICTED if interval.high < low_threshold else INCONCLUSIVE
-    if low_threshold <= interval.low and interval.high <= high_threshold:
-        return SUPPORTED
-    return CONTRADICTED if interval.high < low_threshold or interval.low > high_threshold else INCONCLUSIVE
+        return p(high, "above"), p(high, "below")
+    return max(p(low, "above"), p(high, "below")), min(1.0, 2 * min(p(low, "below"), p(high, "above")))
 
 
 def agreeing(diffs: np.ndarray, low_threshold: float, high_threshold: float, claimed: str) -> int:
@@ -104,40 +166,48 @@ def agreeing(diffs: np.ndarray, low_threshold: float, high_threshold: float, cla
     return int(np.sum((diffs >= low_threshold) & (diffs <= high_threshold)))
 
 
-def verdict_row(diffs: np.ndarray, low: float, high: float, claimed: str, rule: str, settings: dict) -> dict:
-    interval = Interval.of(diffs, settings["confidence"])
+def verdict_row(diffs: np.ndarray, low: float, high: float, claimed: str, rule: str, settings: dict,
+                metric: str, counts: int = 2) -> dict:
+    """A tested cell: mean, interval, seeds agreeing, the test and its two p-values (decided per claim).
+    `counts`: how many counts each difference is made of, where the metric is one (each rounded: variance 1/12)."""
+    exact = uses_exact_test(diffs, metric)
+    floor = math.sqrt(counts / 12) if metric in COUNT_METRICS else 0.0
+    interval = Interval.of(diffs, settings["confidence"], floor)
+    p_support, p_contradict = cell_pvalues(diffs, low, high, claimed, exact)
     return {"n_seeds": len(diffs), "mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high,
-            "seeds_agree": agreeing(diffs, low, high, claimed), "verdict": decide(interval, low, high, claimed),
-            "rule": rule, "reason": ""}
+            "seeds_agree": agreeing(diffs, low, high, claimed), "test": "sign-flip" if exact else "t",
+            "p_support": p_support, "p_contradict": p_contradict, "rule": rule, "reason": ""}
 
 
 def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int,
                   settings: dict) -> dict:
-    """One verdict row: the per-seed statistic of the claim's kind, its interval, and the rule that decided."""
+    """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule."""
     kind, metric, margin = claim["kind"], claim["metric"], claim.get("margin", 0.0)
     values, reason = paired_values(left, right, metric)
     if reason is None and len(values) < settings["min_seeds"]:
         reason = f"{len(values)} paired seed(s), fewer than min_seeds = {settings['min_seeds']}"
     if reason is not None:
-        return {"n_seeds": len(values), "verdict": INCONCLUSIVE, "reason": reason}
-    if kind == "paired":  # model better than against: model − against below −margin (or above +margin)
+        return {"n_seeds": len(values), "reason": reason}
+    if kind == "paired":  # better by `margin`: model − against below −margin (or above +margin); else not
         diffs = (values["left"] - values["right"]).to_numpy(float)
         lower = claim.get("better", "lower") == "lower"
-        rule = f"CI of model − against {'<' if lower else '>'} {'-' if lower else '+'}{margin}"
-        return verdict_row(diffs, -margin, margin, "below" if lower else "above", rule, settings)
+        boundary = -margin if lower else margin
+        rule = f"model − against {'<' if lower else '>'} {boundary:+g}"
+        return verdict_row(diffs, boundary, boundary, "below" if lower else "above", rule, settings, metric)
     if kind == "equivalent":
         diffs = (values["left"] - values["right"]).to_numpy(float)
-        return verdict_row(diffs, -margin, margin, "inside", f"CI of model − against inside ±{margin}", settings)
+        return verdict_row(diffs, -margin, margin, "inside", f"model − against inside ±{margin:g}", settings,
+                           metric)
     if kind == "ratio_at_most":  # on the log scale, where a ratio's interval is symmetric
         factor = math.log(claim["factor"])
         diffs = np.log(values["left"].to_numpy(float) / values["right"].to_numpy(float))
-        return verdict_row(diffs, factor, factor, "below", f"CI of log(model / against) < log {claim['factor']}",
-                           settings)
+        return verdict_row(diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}",
+                           settings, metric)
     if kind == "below_latent_dim":
         diffs = values["left"].to_numpy(float) - latent_dim
-        row = verdict_row(diffs, -margin, 0.0, "below", f"CI of metric − d < -{margin}", settings)
+        row = verdict_row(diffs, -margin, -margin, "below", f"metric − d < {-margin:+g}", settings, metric, counts=1)
         if np.all(diffs == 0):  # every seed keeps all d: no collapse at all
-            row |= {"verdict": CONTRADICTED, "reason": "every seed keeps all d units"}
+            row |= {"p_contradict": 0.0, "reason": "every seed keeps all d units"}
         return row
     raise ValueError(f"unknown claim kind {kind!r}")
 
@@ -150,24 +220,37 @@ def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[
     for d in (dims[0], dims[-1]):
         values, reason = paired_values(left[left["latent_dim"] == d], right[right["latent_dim"] == d], metric)
         if reason is not None:
-            return {"n_seeds": 0, "verdict": INCONCLUSIVE, "reason": reason}
+            return {"n_seeds": 0, "reason": reason}
         per_dim.append(values["left"] - values["right"])
     growth = (per_dim[1] - per_dim[0]).dropna().to_numpy(float)
     if len(growth) < settings["min_seeds"] or dims[0] == dims[-1]:
-        return {"n_seeds": len(growth), "verdict": INCONCLUSIVE,
+        return {"n_seeds": len(growth),
                 "reason": f"{len(growth)} paired seed(s) over d = {dims[0]}…{dims[-1]} (min_seeds = "
                           f"{settings['min_seeds']}, two distinct d needed)"}
     higher = claim.get("better", "higher") == "higher"
-    rule = (f"CI of (model − against at d={dims[-1]}) − (at d={dims[0]}) "
-            f"{'>' if higher else '<'} {'+' if higher else '-'}{margin}")
-    return verdict_row(growth, -margin, margin, "above" if higher else "below", rule, settings)
+    boundary = margin if higher else -margin
+    rule = f"(model − against at d={dims[-1]}) − (at d={dims[0]}) {'>' if higher else '<'} {boundary:+g}"
+    return verdict_row(growth, boundary, boundary, "above" if higher else "below", rule, settings, metric, counts=4)
+
+
+def decide_cells(rows: list[dict], settings: dict) -> None:
+    """Each cell's verdict from its Holm-adjusted p-values (among the claim's tested cells) at α."""
+    alpha = (1 - settings["confidence"]) / 2
+    tested = [row for row in rows if "p_support" in row]
+    for key in ("p_support", "p_contradict"):
+        for row, adjusted in zip(tested, holm([row[key] for row in tested])):
+            row[f"{key}_holm"] = adjusted
+    for row in rows:
+        row["verdict"] = (SUPPORTED if row.get("p_support_holm", 1.0) <= alpha else
+                          CONTRADICTED if row.get("p_contradict_holm", 1.0) <= alpha else INCONCLUSIVE)
 
 
 COMPARING_KINDS = ("paired", "equivalent", "ratio_at_most", "grows_with_latent_dim")  # need `against`
 
 
 def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int]) -> list[dict]:
-    """The cells of one claim: each `against` side × data set × latent dim (or the d range of a trend)."""
+    """The cells of one claim: each `against` side × data set × latent dim (or the d range of a trend),
+    decided together (Holm)."""
     left_selector = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
     right_selectors = [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
     rows = []
@@ -190,29 +273,37 @@ def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: di
 
             verdict = evaluate_cell(claim, at(left), None if right is None else at(right), latent_dim, settings)
             rows.append(base | {"dataset": dataset, "latent_dim": latent_dim} | verdict)
+    decide_cells(rows, settings)
     return rows
 
 
-def overall_rows(table: pd.DataFrame) -> list[dict]:
-    """One row per claim: supported if every cell is, contradicted if any cell is, else inconclusive."""
-    rows = []
-    for claim_id, group in table.groupby("claim", sort=False):
-        counts = group["verdict"].value_counts()
-        verdict = (CONTRADICTED if counts.get(CONTRADICTED, 0) else
-                   SUPPORTED if counts.get(SUPPORTED, 0) == len(group) else INCONCLUSIVE)
-        summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE))
-        rows.append({"claim": claim_id, "statement": group["statement"].iloc[0], "dataset": "all",
-                     "latent_dim": "all", "verdict": verdict, "reason": f"cells: {summary}",
-                     "rule": "supported if every cell is; contradicted if any cell is; else inconclusive"})
-    return rows
+def overall_row(claim: dict, rows: list[dict], runs: pd.DataFrame, settings: dict) -> dict:
+    """The claim's verdict: supported if every cell is, contradicted if any cell is, else inconclusive; a claim
+    without cells is not testable with this config, and says why."""
+    row = {"claim": claim["id"], "statement": claim["statement"], "dataset": "all", "latent_dim": "all"}
+    if not rows:
+        wanted = claim.get("datasets")
+        why = (f"its data sets ({', '.join(wanted)}) have no runs in this sweep" if wanted else "the sweep has no runs")
+        return row | {"verdict": NOT_TESTABLE, "reason": f"no cells: {why}", "rule": ""}
+    verdicts = [cell["verdict"] for cell in rows]
+    tested = sum("p_support" in cell for cell in rows)
+    verdict = (CONTRADICTED if CONTRADICTED in verdicts else
+               SUPPORTED if verdicts.count(SUPPORTED) == len(rows) else INCONCLUSIVE)
+    alpha = (1 - settings["confidence"]) / 2
+    reason = (f"{verdicts.count(SUPPORTED)} of {len(rows)} cells supported, {verdicts.count(CONTRADICTED)} "
+              f"contradicted, {verdicts.count(INCONCLUSIVE)} inconclusive ({len(rows) - tested} without a test)")
+    return row | {"verdict": verdict, "reason": reason,
+                  "rule": f"every cell supported / any cell contradicted, Holm-adjusted p <= {alpha:g} one-sided"}
 
 
 def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int]) -> pd.DataFrame:
-    """Verdict rows for every claim of `settings['list']` (cells) after one `overall` row per claim."""
-    table = pd.DataFrame([row for claim in settings["list"] for row in claim_rows(runs, claim, settings, probes_shown)])
-    if table.empty:
-        return table
-    return pd.concat([pd.DataFrame(overall_rows(table)), table], ignore_index=True)
+    """One overall row per claim of `settings['list']` (every claim has one), then every cell."""
+    overall, detail = [], []
+    for claim in settings["list"]:
+        rows = claim_rows(runs, claim, settings, probes_shown)
+        overall.append(overall_row(claim, rows, runs, settings))
+        detail += rows
+    return pd.DataFrame(overall + detail)
 
 
 def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: dict | None = None) -> str:
@@ -230,20 +321,29 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
         out_prefix.with_suffix(".md").write_text(f"# Claims\n\nMade from: {made_from}.\n\n{summary}\n")
         return summary
     overall = table[table["dataset"] == "all"]
-    detail = table[table["dataset"] != "all"].copy()
-    for column in ("mean", "ci_low", "ci_high"):
+    columns = ["claim", "dataset", "latent_dim", "model", "against", "metric", "n_seeds", "mean", "ci_low",
+               "ci_high", "seeds_agree", "test", "p_support_holm", "p_contradict_holm", "verdict", "rule", "reason"]
+    detail = table[table["dataset"] != "all"].reindex(columns=columns)
+    for column in ("mean", "ci_low", "ci_high", "p_support_holm", "p_contradict_holm"):
         detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    detail["seeds agree"] = [f"{a}/{n}" if n else "" for a, n in zip(detail["seeds_agree"].fillna(0).astype(int),
+    detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(detail["seeds_agree"].fillna(0).astype(int),
                                                                     detail["n_seeds"].fillna(0).astype(int))]
     level = int(round(100 * settings["confidence"]))
+    alpha = (1 - settings["confidence"]) / 2
     lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "",
-             f"Paired over seeds (same seed, same data order); mean paired difference with a two-sided "
-             f"{level}% Student-t interval; at least {settings['min_seeds']} paired seeds per cell, else "
-             "inconclusive. A claim is supported if every cell is, contradicted if any cell is.", "",
+             f"Paired over seeds (same seed, same data order): the mean paired difference and a two-sided {level}% "
+             "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
+             "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
+             "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
+             "2⁻ⁿ), Holm-adjusted over the claim's cells and decided at "
+             f"{alpha:g}; at least {settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is "
+             "supported if every cell is, contradicted if any cell is. Where a claim sits exactly at its boundary "
+             f"in every cell, it is declared contradicted (or supported) with probability at most {alpha:g}. "
+             "The intervals are per cell, not adjusted.", "",
              overall[["claim", "statement", "verdict", "reason"]].rename(columns={"reason": "cells"})
              .to_markdown(index=False), "", "## Every cell", "",
-             detail[["claim", "dataset", "latent_dim", "model", "against", "metric", "n_seeds", "mean", "ci_low",
-                     "ci_high", "seeds agree", "verdict", "rule", "reason"]].to_markdown(index=False), ""]
+             detail.rename(columns={"seeds_agree": "seeds agree", "p_support_holm": "p holds (Holm)",
+                                    "p_contradict_holm": "p false (Holm)"}).to_markdown(index=False), ""]
     out_prefix.with_suffix(".md").write_text("\n".join(lines))
     return "\n".join(f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})"
                      for row in overall.itertuples())

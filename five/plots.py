@@ -30,6 +30,19 @@ def _placeholder(path: Path, message: str) -> Path:
     return _save(figure, path)
 
 
+BAND = "band: ± 1 std over seeds"
+COLLAPSE_COUNTS = {"active_units_eigen": "active units (Burda, eigenvalue count)",
+                   "informative_directions": "informative directions (> 0.5 nats)"}
+
+
+def _plain_log_axis(grid, values) -> None:
+    """A log x axis with a tick at each swept value (d or K), labelled plainly (not 2×10⁰, 3×10⁰, …)."""
+    grid.set(xscale="log")
+    for axis in grid.axes.flat:
+        axis.set_xticks(values, [f"{value:g}" for value in values])
+        axis.minorticks_off()
+
+
 def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
     """Test bits/dim (nats for continuous data) against d: one line per model, a panel per dataset."""
     data = _labelled(runs, probes_shown)
@@ -37,22 +50,31 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
         return _placeholder(path, "no completed runs to plot")
     grid = sns.relplot(data=data, x="latent_dim", y="metric", hue="label", col="dataset", kind="line",
                        marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
-    grid.set(xscale="log", xlabel="latent dimension d")
+    _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
+    grid.legend.set_title(BAND)
     return _save(grid.figure, path)
 
 
 def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], path: Path) -> Path:
-    """Active units (rotation-invariant count) against d, with the y = d diagonal of no collapse."""
+    """Collapse against d by both counts (§3), a row each: Burda's active units (rotation-invariant) and the
+    informative directions, with the y = d diagonal of no collapse."""
     data = _labelled(runs, probes_shown)
     if data.empty:
         return _placeholder(path, "no completed runs to plot")
-    grid = sns.relplot(data=data, x="latent_dim", y="active_units_eigen", hue="label", col="dataset",
+    counts = [column for column in COLLAPSE_COUNTS if column in data and data[column].notna().any()]
+    long = data.melt(id_vars=["dataset", "latent_dim", "label"], value_vars=counts, var_name="count",
+                     value_name="directions")
+    long["count"] = long["count"].map(COLLAPSE_COUNTS)
+    grid = sns.relplot(data=long, x="latent_dim", y="directions", hue="label", col="dataset", row="count",
                        kind="line", marker="o", errorbar="sd", height=3.2)
+    dims = sorted(data["latent_dim"].unique())
     for axis in grid.axes.flat:
-        dims = sorted(data["latent_dim"].unique())
         axis.plot(dims, dims, "k--", linewidth=1, label="y = d")
-    grid.set_axis_labels("latent dimension d", "active units (eigenvalue count)")
+    _plain_log_axis(grid, dims)
+    grid.set_titles("{row_name}\n{col_name}")
+    grid.set_axis_labels("latent dimension d", "directions")
+    grid.legend.set_title(BAND)
     return _save(grid.figure, path)
 
 
@@ -65,7 +87,8 @@ def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
     data["d"] = data["latent_dim"].astype(str)
     grid = sns.relplot(data=data, x="probes", y="metric", hue="model", style="d", col="dataset", kind="line",
                        marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
-    grid.set(xscale="log")
+    _plain_log_axis(grid, sorted(data["probes"].unique()))
+    grid.legend.set_title(BAND)
     grid.set_axis_labels("Hutchinson budget K", "test bits/dim (nats if continuous)")
     return _save(grid.figure, path)
 
@@ -82,8 +105,10 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
         return _placeholder(path, "no validation history to plot")
     data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])
     grid = sns.relplot(data=data, x="epoch", y="val_nll", hue="label", row="dataset", col="latent_dim", kind="line",
-                       marker="o", errorbar=None, facet_kws={"sharey": False}, height=2.6)
+                       marker="o", errorbar=None, facet_kws={"sharey": False}, height=2.6, aspect=1.3)
+    grid.set_titles("{row_name}, d = {col_name}")  # short titles: long ones ran into each other
     grid.set_axis_labels("epoch", "validation NLL (nats)")
+    grid.legend.set_title("mean over seeds")
     return _save(grid.figure, path)
 
 

@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from five.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Interval, evaluate_claims, write_claims
+from five.claims import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, Interval, decide_cells, evaluate_claims, holm,
+                         verdict_row, write_claims)
 
 SETTINGS = {"min_seeds": 3, "confidence": 0.95}
 SHOWN = {"five": 1, "fif": 1}
@@ -75,28 +77,119 @@ def test_one_contradicted_cell_makes_the_claim_contradicted():
                        ("five", 8): [12.0, 13.0, 14.5], ("vae", 8): [11.0, 12.2, 13.3]})
     overall, cells = verdicts(runs, C1)
     assert list(cells["verdict"]) == [SUPPORTED, CONTRADICTED] and overall["verdict"] == CONTRADICTED
-    assert overall["reason"] == "cells: 1 supported, 1 contradicted, 0 inconclusive"
+    assert overall["reason"] == "1 of 2 cells supported, 1 contradicted, 0 inconclusive (0 without a test)"
 
 
 def test_collapse_below_d_growth_with_d_and_equivalence():
+    """Counts take the exact sign-flip test: six seeds (smallest p 1/64) can decide at 2.5%, three never can."""
     au = "active_units_eigen"
-    runs = runs_table({("vae", 2): [2, 2, 2], ("vae", 16): [9, 10, 8], ("five", 2): [2, 2, 2],
-                       ("five", 16): [15, 16, 15]}, metric=au)
+    runs = runs_table({("vae", 2): [2] * 6, ("vae", 16): [9, 10, 8, 9, 11, 10], ("five", 2): [2] * 6,
+                       ("five", 16): [15, 16, 15, 16, 16, 15]}, metric=au)
     below = {"id": "C2a", "statement": "", "kind": "below_latent_dim", "model": "vae", "metric": au,
              "latent_dims": "largest"}
-    assert verdicts(runs, below)[0]["verdict"] == SUPPORTED
+    overall, cells = verdicts(runs, below)
+    assert overall["verdict"] == SUPPORTED and cells.iloc[0]["test"] == "sign-flip"
+    three = runs_table({("vae", 16): [9, 10, 8]}, metric=au)
+    overall, cells = verdicts(three, below)
+    assert overall["verdict"] == INCONCLUSIVE and cells.iloc[0]["p_support"] == pytest.approx(1 / 8)
     no_collapse = runs_table({("vae", 16): [16, 16, 16]}, metric=au)
     assert verdicts(no_collapse, below)[0]["verdict"] == CONTRADICTED
+    one_collapses = runs_table({("vae", 16): [16, 16, 15]}, metric=au)  # not "every seed keeps all d"
+    assert verdicts(one_collapses, below)[0]["verdict"] == INCONCLUSIVE
     grows = {"id": "C2e", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"],
              "metric": au, "better": "higher"}
     overall, cells = verdicts(runs, grows)
-    assert overall["verdict"] == SUPPORTED and cells.iloc[0]["mean"] == pytest.approx((6 + 6 + 7) / 3)
+    assert overall["verdict"] == SUPPORTED and cells.iloc[0]["mean"] == pytest.approx(6.0)
     equivalent = {"id": "C4", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"],
                   "metric": "nll_nats", "margin": 0.5}
     close = runs_table({("five", 4): [10.0, 11.0, 12.0], ("vae", 4): [10.1, 10.9, 12.05]})
     far = runs_table({("five", 4): [10.0, 11.0, 12.0], ("vae", 4): [12.0, 13.1, 13.9]})
     assert verdicts(close, equivalent)[0]["verdict"] == SUPPORTED
     assert verdicts(far, equivalent)[0]["verdict"] == CONTRADICTED
+
+
+def test_identical_count_differences_never_make_a_zero_width_interval():
+    runs = runs_table({("fcvae", 8): [7, 7, 7], ("vae", 8): [8, 8, 8]}, metric="active_units_eigen")
+    claim = {"id": "C2c", "statement": "", "kind": "paired", "model": "fcvae", "against": ["vae"],
+             "metric": "active_units_eigen", "better": "lower"}
+    overall, cells = verdicts(runs, claim)
+    # −1 ± t(0.975, 2)·√(2/12)/√3: the rounding of two counts, never width 0; the exact test's p is 1/8
+    half = 4.302653 * math.sqrt(2 / 12) / math.sqrt(3)
+    assert cells.iloc[0]["ci_high"] == pytest.approx(-1 + half, rel=1e-5) and cells.iloc[0]["p_support"] == 1 / 8
+    assert overall["verdict"] == INCONCLUSIVE
+    six = runs_table({("fcvae", 8): [7] * 6, ("vae", 8): [8] * 6}, metric="active_units_eigen")
+    overall, cells = verdicts(six, claim)
+    assert overall["verdict"] == SUPPORTED and cells.iloc[0]["ci_low"] < -1 < cells.iloc[0]["ci_high"] < 0
+
+
+def test_better_by_a_margin_is_contradicted_when_the_whole_interval_lies_short_of_it():
+    """Better by 1 nat: differences of −0.5 ± 0.05 show a win, but by less than the margin."""
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.0, 13.0, 14.0], ("vae", 4): [10.5, 11.45, 12.55, 13.48, 14.52]})
+    assert verdicts(runs, C1 | {"margin": 1.0})[0]["verdict"] == CONTRADICTED
+    assert verdicts(runs, C1 | {"margin": 0.0})[0]["verdict"] == SUPPORTED
+    higher = C1 | {"better": "higher", "margin": 0.2}  # model − against ≈ −0.5: short of +0.2 on the low side
+    overall, cells = verdicts(runs, higher)
+    assert overall["verdict"] == CONTRADICTED and cells.iloc[0]["ci_high"] < 0.2
+    assert verdicts(runs, higher | {"margin": -1.0})[0]["verdict"] == SUPPORTED  # better than −1 nat
+
+
+def test_an_equivalence_is_contradicted_by_its_whole_interval_not_its_mean():
+    equivalent = {"id": "C4", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"],
+                  "metric": "nll_nats", "margin": 0.5}
+    straddling = runs_table({("five", 4): [10.0, 11.0, 12.0], ("vae", 4): [9.0, 10.9, 11.0]})  # mean 0.7
+    overall, cells = verdicts(straddling, equivalent)
+    assert cells.iloc[0]["mean"] > 0.5 and cells.iloc[0]["ci_low"] < 0.5 and overall["verdict"] == INCONCLUSIVE
+
+
+def test_only_seeds_present_on_both_sides_are_paired():
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5, 100.0], ("vae", 4): [11.0, 12.2, 13.3]})
+    cell = verdicts(runs, C1)[1].iloc[0]
+    assert cell["n_seeds"] == 3 and cell["mean"] == pytest.approx(-1.0)
+
+
+def test_a_claim_without_cells_has_a_row_saying_why():
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
+    overall, cells = verdicts(runs, C1 | {"datasets": ["manifold"]})
+    assert overall["verdict"] == "not testable" and "manifold" in overall["reason"] and cells.empty
+
+
+def test_holm_adjusts_as_the_textbook_example():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def null_rate(draw, cells=18, simulations=1500, seed=0):
+    """How often a C1-like claim (better: lower, margin 0) comes out contradicted, and supported, when every
+    cell's true difference sits at the boundary 0; `draw(generator)` gives one cell's paired differences."""
+    generator = np.random.default_rng(seed)
+    outcomes = {CONTRADICTED: 0, SUPPORTED: 0}
+    for _ in range(simulations):
+        rows = [verdict_row(draw(generator), 0.0, 0.0, "below", "", SETTINGS, "nll_nats") for _ in range(cells)]
+        decide_cells(rows, SETTINGS)
+        verdict_list = [row["verdict"] for row in rows]
+        outcomes[CONTRADICTED] += CONTRADICTED in verdict_list
+        outcomes[SUPPORTED] += verdict_list.count(SUPPORTED) == cells
+    return {key: value / simulations for key, value in outcomes.items()}
+
+
+@pytest.mark.parametrize("name, draw, simulations", [
+    ("continuous, 5 seeds", lambda g: g.normal(0.0, 0.35, 5), 1500),
+    ("counts with ties, 6 seeds", lambda g: g.choice([-2.0, -1.0, 0.0, 0.0, 1.0, 2.0], 6), 600),
+])
+def test_under_the_null_a_claim_is_contradicted_at_most_at_the_stated_rate(name, draw, simulations):
+    """α = 2.5% one-sided. 1,500 tables give a standard error of 0.4% (600: 0.64%), so the bound allows over
+    2.5 standard errors of simulation noise above α."""
+    rates = null_rate(draw, simulations=simulations)
+    assert rates[CONTRADICTED] <= 0.042, (name, rates)
+    assert rates[SUPPORTED] <= 0.042, (name, rates)
+
+
+def test_without_the_holm_step_the_null_contradicts_far_more_often():
+    """The old rule (any of 18 cells at 2.5%, no adjustment) on the same null: the simulation can tell."""
+    generator = np.random.default_rng(1)
+    unadjusted = np.mean([any(verdict_row(generator.normal(0.0, 0.35, 5), 0.0, 0.0, "below", "", SETTINGS,
+                                          "nll_nats")["p_contradict"] <= 0.025 for _ in range(18))
+                          for _ in range(300)])
+    assert unadjusted > 0.2, unadjusted
 
 
 def test_cost_ratio_and_the_written_report(tmp_path):
@@ -107,7 +200,8 @@ def test_cost_ratio_and_the_written_report(tmp_path):
     assert verdicts(runs, claim | {"factor": 2})[0]["verdict"] == CONTRADICTED
     table = evaluate_claims(runs, SETTINGS | {"list": [claim]}, SHOWN)
     summary = write_claims(table, tmp_path / "claims", SETTINGS)
-    assert summary.startswith("C3 SUPPORTED") and "95% Student-t" in (tmp_path / "claims.md").read_text()
+    text = (tmp_path / "claims.md").read_text()
+    assert summary.startswith("C3 SUPPORTED") and "95% Student-t interval" in text and "Holm" in text
     assert len(pd.read_csv(tmp_path / "claims.csv")) == 2
 
 

@@ -65,3 +65,35 @@ def test_collapse_metrics_count_variances_above_the_threshold_and_are_rotation_a
     # two perfectly correlated active axes are one direction
     line = torch.randn(4000, 1, generator=g, dtype=torch.float64)
     assert collapse_metrics(torch.cat([line, line, 0 * line], 1), torch.eye(3) * 4000)["active_units_eigen"] == 1
+
+
+def constructed_posterior(mean_variances, posterior_variances, rotation=None, examples=4000):
+    """Means with exactly the given variances along orthogonal directions, and the given average posterior
+    covariance along the same directions (both rotated by `rotation` if given)."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.linalg.qr(torch.randn(examples, len(mean_variances), generator=g, dtype=torch.float64)).Q
+    base = (base - base.mean(0)) / (base - base.mean(0)).std(0, unbiased=False)
+    means = base * torch.tensor(mean_variances, dtype=torch.float64).sqrt()
+    covariance = torch.diag(torch.tensor(posterior_variances, dtype=torch.float64))
+    if rotation is not None:
+        means, covariance = means @ rotation.T, rotation @ covariance @ rotation.T
+    return means, examples * covariance
+
+
+def test_information_per_direction_on_constructed_posteriors():
+    """§3: ½·log((mean variance + posterior variance) / posterior variance) along each direction."""
+    # an informative direction (mean variance 3, posterior 1: ½·log 4), a FIVE-style noise direction (mean
+    # variance 0.5, posterior 0.5: ½·log 2 = 0.35 nats, "active" by Burda) and a VAE unit with a constant mean
+    means, covariance_sum = constructed_posterior([3.0, 0.5, 0.0], [1.0, 0.5, 1.0])
+    metrics = collapse_metrics(means, covariance_sum)
+    expected = [0.5 * math.log(4), 0.5 * math.log(2), 0.0]
+    assert metrics["information_per_direction"] == pytest.approx(expected, abs=1e-6)
+    assert metrics["active_units"] == 2 and metrics["informative_directions"] == 1
+    assert metrics["rate_nats"] == pytest.approx(sum(expected))
+    # a rotated informative pair: the same information, found along the rotated directions
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(2),
+                                           dtype=torch.float64)).Q
+    pair = collapse_metrics(*constructed_posterior([3.0, 8.0, 0.0], [1.0, 2.0, 1.0], rotation))
+    assert pair["information_per_direction"] == pytest.approx([0.5 * math.log(5), 0.5 * math.log(4), 0.0],
+                                                              abs=1e-6)
+    assert pair["informative_directions"] == 2
