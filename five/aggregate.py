@@ -37,7 +37,7 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
         epoch_times = [entry["time_s"] for entry in train.get("history", []) if entry.get("time_s") is not None]
         row |= {"epochs_completed": train.get("epochs_completed"), "train_wall_time_s": train.get("wall_time_s"),
-                "encoder_product": train.get("encoder_product"),
+                "encoder_product": train.get("encoder_product"), "pack_size": train.get("pack_size", 1),
                 "epoch_time_s": float(pd.Series(epoch_times).median()) if epoch_times else None,
                 "device": train.get("device"), "slurm_job_id": train.get("slurm_job_id"),
                 "cuda_visible_devices": train.get("cuda_visible_devices")}
@@ -51,10 +51,14 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame
     estimate exists: train_time_ratio = actual / predicted shows how far to trust it on this hardware."""
     if not Path(estimate_csv).is_file():
         return runs
-    estimate = pd.read_csv(estimate_csv)[["run_dir", "predicted_train_s", "predicted_evaluate_s"]]
-    runs = runs.merge(estimate, on="run_dir", how="left")
+    estimate = pd.read_csv(estimate_csv)
+    columns = ["run_dir", "predicted_train_s", "predicted_evaluate_s", "predicted_train_s_packed"]
+    runs = runs.merge(estimate.reindex(columns=columns), on="run_dir", how="left")
+    # a packed run's wall time is its pack's: M members' packed shares, where the estimate timed them
+    packed = (runs["pack_size"].fillna(1) > 1) & runs["predicted_train_s_packed"].notna()
+    runs.loc[packed, "predicted_train_s"] = runs["predicted_train_s_packed"] * runs["pack_size"]
     runs["train_time_ratio"] = runs["train_wall_time_s"] / runs["predicted_train_s"]
-    return runs
+    return runs.drop(columns="predicted_train_s_packed")
 
 
 def timing_report(runs: pd.DataFrame) -> str:

@@ -113,9 +113,20 @@ def side(runs: pd.DataFrame, selector: dict, probes_shown: dict[str, int]) -> pd
     return rows[rows["probes"] == probes]
 
 
-def describe(selector: dict, probes_shown: dict[str, int]) -> str:
+LIKELIHOOD_METRICS = ("nll_nats", "bits_per_dim", "elbo_nats", "nll_nats_own_sigma", "bits_per_dim_own_sigma")
+
+
+def describe(selector: dict, probes_shown: dict[str, int], rows: pd.DataFrame | None = None,
+             metric: str = "") -> str:
+    """A side's label: the model, its budget, and for a likelihood the σ its runs were evaluated at."""
     probes = selector.get("probes", probes_shown.get(selector["model"], 0))
-    return f"{selector['model']} (K={probes})" if probes else selector["model"]
+    details = [f"K={probes}"] if probes else []
+    if rows is not None and metric in LIKELIHOOD_METRICS and "sigma_policy" in rows:
+        policies = sorted(rows["sigma_policy"].dropna().unique())
+        if metric.endswith("_own_sigma"):
+            policies = ["fixed"]
+        details += [f"σ {'/'.join(policies)}"] if policies else []
+    return f"{selector['model']} ({', '.join(details)})" if details else selector["model"]
 
 
 def cells(runs: pd.DataFrame, claim: dict) -> list[tuple[str, int]]:
@@ -257,9 +268,10 @@ def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: di
     for right_selector in right_selectors or [None]:
         left = side(runs, left_selector, probes_shown)
         right = side(runs, right_selector, probes_shown) if right_selector else None
-        base = {"claim": claim["id"], "statement": claim["statement"], "metric": claim["metric"],
-                "model": describe(left_selector, probes_shown),
-                "against": describe(right_selector, probes_shown) if right_selector else ""}
+        metric = claim["metric"]
+        base = {"claim": claim["id"], "statement": claim["statement"], "metric": metric,
+                "model": describe(left_selector, probes_shown, left, metric),
+                "against": describe(right_selector, probes_shown, right, metric) if right_selector else ""}
         if claim["kind"] == "grows_with_latent_dim":
             for dataset in sorted({dataset for dataset, _ in cells(runs, claim)}):
                 dims = sorted(runs.loc[runs["dataset"] == dataset, "latent_dim"].unique().tolist())
@@ -330,7 +342,8 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
                                                                     detail["n_seeds"].fillna(0).astype(int))]
     level = int(round(100 * settings["confidence"]))
     alpha = (1 - settings["confidence"]) / 2
-    lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "",
+    note = [f"**Note:** {settings['note']}", ""] if settings.get("note") else []
+    lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "", *note,
              f"Paired over seeds (same seed, same data order): the mean paired difference and a two-sided {level}% "
              "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
              "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
@@ -345,5 +358,6 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
              detail.rename(columns={"seeds_agree": "seeds agree", "p_support_holm": "p holds (Holm)",
                                     "p_contradict_holm": "p false (Holm)"}).to_markdown(index=False), ""]
     out_prefix.with_suffix(".md").write_text("\n".join(lines))
-    return "\n".join(f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})"
-                     for row in overall.itertuples())
+    verdict_lines = [f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})"
+                     for row in overall.itertuples()]
+    return "\n".join(([f"Note: {settings['note']}"] if settings.get("note") else []) + verdict_lines)

@@ -211,7 +211,12 @@ def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_sa
     fit = fit_log_sigma(model, validation_batch(dataset, device, log))
     sigma_own = float(torch.exp(model.log_sigma.detach()))
     log(f"σ fitted on validation: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); validation NLL "
-        f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials")
+        f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials"
+        + ("; the model's own σ did as well and is kept" if fit["kept_own"] else ""))
+    if fit["at_bound"]:
+        fit["warning"] = (f"the fitted σ sits at the {fit['at_bound']} end of its search interval (log σ in "
+                          f"[{fit['search_bounds'][0]:.3f}, {fit['search_bounds'][1]:.3f}]): the best σ may lie beyond")
+        log(f"warning: {fit['warning']}")
     metrics = {"sigma_fit": fit}
     if own_sigma_policy(model.name) == "fixed":
         own_generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED + 1)

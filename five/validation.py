@@ -63,7 +63,9 @@ def fit_log_sigma(model: Model, x: torch.Tensor, samples: int = VALIDATION_SAMPL
     a bounded 1-D search (scipy's Brent) with the same draws at every candidate, so the objective is smooth.
 
     Any proposal gives a valid bound, so the NLL at the fitted σ is as valid as at the model's own. Where the
-    proposal's covariance is s·C (FIF, FIVE), it moves with σ; the VAEs' proposal does not depend on σ.
+    proposal's covariance is s·C (FIF, FIVE), it moves with σ; the VAEs' proposal does not depend on σ. Where
+    the model's own σ does at least as well on validation, it is kept (`kept_own`); `at_bound` says when the
+    optimum sits at an end of the search interval (the best σ may lie beyond it).
     """
     from scipy.optimize import minimize_scalar
 
@@ -83,7 +85,12 @@ def fit_log_sigma(model: Model, x: torch.Tensor, samples: int = VALIDATION_SAMPL
     bounds = (max(model.log_sigma_floor, own - SIGMA_SEARCH_HALF_WIDTH), own + SIGMA_SEARCH_HALF_WIDTH)
     found = minimize_scalar(validation_nll, bounds=bounds, method="bounded",
                             options={"xatol": SIGMA_SEARCH_TOLERANCE})
-    return {"log_sigma": float(found.x), "val_nll_fitted": float(found.fun), "val_nll_own": validation_nll(own),
+    own_nll = validation_nll(own)
+    at_bound = next((name for name, bound in zip(("lower", "upper"), bounds)
+                     if abs(float(found.x) - bound) <= 2 * SIGMA_SEARCH_TOLERANCE), None)
+    kept_own = own_nll <= float(found.fun)  # the search is local: never end worse than the model's own σ
+    return {"log_sigma": own if kept_own else float(found.x), "val_nll_fitted": min(own_nll, float(found.fun)),
+            "val_nll_own": own_nll, "kept_own": kept_own, "at_bound": None if kept_own else at_bound,
             "search_bounds": bounds, "search_evaluations": int(found.nfev)}
 
 

@@ -207,3 +207,10 @@ def test_cost_ratio_and_the_written_report(tmp_path):
 
 def test_interval_of_one_value_is_unbounded():
     assert Interval.of(pd.Series([1.0]).to_numpy(), 0.95).low == -math.inf
+
+
+def test_every_likelihood_label_says_which_sigma():
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
+    runs["sigma_policy"] = "fitted"
+    cell = verdicts(runs, C1)[1].iloc[0]
+    assert cell["model"] == "five (K=1, σ fitted)" and cell["against"] == "vae (σ fitted)"

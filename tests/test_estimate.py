@@ -142,3 +142,17 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
     assert (estimate["predicted_train_s_packed"] > 0).all()  # pack_seeds (the default): the packed step timed
     assert "What the sweep will cost" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing
+
+
+def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_path):
+    from five.aggregate import with_predicted_times
+
+    pd.DataFrame([{"run_dir": "a", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0,
+                   "predicted_train_s_packed": 12.0},
+                  {"run_dir": "b", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0,
+                   "predicted_train_s_packed": 12.0}]).to_csv(tmp_path / "estimate.csv", index=False)
+    runs = pd.DataFrame([{"run_dir": "a", "train_wall_time_s": 36.0, "pack_size": 3},  # the pack's 3 members
+                         {"run_dir": "b", "train_wall_time_s": 27.0, "pack_size": 1}])
+    timed = with_predicted_times(runs, tmp_path / "estimate.csv").set_index("run_dir")
+    assert timed.loc["a", "predicted_train_s"] == 36.0 and timed.loc["a", "train_time_ratio"] == 1.0
+    assert timed.loc["b", "predicted_train_s"] == 30.0 and timed.loc["b", "train_time_ratio"] == 0.9

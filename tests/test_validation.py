@@ -98,3 +98,58 @@ def test_validation_nll_decreases_on_a_short_digits_run(model, tmp_path):
     result = train(config(model, epochs=8, eval_every=2, lr=2e-3), tmp_path, CPU, log=quiet)
     curve = [entry["val_nll"] for entry in result["history"] if "val_nll" in entry]
     assert len(curve) == 4 and curve[-1] < curve[0] - 1.0, curve
+
+
+@pytest.mark.parametrize("model_name", ["vae", "fif", "five"])
+def test_the_sigma_fit_scores_each_sigma_by_the_models_own_nll_at_it(model_name):
+    """Ground truth: the fitted objective at the fitted σ equals the validation NLL of the model with its σ set
+    there (FIF/FIVE: the proposal s·J_fJ_fᵀ rescaled with σ; the VAE's does not move). A fit that kept the
+    proposal at the old σ would score another quantity."""
+    from five.validation import fit_log_sigma, validate
+
+    dataset = Dataset("flat", {"train": torch.zeros(4, 6)}, None, "mlp", 16)
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(model=model_name, dataset="flat", latent_dim=3), dataset).double()
+    x = torch.randn(64, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fit = fit_log_sigma(model, x)
+    assert not fit["kept_own"] and abs(fit["log_sigma"] - float(model.log_sigma.detach())) > 0.1  # σ moved: a real test
+    model.set_log_sigma(fit["log_sigma"])
+    assert validate(model, x)["val_nll"] == pytest.approx(fit["val_nll_fitted"], rel=1e-9)
+
+
+def test_the_sigma_fit_keeps_the_own_sigma_where_the_search_does_worse_and_flags_its_bounds(monkeypatch):
+    import scipy.optimize
+
+    from five.validation import fit_log_sigma
+
+    dataset = Dataset("flat", {"train": torch.zeros(4, 6)}, None, "mlp", 16)
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(model="five", dataset="flat", latent_dim=3), dataset).double()
+    x = torch.randn(32, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    own = float(model.log_sigma)
+    worse = scipy.optimize.OptimizeResult(x=own + 3.9999, fun=1e9, nfev=1)  # a search that ended badly
+    monkeypatch.setattr(scipy.optimize, "minimize_scalar", lambda *args, **kwargs: worse)
+    kept = fit_log_sigma(model, x)
+    assert kept["kept_own"] and kept["log_sigma"] == own and kept["val_nll_fitted"] == kept["val_nll_own"]
+    at_edge = scipy.optimize.OptimizeResult(x=own + 3.9999, fun=-1e9, nfev=1)
+    monkeypatch.setattr(scipy.optimize, "minimize_scalar", lambda *args, **kwargs: at_edge)
+    assert fit_log_sigma(model, x)["at_bound"] == "upper"
+
+
+def test_sigma_is_fitted_on_the_validation_split_never_the_test_split(tmp_path, monkeypatch):
+    import five.evaluate
+
+    train(config("vae", epochs=1, eval_every=1), tmp_path, CPU, log=quiet)
+    seen = {}
+    original = five.evaluate.fit_log_sigma
+
+    def spy(model, x, *args, **kwargs):
+        seen["x"] = x.clone()
+        return original(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(five.evaluate, "fit_log_sigma", spy)
+    evaluate_run(tmp_path, CPU, importance_samples=2, log=quiet, sigma="fitted")
+    from five.data import load_dataset
+    from five.validation import validation_batch
+
+    torch.testing.assert_close(seen["x"], validation_batch(load_dataset("digits"), CPU, quiet))

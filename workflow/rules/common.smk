@@ -76,6 +76,13 @@ def job_rows(wildcards):
     return SWEEP_POINTS[point]
 
 
+def point_settings(row):
+    """What a sweep point's evaluations depend on: its training settings (every seed's but the seed) and how it
+    is evaluated."""
+    return {"training": train_arguments(row, seeds=[]), "importance_samples": row["importance_samples"],
+            "model_selection": config["model_selection"], "sigma": config["sigma"]}
+
+
 def train_job_arguments(wildcards):
     rows = job_rows(wildcards)
     return train_arguments(rows[0], seeds=[row["seed"] for row in rows])
