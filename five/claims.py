@@ -29,7 +29,8 @@ import pandas as pd
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable"
 KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_with_latent_dim")
-COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")  # integer-valued: ties are the rule, not the exception
+# integer-valued: ties are the rule, not the exception
+COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")
 EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (Student-t beyond)
 
 
@@ -93,6 +94,11 @@ def t_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
 
 def one_sided_pvalue(values: np.ndarray, boundary: float, side: str, exact: bool) -> float:
     return sign_flip_pvalue(values, boundary, side) if exact else t_pvalue(values, boundary, side)
+
+
+def decision_level(settings: dict) -> float:
+    """α: each one-sided test decides at half of what the two-sided interval leaves out."""
+    return (1 - settings["confidence"]) / 2
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -246,7 +252,7 @@ def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[
 
 def decide_cells(rows: list[dict], settings: dict) -> None:
     """Each cell's verdict from its Holm-adjusted p-values (among the claim's tested cells) at α."""
-    alpha = (1 - settings["confidence"]) / 2
+    alpha = decision_level(settings)
     tested = [row for row in rows if "p_support" in row]
     for key in ("p_support", "p_contradict"):
         for row, adjusted in zip(tested, holm([row[key] for row in tested])):
@@ -301,7 +307,7 @@ def overall_row(claim: dict, rows: list[dict], runs: pd.DataFrame, settings: dic
     tested = sum("p_support" in cell for cell in rows)
     verdict = (CONTRADICTED if CONTRADICTED in verdicts else
                SUPPORTED if verdicts.count(SUPPORTED) == len(rows) else INCONCLUSIVE)
-    alpha = (1 - settings["confidence"]) / 2
+    alpha = decision_level(settings)
     reason = (f"{verdicts.count(SUPPORTED)} of {len(rows)} cells supported, {verdicts.count(CONTRADICTED)} "
               f"contradicted, {verdicts.count(INCONCLUSIVE)} inconclusive ({len(rows) - tested} without a test)")
     return row | {"verdict": verdict, "reason": reason,
@@ -341,7 +347,7 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
     detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(detail["seeds_agree"].fillna(0).astype(int),
                                                                     detail["n_seeds"].fillna(0).astype(int))]
     level = int(round(100 * settings["confidence"]))
-    alpha = (1 - settings["confidence"]) / 2
+    alpha = decision_level(settings)
     note = [f"**Note:** {settings['note']}", ""] if settings.get("note") else []
     lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "", *note,
              f"Paired over seeds (same seed, same data order): the mean paired difference and a two-sided {level}% "

@@ -172,10 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args) -> None:
     from five.steps import check_cuda_graph_mode
-    from five.train import train_seeds
+    from five.train import check_packable, train_seeds
 
-    if len(args.out) != len(args.seed):
-        raise FiveError(f"one --out per seed: {len(args.seed)} seeds, {len(args.out)} folders")
     if args.mlflow_run_key is not None and len(args.mlflow_run_key) != len(args.out):
         raise FiveError(f"one --mlflow-run-key per run folder: {len(args.out)} folders, "
                         f"{len(args.mlflow_run_key)} keys")
@@ -186,6 +184,7 @@ def run_train(args) -> None:
         eval_every=args.eval_every, patience=args.patience, log_sigma_lr=args.log_sigma_lr,
         surrogate_point=args.surrogate_point,
     ) for seed in args.seed]
+    check_packable(configs, args.out)  # before a GPU is claimed
     for out in args.out:
         check_output_dir(out, "--out")
         for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
@@ -199,8 +198,20 @@ def run_train(args) -> None:
         trackers[run.out_dir] = start_tracker(args, run.out_dir, keys[run.out_dir], run.config, device)
         return epoch_logger(trackers[run.out_dir])
 
-    runs = train_seeds(configs, args.out, device, data_dir=args.data_dir, restart_if_changed=args.restart_if_changed,
-                       on_train=on_train, extra=facts, compile_objective=args.compile, cuda_graph=args.cuda_graph)
+    try:
+        runs = train_seeds(configs, args.out, device, data_dir=args.data_dir,
+                           restart_if_changed=args.restart_if_changed, on_train=on_train, extra=facts,
+                           compile_objective=args.compile, cuda_graph=args.cuda_graph)
+    except BaseException:  # no MLflow run is left RUNNING by a job that failed
+        for tracker in trackers.values():
+            if tracker is not None:
+                tracker.finish("FAILED")
+        raise
+    report_runs(runs, trackers, args.record_divergence)
+
+
+def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
+    """Each run's end to its MLflow run and one line; a divergence fails the command unless it is recorded."""
     for run in runs:
         tracker = trackers.get(run.out_dir)
         if tracker is not None:
@@ -209,15 +220,16 @@ def run_train(args) -> None:
             tracker.log_artifacts([run.out_dir / TRAIN_JSON])
             tracker.finish("FAILED" if run.failure is not None else "FINISHED")
         if run.failure is not None:
-            print(f"five: diverged: {run.out_dir}: {run.failure} (recorded in {run.out_dir / TRAIN_JSON})",
-                  file=sys.stderr)
+            if record_divergence:
+                print(f"five: diverged: {run.out_dir}: {run.failure} (recorded in {run.out_dir / TRAIN_JSON})",
+                      file=sys.stderr)
             continue
         final = run.result["history"][-1] if run.result["history"] else {}
         print(f"done: {run.result['epochs_completed']} epochs, final loss {final.get('loss')}, "
               f"wall time {run.result['wall_time_s']:.1f}s; wrote {run.out_dir}/checkpoint.pt and "
               f"{run.out_dir}/train.json")
     failure = next((run.failure for run in runs if run.failure is not None), None)
-    if failure is not None and not args.record_divergence:
+    if failure is not None and not record_divergence:
         raise failure
 
 

@@ -118,6 +118,10 @@ class TrainConfig:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         return cls(**values)
 
+    def same_up_to_seed(self, other: "TrainConfig") -> bool:
+        """Whether the two runs differ in nothing but their seed (so they can be trained as one pack)."""
+        return self.to_dict() | {"seed": None} == other.to_dict() | {"seed": None}
+
     def differences(self, other: "TrainConfig",
                     ignore=("epochs", "checkpoint_every", "eval_every", "patience")) -> list[str]:
         """Keys whose values differ (those in `ignore` may change when a run is resumed: they decide when to

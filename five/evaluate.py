@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from five import manifold
@@ -34,8 +35,8 @@ INFORMATION_THRESHOLD = 0.5
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
 POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
-METRIC_KEYS = ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse", "active_units",
-               "active_units_eigen", "informative_directions", "rate_nats", "n_examples")
+METRIC_KEYS = ("nll_nats", "nll_standard_error", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",
+               "active_units", "active_units_eigen", "informative_directions", "rate_nats", "n_examples")
 
 
 MODEL_SELECTIONS = ("best", "last")
@@ -153,8 +154,10 @@ def direction_information(mean_covariance: torch.Tensor, average_covariance: tor
     variance along each direction (a Gaussian approximation of I(x; z) split into directions)."""
     from scipy.linalg import eigh
 
-    m, s = mean_covariance.double().cpu().numpy(), average_covariance.double().cpu().numpy()
-    ratios = eigh(m + s, s, eigvals_only=True)  # ascending
+    m, s = (0.5 * (c + c.T).double().cpu().numpy() for c in (mean_covariance, average_covariance))
+    # S is a sum in float32: a direction of (nearly) zero posterior variance would make it singular
+    s = s + np.eye(len(s)) * max(np.trace(s) / len(s), 1e-300) * 1e-12
+    ratios = np.maximum(eigh(m + s, s, eigvals_only=True), 1.0)  # ascending; M ⪰ 0 makes each at least 1
     return 0.5 * torch.log(torch.from_numpy(ratios.copy())).flip(0)
 
 
@@ -214,8 +217,9 @@ def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_sa
         f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials"
         + ("; the model's own σ did as well and is kept" if fit["kept_own"] else ""))
     if fit["at_bound"]:
+        low, high = fit["search_bounds"]
         fit["warning"] = (f"the fitted σ sits at the {fit['at_bound']} end of its search interval (log σ in "
-                          f"[{fit['search_bounds'][0]:.3f}, {fit['search_bounds'][1]:.3f}]): the best σ may lie beyond")
+                          f"[{low:.3f}, {high:.3f}]): the best σ may lie beyond")
         log(f"warning: {fit['warning']}")
     metrics = {"sigma_fit": fit}
     if own_sigma_policy(model.name) == "fixed":
@@ -267,6 +271,8 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     metrics = {
         "status": "complete",
         "nll_nats": nll,
+        # the test set is a sample too: the standard error of the mean over its examples
+        "nll_standard_error": float(passed["log_likelihood"].double().std() / math.sqrt(x_all.shape[0])),
         "bits_per_dim": bits_per_dim(nll, dataset),
         "elbo_nats": float(passed["elbo"].mean()),
         "ess_mean": float(passed["ess"].mean()),

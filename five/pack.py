@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from five.data import dequantize
+from five.errors import FiveError
 from five.models import Model
 
 
@@ -94,8 +95,7 @@ def pack_layers(template: nn.Module, members: list[nn.Module]) -> None:
 
 def pack_models(models: list[Model]) -> Model:
     """One model training `models` side by side (same class, configuration up to the seed, and shapes)."""
-    first = models[0].config.to_dict() | {"seed": None}
-    if any(model.config.to_dict() | {"seed": None} != first for model in models):
+    if not all(model.config.same_up_to_seed(models[0].config) for model in models):
         raise ValueError("only models of one configuration (up to the seed) can be packed")
     packed = copy.deepcopy(models[0])
     pack_layers(packed, models)
@@ -126,8 +126,10 @@ def packed_optimizer_state(states: list[dict]) -> dict:
     """The inverse of member_optimizer_state: the members' Adam state_dicts (solo layout, one step count, which
     members trained in lockstep share) stacked into the packed optimiser's."""
     first = states[0]
-    if any(state is None or state["state"].keys() != first["state"].keys() for state in states):
-        raise ValueError("only members with Adam state of the same parameters can be packed")
+    steps = {float(entry["step"]) for state in states for entry in state["state"].values()}
+    if any(state["state"].keys() != first["state"].keys() for state in states) or len(steps) > 1:
+        raise FiveError("the seeds' checkpoints hold Adam states of different steps or parameters, so they "
+                        "cannot be packed: train them with separate `five train` calls")
     stacked = {index: {key: value.clone() if key == "step" else torch.stack([state["state"][index][key]
                                                                                for state in states])
                        for key, value in entry.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.claims import COMPARING_KINDS
+from five.claims import COMPARING_KINDS, COUNT_METRICS
 from five.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
 from five.errors import ConfigError
 
@@ -214,6 +214,21 @@ def check_claims(config: dict, models: dict) -> None:
             if dataset not in config["datasets"]:
                 raise ConfigError(f"{where}: data set {dataset} is not swept (datasets: "
                                   f"{', '.join(config['datasets'])})")
+        check_claim_keys(claim, where)
+
+
+def check_claim_keys(claim: dict, where: str) -> None:
+    """What each kind needs to be decidable at all."""
+    kind = claim["kind"]
+    if kind in ("paired", "grows_with_latent_dim") and "better" not in claim:
+        raise ConfigError(f"{where}: kind {kind} needs `better` (lower or higher: which side of the boundary "
+                          "the claim says)")
+    if kind == "equivalent" and not claim.get("margin", 0) > 0:
+        raise ConfigError(f"{where}: kind equivalent needs a `margin` > 0 (the largest difference that counts "
+                          "as none); with 0 it could never hold")
+    if kind == "below_latent_dim" and claim["metric"] not in COUNT_METRICS:
+        raise ConfigError(f"{where}: kind below_latent_dim compares a count of directions with d; "
+                          f"{claim['metric']} is not one ({', '.join(COUNT_METRICS)})")
 
 
 def describe_side(side: dict) -> str:

@@ -223,20 +223,41 @@ def train_seeds(configs: list[TrainConfig], out_dirs: list[Path], device: torch.
         for run in runs:
             locks.enter_context(run_lock(run.out_dir))
         for run in runs:
-            run.result = _shorter_run_from_history(run.out_dir, run.config, device, run.extra, restart_if_changed,
-                                                   log)
+            run.result = (_shorter_run_from_history(run.out_dir, run.config, device, run.extra, restart_if_changed,
+                                                    log) or _kept_record(run, log))
         pending = [run for run in runs if run.result is None]
         if pending:
             dataset = load_dataset(configs[0].dataset, data_dir)
             for run in pending:
                 _prepare(run, dataset, device, restart_if_changed, compile_objective, log)
-                if run.result is None:
-                    run.on_epoch = (on_train and on_train(run)) or run.on_epoch
-                    for entry in run.history:  # a resumed run's callback sees the whole run
-                        run.on_epoch(entry)
-            _train_pending([run for run in pending if run.result is None], dataset, device,
-                           uses_cuda_graph(cuda_graph, device), cuda_graph, compile_objective, log)
+            training = [run for run in pending if run.result is None]
+            for run in training:  # only once every run is prepared: a failure before leaves no tracker started
+                run.on_epoch = (on_train and on_train(run)) or run.on_epoch
+                for entry in run.history:  # a resumed run's callback sees the whole run
+                    run.on_epoch(entry)
+            _train_pending(training, dataset, device, uses_cuda_graph(cuda_graph, device), cuda_graph,
+                           compile_objective, log)
     return runs
+
+
+FINISHED = ("complete", "stalled", "diverged")
+
+
+def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
+    """The run's train.json where it records the end of this very configuration (complete, stopped early or
+    diverged): such a run is not trained again, and its record, with the facts of the job that trained it,
+    is left as it is (a packed job reruns for an added seed; its finished seeds must not change)."""
+    path = run.out_dir / TRAIN_JSON
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    if record.get("status") not in FINISHED or record.get("config") != run.config.to_dict():
+        return None
+    log(f"{run.out_dir} is finished ({record['status']}, {record.get('epochs_completed')} epochs); nothing to do")
+    if record["status"] == "diverged":
+        run.failure = TrainingDiverged(record.get("epochs_completed", 0), 0, math.nan,
+                                       f"{record.get('error', 'diverged')} (recorded earlier)")
+    return record
 
 
 def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
@@ -246,8 +267,7 @@ def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
         raise ConfigError(f"each seed once: got {', '.join(str(config.seed) for config in configs)}")
     if len({Path(out_dir).resolve() for out_dir in out_dirs}) < len(out_dirs):
         raise ConfigError("each seed needs its own run folder; two seeds were given the same one")
-    first = configs[0].to_dict() | {"seed": None}
-    if any(config.to_dict() | {"seed": None} != first for config in configs):
+    if not all(config.same_up_to_seed(configs[0]) for config in configs):
         raise ConfigError("only runs of one configuration (up to the seed) are trained together")
 
 
@@ -270,7 +290,7 @@ def _prepare(run: Run, dataset, device: torch.device, restart_if_changed: bool, 
     patience = run.config.patience
     if state.get("stalled") and patience is not None and evaluations_since_best(run.history) >= patience:
         log(f"{run.out_dir} stopped early (validation NLL stalled for {patience} evaluations); nothing to do")
-        run.stop("stalled", device, write=False)
+        run.stop("stalled", device)
     elif run.epoch >= run.config.epochs:
         log(f"{run.out_dir} already holds all {run.config.epochs} epochs; nothing to do")
         run.stop("complete", device)
@@ -278,21 +298,24 @@ def _prepare(run: Run, dataset, device: torch.device, restart_if_changed: bool, 
 
 def _train_pending(runs: list[Run], dataset, device: torch.device, capturable: bool, cuda_graph: str,
                    compile_objective: bool, log: Callable[[str], None]) -> None:
-    """Runs resumed after the same epoch train as one pack, lowest epoch first."""
+    """Runs resumed after the same epoch train as one pack; runs behind the others train until they catch up
+    (a job killed between its seeds' checkpoints leaves them one checkpoint apart), then with them."""
     if not runs:
         return
     data = dataset.split("train").to(device)  # the whole set stays on the device
     validation_x = validation_batch(dataset, device, log)
-    for epoch in sorted({run.epoch for run in runs}):
-        group = [run for run in runs if run.epoch == epoch]
-        while group := [run for run in group if run.result is None]:
-            _train_pack(group, dataset, data, validation_x, device, capturable, cuda_graph, compile_objective, log)
+    while pending := [run for run in runs if run.result is None]:
+        behind = min(run.epoch for run in pending)
+        ahead = [run.epoch for run in pending if run.epoch > behind]
+        _train_pack([run for run in pending if run.epoch == behind], dataset, data, validation_x, device,
+                    capturable, cuda_graph, compile_objective, log, until=min(ahead, default=None))
 
 
 def _train_pack(runs: list[Run], dataset, data: torch.Tensor, validation_x: torch.Tensor, device: torch.device,
-                capturable: bool, cuda_graph: str, compile_objective: bool, log: Callable[[str], None]) -> None:
-    """Train `runs` (resumed after the same epoch) as one model until one of them stops; the others' weights
-    and Adam state are then copied out, to go on in a pack without it."""
+                capturable: bool, cuda_graph: str, compile_objective: bool, log: Callable[[str], None],
+                until: int | None = None) -> None:
+    """Train `runs` (resumed after the same epoch) as one model until one of them stops or epoch `until`; the
+    weights and Adam state are then copied out, to go on in another pack."""
     config, members = runs[0].config, len(runs)
     model = runs[0].model if members == 1 else pack_models([run.model for run in runs])
     optimizer = build_optimizer(model, config, capturable)
@@ -312,9 +335,9 @@ def _train_pack(runs: list[Run], dataset, data: torch.Tensor, validation_x: torc
     shapes = [(size,) if members == 1 else (members, size) for size in batch_sizes(data.shape[0], config.batch_size)]
     step, graphed = choose_step(model, optimizer, batch, generators, shapes, cuda_graph, log)
     for run in runs:
-        run.extra |= {"cuda_graph": graphed, "pack_size": members}
+        run.extra["cuda_graph"] = graphed
     model.train()
-    for epoch in range(runs[0].epoch + 1, config.epochs + 1):
+    for epoch in range(runs[0].epoch + 1, min(until or config.epochs, config.epochs) + 1):
         started = time.perf_counter()
         for run, generator in zip(runs, generators):
             generator.manual_seed(epoch_seed(run.config.seed, epoch))
@@ -347,6 +370,11 @@ class Member:
     def sigma(self) -> float:
         return float(torch.exp(self.model.log_sigma.detach().reshape(-1)[self.index]))
 
+    @property
+    def size(self) -> int:
+        """How many runs the pack trains (1: alone)."""
+        return self.model.members
+
 
 def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, seconds: float,
                validation_x: torch.Tensor, device: torch.device, log: Callable[[str], None]) -> None:
@@ -357,33 +385,20 @@ def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, 
         loss = member_loss(step_losses, member.index, epoch)
     except TrainingDiverged as error:
         run.history.append({"epoch": epoch, "loss": error.value, "sigma": None, "time_s": None})
-        log(f"{prefix}{error}")
-        run.failure = error
-        return run.stop("diverged", device, error=str(error))
+        return _diverged(run, error, device, log, prefix)
     run.wall_time += seconds
     run.epoch = epoch
-    entry = {"epoch": epoch, "loss": loss, "sigma": member.sigma(), "time_s": seconds}
+    entry = {"epoch": epoch, "loss": loss, "sigma": member.sigma(), "time_s": seconds, "pack_size": member.size}
     run.history.append(entry)
-    line = f"{prefix}epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {entry['sigma']:.4f}  time {seconds:6.2f}s"
+    line = (f"{prefix}epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {entry['sigma']:.4f}  "
+            f"time {seconds:6.2f}s")
     status = "complete" if epoch == config.epochs else "running"
     if epoch % resolved_eval_every(config) == 0 or epoch == config.epochs:
         member.copy_out(run)
-        started = time.perf_counter()
-        entry |= validate(run.model, validation_x)
-        entry["validation_time_s"] = time.perf_counter() - started
-        line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
-        if not math.isfinite(entry["val_nll"]):
-            error = f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}"
-            run.failure = TrainingDiverged(epoch, 0, entry["val_nll"], error)
-            log(f"{prefix}{run.failure}")
-            return run.stop("diverged", device, error=error)
-        if best_epoch(run.history)[0] == epoch:
-            save_checkpoint(run.out_dir / BEST_NAME, {"config": config.to_dict(), "epoch": epoch,
-                                                      "model": run.model.state_dict(), "val_nll": entry["val_nll"]})
-            line += "  (best)"
-        elif config.patience is not None and evaluations_since_best(run.history) >= config.patience:
-            status = "stalled"
-            line += f"  (no better validation NLL in {config.patience} evaluations: stopping)"
+        try:
+            status, line = _validate(run, entry, status, line, validation_x)
+        except TrainingDiverged as error:
+            return _diverged(run, error, device, log, prefix)
     run.on_epoch(entry)
     log(line)
     if status != "running" or epoch % config.checkpoint_every == 0:
@@ -396,6 +411,35 @@ def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, 
     if status != "running":
         run.result = run.record(status, device, write=False)
 
+
+def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch.Tensor) -> tuple[str, str]:
+    """Validation of the run's weights into its history entry; the best checkpoint, and the patience rule.
+    Returns the run's status and progress line; a non-finite validation NLL raises TrainingDiverged."""
+    config, epoch = run.config, entry["epoch"]
+    started = time.perf_counter()
+    entry |= validate(run.model, validation_x)
+    entry["validation_time_s"] = time.perf_counter() - started
+    line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
+    if not math.isfinite(entry["val_nll"]):
+        raise TrainingDiverged(epoch, 0, entry["val_nll"],
+                               f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}")
+    if best_epoch(run.history)[0] == epoch:
+        save_checkpoint(run.out_dir / BEST_NAME, {"config": config.to_dict(), "epoch": epoch,
+                                                  "model": run.model.state_dict(), "val_nll": entry["val_nll"]})
+        return status, line + "  (best)"
+    if config.patience is not None and evaluations_since_best(run.history) >= config.patience:
+        return "stalled", line + f"  (no better validation NLL in {config.patience} evaluations: stopping)"
+    return status, line
+
+
+def _diverged(run: Run, error: TrainingDiverged, device: torch.device, log: Callable[[str], None],
+              prefix: str) -> None:
+    """A non-finite loss or validation NLL: recorded in train.json (the last good checkpoint is kept)."""
+    log(f"{prefix}{error}")
+    run.failure = error
+    run.stop("diverged", device, error=str(error).removesuffix("; the last good checkpoint was kept"))
+
+
 def payload_of(state: dict, config: TrainConfig, device: torch.device, extra: dict | None, status: str) -> dict:
     """The train.json record: config, per-epoch history (with validation entries), wall time, device."""
     history = state["history"]
@@ -403,4 +447,6 @@ def payload_of(state: dict, config: TrainConfig, device: torch.device, extra: di
     return {"status": status, "config": config.to_dict(), "epochs_completed": len(history), "history": history,
             "best_epoch": best, "best_val_nll": best_value if best is not None else None,
             "wall_time_s": state["wall_time_s"], "device": str(device), "torch_version": torch.__version__,
-            "five_version": __version__, "updated_at": time.time(), **(extra or {})}
+            "five_version": __version__, "updated_at": time.time(),
+            # the largest pack it trained in (its time_s are that pack's): 1 alone; per epoch in the history
+            "pack_size": max((entry.get("pack_size") or 1 for entry in history), default=1), **(extra or {})}

@@ -103,6 +103,14 @@ def test_a_member_stopped_by_patience_stops_changing_while_the_others_go_on(floa
     assert "stalled" in statuses and len(set(epochs)) > 1, (statuses, epochs)  # the case this test is about
     for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
         assert_same_run(packed_dir, solo_dir)
+    # a failed packed job's records may be taken away (Snakemake removes the outputs of a failed job that had
+    # none before): a rerun writes a stopped seed's record again from its checkpoint, training nothing
+    stalled = folders(tmp_path, "packed")[statuses.index("stalled")]
+    (stalled / "train.json").unlink()
+    lines = []
+    train_seeds(run_configs, folders(tmp_path, "packed"), CPU, log=lines.append, cuda_graph="off")
+    assert json.loads((stalled / "train.json").read_text())["status"] == "stalled"
+    assert not any(line.startswith("training") for line in lines)
 
 
 def poison_seed_one(run_dir):
@@ -153,23 +161,25 @@ def test_a_killed_pack_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, 
 
 
 def test_an_added_seed_trains_alone_and_finished_seeds_cost_nothing(float64_data, tmp_path):
-    """Seeds 0 and 1 trained for 2 epochs; then seeds 0–2 for 3: 0 and 1 continue as a pack of two from epoch 2
-    and the new seed 2 trains from scratch; then, with nothing left, a rerun trains nothing."""
+    """Seeds 0 and 1 trained for 2 epochs; then seeds 0–2 for 3: the new seed 2 trains alone until it catches up,
+    then all three as one pack; then, with nothing left, a rerun trains nothing and rewrites nothing."""
     first = [config for config in configs("five", probes=2, epochs=2) if config.seed < 2]
     train_seeds(first, folders(tmp_path, "packed", [0, 1]), CPU, log=quiet, cuda_graph="off")
     lines = []
     runs = train_seeds(configs("five", probes=2), folders(tmp_path, "packed"), CPU, log=lines.append,
                        cuda_graph="off")
-    assert [run.result["pack_size"] for run in runs] == [2, 2, 1]
+    assert [[entry["pack_size"] for entry in run.result["history"]] for run in runs] == [[2, 2, 3], [2, 2, 3],
+                                                                                          [1, 1, 3]]
     assert any("resuming" in line and "s0" in line for line in lines)
     solo_runs(configs("five", probes=2), tmp_path)
     for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
         assert_same_run(packed_dir, solo_dir)
     lines.clear()
-    before = [(out / "checkpoint.pt").read_bytes() for out in folders(tmp_path, "packed")]
+    files = [out / name for out in folders(tmp_path, "packed") for name in ("checkpoint.pt", "train.json")]
+    before = [file.read_bytes() for file in files]
     train_seeds(configs("five", probes=2), folders(tmp_path, "packed"), CPU, log=lines.append, cuda_graph="off")
     assert sum("nothing to do" in line for line in lines) == 3 and not any("training" in line for line in lines)
-    assert [(out / "checkpoint.pt").read_bytes() for out in folders(tmp_path, "packed")] == before
+    assert [file.read_bytes() for file in files] == before  # their records keep the job that trained them
 
 
 def test_packed_float32_epoch_losses_agree_with_solo_within_round_off(tmp_path):

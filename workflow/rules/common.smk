@@ -60,10 +60,14 @@ if USES_ESTIMATE and not ESTIMATE_ONLY:
         sys.exit(2)
 
 
+def run_key(run_dir):
+    """A run's MLflow identity: the absolute path of its run folder, so that two checkouts sharing one tracking
+    server and experiment never replace each other's runs."""
+    return os.path.realpath(run_dir)
+
+
 def mlflow_run_key(wildcards):
-    """A sweep point's MLflow identity: the absolute path of its run folder, so that two checkouts sharing one
-    tracking server and experiment never replace each other's runs."""
-    return os.path.realpath(sweep_row(wildcards)["run_dir"])
+    return run_key(sweep_row(wildcards)["run_dir"])
 
 
 def job_rows(wildcards):
@@ -76,7 +80,7 @@ def job_rows(wildcards):
     return SWEEP_POINTS[point]
 
 
-def point_settings(row):
+def settings_of_point(row):
     """What a sweep point's evaluations depend on: its training settings (every seed's but the seed) and how it
     is evaluated."""
     return {"training": train_arguments(row, seeds=[]), "importance_samples": row["importance_samples"],
@@ -93,7 +97,7 @@ def train_job_runs(wildcards):
 
 
 def train_job_run_keys(wildcards):
-    return [os.path.realpath(run_dir) for run_dir in train_job_runs(wildcards)]
+    return [run_key(run_dir) for run_dir in train_job_runs(wildcards)]
 
 
 wildcard_constraints:

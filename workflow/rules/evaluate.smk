@@ -10,7 +10,7 @@ rule point_settings:
         f"{POINT_PATTERN}/settings.json",
     params:
         # a shell job: a `run:` block would start a Snakemake process per point (3–4 s each)
-        settings=lambda wildcards: json.dumps(point_settings(job_rows(wildcards)[0]), indent=2),
+        settings=lambda wildcards: json.dumps(settings_of_point(job_rows(wildcards)[0]), indent=2),
     log:
         f"{LOGS}/settings/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}.log",
     localrule: True
