@@ -138,3 +138,22 @@ def test_a_pack_of_one_is_the_solo_model():
     x = data_set.split("train")[:5].to(torch.get_default_dtype()) / 17
     torch.testing.assert_close(packed.decode(packed.encode(x)[:, :3]), solo.decode(solo.encode(x)[:, :3]),
                                rtol=0, atol=1e-12)
+
+
+def test_members_at_different_adam_steps_are_refused_in_one_line():
+    from five.errors import FiveError
+    from five.pack import packed_optimizer_state
+
+    config, data_set = configuration("vae", None, "digits"), dataset("digits")
+    states = []
+    for seed, steps in ((0, 1), (1, 2)):
+        model = member(config, data_set, seed)
+        optimizer = build_optimizer(model, config)
+        for _ in range(steps):
+            for parameter in model.parameters():
+                parameter.grad = torch.zeros_like(parameter)
+            optimizer.step()
+        states.append(optimizer.state_dict())
+    with pytest.raises(FiveError, match="different steps"):
+        packed_optimizer_state(states)
+    assert float(packed_optimizer_state([states[1], states[1]])["state"][0]["step"]) == 2
