@@ -75,6 +75,7 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
     grid.set_titles("{row_name}\n{col_name}")
     grid.set_axis_labels("latent dimension d", "directions")
     grid.legend.set_title(BAND)
+    grid.figure.subplots_adjust(hspace=0.4)  # room for the lower row's two-line titles
     return _save(grid.figure, path)
 
 
