@@ -17,7 +17,7 @@ RESULT_COLUMNS = ("nll_nats", "nll_standard_error", "bits_per_dim", "elbo_nats",
                   "active_units", "active_units_eigen", "informative_directions", "rate_nats",
                   "posterior_covariance_error", "true_nll_nats", "sigma", "sigma_policy",
                   "sigma_own", "nll_nats_own_sigma", "bits_per_dim_own_sigma", "proposal", "n_examples",
-                  "importance_samples", "model_selection", "checkpoint_epoch")
+                  "importance_samples", "model_selection", "checkpoint_epoch", "data_dim")
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
 

@@ -199,12 +199,36 @@ def verdict_row(diffs: np.ndarray, low: float, high: float, claimed: str, rule: 
 def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int,
                   settings: dict) -> dict:
     """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule."""
-    kind, metric, margin = claim["kind"], claim["metric"], claim.get("margin", 0.0)
+    kind, metric = claim["kind"], claim["metric"]
     values, reason = paired_values(left, right, metric)
     if reason is None and len(values) < settings["min_seeds"]:
         reason = f"{len(values)} paired seed(s), fewer than min_seeds = {settings['min_seeds']}"
+    margin, margin_reason = cell_margin(claim, left)
+    reason = reason or margin_reason
     if reason is not None:
         return {"n_seeds": len(values), "reason": reason}
+    row = kind_cell(claim, values, latent_dim, margin, settings)
+    if "margin_bits_per_dim" in claim:
+        row["rule"] += f" ({claim['margin_bits_per_dim']:g} bits/dim × D = {int(left['data_dim'].iloc[0])} × ln 2)"
+    if claim.get("margin_reason"):
+        row["rule"] += f"; margin: {claim['margin_reason']}"
+    return row
+
+
+def cell_margin(claim: dict, rows: pd.DataFrame) -> tuple[float, str | None]:
+    """The claim's margin in the metric's unit: `margin` as given, or `margin_bits_per_dim` in nats for the
+    cell's data dimension D (m · D · ln 2), so that one number means the same at D = 10, 64, 784 and 3072."""
+    if "margin_bits_per_dim" not in claim:
+        return claim.get("margin", 0.0), None
+    dims = rows["data_dim"].dropna().unique() if "data_dim" in rows else []
+    if len(dims) != 1:
+        return 0.0, "the data dimension D of these runs is not recorded (evaluate them again)"
+    return claim["margin_bits_per_dim"] * float(dims[0]) * math.log(2), None
+
+
+def kind_cell(claim: dict, values: pd.DataFrame, latent_dim: int, margin: float, settings: dict) -> dict:
+    """The per-seed statistic of the claim's kind at `margin`, tested (verdict_row)."""
+    kind, metric = claim["kind"], claim["metric"]
     if kind == "paired":  # better by `margin`: model − against below −margin (or above +margin); else not
         diffs = (values["left"] - values["right"]).to_numpy(float)
         lower = claim.get("better", "lower") == "lower"
@@ -232,7 +256,10 @@ def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, l
 def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[int], settings: dict) -> dict:
     """grows_with_latent_dim: per seed, (model − against) at the largest d minus that at the smallest d is
     above +margin (`better: higher`) or below −margin (`better: lower`)."""
-    metric, margin = claim["metric"], claim.get("margin", 0.0)
+    metric = claim["metric"]
+    margin, margin_reason = cell_margin(claim, left)
+    if margin_reason is not None:
+        return {"n_seeds": 0, "reason": margin_reason}
     per_dim = []
     for d in (dims[0], dims[-1]):
         values, reason = paired_values(left[left["latent_dim"] == d], right[right["latent_dim"] == d], metric)

@@ -223,7 +223,13 @@ def check_claim_keys(claim: dict, where: str) -> None:
     if kind in ("paired", "grows_with_latent_dim") and "better" not in claim:
         raise ConfigError(f"{where}: kind {kind} needs `better` (lower or higher: which side of the boundary "
                           "the claim says)")
-    if kind == "equivalent" and not claim.get("margin", 0) > 0:
+    if "margin_bits_per_dim" in claim:
+        if "margin" in claim:
+            raise ConfigError(f"{where}: give `margin` or `margin_bits_per_dim`, not both")
+        if claim["metric"] not in ("nll_nats", "elbo_nats"):
+            raise ConfigError(f"{where}: `margin_bits_per_dim` converts a margin to nats; {claim['metric']} is "
+                              "not in nats (nll_nats, elbo_nats)")
+    if kind == "equivalent" and not max(claim.get("margin", 0), claim.get("margin_bits_per_dim", 0)) > 0:
         raise ConfigError(f"{where}: kind equivalent needs a `margin` > 0 (the largest difference that counts "
                           "as none); with 0 it could never hold")
     if kind == "below_latent_dim" and claim["metric"] not in COUNT_METRICS:

@@ -196,6 +196,12 @@ LOADED = [
      "kind equivalent needs a `margin` > 0"),
     ("collapse claim on a likelihood", yaml_case(claim_kind="below_latent_dim"),
      "nll_nats is not one (active_units"),
+    ("two margins", yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1, "
+                                                   "margin_bits_per_dim: 0.1"), "not both"),
+    ("bits/dim margin on a count", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], "
+                                                 "margin_bits_per_dim: 0.1").replace("metric: nll_nats",
+                                                                                      "metric: active_units"),
+     "is not in nats"),
     ("cuda graph unknown", yaml_case(", cuda_graph: sometimes"), "datasets.digits.cuda_graph"),
     ("d = D + 1 for five", "experiment: bad\nseeds: [0]\nmodels: {five: {probes: [1]}}\n"
                            "datasets:\n  manifold: {latent_dims: [11], epochs: 1}\n", "[11] exceed D = 10"),

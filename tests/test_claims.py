@@ -214,3 +214,21 @@ def test_every_likelihood_label_says_which_sigma():
     runs["sigma_policy"] = "fitted"
     cell = verdicts(runs, C1)[1].iloc[0]
     assert cell["model"] == "five (K=1, σ fitted)" and cell["against"] == "vae (σ fitted)"
+
+
+def test_a_margin_per_data_dimension_means_the_same_at_every_d():
+    """0.1 bits/dim is 0.1 · D · ln 2 nats: 0.69 nats at D = 10, 4.4 at D = 64. A win of 0.5 nats is short of
+    the first and, as an equivalence, inside the second."""
+    better = C1 | {"margin_bits_per_dim": 0.1, "margin_reason": "test"}
+    better.pop("margin")
+    wins = {("five", 4): [10.0, 11.0, 12.0, 13.0, 14.0], ("vae", 4): [10.5, 11.45, 12.55, 13.48, 14.52]}
+    small = runs_table(wins).assign(data_dim=10)
+    overall, cells = verdicts(small, better)
+    assert overall["verdict"] == CONTRADICTED and "0.1 bits/dim × D = 10" in cells.iloc[0]["rule"]
+    assert "margin: test" in cells.iloc[0]["rule"]
+    equivalent = {"id": "C4", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"],
+                  "metric": "nll_nats", "margin_bits_per_dim": 0.1}
+    assert verdicts(runs_table(wins).assign(data_dim=64), equivalent)[0]["verdict"] == SUPPORTED
+    assert verdicts(small, equivalent)[0]["verdict"] == SUPPORTED  # |−0.5| < 0.69 as well
+    unknown = verdicts(runs_table(wins), equivalent)[1].iloc[0]  # no data_dim column: older eval.json files
+    assert unknown["verdict"] == INCONCLUSIVE and "data dimension D" in unknown["reason"]
