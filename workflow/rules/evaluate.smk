@@ -14,6 +14,8 @@ rule point_settings:
     log:
         f"{LOGS}/settings/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}.log",
     localrule: True
+    conda:
+        "../envs/five.yaml"
     shell:
         "printf '%s\\n' {params.settings:q} > {output:q} 2> {log:q}"
 
