@@ -171,16 +171,15 @@ class Run:
     result: dict | None = None
     failure: TrainingDiverged | None = None
 
-    def record(self, status: str, device: torch.device, write: bool = True, **fields) -> dict:
-        """The train.json record in this state (written unless `write` is false)."""
+    def record(self, status: str, device: torch.device, **fields) -> dict:
+        """The train.json record in this state, written."""
         record = payload_of({"history": self.history, "wall_time_s": self.wall_time}, self.config, device,
                             self.extra, status) | fields
-        if write:
-            write_json(self.out_dir / TRAIN_JSON, record)
+        write_json(self.out_dir / TRAIN_JSON, record)
         return record
 
-    def stop(self, status: str, device: torch.device, write: bool = True, **fields) -> None:
-        self.result = self.record(status, device, write, **fields)
+    def stop(self, status: str, device: torch.device, **fields) -> None:
+        self.result = self.record(status, device, **fields)
 
 
 def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
@@ -407,9 +406,9 @@ def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, 
             "config": config.to_dict(), "epoch": epoch, "model": run.model.state_dict(),
             "optimizer": run.optimizer_state, "history": run.history, "wall_time_s": run.wall_time,
             "stalled": status == "stalled", "cuda_graph": run.extra["cuda_graph"]})
-        run.record(status, device)
-    if status != "running":
-        run.result = run.record(status, device, write=False)
+        record = run.record(status, device)
+        if status != "running":  # a run that stops is always checkpointed here
+            run.result = record
 
 
 def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch.Tensor) -> tuple[str, str]:
