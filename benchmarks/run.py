@@ -392,6 +392,46 @@ def packed_run_times(report: Report, device: torch.device) -> None:
         report.add("packed-runs", f"{label}: speed-up", solo / packed, "x", ">1.5")
 
 
+def _train_like_a_job(row: dict) -> float:
+    """One quick-sweep run as its job trains it (one thread); returns the training wall time."""
+    from five.config import TrainConfig
+    from five.train import train
+
+    torch.set_num_threads(1)
+    settings = {key: row[key] for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}
+    config = TrainConfig(model=row["model"], dataset=row["dataset"], latent_dim=row["latent_dim"],
+                         probes=row["probes"] or None, seed=row["seed"], **settings)
+    return train(config, Path(row["run_dir"]), torch.device("cpu"), log=lambda line: None)["wall_time_s"]
+
+
+def estimate_accuracy(report: Report) -> None:
+    """`five estimate` against the measured training time of the quick sweep's runs (seed 0, CPU), two runs at a
+    time with one thread each, as `snakemake --cores all` runs the sweep on 2 cores."""
+    import multiprocessing
+    import statistics
+    from concurrent.futures import ProcessPoolExecutor
+
+    from five.estimate import estimate_sweep
+    from five.sweep import load_sweep_config, sweep_table
+
+    print("\n5c. five estimate against measured training time (quick sweep, seed 0, CPU, 2 jobs at a time)")
+    config = load_sweep_config(ROOT / "config" / "quick.yaml")
+    config["seeds"] = [0]
+    with tempfile.TemporaryDirectory() as folder:
+        sweep = sweep_table(config, folder)
+        estimate = estimate_sweep(config, sweep, torch.device("cpu"), None, log=lambda line: None)
+        predicted = estimate.set_index("run_dir")["predicted_train_s"]
+        rows = sweep.to_dict("records")
+        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            actual = list(pool.map(_train_like_a_job, rows))
+    ratios = [seconds / predicted[row["run_dir"]] for row, seconds in zip(rows, actual)]
+    report.add("estimate", f"quick sweep: runs within 2x of the prediction (of {len(ratios)})",
+               100 * sum(0.5 <= ratio <= 2 for ratio in ratios) / len(ratios), "%", ">80")
+    report.add("estimate", "actual/predicted: median", statistics.median(ratios), "x")
+    report.add("estimate", "actual/predicted: smallest", min(ratios), "x")
+    report.add("estimate", "actual/predicted: largest", max(ratios), "x")
+
+
 def tracking_share(report: Report, epochs: int = 200) -> None:
     """MLflow logging (SQLite backend, per-epoch metrics batched) against the training time of a digits run:
     the fixed cost per job (client, run creation, params, final flush; mlflow imports included) and the
@@ -447,7 +487,7 @@ def validation_share(report: Report) -> None:
         report.add("monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%")
 
 
-SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "graph-cudnn", "packed", "packed-trunks", "packed-runs", "overhead", "iwae", "workflow", "monitoring")
+SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "graph-cudnn", "packed", "packed-trunks", "packed-runs", "estimate", "overhead", "iwae", "workflow", "monitoring")
 
 
 def main(argv=None) -> int:
@@ -474,6 +514,7 @@ def main(argv=None) -> int:
                 "packed": lambda: packed_step_times(report, device, repeats, inner),
                 "packed-trunks": lambda: packed_trunk_times(report, device, repeats, inner),
                 "packed-runs": lambda: packed_run_times(report, device),
+                "estimate": lambda: estimate_accuracy(report),
                 "overhead": lambda: outside_model_share(report, device, repeats, inner),
                 "iwae": lambda: iwae_throughput(report, device),
                 "workflow": lambda: workflow_overhead(report),
