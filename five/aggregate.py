@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.checkpoint import read_json
+from five.files import read_json
 from five.sweep import model_dir
 
 RESULT_COLUMNS = ("nll_nats", "nll_standard_error", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",

@@ -13,8 +13,8 @@ import time
 import warnings
 from pathlib import Path
 
-from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, check_output_dir, check_output_file,
-                             refuse_non_regular, write_json)
+from five.files import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, check_output_dir, check_output_file, refuse_non_regular,
+                        write_json)
 from five.config import CUDA_GRAPH_MODES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
 from five.errors import FiveError
 
@@ -122,14 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a non-finite loss is recorded in train.json (status diverged) and exits 0")
     add_job_options(train, runs="several")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a trained run")
-    evaluate.add_argument("--run", type=Path, required=True, help="the run folder written by `five train`")
+    evaluate = commands.add_parser("evaluate", help="evaluate trained runs")
+    evaluate.add_argument("--run", type=Path, nargs="+", required=True,
+                          help="run folder(s) written by `five train`; several are evaluated in turn in one process")
     evaluate.add_argument("--importance-samples", type=int, default=1000, help="N of the IWAE estimate")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    evaluate.add_argument("--image-dir", type=Path, help="also write reconstructions.png and samples.png here")
+    evaluate.add_argument("--image-dir", type=Path, nargs="+",
+                          help="also write reconstructions.png and samples.png here (one per run folder)")
     evaluate.add_argument("--model-selection", default="best",
                           help="best (the epoch with the best validation NLL; default) or last")
     evaluate.add_argument("--sigma", default="own",
@@ -138,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cache-dir", type=Path,
                           help="reuse quantities every evaluation of a sweep computes alike (manifold: the true "
                                "posterior of the test points) from this folder")
-    evaluate.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-    add_job_options(evaluate)
+    evaluate.add_argument("--out", type=Path, nargs="+", required=True, help="the JSON file to write, one per run folder")
+    add_job_options(evaluate, runs="several")
 
     init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
     init.add_argument("--experiment", required=True)
@@ -174,9 +176,7 @@ def run_train(args) -> None:
     from five.steps import check_cuda_graph_mode
     from five.train import check_packable, train_seeds
 
-    if args.mlflow_run_key is not None and len(args.mlflow_run_key) != len(args.out):
-        raise FiveError(f"one --mlflow-run-key per run folder: {len(args.out)} folders, "
-                        f"{len(args.mlflow_run_key)} keys")
+    check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = [TrainConfig(
         model=args.model, dataset=args.dataset, latent_dim=args.latent_dim, probes=args.probes,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=seed,
@@ -249,49 +249,71 @@ def epoch_logger(tracker):
                                              step=entry["epoch"], flush=False)
 
 
+def check_one_per_run(runs: list, option: str, values: list | None) -> None:
+    """Options given per run folder (`--out`, `--mlflow-run-key`, …) come one for each."""
+    if values is not None and len(values) != len(runs):
+        raise FiveError(f"one {option} per run folder: {len(runs)} folders, {len(values)} given")
+
+
 def run_evaluate(args) -> None:
+    """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every input is
+    checked before the first evaluation starts."""
     from five.evaluate import evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    if not args.run.is_dir():
-        raise FiveError(f"--run {args.run} is not a run folder (train it first with `five train --out {args.run}`)")
-    if args.image_dir is not None:
+    for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
+        check_one_per_run(args.run, option, values)
+        if values is not None and len({path.resolve() for path in values}) != len(values):
+            raise FiveError(f"a path is named twice in {option} {' '.join(map(str, values))}")
+    check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
+    image_dirs = args.image_dir or [None] * len(args.run)
+    for run, out, image_dir in zip(args.run, args.out, image_dirs):
+        check_evaluation_paths(run, out, image_dir)
+    device, facts = prepare_job(args, log)
+    for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
+        tracker = make_tracker(args, run, key)
+        metrics = evaluate_run(run, device, args.importance_samples, args.split, args.batch_size, log=log,
+                               data_dir=args.data_dir, image_dir=image_dir, model_selection=args.model_selection,
+                               sigma=args.sigma, cache_dir=args.cache_dir)
+        write_json(out, metrics | {"job": facts})
+        if tracker is not None:
+            tracker.attach()
+            tracker.log_metrics({f"eval_{key}": value for key, value in metrics.items()})
+            tracker.log_artifacts([out, *metrics.get("image_grids", [])])
+            tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
+        print(evaluation_summary(run, out, metrics))
+
+
+def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None) -> None:
+    if not run.is_dir():
+        raise FiveError(f"--run {run} is not a run folder (train it first with `five train --out {run}`)")
+    if image_dir is not None:
         from five.images import IMAGE_NAMES
 
-        check_output_dir(args.image_dir, "--image-dir")
+        check_output_dir(image_dir, "--image-dir")
         for name in IMAGE_NAMES:
-            refuse_non_regular(args.image_dir / name, "--image-dir")
-    check_output_file(args.out, "--out", protected=[args.run / name for name in (CHECKPOINT_NAME, BEST_NAME,
-                                                                                TRAIN_JSON)])
-    device, facts = prepare_job(args, log)
-    tracker = make_tracker(args, args.run, args.mlflow_run_key)
-    metrics = evaluate_run(args.run, device, args.importance_samples, args.split, args.batch_size, log=log,
-                           data_dir=args.data_dir, image_dir=args.image_dir, model_selection=args.model_selection,
-                           sigma=args.sigma, cache_dir=args.cache_dir)
-    write_json(args.out, metrics | {"job": facts})
-    if tracker is not None:
-        tracker.attach()
-        tracker.log_metrics({f"eval_{key}": value for key, value in metrics.items()})
-        tracker.log_artifacts([args.out, *metrics.get("image_grids", [])])
-        tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
+            refuse_non_regular(image_dir / name, "--image-dir")
+    check_output_file(out, "--out", protected=[run / name for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)])
+
+
+def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
     if metrics["status"] == "diverged":
-        print(f"{args.run} diverged: {metrics['error']}; wrote {args.out}")
-        return
+        return f"{run} diverged: {metrics['error']}; wrote {out}"
     bits = metrics["bits_per_dim"]
-    print(f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
-          f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
-          + (f", {bits:.4f} bits/dim" if bits is not None else "")
-          + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
-          f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "
-          f"σ {metrics['sigma']:.4f} ({metrics['sigma_policy']}); wrote {args.out}")
+    lines = [f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
+             f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
+             + (f", {bits:.4f} bits/dim" if bits is not None else "")
+             + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
+             f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "
+             f"σ {metrics['sigma']:.4f} ({metrics['sigma_policy']}); wrote {out}"]
     if metrics.get("nll_nats_own_sigma") is not None:
-        print(f"at its own fixed σ {metrics['sigma_own']:.4f}: NLL {metrics['nll_nats_own_sigma']:.3f} nats")
+        lines.append(f"at its own fixed σ {metrics['sigma_own']:.4f}: NLL {metrics['nll_nats_own_sigma']:.3f} nats")
     if "posterior_covariance_error" in metrics:
-        print(f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
-              f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "
-              f"model {metrics['model_nll_nats_same_examples']:.3f} nats")
-    for path in metrics.get("image_grids", []):
-        print(f"wrote {path}")
+        lines.append(f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
+                     f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "
+                     f"model {metrics['model_nll_nats_same_examples']:.3f} nats")
+    lines += [f"wrote {path}" for path in metrics.get("image_grids", [])]
+    return "\n".join(lines)
 
 
 def run_download(args) -> None:

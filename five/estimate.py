@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from five import vision
-from five.checkpoint import atomic_write
+from five.files import atomic_write
 from five.config import DEFAULT_BATCH_SIZE, cuda_graph_mode
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import DataError

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from five import manifold
-from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, load_checkpoint,
-                             load_checkpoint_file, load_weights, read_json, save_checkpoint)
+from five.checkpoint import load_checkpoint, load_checkpoint_file, load_weights, save_checkpoint
+from five.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_json
 from five.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.data import Dataset, dequantize, load_dataset
 from five.errors import FiveError

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from five.checkpoint import atomic_write
+from five.files import atomic_write
 from five.errors import FiveError
 from five.models import Model
 

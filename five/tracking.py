@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from five.files import refuse_non_regular
+
 
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12
@@ -77,8 +79,6 @@ def store_initialisation_lock(tracking_uri: str | None):
         yield
         return
     database.parent.mkdir(parents=True, exist_ok=True)
-    from five.checkpoint import refuse_non_regular  # (torch: not at the workflow's parse time)
-
     lock = database.with_name(database.name + ".init-lock")
     for path in (lock, ready):
         refuse_non_regular(path)  # a FIFO there would block every job

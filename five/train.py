@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.checkpoint import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, load_checkpoint, load_weights, move_aside,
-                             read_json, remove_stale_temporaries, run_lock, save_checkpoint, write_json)
+from five.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from five.files import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, move_aside, read_json, remove_stale_temporaries, run_lock,
+                        write_json)
 from five.config import TrainConfig
 from five.data import load_dataset
 from five.errors import ConfigError, TrainingDiverged

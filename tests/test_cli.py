@@ -66,3 +66,40 @@ def test_evaluating_a_missing_run_is_one_clear_line(tmp_path):
     assert result.returncode == 2 and "is not a run folder (train it first" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_several_runs_evaluated_in_one_process_equal_each_evaluated_alone(tmp_path):
+    """A sweep point's evaluate job: its seeds in turn in one process, each eval.json as its own job wrote it."""
+    runs = [tmp_path / "s0", tmp_path / "s1"]
+    trained = five("train", "--model", "five", "--dataset", "digits", "--latent-dim", 2, "--epochs", 1,
+                   "--hidden-width", 16, "--device", "cpu", "--seed", 0, 1, "--out", *runs)
+    assert trained.returncode == 0, trained.stderr
+    options = ["--importance-samples", 8, "--sigma", "fitted", "--device", "cpu"]
+    together = five("evaluate", "--run", *runs, *options, "--image-dir", *(run / "grids" for run in runs),
+                    "--out", *(run / "eval.json" for run in runs))
+    assert together.returncode == 0, together.stderr
+    for run in runs:
+        alone = five("evaluate", "--run", run, *options, "--out", run / "alone.json")
+        assert alone.returncode == 0, alone.stderr
+        packed, solo = (json.loads((run / name).read_text()) for name in ("eval.json", "alone.json"))
+        assert packed["config"]["seed"] == solo["config"]["seed"] == int(run.name[1:])
+        for key in ("nll_nats", "elbo_nats", "sigma", "active_units", "rate_nats"):
+            assert packed[key] == solo[key], key
+        assert sorted(path.name for path in (run / "grids").iterdir()) == ["reconstructions.png", "samples.png"]
+    assert json.loads((runs[0] / "eval.json").read_text())["nll_nats"] != \
+        json.loads((runs[1] / "eval.json").read_text())["nll_nats"]
+
+
+@pytest.mark.parametrize("extra, cause", [
+    (["--out", "a.json"], "one --out per run folder: 2 folders, 1 given"),
+    (["--out", "a.json", "a.json"], "a path is named twice in --out"),
+    (["--out", "a.json", "b.json", "--image-dir", "g"], "one --image-dir per run folder"),
+    (["--out", "a.json", "b.json", "--mlflow-run-key", "k"], "one --mlflow-run-key per run folder"),
+])
+def test_several_runs_with_mismatched_options_are_refused_in_one_line(tmp_path, extra, cause):
+    for name in ("r0", "r1"):
+        (tmp_path / name).mkdir()
+    result = five("evaluate", "--run", "r0", "r1", "--device", "cpu", *extra, cwd=tmp_path)
+    assert result.returncode == 2 and cause in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.json"))

@@ -53,8 +53,8 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
     result = run_profile(tmp_path, config)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    # 2 train jobs (one per sweep point, its two seeds packed) + 4 evaluate jobs
-    assert output.count("has been submitted with SLURM jobid") == 6
+    # 2 train jobs and 2 evaluate jobs (one per sweep point, its two seeds packed)
+    assert output.count("has been submitted with SLURM jobid") == 4
     seeds = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("results/slurm/digits/*/*/*/*/train.json"))]
     assert len(seeds) == 4 and all(record["pack_size"] == 2 for record in seeds)
     records = list({record["slurm_job_id"]: record for record in seeds}.values())  # one per training job
@@ -67,7 +67,7 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
     assert any(a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
                for a, b in itertools.combinations(records, 2)), "two GPU jobs should have run at once"
     evaluations = [json.loads(path.read_text()) for path in tmp_path.glob("results/slurm/digits/*/*/*/*/eval.json")]
-    assert all(evaluation["job"]["slurm_job_id"] for evaluation in evaluations)
+    assert len(evaluations) == 4 and all(evaluation["job"]["slurm_job_id"] for evaluation in evaluations)
     assert "five (K=1, σ fitted)" in (tmp_path / "results" / "slurm" / "tables" / "main.md").read_text()
 
 

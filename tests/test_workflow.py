@@ -117,10 +117,18 @@ def test_config_edits_rerun_only_what_they_touch(finished):
         "point_settings": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
         "config_snapshot": 1, "all": 1}
     # both at once: the finished seeds' digits evaluations rerun for their samples although their sweep points'
-    # train jobs rerun for the new seed (Snakemake checks no own reason of a job downstream of a rerun job)
-    assert planned_jobs(snakemake(finished, more_samples | {"seeds": [0, 1]}, "-n")) == {
-        "point_settings": 2, "train": 4, "evaluate": 6, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
-        "config_snapshot": 1, "all": 1}
+    # train jobs rerun for the new seed (Snakemake checks no own reason of a job downstream of a rerun job);
+    # packed, each point's one evaluate job has all its seeds; a job per seed, the old seeds' are jobs of their own
+    both = more_samples | {"seeds": [0, 1]}
+    for pack_seeds, evaluations in ((True, 4), (False, 6)):
+        plan = snakemake(finished, both | {"pack_seeds": pack_seeds}, "-n")
+        assert planned_jobs(plan) == {
+            "point_settings": 2, "train": 4, "evaluate": evaluations, "aggregate": 1, "tables": 1, "plots": 1,
+            "claims": 1, "config_snapshot": 1, "all": 1}
+        evaluated = re.findall(r"^rule evaluate:\n\s+input: .*\n\s+output: (.*)$", plan.stdout, re.MULTILINE)
+        outputs = {path for line in evaluated for path in line.split(", ")}
+        assert {f"results/tiny/digits/{model}/d2/k{k}/s{seed}/eval.json" for model, k in (("vae", 0), ("five", 1))
+                for seed in (0, 1)} <= outputs, evaluated
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     assert planned_jobs(snakemake(finished, longer, "-n")) == {

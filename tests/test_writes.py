@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from five.checkpoint import refuse_non_regular, write_json
+from five.files import refuse_non_regular, write_json
 from five.cli import main
 from five.errors import FiveError
 

@@ -66,12 +66,8 @@ def run_key(run_dir):
     return os.path.realpath(run_dir)
 
 
-def mlflow_run_key(wildcards):
-    return run_key(sweep_row(wildcards)["run_dir"])
-
-
 def job_rows(wildcards):
-    """The sweep rows a train job trains: its sweep point's seeds (pack_seeds), else its one row."""
+    """The sweep rows a train or evaluate job runs: its sweep point's seeds (pack_seeds), else its one row."""
     if "seed" in wildcards.keys():
         return [sweep_row(wildcards)]
     point = POINT_PATTERN.format(**wildcards)
@@ -92,12 +88,26 @@ def train_job_arguments(wildcards):
     return train_arguments(rows[0], seeds=[row["seed"] for row in rows])
 
 
-def train_job_runs(wildcards):
+def job_runs(wildcards):
     return [row["run_dir"] for row in job_rows(wildcards)]
 
 
-def train_job_run_keys(wildcards):
-    return [run_key(run_dir) for run_dir in train_job_runs(wildcards)]
+def job_run_keys(wildcards):
+    return [run_key(run_dir) for run_dir in job_runs(wildcards)]
+
+
+def per_job(values):
+    """A job's per-run parameter: the list over a sweep point's seeds, or the one run's value as a job per seed
+    always had it (also a pack of one's: a changed parameter would rerun every finished job of such a sweep)."""
+    return values[0] if len(values) == 1 else values
+
+
+def job_run_files(name):
+    """The files `name` of a train or evaluate job's runs, as its output: all seeds of a sweep point (pack_seeds),
+    else the one run's."""
+    if config["pack_seeds"]:
+        return expand(f"{RUN_PATTERN}/{name}", seed=config["seeds"], allow_missing=True)
+    return f"{RUN_PATTERN}/{name}"
 
 
 wildcard_constraints:
@@ -134,8 +144,7 @@ def job_resource(rule_name, key, default):
         settings = config["datasets"][wildcards.dataset].get("resources", {})
         value = settings.get(rule_name, {}).get(key, default)
         if value == "estimate":
-            runs = train_job_runs(wildcards) if rule_name == "train" else [sweep_row(wildcards)["run_dir"]]
-            return estimated_minutes(ESTIMATE_CSV, runs, rule_name, config["estimate_safety_factor"])
+            return estimated_minutes(ESTIMATE_CSV, job_runs(wildcards), rule_name, config["estimate_safety_factor"])
         return value
 
     return lookup

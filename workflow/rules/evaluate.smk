@@ -1,4 +1,7 @@
-# One evaluation job per sweep row: IWAE test likelihood and the collapse metrics into eval.json.
+# One evaluation job per sweep point, its seeds evaluated in turn in one process (pack_seeds; else one job per
+# seed): IWAE test likelihood and the collapse metrics into each run's eval.json. An added seed reruns its
+# point's evaluation job, old seeds included (minutes against its training's hours; their results come out the
+# same).
 #
 # What reruns an evaluation is its sweep point's settings.json (the settings its result depends on, rewritten
 # only when they change), not the time of train.json: a packed train job rewrites the records of the seeds it
@@ -22,27 +25,32 @@ rule point_settings:
 
 rule evaluate:
     input:
-        ancient(f"{RUN_PATTERN}/train.json"),
+        ancient(job_run_files("train.json")),
         f"{POINT_PATTERN}/settings.json",
     output:
-        f"{RUN_PATTERN}/eval.json",
+        job_run_files("eval.json"),
     params:
-        run_dir=lambda wildcards: sweep_row(wildcards)["run_dir"],
-        importance_samples=lambda wildcards: sweep_row(wildcards)["importance_samples"],
+        # run folders in the order of the outputs, config["seeds"] (parameters of wildcards only: Snakemake
+        # compares no parameter that takes the output when it decides what to rerun)
+        run_dir=lambda wildcards: per_job(job_runs(wildcards)),
+        importance_samples=lambda wildcards: job_rows(wildcards)[0]["importance_samples"],
         images=lambda wildcards: (
-            ["--image-dir", f"{sweep_row(wildcards)['run_dir']}/grids"] if wildcards.dataset in IMAGE_DATASETS else []
+            ["--image-dir", *(f"{run_dir}/grids" for run_dir in job_runs(wildcards))]
+            if wildcards.dataset in IMAGE_DATASETS
+            else []
         ),
         device=config["device"],
         model_selection=config["model_selection"],
         sigma=config["sigma"],
         data_dir=DATA_DIR,
         experiment=config["experiment"],
-        run_key=mlflow_run_key,
+        run_key=lambda wildcards: per_job(job_run_keys(wildcards)),
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
         cache=f"{RESULTS_ROOT}/.cache",
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/s{{seed}}.log",
+        f"{LOGS}/evaluate/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
+        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
     threads: job_threads
     resources:
         gpu=1,

@@ -12,17 +12,15 @@ rule train:
     output:
         # a sweep point's job updates its seeds' records in place: Snakemake keeps them (finished seeds train
         # nothing) and restores them if the job fails
-        update(expand(f"{RUN_PATTERN}/train.json", seed=config["seeds"], allow_missing=True))
-        if config["pack_seeds"]
-        else f"{RUN_PATTERN}/train.json",
+        update(job_run_files("train.json")),
     params:
         options=train_job_arguments,
-        run_dirs=train_job_runs,
+        run_dirs=job_runs,
         device=config["device"],
         step_options=step_options,
         data_dir=DATA_DIR,
         experiment=config["experiment"],
-        run_keys=train_job_run_keys,
+        run_keys=job_run_keys,
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
     log:

@@ -1,0 +1,144 @@
+"""A run folder's files and how five writes them: atomically (a temp file in the same folder, fsync, then a rename
+over the target, so a killed job leaves either the old file or the new one, never a half-written one), only
+onto regular files, and checked before any compute. Free of torch: the workflow's parse-time and table code
+import it."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from five.errors import FiveError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL
+TRAIN_JSON = "train.json"
+EVAL_JSON = "eval.json"
+LOCK_NAME = ".lock"
+SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed
+MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
+
+
+def refuse_non_regular(path: Path, what: str = "") -> None:
+    """Never write over anything but a regular file: a device (as root, `--out /dev/null` would become a regular
+    file), a FIFO, a socket, a folder or a dangling link is refused in one line."""
+    path = Path(path)
+    if path.is_file() or not (path.exists() or path.is_symlink()):
+        return
+    if not path.exists():
+        kind = "a link to nothing"
+    else:
+        mode = os.stat(path).st_mode
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+    raise FiveError(f"{what + ' ' if what else ''}{path} is {kind}; five writes only regular files")
+
+
+def atomic_write(path: Path, write) -> None:
+    """`write(file)` into a temp file beside `path`, then rename it over `path` (a regular file or nothing)."""
+    path = Path(path)
+    refuse_non_regular(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Temp files a killed writer left beside `path` (never loaded: only a completed rename counts)."""
+    stale = list(Path(path).parent.glob(f".{Path(path).name}.*.tmp"))
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return stale
+
+
+def read_json(path: Path) -> dict:
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FiveError(f"{path} is damaged: not valid JSON ({error}); {MOVE_ASIDE_ADVICE}") from None
+    if not isinstance(payload, dict):
+        raise FiveError(f"{path} is damaged: a JSON object was expected; {MOVE_ASIDE_ADVICE}")
+    return payload
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
+
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold `run_dir/.lock` for the process life (released by the OS even on kill -9): a second `five train`
+    on the same folder refuses instead of touching the first one's files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    refuse_non_regular(run_dir / LOCK_NAME)  # a FIFO there would block
+    with open(run_dir / LOCK_NAME, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FiveError(f"another `five train` is running in {run_dir} (it holds {run_dir / LOCK_NAME}); "
+                            "wait for it to finish or use another --out") from None
+        yield
+
+
+def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVAL_JSON)) -> Path | None:
+    """Move a run's files to run_dir/.superseded/<UTC timestamp>/ (never delete finished work)."""
+    present = [run_dir / name for name in names if (run_dir / name).exists()]
+    if not present:
+        return None
+    target = run_dir / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+    target.mkdir(parents=True)
+    for path in present:
+        shutil.move(str(path), target / path.name)
+    return target
+
+
+def check_output_dir(path: Path, what: str) -> None:
+    """Before any compute: `path` can be (or is) a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FiveError(f"{what} {path} is a file, not a folder")
+    _check_creatable(path, what)
+
+
+def check_output_file(path: Path, what: str, protected=()) -> None:
+    """Before any compute: `path` can be written as a file and is none of the `protected` files."""
+    path = Path(path)
+    if path.is_dir():
+        raise FiveError(f"{what} {path} is a folder; give a file name")
+    refuse_non_regular(path, what)
+    if any(path.resolve() == Path(other).resolve() for other in protected):
+        raise FiveError(f"{what} {path} would overwrite the run's own {path.name}; choose another file")
+    _check_creatable(path.parent, what)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FiveError(f"{what} {path} is not writable")
+
+
+def _check_creatable(folder: Path, what: str) -> None:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FiveError(f"{what} {folder} lies under {existing}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FiveError(f"{what} {folder} cannot be written ({existing} is not writable)")
