@@ -145,18 +145,30 @@ def cells(runs: pd.DataFrame, claim: dict) -> list[tuple[str, int]]:
     return pairs
 
 
+STEP_TIME_METRIC = "step_time_s"  # from the side-by-side timing tables (five time-steps), paired by round
+
+
+def pair_key(rows: pd.DataFrame) -> str:
+    """What pairs two sides' values: the seed of runs, the round of a side-by-side step timing."""
+    return "round" if "round" in rows else "seed"
+
+
 def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -> tuple[pd.DataFrame, str | None]:
-    """Seed-matched metric values of both sides (right None: one side); a reason when they cannot decide."""
+    """Seed-matched (or round-matched) metric values of both sides (right None: one side); a reason when they
+    cannot decide."""
     for rows in (left, right if right is not None else left):
-        bad = rows[rows["status"] == "diverged"]
-        if not bad.empty:
-            return pd.DataFrame(), f"diverged run(s): {', '.join(bad['run_dir'].astype(str))}"
+        if "status" in rows:
+            bad = rows[rows["status"] == "diverged"]
+            if not bad.empty:
+                return pd.DataFrame(), f"diverged run(s): {', '.join(bad['run_dir'].astype(str))}"
         missing = rows[rows[metric].isna()]
         if not missing.empty:
-            return pd.DataFrame(), f"{metric} missing in {', '.join(missing['run_dir'].astype(str))}"
-    values = left.set_index("seed")[[metric, "latent_dim"]].rename(columns={metric: "left"})
+            where = missing["run_dir"] if "run_dir" in missing else missing["model"]
+            return pd.DataFrame(), f"{metric} missing in {', '.join(where.astype(str))}"
+    key = pair_key(left)
+    values = left.set_index(key)[[metric, "latent_dim"]].rename(columns={metric: "left"})
     if right is not None:
-        values = values.join(right.set_index("seed")[[metric]].rename(columns={metric: "right"}), how="inner")
+        values = values.join(right.set_index(key)[[metric]].rename(columns={metric: "right"}), how="inner")
     return values, None
 
 
@@ -341,12 +353,20 @@ def overall_row(claim: dict, rows: list[dict], runs: pd.DataFrame, settings: dic
                   "rule": f"every cell supported / any cell contradicted, Holm-adjusted p <= {alpha:g} one-sided"}
 
 
-def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int]) -> pd.DataFrame:
-    """One overall row per claim of `settings['list']` (every claim has one), then every cell."""
+def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int],
+                    step_times: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One overall row per claim of `settings['list']` (every claim has one), then every cell. Claims on
+    step_time_s are decided from `step_times` (the side-by-side timing tables), the others from the runs."""
     overall, detail = [], []
     for claim in settings["list"]:
-        rows = claim_rows(runs, claim, settings, probes_shown)
-        overall.append(overall_row(claim, rows, runs, settings))
+        if claim["metric"] == STEP_TIME_METRIC and step_times is None:
+            overall.append({"claim": claim["id"], "statement": claim["statement"], "dataset": "all",
+                            "latent_dim": "all", "verdict": NOT_TESTABLE, "rule": "",
+                            "reason": "no step times were measured (the workflow's step_times jobs make them)"})
+            continue
+        table = step_times if claim["metric"] == STEP_TIME_METRIC else runs
+        rows = claim_rows(table, claim, settings, probes_shown)
+        overall.append(overall_row(claim, rows, table, settings))
         detail += rows
     return pd.DataFrame(overall + detail)
 
@@ -377,7 +397,8 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
     alpha = decision_level(settings)
     note = [f"**Note:** {settings['note']}", ""] if settings.get("note") else []
     lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "", *note,
-             f"Paired over seeds (same seed, same data order): the mean paired difference and a two-sided {level}% "
+             f"Paired over seeds (same seed, same data order; step times: over the rounds of one side-by-side "
+             f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
              "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
              "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
              "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "

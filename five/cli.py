@@ -13,9 +13,10 @@ import time
 import warnings
 from pathlib import Path
 
-from five.files import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, check_output_dir, check_output_file, refuse_non_regular,
-                        write_json)
-from five.config import CUDA_GRAPH_MODES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
+from five.files import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, atomic_write, check_output_dir, check_output_file,
+                        refuse_non_regular, write_json)
+from five.config import (CUDA_GRAPH_MODES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, STEP_TIMING_ROUNDS,
+                         TrainConfig)
 from five.errors import FiveError
 
 
@@ -165,6 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--out-dir", type=Path,
                           help="where estimate.csv and estimate.md go (default: results/<experiment>, where the "
                                "workflow reads it)")
+
+    timing = commands.add_parser("time-steps", help="time the training steps of several configurations side by "
+                                                     "side in one process (the sweep's cost claim)")
+    timing.add_argument("--dataset", required=True, help="the data set whose steps are timed")
+    timing.add_argument("--points", required=True,
+                        help='JSON list of configurations: {"model", "latent_dim", "probes", "surrogate_point", '
+                             '"batch_size", "hidden_width", "architecture"} (missing keys: the defaults)')
+    timing.add_argument("--rounds", type=int, default=STEP_TIMING_ROUNDS,
+                        help="rounds, each timing every configuration in turn (pairs for the claims)")
+    timing.add_argument("--device", default="auto")
+    timing.add_argument("--cuda-graph", default="auto", choices=CUDA_GRAPH_MODES,
+                        help="time the steps as training runs them: captured as CUDA graphs on CUDA (auto)")
+    timing.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    timing.add_argument("--out", type=Path, required=True, help="the CSV file to write (one row per round and "
+                                                                 "configuration)")
+    add_job_options(timing)
 
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
@@ -316,6 +333,45 @@ def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
     return "\n".join(lines)
 
 
+STEP_POINT_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
+
+
+def run_time_steps(args) -> None:
+    import json
+
+    import pandas as pd
+
+    from five.data import load_dataset
+    from five.steps import uses_cuda_graph
+    from five.sweep import model_dir
+    from five.timing import side_by_side_step_times
+
+    try:
+        points = json.loads(args.points)
+    except json.JSONDecodeError as error:
+        raise FiveError(f"--points is not valid JSON ({error})") from None
+    if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
+        raise FiveError("--points must be a non-empty JSON list of objects")
+    for point in points:
+        unknown = set(point) - set(STEP_POINT_KEYS)
+        if unknown:
+            raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(STEP_POINT_KEYS)})")
+    if args.rounds < 2:
+        raise FiveError(f"--rounds must be >= 2 (pairs for an interval), got {args.rounds}")
+    configs = [TrainConfig(dataset=args.dataset, **{key: value for key, value in point.items() if value is not None})
+               for point in points]
+    check_output_file(args.out, "--out")
+    dataset = load_dataset(args.dataset, args.data_dir)
+    device, _ = prepare_job(args)
+    rows = side_by_side_step_times(configs, dataset, device, uses_cuda_graph(args.cuda_graph, device), args.rounds,
+                                   log=lambda line: print(line, file=sys.stderr))
+    table = pd.DataFrame([{"dataset": row["dataset"], "model": model_dir(row["model"], row["surrogate_point"]),
+                           "latent_dim": row["latent_dim"], "probes": row["probes"] or 0, "round": row["round"],
+                           "step_time_s": row["step_time_s"], "device": torch_device_name(device)} for row in rows])
+    atomic_write(args.out, lambda file: file.write(table.to_csv(index=False).encode()))
+    print(f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; wrote {args.out}")
+
+
 def run_download(args) -> None:
     from five.data import resolve_data_dir
     from five.vision import download_vision_dataset
@@ -368,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         {"train": run_train, "evaluate": run_evaluate, "download": run_download, "estimate": run_estimate,
-         "mlflow-init": run_mlflow_init, "mlflow-sync": run_mlflow_sync}[args.command](args)
+         "mlflow-init": run_mlflow_init, "mlflow-sync": run_mlflow_sync, "time-steps": run_time_steps}[args.command](args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)
         return error.exit_code

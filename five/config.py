@@ -23,6 +23,7 @@ DEFAULT_FIF_BETA = 10.0
 # ρ is one scalar in log space: a step of 1e-2 moves σ by 1%, and its jitter near the optimum costs
 # ~D·δρ² nats (< 0.1 nats for D = 784).
 DEFAULT_LOG_SIGMA_LR = 1e-2
+STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-steps`): each pairs every configuration
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.steps); auto: on CUDA

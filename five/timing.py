@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from five.config import TrainConfig
+from five.config import STEP_TIMING_ROUNDS, TrainConfig
 from five.data import Dataset
 from five.models import build_model
 from five.pack import member_batches, pack_models
@@ -86,3 +86,26 @@ def slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of ys against xs."""
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+
+
+
+def side_by_side_step_times(configs: list[TrainConfig], dataset: Dataset, device: torch.device, graphed: bool,
+                            rounds: int = STEP_TIMING_ROUNDS, repeats: int = 1, inner: int = 5,
+                            log=print) -> list[dict]:
+    """Seconds per training step of each configuration, timed in one process on one device, the configurations
+    taking turns within each round (time_steps): round r of two configurations is a pair measured under the
+    same conditions, which a cost claim compares (C3), unlike epoch times of jobs on whatever host ran them."""
+    steps = {index: make_step(config.model, dataset, config.latent_dim, config.probes, device,
+                              batch_size=config.batch_size, surrogate_point=config.surrogate_point,
+                              architecture=config.architecture, hidden_width=config.hidden_width,
+                              cuda_graph=graphed)
+             for index, config in enumerate(configs)}
+    rows = []
+    for round_index in range(rounds):
+        seconds = time_steps(steps, repeats, inner, device, warmup=3 if round_index == 0 else 0)
+        rows += [{"round": round_index, "step_time_s": seconds[index], **configs[index].to_dict()}
+                 for index in steps]
+        log(f"round {round_index + 1}/{rounds}: " + ", ".join(
+            f"{config.model} d={config.latent_dim} {1e3 * seconds[index]:.2f} ms" for index, config in
+            enumerate(configs)))
+    return rows

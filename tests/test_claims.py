@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from five.claims import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, Interval, decide_cells, evaluate_claims, holm,
+from five.claims import (CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SUPPORTED, Interval, decide_cells, evaluate_claims, holm,
                          verdict_row, write_claims)
 
 SETTINGS = {"min_seeds": 3, "confidence": 0.95}
@@ -232,3 +232,46 @@ def test_a_margin_per_data_dimension_means_the_same_at_every_d():
     assert verdicts(small, equivalent)[0]["verdict"] == SUPPORTED  # |−0.5| < 0.69 as well
     unknown = verdicts(runs_table(wins), equivalent)[1].iloc[0]  # no data_dim column: older eval.json files
     assert unknown["verdict"] == INCONCLUSIVE and "data dimension D" in unknown["reason"]
+
+
+def step_times_table(ratio: float, rounds: int = 10, noise: float = 0.02, seed: int = 0) -> pd.DataFrame:
+    """A side-by-side timing (five time-steps): per round, the VAE's step and FIVE's at `ratio` times it, both
+    disturbed by the same round's load and each by its own noise."""
+    generator = np.random.default_rng(seed)
+    rows = []
+    for round_index in range(rounds):
+        load = generator.uniform(1.0, 3.0)  # a busy machine slows both sides of the round alike
+        for model, factor in (("vae", 1.0), ("five", ratio)):
+            rows.append({"dataset": "digits", "model": model, "latent_dim": 4, "probes": SHOWN.get(model, 0),
+                         "round": round_index, "step_time_s": 0.01 * factor * load * generator.lognormal(0, noise)})
+    return pd.DataFrame(rows)
+
+
+C3 = {"id": "C3", "statement": "cheap", "kind": "ratio_at_most", "model": "five", "against": ["vae"],
+      "metric": "step_time_s", "factor": 3}
+
+
+def test_cost_claim_pairs_the_rounds_of_a_side_by_side_timing():
+    """A machine load that changes between rounds by up to 3× cancels in the paired ratio: FIVE at 2.5× the VAE
+    is decided 'at most 3×' (and not 'at most 2×') from 10 rounds; unpaired, the load's spread would hide it."""
+    runs = runs_table({("five", 4): [1.0, 1.0, 1.0], ("vae", 4): [1.0, 1.0, 1.0]})  # no step times in runs
+    table = evaluate_claims(runs, SETTINGS | {"list": [C3]}, SHOWN, step_times_table(2.5))
+    overall = table[table["dataset"] == "all"].iloc[0]
+    cell = table[table["dataset"] != "all"].iloc[0]
+    assert overall["verdict"] == SUPPORTED and cell["n_seeds"] == 10, cell.to_dict()
+    assert math.log(2.4) < cell["mean"] < math.log(2.6)
+    table = evaluate_claims(runs, SETTINGS | {"list": [C3 | {"factor": 2}]}, SHOWN, step_times_table(2.5))
+    assert table[table["dataset"] == "all"].iloc[0]["verdict"] == CONTRADICTED
+
+
+def test_cost_claim_without_step_times_is_not_testable_and_says_why():
+    runs = runs_table({("five", 4): [1.0, 1.0, 1.0], ("vae", 4): [1.0, 1.0, 1.0]})
+    overall = evaluate_claims(runs, SETTINGS | {"list": [C3]}, SHOWN).iloc[0]
+    assert overall["verdict"] == NOT_TESTABLE and "no step times were measured" in overall["reason"]
+
+
+def test_cost_claim_at_its_boundary_is_rarely_decided():
+    """FIVE at exactly 3× the VAE: 'contradicted' (or 'supported') in at most α of 400 timings."""
+    decided = [evaluate_claims(runs_table({("vae", 4): [1.0]}), SETTINGS | {"list": [C3]}, SHOWN,
+                               step_times_table(3.0, seed=seed)).iloc[0]["verdict"] for seed in range(400)]
+    assert decided.count(CONTRADICTED) / 400 <= 0.045 and decided.count(SUPPORTED) / 400 <= 0.045

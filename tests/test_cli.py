@@ -103,3 +103,30 @@ def test_several_runs_with_mismatched_options_are_refused_in_one_line(tmp_path, 
     assert result.returncode == 2 and cause in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_time_steps_times_each_configuration_in_every_round(tmp_path):
+    points = [{"model": "vae", "latent_dim": 2, "hidden_width": 16},
+              {"model": "five", "latent_dim": 2, "probes": 1, "surrogate_point": "sample", "hidden_width": 16}]
+    result = five("time-steps", "--dataset", "digits", "--points", json.dumps(points), "--rounds", 3,
+                  "--device", "cpu", "--out", tmp_path / "steps.csv")
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "steps.csv")
+    assert len(table) == 6 and sorted(table["round"].unique()) == [0, 1, 2]
+    assert sorted(table["model"].unique()) == ["five-sample", "vae"]  # the names of runs.csv
+    assert table.set_index("model")["probes"].to_dict() == {"vae": 0, "five-sample": 1}
+    assert (table["step_time_s"] > 0).all() and set(table["device"]) == {"CPU"}
+
+
+@pytest.mark.parametrize("points, cause", [
+    ("not json", "--points is not valid JSON"),
+    ("[]", "--points must be a non-empty JSON list"),
+    ('[{"model": "vae", "latent_dim": 2, "lr": 1}]', "unknown key(s) lr"),
+    ('[{"model": "gan", "latent_dim": 2}]', "unknown model 'gan'"),
+])
+def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):
+    result = five("time-steps", "--dataset", "digits", "--points", points, "--out", tmp_path / "steps.csv")
+    assert result.returncode == 2 and cause in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "steps.csv").exists()

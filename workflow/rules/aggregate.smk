@@ -71,7 +71,8 @@ rule plots:
 
 rule claims:
     input:
-        f"{RESULTS}/runs.csv",
+        runs=f"{RESULTS}/runs.csv",
+        step_times=step_time_files(),
     output:
         csv=f"{RESULTS}/claims.csv",
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),

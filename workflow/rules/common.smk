@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 from snakemake.utils import validate
 
 from five.config import cuda_graph_mode
@@ -183,6 +184,30 @@ def probes_shown():
 TABLES = [f"{RESULTS}/tables/{name}.{suffix}" for name in ("main", "budget") for suffix in ("csv", "md", "tex")]
 PLOTS = [f"{RESULTS}/plots/{name}.png" for name in
          ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves")]
+
+
+STEP_TIME_METRIC = "step_time_s"  # measured side by side by the step_times rule, not taken from the runs
+
+
+def step_time_points(dataset):
+    """A data set's distinct training configurations as far as a step's cost goes (seeds share one)."""
+    keys = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
+    points = []
+    for row in SWEEP[SWEEP["dataset"] == dataset].to_dict("records"):
+        point = {key: None if pd.isna(row.get(key)) else row[key] for key in keys}
+        point["probes"] = point["probes"] or None  # 0: a model without a budget
+        if point not in points:
+            points.append(point)
+    return [{key: (int(value) if isinstance(value, float) and value.is_integer() else value)
+             for key, value in point.items()} for point in points]
+
+
+def step_time_files():
+    """The step-time tables the claims need: one per data set where a claim's metric is step_time_s."""
+    claims = config.get("claims", {}).get("list", [])
+    if not any(claim["metric"] == STEP_TIME_METRIC for claim in claims):
+        return []
+    return [f"{RESULTS}/{dataset}/step_times.csv" for dataset in config["datasets"]]
 
 
 def final_outputs():

@@ -1,0 +1,28 @@
+# Step times side by side (claims on `step_time_s`, e.g. C3): one job per data set times a training step of
+# each of its distinct configurations in one process on one device, the configurations taking turns in each
+# round (five.timing). A cost claim pairs these rounds, never the epoch times of jobs that ran on other hosts
+# or beside other jobs. Made only where a claim asks for `step_time_s`.
+
+
+rule step_times:
+    input:
+        data=data_inputs,
+    output:
+        f"{RESULTS}/{{dataset}}/step_times.csv",
+    params:
+        points=lambda wildcards: json.dumps(step_time_points(wildcards.dataset)),
+        device=config["device"],
+        cuda_graph=lambda wildcards: cuda_graph_mode(config["datasets"][wildcards.dataset]["cuda_graph"]),
+        data_dir=DATA_DIR,
+        gpu_locks=GPU_LOCKS,
+    log:
+        f"{LOGS}/step_times/{{dataset}}.log",
+    threads: job_threads
+    resources:
+        gpu=1,
+    conda:
+        "../envs/five.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli time-steps --threads {threads} --dataset {wildcards.dataset:q} "
+        "--points {params.points:q} --device {params.device:q} --cuda-graph {params.cuda_graph:q} --data-dir {params.data_dir:q} "
+        "--gpu-lock-dir {params.gpu_locks:q} --out {output:q} > {log:q} 2>&1"
