@@ -45,15 +45,22 @@ class Interval:
     high: float
 
     @classmethod
-    def of(cls, values: np.ndarray, confidence: float, floor: float = 0.0) -> "Interval":
+    def of(cls, values: np.ndarray, confidence: float, floor: float = 0.0, test_variance: float = 0.0) -> "Interval":
+        """`test_variance`: the variance the mean owes to the test examples drawn (the seeds share one test
+        set), added to the seeds' (test_set_variance)."""
         from scipy import stats
 
         n, mean = len(values), float(np.mean(values))
         if n < 2:
             return cls(n, mean, -math.inf, math.inf)
-        spread = max(float(np.std(values, ddof=1)), floor)
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * spread / math.sqrt(n))
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * standard_error(values, floor, test_variance))
         return cls(n, mean, mean - half, mean + half)
+
+
+def standard_error(values: np.ndarray, floor: float = 0.0, test_variance: float = 0.0) -> float:
+    """Of the mean of per-seed values: the seeds' spread (at least `floor`) over √n, and the test set's part."""
+    spread = max(float(np.std(values, ddof=1)), floor)
+    return math.sqrt(spread ** 2 / len(values) + test_variance)
 
 
 def uses_exact_test(values: np.ndarray, metric: str) -> bool:
@@ -77,23 +84,24 @@ def sign_flip_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
     return float(extreme.mean())
 
 
-def t_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
-    """One-sided Student-t p-value that the mean lies below (`side` 'below') or above the boundary."""
+def t_pvalue(values: np.ndarray, boundary: float, side: str, test_variance: float = 0.0) -> float:
+    """One-sided Student-t p-value (n − 1 degrees of freedom) that the mean lies below (`side` 'below') or above
+    the boundary, its standard error including the test set's part where given."""
     from scipy import stats
 
     n = len(values)
     if n < 2:
         return 1.0
-    spread = float(np.std(values, ddof=1))
-    if spread == 0:  # only reached beyond EXACT_SEEDS_MAX: a constant sample is decided by its sign
+    error = standard_error(values, test_variance=test_variance)
+    if error == 0:  # only reached beyond EXACT_SEEDS_MAX: a constant sample is decided by its sign
         below = float(np.mean(values)) < boundary
         return 0.0 if below == (side == "below") and float(np.mean(values)) != boundary else 1.0
-    statistic = (float(np.mean(values)) - boundary) / (spread / math.sqrt(n))
+    statistic = (float(np.mean(values)) - boundary) / error
     return float(stats.t.cdf(statistic, n - 1) if side == "below" else stats.t.sf(statistic, n - 1))
 
 
-def one_sided_pvalue(values: np.ndarray, boundary: float, side: str, exact: bool) -> float:
-    return sign_flip_pvalue(values, boundary, side) if exact else t_pvalue(values, boundary, side)
+def one_sided_pvalue(values: np.ndarray, boundary: float, side: str, exact: bool, test_variance: float = 0.0) -> float:
+    return sign_flip_pvalue(values, boundary, side) if exact else t_pvalue(values, boundary, side, test_variance)
 
 
 def decision_level(settings: dict) -> float:
@@ -166,18 +174,42 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
             where = missing["run_dir"] if "run_dir" in missing else missing["model"]
             return pd.DataFrame(), f"{metric} missing in {', '.join(where.astype(str))}"
     key = pair_key(left)
-    values = left.set_index(key)[[metric, "latent_dim"]].rename(columns={metric: "left"})
+    runs = ["run_dir"] if "run_dir" in left else []
+    values = left.set_index(key)[[metric, "latent_dim", *runs]].rename(columns={metric: "left", "run_dir": "left_run"})
     if right is not None:
-        values = values.join(right.set_index(key)[[metric]].rename(columns={metric: "right"}), how="inner")
+        values = values.join(right.set_index(key)[[metric, *runs]].rename(columns={metric: "right",
+                                                                                  "run_dir": "right_run"}),
+                             how="inner")
     return values, None
 
 
-def cell_pvalues(diffs: np.ndarray, low: float, high: float, claimed: str, exact: bool) -> tuple[float, float]:
+PER_EXAMPLE_METRICS = ("nll_nats",)  # eval.json's log_likelihood_per_example: −log p(x) per test example
+
+
+def test_set_variance(values: pd.DataFrame, metric: str, per_example) -> float | None:
+    """What the paired mean owes to which examples the test set holds (every seed is evaluated on the same
+    one): the variance over the test examples of the seed-averaged per-example difference (model − against),
+    over their number. With the seeds' part it slightly overcounts the seed × example noise (conservative).
+    None where the metric has no per-example values or a run lacks them (evaluated before they were kept)."""
+    if metric not in PER_EXAMPLE_METRICS or per_example is None or "right_run" not in values:
+        return None
+    differences = []
+    for left_run, right_run in zip(values["left_run"], values["right_run"]):
+        left, right = per_example(left_run), per_example(right_run)
+        if left is None or right is None or len(left) != len(right):
+            return None
+        differences.append(np.asarray(left, float) - np.asarray(right, float))  # model − against, per example
+    per_example_mean = np.mean(differences, axis=0)
+    return float(np.var(per_example_mean, ddof=1) / len(per_example_mean))
+
+
+def cell_pvalues(diffs: np.ndarray, low: float, high: float, claimed: str, exact: bool,
+                 test_variance: float = 0.0) -> tuple[float, float]:
     """One-sided p-values that the claim holds and that it is false, at its boundary: `below` low (= high) and
     `above` high (= low) share one boundary; `inside` [low, high] holds by two one-sided tests and is false on
     either side (Bonferroni over the two)."""
     def p(boundary, side):
-        return one_sided_pvalue(diffs, boundary, side, exact)
+        return one_sided_pvalue(diffs, boundary, side, exact, test_variance)
 
     if claimed == "below":
         return p(low, "below"), p(low, "above")
@@ -196,21 +228,24 @@ def agreeing(diffs: np.ndarray, low_threshold: float, high_threshold: float, cla
 
 
 def verdict_row(diffs: np.ndarray, low: float, high: float, claimed: str, rule: str, settings: dict,
-                metric: str, counts: int = 2) -> dict:
+                metric: str, counts: int = 2, test_variance: float | None = None) -> dict:
     """A tested cell: mean, interval, seeds agreeing, the test and its two p-values (decided per claim).
-    `counts`: how many counts each difference is made of, where the metric is one (each rounded: variance 1/12)."""
-    exact = uses_exact_test(diffs, metric)
+    `counts`: how many counts each difference is made of, where the metric is one (each rounded: variance 1/12).
+    `test_variance` (per-example metrics): the test set's part of the mean's variance; the test is then t."""
+    exact = test_variance is None and uses_exact_test(diffs, metric)
     floor = math.sqrt(counts / 12) if metric in COUNT_METRICS else 0.0
-    interval = Interval.of(diffs, settings["confidence"], floor)
-    p_support, p_contradict = cell_pvalues(diffs, low, high, claimed, exact)
+    interval = Interval.of(diffs, settings["confidence"], floor, test_variance or 0.0)
+    p_support, p_contradict = cell_pvalues(diffs, low, high, claimed, exact, test_variance or 0.0)
+    test = "sign-flip" if exact else "t" if test_variance is None else "t, seeds + test set"
     return {"n_seeds": len(diffs), "mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high,
-            "seeds_agree": agreeing(diffs, low, high, claimed), "test": "sign-flip" if exact else "t",
+            "seeds_agree": agreeing(diffs, low, high, claimed), "test": test,
             "p_support": p_support, "p_contradict": p_contradict, "rule": rule, "reason": ""}
 
 
 def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int,
-                  settings: dict) -> dict:
-    """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule."""
+                  settings: dict, per_example=None) -> dict:
+    """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule;
+    `per_example(run_dir)`: a run's per-example values of the metric (the test set's part of the interval)."""
     kind, metric = claim["kind"], claim["metric"]
     values, reason = paired_values(left, right, metric)
     if reason is None and len(values) < settings["min_seeds"]:
@@ -219,7 +254,8 @@ def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, l
     reason = reason or margin_reason
     if reason is not None:
         return {"n_seeds": len(values), "reason": reason}
-    row = kind_cell(claim, values, latent_dim, margin, settings)
+    test_variance = test_set_variance(values, claim["metric"], per_example)
+    row = kind_cell(claim, values, latent_dim, margin, settings, test_variance)
     if "margin_bits_per_dim" in claim:
         row["rule"] += f" ({claim['margin_bits_per_dim']:g} bits/dim × D = {int(left['data_dim'].iloc[0])} × ln 2)"
     if claim.get("margin_reason"):
@@ -238,19 +274,22 @@ def cell_margin(claim: dict, rows: pd.DataFrame) -> tuple[float, str | None]:
     return claim["margin_bits_per_dim"] * float(dims[0]) * math.log(2), None
 
 
-def kind_cell(claim: dict, values: pd.DataFrame, latent_dim: int, margin: float, settings: dict) -> dict:
-    """The per-seed statistic of the claim's kind at `margin`, tested (verdict_row)."""
+def kind_cell(claim: dict, values: pd.DataFrame, latent_dim: int, margin: float, settings: dict,
+              test_variance: float | None = None) -> dict:
+    """The per-seed statistic of the claim's kind at `margin`, tested (verdict_row); `test_variance`: the test
+    set's part of a paired difference's variance."""
     kind, metric = claim["kind"], claim["metric"]
     if kind == "paired":  # better by `margin`: model − against below −margin (or above +margin); else not
         diffs = (values["left"] - values["right"]).to_numpy(float)
         lower = claim.get("better", "lower") == "lower"
         boundary = -margin if lower else margin
         rule = f"model − against {'<' if lower else '>'} {boundary:+g}"
-        return verdict_row(diffs, boundary, boundary, "below" if lower else "above", rule, settings, metric)
+        return verdict_row(diffs, boundary, boundary, "below" if lower else "above", rule, settings, metric,
+                           test_variance=test_variance)
     if kind == "equivalent":
         diffs = (values["left"] - values["right"]).to_numpy(float)
         return verdict_row(diffs, -margin, margin, "inside", f"model − against inside ±{margin:g}", settings,
-                           metric)
+                           metric, test_variance=test_variance)
     if kind == "ratio_at_most":  # on the log scale, where a ratio's interval is symmetric
         factor = math.log(claim["factor"])
         diffs = np.log(values["left"].to_numpy(float) / values["right"].to_numpy(float))
@@ -304,7 +343,8 @@ def decide_cells(rows: list[dict], settings: dict) -> None:
 COMPARING_KINDS = ("paired", "equivalent", "ratio_at_most", "grows_with_latent_dim")  # need `against`
 
 
-def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int]) -> list[dict]:
+def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int],
+               per_example=None) -> list[dict]:
     """The cells of one claim: each `against` side × data set × latent dim (or the d range of a trend),
     decided together (Holm)."""
     left_selector = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
@@ -328,7 +368,8 @@ def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: di
             def at(frame):
                 return frame[(frame["dataset"] == dataset) & (frame["latent_dim"] == latent_dim)]
 
-            verdict = evaluate_cell(claim, at(left), None if right is None else at(right), latent_dim, settings)
+            verdict = evaluate_cell(claim, at(left), None if right is None else at(right), latent_dim, settings,
+                                    per_example)
             rows.append(base | {"dataset": dataset, "latent_dim": latent_dim} | verdict)
     decide_cells(rows, settings)
     return rows
@@ -354,9 +395,11 @@ def overall_row(claim: dict, rows: list[dict], runs: pd.DataFrame, settings: dic
 
 
 def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int],
-                    step_times: pd.DataFrame | None = None) -> pd.DataFrame:
+                    step_times: pd.DataFrame | None = None, per_example=None) -> pd.DataFrame:
     """One overall row per claim of `settings['list']` (every claim has one), then every cell. Claims on
-    step_time_s are decided from `step_times` (the side-by-side timing tables), the others from the runs."""
+    step_time_s are decided from `step_times` (the side-by-side timing tables), the others from the runs;
+    `per_example(run_dir)`: a run's per-example test NLLs, which widen paired NLL intervals by the test set's
+    part (without it, or where a run lacks them, intervals are over seeds alone and say so: test "t")."""
     overall, detail = [], []
     for claim in settings["list"]:
         if claim["metric"] == STEP_TIME_METRIC and step_times is None:
@@ -365,7 +408,7 @@ def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, 
                             "reason": "no step times were measured (the workflow's step_times jobs make them)"})
             continue
         table = step_times if claim["metric"] == STEP_TIME_METRIC else runs
-        rows = claim_rows(table, claim, settings, probes_shown)
+        rows = claim_rows(table, claim, settings, probes_shown, per_example)
         overall.append(overall_row(claim, rows, table, settings))
         detail += rows
     return pd.DataFrame(overall + detail)
@@ -404,7 +447,10 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
              "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
              "2⁻ⁿ), Holm-adjusted over the claim's cells and decided at "
              f"{alpha:g}; at least {settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is "
-             "supported if every cell is, contradicted if any cell is. Where a claim sits exactly at its boundary "
+             "supported if every cell is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test "
+             "set`) also carry the test set's draw: every seed is evaluated on the same test examples, so the "
+             "variance over examples of the seed-averaged per-example difference, over their number, is added to "
+             "the seeds' part. Where a claim sits exactly at its boundary "
              f"in every cell, it is declared contradicted (or supported) with probability at most {alpha:g}. "
              "The intervals are per cell, not adjusted.", "",
              overall[["claim", "statement", "verdict", "reason"]].rename(columns={"reason": "cells"})

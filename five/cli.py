@@ -355,7 +355,8 @@ def run_time_steps(args) -> None:
     for point in points:
         unknown = set(point) - set(STEP_POINT_KEYS)
         if unknown:
-            raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(STEP_POINT_KEYS)})")
+            raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} "
+                            f"(known: {', '.join(STEP_POINT_KEYS)})")
     if args.rounds < 2:
         raise FiveError(f"--rounds must be >= 2 (pairs for an interval), got {args.rounds}")
     configs = [TrainConfig(dataset=args.dataset, **{key: value for key, value in point.items() if value is not None})
@@ -369,7 +370,8 @@ def run_time_steps(args) -> None:
                            "latent_dim": row["latent_dim"], "probes": row["probes"] or 0, "round": row["round"],
                            "step_time_s": row["step_time_s"], "device": torch_device_name(device)} for row in rows])
     atomic_write(args.out, lambda file: file.write(table.to_csv(index=False).encode()))
-    print(f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; wrote {args.out}")
+    print(f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; "
+          f"wrote {args.out}")
 
 
 def run_download(args) -> None:

@@ -273,6 +273,8 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
         "nll_nats": nll,
         # the test set is a sample too: the standard error of the mean over its examples
         "nll_standard_error": float(passed["log_likelihood"].double().std() / math.sqrt(x_all.shape[0])),
+        # per test example, in the split's order: the claims' intervals pair models example by example
+        "log_likelihood_per_example": [round(value, 5) for value in passed["log_likelihood"].double().tolist()],
         "bits_per_dim": bits_per_dim(nll, dataset),
         "elbo_nats": float(passed["elbo"].mean()),
         "ess_mean": float(passed["ess"].mean()),

@@ -275,3 +275,44 @@ def test_cost_claim_at_its_boundary_is_rarely_decided():
     decided = [evaluate_claims(runs_table({("vae", 4): [1.0]}), SETTINGS | {"list": [C3]}, SHOWN,
                                step_times_table(3.0, seed=seed)).iloc[0]["verdict"] for seed in range(400)]
     assert decided.count(CONTRADICTED) / 400 <= 0.045 and decided.count(SUPPORTED) / 400 <= 0.045
+
+
+def null_tables_of_a_drawn_test_set(tables: int, with_test_set: bool, seeds: int = 5, examples: int = 200) -> list[str]:
+    """Verdicts of a C1-like claim (one cell) where FIVE and the VAE are equally good on the data distribution,
+    but each table's test set is a fresh draw of `examples` whose per-example NLL differences have spread 1
+    nat: the seeds (spread 0.02) share that test set, so its luck moves every seed's difference alike."""
+    generator = np.random.default_rng(7)
+    verdicts_seen = []
+    for _ in range(tables):
+        luck = generator.normal(0.0, 1.0, examples)  # which examples this test set holds
+        rows, values = [], {}
+        for seed in range(seeds):
+            offset = generator.normal(0.0, 0.02)
+            noise = generator.normal(0.0, 0.1, examples)
+            for model, nll in (("five", 5.0 + offset + luck + noise), ("vae", np.full(examples, 5.0))):
+                run_dir = f"results/digits/{model}/d4/s{seed}"
+                values[run_dir] = nll
+                rows.append({"dataset": "digits", "model": model, "latent_dim": 4, "probes": SHOWN.get(model, 0),
+                             "seed": seed, "status": "complete", "run_dir": run_dir, "nll_nats": float(nll.mean())})
+        table = evaluate_claims(pd.DataFrame(rows), SETTINGS | {"list": [C1]}, SHOWN,
+                                per_example=values.get if with_test_set else None)
+        verdicts_seen.append(table.iloc[0]["verdict"])
+    return verdicts_seen
+
+
+def test_nll_intervals_include_the_test_sets_draw():
+    """Null simulation: with the test set's part of the variance, a claim with no true difference is decided
+    either way in at most α of 300 tables; over seeds alone it is decided in most of them (the test set's
+    luck, shared by every seed, looks like a real difference)."""
+    with_test_set = null_tables_of_a_drawn_test_set(300, True)
+    assert with_test_set.count(SUPPORTED) / 300 <= 0.045 and with_test_set.count(CONTRADICTED) / 300 <= 0.045
+    seeds_only = null_tables_of_a_drawn_test_set(100, False)
+    assert (seeds_only.count(SUPPORTED) + seeds_only.count(CONTRADICTED)) / 100 > 0.5
+
+
+def test_a_run_without_per_example_values_is_decided_over_seeds_and_says_so():
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
+    values = {run_dir: np.zeros(10) for run_dir in runs["run_dir"] if "/vae/" in run_dir}  # FIVE's are missing
+    _, cells = verdicts(runs, C1)
+    table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
+    assert table.iloc[1]["test"] == "t" and table.iloc[1]["ci_low"] == cells.iloc[0]["ci_low"]

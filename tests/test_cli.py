@@ -36,6 +36,9 @@ def test_train_then_evaluate_writes_the_promised_files(tmp_path):
     for key in ("active_units", "active_units_eigen", "n_examples", "importance_samples", "config"):
         assert key in metrics
     assert metrics["importance_samples"] == 8 and metrics["config"]["model"] == "five"
+    per_example = metrics["log_likelihood_per_example"]  # what the claims pair example by example
+    assert len(per_example) == metrics["n_examples"]
+    assert -sum(per_example) / len(per_example) == pytest.approx(metrics["nll_nats"], abs=1e-4)
     assert "bits/dim" in evaluated.stdout
 
     # rerunning on the finished folder resumes: nothing left to train, same checkpoint

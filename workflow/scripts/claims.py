@@ -1,18 +1,30 @@
 """Snakemake script of rule claims: runs.csv (and the step-time tables, where a claim asks for step times) →
 verdicts of the config's claims (claims.csv, .md, .txt)."""
 
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from five.claims import evaluate_claims, write_claims
+from five.files import EVAL_JSON, read_json
 
 snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input.runs)
 step_times = pd.concat([pd.read_csv(path) for path in snakemake.input.step_times]) if snakemake.input.step_times \
     else None
 settings = snakemake.params.claims
-table = evaluate_claims(runs, settings, snakemake.params.probes_shown, step_times)
+
+
+@lru_cache(maxsize=None)
+def per_example(run_dir):
+    """A run's per-example test NLLs (−log p), None where its eval.json predates them."""
+    values = read_json(Path(run_dir) / EVAL_JSON).get("log_likelihood_per_example")
+    return None if values is None else -np.asarray(values, float)
+
+
+table = evaluate_claims(runs, settings, snakemake.params.probes_shown, step_times, per_example)
 summary = write_claims(table, Path(snakemake.output.md).with_suffix(""), settings, snakemake.params.provenance)
 Path(snakemake.output.summary).write_text(summary + "\n")
 Path(snakemake.log[0]).write_text(summary + "\n")
