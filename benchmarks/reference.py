@@ -1,6 +1,6 @@
 """The straightforward formulation of the FIF/FIVE objectives, as the FIF paper describes the estimator:
 a Python loop over the K probes, each with its own decoder JVP and a reverse-mode encoder VJP kept
-differentiable (create_graph=True). Same loss and gradients as five.objectives (checked in
+differentiable (create_graph=True). Same loss and gradients as five.model.objectives (checked in
 tests/test_benchmarks.py); written here only as the speed baseline that five's batched formulation is
 measured against on the same networks."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.func import jvp
 
-from five import objectives
+from five.model import objectives
 
 
 def per_probe_surrogate(model, x: torch.Tensor, z: torch.Tensor, at: torch.Tensor, probes: torch.Tensor):

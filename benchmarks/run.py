@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from five.timing import make_step, slope, synthetic_dataset, time_steps
+from five.run.timing import make_step, slope, synthetic_dataset, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = (1, 2, 4, 8, 16)
@@ -94,9 +94,9 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
                          products: bool = True) -> None:
     """five's objectives against the straightforward per-probe formulation (benchmarks/reference.py) on the
     same networks, d = 16, every K; with `products`, also both encoder products forced (the measurements
-    five.estimators.choose_encoder_product decides by)."""
+    five.model.estimators.choose_encoder_product decides by)."""
     from benchmarks.reference import REFERENCE_OBJECTIVES
-    from five.estimators import choose_encoder_product
+    from five.model.estimators import choose_encoder_product
 
     print("\n1c. five vs the per-probe reference formulation (d = 16; ratios to the VAE step; speed-up = ref/five)")
     for arch in architectures:
@@ -155,7 +155,7 @@ def compiled_step_ratios(report: Report, device: torch.device, repeats: int, inn
 
 
 def graph_step_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
-    """Eager against CUDA-graph steps (five.steps) of every model, K = 1 and 8, MLP and conv, d = 16, batch 128:
+    """Eager against CUDA-graph steps (five.run.steps) of every model, K = 1 and 8, MLP and conv, d = 16, batch 128:
     milliseconds per step, the graph's speed-up, and each model's ratio to the VAE within the same mode."""
     print("\n1d. eager vs CUDA graph (d = 16, batch 128): ms per step, speed-up, ratio to the VAE in the same mode")
     if device.type != "cuda":
@@ -224,7 +224,7 @@ def cudnn_autotuned_graph_times(report: Report, device: torch.device, repeats: i
 
 
 def packed_step_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
-    """Per-member step time of packs of seeds (five.pack): M members as one batched model, eager and (on CUDA)
+    """Per-member step time of packs of seeds (five.model.pack): M members as one batched model, eager and (on CUDA)
     as a CUDA graph; d = 16, batch 128 per member. Speed-up = the pack of one's time per member / this one's."""
     packs, modes = ((1, 3, 8, 16), (False, True)) if device.type == "cuda" else ((1, 3), (False,))
     print(f"\n1g. packed seeds: ms per member and step (d = 16, batch 128 per member), packs {packs}")
@@ -256,9 +256,9 @@ def packed_trunk_times(report: Report, device: torch.device, repeats: int, inner
     if device.type != "cuda":
         print("  skipped: CUDA graphs need a CUDA device")
         return
-    from five.config import TrainConfig
-    from five.models import build_model
-    from five.pack import pack_models
+    from five.base.config import TrainConfig
+    from five.model.models import build_model
+    from five.model.pack import pack_models
 
     for arch in ARCHITECTURES:
         dataset = synthetic_dataset(*ARCHITECTURES[arch])
@@ -296,10 +296,10 @@ def outside_model_share(report: Report, device: torch.device, repeats: int, inne
 
 def iwae_throughput(report: Report, device: torch.device, samples: int = 1000) -> None:
     print("\n4. IWAE evaluation throughput (examples × importance samples per second)")
-    from five.config import TrainConfig
-    from five.data import dequantize
-    from five.estimators import iwae_log_likelihood
-    from five.models import build_model
+    from five.base.config import TrainConfig
+    from five.data.datasets import dequantize
+    from five.model.estimators import iwae_log_likelihood
+    from five.model.models import build_model
 
     dataset = synthetic_dataset((1, 28, 28), "mlp")
     x = dequantize(dataset.split("test")[:64].to(device), 256, torch.Generator(device=device).manual_seed(0))
@@ -320,8 +320,8 @@ def workflow_overhead(report: Report) -> None:
     print("\n5. workflow overhead")
     import yaml
 
-    from five.aggregate import collect_runs, summarise, write_tables
-    from five.sweep import sweep_table
+    from five.sweep.aggregate import collect_runs, summarise, write_tables
+    from five.sweep.table import sweep_table
 
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -366,7 +366,7 @@ def packed_run_times(report: Report, device: torch.device) -> None:
     print("\n5b. packed runs: 3 seeds in one process vs 3 solo processes (wall time incl. start-up, 1 thread)")
     import yaml
 
-    from five.sweep import train_arguments
+    from five.sweep.table import train_arguments
 
     quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
     for dataset, model, probes in (("digits", "vae", 0), ("digits", "five", 1), ("manifold", "five", 1)):
@@ -394,8 +394,8 @@ def packed_run_times(report: Report, device: torch.device) -> None:
 
 def _train_like_a_job(row: dict) -> float:
     """One quick-sweep run as its job trains it (one thread); returns the training wall time."""
-    from five.config import TrainConfig
-    from five.train import train
+    from five.base.config import TrainConfig
+    from five.run.train import train
 
     torch.set_num_threads(1)
     settings = {key: row[key] for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}
@@ -411,8 +411,8 @@ def estimate_accuracy(report: Report) -> None:
     import statistics
     from concurrent.futures import ProcessPoolExecutor
 
-    from five.estimate import estimate_sweep
-    from five.sweep import load_sweep_config, sweep_table
+    from five.sweep.estimate import estimate_sweep
+    from five.sweep.table import load_sweep_config, sweep_table
 
     print("\n5c. five estimate against measured training time (quick sweep, seed 0, CPU, 2 jobs at a time)")
     config = load_sweep_config(ROOT / "config" / "quick.yaml")
@@ -438,14 +438,14 @@ def tracking_share(report: Report, epochs: int = 200) -> None:
     share of a `epochs`-epoch run."""
     import os
 
-    from five.config import TrainConfig
-    from five.train import train
+    from five.base.config import TrainConfig
+    from five.run.train import train
 
     config = TrainConfig(model="vae", dataset="digits", latent_dim=8, epochs=epochs, hidden_width=128)
     with tempfile.TemporaryDirectory() as folder:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
         started = time.perf_counter()
-        from five.tracking import RunTracker, ensure_experiment
+        from five.run.tracking import RunTracker, ensure_experiment
 
         ensure_experiment("bench")  # once per sweep (by its first job), not per job
         setup = time.perf_counter() - started
@@ -474,8 +474,8 @@ def tracking_share(report: Report, epochs: int = 200) -> None:
 
 def validation_share(report: Report) -> None:
     """Monitoring (validation every epochs/20) as a share of training time, per model, digits d = 8."""
-    from five.config import TrainConfig
-    from five.train import train
+    from five.base.config import TrainConfig
+    from five.run.train import train
 
     print("\n6. validation monitoring as a share of training time (digits, d = 8, 100 epochs, eval every 5)")
     for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("five", 1)):
@@ -497,7 +497,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="CSV file (default: results/benchmarks/<date>-<device>.csv)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only (default: all)")
     args = parser.parse_args(argv)
-    from five.nets import choose_device
+    from five.run.device import choose_device
 
     device = choose_device(args.device)
     report = Report(device)

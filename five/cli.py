@@ -1,4 +1,4 @@
-"""The `five` command line: argument parsing only; the work is done by five.train and five.evaluate.
+"""The `five` command line: argument parsing only; the work is done by five.run.train and five.run.evaluate.
 
 Errors in the user's input print one line `five: error: …` and exit with a non-zero code.
 """
@@ -13,12 +13,25 @@ import time
 import warnings
 from pathlib import Path
 
-from five.files import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, atomic_write, check_output_dir, check_output_file,
-                        refuse_non_regular, write_json)
-from five.config import (CUDA_GRAPH_MODES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, STEP_TIMING_ROUNDS,
-                         TrainConfig)
-from five.errors import FiveError
-
+from five.base.config import (
+    CUDA_GRAPH_MODES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    STEP_TIMING_ROUNDS,
+    TrainConfig,
+)
+from five.base.errors import FiveError
+from five.base.files import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    TRAIN_JSON,
+    atomic_write,
+    check_output_dir,
+    check_output_file,
+    refuse_non_regular,
+    write_json,
+)
 
 DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
 
@@ -47,8 +60,8 @@ def prepare_job(args, log=print):
     """GPU claim (before CUDA starts), device, and the facts of where the job ran (for train.json)."""
     import torch
 
-    from five.gpus import claim_gpu
-    from five.nets import choose_device
+    from five.run.device import choose_device
+    from five.run.gpus import claim_gpu
 
     if args.threads is not None:
         if args.threads < 1:
@@ -65,7 +78,7 @@ def prepare_job(args, log=print):
 def make_tracker(args, run_dir: Path, key: str | None = None):
     if not args.mlflow_experiment:
         return None
-    from five.tracking import RunTracker
+    from five.run.tracking import RunTracker
 
     key = key or str(Path(run_dir).resolve())
     artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
@@ -160,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "the kind of device the jobs will use)")
     estimate.add_argument("--gpus", type=int, default=1, help="devices the sweep runs on at once (wall-clock)")
     estimate.add_argument("--pack-seeds", action="store_true",
-                          help="also time each sweep point's seeds packed into one model (five.pack) and report the "
+                          help="also time each sweep point's seeds packed into one model (five.model.pack) and report the "
                                "device-hours with packing")
     estimate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
     estimate.add_argument("--out-dir", type=Path,
@@ -190,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args) -> None:
-    from five.steps import check_cuda_graph_mode
-    from five.train import check_packable, train_seeds
+    from five.run.steps import check_cuda_graph_mode
+    from five.run.train import check_packable, train_seeds
 
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = [TrainConfig(
@@ -275,7 +288,7 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every input is
     checked before the first evaluation starts."""
-    from five.evaluate import evaluate_run
+    from five.run.evaluate import evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
@@ -305,7 +318,7 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None) -> None
     if not run.is_dir():
         raise FiveError(f"--run {run} is not a run folder (train it first with `five train --out {run}`)")
     if image_dir is not None:
-        from five.images import IMAGE_NAMES
+        from five.run.images import IMAGE_NAMES
 
         check_output_dir(image_dir, "--image-dir")
         for name in IMAGE_NAMES:
@@ -341,10 +354,10 @@ def run_time_steps(args) -> None:
 
     import pandas as pd
 
-    from five.data import load_dataset
-    from five.steps import uses_cuda_graph
-    from five.sweep import model_dir
-    from five.timing import side_by_side_step_times
+    from five.data.datasets import load_dataset
+    from five.run.steps import uses_cuda_graph
+    from five.run.timing import side_by_side_step_times
+    from five.sweep.table import model_dir
 
     try:
         points = json.loads(args.points)
@@ -375,17 +388,17 @@ def run_time_steps(args) -> None:
 
 
 def run_download(args) -> None:
-    from five.data import resolve_data_dir
-    from five.vision import download_vision_dataset
+    from five.data.datasets import resolve_data_dir
+    from five.data.vision import download_vision_dataset
 
     files = download_vision_dataset(args.dataset, resolve_data_dir(args.data_dir))
     print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 
 def run_estimate(args) -> None:
-    from five.estimate import estimate_sweep, write_estimate
-    from five.nets import choose_device
-    from five.sweep import experiment_dir, load_sweep_config, sweep_table
+    from five.run.device import choose_device
+    from five.sweep.estimate import estimate_sweep, write_estimate
+    from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
 
     if args.gpus < 1:
         raise FiveError(f"--gpus must be >= 1, got {args.gpus}")
@@ -407,14 +420,14 @@ def torch_device_name(device) -> str:
 
 
 def run_mlflow_init(args) -> None:
-    from five.tracking import ensure_experiment
+    from five.run.tracking import ensure_experiment
 
     experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
 
 
 def run_mlflow_sync(args) -> None:
-    from five.tracking import sync_run
+    from five.run.tracking import sync_run
 
     for run_dir in args.runs:
         outcome = sync_run(args.experiment, run_dir, args.artifact_location,

@@ -132,7 +132,7 @@ def test_an_empty_model_entry_is_valid(tmp_path):
     assert "results/bad/digits/vae/d2/k0/s0/train.json" in result.stdout
 
 
-# --- the same checks in-process (each is the dry run's code path: five.sweep.load_sweep_config) ---------------
+# --- the same checks in-process (each is the dry run's code path: five.sweep.table.load_sweep_config) ---------------
 PLAIN = "experiment: bad\nseeds: [0]\nmodels: {vae: {}, five: {probes: [1]}}\n"
 DIGITS = "datasets:\n  digits: {latent_dims: [2], epochs: 2%s}\n"
 CLAIM = "claims:\n  list:\n    - {id: C1, statement: s, kind: %s, model: five, metric: nll_nats%s}\n"
@@ -215,8 +215,8 @@ LOADED = [
 
 @pytest.mark.parametrize("text, expected", [case[1:] for case in LOADED], ids=[case[0] for case in LOADED])
 def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
-    from five.errors import ConfigError
-    from five.sweep import load_sweep_config
+    from five.base.errors import ConfigError
+    from five.sweep.table import load_sweep_config
 
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(ConfigError) as caught:
@@ -232,7 +232,7 @@ def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
     yaml_case(claim_kind="equivalent", claim_extra=", probes: 1, against: [vae], margin: 1"),
 ], ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim"])
 def test_valid_edges_are_accepted(tmp_path, text):
-    from five.sweep import load_sweep_config
+    from five.sweep.table import load_sweep_config
 
     (tmp_path / "config.yaml").write_text(text)
     load_sweep_config(tmp_path / "config.yaml")
@@ -241,8 +241,8 @@ def test_valid_edges_are_accepted(tmp_path, text):
 def test_yaml_merge_keys_share_settings_and_may_be_overridden(tmp_path):
     """`<<: *anchor` (valid YAML that people use to share per-data-set settings) works, an explicit key
     overriding the merged one; a top-level key that only holds an anchor is still an unknown key, named."""
-    from five.errors import ConfigError
-    from five.sweep import load_sweep_config
+    from five.base.errors import ConfigError
+    from five.sweep.table import load_sweep_config
 
     (tmp_path / "config.yaml").write_text(
         "experiment: merged\nseeds: [0]\nmodels: {vae: {}}\n"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from five.files import run_lock
+from five.base.files import run_lock
 from five.cli import main
 
 GOOD = {"train": np.zeros((20, 4), np.float32), "test": np.ones((10, 4), np.float32)}

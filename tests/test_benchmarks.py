@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from benchmarks.reference import REFERENCE_OBJECTIVES
-from five.timing import synthetic_dataset
-from five.config import TrainConfig
-from five.models import build_model
+from five.base.config import TrainConfig
+from five.model.models import build_model
+from five.run.timing import synthetic_dataset
 
 
 @pytest.fixture

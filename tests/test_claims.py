@@ -6,8 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from five.claims import (CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SUPPORTED, Interval, decide_cells, evaluate_claims, holm,
-                         verdict_row, write_claims)
+from five.sweep.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_TESTABLE,
+    SUPPORTED,
+    Interval,
+    decide_cells,
+    evaluate_claims,
+    holm,
+    verdict_row,
+    write_claims,
+)
 
 SETTINGS = {"min_seeds": 3, "confidence": 0.95}
 SHOWN = {"five": 1, "fif": 1}

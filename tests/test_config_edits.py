@@ -6,8 +6,8 @@ import hashlib
 import numpy as np
 import torch
 
-from five.config import TrainConfig
-from five.train import train
+from five.base.config import TrainConfig
+from five.run.train import train
 
 CPU = torch.device("cpu")
 
@@ -73,9 +73,8 @@ def test_a_stalled_run_continues_when_patience_is_lifted(tmp_path):
 def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_path):
     """An overfitting run (large step) has its best validation epoch b early; asking for b + 1 epochs is served
     from the history (best.pt of epoch b), without retraining; the longer run is moved aside intact."""
-    from five.evaluate import evaluate_run
-
-    from five.data import load_dataset
+    from five.data.datasets import load_dataset
+    from five.run.evaluate import evaluate_run
 
     digits = load_dataset("digits")  # 64 training images: the validation NLL turns up after ~70 epochs
     path = tmp_path / "few.npz"

@@ -1,4 +1,4 @@
-"""The training step as a CUDA graph (five.steps): it equals the eager step, draws the same random numbers,
+"""The training step as a CUDA graph (five.run.steps): it equals the eager step, draws the same random numbers,
 resumes exactly, and is refused or skipped in one line where it cannot run.
 
 The CUDA tests run where a GPU is present (benchmarks/gpu/check.sh runs them on the lent GPU machine) and are
@@ -11,14 +11,14 @@ import sys
 import pytest
 import torch
 
-from five.config import MODELS, TrainConfig, cuda_graph_mode
-from five.data import Dataset
-from five.errors import ConfigError
-from five.estimators import orthonormal_columns
-from five.models import build_model
-from five.pack import member_batches, pack_models
-from five.steps import GraphedStep, eager_step, solo_batch
-from five.train import batch_sizes, build_optimizer, train
+from five.base.config import MODELS, TrainConfig, cuda_graph_mode
+from five.base.errors import ConfigError
+from five.data.datasets import Dataset
+from five.model.estimators import orthonormal_columns
+from five.model.models import build_model
+from five.model.pack import member_batches, pack_models
+from five.run.steps import GraphedStep, eager_step, solo_batch
+from five.run.train import batch_sizes, build_optimizer, train
 
 CUDA = torch.device("cuda")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),

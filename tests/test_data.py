@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from five.data import dequantize, load_dataset, resolve_data_dir
-from five.errors import DataError
+from five.base.errors import DataError
+from five.data.datasets import dequantize, load_dataset, resolve_data_dir
 
 
 def test_digits_are_17_level_integers_split_1257_180_360():

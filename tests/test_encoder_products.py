@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
-from five import objectives
-from five.estimators import choose_encoder_product, encoder_jacobian, hutchinson_probes
+from five.model import objectives
+from five.model.estimators import choose_encoder_product, encoder_jacobian, hutchinson_probes
 
 D, d, B = 6, 3, 5
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from five.estimate import estimate_sweep, makespan_hours, predicted_seconds
-from five.sweep import load_sweep_config, sweep_table
+from five.sweep.estimate import estimate_sweep, makespan_hours, predicted_seconds
+from five.sweep.table import load_sweep_config, sweep_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -23,7 +23,7 @@ def test_training_is_predicted_as_steps_times_step_time_plus_validations():
     """The extrapolation itself, from a given timing: epochs × ⌈train / batch⌉ steps, and one validation per
     `eval_every` epochs (the last epoch always validates). How far it is off on real runs is measured by
     `python -m benchmarks.run --only estimate` (a timing, so not a unit test)."""
-    from five.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES
+    from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES
 
     timing = {"step_s": 0.01, "step_s_packed": 0.004, "posterior_s_per_example": 1e-4, "iwae_s_per_sample": 1e-5}
     sizes = {"train": 1000, "validation": 4000, "test": 500}
@@ -134,7 +134,7 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
 
 
 def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_path):
-    from five.aggregate import with_predicted_times
+    from five.sweep.aggregate import with_predicted_times
 
     pd.DataFrame([{"run_dir": "a", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0,
                    "predicted_train_s_packed": 12.0},

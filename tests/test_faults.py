@@ -71,7 +71,7 @@ def test_kill_9_at_random_points_then_rerun_equals_uninterrupted(tmp_path, unint
 # rename. The checkpoint on disk must stay the previous, complete one.
 KILL_INSIDE_WRITE = """
 import os, signal, sys
-import five.checkpoint as checkpoint
+import five.run.checkpoint as checkpoint
 mode, kill_at = sys.argv[1], int(sys.argv[2])
 calls = {"n": 0}
 real_save, real_replace = checkpoint.torch.save, checkpoint.os.replace

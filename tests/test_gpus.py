@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from five import gpus
+from five.run import gpus
 
 CLAIM_AND_HOLD = """
 import sys, time
-from five.gpus import claim_gpu
+from five.run.gpus import claim_gpu
 device = claim_gpu(sys.argv[1], log=lambda line: print(line, file=sys.stderr), poll_seconds=0.05)
 import os
 print(device, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)

@@ -7,10 +7,18 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from five import objectives
-from five.estimators import (GaussianPosterior, decoder_probe_tangents, encoder_jacobian, encoder_jvps,
-                             hutchinson_probes, iwae_log_likelihood, jacobian_covariance_scale_tril,
-                             log_det_surrogate)
+from five.model import objectives
+from five.model.estimators import (
+    GaussianPosterior,
+    decoder_probe_tangents,
+    encoder_jacobian,
+    encoder_jvps,
+    hutchinson_probes,
+    iwae_log_likelihood,
+    jacobian_covariance_scale_tril,
+    log_det_surrogate,
+)
+
 
 @pytest.fixture(autouse=True)
 def _float64():

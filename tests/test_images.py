@@ -4,11 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
-from five.config import TrainConfig
-from five.errors import FiveError
-from five.evaluate import evaluate_run
-from five.images import as_images
-from five.train import train
+from five.base.config import TrainConfig
+from five.base.errors import FiveError
+from five.run.evaluate import evaluate_run
+from five.run.images import as_images
+from five.run.train import train
 
 
 def test_digits_grids_hold_originals_reconstructions_and_samples(tmp_path):

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from five import manifold
-from five.estimators import GaussianPosterior
-from five.evaluate import data_space_posterior_covariance, evaluate_run
-from five.train import train
-from five.config import TrainConfig
+from five.base.config import TrainConfig
+from five.data import manifold
+from five.model.estimators import GaussianPosterior
+from five.run.evaluate import data_space_posterior_covariance, evaluate_run
+from five.run.train import train
 
 
 def test_log_joint_is_the_generating_density():
@@ -22,7 +22,7 @@ def test_log_joint_is_the_generating_density():
 
 
 def test_data_set_splits_are_continuous_and_fixed():
-    from five.data import load_dataset
+    from five.data.datasets import load_dataset
 
     data = load_dataset("manifold")
     assert data.discrete_levels is None and data.example_shape == (10,)
@@ -105,7 +105,7 @@ def test_evaluate_reports_posterior_distance_and_true_nll_on_the_manifold(tmp_pa
     assert metrics["bits_per_dim"] is None  # continuous data: nats only
     assert metrics["posterior_examples"] == 500
     # the true NLL is the generating density's, by quadrature, on the first 500 test points (computed here anew)
-    from five.data import load_dataset
+    from five.data.datasets import load_dataset
 
     test_points = load_dataset("manifold").split("test")[:500].double()
     expected = -float(manifold.true_posterior(test_points).log_likelihood.mean())
@@ -116,7 +116,7 @@ def test_evaluate_reports_posterior_distance_and_true_nll_on_the_manifold(tmp_pa
 
 
 def test_the_true_posterior_is_computed_once_per_cache_and_read_back_exactly(tmp_path, monkeypatch):
-    from five.evaluate import cached_true_posterior
+    from five.run.evaluate import cached_true_posterior
 
     x = manifold.sample(20, torch.Generator().manual_seed(5))[0]
     first = cached_true_posterior(x, tmp_path)

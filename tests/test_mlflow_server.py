@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from five.sweep import sweep_table
+from five.sweep.table import sweep_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"experiment": "served", "seeds": [0, 1], "models": {"vae": {}},

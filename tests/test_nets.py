@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from five.config import TrainConfig
-from five.data import Dataset
-from five.errors import ConfigError
-from five.models import build_model
-from five.nets import build_trunks, choose_device
+from five.base.config import TrainConfig
+from five.base.errors import ConfigError
+from five.data.datasets import Dataset
+from five.model.models import build_model
+from five.model.nets import build_trunks
+from five.run.device import choose_device
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 16, 16)])

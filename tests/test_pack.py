@@ -1,4 +1,4 @@
-"""Packed models (five.pack): M seeds trained as one batched model equal M solo runs, in float64, step by step.
+"""Packed models (five.model.pack): M seeds trained as one batched model equal M solo runs, in float64, step by step.
 
 Ground truth: the solo runs themselves (same seeds, same generators, same batches). A packed layer that mixed
 members, a loss that averaged over members instead of summing, or one member's NaN reaching another would each
@@ -7,12 +7,12 @@ break one of these."""
 import pytest
 import torch
 
-from five.config import TrainConfig
-from five.data import Dataset
-from five.models import build_model
-from five.pack import member_batches, member_optimizer_state, member_state, pack_models
-from five.steps import eager_step, optimiser_step, solo_batch
-from five.train import build_optimizer
+from five.base.config import TrainConfig
+from five.data.datasets import Dataset
+from five.model.models import build_model
+from five.model.pack import member_batches, member_optimizer_state, member_state, pack_models
+from five.run.steps import eager_step, optimiser_step, solo_batch
+from five.run.train import build_optimizer
 
 EXAMPLES, BATCH, SEEDS = 100, 32, (0, 1, 2)  # 3 full batches and a last one of 4
 # every model on discrete (digits-like) and continuous (manifold-like) flat data; the packed convolutions once
@@ -141,8 +141,8 @@ def test_a_pack_of_one_is_the_solo_model():
 
 
 def test_members_at_different_adam_steps_are_refused_in_one_line():
-    from five.errors import FiveError
-    from five.pack import packed_optimizer_state
+    from five.base.errors import FiveError
+    from five.model.pack import packed_optimizer_state
 
     config, data_set = configuration("vae", None, "digits"), dataset("digits")
     states = []

@@ -1,8 +1,8 @@
-"""Packed training (five.train.train_seeds): the seeds of a sweep point trained as one model end exactly where
+"""Packed training (five.run.train.train_seeds): the seeds of a sweep point trained as one model end exactly where
 each seed ends alone, through the whole loop (validation, best epoch, patience, divergence, checkpoints,
 resume, added seeds).
 
-Ground truth: the solo runs (five.train.train) of the same seeds, in float64, where the two computations agree
+Ground truth: the solo runs (five.run.train.train) of the same seeds, in float64, where the two computations agree
 to round-off (1e-9). A loss that averaged over members, a member whose generator or Adam state leaked into
 another's, or a stopped member that kept moving with the pack would each break these."""
 
@@ -11,11 +11,11 @@ import json
 import pytest
 import torch
 
-import five.train
-from five.config import TrainConfig
-from five.data import Dataset, load_dataset
-from five.errors import ConfigError
-from five.train import train, train_seeds
+import five.run.train
+from five.base.config import TrainConfig
+from five.base.errors import ConfigError
+from five.data.datasets import Dataset, load_dataset
+from five.run.train import train, train_seeds
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]
@@ -36,7 +36,7 @@ def float64_data(monkeypatch):
         return Dataset(full.name, splits, full.discrete_levels, full.default_architecture, full.default_hidden_width)
 
     torch.set_default_dtype(torch.float64)
-    monkeypatch.setattr(five.train, "load_dataset", small)
+    monkeypatch.setattr(five.run.train, "load_dataset", small)
     yield
     torch.set_default_dtype(torch.float32)
 
@@ -140,7 +140,7 @@ def test_a_killed_pack_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, 
     """float32: a resumed pack repeats the uninterrupted pack's computation, so bitwise."""
     run_configs = configs("fif", probes=2, epochs=4, checkpoint_every=1)
     train_seeds(run_configs, folders(tmp_path, "whole"), CPU, log=quiet, cuda_graph="off")
-    saved = five.train.save_checkpoint
+    saved = five.run.train.save_checkpoint
     calls = {"n": 0}
 
     def killed_after_epoch_two(path, state):
@@ -149,10 +149,10 @@ def test_a_killed_pack_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, 
         if calls["n"] == 2 * len(SEEDS):
             raise KeyboardInterrupt  # as a kill: nothing after the second epoch's checkpoints runs
 
-    monkeypatch.setattr(five.train, "save_checkpoint", killed_after_epoch_two)
+    monkeypatch.setattr(five.run.train, "save_checkpoint", killed_after_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train_seeds(run_configs, folders(tmp_path, "killed"), CPU, log=quiet, cuda_graph="off")
-    monkeypatch.setattr(five.train, "save_checkpoint", saved)
+    monkeypatch.setattr(five.run.train, "save_checkpoint", saved)
     assert {weights(out)["epoch"] for out in folders(tmp_path, "killed")} == {2}
     train_seeds(run_configs, folders(tmp_path, "killed"), CPU, log=quiet, cuda_graph="off")
     for whole, resumed in zip(folders(tmp_path, "whole"), folders(tmp_path, "killed")):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from five import objectives
-from five.estimators import hutchinson_probes
-from five.evaluate import collapse_metrics
+from five.model import objectives
+from five.model.estimators import hutchinson_probes
+from five.run.evaluate import collapse_metrics
 
 
 def trainable_pair(data_dim=6, latent_dim=3, seed=0):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from five.config import MODELS, TrainConfig
-from five.evaluate import evaluate_run
-from five.train import train
+from five.base.config import MODELS, TrainConfig
+from five.run.evaluate import evaluate_run
+from five.run.train import train
 
 CPU = torch.device("cpu")
 DATA_DIM, LATENT_DIM, NOISE_STD = 16, 3, 0.224  # the pPCA check of the σ issue

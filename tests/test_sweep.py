@@ -8,9 +8,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from five.aggregate import attach_references, collect_runs, summarise, write_tables
-from five.errors import ConfigError
-from five.sweep import check_config, sweep_table, train_arguments
+from five.base.errors import ConfigError
+from five.sweep.aggregate import attach_references, collect_runs, summarise, write_tables
+from five.sweep.table import check_config, sweep_table, train_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -113,7 +113,7 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
 
 
 def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
-    from five import plots
+    from five.sweep import plots
 
     rows = [fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0), fake_run(tmp_path, "digits", "vae", 4, 0, 0, 4.0),
             fake_run(tmp_path, "manifold", "vae", 2, 0, 0, 0, status="diverged")]
@@ -128,8 +128,8 @@ def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
 
 @pytest.mark.parametrize("name", ["digits", "manifold"])
 def test_the_shapes_the_dry_run_knows_are_the_loaders(name):
-    from five.data import load_dataset
-    from five.sweep import DATA_SHAPES
+    from five.data.catalog import DATA_SHAPES
+    from five.data.datasets import load_dataset
 
     assert load_dataset(name).example_shape == DATA_SHAPES[name]
 

@@ -6,11 +6,11 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
-from five.tracking import RunTracker, ensure_experiment
+from five.run.tracking import RunTracker, ensure_experiment
 
 JOB = """
 import sys
-from five.tracking import RunTracker
+from five.run.tracking import RunTracker
 tracker = RunTracker("concurrent", sys.argv[1])
 tracker.start({"model": "five", "key": sys.argv[1]})
 for epoch in range(1, 21):
@@ -121,7 +121,7 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
     replaces the half-logged run with the whole one from the JSON files, and leaves complete runs alone."""
     import json
 
-    from five.tracking import sync_run
+    from five.run.tracking import sync_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

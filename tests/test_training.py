@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from five.config import DEFAULT_LOG_SIGMA_LR, MODELS, TrainConfig
-from five.errors import ConfigError, TrainingDiverged
-from five.evaluate import evaluate_run
-from five.models import MODEL_CLASSES
-from five.train import train
+from five.base.config import DEFAULT_LOG_SIGMA_LR, MODELS, TrainConfig
+from five.base.errors import ConfigError, TrainingDiverged
+from five.model.models import MODEL_CLASSES
+from five.run.evaluate import evaluate_run
+from five.run.train import train
 
 CPU = torch.device("cpu")
 
@@ -126,9 +126,9 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint
 def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):
     """Start σ far below the floor of spec §5: after one epoch ρ must sit at the floor (plus at most the
     few Adam steps of size ≈ log_sigma_lr it can climb since), not where it started."""
-    import five.models
+    import five.model.models
 
-    monkeypatch.setattr(five.models, "INITIAL_SIGMA", 1e-5)
+    monkeypatch.setattr(five.model.models, "INITIAL_SIGMA", 1e-5)
     floor = math.log(1 / (17 * math.sqrt(12)))  # L = 17 levels
     train(small_config("vae", epochs=1), tmp_path, CPU, log=quiet)
     log_sigma = float(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]["log_sigma"])

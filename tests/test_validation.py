@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-import five.train
-from five.config import MODELS, TrainConfig
-from five.data import Dataset
-from five.errors import TrainingDiverged
-from five.evaluate import evaluate_run
-from five.models import build_model
-from five.train import train
-from five.validation import default_eval_every, posterior_log_det
+import five.run.train
+from five.base.config import MODELS, TrainConfig
+from five.base.errors import TrainingDiverged
+from five.data.datasets import Dataset
+from five.model.models import build_model
+from five.run.evaluate import evaluate_run
+from five.run.train import train
+from five.run.validation import default_eval_every, posterior_log_det
 
 CPU = torch.device("cpu")
 VALIDATION_KEYS = {"val_nll", "val_elbo", "val_recon_mse", "validation_time_s"}
@@ -61,8 +61,8 @@ def test_validation_history_has_the_expected_entries_and_a_best_checkpoint(tmp_p
 def test_evaluation_uses_the_selected_checkpoint(tmp_path, monkeypatch):
     # validation values that make epoch 6 the best, so best and last differ
     values = iter([5.0, 1.0, 3.0, 4.0])
-    real_validate = five.train.validate
-    monkeypatch.setattr(five.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
+    real_validate = five.run.train.validate
+    monkeypatch.setattr(five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
     train(config(), tmp_path, CPU, log=quiet)
     best = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet, model_selection="best")
     last = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet, model_selection="last")
@@ -73,8 +73,8 @@ def test_evaluation_uses_the_selected_checkpoint(tmp_path, monkeypatch):
 
 def test_patience_stops_a_stalled_run_and_reports_it(tmp_path, monkeypatch):
     values = iter([3.0, 4.0, 5.0, 6.0])  # never better than the first
-    real_validate = five.train.validate
-    monkeypatch.setattr(five.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
+    real_validate = five.run.train.validate
+    monkeypatch.setattr(five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
     lines = []
     result = train(config(epochs=30, eval_every=2, patience=2), tmp_path, CPU, log=lines.append)
     assert result["status"] == "stalled" and result["epochs_completed"] == 6 and result["best_epoch"] == 2
@@ -85,8 +85,8 @@ def test_patience_stops_a_stalled_run_and_reports_it(tmp_path, monkeypatch):
 
 
 def test_a_non_finite_validation_nll_is_a_divergence(tmp_path, monkeypatch):
-    real_validate = five.train.validate
-    monkeypatch.setattr(five.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": math.nan})
+    real_validate = five.run.train.validate
+    monkeypatch.setattr(five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": math.nan})
     with pytest.raises(TrainingDiverged, match="non-finite validation NLL"):
         train(config(), tmp_path, CPU, log=quiet)
     record = json.loads((tmp_path / "train.json").read_text())
@@ -105,7 +105,7 @@ def test_the_sigma_fit_scores_each_sigma_by_the_models_own_nll_at_it(model_name)
     """Ground truth: the fitted objective at the fitted σ equals the validation NLL of the model with its σ set
     there (FIF/FIVE: the proposal s·J_fJ_fᵀ rescaled with σ; the VAE's does not move). A fit that kept the
     proposal at the old σ would score another quantity."""
-    from five.validation import fit_log_sigma, validate
+    from five.run.validation import fit_log_sigma, validate
 
     dataset = Dataset("flat", {"train": torch.zeros(4, 6)}, None, "mlp", 16)
     torch.manual_seed(0)
@@ -120,7 +120,7 @@ def test_the_sigma_fit_scores_each_sigma_by_the_models_own_nll_at_it(model_name)
 def test_the_sigma_fit_keeps_the_own_sigma_where_the_search_does_worse_and_flags_its_bounds(monkeypatch):
     import scipy.optimize
 
-    from five.validation import fit_log_sigma
+    from five.run.validation import fit_log_sigma
 
     dataset = Dataset("flat", {"train": torch.zeros(4, 6)}, None, "mlp", 16)
     torch.manual_seed(0)
@@ -137,19 +137,19 @@ def test_the_sigma_fit_keeps_the_own_sigma_where_the_search_does_worse_and_flags
 
 
 def test_sigma_is_fitted_on_the_validation_split_never_the_test_split(tmp_path, monkeypatch):
-    import five.evaluate
+    import five.run.evaluate
 
     train(config("vae", epochs=1, eval_every=1), tmp_path, CPU, log=quiet)
     seen = {}
-    original = five.evaluate.fit_log_sigma
+    original = five.run.evaluate.fit_log_sigma
 
     def spy(model, x, *args, **kwargs):
         seen["x"] = x.clone()
         return original(model, x, *args, **kwargs)
 
-    monkeypatch.setattr(five.evaluate, "fit_log_sigma", spy)
+    monkeypatch.setattr(five.run.evaluate, "fit_log_sigma", spy)
     evaluate_run(tmp_path, CPU, importance_samples=2, log=quiet, sigma="fitted")
-    from five.data import load_dataset
-    from five.validation import validation_batch
+    from five.data.datasets import load_dataset
+    from five.run.validation import validation_batch
 
     torch.testing.assert_close(seen["x"], validation_batch(load_dataset("digits"), CPU, quiet))

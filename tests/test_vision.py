@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 from torchvision.datasets import CIFAR10, MNIST
-
-import five.vision
-from five.data import dequantize, load_dataset
-from five.errors import DataError
-from five.evaluate import EVALUATION_SEED
-from five.train import epoch_generator
-from five.sweep import DATA_SHAPES  # what the dry run knows of each data set's shape
 from vision_files import md5, write_cifar10, write_mnist
+
+import five.data.vision
+from five.base.errors import DataError
+from five.data.catalog import DATA_SHAPES  # what the dry run knows of each data set's shape
+from five.data.datasets import dequantize, load_dataset
+from five.run.evaluate import EVALUATION_SEED
+from five.run.train import epoch_generator
 
 REAL_URLOPEN = urllib.request.urlopen
 
@@ -41,13 +41,13 @@ def no_network(monkeypatch):
 
 @pytest.fixture
 def small_validation(monkeypatch):
-    monkeypatch.setattr(five.vision, "VALIDATION_SIZE", 10)
+    monkeypatch.setattr(five.data.vision, "VALIDATION_SIZE", 10)
 
 
 def test_our_file_lists_are_the_files_torchvision_reads():
     mnist = [f"MNIST/raw/{Path(url).name.removesuffix('.gz')}" for url, _ in MNIST.resources]
     cifar = [f"{CIFAR10.base_folder}/{name}" for name, _ in CIFAR10.train_list + CIFAR10.test_list]
-    assert five.vision.FILES == {"mnist": mnist, "cifar10": cifar + [f"{CIFAR10.base_folder}/batches.meta"]}
+    assert five.data.catalog.FILES == {"mnist": mnist, "cifar10": cifar + [f"{CIFAR10.base_folder}/batches.meta"]}
 
 
 def test_mnist_loads_through_torchvision_with_its_splits(tmp_path, small_validation):
@@ -126,14 +126,14 @@ def local_mirror(tmp_path, monkeypatch):
 def test_download_fetches_through_torchvision_and_verifies_checksums(tmp_path, monkeypatch, local_mirror):
     gz_files = sorted(local_mirror.glob("*.gz"))
     monkeypatch.setattr(MNIST, "resources", [(path.name, md5(path)) for path in gz_files])
-    files = five.vision.download_vision_dataset("mnist", tmp_path / "data", log=lambda line: None)
+    files = five.data.vision.download_vision_dataset("mnist", tmp_path / "data", log=lambda line: None)
     assert len(files) == 4 and all(path.is_file() for path in files)
     assert files[0].read_bytes() == gzip.decompress(gz_files[[p.name for p in gz_files].index(files[0].name + ".gz")]
                                                     .read_bytes())
     # a checksum mismatch is an error, not a silently accepted file
     monkeypatch.setattr(MNIST, "resources", [(path.name, "0" * 32) for path in gz_files])
     with pytest.raises(DataError, match="downloading mnist .* failed"):
-        five.vision.download_vision_dataset("mnist", tmp_path / "other", log=lambda line: None)
+        five.data.vision.download_vision_dataset("mnist", tmp_path / "other", log=lambda line: None)
 
 
 def test_cli_trains_on_mnist_files_and_explains_missing_data(tmp_path):

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from five.files import refuse_non_regular, write_json
+from five.base.errors import FiveError
+from five.base.files import refuse_non_regular, write_json
 from five.cli import main
-from five.errors import FiveError
 
 KINDS = ("fifo", "socket", "folder", "dangling link", "link to a fifo")
 
@@ -47,8 +47,8 @@ def one_line_refusal(capsys, monkeypatch, argv, expected):
     def no_compute(*args, **kwargs):
         raise AssertionError("compute started before the output was checked")
 
-    monkeypatch.setattr("five.train.train", no_compute)
-    monkeypatch.setattr("five.evaluate.evaluate_run", no_compute)
+    monkeypatch.setattr("five.run.train.train", no_compute)
+    monkeypatch.setattr("five.run.evaluate.evaluate_run", no_compute)
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines

@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from five.config import cuda_graph_mode
-from five.errors import ConfigError
-from five.estimate_files import estimated_minutes
-from five.sweep import (MODEL_DIR_PATTERN, RESULTS_ROOT, check_config, config_hash, experiment_dir,
+from five.base.config import cuda_graph_mode
+from five.base.errors import ConfigError
+from five.sweep.estimate_files import estimated_minutes
+from five.sweep.table import (MODEL_DIR_PATTERN, RESULTS_ROOT, check_config, config_hash, experiment_dir,
                         reject_duplicate_keys, sweep_table, train_arguments)
-from five.tracking import export_tracking_uri
-from five.vision import FILES as VISION_FILES
+from five.run.tracking import export_tracking_uri
+from five.data.catalog import FILES as VISION_FILES
 
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")

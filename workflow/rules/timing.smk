@@ -1,6 +1,6 @@
 # Step times side by side (claims on `step_time_s`, e.g. C3): one job per data set times a training step of
 # each of its distinct configurations in one process on one device, the configurations taking turns in each
-# round (five.timing). A cost claim pairs these rounds, never the epoch times of jobs that ran on other hosts
+# round (five.run.timing). A cost claim pairs these rounds, never the epoch times of jobs that ran on other hosts
 # or beside other jobs. Made only where a claim asks for `step_time_s`.
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from five.aggregate import collect_runs, timing_report, with_predicted_times
+from five.sweep.aggregate import collect_runs, timing_report, with_predicted_times
 
 snakemake = globals()["snakemake"]  # provided by Snakemake's script directive
 runs, histories = collect_runs(snakemake.params.sweep)

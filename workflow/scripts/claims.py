@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from five.claims import evaluate_claims, write_claims
-from five.files import EVAL_JSON, read_json
+from five.base.files import EVAL_JSON, read_json
+from five.sweep.claims import evaluate_claims, write_claims
 
 snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input.runs)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five import plots
+from five.sweep import plots
 
 snakemake = globals()["snakemake"]
 runs, histories = pd.read_csv(snakemake.input.runs), pd.read_csv(snakemake.input.histories)

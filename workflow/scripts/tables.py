@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.aggregate import attach_references, evaluation_caption, summarise, with_own_sigma_rows, write_tables
+from five.sweep.aggregate import attach_references, evaluation_caption, summarise, with_own_sigma_rows, write_tables
 
 snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input[0])

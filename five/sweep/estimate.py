@@ -1,7 +1,7 @@
 """What a sweep will cost before it runs (`five estimate`): per run, the predicted training and evaluation
 time on the chosen device, from a few timed steps of the real model of each distinct configuration.
 
-Timing is per distinct configuration (seeds share it): a few warmed-up optimiser steps (five.timing, the
+Timing is per distinct configuration (seeds share it): a few warmed-up optimiser steps (five.run.timing, the
 benchmarks' code), one posterior and one IWAE chunk on a few examples. Extrapolation: training = epochs ×
 steps per epoch × step time + validations × one validation; evaluation = the σ fit (if any) + the test
 set's IWAE passes. Absent MNIST/CIFAR-10 files are replaced by random images of their shape and official
@@ -21,16 +21,17 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from five import vision
-from five.files import atomic_write
-from five.config import DEFAULT_BATCH_SIZE, cuda_graph_mode
-from five.data import Dataset, dequantize, load_dataset
-from five.errors import DataError
-from five.estimators import iwae_log_likelihood
-from five.sweep import DATA_SHAPES, model_dir
-from five.steps import check_cuda_graph_mode, uses_cuda_graph
-from five.timing import make_step, time_steps
-from five.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
+from five.base.config import DEFAULT_BATCH_SIZE, cuda_graph_mode
+from five.base.errors import DataError
+from five.base.files import atomic_write
+from five.data import catalog
+from five.data.catalog import DATA_SHAPES
+from five.data.datasets import Dataset, dequantize, load_dataset
+from five.model.estimators import iwae_log_likelihood
+from five.run.steps import check_cuda_graph_mode, uses_cuda_graph
+from five.run.timing import make_step, time_steps
+from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
+from five.sweep.table import model_dir
 
 TIMING_KEYS = ["dataset", "model", "latent_dim", "probes", "surrogate_point", "batch_size", "architecture",
                "hidden_width"]
@@ -46,12 +47,12 @@ def dataset_for_timing(name: str, data_dir: Path | None) -> tuple[Dataset, dict[
         dataset = load_dataset(name, data_dir)
         return dataset, {split: int(part.shape[0]) for split, part in dataset.splits.items()}, True
     except DataError:
-        if name not in vision.OFFICIAL_SIZES:
+        if name not in catalog.OFFICIAL_SIZES:
             raise
-    training, test = vision.OFFICIAL_SIZES[name]
+    training, test = catalog.OFFICIAL_SIZES[name]
     images = torch.randint(0, 256, (STAND_IN_EXAMPLES, *DATA_SHAPES[name]), dtype=torch.uint8)
     splits = {"train": images, "validation": images[:VALIDATION_EXAMPLES], "test": images[:EXAMPLES]}
-    sizes = {"train": training - vision.VALIDATION_SIZE, "validation": vision.VALIDATION_SIZE, "test": test}
+    sizes = {"train": training - catalog.VALIDATION_SIZE, "validation": catalog.VALIDATION_SIZE, "test": test}
     return Dataset(name, splits, 256, "conv", 512), sizes, False
 
 
@@ -59,7 +60,7 @@ def time_configuration(row: dict, dataset: Dataset, device: torch.device, compil
                        steps: int = 1, cuda_graph: bool = False, pack: int = 1) -> dict[str, float]:
     """Seconds per training step (as a CUDA graph where the jobs will capture it), per example of a posterior,
     per example × importance sample of IWAE; with `pack` > 1 also the seconds per member of a step of that many
-    seeds packed into one model (five.pack)."""
+    seeds packed into one model (five.model.pack)."""
     def timed_step(members: int) -> tuple[float, torch.nn.Module]:
         step = make_step(row["model"], dataset, int(row["latent_dim"]), int(row["probes"]) or None, device,
                          batch_size=int(row["batch_size"]), compile_objective=compiled,
@@ -117,7 +118,7 @@ def predicted_seconds(row: dict, timing: dict, sizes: dict[str, int], sigma: str
 def job_startup_seconds() -> float:
     """A job's fixed cost before its first step: a fresh Python importing five's training code."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import five.train, five.evaluate, five.tracking"], check=True)
+    subprocess.run([sys.executable, "-c", "import five.run.train, five.run.evaluate, five.run.tracking"], check=True)
     return time.perf_counter() - started
 
 
@@ -213,7 +214,7 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
                f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}")
     if "predicted_train_s_packed" in estimate:
         packed_h = (estimate["predicted_train_s_packed"] + estimate["job_startup_s"] / estimate["seed"].nunique()) / 3600
-        summary += (f"; with each sweep point's seeds packed into one run (five.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
+        summary += (f"; with each sweep point's seeds packed into one run (five.model.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
                     f"device-hours (training {packed_h.sum():,.2f} h)")
     graphed = sorted(set(estimate.loc[estimate["cuda_graph"], "dataset"])) if "cuda_graph" in estimate else []
     notes = [f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",

@@ -1,4 +1,4 @@
-"""The four models: shared trunks (five.nets), a model-specific head, and the objective of spec §1.
+"""The four models: shared trunks (five.model.nets), a model-specific head, and the objective of spec §1.
 
 Each model exposes `loss_terms(x, generator)` for training and `posterior(x)` (a Gaussian proposal) for the
 one evaluation code path of spec §2–3.
@@ -12,13 +12,18 @@ import os
 import torch
 from torch import nn
 
-from five import objectives
-from five.config import MODELS_WITH_PROBES, TrainConfig
-from five.errors import ConfigError
-from five.data import Dataset
-from five.estimators import (GaussianPosterior, choose_encoder_product, encoder_jacobian, hutchinson_probes,
-                             jacobian_covariance_scale_tril)
-from five.nets import build_trunks
+from five.base.config import MODELS_WITH_PROBES, TrainConfig
+from five.base.errors import ConfigError
+from five.data.datasets import Dataset
+from five.model import objectives
+from five.model.estimators import (
+    GaussianPosterior,
+    choose_encoder_product,
+    encoder_jacobian,
+    hutchinson_probes,
+    jacobian_covariance_scale_tril,
+)
+from five.model.nets import build_trunks
 
 INITIAL_SIGMA = 0.1  # spec §5
 CONTINUOUS_LOG_SIGMA_FLOOR = math.log(1e-3)  # continuous data have no quantisation scale; this only guards s → 0
@@ -37,7 +42,7 @@ class Model(nn.Module):
     name = ""
     posterior_scales_with_sigma = False  # True where q(z|x)'s covariance is s·(something), as for FIF and FIVE
     compiled = False  # set by compile_objective
-    members = 1  # models trained side by side as one (five.pack); rows of a batch come in member blocks
+    members = 1  # models trained side by side as one (five.model.pack); rows of a batch come in member blocks
     noise_batch_dims: tuple[int, ...] = (0,)  # the example dimension of each tensor draw_noise returns
 
     def __init__(self, config: TrainConfig, dataset: Dataset):

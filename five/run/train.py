@@ -20,16 +20,24 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from five.files import (BEST_NAME, CHECKPOINT_NAME, TRAIN_JSON, move_aside, read_json, remove_stale_temporaries, run_lock,
-                        write_json)
-from five.config import TrainConfig
-from five.data import load_dataset
-from five.errors import ConfigError, TrainingDiverged
-from five.models import Model, build_model
-from five.pack import member_batches, member_optimizer_state, member_state, pack_models, packed_optimizer_state
-from five.steps import Step, check_cuda_graph_mode, choose_step, set_capturable, solo_batch, uses_cuda_graph
-from five.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
+from five.base.config import TrainConfig
+from five.base.errors import ConfigError, TrainingDiverged
+from five.base.files import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    TRAIN_JSON,
+    move_aside,
+    read_json,
+    remove_stale_temporaries,
+    run_lock,
+    write_json,
+)
+from five.data.datasets import load_dataset
+from five.model.models import Model, build_model
+from five.model.pack import member_batches, member_optimizer_state, member_state, pack_models, packed_optimizer_state
+from five.run.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from five.run.steps import Step, check_cuda_graph_mode, choose_step, set_capturable, solo_batch, uses_cuda_graph
+from five.run.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -156,7 +164,7 @@ def _shorter_run_from_history(out_dir: Path, config: TrainConfig, device: torch.
 
 @dataclass
 class Run:
-    """One seed's run and its folder, trained alone or as a member of a pack (five.pack) with the other seeds of
+    """One seed's run and its folder, trained alone or as a member of a pack (five.model.pack) with the other seeds of
     its sweep point. `model` holds its weights (a pack copies them out where they are read); `result` is its
     train.json record once it stops, and `failure` the error where it diverged."""
 
@@ -192,7 +200,7 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
 
     `compile_objective` runs the objective through torch.compile (faster steps after a warm-up of seconds;
     same math, floating-point results may differ in the last bits). `cuda_graph` (auto, on, off) captures the
-    training step as a CUDA graph (five.steps; auto: on CUDA, eager where the capture fails; the weights equal
+    training step as a CUDA graph (five.run.steps; auto: on CUDA, eager where the capture fails; the weights equal
     the eager run's within float32 round-off). `on_epoch` receives each history entry of a run that trains
     (replayed from the checkpoint on resume, so a tracker sees the whole run); `extra` is merged into
     train.json (e.g. the GPU and scheduler job that ran it).
@@ -209,7 +217,7 @@ def train_seeds(configs: list[TrainConfig], out_dirs: list[Path], device: torch.
                 on_train: Callable[[Run], Callable[[dict], None] | None] | None = None, extra: dict | None = None,
                 compile_objective: bool = False, cuda_graph: str = "auto") -> list[Run]:
     """Train (or resume) the runs of `configs` (one configuration up to the seed) in their `out_dirs`, those that
-    need training packed into one model (five.pack). Each member trains exactly as it would alone: its seed's
+    need training packed into one model (five.model.pack). Each member trains exactly as it would alone: its seed's
     initial weights, random streams, Adam state, validation, best epoch and early stop; a member that stops
     (stalled or diverged) leaves the pack and the others go on; a finished one costs nothing. `on_train(run)` is
     called for each run that trains, before its history is replayed from its checkpoint, and returns the

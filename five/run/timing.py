@@ -8,12 +8,12 @@ import time
 
 import torch
 
-from five.config import STEP_TIMING_ROUNDS, TrainConfig
-from five.data import Dataset
-from five.models import build_model
-from five.pack import member_batches, pack_models
-from five.steps import GraphedStep, eager_step, solo_batch
-from five.train import build_optimizer
+from five.base.config import STEP_TIMING_ROUNDS, TrainConfig
+from five.data.datasets import Dataset
+from five.model.models import build_model
+from five.model.pack import member_batches, pack_models
+from five.run.steps import GraphedStep, eager_step, solo_batch
+from five.run.train import build_optimizer
 
 
 def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) -> Dataset:
@@ -27,8 +27,8 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
               architecture: str | None = None, hidden_width: int = 512, cuda_graph: bool = False, pack: int = 1):
     """A closure running one optimiser step, as train_epoch does (data preparation optional); fif/five with
     `encoder_product` forced, or with another `objective(model, x, *noise)` (the reference formulation);
-    `cuda_graph`: the step captured as a CUDA graph, as training runs it on a GPU (five.steps); `pack`: that
-    many seeds trained as one packed model (five.pack), each member with its own batch."""
+    `cuda_graph`: the step captured as a CUDA graph, as training runs it on a GPU (five.run.steps); `pack`: that
+    many seeds trained as one packed model (five.model.pack), each member with its own batch."""
     config = TrainConfig(model=model_name, dataset=dataset.name, latent_dim=latent_dim, probes=probes,
                          hidden_width=hidden_width, batch_size=batch_size, surrogate_point=surrogate_point,
                          architecture=architecture)

@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from five.files import refuse_non_regular
-
+from five.base.files import refuse_non_regular
 
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12

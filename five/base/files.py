@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from five.errors import FiveError
+from five.base.errors import FiveError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL

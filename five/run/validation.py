@@ -14,9 +14,9 @@ from typing import Callable
 
 import torch
 
-from five.data import Dataset, dequantize
-from five.estimators import GaussianPosterior, iwae_log_likelihood
-from five.models import Model
+from five.data.datasets import Dataset, dequantize
+from five.model.estimators import GaussianPosterior, iwae_log_likelihood
+from five.model.models import Model
 
 VALIDATION_EXAMPLES = 512
 VALIDATION_SAMPLES = 16  # N of the short IWAE estimate

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from five.files import atomic_write
-from five.errors import FiveError
-from five.models import Model
+from five.base.errors import FiveError
+from five.base.files import atomic_write
+from five.model.models import Model
 
 GRID_EXAMPLES = 32
 GRID_SAMPLES = 64

@@ -14,16 +14,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from five import manifold
-from five.checkpoint import load_checkpoint, load_checkpoint_file, load_weights, save_checkpoint
-from five.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_json
-from five.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
-from five.data import Dataset, dequantize, load_dataset
-from five.errors import FiveError
-from five.estimators import iwae_log_likelihood
-from five.models import Model, build_model
-from five.objectives import kl_diagonal_per_dimension
-from five.validation import fit_log_sigma, validation_batch
+from five.base.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
+from five.base.errors import FiveError
+from five.base.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_json
+from five.data import manifold
+from five.data.datasets import Dataset, dequantize, load_dataset
+from five.model.estimators import iwae_log_likelihood
+from five.model.models import Model, build_model
+from five.model.objectives import kl_diagonal_per_dimension
+from five.run.checkpoint import load_checkpoint, load_checkpoint_file, load_weights, save_checkpoint
+from five.run.validation import fit_log_sigma, validation_batch
 
 EVALUATION_SEED = 20250602  # fixed: the test dequantisation and the importance samples are the same every time
 ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
@@ -255,7 +255,7 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
                 "importance_samples": importance_samples, "split": split, "config": record["config"]}
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
-        from five.images import as_images, write_image_grids  # torchvision, only when asked for
+        from five.run.images import as_images, write_image_grids  # torchvision, only when asked for
 
         as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)

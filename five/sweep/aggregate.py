@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.files import read_json
-from five.sweep import model_dir
+from five.base.files import read_json
+from five.sweep.table import model_dir
 
 RESULT_COLUMNS = ("nll_nats", "nll_standard_error", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",
                   "active_units", "active_units_eigen", "informative_directions", "rate_nats",

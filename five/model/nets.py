@@ -10,21 +10,10 @@ import math
 import torch
 from torch import nn
 
-from five.errors import ConfigError
+from five.base.errors import ConfigError
 
 CONV_CHANNELS = (32, 64, 128, 256)
 RESIDUAL_WIDTH = 512
-
-
-def choose_device(name: str = "auto") -> torch.device:
-    """`auto` is CUDA when present, else CPU; asking for CUDA where there is none is an error, not a fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {name!r} (choose from auto, cpu, cuda)")
-    return torch.device(name)
 
 
 class ResidualMLP(nn.Module):

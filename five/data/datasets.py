@@ -2,7 +2,7 @@
 
 Discrete data are stored as integer levels n in {0, …, L-1} (uint8 where L <= 256) and become model input
 x = (n + u) / L with u ~ U[0,1)^D when a batch is drawn; continuous data are used as they are.
-MNIST and CIFAR-10 (five.vision) read torchvision's files from a data directory and never download.
+MNIST and CIFAR-10 (five.data.vision) read torchvision's files from a data directory and never download.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from five.errors import DataError
+from five.base.errors import DataError
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
 DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
@@ -78,7 +78,7 @@ def load_digits() -> Dataset:
 
 def load_manifold() -> Dataset:
     """Continuous synthetic data on a curved 2-d manifold in 10 dims with a known density and posterior."""
-    from five import manifold
+    from five.data import manifold
 
     return Dataset("manifold", manifold.generate_splits(SPLIT_SEED), None, "mlp", 128)
 
@@ -149,9 +149,9 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
 
 def _vision(name: str) -> Callable[[Path], Dataset]:
     def load(data_dir: Path) -> Dataset:
-        from five.vision import load_vision_dataset  # imports torchvision only when needed
+        from five.data.vision import load_vision_splits  # imports torchvision only when needed
 
-        return load_vision_dataset(name, data_dir)
+        return Dataset(name, load_vision_splits(name, data_dir), 256, "conv", 512)
 
     return load
 

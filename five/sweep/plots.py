@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from five.aggregate import headline_metric, row_label  # noqa: E402
+from five.sweep.aggregate import headline_metric, row_label  # noqa: E402
 
 
 def _labelled(runs: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:

@@ -246,7 +246,7 @@ def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, l
                   settings: dict, per_example=None) -> dict:
     """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule;
     `per_example(run_dir)`: a run's per-example values of the metric (the test set's part of the interval)."""
-    kind, metric = claim["kind"], claim["metric"]
+    metric = claim["metric"]
     values, reason = paired_values(left, right, metric)
     if reason is None and len(values) < settings["min_seeds"]:
         reason = f"{len(values)} paired seed(s), fewer than min_seeds = {settings['min_seeds']}"

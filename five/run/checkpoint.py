@@ -1,4 +1,4 @@
-"""Checkpoints (torch state files) of a run folder, written atomically (five.files) and read as weights only."""
+"""Checkpoints (torch state files) of a run folder, written atomically (five.base.files) and read as weights only."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from five.errors import FiveError
-from five.files import MOVE_ASIDE_ADVICE, atomic_write
+from five.base.errors import FiveError
+from five.base.files import MOVE_ASIDE_ADVICE, atomic_write
 
 CHECKPOINT_KEYS = ("config", "epoch", "model")
 

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from five.data import dequantize
-from five.errors import FiveError
-from five.models import Model
+from five.base.errors import FiveError
+from five.data.datasets import dequantize
+from five.model.models import Model
 
 
 class PackedLayer(nn.Module):

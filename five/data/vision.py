@@ -1,6 +1,6 @@
 """MNIST and CIFAR-10 through torchvision (its own file parsing and integrity checks), offline-safe.
 
-`load_vision_dataset` never downloads: if files are missing it raises one DataError naming them and the
+`load_vision_splits` never downloads: if files are missing it raises one DataError naming them and the
 `five download` command that fetches them. `download_vision_dataset` is the only code path that touches the
 network (torchvision verifies the MD5 checksums of what it fetches).
 
@@ -13,19 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from five.errors import DataError
-
-VALIDATION_SIZE = 10_000
-OFFICIAL_SIZES = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}  # (training, test) images
-# The files torchvision's MNIST and CIFAR10 read, relative to the data root (tests check this against
-# torchvision's own lists). Kept free of imports so that the workflow can name them without loading torch.
-FILES = {
-    "mnist": [f"MNIST/raw/{name}" for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
-    "cifar10": [f"cifar-10-batches-py/{name}" for name in (*(f"data_batch_{i}" for i in range(1, 6)),
-                                                          "test_batch", "batches.meta")],
-}
-
+from five.base.errors import DataError
+from five.data.catalog import FILES, VALIDATION_SIZE
 
 def _sources() -> dict:
     from torchvision.datasets import CIFAR10, MNIST
@@ -52,9 +41,9 @@ def _images(source):
     return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
 
 
-def load_vision_dataset(name: str, root: Path):
-    from five.data import Dataset
-
+def load_vision_splits(name: str, root: Path) -> dict:
+    """The train/validation/test images (uint8 tensors) of `name` in `root`, or one DataError naming what is
+    missing or damaged."""
     missing = [path for path in expected_files(name, root) if not path.is_file()]
     if missing:
         listed = ", ".join(str(path.relative_to(root)) for path in missing)
@@ -70,8 +59,7 @@ def load_vision_dataset(name: str, root: Path):
     if images.shape[0] <= VALIDATION_SIZE:
         raise DataError(f"{name} in {root} has {images.shape[0]} training images, too few for a "
                         f"{VALIDATION_SIZE}-image validation split")
-    splits = {"train": images[:-VALIDATION_SIZE], "validation": images[-VALIDATION_SIZE:], "test": _images(test)}
-    return Dataset(name, splits, 256, "conv", 512)
+    return {"train": images[:-VALIDATION_SIZE], "validation": images[-VALIDATION_SIZE:], "test": _images(test)}
 
 
 def download_vision_dataset(name: str, root: Path, log: Callable[[str], None] = print) -> list[Path]:

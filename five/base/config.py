@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from five.errors import ConfigError
+from five.base.errors import ConfigError
 
 MODELS = ("vae", "fcvae", "fif", "five")
 MODELS_WITH_PROBES = ("fif", "five")
@@ -26,7 +26,7 @@ DEFAULT_LOG_SIGMA_LR = 1e-2
 STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-steps`): each pairs every configuration
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
-CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.steps); auto: on CUDA
+CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
 
 
 def cuda_graph_mode(value: str | bool) -> str:

@@ -18,10 +18,10 @@ from typing import Callable
 
 import torch
 
-from five.data import dequantize
-from five.config import CUDA_GRAPH_MODES
-from five.errors import ConfigError
-from five.models import Model
+from five.base.config import CUDA_GRAPH_MODES
+from five.base.errors import ConfigError
+from five.data.datasets import dequantize
+from five.model.models import Model
 
 WARMUP_PASSES = 2  # forward + backward passes before a capture (lazy cuBLAS/cuDNN set-up must not be captured)
 Step = Callable[[torch.Tensor], torch.Tensor]  # batch indices → each member's loss (members,)

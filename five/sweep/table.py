@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.claims import COMPARING_KINDS, COUNT_METRICS
-from five.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
-from five.errors import ConfigError
+from five.base.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
+from five.base.errors import ConfigError
+from five.data.catalog import DATA_SHAPES
+from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 RUN_DIR = "{results}/{dataset}/{model_dir}/d{latent_dim}/k{probes}/s{seed}"
@@ -46,7 +47,6 @@ def model_dir(model: str, surrogate_point: str | None) -> str:
     return model if variant in (None, "mean") else f"{model}-{variant}"
 # The example shape of each named data set (tests check them against the loaders), so that the dry run can
 # reject what would fail every job: a conv trunk on flat data, or d > D for fif/five.
-DATA_SHAPES = {"digits": (64,), "manifold": (10,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "log_sigma_lr", "architecture", "hidden_width", "checkpoint_every",
                   "eval_every", "patience")
 

@@ -8,7 +8,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from five.errors import ConfigError
+from five.base.errors import ConfigError
 
 PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
 

@@ -10,15 +10,21 @@ from typing import Callable
 import torch
 from torch.func import jvp
 
-from five.estimators import (LOG_2PI, decoder_jvps, decoder_probe_tangents, encoder_jvps, encoder_vjps,
-                             log_det_surrogate)
+from five.model.estimators import (
+    LOG_2PI,
+    decoder_jvps,
+    decoder_probe_tangents,
+    encoder_jvps,
+    encoder_vjps,
+    log_det_surrogate,
+)
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 FIF_TRAIN_NOISE = 0.01  # x̃ = x + 0.01·ε (§1.3)
 
 
 def per_row(value: torch.Tensor) -> torch.Tensor:
-    """A scalar, or one value per row (a pack's σ, five.pack), as a column that scales the rows of (B, d)."""
+    """A scalar, or one value per row (a pack's σ, five.model.pack), as a column that scales the rows of (B, d)."""
     return value.reshape(-1, 1)
 
 

@@ -1,0 +1,1 @@
+"""The math: networks, estimators, objectives, the four models, packed seeds."""

@@ -1,0 +1,1 @@
+"""One run: training steps and loop, validation, evaluation, checkpoints, timing, devices, MLflow."""
