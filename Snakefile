@@ -39,6 +39,6 @@ onsuccess:
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

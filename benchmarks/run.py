@@ -37,9 +37,13 @@ class Report:
 
     def __init__(self, device: torch.device):
         self.rows: list[dict] = []
-        self.context = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda"
-                        else "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        self.context = {
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
 
     def add(self, section: str, name: str, value: float, unit: str, target: str = "") -> None:
         self.rows.append({"section": section, "name": name, "value": value, "unit": unit, "target": target})
@@ -66,8 +70,10 @@ def step_ratios(report: Report, device: torch.device, dims, architectures, repea
         dataset = synthetic_dataset(shape, kind)
         for d in dims:
             budgets = [k for k in BUDGETS if k <= d]
-            steps = {"vae": make_step("vae", dataset, d, None, device),
-                     "fcvae": make_step("fcvae", dataset, d, None, device)}
+            steps = {
+                "vae": make_step("vae", dataset, d, None, device),
+                "fcvae": make_step("fcvae", dataset, d, None, device),
+            }
             for model in ("fif", "five"):
                 for k in budgets:
                     steps[f"{model} K={k}"] = make_step(model, dataset, d, k, device)
@@ -90,8 +96,9 @@ def step_ratios(report: Report, device: torch.device, dims, architectures, repea
                 report.add("probe", f"{arch} d={d} {model} extra probe", per_probe, "VAE steps", target)
 
 
-def reference_comparison(report: Report, device: torch.device, architectures, repeats: int, inner: int,
-                         products: bool = True) -> None:
+def reference_comparison(
+    report: Report, device: torch.device, architectures, repeats: int, inner: int, products: bool = True
+) -> None:
     """five's objectives against the straightforward per-probe formulation (benchmarks/reference.py) on the
     same networks, d = 16, every K; with `products`, also both encoder products forced (the measurements
     five.model.estimators.choose_encoder_product decides by)."""
@@ -106,12 +113,14 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
         for model in ("fif", "five"):
             for k in BUDGETS:
                 steps[f"{model} K={k}"] = make_step(model, dataset, 16, k, device)
-                steps[f"{model} K={k} reference"] = make_step(model, dataset, 16, k, device,
-                                                              objective=REFERENCE_OBJECTIVES[model])
+                steps[f"{model} K={k} reference"] = make_step(
+                    model, dataset, 16, k, device, objective=REFERENCE_OBJECTIVES[model]
+                )
                 if products:
                     for product in ("forward", "reverse"):
-                        steps[f"{model} K={k} {product}"] = make_step(model, dataset, 16, k, device,
-                                                                      encoder_product=product)
+                        steps[f"{model} K={k} {product}"] = make_step(
+                            model, dataset, 16, k, device, encoder_product=product
+                        )
             if model == "five":  # the estimator variant of method.md §1.4 (decoder tangents at the sample)
                 for k in BUDGETS:
                     steps[f"five-sample K={k}"] = make_step(model, dataset, 16, k, device, surrogate_point="sample")
@@ -123,16 +132,24 @@ def reference_comparison(report: Report, device: torch.device, architectures, re
                 product = choose_encoder_product(model, k, arch, "mean")
                 report.add("reference", f"{arch} d=16 {model} K={k} five ({product}) / vae", ours, "x")
                 report.add("reference", f"{arch} d=16 {model} K={k} reference / vae", reference, "x")
-                report.add("reference", f"{arch} d=16 {model} K={k} speed-up over reference", reference / ours, "x",
-                           ">1")
+                report.add(
+                    "reference", f"{arch} d=16 {model} K={k} speed-up over reference", reference / ours, "x", ">1"
+                )
                 if products:
                     for forced in ("forward", "reverse"):
-                        report.add("products", f"{arch} d=16 {model} K={k} {forced} mode / vae",
-                                   seconds[f"{model} K={k} {forced}"] / vae, "x")
+                        report.add(
+                            "products",
+                            f"{arch} d=16 {model} K={k} {forced} mode / vae",
+                            seconds[f"{model} K={k} {forced}"] / vae,
+                            "x",
+                        )
         for k in BUDGETS:
-            report.add("reference", f"{arch} d=16 five-sample K={k} "
-                       f"({choose_encoder_product('five', k, arch, 'sample')}) / vae", seconds[f"five-sample K={k}"] / vae,
-                       "x")
+            report.add(
+                "reference",
+                f"{arch} d=16 five-sample K={k} ({choose_encoder_product('five', k, arch, 'sample')}) / vae",
+                seconds[f"five-sample K={k}"] / vae,
+                "x",
+            )
 
 
 def compiled_step_ratios(report: Report, device: torch.device, repeats: int, inner: int) -> None:
@@ -170,8 +187,9 @@ def graph_step_times(report: Report, device: torch.device, repeats: int, inner: 
         for name in names:
             model, _, budget = name.partition(" K=")
             for graphed in (False, True):
-                steps[(name, graphed)] = make_step(model, dataset, 16, int(budget) if budget else None, device,
-                                                   cuda_graph=graphed)
+                steps[(name, graphed)] = make_step(
+                    model, dataset, 16, int(budget) if budget else None, device, cuda_graph=graphed
+                )
         seconds = time_steps(steps, repeats, inner, device)
         for name in names:
             eager, graph = seconds[(name, False)], seconds[(name, True)]
@@ -192,15 +210,25 @@ def compiled_graph_step_times(report: Report, device: torch.device, repeats: int
         print("  skipped: CUDA graphs need a CUDA device")
         return
     dataset = synthetic_dataset((1, 28, 28), "mlp")
-    steps = {name: make_step(model, dataset, 16, probes, device, compile_objective=compiled, cuda_graph=True)
-             for name, model, probes, compiled in (("vae", "vae", None, False), ("vae compiled", "vae", None, True),
-                                                   ("five K=1", "five", 1, False),
-                                                   ("five K=1 compiled", "five", 1, True))}
+    steps = {
+        name: make_step(model, dataset, 16, probes, device, compile_objective=compiled, cuda_graph=True)
+        for name, model, probes, compiled in (
+            ("vae", "vae", None, False),
+            ("vae compiled", "vae", None, True),
+            ("five K=1", "five", 1, False),
+            ("five K=1 compiled", "five", 1, True),
+        )
+    }
     seconds = time_steps(steps, repeats, inner, device)
     for name, value in seconds.items():
         report.add("graph", f"mlp d=16 {name} graph step", value * 1000, "ms", "<0.4" if name.startswith("vae") else "")
-    report.add("graph", "mlp d=16 five K=1 / vae, graph, compiled",
-               seconds["five K=1 compiled"] / seconds["vae compiled"], "x", "<2.0")
+    report.add(
+        "graph",
+        "mlp d=16 five K=1 / vae, graph, compiled",
+        seconds["five K=1 compiled"] / seconds["vae compiled"],
+        "x",
+        "<2.0",
+    )
 
 
 def cudnn_autotuned_graph_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
@@ -219,8 +247,9 @@ def cudnn_autotuned_graph_times(report: Report, device: torch.device, repeats: i
     torch.backends.cudnn.benchmark = False
     seconds = time_steps(steps, repeats, inner, device)
     for (name, tuned), value in seconds.items():
-        report.add("graph", f"conv d=16 {name} graph step, cudnn autotuner {'on' if tuned else 'off'}",
-                   value * 1000, "ms")
+        report.add(
+            "graph", f"conv d=16 {name} graph step, cudnn autotuner {'on' if tuned else 'off'}", value * 1000, "ms"
+        )
 
 
 def packed_step_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
@@ -235,17 +264,21 @@ def packed_step_times(report: Report, device: torch.device, repeats: int, inner:
             model, _, budget = name.partition(" K=")
             for graphed in modes:
                 for pack in packs if graphed or device.type != "cuda" else packs[:2]:
-                    steps[(name, graphed, pack)] = make_step(model, dataset, 16, int(budget) if budget else None,
-                                                             device, cuda_graph=graphed, pack=pack)
+                    steps[(name, graphed, pack)] = make_step(
+                        model, dataset, 16, int(budget) if budget else None, device, cuda_graph=graphed, pack=pack
+                    )
         seconds = time_steps(steps, repeats, inner, device)
         for (name, graphed, pack), value in seconds.items():
             mode = "graph" if graphed else "eager"
             target = "<1.2" if (arch, name, graphed, pack) == ("mlp", "vae", False, 3) and device.type == "cuda" else ""
-            report.add("packed", f"{arch} d=16 {name} {mode} pack {pack} per member", value / pack * 1000, "ms",
-                       target)
+            report.add("packed", f"{arch} d=16 {name} {mode} pack {pack} per member", value / pack * 1000, "ms", target)
             if pack > 1:
-                report.add("packed", f"{arch} d=16 {name} {mode} pack {pack} speed-up per member",
-                           seconds[(name, graphed, 1)] / (value / pack), "x")
+                report.add(
+                    "packed",
+                    f"{arch} d=16 {name} {mode} pack {pack} speed-up per member",
+                    seconds[(name, graphed, 1)] / (value / pack),
+                    "x",
+                )
 
 
 def packed_trunk_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
@@ -267,8 +300,10 @@ def packed_trunk_times(report: Report, device: torch.device, repeats: int, inner
             members = [build_model(config, dataset).to(device) for _ in range(pack)]
             model = members[0] if pack == 1 else pack_models(members)
             x = torch.rand(128 * pack, *dataset.example_shape, device=device)
-            for part, run in (("encoder", lambda: model.encoder_trunk(x)),
-                              ("decoder", lambda: model.decoder(torch.randn(128 * pack, 16, device=device)))):
+            for part, run in (
+                ("encoder", lambda: model.encoder_trunk(x)),
+                ("decoder", lambda: model.decoder(torch.randn(128 * pack, 16, device=device))),
+            ):
                 stream = torch.cuda.Stream()
                 stream.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(stream):
@@ -279,16 +314,22 @@ def packed_trunk_times(report: Report, device: torch.device, repeats: int, inner
                 with torch.cuda.graph(graph):
                     run().square().sum().backward()
                 seconds = time_steps({"part": graph.replay}, repeats, inner * 10, device)["part"]
-                report.add("packed", f"{arch} {part} forward+backward graph, pack {pack}, per member",
-                           seconds / pack * 1000, "ms")
+                report.add(
+                    "packed",
+                    f"{arch} {part} forward+backward graph, pack {pack}, per member",
+                    seconds / pack * 1000,
+                    "ms",
+                )
 
 
 def outside_model_share(report: Report, device: torch.device, repeats: int, inner: int) -> None:
     print("\n3. share of step time outside the model (batch indexing, dequantisation) ")
     dataset = synthetic_dataset((1, 28, 28), "mlp")
     for model, probes in (("vae", None), ("five", 1)):
-        steps = {"full": make_step(model, dataset, 16, probes, device, include_data=True),
-                 "model only": make_step(model, dataset, 16, probes, device, include_data=False)}
+        steps = {
+            "full": make_step(model, dataset, 16, probes, device, include_data=True),
+            "model only": make_step(model, dataset, 16, probes, device, include_data=False),
+        }
         seconds = time_steps(steps, repeats, inner, device)
         share = max(0.0, 1 - seconds["model only"] / seconds["full"])
         report.add("overhead", f"mlp d=16 {model} data preparation share", 100 * share, "%")
@@ -304,8 +345,13 @@ def iwae_throughput(report: Report, device: torch.device, samples: int = 1000) -
     dataset = synthetic_dataset((1, 28, 28), "mlp")
     x = dequantize(dataset.split("test")[:64].to(device), 256, torch.Generator(device=device).manual_seed(0))
     for model_name, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("five", 1)):
-        model = build_model(TrainConfig(model=model_name, dataset="bench", latent_dim=16, probes=probes,
-                                        hidden_width=512), dataset).to(device).eval()
+        model = (
+            build_model(
+                TrainConfig(model=model_name, dataset="bench", latent_dim=16, probes=probes, hidden_width=512), dataset
+            )
+            .to(device)
+            .eval()
+        )
         generator = torch.Generator(device=device).manual_seed(0)
         started = time.perf_counter()
         with torch.no_grad():
@@ -326,16 +372,34 @@ def workflow_overhead(report: Report) -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         # 500 sweep points = 500 train + 500 evaluate jobs
-        config = {"experiment": "bench", "seeds": list(range(5)),
-                  "models": {"vae": {}, "fcvae": {}, "fif": {"probes": [1, 2, 4, 8]}, "five": {"probes": [1, 2, 4, 8]}},
-                  "datasets": {"digits": {"latent_dims": [8, 16, 32, 64, 96], "epochs": 1},
-                               "manifold": {"latent_dims": [8, 16, 32, 64, 96], "epochs": 1}}}
+        config = {
+            "experiment": "bench",
+            "seeds": list(range(5)),
+            "models": {"vae": {}, "fcvae": {}, "fif": {"probes": [1, 2, 4, 8]}, "five": {"probes": [1, 2, 4, 8]}},
+            "datasets": {
+                "digits": {"latent_dims": [8, 16, 32, 64, 96], "epochs": 1},
+                "manifold": {"latent_dims": [8, 16, 32, 64, 96], "epochs": 1},
+            },
+        }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         from snakemake.utils import validate
 
         validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))  # fills in the defaults
-        command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
-                   "--configfile", str(work / "config.yaml"), "-n", "-q", "--cores", "1"]
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "-n",
+            "-q",
+            "--cores",
+            "1",
+        ]
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - started
@@ -348,10 +412,12 @@ def workflow_overhead(report: Report) -> None:
         for row in sweep.to_dict("records"):
             run_dir = Path(row["run_dir"])
             run_dir.mkdir(parents=True)
-            (run_dir / "train.json").write_text(json.dumps({"status": "complete", "history": history,
-                                                            "epochs_completed": 100, "wall_time_s": 10.0}))
-            (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 80.0,
-                                                           "bits_per_dim": 1.2, "active_units": 8}))
+            (run_dir / "train.json").write_text(
+                json.dumps({"status": "complete", "history": history, "epochs_completed": 100, "wall_time_s": 10.0})
+            )
+            (run_dir / "eval.json").write_text(
+                json.dumps({"status": "complete", "nll_nats": 80.0, "bits_per_dim": 1.2, "active_units": 8})
+            )
         started = time.perf_counter()
         runs, _ = collect_runs(sweep)
         write_tables(summarise(runs, {"fif": 1, "five": 1}), work / "tables" / "main", "t", "c")
@@ -371,16 +437,35 @@ def packed_run_times(report: Report, device: torch.device) -> None:
     quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
     for dataset, model, probes in (("digits", "vae", 0), ("digits", "five", 1), ("manifold", "five", 1)):
         settings = quick["datasets"][dataset]
-        row = {"model": model, "dataset": dataset, "latent_dim": 4, "probes": probes, "seed": 0,
-               "surrogate_point": "mean" if model == "five" else None,
-               **{key: settings.get(key) for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}}
-        base = [sys.executable, "-m", "five.cli", "train", *train_arguments(row, seeds=[]), "--threads", "1",
-                "--device", str(device.type)]
+        row = {
+            "model": model,
+            "dataset": dataset,
+            "latent_dim": 4,
+            "probes": probes,
+            "seed": 0,
+            "surrogate_point": "mean" if model == "five" else None,
+            **{key: settings.get(key) for key in ("epochs", "lr", "hidden_width", "checkpoint_every")},
+        }
+        base = [
+            sys.executable,
+            "-m",
+            "five.cli",
+            "train",
+            *train_arguments(row, seeds=[]),
+            "--threads",
+            "1",
+            "--device",
+            str(device.type),
+        ]
 
         def wall(seeds: list[int], work: Path) -> float:
             started = time.perf_counter()
-            subprocess.run([*base, "--seed", *map(str, seeds), "--out", *(str(work / f"s{s}") for s in seeds)],
-                           check=True, capture_output=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+            subprocess.run(
+                [*base, "--seed", *map(str, seeds), "--out", *(str(work / f"s{s}") for s in seeds)],
+                check=True,
+                capture_output=True,
+                env=os.environ | {"OMP_NUM_THREADS": "1"},
+            )
             return time.perf_counter() - started
 
         with tempfile.TemporaryDirectory() as folder:
@@ -399,8 +484,14 @@ def _train_like_a_job(row: dict) -> float:
 
     torch.set_num_threads(1)
     settings = {key: row[key] for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}
-    config = TrainConfig(model=row["model"], dataset=row["dataset"], latent_dim=row["latent_dim"],
-                         probes=row["probes"] or None, seed=row["seed"], **settings)
+    config = TrainConfig(
+        model=row["model"],
+        dataset=row["dataset"],
+        latent_dim=row["latent_dim"],
+        probes=row["probes"] or None,
+        seed=row["seed"],
+        **settings,
+    )
     return train(config, Path(row["run_dir"]), torch.device("cpu"), log=lambda line: None)["wall_time_s"]
 
 
@@ -425,8 +516,13 @@ def estimate_accuracy(report: Report) -> None:
         with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
             actual = list(pool.map(_train_like_a_job, rows))
     ratios = [seconds / predicted[row["run_dir"]] for row, seconds in zip(rows, actual)]
-    report.add("estimate", f"quick sweep: runs within 2x of the prediction (of {len(ratios)})",
-               100 * sum(0.5 <= ratio <= 2 for ratio in ratios) / len(ratios), "%", ">80")
+    report.add(
+        "estimate",
+        f"quick sweep: runs within 2x of the prediction (of {len(ratios)})",
+        100 * sum(0.5 <= ratio <= 2 for ratio in ratios) / len(ratios),
+        "%",
+        ">80",
+    )
     report.add("estimate", "actual/predicted: median", statistics.median(ratios), "x")
     report.add("estimate", "actual/predicted: smallest", min(ratios), "x")
     report.add("estimate", "actual/predicted: largest", max(ratios), "x")
@@ -465,11 +561,14 @@ def tracking_share(report: Report, epochs: int = 200) -> None:
         tracker.finish()
         logging_seconds += time.perf_counter() - started + sum(per_epoch)
     report.add("workflow", "MLflow experiment creation (once per sweep)", setup * 1000, "ms")
-    report.add("workflow", "MLflow fixed cost per job (start + finish)", (logging_seconds - sum(per_epoch)) * 1000, "ms")
+    report.add(
+        "workflow", "MLflow fixed cost per job (start + finish)", (logging_seconds - sum(per_epoch)) * 1000, "ms"
+    )
     report.add("workflow", "MLflow cost per epoch (buffered)", 1000 * sum(per_epoch) / len(per_epoch), "ms")
     share = 100 * logging_seconds / (result["wall_time_s"] + logging_seconds)
-    report.add("workflow", f"MLflow share of a {epochs}-epoch digits run ({result['wall_time_s']:.1f} s)", share,
-               "%", "<2")
+    report.add(
+        "workflow", f"MLflow share of a {epochs}-epoch digits run ({result['wall_time_s']:.1f} s)", share, "%", "<2"
+    )
 
 
 def validation_share(report: Report) -> None:
@@ -484,10 +583,27 @@ def validation_share(report: Report) -> None:
             result = train(config, Path(folder), torch.device("cpu"), log=lambda line: None)
         monitoring = sum(entry.get("validation_time_s", 0.0) for entry in result["history"])
         training = sum(entry["time_s"] for entry in result["history"])
-        report.add("monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%")
+        report.add(
+            "monitoring", f"digits d=8 {model} validation share", 100 * monitoring / (training + monitoring), "%"
+        )
 
 
-SECTIONS = ("steps", "reference", "compiled", "graph", "compiled-graph", "graph-cudnn", "packed", "packed-trunks", "packed-runs", "estimate", "overhead", "iwae", "workflow", "monitoring")
+SECTIONS = (
+    "steps",
+    "reference",
+    "compiled",
+    "graph",
+    "compiled-graph",
+    "graph-cudnn",
+    "packed",
+    "packed-trunks",
+    "packed-runs",
+    "estimate",
+    "overhead",
+    "iwae",
+    "workflow",
+    "monitoring",
+)
 
 
 def main(argv=None) -> int:
@@ -501,24 +617,28 @@ def main(argv=None) -> int:
 
     device = choose_device(args.device)
     report = Report(device)
-    print(f"five benchmarks on {report.context['device_name']} ({device}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"five benchmarks on {report.context['device_name']} ({device}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     dims, architectures = ((16,), ("mlp",)) if args.quick else ((8, 16, 64), ("mlp", "conv"))
     repeats, inner = (5, 2) if args.quick else (7, 3)
-    sections = {"steps": lambda: step_ratios(report, device, dims, architectures, repeats, inner),
-                "reference": lambda: reference_comparison(report, device, architectures, repeats, inner),
-                "compiled": lambda: compiled_step_ratios(report, device, repeats, inner),
-                "graph": lambda: graph_step_times(report, device, repeats, inner),
-                "compiled-graph": lambda: compiled_graph_step_times(report, device, repeats, inner),
-                "graph-cudnn": lambda: cudnn_autotuned_graph_times(report, device, repeats, inner),
-                "packed": lambda: packed_step_times(report, device, repeats, inner),
-                "packed-trunks": lambda: packed_trunk_times(report, device, repeats, inner),
-                "packed-runs": lambda: packed_run_times(report, device),
-                "estimate": lambda: estimate_accuracy(report),
-                "overhead": lambda: outside_model_share(report, device, repeats, inner),
-                "iwae": lambda: iwae_throughput(report, device),
-                "workflow": lambda: workflow_overhead(report),
-                "monitoring": lambda: validation_share(report)}
+    sections = {
+        "steps": lambda: step_ratios(report, device, dims, architectures, repeats, inner),
+        "reference": lambda: reference_comparison(report, device, architectures, repeats, inner),
+        "compiled": lambda: compiled_step_ratios(report, device, repeats, inner),
+        "graph": lambda: graph_step_times(report, device, repeats, inner),
+        "compiled-graph": lambda: compiled_graph_step_times(report, device, repeats, inner),
+        "graph-cudnn": lambda: cudnn_autotuned_graph_times(report, device, repeats, inner),
+        "packed": lambda: packed_step_times(report, device, repeats, inner),
+        "packed-trunks": lambda: packed_trunk_times(report, device, repeats, inner),
+        "packed-runs": lambda: packed_run_times(report, device),
+        "estimate": lambda: estimate_accuracy(report),
+        "overhead": lambda: outside_model_share(report, device, repeats, inner),
+        "iwae": lambda: iwae_throughput(report, device),
+        "workflow": lambda: workflow_overhead(report),
+        "monitoring": lambda: validation_share(report),
+    }
     for name in args.only or SECTIONS:
         sections[name]()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -44,16 +44,28 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
     """Options of a job of the workflow; `runs`: "one" run folder, or "several" (a run key each)."""
     parser.add_argument("--mlflow-experiment", help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)")
-    parser.add_argument("--mlflow-run-key", nargs="+" if runs == "several" else None,
-                        help="identifies the sweep point in MLflow (default: the run folder)"
-                             + ("; one per run folder" if runs == "several" else ""))
-    parser.add_argument("--mlflow-artifact-location", type=Path,
-                        help="where a new MLflow experiment keeps its artifacts (the first job creates it)")
-    parser.add_argument("--gpu-lock-dir", type=Path,
-                        help="claim a GPU no other job holds, via lock files in this folder (workflow jobs)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads of PyTorch in this job (default: PyTorch's, one per core; the workflow "
-                             "passes the job's Snakemake threads so that parallel jobs do not oversubscribe)")
+    parser.add_argument(
+        "--mlflow-run-key",
+        nargs="+" if runs == "several" else None,
+        help="identifies the sweep point in MLflow (default: the run folder)"
+        + ("; one per run folder" if runs == "several" else ""),
+    )
+    parser.add_argument(
+        "--mlflow-artifact-location",
+        type=Path,
+        help="where a new MLflow experiment keeps its artifacts (the first job creates it)",
+    )
+    parser.add_argument(
+        "--gpu-lock-dir",
+        type=Path,
+        help="claim a GPU no other job holds, via lock files in this folder (workflow jobs)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of PyTorch in this job (default: PyTorch's, one per core; the workflow "
+        "passes the job's Snakemake threads so that parallel jobs do not oversubscribe)",
+    )
 
 
 def prepare_job(args, log=print):
@@ -68,10 +80,14 @@ def prepare_job(args, log=print):
             raise FiveError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
-    facts = {"gpu_claimed": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "hostname": socket.gethostname(),
-             "threads": torch.get_num_threads(),
-             "started_at": time.time()}
+    facts = {
+        "gpu_claimed": gpu,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "hostname": socket.gethostname(),
+        "threads": torch.get_num_threads(),
+        "started_at": time.time(),
+    }
     return choose_device(args.device), facts
 
 
@@ -86,8 +102,10 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
     try:
         return RunTracker(args.mlflow_experiment, key, warn=warn, artifact_location=artifacts)
     except Exception as error:  # the store is down or unreachable: training is never lost to tracking
-        warn(f"warning: MLflow tracking unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
-             "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)")
+        warn(
+            f"warning: MLflow tracking unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
+            "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
+        )
         return None
 
 
@@ -97,7 +115,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="five", description="Train and evaluate the four models of the FIVE benchmark (VAE, FC-VAE, FIF, FIVE).")
+    parser = OneLineErrorParser(
+        prog="five", description="Train and evaluate the four models of the FIVE benchmark (VAE, FC-VAE, FIF, FIVE)."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
 
     train = commands.add_parser("train", help="train (or resume) one run")
@@ -108,92 +128,158 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     train.add_argument("--lr", type=float, default=DEFAULT_LR)
-    train.add_argument("--log-sigma-lr", type=float,
-                       help="Adam learning rate of ρ = log σ (vae, fcvae, five; default 0.01, see config/README.md)")
+    train.add_argument(
+        "--log-sigma-lr",
+        type=float,
+        help="Adam learning rate of ρ = log σ (vae, fcvae, five; default 0.01, see config/README.md)",
+    )
     train.add_argument("--beta", type=float, help="FIF reconstruction weight (fif only; default 10)")
-    train.add_argument("--surrogate-point", help="five only: where the decoder tangents J_g·v are taken, mean "
-                                                "(default) or sample (method.md §1.4)")
-    train.add_argument("--seed", type=int, nargs="+", default=[0],
-                       help="seed(s); several train as one packed model, each exactly as alone (one --out each)")
+    train.add_argument(
+        "--surrogate-point",
+        help="five only: where the decoder tangents J_g·v are taken, mean (default) or sample (method.md §1.4)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seed(s); several train as one packed model, each exactly as alone (one --out each)",
+    )
     train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
     train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
     train.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     train.add_argument("--eval-every", type=int, help="epochs between validation evaluations (default: epochs/20)")
-    train.add_argument("--patience", type=int,
-                       help="stop when this many validation evaluations bring no better NLL (default: off)")
+    train.add_argument(
+        "--patience", type=int, help="stop when this many validation evaluations bring no better NLL (default: off)"
+    )
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    train.add_argument("--out", type=Path, nargs="+", required=True,
-                       help="run folder, one per seed; an existing one is resumed")
-    train.add_argument("--restart-if-changed", action="store_true",
-                       help="if --out holds a run of another configuration, start afresh instead of failing")
-    train.add_argument("--compile", action="store_true",
-                       help="torch.compile the objective: faster steps after a warm-up of seconds")
-    train.add_argument("--cuda-graph", default="auto", choices=CUDA_GRAPH_MODES,
-                       help="capture the training step as a CUDA graph: auto (on CUDA, eager where the capture "
-                            "fails; default), on (fail if it cannot), off")
-    train.add_argument("--record-divergence", action="store_true",
-                       help="a non-finite loss is recorded in train.json (status diverged) and exits 0")
+    train.add_argument(
+        "--out", type=Path, nargs="+", required=True, help="run folder, one per seed; an existing one is resumed"
+    )
+    train.add_argument(
+        "--restart-if-changed",
+        action="store_true",
+        help="if --out holds a run of another configuration, start afresh instead of failing",
+    )
+    train.add_argument(
+        "--compile", action="store_true", help="torch.compile the objective: faster steps after a warm-up of seconds"
+    )
+    train.add_argument(
+        "--cuda-graph",
+        default="auto",
+        choices=CUDA_GRAPH_MODES,
+        help="capture the training step as a CUDA graph: auto (on CUDA, eager where the capture "
+        "fails; default), on (fail if it cannot), off",
+    )
+    train.add_argument(
+        "--record-divergence",
+        action="store_true",
+        help="a non-finite loss is recorded in train.json (status diverged) and exits 0",
+    )
     add_job_options(train, runs="several")
 
     evaluate = commands.add_parser("evaluate", help="evaluate trained runs")
-    evaluate.add_argument("--run", type=Path, nargs="+", required=True,
-                          help="run folder(s) written by `five train`; several are evaluated in turn in one process")
+    evaluate.add_argument(
+        "--run",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="run folder(s) written by `five train`; several are evaluated in turn in one process",
+    )
     evaluate.add_argument("--importance-samples", type=int, default=1000, help="N of the IWAE estimate")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    evaluate.add_argument("--image-dir", type=Path, nargs="+",
-                          help="also write reconstructions.png and samples.png here (one per run folder)")
-    evaluate.add_argument("--model-selection", default="best",
-                          help="best (the epoch with the best validation NLL; default) or last")
-    evaluate.add_argument("--sigma", default="own",
-                          help="own (the model's: learned, or FIF's fixed 1/√(2β); default) or fitted (the σ that "
-                               "maximises the validation IWAE for the trained f, g; FIF then also reports its own)")
-    evaluate.add_argument("--cache-dir", type=Path,
-                          help="reuse quantities every evaluation of a sweep computes alike (manifold: the true "
-                               "posterior of the test points) from this folder")
-    evaluate.add_argument("--out", type=Path, nargs="+", required=True, help="the JSON file to write, one per run folder")
+    evaluate.add_argument(
+        "--image-dir",
+        type=Path,
+        nargs="+",
+        help="also write reconstructions.png and samples.png here (one per run folder)",
+    )
+    evaluate.add_argument(
+        "--model-selection", default="best", help="best (the epoch with the best validation NLL; default) or last"
+    )
+    evaluate.add_argument(
+        "--sigma",
+        default="own",
+        help="own (the model's: learned, or FIF's fixed 1/√(2β); default) or fitted (the σ that "
+        "maximises the validation IWAE for the trained f, g; FIF then also reports its own)",
+    )
+    evaluate.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="reuse quantities every evaluation of a sweep computes alike (manifold: the true "
+        "posterior of the test points) from this folder",
+    )
+    evaluate.add_argument(
+        "--out", type=Path, nargs="+", required=True, help="the JSON file to write, one per run folder"
+    )
     add_job_options(evaluate, runs="several")
 
     init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
     init.add_argument("--experiment", required=True)
     init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
 
-    sync = commands.add_parser("mlflow-sync", help="log finished run folders that MLflow lacks (trained while "
-                                                   "the tracking server was down) from their JSON files")
+    sync = commands.add_parser(
+        "mlflow-sync",
+        help="log finished run folders that MLflow lacks (trained while "
+        "the tracking server was down) from their JSON files",
+    )
     sync.add_argument("--experiment", required=True)
     sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
     sync.add_argument("runs", nargs="+", type=Path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
 
     estimate = commands.add_parser("estimate", help="predict a sweep's device-hours before running it")
     estimate.add_argument("--configfile", type=Path, required=True, help="the sweep's config (as for snakemake)")
-    estimate.add_argument("--device", default="auto", help="where to time the steps: auto, cpu or cuda (time on "
-                                                           "the kind of device the jobs will use)")
+    estimate.add_argument(
+        "--device",
+        default="auto",
+        help="where to time the steps: auto, cpu or cuda (time on the kind of device the jobs will use)",
+    )
     estimate.add_argument("--gpus", type=int, default=1, help="devices the sweep runs on at once (wall-clock)")
-    estimate.add_argument("--pack-seeds", action="store_true",
-                          help="also time each sweep point's seeds packed into one model (five.model.pack) and report the "
-                               "device-hours with packing")
+    estimate.add_argument(
+        "--pack-seeds",
+        action="store_true",
+        help="also time each sweep point's seeds packed into one model (five.model.pack) and report the "
+        "device-hours with packing",
+    )
     estimate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
-    estimate.add_argument("--out-dir", type=Path,
-                          help="where estimate.csv and estimate.md go (default: results/<experiment>, where the "
-                               "workflow reads it)")
+    estimate.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where estimate.csv and estimate.md go (default: results/<experiment>, where the workflow reads it)",
+    )
 
-    timing = commands.add_parser("time-steps", help="time the training steps of several configurations side by "
-                                                     "side in one process (the sweep's cost claim)")
+    timing = commands.add_parser(
+        "time-steps",
+        help="time the training steps of several configurations side by side in one process (the sweep's cost claim)",
+    )
     timing.add_argument("--dataset", required=True, help="the data set whose steps are timed")
-    timing.add_argument("--points", required=True,
-                        help='JSON list of configurations: {"model", "latent_dim", "probes", "surrogate_point", '
-                             '"batch_size", "hidden_width", "architecture"} (missing keys: the defaults)')
-    timing.add_argument("--rounds", type=int, default=STEP_TIMING_ROUNDS,
-                        help="rounds, each timing every configuration in turn (pairs for the claims)")
+    timing.add_argument(
+        "--points",
+        required=True,
+        help='JSON list of configurations: {"model", "latent_dim", "probes", "surrogate_point", '
+        '"batch_size", "hidden_width", "architecture"} (missing keys: the defaults)',
+    )
+    timing.add_argument(
+        "--rounds",
+        type=int,
+        default=STEP_TIMING_ROUNDS,
+        help="rounds, each timing every configuration in turn (pairs for the claims)",
+    )
     timing.add_argument("--device", default="auto")
-    timing.add_argument("--cuda-graph", default="auto", choices=CUDA_GRAPH_MODES,
-                        help="time the steps as training runs them: captured as CUDA graphs on CUDA (auto)")
+    timing.add_argument(
+        "--cuda-graph",
+        default="auto",
+        choices=CUDA_GRAPH_MODES,
+        help="time the steps as training runs them: captured as CUDA graphs on CUDA (auto)",
+    )
     timing.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    timing.add_argument("--out", type=Path, required=True, help="the CSV file to write (one row per round and "
-                                                                 "configuration)")
+    timing.add_argument(
+        "--out", type=Path, required=True, help="the CSV file to write (one row per round and configuration)"
+    )
     add_job_options(timing)
 
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
@@ -207,13 +293,27 @@ def run_train(args) -> None:
     from five.run.train import check_packable, train_seeds
 
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
-    configs = [TrainConfig(
-        model=args.model, dataset=args.dataset, latent_dim=args.latent_dim, probes=args.probes,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta, seed=seed,
-        architecture=args.architecture, hidden_width=args.hidden_width, checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every, patience=args.patience, log_sigma_lr=args.log_sigma_lr,
-        surrogate_point=args.surrogate_point,
-    ) for seed in args.seed]
+    configs = [
+        TrainConfig(
+            model=args.model,
+            dataset=args.dataset,
+            latent_dim=args.latent_dim,
+            probes=args.probes,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            beta=args.beta,
+            seed=seed,
+            architecture=args.architecture,
+            hidden_width=args.hidden_width,
+            checkpoint_every=args.checkpoint_every,
+            eval_every=args.eval_every,
+            patience=args.patience,
+            log_sigma_lr=args.log_sigma_lr,
+            surrogate_point=args.surrogate_point,
+        )
+        for seed in args.seed
+    ]
     check_packable(configs, args.out)  # before a GPU is claimed
     for out in args.out:
         check_output_dir(out, "--out")
@@ -229,9 +329,17 @@ def run_train(args) -> None:
         return epoch_logger(trackers[run.out_dir])
 
     try:
-        runs = train_seeds(configs, args.out, device, data_dir=args.data_dir,
-                           restart_if_changed=args.restart_if_changed, on_train=on_train, extra=facts,
-                           compile_objective=args.compile, cuda_graph=args.cuda_graph)
+        runs = train_seeds(
+            configs,
+            args.out,
+            device,
+            data_dir=args.data_dir,
+            restart_if_changed=args.restart_if_changed,
+            on_train=on_train,
+            extra=facts,
+            compile_objective=args.compile,
+            cuda_graph=args.cuda_graph,
+        )
     except BaseException:  # no MLflow run is left RUNNING by a job that failed
         for tracker in trackers.values():
             if tracker is not None:
@@ -251,13 +359,17 @@ def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
             tracker.finish("FAILED" if run.failure is not None else "FINISHED")
         if run.failure is not None:
             if record_divergence:
-                print(f"five: diverged: {run.out_dir}: {run.failure} (recorded in {run.out_dir / TRAIN_JSON})",
-                      file=sys.stderr)
+                print(
+                    f"five: diverged: {run.out_dir}: {run.failure} (recorded in {run.out_dir / TRAIN_JSON})",
+                    file=sys.stderr,
+                )
             continue
         final = run.result["history"][-1] if run.result["history"] else {}
-        print(f"done: {run.result['epochs_completed']} epochs, final loss {final.get('loss')}, "
-              f"wall time {run.result['wall_time_s']:.1f}s; wrote {run.out_dir}/checkpoint.pt and "
-              f"{run.out_dir}/train.json")
+        print(
+            f"done: {run.result['epochs_completed']} epochs, final loss {final.get('loss')}, "
+            f"wall time {run.result['wall_time_s']:.1f}s; wrote {run.out_dir}/checkpoint.pt and "
+            f"{run.out_dir}/train.json"
+        )
     failure = next((run.failure for run in runs if run.failure is not None), None)
     if failure is not None and not record_divergence:
         raise failure
@@ -266,8 +378,9 @@ def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
 def start_tracker(args, run_dir: Path, key: str | None, config: TrainConfig, device):
     tracker = make_tracker(args, run_dir, key)
     if tracker is not None:
-        tracker.start(config.to_dict() | {"device": str(device)}, tags={"model": config.model,
-                                                                       "dataset": config.dataset})
+        tracker.start(
+            config.to_dict() | {"device": str(device)}, tags={"model": config.model, "dataset": config.dataset}
+        )
     return tracker
 
 
@@ -275,8 +388,9 @@ def epoch_logger(tracker):
     """Each history entry as MLflow metrics at its epoch (None without a tracker)."""
     if tracker is None:
         return None
-    return lambda entry: tracker.log_metrics({key: value for key, value in entry.items() if key != "epoch"},
-                                             step=entry["epoch"], flush=False)
+    return lambda entry: tracker.log_metrics(
+        {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False
+    )
 
 
 def check_one_per_run(runs: list, option: str, values: list | None) -> None:
@@ -302,9 +416,19 @@ def run_evaluate(args) -> None:
     device, facts = prepare_job(args, log)
     for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
         tracker = make_tracker(args, run, key)
-        metrics = evaluate_run(run, device, args.importance_samples, args.split, args.batch_size, log=log,
-                               data_dir=args.data_dir, image_dir=image_dir, model_selection=args.model_selection,
-                               sigma=args.sigma, cache_dir=args.cache_dir)
+        metrics = evaluate_run(
+            run,
+            device,
+            args.importance_samples,
+            args.split,
+            args.batch_size,
+            log=log,
+            data_dir=args.data_dir,
+            image_dir=image_dir,
+            model_selection=args.model_selection,
+            sigma=args.sigma,
+            cache_dir=args.cache_dir,
+        )
         write_json(out, metrics | {"job": facts})
         if tracker is not None:
             tracker.attach()
@@ -330,18 +454,22 @@ def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
     if metrics["status"] == "diverged":
         return f"{run} diverged: {metrics['error']}; wrote {out}"
     bits = metrics["bits_per_dim"]
-    lines = [f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
-             f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
-             + (f", {bits:.4f} bits/dim" if bits is not None else "")
-             + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
-             f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "
-             f"σ {metrics['sigma']:.4f} ({metrics['sigma_policy']}); wrote {out}"]
+    lines = [
+        f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
+        f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
+        + (f", {bits:.4f} bits/dim" if bits is not None else "")
+        + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
+        f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "
+        f"σ {metrics['sigma']:.4f} ({metrics['sigma_policy']}); wrote {out}"
+    ]
     if metrics.get("nll_nats_own_sigma") is not None:
         lines.append(f"at its own fixed σ {metrics['sigma_own']:.4f}: NLL {metrics['nll_nats_own_sigma']:.3f} nats")
     if "posterior_covariance_error" in metrics:
-        lines.append(f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
-                     f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "
-                     f"model {metrics['model_nll_nats_same_examples']:.3f} nats")
+        lines.append(
+            f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
+            f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "
+            f"model {metrics['model_nll_nats_same_examples']:.3f} nats"
+        )
     lines += [f"wrote {path}" for path in metrics.get("image_grids", [])]
     return "\n".join(lines)
 
@@ -368,23 +496,44 @@ def run_time_steps(args) -> None:
     for point in points:
         unknown = set(point) - set(STEP_POINT_KEYS)
         if unknown:
-            raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} "
-                            f"(known: {', '.join(STEP_POINT_KEYS)})")
+            raise FiveError(
+                f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(STEP_POINT_KEYS)})"
+            )
     if args.rounds < 2:
         raise FiveError(f"--rounds must be >= 2 (pairs for an interval), got {args.rounds}")
-    configs = [TrainConfig(dataset=args.dataset, **{key: value for key, value in point.items() if value is not None})
-               for point in points]
+    configs = [
+        TrainConfig(dataset=args.dataset, **{key: value for key, value in point.items() if value is not None})
+        for point in points
+    ]
     check_output_file(args.out, "--out")
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)
-    rows = side_by_side_step_times(configs, dataset, device, uses_cuda_graph(args.cuda_graph, device), args.rounds,
-                                   log=lambda line: print(line, file=sys.stderr))
-    table = pd.DataFrame([{"dataset": row["dataset"], "model": model_dir(row["model"], row["surrogate_point"]),
-                           "latent_dim": row["latent_dim"], "probes": row["probes"] or 0, "round": row["round"],
-                           "step_time_s": row["step_time_s"], "device": torch_device_name(device)} for row in rows])
+    rows = side_by_side_step_times(
+        configs,
+        dataset,
+        device,
+        uses_cuda_graph(args.cuda_graph, device),
+        args.rounds,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "dataset": row["dataset"],
+                "model": model_dir(row["model"], row["surrogate_point"]),
+                "latent_dim": row["latent_dim"],
+                "probes": row["probes"] or 0,
+                "round": row["round"],
+                "step_time_s": row["step_time_s"],
+                "device": torch_device_name(device),
+            }
+            for row in rows
+        ]
+    )
     atomic_write(args.out, lambda file: file.write(table.to_csv(index=False).encode()))
-    print(f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; "
-          f"wrote {args.out}")
+    print(
+        f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; wrote {args.out}"
+    )
 
 
 def run_download(args) -> None:
@@ -407,8 +556,13 @@ def run_estimate(args) -> None:
     check_output_dir(args.out_dir, "--out-dir")
     device = choose_device(args.device)
     name = torch_device_name(device)
-    estimate = estimate_sweep(config, sweep_table(config, experiment_dir(config)), device,
-                              args.data_dir or Path(config["data_dir"]), pack_seeds=args.pack_seeds)
+    estimate = estimate_sweep(
+        config,
+        sweep_table(config, experiment_dir(config)),
+        device,
+        args.data_dir or Path(config["data_dir"]),
+        pack_seeds=args.pack_seeds,
+    )
     summary = write_estimate(estimate, args.out_dir, args.gpus, name)
     print(f"{summary}\nwrote {args.out_dir / 'estimate.csv'} and {args.out_dir / 'estimate.md'}")
 
@@ -430,16 +584,24 @@ def run_mlflow_sync(args) -> None:
     from five.run.tracking import sync_run
 
     for run_dir in args.runs:
-        outcome = sync_run(args.experiment, run_dir, args.artifact_location,
-                           warn=lambda line: print(line, file=sys.stderr))
+        outcome = sync_run(
+            args.experiment, run_dir, args.artifact_location, warn=lambda line: print(line, file=sys.stderr)
+        )
         print(f"{run_dir}: {outcome}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": run_train, "evaluate": run_evaluate, "download": run_download, "estimate": run_estimate,
-         "mlflow-init": run_mlflow_init, "mlflow-sync": run_mlflow_sync, "time-steps": run_time_steps}[args.command](args)
+        {
+            "train": run_train,
+            "evaluate": run_evaluate,
+            "download": run_download,
+            "estimate": run_estimate,
+            "mlflow-init": run_mlflow_init,
+            "mlflow-sync": run_mlflow_sync,
+            "time-steps": run_time_steps,
+        }[args.command](args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)
         return error.exit_code

@@ -21,6 +21,7 @@ BASE = {
 
 def edit(path: str, value=None, delete=False):
     """A mutation of BASE setting (or deleting) the value at a dotted path."""
+
     def apply(config):
         *parents, last = path.split(".")
         node = config
@@ -31,12 +32,19 @@ def edit(path: str, value=None, delete=False):
         else:
             node[last] = value
         return config
+
     return apply
 
 
 def claim(**changes):
-    entry = {"id": "C1", "statement": "s", "kind": "paired", "model": "five", "against": ["vae"],
-             "metric": "nll_nats"} | changes
+    entry = {
+        "id": "C1",
+        "statement": "s",
+        "kind": "paired",
+        "model": "five",
+        "against": ["vae"],
+        "metric": "nll_nats",
+    } | changes
     return edit("claims", {"list": [{k: v for k, v in entry.items() if v is not None}]})
 
 
@@ -68,27 +76,51 @@ CASES = [
     ("model selection", edit("model_selection", "worst"), "invalid config at model_selection"),
     ("sigma policy", edit("sigma", "guess"), "invalid config at sigma"),
     ("experiment with space", edit("experiment", "my exp"), "invalid config at experiment"),
-    ("runtime zero", edit("datasets.digits.resources", {"train": {"runtime": 0}}),
-     "datasets.digits.resources.train.runtime"),
-    ("table probes not swept", edit("table_probes", {"five": 3}),
-     "table_probes.five = 3 is not a swept budget of models.five.probes"),
-    ("table probes of absent model", lambda c: edit("table_probes", {"fif": 1})(edit("models.fif", delete=True)(c)),
-     "table_probes.fif is set but fif is not in models"),
+    (
+        "runtime zero",
+        edit("datasets.digits.resources", {"train": {"runtime": 0}}),
+        "datasets.digits.resources.train.runtime",
+    ),
+    (
+        "table probes not swept",
+        edit("table_probes", {"five": 3}),
+        "table_probes.five = 3 is not a swept budget of models.five.probes",
+    ),
+    (
+        "table probes of absent model",
+        lambda c: edit("table_probes", {"fif": 1})(edit("models.fif", delete=True)(c)),
+        "table_probes.fif is set but fif is not in models",
+    ),
     ("conv on flat data", edit("datasets.digits.architecture", "conv"), "datasets.digits.architecture = conv"),
-    ("d > D for five", edit("datasets.manifold.latent_dims", [2, 12]), "datasets.manifold.latent_dims [12] exceed D = 10"),
+    (
+        "d > D for five",
+        edit("datasets.manifold.latent_dims", [2, 12]),
+        "datasets.manifold.latent_dims [12] exceed D = 10",
+    ),
     ("claims confidence", edit("claims", {"confidence": 1.5}), "invalid config at claims.confidence"),
     ("claims min seeds", edit("claims", {"min_seeds": 1}), "invalid config at claims.min_seeds"),
     ("claim kind", claim(kind="vibes"), "invalid config at claims.list.0.kind"),
     ("claim without metric", claim(metric=None), "'metric' is a required property"),
     ("claim without against", claim(against=None), "claims.list.0 (C1): kind paired compares two sides"),
     ("claim unknown metric", claim(metric="accuracy"), "invalid config at claims.list.0.metric"),
-    ("duplicated key", "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
-                       "    epochs: 2\n    epochs: 3\n", "the key 'epochs' appears twice"),
-    ("lr not a number", "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
-                        "    epochs: 2\n    lr: .nan\n", "datasets.digits.lr: nan is not of type 'number' (numbers must be finite)"),
+    (
+        "duplicated key",
+        "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
+        "    epochs: 2\n    epochs: 3\n",
+        "the key 'epochs' appears twice",
+    ),
+    (
+        "lr not a number",
+        "experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets:\n  digits:\n    latent_dims: [2]\n"
+        "    epochs: 2\n    lr: .nan\n",
+        "datasets.digits.lr: nan is not of type 'number' (numbers must be finite)",
+    ),
     ("tracking uri a bare path", edit("tracking_uri", "/tmp/mlruns"), "is MLflow's file store"),
-    ("claim on an unswept model", lambda c: claim(against=["fcvae"])(edit("models.fcvae", delete=True)(c)),
-     "claims.list.0 (C1): fcvae is not swept"),
+    (
+        "claim on an unswept model",
+        lambda c: claim(against=["fcvae"])(edit("models.fcvae", delete=True)(c)),
+        "claims.list.0 (C1): fcvae is not swept",
+    ),
 ]
 
 
@@ -96,9 +128,25 @@ def dry_run(workdir: Path, case) -> subprocess.CompletedProcess:
     _, config, _ = case
     text = config if isinstance(config, str) else yaml.safe_dump(config(copy.deepcopy(BASE)))
     (workdir / "config.yaml").write_text(text)
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "1", "-n"],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "1",
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -151,65 +199,135 @@ LOADED = [
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
     ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),
-    ("margin not a number", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], margin: .nan"), "margin"),
+    (
+        "margin not a number",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], margin: .nan"),
+        "margin",
+    ),
     ("factor infinite", yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae], factor: .inf"), "factor"),
-    ("experiment with a newline", yaml_case().replace("experiment: bad", 'experiment: "abc\\n"'),
-     "experiment 'abc\\n' must be a folder name"),
+    (
+        "experiment with a newline",
+        yaml_case().replace("experiment: bad", 'experiment: "abc\\n"'),
+        "experiment 'abc\\n' must be a folder name",
+    ),
     ("experiment ..", yaml_case().replace("experiment: bad", 'experiment: ".."'), "starts with a letter or digit"),
     ("experiment .", yaml_case().replace("experiment: bad", 'experiment: "."'), "starts with a letter or digit"),
-    ("experiment like an option", yaml_case().replace("experiment: bad", 'experiment: "-x"'),
-     "starts with a letter or digit"),
-    ("experiment named like the MLflow database", yaml_case().replace("experiment: bad", "experiment: mlflow.db"),
-     "none of mlflow.db"),
-    ("claim on five when only its sample variant runs", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]")
-     .replace("five: {probes: [1]}", "five: {probes: [1], surrogate_points: [sample]}"), "five is not swept"),
+    (
+        "experiment like an option",
+        yaml_case().replace("experiment: bad", 'experiment: "-x"'),
+        "starts with a letter or digit",
+    ),
+    (
+        "experiment named like the MLflow database",
+        yaml_case().replace("experiment: bad", "experiment: mlflow.db"),
+        "none of mlflow.db",
+    ),
+    (
+        "claim on five when only its sample variant runs",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
+            "five: {probes: [1]}", "five: {probes: [1], surrogate_points: [sample]}"
+        ),
+        "five is not swept",
+    ),
     ("tracking uri file store", yaml_case(top="tracking_uri: file:///tmp/mlruns\n"), "MLflow's file store"),
     ("tracking uri relative path", yaml_case(top="tracking_uri: ./mlruns\n"), "MLflow's file store"),
     ("tracking uri unknown scheme", yaml_case(top="tracking_uri: ftp://host/x\n"), "unknown scheme 'ftp'"),
-    ("ratio without factor", yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae]"),
-     "kind ratio_at_most needs `factor`"),
-    ("claim model not swept", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
-        "model: five, metric", "model: fif, metric"), "fif is not swept"),
-    ("claim budget not swept", yaml_case(claim_kind="paired", claim_extra=", better: lower, probes: 4, against: [vae]"),
-     "five at K=4 is not swept"),
-    ("claim against budget not swept", yaml_case(claim_kind="equivalent",
-                                                 claim_extra=", against: [{model: five, probes: 8}], margin: 1"),
-     "five at K=8 is not swept"),
-    ("claim on the sample variant not swept", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [five-sample]"),
-     "five-sample is not swept"),
-    ("claim budget of a model without one", yaml_case(claim_kind="paired",
-                                                      claim_extra=", against: [{model: vae, probes: 1}]"),
-     "vae at K=1 is not swept"),
-    ("claim against itself", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [five]"),
-     "`against` repeats the claim's own side (five)"),
-    ("claim against itself at its budget", yaml_case(claim_kind="paired",
-                                                     claim_extra=", probes: 1, against: [{model: five, probes: 1}]"),
-     "repeats the claim's own side (five at K=1)"),
-    ("claim on an unswept data set", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], datasets: [mnist]"),
-     "data set mnist is not swept"),
-    ("claim ids repeated", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]")
-     + "    - {id: C1, statement: t, kind: paired, model: vae, against: [five], metric: nll_nats, better: lower}\n",
-     "the id 'C1' is used by an earlier claim"),
-    ("paired claim without better", yaml_case(claim_kind="paired", claim_extra=", against: [vae]"),
-     "kind paired needs `better`"),
-    ("equivalence without a margin", yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 0"),
-     "kind equivalent needs a `margin` > 0"),
-    ("collapse claim on a likelihood", yaml_case(claim_kind="below_latent_dim"),
-     "nll_nats is not one (active_units"),
-    ("two margins", yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1, "
-                                                   "margin_bits_per_dim: 0.1"), "not both"),
-    ("bits/dim margin on a count", yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], "
-                                                 "margin_bits_per_dim: 0.1").replace("metric: nll_nats",
-                                                                                      "metric: active_units"),
-     "is not in nats"),
+    (
+        "ratio without factor",
+        yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae]"),
+        "kind ratio_at_most needs `factor`",
+    ),
+    (
+        "claim model not swept",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
+            "model: five, metric", "model: fif, metric"
+        ),
+        "fif is not swept",
+    ),
+    (
+        "claim budget not swept",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, probes: 4, against: [vae]"),
+        "five at K=4 is not swept",
+    ),
+    (
+        "claim against budget not swept",
+        yaml_case(claim_kind="equivalent", claim_extra=", against: [{model: five, probes: 8}], margin: 1"),
+        "five at K=8 is not swept",
+    ),
+    (
+        "claim on the sample variant not swept",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [five-sample]"),
+        "five-sample is not swept",
+    ),
+    (
+        "claim budget of a model without one",
+        yaml_case(claim_kind="paired", claim_extra=", against: [{model: vae, probes: 1}]"),
+        "vae at K=1 is not swept",
+    ),
+    (
+        "claim against itself",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [five]"),
+        "`against` repeats the claim's own side (five)",
+    ),
+    (
+        "claim against itself at its budget",
+        yaml_case(claim_kind="paired", claim_extra=", probes: 1, against: [{model: five, probes: 1}]"),
+        "repeats the claim's own side (five at K=1)",
+    ),
+    (
+        "claim on an unswept data set",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], datasets: [mnist]"),
+        "data set mnist is not swept",
+    ),
+    (
+        "claim ids repeated",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]")
+        + "    - {id: C1, statement: t, kind: paired, model: vae, against: [five], metric: nll_nats, better: lower}\n",
+        "the id 'C1' is used by an earlier claim",
+    ),
+    (
+        "paired claim without better",
+        yaml_case(claim_kind="paired", claim_extra=", against: [vae]"),
+        "kind paired needs `better`",
+    ),
+    (
+        "equivalence without a margin",
+        yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 0"),
+        "kind equivalent needs a `margin` > 0",
+    ),
+    ("collapse claim on a likelihood", yaml_case(claim_kind="below_latent_dim"), "nll_nats is not one (active_units"),
+    (
+        "two margins",
+        yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1, margin_bits_per_dim: 0.1"),
+        "not both",
+    ),
+    (
+        "bits/dim margin on a count",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], margin_bits_per_dim: 0.1").replace(
+            "metric: nll_nats", "metric: active_units"
+        ),
+        "is not in nats",
+    ),
     ("cuda graph unknown", yaml_case(", cuda_graph: sometimes"), "datasets.digits.cuda_graph"),
-    ("d = D + 1 for five", "experiment: bad\nseeds: [0]\nmodels: {five: {probes: [1]}}\n"
-                           "datasets:\n  manifold: {latent_dims: [11], epochs: 1}\n", "[11] exceed D = 10"),
-    ("d = D + 1 for fif", "experiment: bad\nseeds: [0]\nmodels: {fif: {}}\n"
-                          "datasets:\n  digits: {latent_dims: [65], epochs: 1}\n", "[65] exceed D = 64"),
-    ("merge key then a repeated key", "defaults: &d {epochs: 2}\n" + yaml_case().replace(
-        "digits: {latent_dims: [2], epochs: 2}", "digits: {<<: *d, latent_dims: [2], latent_dims: [3]}"),
-     "the key 'latent_dims' appears twice"),
+    (
+        "d = D + 1 for five",
+        "experiment: bad\nseeds: [0]\nmodels: {five: {probes: [1]}}\n"
+        "datasets:\n  manifold: {latent_dims: [11], epochs: 1}\n",
+        "[11] exceed D = 10",
+    ),
+    (
+        "d = D + 1 for fif",
+        "experiment: bad\nseeds: [0]\nmodels: {fif: {}}\ndatasets:\n  digits: {latent_dims: [65], epochs: 1}\n",
+        "[65] exceed D = 64",
+    ),
+    (
+        "merge key then a repeated key",
+        "defaults: &d {epochs: 2}\n"
+        + yaml_case().replace(
+            "digits: {latent_dims: [2], epochs: 2}", "digits: {<<: *d, latent_dims: [2], latent_dims: [3]}"
+        ),
+        "the key 'latent_dims' appears twice",
+    ),
 ]
 
 
@@ -224,13 +342,17 @@ def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
     assert expected in str(caught.value) and "\n" not in str(caught.value).strip(), str(caught.value)
 
 
-@pytest.mark.parametrize("text", [
-    yaml_case(", cuda_graph: on"),  # YAML's bare on is true: a mode all the same
-    "experiment: ok\nseeds: [0]\nmodels: {five: {probes: [1]}}\ndatasets:\n  manifold: {latent_dims: [10], epochs: 1}\n",
-    yaml_case(top="tracking_uri: http://127.0.0.1:5000\n"),
-    yaml_case(top="tracking_uri: databricks\n"),
-    yaml_case(claim_kind="equivalent", claim_extra=", probes: 1, against: [vae], margin: 1"),
-], ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        yaml_case(", cuda_graph: on"),  # YAML's bare on is true: a mode all the same
+        "experiment: ok\nseeds: [0]\nmodels: {five: {probes: [1]}}\ndatasets:\n  manifold: {latent_dims: [10], epochs: 1}\n",
+        yaml_case(top="tracking_uri: http://127.0.0.1:5000\n"),
+        yaml_case(top="tracking_uri: databricks\n"),
+        yaml_case(claim_kind="equivalent", claim_extra=", probes: 1, against: [vae], margin: 1"),
+    ],
+    ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim"],
+)
 def test_valid_edges_are_accepted(tmp_path, text):
     from five.sweep.table import load_sweep_config
 
@@ -247,7 +369,8 @@ def test_yaml_merge_keys_share_settings_and_may_be_overridden(tmp_path):
     (tmp_path / "config.yaml").write_text(
         "experiment: merged\nseeds: [0]\nmodels: {vae: {}}\n"
         "datasets:\n  digits: &shared {epochs: 3, lr: 0.001, hidden_width: 16, latent_dims: [2]}\n"
-        "  manifold: {<<: *shared, epochs: 5}\n")
+        "  manifold: {<<: *shared, epochs: 5}\n"
+    )
     config = load_sweep_config(tmp_path / "config.yaml")
     assert config["datasets"]["manifold"] | {} == config["datasets"]["digits"] | {"epochs": 5}
     (tmp_path / "config.yaml").write_text("shared: &s {epochs: 3}\n" + (tmp_path / "config.yaml").read_text())

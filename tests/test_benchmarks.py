@@ -23,8 +23,9 @@ def float64():
 def test_reference_formulation_has_five_s_loss_and_gradients(model_name, probes, float64):
     dataset = synthetic_dataset((1, 8, 8), "mlp", n=16)
     torch.manual_seed(0)
-    model = build_model(TrainConfig(model=model_name, dataset="bench", latent_dim=4, probes=probes,
-                                    hidden_width=16), dataset).double()
+    model = build_model(
+        TrainConfig(model=model_name, dataset="bench", latent_dim=4, probes=probes, hidden_width=16), dataset
+    ).double()
     x = dataset.split("train")[:6].double() / 255
     noise = model.draw_noise(x, torch.Generator().manual_seed(1))
     results = []

@@ -30,10 +30,18 @@ def runs_table(values: dict[tuple[str, int], list[float]], metric="nll_nats", da
     for (model, latent_dim), per_seed in values.items():
         for seed, value in enumerate(per_seed):
             bad = (model, latent_dim, seed) in diverged
-            rows.append({"dataset": dataset, "model": model, "latent_dim": latent_dim,
-                         "probes": SHOWN.get(model, 0), "seed": seed, "status": "diverged" if bad else "complete",
-                         "run_dir": f"results/{dataset}/{model}/d{latent_dim}/s{seed}",
-                         metric: math.nan if bad else value})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "latent_dim": latent_dim,
+                    "probes": SHOWN.get(model, 0),
+                    "seed": seed,
+                    "status": "diverged" if bad else "complete",
+                    "run_dir": f"results/{dataset}/{model}/d{latent_dim}/s{seed}",
+                    metric: math.nan if bad else value,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -42,8 +50,16 @@ def verdicts(runs, claim):
     return table[table["dataset"] == "all"].iloc[0], table[table["dataset"] != "all"]
 
 
-C1 = {"id": "C1", "statement": "five beats vae", "kind": "paired", "model": "five", "against": ["vae"],
-      "metric": "nll_nats", "better": "lower", "margin": 0}
+C1 = {
+    "id": "C1",
+    "statement": "five beats vae",
+    "kind": "paired",
+    "model": "five",
+    "against": ["vae"],
+    "metric": "nll_nats",
+    "better": "lower",
+    "margin": 0,
+}
 
 
 def test_a_consistent_paired_win_is_supported_with_its_t_interval():
@@ -76,15 +92,22 @@ def test_too_few_seeds_is_inconclusive_saying_why():
 
 
 def test_a_diverged_run_makes_its_cell_inconclusive_naming_it():
-    runs = runs_table({("five", 4): [10.0, 11.0, 12.5, 9.0], ("vae", 4): [11.0, 12.2, 13.3, 10.0]},
-                      diverged={("vae", 4, 1)})
+    runs = runs_table(
+        {("five", 4): [10.0, 11.0, 12.5, 9.0], ("vae", 4): [11.0, 12.2, 13.3, 10.0]}, diverged={("vae", 4, 1)}
+    )
     overall, cells = verdicts(runs, C1)
     assert overall["verdict"] == INCONCLUSIVE and "results/digits/vae/d4/s1" in cells.iloc[0]["reason"]
 
 
 def test_one_contradicted_cell_makes_the_claim_contradicted():
-    runs = runs_table({("five", 2): [10.0, 11.0, 12.5], ("vae", 2): [11.0, 12.2, 13.3],
-                       ("five", 8): [12.0, 13.0, 14.5], ("vae", 8): [11.0, 12.2, 13.3]})
+    runs = runs_table(
+        {
+            ("five", 2): [10.0, 11.0, 12.5],
+            ("vae", 2): [11.0, 12.2, 13.3],
+            ("five", 8): [12.0, 13.0, 14.5],
+            ("vae", 8): [11.0, 12.2, 13.3],
+        }
+    )
     overall, cells = verdicts(runs, C1)
     assert list(cells["verdict"]) == [SUPPORTED, CONTRADICTED] and overall["verdict"] == CONTRADICTED
     assert overall["reason"] == "1 of 2 cells supported, 1 contradicted, 0 inconclusive (0 without a test)"
@@ -93,10 +116,23 @@ def test_one_contradicted_cell_makes_the_claim_contradicted():
 def test_collapse_below_d_growth_with_d_and_equivalence():
     """Counts take the exact sign-flip test: six seeds (smallest p 1/64) can decide at 2.5%, three never can."""
     au = "active_units_eigen"
-    runs = runs_table({("vae", 2): [2] * 6, ("vae", 16): [9, 10, 8, 9, 11, 10], ("five", 2): [2] * 6,
-                       ("five", 16): [15, 16, 15, 16, 16, 15]}, metric=au)
-    below = {"id": "C2a", "statement": "", "kind": "below_latent_dim", "model": "vae", "metric": au,
-             "latent_dims": "largest"}
+    runs = runs_table(
+        {
+            ("vae", 2): [2] * 6,
+            ("vae", 16): [9, 10, 8, 9, 11, 10],
+            ("five", 2): [2] * 6,
+            ("five", 16): [15, 16, 15, 16, 16, 15],
+        },
+        metric=au,
+    )
+    below = {
+        "id": "C2a",
+        "statement": "",
+        "kind": "below_latent_dim",
+        "model": "vae",
+        "metric": au,
+        "latent_dims": "largest",
+    }
     overall, cells = verdicts(runs, below)
     assert overall["verdict"] == SUPPORTED and cells.iloc[0]["test"] == "sign-flip"
     three = runs_table({("vae", 16): [9, 10, 8]}, metric=au)
@@ -106,12 +142,26 @@ def test_collapse_below_d_growth_with_d_and_equivalence():
     assert verdicts(no_collapse, below)[0]["verdict"] == CONTRADICTED
     one_collapses = runs_table({("vae", 16): [16, 16, 15]}, metric=au)  # not "every seed keeps all d"
     assert verdicts(one_collapses, below)[0]["verdict"] == INCONCLUSIVE
-    grows = {"id": "C2e", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"],
-             "metric": au, "better": "higher"}
+    grows = {
+        "id": "C2e",
+        "statement": "",
+        "kind": "grows_with_latent_dim",
+        "model": "five",
+        "against": ["vae"],
+        "metric": au,
+        "better": "higher",
+    }
     overall, cells = verdicts(runs, grows)
     assert overall["verdict"] == SUPPORTED and cells.iloc[0]["mean"] == pytest.approx(6.0)
-    equivalent = {"id": "C4", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"],
-                  "metric": "nll_nats", "margin": 0.5}
+    equivalent = {
+        "id": "C4",
+        "statement": "",
+        "kind": "equivalent",
+        "model": "five",
+        "against": ["vae"],
+        "metric": "nll_nats",
+        "margin": 0.5,
+    }
     close = runs_table({("five", 4): [10.0, 11.0, 12.0], ("vae", 4): [10.1, 10.9, 12.05]})
     far = runs_table({("five", 4): [10.0, 11.0, 12.0], ("vae", 4): [12.0, 13.1, 13.9]})
     assert verdicts(close, equivalent)[0]["verdict"] == SUPPORTED
@@ -120,8 +170,15 @@ def test_collapse_below_d_growth_with_d_and_equivalence():
 
 def test_identical_count_differences_never_make_a_zero_width_interval():
     runs = runs_table({("fcvae", 8): [7, 7, 7], ("vae", 8): [8, 8, 8]}, metric="active_units_eigen")
-    claim = {"id": "C2c", "statement": "", "kind": "paired", "model": "fcvae", "against": ["vae"],
-             "metric": "active_units_eigen", "better": "lower"}
+    claim = {
+        "id": "C2c",
+        "statement": "",
+        "kind": "paired",
+        "model": "fcvae",
+        "against": ["vae"],
+        "metric": "active_units_eigen",
+        "better": "lower",
+    }
     overall, cells = verdicts(runs, claim)
     # −1 ± t(0.975, 2)·√(2/12)/√3: the rounding of two counts, never width 0; the exact test's p is 1/8
     half = 4.302653 * math.sqrt(2 / 12) / math.sqrt(3)
@@ -144,8 +201,15 @@ def test_better_by_a_margin_is_contradicted_when_the_whole_interval_lies_short_o
 
 
 def test_an_equivalence_is_contradicted_by_its_whole_interval_not_its_mean():
-    equivalent = {"id": "C4", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"],
-                  "metric": "nll_nats", "margin": 0.5}
+    equivalent = {
+        "id": "C4",
+        "statement": "",
+        "kind": "equivalent",
+        "model": "five",
+        "against": ["vae"],
+        "metric": "nll_nats",
+        "margin": 0.5,
+    }
     straddling = runs_table({("five", 4): [10.0, 11.0, 12.0], ("vae", 4): [9.0, 10.9, 11.0]})  # mean 0.7
     overall, cells = verdicts(straddling, equivalent)
     assert cells.iloc[0]["mean"] > 0.5 and cells.iloc[0]["ci_low"] < 0.5 and overall["verdict"] == INCONCLUSIVE
@@ -181,10 +245,13 @@ def null_rate(draw, cells=18, simulations=1500, seed=0):
     return {key: value / simulations for key, value in outcomes.items()}
 
 
-@pytest.mark.parametrize("name, draw, simulations", [
-    ("continuous, 5 seeds", lambda g: g.normal(0.0, 0.35, 5), 1500),
-    ("counts with ties, 6 seeds", lambda g: g.choice([-2.0, -1.0, 0.0, 0.0, 1.0, 2.0], 6), 600),
-])
+@pytest.mark.parametrize(
+    "name, draw, simulations",
+    [
+        ("continuous, 5 seeds", lambda g: g.normal(0.0, 0.35, 5), 1500),
+        ("counts with ties, 6 seeds", lambda g: g.choice([-2.0, -1.0, 0.0, 0.0, 1.0, 2.0], 6), 600),
+    ],
+)
 def test_under_the_null_a_claim_is_contradicted_at_most_at_the_stated_rate(name, draw, simulations):
     """α = 2.5% one-sided. 1,500 tables give a standard error of 0.4% (600: 0.64%), so the bound allows over
     2.5 standard errors of simulation noise above α."""
@@ -196,16 +263,30 @@ def test_under_the_null_a_claim_is_contradicted_at_most_at_the_stated_rate(name,
 def test_without_the_holm_step_the_null_contradicts_far_more_often():
     """The old rule (any of 18 cells at 2.5%, no adjustment) on the same null: the simulation can tell."""
     generator = np.random.default_rng(1)
-    unadjusted = np.mean([any(verdict_row(generator.normal(0.0, 0.35, 5), 0.0, 0.0, "below", "", SETTINGS,
-                                          "nll_nats")["p_contradict"] <= 0.025 for _ in range(18))
-                          for _ in range(300)])
+    unadjusted = np.mean(
+        [
+            any(
+                verdict_row(generator.normal(0.0, 0.35, 5), 0.0, 0.0, "below", "", SETTINGS, "nll_nats")["p_contradict"]
+                <= 0.025
+                for _ in range(18)
+            )
+            for _ in range(300)
+        ]
+    )
     assert unadjusted > 0.2, unadjusted
 
 
 def test_cost_ratio_and_the_written_report(tmp_path):
     runs = runs_table({("five", 4): [0.25, 0.26, 0.24], ("vae", 4): [0.1, 0.1, 0.1]}, metric="epoch_time_s")
-    claim = {"id": "C3", "statement": "cheap", "kind": "ratio_at_most", "model": "five", "against": ["vae"],
-             "metric": "epoch_time_s", "factor": 3}
+    claim = {
+        "id": "C3",
+        "statement": "cheap",
+        "kind": "ratio_at_most",
+        "model": "five",
+        "against": ["vae"],
+        "metric": "epoch_time_s",
+        "factor": 3,
+    }
     assert verdicts(runs, claim)[0]["verdict"] == SUPPORTED
     assert verdicts(runs, claim | {"factor": 2})[0]["verdict"] == CONTRADICTED
     table = evaluate_claims(runs, SETTINGS | {"list": [claim]}, SHOWN)
@@ -236,8 +317,15 @@ def test_a_margin_per_data_dimension_means_the_same_at_every_d():
     overall, cells = verdicts(small, better)
     assert overall["verdict"] == CONTRADICTED and "0.1 bits/dim × D = 10" in cells.iloc[0]["rule"]
     assert "margin: test" in cells.iloc[0]["rule"]
-    equivalent = {"id": "C4", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"],
-                  "metric": "nll_nats", "margin_bits_per_dim": 0.1}
+    equivalent = {
+        "id": "C4",
+        "statement": "",
+        "kind": "equivalent",
+        "model": "five",
+        "against": ["vae"],
+        "metric": "nll_nats",
+        "margin_bits_per_dim": 0.1,
+    }
     assert verdicts(runs_table(wins).assign(data_dim=64), equivalent)[0]["verdict"] == SUPPORTED
     assert verdicts(small, equivalent)[0]["verdict"] == SUPPORTED  # |−0.5| < 0.69 as well
     unknown = verdicts(runs_table(wins), equivalent)[1].iloc[0]  # no data_dim column: older eval.json files
@@ -252,13 +340,28 @@ def step_times_table(ratio: float, rounds: int = 10, noise: float = 0.02, seed: 
     for round_index in range(rounds):
         load = generator.uniform(1.0, 3.0)  # a busy machine slows both sides of the round alike
         for model, factor in (("vae", 1.0), ("five", ratio)):
-            rows.append({"dataset": "digits", "model": model, "latent_dim": 4, "probes": SHOWN.get(model, 0),
-                         "round": round_index, "step_time_s": 0.01 * factor * load * generator.lognormal(0, noise)})
+            rows.append(
+                {
+                    "dataset": "digits",
+                    "model": model,
+                    "latent_dim": 4,
+                    "probes": SHOWN.get(model, 0),
+                    "round": round_index,
+                    "step_time_s": 0.01 * factor * load * generator.lognormal(0, noise),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-C3 = {"id": "C3", "statement": "cheap", "kind": "ratio_at_most", "model": "five", "against": ["vae"],
-      "metric": "step_time_s", "factor": 3}
+C3 = {
+    "id": "C3",
+    "statement": "cheap",
+    "kind": "ratio_at_most",
+    "model": "five",
+    "against": ["vae"],
+    "metric": "step_time_s",
+    "factor": 3,
+}
 
 
 def test_cost_claim_pairs_the_rounds_of_a_side_by_side_timing():
@@ -282,8 +385,12 @@ def test_cost_claim_without_step_times_is_not_testable_and_says_why():
 
 def test_cost_claim_at_its_boundary_is_rarely_decided():
     """FIVE at exactly 3× the VAE: 'contradicted' (or 'supported') in at most α of 400 timings."""
-    decided = [evaluate_claims(runs_table({("vae", 4): [1.0]}), SETTINGS | {"list": [C3]}, SHOWN,
-                               step_times_table(3.0, seed=seed)).iloc[0]["verdict"] for seed in range(400)]
+    decided = [
+        evaluate_claims(
+            runs_table({("vae", 4): [1.0]}), SETTINGS | {"list": [C3]}, SHOWN, step_times_table(3.0, seed=seed)
+        ).iloc[0]["verdict"]
+        for seed in range(400)
+    ]
     assert decided.count(CONTRADICTED) / 400 <= 0.045 and decided.count(SUPPORTED) / 400 <= 0.045
 
 
@@ -302,10 +409,21 @@ def null_tables_of_a_drawn_test_set(tables: int, with_test_set: bool, seeds: int
             for model, nll in (("five", 5.0 + offset + luck + noise), ("vae", np.full(examples, 5.0))):
                 run_dir = f"results/digits/{model}/d4/s{seed}"
                 values[run_dir] = nll
-                rows.append({"dataset": "digits", "model": model, "latent_dim": 4, "probes": SHOWN.get(model, 0),
-                             "seed": seed, "status": "complete", "run_dir": run_dir, "nll_nats": float(nll.mean())})
-        table = evaluate_claims(pd.DataFrame(rows), SETTINGS | {"list": [C1]}, SHOWN,
-                                per_example=values.get if with_test_set else None)
+                rows.append(
+                    {
+                        "dataset": "digits",
+                        "model": model,
+                        "latent_dim": 4,
+                        "probes": SHOWN.get(model, 0),
+                        "seed": seed,
+                        "status": "complete",
+                        "run_dir": run_dir,
+                        "nll_nats": float(nll.mean()),
+                    }
+                )
+        table = evaluate_claims(
+            pd.DataFrame(rows), SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get if with_test_set else None
+        )
         verdicts_seen.append(table.iloc[0]["verdict"])
     return verdicts_seen
 

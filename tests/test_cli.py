@@ -18,8 +18,25 @@ def five(*args, cwd=None):
 
 def test_train_then_evaluate_writes_the_promised_files(tmp_path):
     run = tmp_path / "run"
-    trained = five("train", "--model", "five", "--dataset", "digits", "--latent-dim", 3, "--probes", 2,
-                   "--epochs", 2, "--hidden-width", 32, "--device", "cpu", "--out", run)
+    trained = five(
+        "train",
+        "--model",
+        "five",
+        "--dataset",
+        "digits",
+        "--latent-dim",
+        3,
+        "--probes",
+        2,
+        "--epochs",
+        2,
+        "--hidden-width",
+        32,
+        "--device",
+        "cpu",
+        "--out",
+        run,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "epoch     2/2" in trained.stdout and "sigma" in trained.stdout
     record = json.loads((run / "train.json").read_text())
@@ -27,8 +44,9 @@ def test_train_then_evaluate_writes_the_promised_files(tmp_path):
     assert {"epoch", "loss", "sigma", "time_s"} <= set(record["history"][0])
     assert (run / "checkpoint.pt").exists()
 
-    evaluated = five("evaluate", "--run", run, "--importance-samples", 8, "--device", "cpu",
-                     "--out", tmp_path / "eval.json")
+    evaluated = five(
+        "evaluate", "--run", run, "--importance-samples", 8, "--device", "cpu", "--out", tmp_path / "eval.json"
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads((tmp_path / "eval.json").read_text())
     for key in ("nll_nats", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse"):
@@ -42,19 +60,39 @@ def test_train_then_evaluate_writes_the_promised_files(tmp_path):
     assert "bits/dim" in evaluated.stdout
 
     # rerunning on the finished folder resumes: nothing left to train, same checkpoint
-    again = five("train", "--model", "five", "--dataset", "digits", "--latent-dim", 3, "--probes", 2,
-                 "--epochs", 2, "--hidden-width", 32, "--device", "cpu", "--out", run)
+    again = five(
+        "train",
+        "--model",
+        "five",
+        "--dataset",
+        "digits",
+        "--latent-dim",
+        3,
+        "--probes",
+        2,
+        "--epochs",
+        2,
+        "--hidden-width",
+        32,
+        "--device",
+        "cpu",
+        "--out",
+        run,
+    )
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-@pytest.mark.parametrize("args, cause", [
-    (["train", "--model", "gan", "--dataset", "digits", "--latent-dim", "4"], "unknown model 'gan'"),
-    (["train", "--model", "vae", "--dataset", "mnistt", "--latent-dim", "4"], "unknown dataset 'mnistt'"),
-    (["train", "--model", "five", "--dataset", "digits", "--latent-dim", "4", "--probes", "5"], "K=5"),
-    (["train", "--model", "vae", "--dataset", "npz:/nonexistent/x.npz", "--latent-dim", "4"], "not found"),
-    (["train", "--model", "vae", "--dataset", "digits"], "--latent-dim"),
-    (["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "four"], "invalid int value"),
-])
+@pytest.mark.parametrize(
+    "args, cause",
+    [
+        (["train", "--model", "gan", "--dataset", "digits", "--latent-dim", "4"], "unknown model 'gan'"),
+        (["train", "--model", "vae", "--dataset", "mnistt", "--latent-dim", "4"], "unknown dataset 'mnistt'"),
+        (["train", "--model", "five", "--dataset", "digits", "--latent-dim", "4", "--probes", "5"], "K=5"),
+        (["train", "--model", "vae", "--dataset", "npz:/nonexistent/x.npz", "--latent-dim", "4"], "not found"),
+        (["train", "--model", "vae", "--dataset", "digits"], "--latent-dim"),
+        (["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "four"], "invalid int value"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, args, cause):
     result = five(*args, "--out", tmp_path / "run")
     assert result.returncode != 0
@@ -74,12 +112,38 @@ def test_evaluating_a_missing_run_is_one_clear_line(tmp_path):
 def test_several_runs_evaluated_in_one_process_equal_each_evaluated_alone(tmp_path):
     """A sweep point's evaluate job: its seeds in turn in one process, each eval.json as its own job wrote it."""
     runs = [tmp_path / "s0", tmp_path / "s1"]
-    trained = five("train", "--model", "five", "--dataset", "digits", "--latent-dim", 2, "--epochs", 1,
-                   "--hidden-width", 16, "--device", "cpu", "--seed", 0, 1, "--out", *runs)
+    trained = five(
+        "train",
+        "--model",
+        "five",
+        "--dataset",
+        "digits",
+        "--latent-dim",
+        2,
+        "--epochs",
+        1,
+        "--hidden-width",
+        16,
+        "--device",
+        "cpu",
+        "--seed",
+        0,
+        1,
+        "--out",
+        *runs,
+    )
     assert trained.returncode == 0, trained.stderr
     options = ["--importance-samples", 8, "--sigma", "fitted", "--device", "cpu"]
-    together = five("evaluate", "--run", *runs, *options, "--image-dir", *(run / "grids" for run in runs),
-                    "--out", *(run / "eval.json" for run in runs))
+    together = five(
+        "evaluate",
+        "--run",
+        *runs,
+        *options,
+        "--image-dir",
+        *(run / "grids" for run in runs),
+        "--out",
+        *(run / "eval.json" for run in runs),
+    )
     assert together.returncode == 0, together.stderr
     for run in runs:
         alone = five("evaluate", "--run", run, *options, "--out", run / "alone.json")
@@ -89,16 +153,21 @@ def test_several_runs_evaluated_in_one_process_equal_each_evaluated_alone(tmp_pa
         for key in ("nll_nats", "elbo_nats", "sigma", "active_units", "rate_nats"):
             assert packed[key] == solo[key], key
         assert sorted(path.name for path in (run / "grids").iterdir()) == ["reconstructions.png", "samples.png"]
-    assert json.loads((runs[0] / "eval.json").read_text())["nll_nats"] != \
-        json.loads((runs[1] / "eval.json").read_text())["nll_nats"]
+    assert (
+        json.loads((runs[0] / "eval.json").read_text())["nll_nats"]
+        != json.loads((runs[1] / "eval.json").read_text())["nll_nats"]
+    )
 
 
-@pytest.mark.parametrize("extra, cause", [
-    (["--out", "a.json"], "one --out per run folder: 2 folders, 1 given"),
-    (["--out", "a.json", "a.json"], "a path is named twice in --out"),
-    (["--out", "a.json", "b.json", "--image-dir", "g"], "one --image-dir per run folder"),
-    (["--out", "a.json", "b.json", "--mlflow-run-key", "k"], "one --mlflow-run-key per run folder"),
-])
+@pytest.mark.parametrize(
+    "extra, cause",
+    [
+        (["--out", "a.json"], "one --out per run folder: 2 folders, 1 given"),
+        (["--out", "a.json", "a.json"], "a path is named twice in --out"),
+        (["--out", "a.json", "b.json", "--image-dir", "g"], "one --image-dir per run folder"),
+        (["--out", "a.json", "b.json", "--mlflow-run-key", "k"], "one --mlflow-run-key per run folder"),
+    ],
+)
 def test_several_runs_with_mismatched_options_are_refused_in_one_line(tmp_path, extra, cause):
     for name in ("r0", "r1"):
         (tmp_path / name).mkdir()
@@ -109,10 +178,23 @@ def test_several_runs_with_mismatched_options_are_refused_in_one_line(tmp_path, 
 
 
 def test_time_steps_times_each_configuration_in_every_round(tmp_path):
-    points = [{"model": "vae", "latent_dim": 2, "hidden_width": 16},
-              {"model": "five", "latent_dim": 2, "probes": 1, "surrogate_point": "sample", "hidden_width": 16}]
-    result = five("time-steps", "--dataset", "digits", "--points", json.dumps(points), "--rounds", 3,
-                  "--device", "cpu", "--out", tmp_path / "steps.csv")
+    points = [
+        {"model": "vae", "latent_dim": 2, "hidden_width": 16},
+        {"model": "five", "latent_dim": 2, "probes": 1, "surrogate_point": "sample", "hidden_width": 16},
+    ]
+    result = five(
+        "time-steps",
+        "--dataset",
+        "digits",
+        "--points",
+        json.dumps(points),
+        "--rounds",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "steps.csv",
+    )
     assert result.returncode == 0, result.stderr
     import pandas as pd
 
@@ -123,12 +205,15 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
     assert (table["step_time_s"] > 0).all() and set(table["device"]) == {"CPU"}
 
 
-@pytest.mark.parametrize("points, cause", [
-    ("not json", "--points is not valid JSON"),
-    ("[]", "--points must be a non-empty JSON list"),
-    ('[{"model": "vae", "latent_dim": 2, "lr": 1}]', "unknown key(s) lr"),
-    ('[{"model": "gan", "latent_dim": 2}]', "unknown model 'gan'"),
-])
+@pytest.mark.parametrize(
+    "points, cause",
+    [
+        ("not json", "--points is not valid JSON"),
+        ("[]", "--points must be a non-empty JSON list"),
+        ('[{"model": "vae", "latent_dim": 2, "lr": 1}]', "unknown key(s) lr"),
+        ('[{"model": "gan", "latent_dim": 2}]', "unknown model 'gan'"),
+    ],
+)
 def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):
     result = five("time-steps", "--dataset", "digits", "--points", points, "--out", tmp_path / "steps.csv")
     assert result.returncode == 2 and cause in result.stderr, result.stderr

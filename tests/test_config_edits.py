@@ -78,8 +78,13 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
 
     digits = load_dataset("digits")  # 64 training images: the validation NLL turns up after ~70 epochs
     path = tmp_path / "few.npz"
-    np.savez(path, train=digits.split("train")[:64].numpy(), validation=digits.split("validation").numpy(),
-             test=digits.split("test").numpy(), discrete_levels=17)
+    np.savez(
+        path,
+        train=digits.split("train")[:64].numpy(),
+        validation=digits.split("validation").numpy(),
+        test=digits.split("test").numpy(),
+        discrete_levels=17,
+    )
     run_dir = tmp_path / "run"
 
     def overfitting(epochs):

@@ -21,16 +21,20 @@ from five.run.steps import GraphedStep, eager_step, solo_batch
 from five.run.train import batch_sizes, build_optimizer, train
 
 CUDA = torch.device("cuda")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA device (CUDA graphs); benchmarks/gpu/check.sh runs these on a GPU")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device (CUDA graphs); benchmarks/gpu/check.sh runs these on a GPU",
+)
 EXAMPLES, BATCH, EPOCHS = 200, 32, 2  # 6 full batches and a last one of 8: both graphs of an epoch replay
-CASES = [(model, probes, architecture) for architecture in ("mlp", "conv")
-         for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 4), ("five", 1), ("five", 4))]
+CASES = [
+    (model, probes, architecture)
+    for architecture in ("mlp", "conv")
+    for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 4), ("five", 1), ("five", 4))
+]
 
 
 def images(architecture: str) -> Dataset:
-    levels = torch.randint(0, 256, (EXAMPLES, 1, 16, 16), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    levels = torch.randint(0, 256, (EXAMPLES, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     return Dataset("bench", {"train": levels}, 256, architecture, 64)
 
 
@@ -38,8 +42,16 @@ def steps_run(model_name, probes, architecture, graphed: bool, step_class=Graphe
     """Per-step losses and the parameters before and after EPOCHS epochs, stepped as train_epoch does (reseeded
     generators, shuffled indices): a CUDA graph or the eager step; with `pack`, that many seeds as one model."""
     dataset = images(architecture)
-    config = TrainConfig(model=model_name, dataset="bench", latent_dim=4, probes=probes, batch_size=BATCH, lr=1e-3,
-                         architecture=architecture, hidden_width=64)
+    config = TrainConfig(
+        model=model_name,
+        dataset="bench",
+        latent_dim=4,
+        probes=probes,
+        batch_size=BATCH,
+        lr=1e-3,
+        architecture=architecture,
+        hidden_width=64,
+    )
     members = []
     for seed in range(pack):
         torch.manual_seed(seed)
@@ -49,11 +61,17 @@ def steps_run(model_name, probes, architecture, graphed: bool, step_class=Graphe
     optimizer = build_optimizer(model, config, capturable=graphed)
     data = dataset.split("train").to(CUDA)
     generators = [torch.Generator(device=CUDA) for _ in range(pack)]
-    batch = solo_batch(model, data, 256) if pack == 1 else \
-        (lambda indices, gens: member_batches(data, 256, indices, gens, model))
+    batch = (
+        solo_batch(model, data, 256)
+        if pack == 1
+        else (lambda indices, gens: member_batches(data, 256, indices, gens, model))
+    )
     shapes = [(size,) if pack == 1 else (pack, size) for size in batch_sizes(EXAMPLES, BATCH)]
-    step = step_class(model, optimizer, batch, generators, shapes) if graphed else \
-        eager_step(model, optimizer, batch, generators)
+    step = (
+        step_class(model, optimizer, batch, generators, shapes)
+        if graphed
+        else eager_step(model, optimizer, batch, generators)
+    )
     losses = []
     for epoch in range(EPOCHS):
         for member, generator in enumerate(generators):
@@ -92,8 +110,10 @@ def test_graph_steps_equal_eager_steps(model, probes, architecture):
 @needs_cuda
 @pytest.mark.parametrize("model, probes, architecture", [("vae", None, "mlp"), ("five", 1, "mlp"), ("fif", 1, "conv")])
 def test_a_packed_graph_step_equals_the_packed_eager_step(model, probes, architecture):
-    assert_same_run(steps_run(model, probes, architecture, graphed=True, pack=3),
-                    steps_run(model, probes, architecture, graphed=False, pack=3))
+    assert_same_run(
+        steps_run(model, probes, architecture, graphed=True, pack=3),
+        steps_run(model, probes, architecture, graphed=False, pack=3),
+    )
 
 
 class StaleBatch(GraphedStep):
@@ -119,8 +139,9 @@ def test_a_graph_replay_draws_what_the_eager_calls_draw():
     graph.register_generator_state(generator)
     warm = torch.randn(1000, device=CUDA, generator=generator)  # noqa: F841 - lazy set-up before the capture
     with torch.cuda.graph(graph):
-        drawn = torch.randn(1000, device=CUDA, generator=generator) + torch.rand(37, device=CUDA,
-                                                                                   generator=generator).sum()
+        drawn = (
+            torch.randn(1000, device=CUDA, generator=generator) + torch.rand(37, device=CUDA, generator=generator).sum()
+        )
     generator.manual_seed(7)
     replayed = []
     for _ in range(3):
@@ -128,14 +149,14 @@ def test_a_graph_replay_draws_what_the_eager_calls_draw():
         replayed.append(drawn.clone())
     generator.manual_seed(7)
     for value in replayed:
-        expected = torch.randn(1000, device=CUDA, generator=generator) + torch.rand(37, device=CUDA,
-                                                                                      generator=generator).sum()
+        expected = (
+            torch.randn(1000, device=CUDA, generator=generator) + torch.rand(37, device=CUDA, generator=generator).sum()
+        )
         assert torch.equal(value, expected)
 
 
 def digits_config(model, **overrides):
-    values = dict(model=model, dataset="digits", latent_dim=4, epochs=3, hidden_width=64, batch_size=128,
-                  eval_every=1)
+    values = dict(model=model, dataset="digits", latent_dim=4, epochs=3, hidden_width=64, batch_size=128, eval_every=1)
     return TrainConfig(**(values | overrides))
 
 
@@ -167,9 +188,30 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(model, tmp_path):
 # --- everywhere --------------------------------------------------------------------------------------------------
 def test_cuda_graph_on_without_cuda_is_one_line_before_any_work(tmp_path):
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "five.cli", "train", "--model", "vae", "--dataset", "digits",
-                             "--latent-dim", "2", "--epochs", "1", "--device", "cpu", "--cuda-graph", "on",
-                             "--out", str(out)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "five.cli",
+            "train",
+            "--model",
+            "vae",
+            "--dataset",
+            "digits",
+            "--latent-dim",
+            "2",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--cuda-graph",
+            "on",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--cuda-graph on needs a CUDA device" in lines[0], result.stderr
@@ -190,8 +232,13 @@ def test_train_refuses_an_unknown_mode():
 
 
 def test_yaml_on_and_off_are_modes():
-    assert [cuda_graph_mode(value) for value in (True, False, "auto", "on", "off")] == ["on", "off", "auto", "on",
-                                                                                          "off"]
+    assert [cuda_graph_mode(value) for value in (True, False, "auto", "on", "off")] == [
+        "on",
+        "off",
+        "auto",
+        "on",
+        "off",
+    ]
 
 
 def test_probe_orthonormalisation_is_the_qr_factor_up_to_column_signs():

@@ -1,6 +1,5 @@
 """The data registry: digits, the synthetic manifold, user .npz files, dequantisation."""
 
-
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,7 @@ def test_dequantisation_stays_in_its_bin_and_is_fresh_per_draw():
 def test_npz_with_discrete_levels_and_images(tmp_path):
     path = tmp_path / "images.npz"
     rng = np.random.default_rng(0)
-    np.savez(path, train=rng.integers(0, 4, (20, 1, 8, 8)), test=rng.integers(0, 4, (5, 1, 8, 8)),
-             discrete_levels=4)
+    np.savez(path, train=rng.integers(0, 4, (20, 1, 8, 8)), test=rng.integers(0, 4, (5, 1, 8, 8)), discrete_levels=4)
     data = load_dataset(f"npz:{path}")
     assert data.discrete_levels == 4 and data.example_shape == (1, 8, 8) and data.dim == 64
     assert data.default_architecture == "conv" and data.split("train").dtype == torch.uint8
@@ -52,14 +50,17 @@ def test_npz_without_levels_is_continuous(tmp_path):
     assert data.split("test").dtype == torch.float32 and data.split("test").shape == (7, 5)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (dict(train=np.zeros((3, 4))), "lacks the array"),
-    (dict(train=np.zeros((3, 4)), test=np.zeros((3, 5))), "equal example shape"),
-    (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), validation=np.zeros((3, 2))), "equal example shape"),
-    (dict(train=np.zeros((3, 4, 2)), test=np.zeros((3, 4, 2))), r"\(n, D\) or \(n, C, H, W\)"),
-    (dict(train=np.full((3, 4), 0.5), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
-    (dict(train=np.full((3, 4), 7), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(train=np.zeros((3, 4))), "lacks the array"),
+        (dict(train=np.zeros((3, 4)), test=np.zeros((3, 5))), "equal example shape"),
+        (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), validation=np.zeros((3, 2))), "equal example shape"),
+        (dict(train=np.zeros((3, 4, 2)), test=np.zeros((3, 4, 2))), r"\(n, D\) or \(n, C, H, W\)"),
+        (dict(train=np.full((3, 4), 0.5), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
+        (dict(train=np.full((3, 4), 7), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
+    ],
+)
 def test_malformed_npz_files_are_named_errors(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -82,5 +83,3 @@ def test_data_dir_precedence_is_explicit_then_environment_then_data(monkeypatch,
     monkeypatch.setenv("FIVE_DATA_DIR", str(tmp_path / "from-env"))
     assert resolve_data_dir() == tmp_path / "from-env"
     assert resolve_data_dir(tmp_path / "explicit") == tmp_path / "explicit"
-
-

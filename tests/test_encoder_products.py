@@ -16,8 +16,9 @@ D, d, B = 6, 3, 5
 def nets(seed=0, linear_decoder=False):
     torch.manual_seed(seed)
     encoder = nn.Sequential(nn.Linear(D, 16), nn.SiLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, d)).double()
-    decoder = (nn.Linear(d, D) if linear_decoder else
-               nn.Sequential(nn.Linear(d, 16), nn.SiLU(), nn.Linear(16, D))).double()
+    decoder = (
+        nn.Linear(d, D) if linear_decoder else nn.Sequential(nn.Linear(d, 16), nn.SiLU(), nn.Linear(16, D))
+    ).double()
     return encoder, decoder
 
 
@@ -86,7 +87,9 @@ def test_surrogate_points_agree_when_the_decoder_is_linear():
 def test_encoder_product_choice_follows_the_measurements_and_compilation():
     assert choose_encoder_product("fif", 1) == choose_encoder_product("fif", 16) == "reverse"
     assert choose_encoder_product("fif", 64) == "forward"  # beyond what was measured: the batched forward pass
-    assert choose_encoder_product("fif", 2, "conv") == "reverse" and choose_encoder_product("fif", 4, "conv") == "forward"
+    assert (
+        choose_encoder_product("fif", 2, "conv") == "reverse" and choose_encoder_product("fif", 4, "conv") == "forward"
+    )
     assert choose_encoder_product("five", 1, "mlp", "mean") == "forward"
     assert choose_encoder_product("five", 1, "mlp", "sample") == "reverse"
     assert choose_encoder_product("fif", 1, compiled=True) == "forward"  # torch.compile cannot differentiate twice

@@ -62,8 +62,10 @@ def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
     estimate.csv (none: no estimate made)."""
     config = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
     config["seeds"], config["pack_seeds"] = seeds, pack_seeds
-    config["datasets"] = {"manifold": config["datasets"]["manifold"] | {
-        "latent_dims": [2], "resources": {"train": {"runtime": "estimate"}, "evaluate": {"runtime": 7}}}}
+    config["datasets"] = {
+        "manifold": config["datasets"]["manifold"]
+        | {"latent_dims": [2], "resources": {"train": {"runtime": "estimate"}, "evaluate": {"runtime": 7}}}
+    }
     config["models"] = {"vae": {}, "five": {"probes": [1]}}
     config.pop("claims")  # they name the models left out
     config["estimate_safety_factor"] = 2.0
@@ -72,30 +74,60 @@ def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
     if estimate_rows is not None:
         (tmp_path / "results" / "five-quick").mkdir(parents=True, exist_ok=True)
         pd.DataFrame(estimate_rows).to_csv(tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(config_path), "-n", "--profile", str(ROOT / "profiles" / "slurm")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--configfile",
+        str(config_path),
+        "-n",
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
 def test_slurm_runtimes_come_from_the_estimate(tmp_path):
     missing = slurm_plan(tmp_path, [0], None)
     assert missing.returncode == 2 and "snakemake estimate" in missing.stderr, missing.stderr[-2000:]
-    planned = slurm_plan(tmp_path, [0], [
-        {"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0", "predicted_train_s": seconds,
-         "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
-        for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 3000.0))])
+    planned = slurm_plan(
+        tmp_path,
+        [0],
+        [
+            {
+                "run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0",
+                "predicted_train_s": seconds,
+                "predicted_evaluate_s": 5.0,
+                "job_startup_s": 4.0,
+            }
+            for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 3000.0))
+        ],
+    )
     assert planned.returncode == 0, planned.stderr[-3000:]
     text = planned.stdout + planned.stderr
     # vae: (100 × 2 + 4) s → 4 min; five: (3000 × 2 + 4) s → 101 min; evaluate keeps its hand-set 7
     assert "runtime=4" in text and "runtime=101" in text and "runtime=7" in text, text[-3000:]
 
 
-@pytest.mark.parametrize("pack_seeds, runtimes", [(True, {"runtime=14", "runtime=201"}),
-                                                  (False, {"runtime=11", "runtime=167"})])
+@pytest.mark.parametrize(
+    "pack_seeds, runtimes", [(True, {"runtime=14", "runtime=201"}), (False, {"runtime=11", "runtime=167"})]
+)
 def test_a_packed_jobs_runtime_is_its_members_packed_shares(tmp_path, pack_seeds, runtimes):
-    rows = [{"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s{seed}", "predicted_train_s": solo,
-             "predicted_train_s_packed": packed, "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
-            for model, k, solo, packed in (("vae", 0, 300.0, 200.0), ("five", 1, 5000.0, 3000.0)) for seed in (0, 1)]
+    rows = [
+        {
+            "run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s{seed}",
+            "predicted_train_s": solo,
+            "predicted_train_s_packed": packed,
+            "predicted_evaluate_s": 5.0,
+            "job_startup_s": 4.0,
+        }
+        for model, k, solo, packed in (("vae", 0, 300.0, 200.0), ("five", 1, 5000.0, 3000.0))
+        for seed in (0, 1)
+    ]
     planned = slurm_plan(tmp_path, [0, 1], rows, pack_seeds)
     assert planned.returncode == 0, planned.stderr[-3000:]
     text = planned.stdout + planned.stderr
@@ -106,24 +138,47 @@ def test_a_packed_jobs_runtime_is_its_members_packed_shares(tmp_path, pack_seeds
 
 def test_fif_pays_a_second_test_pass_where_sigma_is_fitted():
     timing = {"step_s": 0.01, "posterior_s_per_example": 1e-4, "iwae_s_per_sample": 1e-5}
-    sizes, row = {"train": 1000, "validation": 100, "test": 500}, {"epochs": 10, "batch_size": 100,
-                                                                  "importance_samples": 50}
+    sizes, row = (
+        {"train": 1000, "validation": 100, "test": 500},
+        {"epochs": 10, "batch_size": 100, "importance_samples": 50},
+    )
     five = predicted_seconds(row | {"model": "five"}, timing, sizes, "fitted")
     fif = predicted_seconds(row | {"model": "fif"}, timing, sizes, "fitted")
     test_pass = 500 * (1e-4 + 50 * 1e-5)
     assert fif["predicted_evaluate_s"] - five["predicted_evaluate_s"] == pytest.approx(test_pass)
-    assert predicted_seconds(row | {"model": "fif"}, timing, sizes, "own")["predicted_evaluate_s"] == \
-        pytest.approx(test_pass)
+    assert predicted_seconds(row | {"model": "fif"}, timing, sizes, "own")["predicted_evaluate_s"] == pytest.approx(
+        test_pass
+    )
     assert fif["predicted_train_s"] == five["predicted_train_s"]
 
 
 def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
-    config = {"experiment": "est", "seeds": [0, 1], "models": {"vae": {}},
-              "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 4}}}
+    config = {
+        "experiment": "est",
+        "seeds": [0, 1],
+        "models": {"vae": {}},
+        "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 4}},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
-                             "--configfile", str(tmp_path / "config.yaml"), "--cores", "1", "estimate"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "1",
+            "estimate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     estimate = pd.read_csv(tmp_path / "results" / "est" / "estimate.csv")
     assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]
@@ -136,12 +191,18 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
 def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_path):
     from five.sweep.aggregate import with_predicted_times
 
-    pd.DataFrame([{"run_dir": "a", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0,
-                   "predicted_train_s_packed": 12.0},
-                  {"run_dir": "b", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0,
-                   "predicted_train_s_packed": 12.0}]).to_csv(tmp_path / "estimate.csv", index=False)
-    runs = pd.DataFrame([{"run_dir": "a", "train_wall_time_s": 36.0, "pack_size": 3},  # the pack's 3 members
-                         {"run_dir": "b", "train_wall_time_s": 27.0, "pack_size": 1}])
+    pd.DataFrame(
+        [
+            {"run_dir": "a", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0},
+            {"run_dir": "b", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0},
+        ]
+    ).to_csv(tmp_path / "estimate.csv", index=False)
+    runs = pd.DataFrame(
+        [
+            {"run_dir": "a", "train_wall_time_s": 36.0, "pack_size": 3},  # the pack's 3 members
+            {"run_dir": "b", "train_wall_time_s": 27.0, "pack_size": 1},
+        ]
+    )
     timed = with_predicted_times(runs, tmp_path / "estimate.csv").set_index("run_dir")
     assert timed.loc["a", "predicted_train_s"] == 36.0 and timed.loc["a", "train_time_ratio"] == 1.0
     assert timed.loc["b", "predicted_train_s"] == 30.0 and timed.loc["b", "train_time_ratio"] == 0.9

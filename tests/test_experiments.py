@@ -13,18 +13,42 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ALPHA = {"experiment": "alpha", "seeds": [0], "models": {"vae": {}},
-         "datasets": {"digits": {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}}}
-BETA = {**ALPHA, "experiment": "beta",
-        "datasets": {"digits": {**ALPHA["datasets"]["digits"], "epochs": 2}}}  # same run folder names, other settings
+ALPHA = {
+    "experiment": "alpha",
+    "seeds": [0],
+    "models": {"vae": {}},
+    "datasets": {"digits": {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}},
+}
+BETA = {
+    **ALPHA,
+    "experiment": "beta",
+    "datasets": {"digits": {**ALPHA["datasets"]["digits"], "epochs": 2}},
+}  # same run folder names, other settings
 
 
 def snakemake(workdir: Path, config: dict, *args, python: str = sys.executable):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run([python, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                             "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [
+            python,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -33,9 +57,12 @@ def planned(text: str) -> dict[str, int]:
     """Job counts of a run's or dry run's 'Job stats' table ({} when there is nothing to do)."""
     if "Job stats:" not in text:
         return {}
-    stats = text[text.index("Job stats:"):].split("\n\n")[0]
-    return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:]
-            if len(line.split()) == 2 and line.split()[0] != "total"}
+    stats = text[text.index("Job stats:") :].split("\n\n")[0]
+    return {
+        line.split()[0]: int(line.split()[1])
+        for line in stats.splitlines()[3:]
+        if len(line.split()) == 2 and line.split()[0] != "total"
+    }
 
 
 def second_python(tmp_path: Path) -> str:
@@ -43,10 +70,17 @@ def second_python(tmp_path: Path) -> str:
     its sys.executable differs, as when a user runs the workflow from another environment."""
     env = tmp_path / "other-env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    purelib = Path(subprocess.run([str(env / "bin" / "python"), "-c", "import sysconfig; "
-                                   "print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
-                                  check=True).stdout.strip())
-    (purelib / "five-under-test.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    purelib = Path(
+        subprocess.run(
+            [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    (purelib / "five-under-test.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+    )
     return str(env / "bin" / "python")
 
 
@@ -82,8 +116,17 @@ def test_another_experiment_trains_in_its_first_invocation_and_leaves_the_first_
 def test_an_edit_run_from_another_python_plans_and_trains_exactly_the_new_runs(alpha_done, tmp_path):
     wider = yaml.safe_load(yaml.safe_dump(ALPHA))
     wider["datasets"]["digits"]["latent_dims"] = [2, 3]
-    expected = {"point_settings": 1, "train": 1, "evaluate": 1, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
-                "config_snapshot": 1, "all": 1}
+    expected = {
+        "point_settings": 1,
+        "train": 1,
+        "evaluate": 1,
+        "aggregate": 1,
+        "tables": 1,
+        "plots": 1,
+        "claims": 1,
+        "config_snapshot": 1,
+        "all": 1,
+    }
     assert planned(snakemake(alpha_done, wider, "-n")) == expected
     other = second_python(tmp_path)
     assert planned(snakemake(alpha_done, wider, "-n", python=other)) == expected

@@ -15,8 +15,25 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["train", "--model", "five", "--dataset", "digits", "--latent-dim", "3", "--probes", "2", "--epochs", "40",
-        "--hidden-width", "32", "--checkpoint-every", "1", "--device", "cpu"]
+ARGS = [
+    "train",
+    "--model",
+    "five",
+    "--dataset",
+    "digits",
+    "--latent-dim",
+    "3",
+    "--probes",
+    "2",
+    "--epochs",
+    "40",
+    "--hidden-width",
+    "32",
+    "--checkpoint-every",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 def five(*args):
@@ -53,8 +70,7 @@ def test_kill_9_at_random_points_then_rerun_equals_uninterrupted(tmp_path, unint
     kill_points = sorted(rng.sample(range(2, 38), 5))  # epochs after which a kill lands, plus a random delay
     killed_at = []
     for target in kill_points:
-        process = subprocess.Popen(five(*ARGS, "--out", run_dir), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(five(*ARGS, "--out", run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while epochs_done(run_dir) < target and process.poll() is None:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.05))  # somewhere inside the next epoch or checkpoint write
@@ -106,8 +122,11 @@ def test_a_kill_inside_a_checkpoint_write_never_leaves_a_loadable_half_checkpoin
     # The 3rd save of a fresh run is epoch 3, so epoch 2 stays on disk; the resumed run's 9th save is
     # epoch 2 + 9 = 11, so epoch 10 stays.
     for kill_at, epoch_on_disk in ((3, 2), (9, 10)):
-        result = subprocess.run([sys.executable, "-c", KILL_INSIDE_WRITE, mode, str(kill_at), *ARGS, "--out",
-                                 str(run_dir)], capture_output=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-c", KILL_INSIDE_WRITE, mode, str(kill_at), *ARGS, "--out", str(run_dir)],
+            capture_output=True,
+            timeout=600,
+        )
         assert result.returncode == -signal.SIGKILL
         assert list(run_dir.glob(".checkpoint.pt.*.tmp")), "the interrupted write left its temp file"
         state = torch.load(run_dir / "checkpoint.pt", weights_only=True)  # the previous, complete checkpoint
@@ -122,12 +141,34 @@ def test_a_kill_inside_a_checkpoint_write_never_leaves_a_loadable_half_checkpoin
 def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupted(tmp_path, uninterrupted):
     import yaml
 
-    config = {"experiment": "faults", "seeds": [0], "models": {"five": {"probes": [2]}},
-              "datasets": {"digits": {"latent_dims": [3], "epochs": 40, "hidden_width": 32, "checkpoint_every": 1,
-                                      "importance_samples": 4}}}
+    config = {
+        "experiment": "faults",
+        "seeds": [0],
+        "models": {"five": {"probes": [2]}},
+        "datasets": {
+            "digits": {
+                "latent_dims": [3],
+                "epochs": 40,
+                "hidden_width": 32,
+                "checkpoint_every": 1,
+                "importance_samples": 4,
+            }
+        },
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "2",
+    ]
     run_dir = tmp_path / "results" / "faults" / "digits" / "five" / "d3" / "k2" / "s0"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     while epochs_done(run_dir) < 15 and process.poll() is None:

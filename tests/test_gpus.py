@@ -20,9 +20,16 @@ time.sleep(float(sys.argv[2]))
 
 
 def claimers(tmp_path, count, hold, env):
-    return [subprocess.Popen([sys.executable, "-c", CLAIM_AND_HOLD, str(tmp_path / "locks"), str(hold)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            for _ in range(count)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM_AND_HOLD, str(tmp_path / "locks"), str(hold)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(count)
+    ]
 
 
 def test_n_concurrent_jobs_get_n_distinct_devices(tmp_path):

@@ -133,10 +133,12 @@ def test_surrogate_gradient_at_budget_one_is_unbiased():
     A, encode, decode = linear_pair()
     generator = torch.Generator().manual_seed(2)
     # Each example draws its own probe, so a group of examples averages independent draws.
-    group_means = torch.stack([
-        surrogate_gradient(A, encode, decode, torch.randn(2000, 7), hutchinson_probes(2000, 4, 1, generator))
-        for _ in range(20)
-    ])
+    group_means = torch.stack(
+        [
+            surrogate_gradient(A, encode, decode, torch.randn(2000, 7), hutchinson_probes(2000, 4, 1, generator))
+            for _ in range(20)
+        ]
+    )
     mean, standard_error = group_means.mean(0), group_means.std(0) / math.sqrt(20)
     truth = half_log_det_gradient(A)
     assert ((mean - truth).abs() / standard_error).max() < 5
@@ -215,8 +217,14 @@ def test_five_loss_is_the_negative_elbo_for_a_linear_gaussian_model():
     log_sigma = torch.tensor(math.log(0.4))
     s = 0.16
     x = torch.randn(1, D, generator=g).expand(n, D).contiguous()
-    terms = objectives.five_loss(x, lambda v: v @ A.T, lambda z: z @ W.T, log_sigma,
-                                 torch.randn(n, D, generator=g), hutchinson_probes(n, d, d, g))
+    terms = objectives.five_loss(
+        x,
+        lambda v: v @ A.T,
+        lambda z: z @ W.T,
+        log_sigma,
+        torch.randn(n, D, generator=g),
+        hutchinson_probes(n, d, d, g),
+    )
     C = A @ A.T
     x0 = x[0]
     expected_reconstruction = (((x0 - W @ A @ x0) ** 2).sum() + s * torch.trace(W @ C @ W.T)) / (2 * s)
@@ -228,8 +236,9 @@ def test_five_loss_is_the_negative_elbo_for_a_linear_gaussian_model():
     torch.testing.assert_close(loss_without_surrogate.mean(), expected, rtol=5e-3, atol=0)
     # The −ELBO of this model also follows from the general formula E[−log p(x|z) − log p(z) + log q(z|x)]
     entropy = 0.5 * d * (1 + math.log(2 * math.pi)) + 0.5 * torch.logdet(s * C)
-    log_joint = (objectives.decoder_log_likelihood(x, terms["z"] @ W.T, log_sigma)
-                 + objectives.prior_log_density(terms["z"]))
+    log_joint = objectives.decoder_log_likelihood(x, terms["z"] @ W.T, log_sigma) + objectives.prior_log_density(
+        terms["z"]
+    )
     torch.testing.assert_close(-(log_joint.mean() + entropy), expected - half_log_det, rtol=5e-3, atol=0)
 
 
@@ -238,8 +247,9 @@ def test_fif_loss_surrogate_and_reconstruction_match_their_definitions():
     still ∇ ½ log det(J_f J_fᵀ) and the reconstruction is ‖x̃ − g(f(x̃))‖²."""
     A, encode, decode = linear_pair()
     x = torch.randn(6, 7)
-    terms = objectives.fif_loss(x, encode, decode, hutchinson_probes(6, 4, 4, torch.Generator().manual_seed(3)),
-                                beta=10.0)
+    terms = objectives.fif_loss(
+        x, encode, decode, hutchinson_probes(6, 4, 4, torch.Generator().manual_seed(3)), beta=10.0
+    )
     gradient = torch.autograd.grad(terms["surrogate"].mean(), A, retain_graph=True)[0]
     torch.testing.assert_close(gradient, half_log_det_gradient(A))
     torch.testing.assert_close(terms["reconstruction"], ((x - decode(encode(x))) ** 2).sum(-1))

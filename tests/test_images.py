@@ -14,10 +14,13 @@ from five.run.train import train
 def test_digits_grids_hold_originals_reconstructions_and_samples(tmp_path):
     config = TrainConfig(model="vae", dataset="digits", latent_dim=3, epochs=1, hidden_width=32)
     train(config, tmp_path / "run", torch.device("cpu"), log=lambda line: None)
-    metrics = evaluate_run(tmp_path / "run", torch.device("cpu"), importance_samples=2, log=lambda line: None,
-                           image_dir=tmp_path / "grids")
-    assert metrics["image_grids"] == [str(tmp_path / "grids" / "reconstructions.png"),
-                                      str(tmp_path / "grids" / "samples.png")]
+    metrics = evaluate_run(
+        tmp_path / "run", torch.device("cpu"), importance_samples=2, log=lambda line: None, image_dir=tmp_path / "grids"
+    )
+    assert metrics["image_grids"] == [
+        str(tmp_path / "grids" / "reconstructions.png"),
+        str(tmp_path / "grids" / "samples.png"),
+    ]
     # 8 per row with 2-pixel padding: 64 images (32 originals + 32 reconstructions) of 8×8 make 8 rows
     side = 8 * (8 + 2) + 2
     assert Image.open(tmp_path / "grids" / "reconstructions.png").size == (side, side)
@@ -27,10 +30,15 @@ def test_digits_grids_hold_originals_reconstructions_and_samples(tmp_path):
 def test_non_image_data_cannot_be_drawn_and_fails_before_evaluating(tmp_path):
     with pytest.raises(FiveError, match="need images or a square number"):
         as_images(torch.zeros(2, 10), (10,))
-    train(TrainConfig(model="vae", dataset="manifold", latent_dim=2, epochs=1, hidden_width=16), tmp_path,
-          torch.device("cpu"), log=lambda line: None)
+    train(
+        TrainConfig(model="vae", dataset="manifold", latent_dim=2, epochs=1, hidden_width=16),
+        tmp_path,
+        torch.device("cpu"),
+        log=lambda line: None,
+    )
     lines = []
     with pytest.raises(FiveError, match="need images"):
-        evaluate_run(tmp_path, torch.device("cpu"), importance_samples=2, log=lines.append,
-                     image_dir=tmp_path / "grids")
+        evaluate_run(
+            tmp_path, torch.device("cpu"), importance_samples=2, log=lines.append, image_dir=tmp_path / "grids"
+        )
     assert not any(line.startswith("evaluated batch") for line in lines)

@@ -16,8 +16,9 @@ def test_log_joint_is_the_generating_density():
     z = torch.randn(4, 2, dtype=torch.float64)
     eps = torch.randn(4, 10, dtype=torch.float64)
     x = manifold.manifold_point(z) + manifold.NOISE_STD * eps
-    expected = (torch.distributions.Normal(0.0, manifold.NOISE_STD).log_prob(manifold.NOISE_STD * eps).sum(-1)
-                + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
+    expected = torch.distributions.Normal(0.0, manifold.NOISE_STD).log_prob(manifold.NOISE_STD * eps).sum(
+        -1
+    ) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
     torch.testing.assert_close(manifold.log_joint(x, z), expected, rtol=1e-9, atol=1e-5)
 
 
@@ -27,7 +28,10 @@ def test_data_set_splits_are_continuous_and_fixed():
     data = load_dataset("manifold")
     assert data.discrete_levels is None and data.example_shape == (10,)
     assert {name: tuple(data.split(name).shape) for name in ("train", "validation", "test")} == {
-        "train": (8000, 10), "validation": (1000, 10), "test": (2000, 10)}
+        "train": (8000, 10),
+        "validation": (1000, 10),
+        "test": (2000, 10),
+    }
     assert torch.equal(load_dataset("manifold").split("test"), data.split("test"))
 
 

@@ -20,9 +20,14 @@ from mlflow.tracking import MlflowClient
 from five.sweep.table import sweep_table
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = {"experiment": "served", "seeds": [0, 1], "models": {"vae": {}},
-          "datasets": {"digits": {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4,
-                                  "eval_every": 1}}}
+CONFIG = {
+    "experiment": "served",
+    "seeds": [0, 1],
+    "models": {"vae": {}},
+    "datasets": {
+        "digits": {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4, "eval_every": 1}
+    },
+}
 
 
 def free_port() -> int:
@@ -40,10 +45,26 @@ class Server:
 
     def start(self, timeout: float = 120) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-             f"sqlite:///{self.folder / 'mlflow.db'}", "--artifacts-destination", str(self.folder / "artifacts"),
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "a"), start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.folder / "server.log", "a"),
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -53,8 +74,9 @@ class Server:
             except OSError:
                 time.sleep(0.5)
         self.stop()
-        raise AssertionError(f"mlflow server did not answer within {timeout} s: "
-                             f"{(self.folder / 'server.log').read_text()[-2000:]}")
+        raise AssertionError(
+            f"mlflow server did not answer within {timeout} s: {(self.folder / 'server.log').read_text()[-2000:]}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -84,9 +106,26 @@ def sweep(workdir: Path, config: dict):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     targets = [str(run_dir.relative_to(workdir) / "eval.json") for run_dir in run_dirs(workdir, config)]
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def logged_runs(uri: str) -> dict[str, object]:
@@ -129,9 +168,13 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
 
     server.start()  # back: the runs it missed are logged from their JSON files, the others left as they are
     env = os.environ | {"MLFLOW_TRACKING_URI": server.uri}
-    synced = subprocess.run([sys.executable, "-m", "five.cli", "mlflow-sync", "--experiment", "served",
-                             *map(str, everything)],
-                            capture_output=True, text=True, env=env, timeout=300)
+    synced = subprocess.run(
+        [sys.executable, "-m", "five.cli", "mlflow-sync", "--experiment", "served", *map(str, everything)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert synced.returncode == 0, synced.stderr[-2000:]
     assert synced.stdout.count(": logged") == 1 and synced.stdout.count(": already in MLflow") == 2, synced.stdout
     assert_fully_logged(server.uri, everything)

@@ -34,8 +34,13 @@ def image_dataset(shape=(1, 16, 16), levels=4):
 @pytest.mark.parametrize("model", ["vae", "fcvae", "fif", "five"])
 def test_every_model_runs_its_loss_and_posterior_through_the_conv_net(model):
     dataset = image_dataset()
-    config = TrainConfig(model=model, dataset="tiny-images", latent_dim=3, hidden_width=32,
-                         probes=2 if model in ("fif", "five") else None)
+    config = TrainConfig(
+        model=model,
+        dataset="tiny-images",
+        latent_dim=3,
+        hidden_width=32,
+        probes=2 if model in ("fif", "five") else None,
+    )
     net = build_model(config, dataset)
     x = torch.rand(4, 1, 16, 16)
     terms = net.loss_terms(x, torch.Generator().manual_seed(0))

@@ -17,8 +17,11 @@ from five.run.train import build_optimizer
 EXAMPLES, BATCH, SEEDS = 100, 32, (0, 1, 2)  # 3 full batches and a last one of 4
 # every model on discrete (digits-like) and continuous (manifold-like) flat data; the packed convolutions once
 # per kind of layer stack (encoder convs, decoder transposed convs) with the cheapest and the richest objective
-CASES = [(model, probes, data) for data in ("digits", "manifold")
-         for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 2), ("five", 1), ("five", 2))]
+CASES = [
+    (model, probes, data)
+    for data in ("digits", "manifold")
+    for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 2), ("five", 1), ("five", 2))
+]
 CASES += [("vae", None, "images"), ("five", 1, "images")]
 LEVELS = {"digits": 17, "manifold": None, "images": 17}
 
@@ -41,8 +44,16 @@ def dataset(kind: str) -> Dataset:
 
 
 def configuration(model: str, probes, kind: str) -> TrainConfig:
-    return TrainConfig(model=model, dataset="bench", latent_dim=3, probes=probes, batch_size=BATCH, lr=1e-3,
-                       architecture="conv" if kind == "images" else "mlp", hidden_width=32)
+    return TrainConfig(
+        model=model,
+        dataset="bench",
+        latent_dim=3,
+        probes=probes,
+        batch_size=BATCH,
+        lr=1e-3,
+        architecture="conv" if kind == "images" else "mlp",
+        hidden_width=32,
+    )
 
 
 def member(config, data_set, seed):
@@ -60,7 +71,9 @@ def solo_run(config, data_set, seed):
     model = member(config, data_set, seed)
     optimizer = build_optimizer(model, config)
     generator, batches = orders(seed)
-    step = eager_step(model, optimizer, solo_batch(model, data_set.split("train"), data_set.discrete_levels), [generator])
+    step = eager_step(
+        model, optimizer, solo_batch(model, data_set.split("train"), data_set.discrete_levels), [generator]
+    )
     losses = torch.stack([step(indices)[0] for indices in batches])
     return model, optimizer, losses
 
@@ -73,8 +86,12 @@ def packed_run(config, data_set, poison=None):
     optimizer = build_optimizer(model, config)
     generators, batches = zip(*(orders(seed) for seed in SEEDS))
     data = data_set.split("train")
-    step = eager_step(model, optimizer, lambda indices, gens: member_batches(data, data_set.discrete_levels, indices, gens, model),
-                      list(generators))
+    step = eager_step(
+        model,
+        optimizer,
+        lambda indices, gens: member_batches(data, data_set.discrete_levels, indices, gens, model),
+        list(generators),
+    )
     losses = torch.stack([step(torch.stack(indices)) for indices in zip(*batches)])  # (steps, members)
     return model, optimizer, losses
 
@@ -136,8 +153,9 @@ def test_a_pack_of_one_is_the_solo_model():
     packed = pack_models([member(config, data_set, 0)])
     solo = member(config, data_set, 0)
     x = data_set.split("train")[:5].to(torch.get_default_dtype()) / 17
-    torch.testing.assert_close(packed.decode(packed.encode(x)[:, :3]), solo.decode(solo.encode(x)[:, :3]),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        packed.decode(packed.encode(x)[:, :3]), solo.decode(solo.encode(x)[:, :3]), rtol=0, atol=1e-12
+    )
 
 
 def test_members_at_different_adam_steps_are_refused_in_one_line():

@@ -29,10 +29,13 @@ def quiet(_line):
 @pytest.fixture
 def float64_data(monkeypatch):
     """float64 throughout, on the first EXAMPLES examples of each split of the real data sets."""
+
     def small(name, data_dir=None):
         full = load_dataset(name, data_dir)
-        splits = {split: (values if values.dtype == torch.uint8 else values.double())[:EXAMPLES]
-                  for split, values in full.splits.items()}
+        splits = {
+            split: (values if values.dtype == torch.uint8 else values.double())[:EXAMPLES]
+            for split, values in full.splits.items()
+        }
         return Dataset(full.name, splits, full.discrete_levels, full.default_architecture, full.default_hidden_width)
 
     torch.set_default_dtype(torch.float64)
@@ -42,8 +45,20 @@ def float64_data(monkeypatch):
 
 
 def configs(model, dataset="digits", probes=None, **settings):
-    values = dict(model=model, dataset=dataset, latent_dim=3, probes=probes, epochs=3, batch_size=64, lr=2e-3,
-                  hidden_width=32, eval_every=1) | settings
+    values = (
+        dict(
+            model=model,
+            dataset=dataset,
+            latent_dim=3,
+            probes=probes,
+            epochs=3,
+            batch_size=64,
+            lr=2e-3,
+            hidden_width=32,
+            eval_every=1,
+        )
+        | settings
+    )
     return [TrainConfig(**values, seed=seed) for seed in SEEDS]
 
 
@@ -80,8 +95,11 @@ def solo_runs(run_configs, root):
         train(config, out, CPU, log=quiet, cuda_graph="off")
 
 
-CASES = [(model, probes, dataset) for dataset in ("digits", "manifold")
-         for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 2), ("five", 1), ("five", 2))]
+CASES = [
+    (model, probes, dataset)
+    for dataset in ("digits", "manifold")
+    for model, probes in (("vae", None), ("fcvae", None), ("fif", 1), ("fif", 2), ("five", 1), ("five", 2))
+]
 
 
 @pytest.mark.parametrize("model, probes, dataset", CASES)
@@ -166,10 +184,12 @@ def test_an_added_seed_trains_alone_and_finished_seeds_cost_nothing(float64_data
     first = [config for config in configs("five", probes=2, epochs=2) if config.seed < 2]
     train_seeds(first, folders(tmp_path, "packed", [0, 1]), CPU, log=quiet, cuda_graph="off")
     lines = []
-    runs = train_seeds(configs("five", probes=2), folders(tmp_path, "packed"), CPU, log=lines.append,
-                       cuda_graph="off")
-    assert [[entry["pack_size"] for entry in run.result["history"]] for run in runs] == [[2, 2, 3], [2, 2, 3],
-                                                                                          [1, 1, 3]]
+    runs = train_seeds(configs("five", probes=2), folders(tmp_path, "packed"), CPU, log=lines.append, cuda_graph="off")
+    assert [[entry["pack_size"] for entry in run.result["history"]] for run in runs] == [
+        [2, 2, 3],
+        [2, 2, 3],
+        [1, 1, 3],
+    ]
     assert any("resuming" in line and "s0" in line for line in lines)
     solo_runs(configs("five", probes=2), tmp_path)
     for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
@@ -192,10 +212,13 @@ def test_packed_float32_epoch_losses_agree_with_solo_within_round_off(tmp_path):
         assert [entry["loss"] for entry in packed] == pytest.approx([entry["loss"] for entry in solo], rel=1e-5)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda cs: cs[:2] + [TrainConfig(**(cs[2].to_dict() | {"lr": 1e-3}))], "one configuration"),
-    (lambda cs: cs[:2] + [cs[0]], "each seed once"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda cs: cs[:2] + [TrainConfig(**(cs[2].to_dict() | {"lr": 1e-3}))], "one configuration"),
+        (lambda cs: cs[:2] + [cs[0]], "each seed once"),
+    ],
+)
 def test_runs_of_different_configurations_or_repeated_seeds_are_refused(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         train_seeds(change(configs("vae")), folders(tmp_path, "packed"), CPU, log=quiet)

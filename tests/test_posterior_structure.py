@@ -91,9 +91,7 @@ def test_information_per_direction_on_constructed_posteriors():
     assert metrics["active_units"] == 2 and metrics["informative_directions"] == 1
     assert metrics["rate_nats"] == pytest.approx(sum(expected))
     # a rotated informative pair: the same information, found along the rotated directions
-    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(2),
-                                           dtype=torch.float64)).Q
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)).Q
     pair = collapse_metrics(*constructed_posterior([3.0, 8.0, 0.0], [1.0, 2.0, 1.0], rotation))
-    assert pair["information_per_direction"] == pytest.approx([0.5 * math.log(5), 0.5 * math.log(4), 0.0],
-                                                              abs=1e-6)
+    assert pair["information_per_direction"] == pytest.approx([0.5 * math.log(5), 0.5 * math.log(4), 0.0], abs=1e-6)
     assert pair["informative_directions"] == 2

@@ -44,8 +44,14 @@ def ppca(tmp_path_factory):
 
 def train_one(model: str, path: str, run_dir: str) -> None:
     torch.set_num_threads(1)
-    config = TrainConfig(model=model, dataset=f"npz:{path}", latent_dim=LATENT_DIM, epochs=EPOCHS, hidden_width=64,
-                         checkpoint_every=EPOCHS)
+    config = TrainConfig(
+        model=model,
+        dataset=f"npz:{path}",
+        latent_dim=LATENT_DIM,
+        epochs=EPOCHS,
+        hidden_width=64,
+        checkpoint_every=EPOCHS,
+    )
     train(config, Path(run_dir), CPU, log=quiet)
 
 

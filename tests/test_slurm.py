@@ -18,9 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests" / "cluster"
 # Only what a test cluster needs on top of the real profile: its partition and account, squeue for job
 # status (without an accounting database sacct fails), and quick status polls.
-TEST_OVERRIDES = ["--default-resources", "slurm_partition=debug", "slurm_account=five", "runtime=10",
-                  "mem_mb=1500", "cpus_per_task=1", "--slurm-status-command", "squeue",
-                  "--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "1"]
+TEST_OVERRIDES = [
+    "--default-resources",
+    "slurm_partition=debug",
+    "slurm_account=five",
+    "runtime=10",
+    "mem_mb=1500",
+    "cpus_per_task=1",
+    "--slurm-status-command",
+    "squeue",
+    "--seconds-between-status-checks",
+    "2",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +49,41 @@ def slurm(tmp_path_factory):
 
 def run_profile(workdir, config, *extra, background=False):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(workdir / "config.yaml"),
-               *TEST_OVERRIDES, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *TEST_OVERRIDES,
+        *extra,
+    ]
     if background:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     return subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=ROOT)
 
 
 def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
-    config = {"experiment": "slurm", "seeds": [0, 1], "models": {"vae": {}, "five": {"probes": [1]}},
-              "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 8,
-                                      "checkpoint_every": 1}}}
+    config = {
+        "experiment": "slurm",
+        "seeds": [0, 1],
+        "models": {"vae": {}, "five": {"probes": [1]}},
+        "datasets": {
+            "digits": {
+                "latent_dims": [2],
+                "epochs": 3,
+                "hidden_width": 16,
+                "importance_samples": 8,
+                "checkpoint_every": 1,
+            }
+        },
+    }
     result = run_profile(tmp_path, config)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -64,8 +98,10 @@ def test_the_sweep_runs_as_slurm_jobs_with_distinct_gpus(slurm, tmp_path):
         overlapped = a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
         if overlapped:
             assert a["cuda_visible_devices"] != b["cuda_visible_devices"], (a["slurm_job_id"], b["slurm_job_id"])
-    assert any(a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
-               for a, b in itertools.combinations(records, 2)), "two GPU jobs should have run at once"
+    assert any(
+        a["started_at"] < b["updated_at"] and b["started_at"] < a["updated_at"]
+        for a, b in itertools.combinations(records, 2)
+    ), "two GPU jobs should have run at once"
     evaluations = [json.loads(path.read_text()) for path in tmp_path.glob("results/slurm/digits/*/*/*/*/eval.json")]
     assert len(evaluations) == 4 and all(evaluation["job"]["slurm_job_id"] for evaluation in evaluations)
     assert "five (K=1, σ fitted)" in (tmp_path / "results" / "slurm" / "tables" / "main.md").read_text()
@@ -92,9 +128,21 @@ def current_job(run_dir, min_epochs):
 
 def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     """One job is requeued (as preemption with requeue does), one cancelled; both finish from checkpoints."""
-    config = {"experiment": "preempt", "seeds": [0, 1], "models": {"vae": {}}, "pack_seeds": False,  # a job per seed
-              "datasets": {"digits": {"latent_dims": [2], "epochs": 600, "hidden_width": 8, "importance_samples": 4,
-                                      "checkpoint_every": 1}}}
+    config = {
+        "experiment": "preempt",
+        "seeds": [0, 1],
+        "models": {"vae": {}},
+        "pack_seeds": False,  # a job per seed
+        "datasets": {
+            "digits": {
+                "latent_dims": [2],
+                "epochs": 600,
+                "hidden_width": 8,
+                "importance_samples": 4,
+                "checkpoint_every": 1,
+            }
+        },
+    }
     process = run_profile(tmp_path, config, background=True)
     runs = {seed: tmp_path / "results" / "preempt" / "digits" / "vae" / "d2" / "k0" / f"s{seed}" for seed in (0, 1)}
     deadline = time.monotonic() + 600

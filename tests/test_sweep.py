@@ -40,14 +40,17 @@ def test_defaults_come_from_the_schema():
     assert config["tracking_uri"] is None
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c["models"].update({"gan": {}}), "'gan' was unexpected"),
-    (lambda c: c["datasets"]["digits"].update({"epochz": 3}), "at datasets.digits: .*'epochz' was unexpected"),
-    (lambda c: c["datasets"]["digits"].update({"latent_dims": [-2]}), "at datasets.digits.latent_dims.0: -2"),
-    (lambda c: c["datasets"].update({"imagenet": {"latent_dims": [2], "epochs": 1}}), "'imagenet' was unexpected"),
-    (lambda c: c["models"]["vae"].update({"probes": [1]}), "at models.vae: .*'probes' was unexpected"),
-    (lambda c: c.update({"seed": [0]}), "'seed' was unexpected"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["models"].update({"gan": {}}), "'gan' was unexpected"),
+        (lambda c: c["datasets"]["digits"].update({"epochz": 3}), "at datasets.digits: .*'epochz' was unexpected"),
+        (lambda c: c["datasets"]["digits"].update({"latent_dims": [-2]}), "at datasets.digits.latent_dims.0: -2"),
+        (lambda c: c["datasets"].update({"imagenet": {"latent_dims": [2], "epochs": 1}}), "'imagenet' was unexpected"),
+        (lambda c: c["models"]["vae"].update({"probes": [1]}), "at models.vae: .*'probes' was unexpected"),
+        (lambda c: c.update({"seed": [0]}), "'seed' was unexpected"),
+    ],
+)
 def test_bad_configs_fail_with_one_line_naming_the_key(edit, message):
     config = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
     edit(config)
@@ -75,28 +78,47 @@ def test_train_arguments_carry_every_setting_of_the_row():
 def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="complete"):
     run_dir = root / dataset / model / f"d{latent_dim}" / f"k{probes}" / f"s{seed}"
     run_dir.mkdir(parents=True)
-    train = {"status": status, "history": [{"epoch": 1, "loss": 3.0, "sigma": 0.1, "time_s": 0.1}],
-             "epochs_completed": 1, "wall_time_s": 0.1, "device": "cpu"}
+    train = {
+        "status": status,
+        "history": [{"epoch": 1, "loss": 3.0, "sigma": 0.1, "time_s": 0.1}],
+        "epochs_completed": 1,
+        "wall_time_s": 0.1,
+        "device": "cpu",
+    }
     if status == "diverged":
         train["error"] = "non-finite loss (nan) at epoch 1, step 2"
-    evaluation = {"status": status, "bits_per_dim": None if status == "diverged" else bits,
-                  "nll_nats": None if status == "diverged" else bits * 100}
+    evaluation = {
+        "status": status,
+        "bits_per_dim": None if status == "diverged" else bits,
+        "nll_nats": None if status == "diverged" else bits * 100,
+    }
     (run_dir / "train.json").write_text(json.dumps(train))
     (run_dir / "eval.json").write_text(json.dumps(evaluation))
-    return {"dataset": dataset, "model": model, "latent_dim": latent_dim, "probes": probes, "seed": seed,
-            "run_dir": str(run_dir)}
+    return {
+        "dataset": dataset,
+        "model": model,
+        "latent_dim": latent_dim,
+        "probes": probes,
+        "seed": seed,
+        "run_dir": str(run_dir),
+    }
 
 
 def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
-    rows = [fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0), fake_run(tmp_path, "digits", "vae", 4, 0, 1, 5.2),
-            fake_run(tmp_path, "digits", "five", 4, 1, 0, 4.0), fake_run(tmp_path, "digits", "five", 4, 1, 1, 4.4),
-            fake_run(tmp_path, "digits", "five", 4, 2, 0, 3.0),
-            fake_run(tmp_path, "digits", "five", 4, 2, 1, 0, status="diverged"),
-            fake_run(tmp_path, "digits", "fcvae", 4, 0, 0, 0, status="diverged")]
+    rows = [
+        fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0),
+        fake_run(tmp_path, "digits", "vae", 4, 0, 1, 5.2),
+        fake_run(tmp_path, "digits", "five", 4, 1, 0, 4.0),
+        fake_run(tmp_path, "digits", "five", 4, 1, 1, 4.4),
+        fake_run(tmp_path, "digits", "five", 4, 2, 0, 3.0),
+        fake_run(tmp_path, "digits", "five", 4, 2, 1, 0, status="diverged"),
+        fake_run(tmp_path, "digits", "fcvae", 4, 0, 0, 0, status="diverged"),
+    ]
     runs, histories = collect_runs(pd.DataFrame(rows))
     assert list(runs["status"]).count("diverged") == 2 and len(histories) == 7
-    table = attach_references(summarise(runs, {"five": 1}),
-                              {"digits": [{"model": "five", "latent_dim": 4, "value": 4.1}]})
+    table = attach_references(
+        summarise(runs, {"five": 1}), {"digits": [{"model": "five", "latent_dim": 4, "value": 4.1}]}
+    )
     five = table[table["row"] == "five (K=1)"].iloc[0]
     assert five["mean"] == pytest.approx(4.2) and five["std"] == pytest.approx(0.2828, abs=1e-4)
     assert bool(five["best"]) and five["reference"] == 4.1
@@ -115,14 +137,19 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
 def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
     from five.sweep import plots
 
-    rows = [fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0), fake_run(tmp_path, "digits", "vae", 4, 0, 0, 4.0),
-            fake_run(tmp_path, "manifold", "vae", 2, 0, 0, 0, status="diverged")]
+    rows = [
+        fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0),
+        fake_run(tmp_path, "digits", "vae", 4, 0, 0, 4.0),
+        fake_run(tmp_path, "manifold", "vae", 2, 0, 0, 0, status="diverged"),
+    ]
     runs, histories = collect_runs(pd.DataFrame(rows))
-    for path in (plots.likelihood_vs_latent_dim(runs, {}, tmp_path / "a.png"),
-                 plots.active_units_vs_latent_dim(runs.assign(active_units_eigen=2), {}, tmp_path / "b.png"),
-                 plots.budget_ablation(runs, tmp_path / "c.png"),
-                 plots.training_curves(histories, {}, tmp_path / "d.png"),
-                 plots.likelihood_vs_latent_dim(runs[runs["status"] == "diverged"], {}, tmp_path / "e.png")):
+    for path in (
+        plots.likelihood_vs_latent_dim(runs, {}, tmp_path / "a.png"),
+        plots.active_units_vs_latent_dim(runs.assign(active_units_eigen=2), {}, tmp_path / "b.png"),
+        plots.budget_ablation(runs, tmp_path / "c.png"),
+        plots.training_curves(histories, {}, tmp_path / "d.png"),
+        plots.likelihood_vs_latent_dim(runs[runs["status"] == "diverged"], {}, tmp_path / "e.png"),
+    ):
         assert path.stat().st_size > 1000
 
 
@@ -135,13 +162,20 @@ def test_the_shapes_the_dry_run_knows_are_the_loaders(name):
 
 
 def test_surrogate_points_are_a_five_axis_with_their_own_folders_and_arguments():
-    config = {"seeds": [0], "models": {"vae": {}, "five": {"probes": [1, 2], "surrogate_points": ["mean", "sample"]}},
-              "datasets": {"digits": {"latent_dims": [4], "epochs": 1, "importance_samples": 8}}}
+    config = {
+        "seeds": [0],
+        "models": {"vae": {}, "five": {"probes": [1, 2], "surrogate_points": ["mean", "sample"]}},
+        "datasets": {"digits": {"latent_dims": [4], "epochs": 1, "importance_samples": 8}},
+    }
     table = sweep_table(config, "results")
     five = table[table["model"] == "five"]
     assert len(five) == 4 and len(table) == 5  # K × point for five only; the VAE has no such axis
-    assert set(five["run_dir"]) == {"results/digits/five/d4/k1/s0", "results/digits/five/d4/k2/s0",
-                                    "results/digits/five-sample/d4/k1/s0", "results/digits/five-sample/d4/k2/s0"}
+    assert set(five["run_dir"]) == {
+        "results/digits/five/d4/k1/s0",
+        "results/digits/five/d4/k2/s0",
+        "results/digits/five-sample/d4/k1/s0",
+        "results/digits/five-sample/d4/k2/s0",
+    }
     sample = five[five["run_dir"] == "results/digits/five-sample/d4/k1/s0"].iloc[0].to_dict()
     arguments = train_arguments(sample)
     assert arguments[arguments.index("--surrogate-point") + 1] == "sample"

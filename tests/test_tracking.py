@@ -137,9 +137,17 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
     tracker.finish()
     assert len(warnings) == 1 and "five mlflow-sync" in warnings[0]
     history = [{"epoch": epoch, "loss": 3.0 / epoch, "sigma": 0.1, "time_s": 0.1} for epoch in (1, 2, 3)]
-    (run_dir / "train.json").write_text(json.dumps({"status": "complete", "config": {"model": "vae",
-                                                    "dataset": "digits", "lr": 0.1}, "history": history,
-                                                    "wall_time_s": 0.3, "device": "cpu"}))
+    (run_dir / "train.json").write_text(
+        json.dumps(
+            {
+                "status": "complete",
+                "config": {"model": "vae", "dataset": "digits", "lr": 0.1},
+                "history": history,
+                "wall_time_s": 0.3,
+                "device": "cpu",
+            }
+        )
+    )
     (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 40.0}))
     assert sync_run("sync", run_dir) == "logged"
     assert sync_run("sync", run_dir) == "already in MLflow"

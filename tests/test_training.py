@@ -92,8 +92,9 @@ def test_resuming_with_another_configuration_is_refused_or_restarted_when_asked(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=stop_once_restarted,
-              restart_if_changed=True)
+        train(
+            small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=stop_once_restarted, restart_if_changed=True
+        )
     # the old run's checkpoints are gone before the new run starts: nothing of it can be evaluated as this run
     assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "best.pt").exists()
     result = train(small_config("vae", epochs=2, latent_dim=5), tmp_path, CPU, log=quiet, restart_if_changed=True)
@@ -136,14 +137,17 @@ def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):
     assert floor - 1e-6 <= log_sigma <= floor + 2 * steps * DEFAULT_LOG_SIGMA_LR, (log_sigma, floor)
 
 
-@pytest.mark.parametrize("values, message", [
-    (dict(model="five", latent_dim=4, probes=5), "outside 1 <= K <= d=4"),
-    (dict(model="fif", latent_dim=4, probes=0), "outside 1 <= K <= d=4"),
-    (dict(model="vae", latent_dim=4, probes=2), "applies only to fif and five"),
-    (dict(model="five", latent_dim=4, beta=3.0), "applies only to fif"),
-    (dict(model="vea", latent_dim=4), "unknown model 'vea'"),
-    (dict(model="vae", latent_dim=0), "latent-dim must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(model="five", latent_dim=4, probes=5), "outside 1 <= K <= d=4"),
+        (dict(model="fif", latent_dim=4, probes=0), "outside 1 <= K <= d=4"),
+        (dict(model="vae", latent_dim=4, probes=2), "applies only to fif and five"),
+        (dict(model="five", latent_dim=4, beta=3.0), "applies only to fif"),
+        (dict(model="vea", latent_dim=4), "unknown model 'vea'"),
+        (dict(model="vae", latent_dim=0), "latent-dim must be >= 1"),
+    ],
+)
 def test_invalid_configurations_fail_when_built(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(dataset="digits", **values)

@@ -62,7 +62,9 @@ def test_evaluation_uses_the_selected_checkpoint(tmp_path, monkeypatch):
     # validation values that make epoch 6 the best, so best and last differ
     values = iter([5.0, 1.0, 3.0, 4.0])
     real_validate = five.run.train.validate
-    monkeypatch.setattr(five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
+    monkeypatch.setattr(
+        five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)}
+    )
     train(config(), tmp_path, CPU, log=quiet)
     best = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet, model_selection="best")
     last = evaluate_run(tmp_path, CPU, importance_samples=4, log=quiet, model_selection="last")
@@ -74,7 +76,9 @@ def test_evaluation_uses_the_selected_checkpoint(tmp_path, monkeypatch):
 def test_patience_stops_a_stalled_run_and_reports_it(tmp_path, monkeypatch):
     values = iter([3.0, 4.0, 5.0, 6.0])  # never better than the first
     real_validate = five.run.train.validate
-    monkeypatch.setattr(five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)})
+    monkeypatch.setattr(
+        five.run.train, "validate", lambda model, x: real_validate(model, x) | {"val_nll": next(values)}
+    )
     lines = []
     result = train(config(epochs=30, eval_every=2, patience=2), tmp_path, CPU, log=lines.append)
     assert result["status"] == "stalled" and result["epochs_completed"] == 6 and result["best_epoch"] == 2

@@ -32,6 +32,7 @@ FIVE = shutil.which("five", path=str(Path(sys.executable).parent)) or "five"
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any attempt to open a URL fails the test: loading must never download."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"a network access was attempted: {args[:1]}")
 
@@ -71,7 +72,10 @@ def test_cifar10_loads_through_torchvision_in_channel_first_order(tmp_path, smal
     data = load_dataset("cifar10", tmp_path)
     assert data.example_shape == (3, 32, 32) == DATA_SHAPES["cifar10"] and data.discrete_levels == 256
     assert {name: len(data.split(name)) for name in ("train", "validation", "test")} == {
-        "train": 10, "validation": 10, "test": 3}
+        "train": 10,
+        "validation": 10,
+        "test": 3,
+    }
     assert torch.equal(torch.cat([data.split("train"), data.split("validation")]), torch.from_numpy(train))
     assert torch.equal(data.split("test"), torch.from_numpy(test))
 
@@ -96,8 +100,9 @@ def test_dequantised_images_lie_in_the_unit_cube_and_change_between_epochs(tmp_p
     assert torch.equal(*fixed)  # the test set is dequantised the same way every time
 
 
-@pytest.mark.parametrize("name, example", [("mnist", "MNIST/raw/train-images-idx3-ubyte"),
-                                           ("cifar10", "cifar-10-batches-py/data_batch_1")])
+@pytest.mark.parametrize(
+    "name, example", [("mnist", "MNIST/raw/train-images-idx3-ubyte"), ("cifar10", "cifar-10-batches-py/data_batch_1")]
+)
 def test_missing_data_names_the_files_and_the_download_command(tmp_path, name, example):
     with pytest.raises(DataError) as caught:
         load_dataset(name, tmp_path / "empty")
@@ -128,8 +133,9 @@ def test_download_fetches_through_torchvision_and_verifies_checksums(tmp_path, m
     monkeypatch.setattr(MNIST, "resources", [(path.name, md5(path)) for path in gz_files])
     files = five.data.vision.download_vision_dataset("mnist", tmp_path / "data", log=lambda line: None)
     assert len(files) == 4 and all(path.is_file() for path in files)
-    assert files[0].read_bytes() == gzip.decompress(gz_files[[p.name for p in gz_files].index(files[0].name + ".gz")]
-                                                    .read_bytes())
+    assert files[0].read_bytes() == gzip.decompress(
+        gz_files[[p.name for p in gz_files].index(files[0].name + ".gz")].read_bytes()
+    )
     # a checksum mismatch is an error, not a silently accepted file
     monkeypatch.setattr(MNIST, "resources", [(path.name, "0" * 32) for path in gz_files])
     with pytest.raises(DataError, match="downloading mnist .* failed"):
@@ -139,22 +145,76 @@ def test_download_fetches_through_torchvision_and_verifies_checksums(tmp_path, m
 def test_cli_trains_on_mnist_files_and_explains_missing_data(tmp_path):
     write_mnist(tmp_path / "data", n_train=10_040, n_test=16)  # the real 10,000-image validation split fits
     run = tmp_path / "run"
-    trained = subprocess.run([FIVE, "train", "--model", "five", "--dataset", "mnist", "--latent-dim", "4",
-                              "--epochs", "1", "--hidden-width", "32", "--device", "cpu",
-                              "--data-dir", tmp_path / "data", "--out", run], capture_output=True, text=True)
+    trained = subprocess.run(
+        [
+            FIVE,
+            "train",
+            "--model",
+            "five",
+            "--dataset",
+            "mnist",
+            "--latent-dim",
+            "4",
+            "--epochs",
+            "1",
+            "--hidden-width",
+            "32",
+            "--device",
+            "cpu",
+            "--data-dir",
+            tmp_path / "data",
+            "--out",
+            run,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert trained.returncode == 0, trained.stderr
     assert json.loads((run / "train.json").read_text())["epochs_completed"] == 1
-    evaluated = subprocess.run([FIVE, "evaluate", "--run", run, "--importance-samples", "2", "--device", "cpu",
-                                "--data-dir", tmp_path / "data", "--image-dir", tmp_path / "grids",
-                                "--out", tmp_path / "eval.json"], capture_output=True, text=True)
+    evaluated = subprocess.run(
+        [
+            FIVE,
+            "evaluate",
+            "--run",
+            run,
+            "--importance-samples",
+            "2",
+            "--device",
+            "cpu",
+            "--data-dir",
+            tmp_path / "data",
+            "--image-dir",
+            tmp_path / "grids",
+            "--out",
+            tmp_path / "eval.json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["n_examples"] == 16 and np.isfinite(metrics["bits_per_dim"])
     assert (tmp_path / "grids" / "samples.png").is_file()
 
-    missing = subprocess.run([FIVE, "train", "--model", "vae", "--dataset", "mnist", "--latent-dim", "4",
-                              "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "run2"],
-                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "no_proxy": "*"})
+    missing = subprocess.run(
+        [
+            FIVE,
+            "train",
+            "--model",
+            "vae",
+            "--dataset",
+            "mnist",
+            "--latent-dim",
+            "4",
+            "--data-dir",
+            tmp_path / "nowhere",
+            "--out",
+            tmp_path / "run2",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "no_proxy": "*"},
+    )
     lines = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(lines) == 1, missing.stderr
     assert "five download --dataset mnist" in lines[0] and "train-images-idx3-ubyte" in lines[0]

@@ -22,8 +22,7 @@ TINY = {
     "seeds": [0],
     "models": {"vae": {}, "five": {"probes": [1]}},
     "datasets": {
-        "digits": {"latent_dims": [2], "epochs": 2, "hidden_width": 16, "importance_samples": 8,
-                   "checkpoint_every": 1},
+        "digits": {"latent_dims": [2], "epochs": 2, "hidden_width": 16, "importance_samples": 8, "checkpoint_every": 1},
         # a step size this large makes every run diverge: the tables must show it, not drop it
         "manifold": {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "lr": 1e6},
     },
@@ -33,8 +32,13 @@ TINY = {
 def snakemake(workdir, config, *args, check=True):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                             "--cores", "2", *args], capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(
+        [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -43,9 +47,8 @@ def snakemake(workdir, config, *args, check=True):
 def planned_jobs(result) -> dict[str, int]:
     """The job counts of a dry run's 'Job stats' table."""
     text = result.stdout + result.stderr
-    stats = text[text.index("Job stats:"):]
-    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)
-            if name != "total"}
+    stats = text[text.index("Job stats:") :]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if name != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +72,19 @@ def test_end_to_end_results_tables_plots_and_report(finished):
     for name in ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves"):
         assert (finished / "results" / "tiny" / "plots" / f"{name}.png").stat().st_size > 5000
     assert (finished / "results" / "tiny" / "digits" / "five" / "d2" / "k1" / "s0" / "grids" / "samples.png").exists()
-    report = subprocess.run([*SNAKEMAKE, "-d", str(finished), "--configfile", str(finished / "config.yaml"),
-                             "--report", str(finished / "report.html")], capture_output=True, text=True)
+    report = subprocess.run(
+        [
+            *SNAKEMAKE,
+            "-d",
+            str(finished),
+            "--configfile",
+            str(finished / "config.yaml"),
+            "--report",
+            str(finished / "report.html"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stderr[-2000:]
     assert (finished / "report.html").stat().st_size > 10000
 
@@ -89,8 +103,10 @@ def test_every_job_is_in_mlflow_once(finished):
     runs = client.search_runs([experiment.experiment_id])
     keys = sorted(run.data.tags["five.run_key"] for run in runs)
     # the identity is the run folder's absolute path: another checkout's runs in the same experiment differ
-    assert keys == sorted(str((finished / run_dir).resolve())
-                          for run_dir in pd.read_csv(finished / "results" / "tiny" / "runs.csv")["run_dir"])
+    assert keys == sorted(
+        str((finished / run_dir).resolve())
+        for run_dir in pd.read_csv(finished / "results" / "tiny" / "runs.csv")["run_dir"]
+    )
     for run in runs:
         if "digits" in run.data.tags["five.run_key"]:
             assert run.info.status == "FINISHED" and "eval_nll_nats" in run.data.metrics
@@ -105,17 +121,38 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     assert nothing == {}
     more_seeds = TINY | {"seeds": [0, 1]}
     assert planned_jobs(snakemake(finished, more_seeds, "-n")) == {
-        "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
-        "all": 1}
+        "train": 4,
+        "evaluate": 4,
+        "aggregate": 1,
+        "tables": 1,
+        "plots": 1,
+        "claims": 1,
+        "config_snapshot": 1,
+        "all": 1,
+    }
     # a job per seed instead of per sweep point: the finished seeds' commands are those of a pack of one
     assert planned_jobs(snakemake(finished, more_seeds | {"pack_seeds": False}, "-n")) == {
-        "train": 4, "evaluate": 4, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
-        "all": 1}
+        "train": 4,
+        "evaluate": 4,
+        "aggregate": 1,
+        "tables": 1,
+        "plots": 1,
+        "claims": 1,
+        "config_snapshot": 1,
+        "all": 1,
+    }
     more_samples = yaml.safe_load(yaml.safe_dump(TINY))
     more_samples["datasets"]["digits"]["importance_samples"] = 16
     assert planned_jobs(snakemake(finished, more_samples, "-n")) == {
-        "point_settings": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1,
-        "config_snapshot": 1, "all": 1}
+        "point_settings": 2,
+        "evaluate": 2,
+        "aggregate": 1,
+        "tables": 1,
+        "plots": 1,
+        "claims": 1,
+        "config_snapshot": 1,
+        "all": 1,
+    }
     # both at once: the finished seeds' digits evaluations rerun for their samples although their sweep points'
     # train jobs rerun for the new seed (Snakemake checks no own reason of a job downstream of a rerun job);
     # packed, each point's one evaluate job has all its seeds; a job per seed, the old seeds' are jobs of their own
@@ -123,17 +160,36 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     for pack_seeds, evaluations in ((True, 4), (False, 6)):
         plan = snakemake(finished, both | {"pack_seeds": pack_seeds}, "-n")
         assert planned_jobs(plan) == {
-            "point_settings": 2, "train": 4, "evaluate": evaluations, "aggregate": 1, "tables": 1, "plots": 1,
-            "claims": 1, "config_snapshot": 1, "all": 1}
+            "point_settings": 2,
+            "train": 4,
+            "evaluate": evaluations,
+            "aggregate": 1,
+            "tables": 1,
+            "plots": 1,
+            "claims": 1,
+            "config_snapshot": 1,
+            "all": 1,
+        }
         evaluated = re.findall(r"^rule evaluate:\n\s+input: .*\n\s+output: (.*)$", plan.stdout, re.MULTILINE)
         outputs = {path for line in evaluated for path in line.split(", ")}
-        assert {f"results/tiny/digits/{model}/d2/k{k}/s{seed}/eval.json" for model, k in (("vae", 0), ("five", 1))
-                for seed in (0, 1)} <= outputs, evaluated
+        assert {
+            f"results/tiny/digits/{model}/d2/k{k}/s{seed}/eval.json"
+            for model, k in (("vae", 0), ("five", 1))
+            for seed in (0, 1)
+        } <= outputs, evaluated
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     assert planned_jobs(snakemake(finished, longer, "-n")) == {
-        "point_settings": 2, "train": 2, "evaluate": 2, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "config_snapshot": 1,
-        "all": 1}
+        "point_settings": 2,
+        "train": 2,
+        "evaluate": 2,
+        "aggregate": 1,
+        "tables": 1,
+        "plots": 1,
+        "claims": 1,
+        "config_snapshot": 1,
+        "all": 1,
+    }
 
 
 def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
@@ -155,8 +211,12 @@ def planned_jobs_or_none(result):
 
 
 def test_lint_is_clean():
-    result = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", str(ROOT / "config" / "quick.yaml")],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [*SNAKEMAKE, "--lint", "--configfile", str(ROOT / "config" / "quick.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-3000:]
 
 
@@ -165,6 +225,8 @@ def test_a_config_typo_stops_the_workflow_with_the_key_named(tmp_path):
     bad["datasets"]["digits"]["epochz"] = 3
     result = snakemake(tmp_path, bad, "-n", check=False)
     assert result.returncode != 0
-    assert "invalid config at datasets.digits: Additional properties are not allowed ('epochz' was unexpected)" \
+    assert (
+        "invalid config at datasets.digits: Additional properties are not allowed ('epochz' was unexpected)"
         in result.stdout + result.stderr
+    )
     assert not (tmp_path / "results").exists()

@@ -37,13 +37,34 @@ def make(path, kind):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "vae"
-    assert main(["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs", "1",
-                 "--hidden-width", "8", "--device", "cpu", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "vae",
+                "--dataset",
+                "digits",
+                "--latent-dim",
+                "2",
+                "--epochs",
+                "1",
+                "--hidden-width",
+                "8",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     return run
 
 
 def one_line_refusal(capsys, monkeypatch, argv, expected):
     """`five ARGV` ends in one line naming `expected`, exit 2, and neither training nor evaluation started."""
+
     def no_compute(*args, **kwargs):
         raise AssertionError("compute started before the output was checked")
 
@@ -66,21 +87,45 @@ def test_the_atomic_writer_refuses_a_non_regular_target(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_evaluate_out_that_is_not_a_regular_file_is_refused_before_compute(tmp_path, capsys, monkeypatch, trained, kind):
+def test_evaluate_out_that_is_not_a_regular_file_is_refused_before_compute(
+    tmp_path, capsys, monkeypatch, trained, kind
+):
     target = tmp_path / "eval.json"
     unchanged = make(target, kind)
-    one_line_refusal(capsys, monkeypatch, ["evaluate", "--run", str(trained), "--importance-samples", "2", "--device", "cpu",
-                              "--out", str(target)], "--out")
+    one_line_refusal(
+        capsys,
+        monkeypatch,
+        ["evaluate", "--run", str(trained), "--importance-samples", "2", "--device", "cpu", "--out", str(target)],
+        "--out",
+    )
     assert unchanged()
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_evaluate_image_grids_onto_a_non_regular_file_are_refused_before_compute(tmp_path, capsys, monkeypatch, trained, kind):
+def test_evaluate_image_grids_onto_a_non_regular_file_are_refused_before_compute(
+    tmp_path, capsys, monkeypatch, trained, kind
+):
     images = tmp_path / "grids"
     images.mkdir()
     unchanged = make(images / "samples.png", kind)
-    one_line_refusal(capsys, monkeypatch, ["evaluate", "--run", str(trained), "--importance-samples", "2", "--device", "cpu",
-                              "--image-dir", str(images), "--out", str(tmp_path / "eval.json")], "--image-dir")
+    one_line_refusal(
+        capsys,
+        monkeypatch,
+        [
+            "evaluate",
+            "--run",
+            str(trained),
+            "--importance-samples",
+            "2",
+            "--device",
+            "cpu",
+            "--image-dir",
+            str(images),
+            "--out",
+            str(tmp_path / "eval.json"),
+        ],
+        "--image-dir",
+    )
     assert unchanged() and not (tmp_path / "eval.json").exists()
 
 
@@ -90,8 +135,26 @@ def test_train_refuses_a_run_folder_whose_files_are_not_regular(tmp_path, capsys
     run = tmp_path / "run"
     run.mkdir()
     unchanged = make(run / name, kind)
-    one_line_refusal(capsys, monkeypatch, ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs",
-                              "1", "--device", "cpu", "--out", str(run)], "--out")
+    one_line_refusal(
+        capsys,
+        monkeypatch,
+        [
+            "train",
+            "--model",
+            "vae",
+            "--dataset",
+            "digits",
+            "--latent-dim",
+            "2",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(run),
+        ],
+        "--out",
+    )
     assert unchanged()
 
 

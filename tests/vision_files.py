@@ -23,8 +23,10 @@ def write_mnist(root: Path, n_train: int, n_test: int, seed: int = 0, gzipped_co
     train = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
     test = rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
     files = {
-        "train-images-idx3-ubyte": train, "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": test, "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+        "train-images-idx3-ubyte": train,
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": test,
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
     }
     for name, array in files.items():
         write_idx(raw / name, array)

@@ -79,8 +79,9 @@ class TrainConfig:
             raise ConfigError(f"--beta is the FIF reconstruction weight and applies only to fif, not {self.model}")
         if self.model in MODELS_WITH_FIXED_SIGMA:
             if self.log_sigma_lr is not None:
-                raise ConfigError(f"--log-sigma-lr applies only to models that learn σ, not {self.model} "
-                                  "(its s = 1/(2β) is fixed)")
+                raise ConfigError(
+                    f"--log-sigma-lr applies only to models that learn σ, not {self.model} (its s = 1/(2β) is fixed)"
+                )
         else:
             if self.log_sigma_lr is None:
                 object.__setattr__(self, "log_sigma_lr", DEFAULT_LOG_SIGMA_LR)
@@ -90,11 +91,13 @@ class TrainConfig:
             if self.surrogate_point is None:
                 object.__setattr__(self, "surrogate_point", "mean")
             if self.surrogate_point not in SURROGATE_POINTS:
-                raise ConfigError(f"--surrogate-point must be one of {', '.join(SURROGATE_POINTS)}, "
-                                  f"got {self.surrogate_point!r}")
+                raise ConfigError(
+                    f"--surrogate-point must be one of {', '.join(SURROGATE_POINTS)}, got {self.surrogate_point!r}"
+                )
         elif self.surrogate_point is not None:
-            raise ConfigError(f"--surrogate-point is a FIVE estimator variant and applies only to five, "
-                              f"not {self.model}")
+            raise ConfigError(
+                f"--surrogate-point is a FIVE estimator variant and applies only to five, not {self.model}"
+            )
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
@@ -103,9 +106,7 @@ class TrainConfig:
         if not 0 < self.lr < math.inf:
             raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.architecture is not None and self.architecture not in ARCHITECTURES:
-            raise ConfigError(
-                f"unknown architecture {self.architecture!r} (choose from {', '.join(ARCHITECTURES)})"
-            )
+            raise ConfigError(f"unknown architecture {self.architecture!r} (choose from {', '.join(ARCHITECTURES)})")
         if self.hidden_width is not None and self.hidden_width < 1:
             raise ConfigError(f"--hidden-width must be >= 1, got {self.hidden_width}")
 
@@ -123,8 +124,9 @@ class TrainConfig:
         """Whether the two runs differ in nothing but their seed (so they can be trained as one pack)."""
         return self.to_dict() | {"seed": None} == other.to_dict() | {"seed": None}
 
-    def differences(self, other: "TrainConfig",
-                    ignore=("epochs", "checkpoint_every", "eval_every", "patience")) -> list[str]:
+    def differences(
+        self, other: "TrainConfig", ignore=("epochs", "checkpoint_every", "eval_every", "patience")
+    ) -> list[str]:
         """Keys whose values differ (those in `ignore` may change when a run is resumed: they decide when to
         stop, save or validate, never the weights)."""
         mine, theirs = self.to_dict(), other.to_dict()

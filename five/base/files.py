@@ -36,9 +36,17 @@ def refuse_non_regular(path: Path, what: str = "") -> None:
         kind = "a link to nothing"
     else:
         mode = os.stat(path).st_mode
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
-                "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "not a regular file")
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
     raise FiveError(f"{what + ' ' if what else ''}{path} is {kind}; five writes only regular files")
 
 
@@ -81,7 +89,6 @@ def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
-
 @contextmanager
 def run_lock(run_dir: Path):
     """Hold `run_dir/.lock` for the process life (released by the OS even on kill -9): a second `five train`
@@ -92,8 +99,10 @@ def run_lock(run_dir: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FiveError(f"another `five train` is running in {run_dir} (it holds {run_dir / LOCK_NAME}); "
-                            "wait for it to finish or use another --out") from None
+            raise FiveError(
+                f"another `five train` is running in {run_dir} (it holds {run_dir / LOCK_NAME}); "
+                "wait for it to finish or use another --out"
+            ) from None
         yield
 
 

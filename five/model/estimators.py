@@ -15,8 +15,9 @@ Function = Callable[[torch.Tensor], torch.Tensor]
 
 
 # --- §1.3: the log-determinant surrogate ---------------------------------------------------------------------
-def hutchinson_probes(batch_size: int, latent_dim: int, probes: int, generator: torch.Generator,
-                      device: torch.device | str = "cpu") -> torch.Tensor:
+def hutchinson_probes(
+    batch_size: int, latent_dim: int, probes: int, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """V = √d·Q per example, Q the orthonormal factor of a d×K standard Gaussian matrix, so E[v vᵀ] = I and
     K = d gives the exact trace. Returned as (K, B, d): one stacked tangent per probe."""
     gaussian = torch.randn(batch_size, latent_dim, probes, generator=generator, device=device)
@@ -85,8 +86,9 @@ def log_det_surrogate(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 FIF_REVERSE_MODE_MAX_PROBES = {"mlp": 16, "conv": 2}
 
 
-def choose_encoder_product(model: str, probes: int, architecture: str = "mlp", surrogate_point: str | None = None,
-                           compiled: bool = False) -> str:
+def choose_encoder_product(
+    model: str, probes: int, architecture: str = "mlp", surrogate_point: str | None = None, compiled: bool = False
+) -> str:
     """The faster encoder product for this model, budget K and trunk. Compiled objectives take forward mode:
     torch.compile does not differentiate twice, which the reverse-mode product needs."""
     if compiled:
@@ -130,8 +132,9 @@ class GaussianPosterior:
 
     def sample(self, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """z = mean + L ε for `samples` draws, (N, B, d), and log q(z|x), (N, B)."""
-        eps = torch.randn((samples, *self.mean.shape), generator=generator, device=self.mean.device,
-                          dtype=self.mean.dtype)
+        eps = torch.randn(
+            (samples, *self.mean.shape), generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
         z = self.mean + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
         log_det = torch.log(self.scale_tril.diagonal(dim1=-2, dim2=-1)).sum(-1)
         log_q = -0.5 * self.mean.shape[-1] * LOG_2PI - log_det - 0.5 * (eps**2).sum(-1)
@@ -146,8 +149,14 @@ class IWAEResult:
     effective_sample_size: torch.Tensor  # (Σ w)² / Σ w² of the normalised weights, (B,)
 
 
-def iwae_log_likelihood(x: torch.Tensor, posterior: GaussianPosterior, log_joint: Callable, samples: int,
-                        generator: torch.Generator, chunk_size: int = 128) -> IWAEResult:
+def iwae_log_likelihood(
+    x: torch.Tensor,
+    posterior: GaussianPosterior,
+    log_joint: Callable,
+    samples: int,
+    generator: torch.Generator,
+    chunk_size: int = 128,
+) -> IWAEResult:
     """IWAE with N = `samples` draws from `posterior`, chunked over N so memory does not grow with N.
 
     w_n = log p(x, z_n) − log q(z_n|x) with `log_joint(x, z)` → (B,) = log p(x|z) + log p(z).

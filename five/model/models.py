@@ -196,7 +196,8 @@ class FIVE(Model):
     def encoder_product(self) -> str:
         """Forward or reverse mode for the surrogate's encoder product, chosen by the budget (same gradient)."""
         return self.forced_encoder_product or choose_encoder_product(
-            self.name, self.config.probes, self.architecture, self.config.surrogate_point, self.compiled)
+            self.name, self.config.probes, self.architecture, self.config.surrogate_point, self.compiled
+        )
 
     def facts(self) -> dict:
         return {"encoder_product": self.encoder_product}
@@ -208,8 +209,16 @@ class FIVE(Model):
         return self._randn(x.shape, generator, x), self.probes(x, generator)
 
     def objective(self, x, u, probes):
-        return objectives.five_loss(x, self.encode, self.decode, self.row_log_sigma(x), u, probes,
-                                    self.config.surrogate_point, self.encoder_product)
+        return objectives.five_loss(
+            x,
+            self.encode,
+            self.decode,
+            self.row_log_sigma(x),
+            u,
+            probes,
+            self.config.surrogate_point,
+            self.encoder_product,
+        )
 
     def posterior(self, x):
         """§2: N(f(x), s·C), C = J_f J_fᵀ from the exact Jacobian, Cholesky in float64."""
@@ -253,15 +262,19 @@ def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | No
     """The model of `config` for `dataset`; with `device`, refused in one line if its parameters alone (with
     gradients and Adam's state) exceed the device's memory, before anything is allocated."""
     if config.model in MODELS_WITH_PROBES and config.latent_dim > dataset.dim:
-        raise ConfigError(f"--latent-dim {config.latent_dim} exceeds the data dimension D = {dataset.dim} of "
-                          f"{dataset.name}: {config.model}'s posterior N(f(x), s·J_f J_fᵀ) would be degenerate")
+        raise ConfigError(
+            f"--latent-dim {config.latent_dim} exceeds the data dimension D = {dataset.dim} of "
+            f"{dataset.name}: {config.model}'s posterior N(f(x), s·J_f J_fᵀ) would be degenerate"
+        )
     if device is not None:
         with torch.device("meta"):  # shapes only: counts the parameters without allocating them
             count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
         needed, available = TRAINING_COPIES * 4 * count, device_memory_bytes(device)
         if needed > available:
-            raise ConfigError(f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
-                              f"{config.hidden_width or dataset.default_hidden_width}) has {count:,} parameters: "
-                              f"training needs {needed / 2**30:,.1f} GiB for them alone, the {device.type} has "
-                              f"{available / 2**30:,.1f} GiB")
+            raise ConfigError(
+                f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
+                f"{config.hidden_width or dataset.default_hidden_width}) has {count:,} parameters: "
+                f"training needs {needed / 2**30:,.1f} GiB for them alone, the {device.type} has "
+                f"{available / 2**30:,.1f} GiB"
+            )
     return MODEL_CLASSES[config.model](config, dataset)

@@ -38,8 +38,12 @@ def mlp_encoder_trunk(example_shape: tuple[int, ...], width: int) -> nn.Module:
 
 def mlp_decoder(example_shape: tuple[int, ...], latent_dim: int, width: int) -> nn.Module:
     return nn.Sequential(
-        nn.Linear(latent_dim, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
-        nn.Linear(width, math.prod(example_shape)), nn.Unflatten(1, example_shape),
+        nn.Linear(latent_dim, width),
+        nn.SiLU(),
+        nn.Linear(width, width),
+        nn.SiLU(),
+        nn.Linear(width, math.prod(example_shape)),
+        nn.Unflatten(1, example_shape),
     )
 
 

@@ -94,8 +94,9 @@ def fcvae_loss(x, mu, log_diag, off_diag, decode: Function, log_sigma, eps) -> d
 
 
 # --- §1.3 FIF ------------------------------------------------------------------------------------------------
-def fif_loss(x_noisy, encode: Function, decode: Function, probes, beta: float,
-             encoder_product: str = "reverse") -> dict[str, torch.Tensor]:
+def fif_loss(
+    x_noisy, encode: Function, decode: Function, probes, beta: float, encoder_product: str = "reverse"
+) -> dict[str, torch.Tensor]:
     """β·‖x̃ − g(f(x̃))‖² + ½‖f(x̃)‖² − S(x̃); `x_noisy` is x̃ = x + 0.01·ε, `probes` V is (K, B, d).
     The decoder JVP's primal g(f(x̃)) is the reconstruction (one decoder pass for both); `encoder_product`
     ("forward" or "reverse", estimators.choose_encoder_product) only changes how S is computed, not its value or gradient."""
@@ -106,8 +107,12 @@ def fif_loss(x_noisy, encode: Function, decode: Function, probes, beta: float,
     surrogate = encoder_product_surrogate(encode, x_noisy, z, probes, tangents, encoder_product)
     reconstruction = squared_error(x_noisy, x_hat)
     prior = 0.5 * (z**2).sum(-1)
-    return {"loss": beta * reconstruction + prior - surrogate, "reconstruction": reconstruction,
-            "prior": prior, "surrogate": surrogate}
+    return {
+        "loss": beta * reconstruction + prior - surrogate,
+        "reconstruction": reconstruction,
+        "prior": prior,
+        "surrogate": surrogate,
+    }
 
 
 def encoder_product_surrogate(encode: Function, x, z, probes, decoder_tangents, encoder_product: str):
@@ -120,8 +125,16 @@ def encoder_product_surrogate(encode: Function, x, z, probes, decoder_tangents, 
 
 
 # --- §1.4 FIVE -----------------------------------------------------------------------------------------------
-def five_loss(x, encode: Function, decode: Function, log_sigma, u, probes, surrogate_point: str = "mean",
-              encoder_product: str = "reverse") -> dict[str, torch.Tensor]:
+def five_loss(
+    x,
+    encode: Function,
+    decode: Function,
+    log_sigma,
+    u,
+    probes,
+    surrogate_point: str = "mean",
+    encoder_product: str = "reverse",
+) -> dict[str, torch.Tensor]:
     """−ELBO of q(z|x) = N(f(x), s·J_f J_fᵀ), per example:
     ‖x − g(z)‖²/(2s) + ½‖z‖² − S(x) + ((D−d)/2)·log s + (D/2)·log 2π − d/2,
     with z = f(x) + σ·J_f(x)·u, u ~ N(0, I_D) (reparameterised), and S(x) of §1.3 at x, its decoder tangents
@@ -159,5 +172,10 @@ def five_terms(x, z, x_hat, surrogate, log_sigma) -> dict[str, torch.Tensor]:
     reconstruction = squared_error(x, x_hat) / (2 * torch.exp(log_s))
     prior = 0.5 * (z**2).sum(-1)
     constant = 0.5 * (D - d) * log_s + 0.5 * D * LOG_2PI - 0.5 * d
-    return {"loss": reconstruction + prior - surrogate + constant, "reconstruction": reconstruction,
-            "prior": prior, "surrogate": surrogate, "z": z}
+    return {
+        "loss": reconstruction + prior - surrogate + constant,
+        "reconstruction": reconstruction,
+        "prior": prior,
+        "surrogate": surrogate,
+        "z": z,
+    }

@@ -48,8 +48,11 @@ def to_groups(x: torch.Tensor, members: int) -> torch.Tensor:
 
 def from_groups(y: torch.Tensor, members: int) -> torch.Tensor:
     """The inverse of to_groups: (B, M·C, H, W) → (M·B, C, H, W)."""
-    return y.reshape(y.shape[0], members, -1, *y.shape[2:]).transpose(0, 1).reshape(-1, y.shape[1] // members,
-                                                                                     *y.shape[2:])
+    return (
+        y.reshape(y.shape[0], members, -1, *y.shape[2:])
+        .transpose(0, 1)
+        .reshape(-1, y.shape[1] // members, *y.shape[2:])
+    )
 
 
 class PackedConv2d(PackedLayer):
@@ -57,8 +60,14 @@ class PackedConv2d(PackedLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members = self.weight.shape[0]
-        y = F.conv2d(to_groups(x, members), self.weight.flatten(0, 1), self.bias.flatten(), self.stride,
-                     self.padding, groups=members)
+        y = F.conv2d(
+            to_groups(x, members),
+            self.weight.flatten(0, 1),
+            self.bias.flatten(),
+            self.stride,
+            self.padding,
+            groups=members,
+        )
         return from_groups(y, members)
 
 
@@ -69,11 +78,21 @@ class PackedConvTranspose2d(PackedLayer):
         members, _, _, *kernel = self.weight.shape
         output_padding = [0, 0]
         if output_size is not None:  # as nn.ConvTranspose2d: the padding that reaches the asked size
-            output_padding = [size - ((length - 1) * stride - 2 * pad + k)
-                              for size, length, stride, pad, k in zip(output_size[-2:], x.shape[-2:], self.stride,
-                                                                      self.padding, kernel)]
-        y = F.conv_transpose2d(to_groups(x, members), self.weight.flatten(0, 1), self.bias.flatten(), self.stride,
-                               self.padding, output_padding, groups=members)
+            output_padding = [
+                size - ((length - 1) * stride - 2 * pad + k)
+                for size, length, stride, pad, k in zip(
+                    output_size[-2:], x.shape[-2:], self.stride, self.padding, kernel
+                )
+            ]
+        y = F.conv_transpose2d(
+            to_groups(x, members),
+            self.weight.flatten(0, 1),
+            self.bias.flatten(),
+            self.stride,
+            self.padding,
+            output_padding,
+            groups=members,
+        )
         return from_groups(y, members)
 
 
@@ -117,8 +136,10 @@ def member_optimizer_state(optimizer: torch.optim.Optimizer, member: int) -> dic
     """Member `member`'s Adam state_dict in the solo optimiser's layout (same parameter order, since the packed
     model's parameters come in the solo model's order): the moments sliced, the shared step count as it is."""
     state = optimizer.state_dict()
-    sliced = {index: {key: value.clone() if key == "step" else value[member].clone() for key, value in entry.items()}
-              for index, entry in state["state"].items()}
+    sliced = {
+        index: {key: value.clone() if key == "step" else value[member].clone() for key, value in entry.items()}
+        for index, entry in state["state"].items()
+    }
     return {"state": sliced, "param_groups": copy.deepcopy(state["param_groups"])}
 
 
@@ -128,20 +149,26 @@ def packed_optimizer_state(states: list[dict]) -> dict:
     first = states[0]
     steps = {float(entry["step"]) for state in states for entry in state["state"].values()}
     if any(state["state"].keys() != first["state"].keys() for state in states) or len(steps) > 1:
-        raise FiveError("the seeds' checkpoints hold Adam states of different steps or parameters, so they "
-                        "cannot be packed: train them with separate `five train` calls")
-    stacked = {index: {key: value.clone() if key == "step" else torch.stack([state["state"][index][key]
-                                                                               for state in states])
-                       for key, value in entry.items()}
-               for index, entry in first["state"].items()}
+        raise FiveError(
+            "the seeds' checkpoints hold Adam states of different steps or parameters, so they "
+            "cannot be packed: train them with separate `five train` calls"
+        )
+    stacked = {
+        index: {
+            key: value.clone() if key == "step" else torch.stack([state["state"][index][key] for state in states])
+            for key, value in entry.items()
+        }
+        for index, entry in first["state"].items()
+    }
     return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
 
 
 def member_batches(data: torch.Tensor, discrete_levels, member_indices: torch.Tensor, generators, model: Model):
     """A packed batch: each member's examples and noise drawn from its own generator, in the order its solo step
     draws them (dequantisation, then the model's noise), then joined in member blocks."""
-    xs = [dequantize(data[indices], discrete_levels, generator)
-          for indices, generator in zip(member_indices, generators)]
+    xs = [
+        dequantize(data[indices], discrete_levels, generator) for indices, generator in zip(member_indices, generators)
+    ]
     noises = [model.draw_noise(x, generator) for x, generator in zip(xs, generators)]
     joined = tuple(torch.cat(parts, dim) for parts, dim in zip(zip(*noises), model.noise_batch_dims))
     return torch.cat(xs), joined

@@ -35,16 +35,28 @@ INFORMATION_THRESHOLD = 0.5
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
 POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
-METRIC_KEYS = ("nll_nats", "nll_standard_error", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",
-               "active_units", "active_units_eigen", "informative_directions", "rate_nats", "n_examples")
+METRIC_KEYS = (
+    "nll_nats",
+    "nll_standard_error",
+    "bits_per_dim",
+    "elbo_nats",
+    "ess_mean",
+    "recon_mse",
+    "active_units",
+    "active_units_eigen",
+    "informative_directions",
+    "rate_nats",
+    "n_examples",
+)
 
 
 MODEL_SELECTIONS = ("best", "last")
 SIGMA_CHOICES = ("own", "fitted")  # the model's own σ (learned, or FIF's fixed 1/√(2β)), or fitted on validation
 
 
-def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
-             model_selection: str = "last") -> tuple[TrainConfig, Model, Dataset, dict]:
+def load_run(
+    run_dir: Path, device: torch.device, data_dir: Path | None = None, model_selection: str = "last"
+) -> tuple[TrainConfig, Model, Dataset, dict]:
     """The run's model at the selected checkpoint: `last` (checkpoint.pt) or `best` (best.pt, the epoch with
     the best validation NLL)."""
     if model_selection not in MODEL_SELECTIONS:
@@ -53,8 +65,9 @@ def load_run(run_dir: Path, device: torch.device, data_dir: Path | None = None,
     if not path.exists():
         record = Path(run_dir) / TRAIN_JSON
         if model_selection == "last" and record.exists() and read_json(record).get("truncated_from"):
-            raise FiveError(f"{run_dir} was cut from a longer run: only its best checkpoint exists "
-                            "(use --model-selection best)")
+            raise FiveError(
+                f"{run_dir} was cut from a longer run: only its best checkpoint exists (use --model-selection best)"
+            )
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
     config = TrainConfig.from_dict(state["config"])
@@ -75,8 +88,11 @@ def check_record_matches(run_dir: Path, config: TrainConfig, checkpoint: Path) -
     if not record_path.exists():
         return
     recorded = read_json(record_path).get("config", {})
-    differ = [f"{key} {recorded[key]!r} in {TRAIN_JSON}, {getattr(config, key)!r} in {checkpoint.name}"
-              for key in IDENTITY if key in recorded and recorded[key] != getattr(config, key)]
+    differ = [
+        f"{key} {recorded[key]!r} in {TRAIN_JSON}, {getattr(config, key)!r} in {checkpoint.name}"
+        for key in IDENTITY
+        if key in recorded and recorded[key] != getattr(config, key)
+    ]
     if differ:
         raise FiveError(f"{run_dir} holds two different runs ({'; '.join(differ)}); {MOVE_ASIDE_ADVICE}")
 
@@ -99,19 +115,27 @@ def bits_per_dim(nll_nats: float, dataset: Dataset) -> float | None:
     return nll_nats / (dataset.dim * math.log(2)) + math.log2(levels) if levels else None
 
 
-def likelihood_pass(model: Model, x_all: torch.Tensor, importance_samples: int, batch_size: int,
-                    generator: torch.Generator, log: Callable[[str], None]) -> dict[str, torch.Tensor]:
+def likelihood_pass(
+    model: Model,
+    x_all: torch.Tensor,
+    importance_samples: int,
+    batch_size: int,
+    generator: torch.Generator,
+    log: Callable[[str], None],
+) -> dict[str, torch.Tensor]:
     """Per-example IWAE results, posterior means, reconstruction errors, and Σ_x Σ_q(x), batch by batch."""
     samples_per_chunk = max(1, SAMPLES_PER_CHUNK // batch_size)
-    parts: dict[str, list[torch.Tensor]] = {key: [] for key in
-                                            ("log_likelihood", "elbo", "ess", "mean", "squared_error", "kl")}
+    parts: dict[str, list[torch.Tensor]] = {
+        key: [] for key in ("log_likelihood", "elbo", "ess", "mean", "squared_error", "kl")
+    }
     covariance_sum = 0
     batches = x_all.split(batch_size)
     for index, x in enumerate(batches):
         with torch.no_grad():
             posterior = model.posterior(x)
-            result = iwae_log_likelihood(x, posterior, model.log_joint, importance_samples, generator,
-                                         samples_per_chunk)
+            result = iwae_log_likelihood(
+                x, posterior, model.log_joint, importance_samples, generator, samples_per_chunk
+            )
             reconstruction = model.decode(posterior.mean.to(x.dtype))
             if model.name == "vae":
                 parts["kl"].append(kl_diagonal_per_dimension(*model.split_head(x)).double())
@@ -161,8 +185,9 @@ def direction_information(mean_covariance: torch.Tensor, average_covariance: tor
     return 0.5 * torch.log(torch.from_numpy(ratios.copy())).flip(0)
 
 
-def data_space_posterior_covariance(model: Model, x: torch.Tensor, samples: int,
-                                    generator: torch.Generator) -> torch.Tensor:
+def data_space_posterior_covariance(
+    model: Model, x: torch.Tensor, samples: int, generator: torch.Generator
+) -> torch.Tensor:
     """Cov_q[g(z)] per example, (B, D, D), from `samples` draws of q(z|x): the spread of the noise-free
     reconstruction that the posterior allows, comparable across latent parameterisations."""
     with torch.no_grad():
@@ -191,13 +216,19 @@ def cached_true_posterior(x: torch.Tensor, cache_dir: Path | None) -> manifold.T
     return truth
 
 
-def manifold_posterior_metrics(model: Model, x: torch.Tensor, model_log_likelihood: torch.Tensor,
-                               generator: torch.Generator, cache_dir: Path | None = None) -> dict:
+def manifold_posterior_metrics(
+    model: Model,
+    x: torch.Tensor,
+    model_log_likelihood: torch.Tensor,
+    generator: torch.Generator,
+    cache_dir: Path | None = None,
+) -> dict:
     """Learned vs true posterior on the first POSTERIOR_EXAMPLES examples of the synthetic manifold."""
     x, model_log_likelihood = x[:POSTERIOR_EXAMPLES], model_log_likelihood[:POSTERIOR_EXAMPLES]
     truth = cached_true_posterior(x.cpu(), cache_dir)
-    learned = torch.cat([data_space_posterior_covariance(model, part, POSTERIOR_SAMPLES, generator).cpu()
-                         for part in x.split(50)])
+    learned = torch.cat(
+        [data_space_posterior_covariance(model, part, POSTERIOR_SAMPLES, generator).cpu() for part in x.split(50)]
+    )
     error = manifold.normalised_frobenius_error(learned, truth.data_covariance)
     return {
         "posterior_examples": x.shape[0],
@@ -207,19 +238,30 @@ def manifold_posterior_metrics(model: Model, x: torch.Tensor, model_log_likeliho
     }
 
 
-def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_samples: int, batch_size: int,
-              device: torch.device, log: Callable[[str], None]) -> dict:
+def fit_sigma(
+    model: Model,
+    x_all: torch.Tensor,
+    dataset: Dataset,
+    importance_samples: int,
+    batch_size: int,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> dict:
     """Set the model's σ to the one fitted on validation data; FIF (σ fixed by its definition) is first
     evaluated at its own σ too, with draws of its own so that the main numbers do not depend on it."""
     fit = fit_log_sigma(model, validation_batch(dataset, device, log))
     sigma_own = float(torch.exp(model.log_sigma.detach()))
-    log(f"σ fitted on validation: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); validation NLL "
+    log(
+        f"σ fitted on validation: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); validation NLL "
         f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials"
-        + ("; the model's own σ did as well and is kept" if fit["kept_own"] else ""))
+        + ("; the model's own σ did as well and is kept" if fit["kept_own"] else "")
+    )
     if fit["at_bound"]:
         low, high = fit["search_bounds"]
-        fit["warning"] = (f"the fitted σ sits at the {fit['at_bound']} end of its search interval (log σ in "
-                          f"[{low:.3f}, {high:.3f}]): the best σ may lie beyond")
+        fit["warning"] = (
+            f"the fitted σ sits at the {fit['at_bound']} end of its search interval (log σ in "
+            f"[{low:.3f}, {high:.3f}]): the best σ may lie beyond"
+        )
         log(f"warning: {fit['warning']}")
     metrics = {"sigma_fit": fit}
     if own_sigma_policy(model.name) == "fixed":
@@ -231,10 +273,19 @@ def fit_sigma(model: Model, x_all: torch.Tensor, dataset: Dataset, importance_sa
     return metrics
 
 
-def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 1000, split: str = "test",
-                 batch_size: int = 256, log: Callable[[str], None] = print,
-                 data_dir: Path | None = None, image_dir: Path | None = None, model_selection: str = "best",
-                 sigma: str = "own", cache_dir: Path | None = None) -> dict:
+def evaluate_run(
+    run_dir: Path,
+    device: torch.device,
+    importance_samples: int = 1000,
+    split: str = "test",
+    batch_size: int = 256,
+    log: Callable[[str], None] = print,
+    data_dir: Path | None = None,
+    image_dir: Path | None = None,
+    model_selection: str = "best",
+    sigma: str = "own",
+    cache_dir: Path | None = None,
+) -> dict:
     """All metrics of spec §2–3 for the run in `run_dir` on `split`, at the `best` (validation NLL) or the
     `last` checkpoint, with the model's `own` σ or one `fitted` on validation data (FIF, whose σ is part of
     its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids; `cache_dir`
@@ -250,9 +301,15 @@ def evaluate_run(run_dir: Path, device: torch.device, importance_samples: int = 
     record = read_json(record_path) if record_path.exists() else {}
     if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
-        return {"status": "diverged", "error": record.get("error"), **{key: None for key in METRIC_KEYS},
-                "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
-                "importance_samples": importance_samples, "split": split, "config": record["config"]}
+        return {
+            "status": "diverged",
+            "error": record.get("error"),
+            **{key: None for key in METRIC_KEYS},
+            "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
+            "importance_samples": importance_samples,
+            "split": split,
+            "config": record["config"],
+        }
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
         from five.run.images import as_images, write_image_grids  # torchvision, only when asked for

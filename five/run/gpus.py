@@ -35,8 +35,9 @@ def candidate_devices() -> list[str]:
     return []
 
 
-def claim_gpu(lock_dir: Path, log: Callable[[str], None] = print, poll_seconds: float = 1.0,
-              timeout_seconds: float | None = None) -> str | None:
+def claim_gpu(
+    lock_dir: Path, log: Callable[[str], None] = print, poll_seconds: float = 1.0, timeout_seconds: float | None = None
+) -> str | None:
     """Lock a free device and make it the only visible one; None when there are no GPUs at all.
 
     Waits while every device is held (more GPU jobs than devices means the --resources cap is larger than
@@ -64,8 +65,10 @@ def claim_gpu(lock_dir: Path, log: Callable[[str], None] = print, poll_seconds: 
             os.environ["CUDA_VISIBLE_DEVICES"] = device
             return device
         if not warned:
-            log(f"all {len(devices)} GPUs ({', '.join(devices)}) are held by other jobs; waiting for one "
-                "(is --resources gpu larger than the number of GPUs?)")
+            log(
+                f"all {len(devices)} GPUs ({', '.join(devices)}) are held by other jobs; waiting for one "
+                "(is --resources gpu larger than the number of GPUs?)"
+            )
             warned = True
         if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
             raise TimeoutError(f"no GPU became free within {timeout_seconds} s")

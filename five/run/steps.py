@@ -35,8 +35,9 @@ def backward(model: Model, x: torch.Tensor, noise: tuple[torch.Tensor, ...]) -> 
     return losses
 
 
-def optimiser_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                   noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def optimiser_step(
+    model: Model, optimizer: torch.optim.Optimizer, x: torch.Tensor, noise: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
     """One optimiser step on the batch x with its drawn noise; returns each member's loss (members,), detached."""
     optimizer.zero_grad(set_to_none=True)
     losses = backward(model, x, noise)
@@ -47,6 +48,7 @@ def optimiser_step(model: Model, optimizer: torch.optim.Optimizer, x: torch.Tens
 
 def solo_batch(model: Model, data: torch.Tensor, discrete_levels: int | None) -> Batch:
     """The batch of a solo run: its examples, dequantised, and the model's noise, from the run's generator."""
+
     def batch(indices: torch.Tensor, generators: list[torch.Generator]):
         x = dequantize(data[indices], discrete_levels, generators[0])
         return x, model.draw_noise(x, generators[0])
@@ -54,8 +56,7 @@ def solo_batch(model: Model, data: torch.Tensor, discrete_levels: int | None) ->
     return batch
 
 
-def eager_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch,
-               generators: list[torch.Generator]) -> Step:
+def eager_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch, generators: list[torch.Generator]) -> Step:
     def step(indices: torch.Tensor) -> torch.Tensor:
         return optimiser_step(model, optimizer, *batch(indices, generators))
 
@@ -69,8 +70,14 @@ class GraphedStep:
     The optimiser must be capturable (`build_optimizer(..., capturable=True)`), the generators CUDA ones that
     the caller reseeds between epochs (never replaced: the graphs read their state)."""
 
-    def __init__(self, model: Model, optimizer: torch.optim.Optimizer, batch: Batch,
-                 generators: list[torch.Generator], index_shapes: list[tuple[int, ...]]):
+    def __init__(
+        self,
+        model: Model,
+        optimizer: torch.optim.Optimizer,
+        batch: Batch,
+        generators: list[torch.Generator],
+        index_shapes: list[tuple[int, ...]],
+    ):
         self.model, self.optimizer, self.batch, self.generators = model, optimizer, batch, generators
         initialise_optimizer_state(optimizer)
         self.graphs = {tuple(shape): self._capture(tuple(shape)) for shape in index_shapes}
@@ -139,8 +146,10 @@ def check_cuda_graph_mode(mode: str, device: torch.device) -> None:
     if mode not in CUDA_GRAPH_MODES:
         raise ConfigError(f"--cuda-graph must be one of {', '.join(CUDA_GRAPH_MODES)}, got {mode!r}")
     if mode == "on" and device.type != "cuda":
-        raise ConfigError(f"--cuda-graph on needs a CUDA device, the run is on {device.type} "
-                          "(auto captures where it can and runs eagerly elsewhere)")
+        raise ConfigError(
+            f"--cuda-graph on needs a CUDA device, the run is on {device.type} "
+            "(auto captures where it can and runs eagerly elsewhere)"
+        )
 
 
 def uses_cuda_graph(mode: str, device: torch.device) -> bool:
@@ -148,8 +157,15 @@ def uses_cuda_graph(mode: str, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
-def choose_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch, generators: list[torch.Generator],
-              index_shapes: list[tuple[int, ...]], mode: str, log: Callable[[str], None]) -> tuple[Step, bool]:
+def choose_step(
+    model: Model,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    generators: list[torch.Generator],
+    index_shapes: list[tuple[int, ...]],
+    mode: str,
+    log: Callable[[str], None],
+) -> tuple[Step, bool]:
     """The run's step and whether it is a CUDA graph, with one log line saying which runs and why. `auto`
     falls back to eager steps, with the reason, where a capture fails; `on` fails instead."""
     device = generators[0].device
@@ -169,6 +185,8 @@ def choose_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch, ge
         log(f"training step: eager (the CUDA graph capture failed: {reason})")
         return eager_step(model, optimizer, batch, generators), False
     sizes = sorted({shape[-1] for shape in index_shapes}, reverse=True)
-    log(f"training step: CUDA graph (captured for batch size{'s' if len(sizes) > 1 else ''} "
-        f"{' and '.join(map(str, sizes))})")
+    log(
+        f"training step: CUDA graph (captured for batch size{'s' if len(sizes) > 1 else ''} "
+        f"{' and '.join(map(str, sizes))})"
+    )
     return step, True

@@ -21,17 +21,37 @@ def synthetic_dataset(shape: tuple[int, ...], architecture: str, n: int = 1024) 
     return Dataset("bench", {"train": levels, "test": levels[:256]}, 256, architecture, 512)
 
 
-def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | None, device: torch.device,
-              batch_size: int = 128, include_data: bool = True, compile_objective: bool = False,
-              encoder_product: str | None = None, objective=None, surrogate_point: str | None = None,
-              architecture: str | None = None, hidden_width: int = 512, cuda_graph: bool = False, pack: int = 1):
+def make_step(
+    model_name: str,
+    dataset: Dataset,
+    latent_dim: int,
+    probes: int | None,
+    device: torch.device,
+    batch_size: int = 128,
+    include_data: bool = True,
+    compile_objective: bool = False,
+    encoder_product: str | None = None,
+    objective=None,
+    surrogate_point: str | None = None,
+    architecture: str | None = None,
+    hidden_width: int = 512,
+    cuda_graph: bool = False,
+    pack: int = 1,
+):
     """A closure running one optimiser step, as train_epoch does (data preparation optional); fif/five with
     `encoder_product` forced, or with another `objective(model, x, *noise)` (the reference formulation);
     `cuda_graph`: the step captured as a CUDA graph, as training runs it on a GPU (five.run.steps); `pack`: that
     many seeds trained as one packed model (five.model.pack), each member with its own batch."""
-    config = TrainConfig(model=model_name, dataset=dataset.name, latent_dim=latent_dim, probes=probes,
-                         hidden_width=hidden_width, batch_size=batch_size, surrogate_point=surrogate_point,
-                         architecture=architecture)
+    config = TrainConfig(
+        model=model_name,
+        dataset=dataset.name,
+        latent_dim=latent_dim,
+        probes=probes,
+        hidden_width=hidden_width,
+        batch_size=batch_size,
+        surrogate_point=surrogate_point,
+        architecture=architecture,
+    )
     members = []
     for seed in range(pack):
         torch.manual_seed(seed)
@@ -46,14 +66,20 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
     optimizer = build_optimizer(model, config, capturable=cuda_graph)
     data = dataset.split("train").to(device)
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in range(pack)]
-    batch = solo_batch(model, data, dataset.discrete_levels) if pack == 1 else \
-        lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
+    batch = (
+        solo_batch(model, data, dataset.discrete_levels)
+        if pack == 1
+        else lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
+    )
     shape = (batch_size,) if pack == 1 else (pack, batch_size)
     if not include_data:  # the same examples every step, fresh noise
         fixed_x = batch(torch.arange(batch_size * pack, device=device).reshape(shape), generators)[0]
         batch = lambda indices, gens: (fixed_x, model.draw_noise(fixed_x, gens[0]))  # noqa: E731
-    run = GraphedStep(model, optimizer, batch, generators, [shape]) if cuda_graph else \
-        eager_step(model, optimizer, batch, generators)
+    run = (
+        GraphedStep(model, optimizer, batch, generators, [shape])
+        if cuda_graph
+        else eager_step(model, optimizer, batch, generators)
+    )
 
     def step():  # the indices drawn outside the step, as train_epoch does
         run(torch.randint(0, data.shape[0], shape, generator=generators[0], device=device))
@@ -62,8 +88,9 @@ def make_step(model_name: str, dataset: Dataset, latent_dim: int, probes: int | 
     return step
 
 
-def time_steps(steps: dict[str, callable], repeats: int, inner: int, device: torch.device,
-               warmup: int = 3) -> dict[str, float]:
+def time_steps(
+    steps: dict[str, callable], repeats: int, inner: int, device: torch.device, warmup: int = 3
+) -> dict[str, float]:
     """Median seconds per step of each closure; the closures take turns, round after round."""
     for step in steps.values():  # warm-up (allocator, lazy init, compilation)
         for _ in range(warmup):
@@ -88,24 +115,43 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
 
 
-
-def side_by_side_step_times(configs: list[TrainConfig], dataset: Dataset, device: torch.device, graphed: bool,
-                            rounds: int = STEP_TIMING_ROUNDS, repeats: int = 1, inner: int = 5,
-                            log=print) -> list[dict]:
+def side_by_side_step_times(
+    configs: list[TrainConfig],
+    dataset: Dataset,
+    device: torch.device,
+    graphed: bool,
+    rounds: int = STEP_TIMING_ROUNDS,
+    repeats: int = 1,
+    inner: int = 5,
+    log=print,
+) -> list[dict]:
     """Seconds per training step of each configuration, timed in one process on one device, the configurations
     taking turns within each round (time_steps): round r of two configurations is a pair measured under the
     same conditions, which a cost claim compares (C3), unlike epoch times of jobs on whatever host ran them."""
-    steps = {index: make_step(config.model, dataset, config.latent_dim, config.probes, device,
-                              batch_size=config.batch_size, surrogate_point=config.surrogate_point,
-                              architecture=config.architecture, hidden_width=config.hidden_width,
-                              cuda_graph=graphed)
-             for index, config in enumerate(configs)}
+    steps = {
+        index: make_step(
+            config.model,
+            dataset,
+            config.latent_dim,
+            config.probes,
+            device,
+            batch_size=config.batch_size,
+            surrogate_point=config.surrogate_point,
+            architecture=config.architecture,
+            hidden_width=config.hidden_width,
+            cuda_graph=graphed,
+        )
+        for index, config in enumerate(configs)
+    }
     rows = []
     for round_index in range(rounds):
         seconds = time_steps(steps, repeats, inner, device, warmup=3 if round_index == 0 else 0)
-        rows += [{"round": round_index, "step_time_s": seconds[index], **configs[index].to_dict()}
-                 for index in steps]
-        log(f"round {round_index + 1}/{rounds}: " + ", ".join(
-            f"{config.model} d={config.latent_dim} {1e3 * seconds[index]:.2f} ms" for index, config in
-            enumerate(configs)))
+        rows += [{"round": round_index, "step_time_s": seconds[index], **configs[index].to_dict()} for index in steps]
+        log(
+            f"round {round_index + 1}/{rounds}: "
+            + ", ".join(
+                f"{config.model} d={config.latent_dim} {1e3 * seconds[index]:.2f} ms"
+                for index, config in enumerate(configs)
+            )
+        )
     return rows

@@ -40,8 +40,11 @@ def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
 
 # A tracking server that is down must not hold a job for minutes (MLflow's own default is 7 retries with
 # exponential backoff): a few quick tries, then the job goes on untracked. A user's own settings win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
 
 
 def _client(tracking_uri: str | None):
@@ -72,7 +75,7 @@ def store_initialisation_lock(tracking_uri: str | None):
     if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
         yield
         return
-    database = Path(tracking_uri[len("sqlite:///"):])
+    database = Path(tracking_uri[len("sqlite:///") :])
     ready = database.with_name(database.name + ".ready")
     if ready.is_file():
         yield
@@ -87,8 +90,9 @@ def store_initialisation_lock(tracking_uri: str | None):
         ready.touch()
 
 
-def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_location: str | None = None,
-                      client=None) -> str:
+def ensure_experiment(
+    name: str, tracking_uri: str | None = None, artifact_location: str | None = None, client=None
+) -> str:
     """The experiment's id, created if it does not exist. Jobs of one sweep may race to create it: the loser
     finds the winner's."""
     client = client or _client(tracking_uri)
@@ -107,8 +111,14 @@ def ensure_experiment(name: str, tracking_uri: str | None = None, artifact_locat
 class RunTracker:
     """Logs one sweep point's params, per-epoch and final metrics, and artifacts."""
 
-    def __init__(self, experiment: str, run_key: str, tracking_uri: str | None = None,
-                 warn: Callable[[str], None] = print, artifact_location: str | None = None):
+    def __init__(
+        self,
+        experiment: str,
+        run_key: str,
+        tracking_uri: str | None = None,
+        warn: Callable[[str], None] = print,
+        artifact_location: str | None = None,
+    ):
         import mlflow.tracking  # noqa: F401 - seconds of imports, outside the lock that jobs queue for
 
         with store_initialisation_lock(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
@@ -132,8 +142,10 @@ class RunTracker:
             self._untracked(error)
 
     def _untracked(self, error: Exception) -> None:
-        self.warn(f"warning: MLflow tracking failed ({' '.join(str(error).split())[:300]}); the run continues "
-                  "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)")
+        self.warn(
+            f"warning: MLflow tracking failed ({' '.join(str(error).split())[:300]}); the run continues "
+            "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
+        )
         self.run_id = None
 
     def start(self, params: dict, tags: dict | None = None) -> None:
@@ -148,8 +160,12 @@ class RunTracker:
         from mlflow.entities import Param
 
         earlier = self._runs_with_key()
-        run = with_retries(self.client.create_run, self.experiment_id, run_name=self.run_key,
-                           tags={RUN_KEY_TAG: self.run_key, **(tags or {})})
+        run = with_retries(
+            self.client.create_run,
+            self.experiment_id,
+            run_name=self.run_key,
+            tags={RUN_KEY_TAG: self.run_key, **(tags or {})},
+        )
         self.run_id = run.info.run_id
         for old in earlier:  # only once the new run exists, and only this sweep point's own runs
             with_retries(self.client.delete_run, old.info.run_id)
@@ -175,8 +191,11 @@ class RunTracker:
         for run in self._runs_with_key():
             metrics = run.data.metrics
             trained = "loss" in metrics if diverged else "train_wall_time_s" in metrics
-            if run.info.status in ("FINISHED", "FAILED") and trained and (
-                    not evaluated or any(key.startswith("eval_") for key in metrics)):
+            if (
+                run.info.status in ("FINISHED", "FAILED")
+                and trained
+                and (not evaluated or any(key.startswith("eval_") for key in metrics))
+            ):
                 return True
         return False
 
@@ -184,8 +203,11 @@ class RunTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(key, float(value), now, step or 0) for key, value in metrics.items()
-                         if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        self.pending += [
+            Metric(key, float(value), now, step or 0)
+            for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
         if flush or time.monotonic() - self.last_flush > FLUSH_SECONDS:
             self.flush()
 
@@ -205,8 +227,9 @@ class RunTracker:
         self._guard(lambda: with_retries(self.client.set_terminated, self.run_id, status))
 
 
-def sync_run(experiment: str, run_dir: Path, artifact_location: str | None = None,
-             warn: Callable[[str], None] = print) -> str:
+def sync_run(
+    experiment: str, run_dir: Path, artifact_location: str | None = None, warn: Callable[[str], None] = print
+) -> str:
     """Log a finished run folder to MLflow from its JSON files (params, per-epoch history, evaluation, the JSON
     files as artifacts) unless MLflow already holds it: for runs trained while the tracking server was down.
     Returns what was done."""
@@ -220,11 +243,14 @@ def sync_run(experiment: str, run_dir: Path, artifact_location: str | None = Non
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
     if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation_path.exists()):
         return "already in MLflow"
-    tracker.start(record["config"] | {"device": record.get("device")},
-                  tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]})
+    tracker.start(
+        record["config"] | {"device": record.get("device")},
+        tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]},
+    )
     for entry in record["history"]:
-        tracker.log_metrics({key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"],
-                            flush=False)
+        tracker.log_metrics(
+            {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False
+        )
     tracker.log_metrics({"train_wall_time_s": record["wall_time_s"]})
     if evaluation_path.exists():
         evaluation = json.loads(evaluation_path.read_text())

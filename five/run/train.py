@@ -76,6 +76,7 @@ def member_loss(step_losses: torch.Tensor, member: int, epoch: int) -> float:
         raise TrainingDiverged(epoch, first + 1, float(losses[first]))
     return float(losses.mean())
 
+
 def build_optimizer(model: Model, config: TrainConfig, capturable: bool = False) -> torch.optim.Adam:
     """Adam over all parameters; ρ = log σ, where learned, in its own group at config.log_sigma_lr.
     `capturable` (for a CUDA graph) keeps its step counts on the device and fuses its update into one kernel."""
@@ -85,8 +86,9 @@ def build_optimizer(model: Model, config: TrainConfig, capturable: bool = False)
     return torch.optim.Adam(groups, lr=config.lr, capturable=capturable, fused=capturable)
 
 
-def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
-                  log: Callable[[str], None]) -> dict | None:
+def _resume_state(
+    out_dir: Path, config: TrainConfig, restart_if_changed: bool, log: Callable[[str], None]
+) -> dict | None:
     """The checkpoint to resume from, if `out_dir` holds one of this configuration.
 
     More epochs than the checkpoint's is a continuation (epoch-seeded randomness makes it equal to a longer
@@ -96,8 +98,9 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     config edit) the old run's files are moved to `out_dir/.superseded/<time>/`, never deleted.
     """
     path = out_dir / CHECKPOINT_NAME
-    stale_files = [stale for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)
-                   for stale in remove_stale_temporaries(out_dir / name)]
+    stale_files = [
+        stale for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON) for stale in remove_stale_temporaries(out_dir / name)
+    ]
     for stale in stale_files:
         log(f"removed {stale.name}, left by a job killed while writing")
     if not path.exists():
@@ -105,19 +108,28 @@ def _resume_state(out_dir: Path, config: TrainConfig, restart_if_changed: bool,
     state = load_checkpoint(path)
     saved = TrainConfig.from_dict(state["config"])
     changes = [f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in saved.differences(config)]
-    changes += [f"{k}: not in the checkpoint (an older version of five) → {value!r}"
-                for k, value in config.to_dict().items() if k not in state["config"] and value is not None]
+    changes += [
+        f"{k}: not in the checkpoint (an older version of five) → {value!r}"
+        for k, value in config.to_dict().items()
+        if k not in state["config"] and value is not None
+    ]
     if state["epoch"] > config.epochs:
-        changes.append(f"epochs: {state['epoch']} already trained → {config.epochs} (the best epoch lies beyond "
-                       "them or validation ran on another schedule, so the shorter run is retrained)")
+        changes.append(
+            f"epochs: {state['epoch']} already trained → {config.epochs} (the best epoch lies beyond "
+            "them or validation ran on another schedule, so the shorter run is retrained)"
+        )
     if not changes:
         return state
     if not restart_if_changed:
-        raise ConfigError(f"{out_dir} holds a run with another configuration ({', '.join(changes)}); "
-                          "use a new --out or --restart-if-changed")
+        raise ConfigError(
+            f"{out_dir} holds a run with another configuration ({', '.join(changes)}); "
+            "use a new --out or --restart-if-changed"
+        )
     target = move_aside(out_dir)
-    log(f"{out_dir} held a run with another configuration ({', '.join(changes)}); moved its files to {target} "
-        "and starting afresh")
+    log(
+        f"{out_dir} held a run with another configuration ({', '.join(changes)}); moved its files to {target} "
+        "and starting afresh"
+    )
     return None
 
 
@@ -125,8 +137,14 @@ def resolved_eval_every(config: TrainConfig) -> int:
     return config.eval_every or default_eval_every(config.epochs)
 
 
-def _shorter_run_from_history(out_dir: Path, config: TrainConfig, device: torch.device, extra: dict | None,
-                              restart_if_changed: bool, log: Callable[[str], None]) -> dict | None:
+def _shorter_run_from_history(
+    out_dir: Path,
+    config: TrainConfig,
+    device: torch.device,
+    extra: dict | None,
+    restart_if_changed: bool,
+    log: Callable[[str], None],
+) -> dict | None:
     """Fewer epochs than already trained, nothing else changed: when the best epoch so far lies within the
     shorter run and validation ran on the same schedule, the shorter run's best checkpoint *is* best.pt, so
     keep it, record the history up to the shorter run's end, and move the longer run aside (no retraining).
@@ -145,20 +163,28 @@ def _shorter_run_from_history(out_dir: Path, config: TrainConfig, device: torch.
         return None
     state, best = load_checkpoint(checkpoint_path), load_checkpoint(best_path)
     saved = TrainConfig.from_dict(state["config"])
-    if (state["epoch"] <= config.epochs or best["epoch"] > config.epochs or set(config.to_dict()) - set(state["config"])
-            or saved.differences(config, ignore=("epochs", "checkpoint_every"))
-            or resolved_eval_every(saved) != resolved_eval_every(config)):
+    if (
+        state["epoch"] <= config.epochs
+        or best["epoch"] > config.epochs
+        or set(config.to_dict()) - set(state["config"])
+        or saved.differences(config, ignore=("epochs", "checkpoint_every"))
+        or resolved_eval_every(saved) != resolved_eval_every(config)
+    ):
         return None
     history = [entry for entry in state["history"] if entry["epoch"] <= config.epochs]
     target = move_aside(out_dir)
     shutil.copy2(target / BEST_NAME, best_path)
     wall_time = sum(entry["time_s"] or 0 for entry in history)
     payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, "complete") | {
-        "truncated_from": state["epoch"], "superseded": str(target)}
+        "truncated_from": state["epoch"],
+        "superseded": str(target),
+    }
     write_json(record_path, payload)
-    log(f"{out_dir}: {config.epochs} epochs asked, {state['epoch']} trained; the best epoch ({best['epoch']}) lies "
+    log(
+        f"{out_dir}: {config.epochs} epochs asked, {state['epoch']} trained; the best epoch ({best['epoch']}) lies "
         f"within them, so its checkpoint is this run's result (no retraining); the longer run moved to {target} "
-        f"(no checkpoint of epoch {config.epochs} exists: evaluate with --model-selection best)")
+        f"(no checkpoint of epoch {config.epochs} exists: evaluate with --model-selection best)"
+    )
     return payload
 
 
@@ -182,8 +208,12 @@ class Run:
 
     def record(self, status: str, device: torch.device, **fields) -> dict:
         """The train.json record in this state, written."""
-        record = payload_of({"history": self.history, "wall_time_s": self.wall_time}, self.config, device,
-                            self.extra, status) | fields
+        record = (
+            payload_of(
+                {"history": self.history, "wall_time_s": self.wall_time}, self.config, device, self.extra, status
+            )
+            | fields
+        )
         write_json(self.out_dir / TRAIN_JSON, record)
         return record
 
@@ -191,10 +221,18 @@ class Run:
         self.result = self.record(status, device, **fields)
 
 
-def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callable[[str], None] = print,
-          data_dir: Path | None = None, restart_if_changed: bool = False,
-          on_epoch: Callable[[dict], None] | None = None, extra: dict | None = None,
-          compile_objective: bool = False, cuda_graph: str = "auto") -> dict:
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    data_dir: Path | None = None,
+    restart_if_changed: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    extra: dict | None = None,
+    compile_objective: bool = False,
+    cuda_graph: str = "auto",
+) -> dict:
     """Train (or resume) the run in `out_dir`; returns the train.json payload. A non-finite loss is recorded in
     train.json (status diverged) and raised as TrainingDiverged.
 
@@ -205,17 +243,35 @@ def train(config: TrainConfig, out_dir: Path, device: torch.device, log: Callabl
     (replayed from the checkpoint on resume, so a tracker sees the whole run); `extra` is merged into
     train.json (e.g. the GPU and scheduler job that ran it).
     """
-    [run] = train_seeds([config], [out_dir], device, log, data_dir, restart_if_changed, lambda run: on_epoch, extra,
-                        compile_objective, cuda_graph)
+    [run] = train_seeds(
+        [config],
+        [out_dir],
+        device,
+        log,
+        data_dir,
+        restart_if_changed,
+        lambda run: on_epoch,
+        extra,
+        compile_objective,
+        cuda_graph,
+    )
     if run.failure is not None:
         raise run.failure
     return run.result
 
 
-def train_seeds(configs: list[TrainConfig], out_dirs: list[Path], device: torch.device,
-                log: Callable[[str], None] = print, data_dir: Path | None = None, restart_if_changed: bool = False,
-                on_train: Callable[[Run], Callable[[dict], None] | None] | None = None, extra: dict | None = None,
-                compile_objective: bool = False, cuda_graph: str = "auto") -> list[Run]:
+def train_seeds(
+    configs: list[TrainConfig],
+    out_dirs: list[Path],
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    data_dir: Path | None = None,
+    restart_if_changed: bool = False,
+    on_train: Callable[[Run], Callable[[dict], None] | None] | None = None,
+    extra: dict | None = None,
+    compile_objective: bool = False,
+    cuda_graph: str = "auto",
+) -> list[Run]:
     """Train (or resume) the runs of `configs` (one configuration up to the seed) in their `out_dirs`, those that
     need training packed into one model (five.model.pack). Each member trains exactly as it would alone: its seed's
     initial weights, random streams, Adam state, validation, best epoch and early stop; a member that stops
@@ -225,14 +281,16 @@ def train_seeds(configs: list[TrainConfig], out_dirs: list[Path], device: torch.
     (`result`) and, where it diverged, the error (`failure`)."""
     check_cuda_graph_mode(cuda_graph, device)
     check_packable(configs, out_dirs)
-    runs = [Run(config, Path(out_dir), lambda entry: None, dict(extra or {}))
-            for config, out_dir in zip(configs, out_dirs)]
+    runs = [
+        Run(config, Path(out_dir), lambda entry: None, dict(extra or {})) for config, out_dir in zip(configs, out_dirs)
+    ]
     with ExitStack() as locks:
         for run in runs:
             locks.enter_context(run_lock(run.out_dir))
         for run in runs:
-            run.result = (_shorter_run_from_history(run.out_dir, run.config, device, run.extra, restart_if_changed,
-                                                    log) or _kept_record(run, log))
+            run.result = _shorter_run_from_history(
+                run.out_dir, run.config, device, run.extra, restart_if_changed, log
+            ) or _kept_record(run, log)
         pending = [run for run in runs if run.result is None]
         if pending:
             dataset = load_dataset(configs[0].dataset, data_dir)
@@ -243,8 +301,9 @@ def train_seeds(configs: list[TrainConfig], out_dirs: list[Path], device: torch.
                 run.on_epoch = (on_train and on_train(run)) or run.on_epoch
                 for entry in run.history:  # a resumed run's callback sees the whole run
                     run.on_epoch(entry)
-            _train_pending(training, dataset, device, uses_cuda_graph(cuda_graph, device), cuda_graph,
-                           compile_objective, log)
+            _train_pending(
+                training, dataset, device, uses_cuda_graph(cuda_graph, device), cuda_graph, compile_objective, log
+            )
     return runs
 
 
@@ -263,8 +322,9 @@ def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
         return None
     log(f"{run.out_dir} is finished ({record['status']}, {record.get('epochs_completed')} epochs); nothing to do")
     if record["status"] == "diverged":
-        run.failure = TrainingDiverged(record.get("epochs_completed", 0), 0, math.nan,
-                                       f"{record.get('error', 'diverged')} (recorded earlier)")
+        run.failure = TrainingDiverged(
+            record.get("epochs_completed", 0), 0, math.nan, f"{record.get('error', 'diverged')} (recorded earlier)"
+        )
     return record
 
 
@@ -279,8 +339,14 @@ def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
         raise ConfigError("only runs of one configuration (up to the seed) are trained together")
 
 
-def _prepare(run: Run, dataset, device: torch.device, restart_if_changed: bool, compile_objective: bool,
-             log: Callable[[str], None]) -> None:
+def _prepare(
+    run: Run,
+    dataset,
+    device: torch.device,
+    restart_if_changed: bool,
+    compile_objective: bool,
+    log: Callable[[str], None],
+) -> None:
     """The run's model with its seed's initial weights, or the state of its checkpoint; a run with nothing left
     to train gets its record."""
     torch.manual_seed(run.config.seed)  # the initial weights
@@ -304,8 +370,15 @@ def _prepare(run: Run, dataset, device: torch.device, restart_if_changed: bool, 
         run.stop("complete", device)
 
 
-def _train_pending(runs: list[Run], dataset, device: torch.device, capturable: bool, cuda_graph: str,
-                   compile_objective: bool, log: Callable[[str], None]) -> None:
+def _train_pending(
+    runs: list[Run],
+    dataset,
+    device: torch.device,
+    capturable: bool,
+    cuda_graph: str,
+    compile_objective: bool,
+    log: Callable[[str], None],
+) -> None:
     """Runs resumed after the same epoch train as one pack; runs behind the others train until they catch up
     (a job killed between its seeds' checkpoints leaves them one checkpoint apart), then with them."""
     if not runs:
@@ -315,13 +388,32 @@ def _train_pending(runs: list[Run], dataset, device: torch.device, capturable: b
     while pending := [run for run in runs if run.result is None]:
         behind = min(run.epoch for run in pending)
         ahead = [run.epoch for run in pending if run.epoch > behind]
-        _train_pack([run for run in pending if run.epoch == behind], dataset, data, validation_x, device,
-                    capturable, cuda_graph, compile_objective, log, until=min(ahead, default=None))
+        _train_pack(
+            [run for run in pending if run.epoch == behind],
+            dataset,
+            data,
+            validation_x,
+            device,
+            capturable,
+            cuda_graph,
+            compile_objective,
+            log,
+            until=min(ahead, default=None),
+        )
 
 
-def _train_pack(runs: list[Run], dataset, data: torch.Tensor, validation_x: torch.Tensor, device: torch.device,
-                capturable: bool, cuda_graph: str, compile_objective: bool, log: Callable[[str], None],
-                until: int | None = None) -> None:
+def _train_pack(
+    runs: list[Run],
+    dataset,
+    data: torch.Tensor,
+    validation_x: torch.Tensor,
+    device: torch.device,
+    capturable: bool,
+    cuda_graph: str,
+    compile_objective: bool,
+    log: Callable[[str], None],
+    until: int | None = None,
+) -> None:
     """Train `runs` (resumed after the same epoch) as one model until one of them stops or epoch `until`; the
     weights and Adam state are then copied out, to go on in another pack."""
     config, members = runs[0].config, len(runs)
@@ -334,12 +426,17 @@ def _train_pack(runs: list[Run], dataset, data: torch.Tensor, validation_x: torc
     if compile_objective:
         model.compile_objective()
     seeds = ", ".join(str(run.config.seed) for run in runs)
-    log(f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
+    log(
+        f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
         f"{sum(p.numel() for p in runs[0].model.parameters())} parameters) on {device}"
-        + (f", seeds {seeds} packed into one model" if members > 1 else ""))
+        + (f", seeds {seeds} packed into one model" if members > 1 else "")
+    )
     generators = [torch.Generator(device=device) for _ in runs]  # reseeded each epoch; a CUDA graph reads them
-    batch = solo_batch(model, data, dataset.discrete_levels) if members == 1 else \
-        lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
+    batch = (
+        solo_batch(model, data, dataset.discrete_levels)
+        if members == 1
+        else lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
+    )
     shapes = [(size,) if members == 1 else (members, size) for size in batch_sizes(data.shape[0], config.batch_size)]
     step, graphed = choose_step(model, optimizer, batch, generators, shapes, cuda_graph, log)
     for run in runs:
@@ -384,8 +481,16 @@ class Member:
         return self.model.members
 
 
-def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, seconds: float,
-               validation_x: torch.Tensor, device: torch.device, log: Callable[[str], None]) -> None:
+def _end_epoch(
+    run: Run,
+    member: Member,
+    step_losses: torch.Tensor,
+    epoch: int,
+    seconds: float,
+    validation_x: torch.Tensor,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> None:
     """A member's bookkeeping after an epoch: history, validation, best checkpoint, patience, checkpoints."""
     config = run.config
     prefix = "" if member.model is run.model else f"seed {config.seed}: "
@@ -398,8 +503,9 @@ def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, 
     run.epoch = epoch
     entry = {"epoch": epoch, "loss": loss, "sigma": member.sigma(), "time_s": seconds, "pack_size": member.size}
     run.history.append(entry)
-    line = (f"{prefix}epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {entry['sigma']:.4f}  "
-            f"time {seconds:6.2f}s")
+    line = (
+        f"{prefix}epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {entry['sigma']:.4f}  time {seconds:6.2f}s"
+    )
     status = "complete" if epoch == config.epochs else "running"
     if epoch % resolved_eval_every(config) == 0 or epoch == config.epochs:
         member.copy_out(run)
@@ -411,10 +517,19 @@ def _end_epoch(run: Run, member: Member, step_losses: torch.Tensor, epoch: int, 
     log(line)
     if status != "running" or epoch % config.checkpoint_every == 0:
         member.copy_out(run)
-        save_checkpoint(run.out_dir / CHECKPOINT_NAME, {
-            "config": config.to_dict(), "epoch": epoch, "model": run.model.state_dict(),
-            "optimizer": run.optimizer_state, "history": run.history, "wall_time_s": run.wall_time,
-            "stalled": status == "stalled", "cuda_graph": run.extra["cuda_graph"]})
+        save_checkpoint(
+            run.out_dir / CHECKPOINT_NAME,
+            {
+                "config": config.to_dict(),
+                "epoch": epoch,
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer_state,
+                "history": run.history,
+                "wall_time_s": run.wall_time,
+                "stalled": status == "stalled",
+                "cuda_graph": run.extra["cuda_graph"],
+            },
+        )
         record = run.record(status, device)
         if status != "running":  # a run that stops is always checkpointed here
             run.result = record
@@ -429,19 +544,21 @@ def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch
     entry["validation_time_s"] = time.perf_counter() - started
     line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
     if not math.isfinite(entry["val_nll"]):
-        raise TrainingDiverged(epoch, 0, entry["val_nll"],
-                               f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}")
+        raise TrainingDiverged(
+            epoch, 0, entry["val_nll"], f"non-finite validation NLL ({entry['val_nll']}) at epoch {epoch}"
+        )
     if best_epoch(run.history)[0] == epoch:
-        save_checkpoint(run.out_dir / BEST_NAME, {"config": config.to_dict(), "epoch": epoch,
-                                                  "model": run.model.state_dict(), "val_nll": entry["val_nll"]})
+        save_checkpoint(
+            run.out_dir / BEST_NAME,
+            {"config": config.to_dict(), "epoch": epoch, "model": run.model.state_dict(), "val_nll": entry["val_nll"]},
+        )
         return status, line + "  (best)"
     if config.patience is not None and evaluations_since_best(run.history) >= config.patience:
         return "stalled", line + f"  (no better validation NLL in {config.patience} evaluations: stopping)"
     return status, line
 
 
-def _diverged(run: Run, error: TrainingDiverged, device: torch.device, log: Callable[[str], None],
-              prefix: str) -> None:
+def _diverged(run: Run, error: TrainingDiverged, device: torch.device, log: Callable[[str], None], prefix: str) -> None:
     """A non-finite loss or validation NLL: recorded in train.json (the last good checkpoint is kept)."""
     log(f"{prefix}{error}")
     run.failure = error
@@ -452,9 +569,19 @@ def payload_of(state: dict, config: TrainConfig, device: torch.device, extra: di
     """The train.json record: config, per-epoch history (with validation entries), wall time, device."""
     history = state["history"]
     best, best_value = best_epoch(history)
-    return {"status": status, "config": config.to_dict(), "epochs_completed": len(history), "history": history,
-            "best_epoch": best, "best_val_nll": best_value if best is not None else None,
-            "wall_time_s": state["wall_time_s"], "device": str(device), "torch_version": torch.__version__,
-            "five_version": __version__, "updated_at": time.time(),
-            # the largest pack it trained in (its time_s are that pack's): 1 alone; per epoch in the history
-            "pack_size": max((entry.get("pack_size") or 1 for entry in history), default=1), **(extra or {})}
+    return {
+        "status": status,
+        "config": config.to_dict(),
+        "epochs_completed": len(history),
+        "history": history,
+        "best_epoch": best,
+        "best_val_nll": best_value if best is not None else None,
+        "wall_time_s": state["wall_time_s"],
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "five_version": __version__,
+        "updated_at": time.time(),
+        # the largest pack it trained in (its time_s are that pack's): 1 alone; per epoch in the history
+        "pack_size": max((entry.get("pack_size") or 1 for entry in history), default=1),
+        **(extra or {}),
+    }

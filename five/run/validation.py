@@ -35,8 +35,10 @@ def validation_batch(dataset: Dataset, device: torch.device, log: Callable[[str]
     if "validation" in dataset.splits:
         levels = dataset.split("validation")
     else:
-        log(f"{dataset.name} has no validation split: monitoring uses the first {VALIDATION_EXAMPLES} training "
-            "examples (fit, not generalisation)")
+        log(
+            f"{dataset.name} has no validation split: monitoring uses the first {VALIDATION_EXAMPLES} training "
+            "examples (fit, not generalisation)"
+        )
         levels = dataset.split("train")
     generator = torch.Generator(device=device).manual_seed(VALIDATION_SEED)
     return dequantize(levels[:VALIDATION_EXAMPLES].to(device), dataset.discrete_levels, generator)
@@ -54,8 +56,11 @@ def validate(model: Model, x: torch.Tensor) -> dict[str, float]:
         posterior = model.posterior(x)
         result = iwae_log_likelihood(x, posterior, model.log_joint, VALIDATION_SAMPLES, generator)
         reconstruction = model.decode(posterior.mean.to(x.dtype))
-    return {"val_nll": -float(result.log_likelihood.mean()), "val_elbo": float(result.elbo.mean()),
-            "val_recon_mse": float((x - reconstruction).pow(2).mean())}
+    return {
+        "val_nll": -float(result.log_likelihood.mean()),
+        "val_elbo": float(result.elbo.mean()),
+        "val_recon_mse": float((x - reconstruction).pow(2).mean()),
+    }
 
 
 def fit_log_sigma(model: Model, x: torch.Tensor, samples: int = VALIDATION_SAMPLES) -> dict[str, float]:
@@ -83,21 +88,35 @@ def fit_log_sigma(model: Model, x: torch.Tensor, samples: int = VALIDATION_SAMPL
         return -float(result.log_likelihood.mean())
 
     bounds = (max(model.log_sigma_floor, own - SIGMA_SEARCH_HALF_WIDTH), own + SIGMA_SEARCH_HALF_WIDTH)
-    found = minimize_scalar(validation_nll, bounds=bounds, method="bounded",
-                            options={"xatol": SIGMA_SEARCH_TOLERANCE})
+    found = minimize_scalar(validation_nll, bounds=bounds, method="bounded", options={"xatol": SIGMA_SEARCH_TOLERANCE})
     own_nll = validation_nll(own)
-    at_bound = next((name for name, bound in zip(("lower", "upper"), bounds)
-                     if abs(float(found.x) - bound) <= 2 * SIGMA_SEARCH_TOLERANCE), None)
+    at_bound = next(
+        (
+            name
+            for name, bound in zip(("lower", "upper"), bounds)
+            if abs(float(found.x) - bound) <= 2 * SIGMA_SEARCH_TOLERANCE
+        ),
+        None,
+    )
     kept_own = own_nll <= float(found.fun)  # the search is local: never end worse than the model's own σ
-    return {"log_sigma": own if kept_own else float(found.x), "val_nll_fitted": min(own_nll, float(found.fun)),
-            "val_nll_own": own_nll, "kept_own": kept_own, "at_bound": None if kept_own else at_bound,
-            "search_bounds": bounds, "search_evaluations": int(found.nfev)}
+    return {
+        "log_sigma": own if kept_own else float(found.x),
+        "val_nll_fitted": min(own_nll, float(found.fun)),
+        "val_nll_own": own_nll,
+        "kept_own": kept_own,
+        "at_bound": None if kept_own else at_bound,
+        "search_bounds": bounds,
+        "search_evaluations": int(found.nfev),
+    }
 
 
 def best_epoch(history: list[dict]) -> tuple[int | None, float]:
     """The epoch with the lowest finite validation NLL so far, and that value."""
-    scored = [(entry["val_nll"], entry["epoch"]) for entry in history
-              if entry.get("val_nll") is not None and math.isfinite(entry["val_nll"])]
+    scored = [
+        (entry["val_nll"], entry["epoch"])
+        for entry in history
+        if entry.get("val_nll") is not None and math.isfinite(entry["val_nll"])
+    ]
     if not scored:
         return None, math.inf
     value, epoch = min(scored)
@@ -107,5 +126,6 @@ def best_epoch(history: list[dict]) -> tuple[int | None, float]:
 def evaluations_since_best(history: list[dict]) -> int:
     """How many validation evaluations came after the best one (for the patience rule)."""
     epoch, _ = best_epoch(history)
-    return sum(1 for entry in history if entry.get("val_nll") is not None and epoch is not None
-               and entry["epoch"] > epoch)
+    return sum(
+        1 for entry in history if entry.get("val_nll") is not None and epoch is not None and entry["epoch"] > epoch
+    )

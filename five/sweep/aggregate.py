@@ -13,11 +13,31 @@ import pandas as pd
 from five.base.files import read_json
 from five.sweep.table import model_dir
 
-RESULT_COLUMNS = ("nll_nats", "nll_standard_error", "bits_per_dim", "elbo_nats", "ess_mean", "recon_mse",
-                  "active_units", "active_units_eigen", "informative_directions", "rate_nats",
-                  "posterior_covariance_error", "true_nll_nats", "sigma", "sigma_policy",
-                  "sigma_own", "nll_nats_own_sigma", "bits_per_dim_own_sigma", "proposal", "n_examples",
-                  "importance_samples", "model_selection", "checkpoint_epoch", "data_dim")
+RESULT_COLUMNS = (
+    "nll_nats",
+    "nll_standard_error",
+    "bits_per_dim",
+    "elbo_nats",
+    "ess_mean",
+    "recon_mse",
+    "active_units",
+    "active_units_eigen",
+    "informative_directions",
+    "rate_nats",
+    "posterior_covariance_error",
+    "true_nll_nats",
+    "sigma",
+    "sigma_policy",
+    "sigma_own",
+    "nll_nats_own_sigma",
+    "bits_per_dim_own_sigma",
+    "proposal",
+    "n_examples",
+    "importance_samples",
+    "model_selection",
+    "checkpoint_epoch",
+    "data_dim",
+)
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
 
@@ -30,18 +50,28 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         evaluation = read_json(run_dir / "eval.json")
         # FIVE's estimator variant is its own row (`five-sample`), the default keeps the name `five`
         point = point | {"model": model_dir(point["model"], point.get("surrogate_point"))}
-        row = {key: point[key] for key in KEYS} | {"surrogate_point": point.get("surrogate_point"),
-                                                   "run_dir": str(run_dir)}
-        row["status"] = "diverged" if "diverged" in (train.get("status"), evaluation.get("status")) else (
-            "stalled" if train.get("status") == "stalled" else "complete")
+        row = {key: point[key] for key in KEYS} | {
+            "surrogate_point": point.get("surrogate_point"),
+            "run_dir": str(run_dir),
+        }
+        row["status"] = (
+            "diverged"
+            if "diverged" in (train.get("status"), evaluation.get("status"))
+            else ("stalled" if train.get("status") == "stalled" else "complete")
+        )
         row["error"] = train.get("error") or evaluation.get("error")
         row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
         epoch_times = [entry["time_s"] for entry in train.get("history", []) if entry.get("time_s") is not None]
-        row |= {"epochs_completed": train.get("epochs_completed"), "train_wall_time_s": train.get("wall_time_s"),
-                "encoder_product": train.get("encoder_product"), "pack_size": train.get("pack_size", 1),
-                "epoch_time_s": float(pd.Series(epoch_times).median()) if epoch_times else None,
-                "device": train.get("device"), "slurm_job_id": train.get("slurm_job_id"),
-                "cuda_visible_devices": train.get("cuda_visible_devices")}
+        row |= {
+            "epochs_completed": train.get("epochs_completed"),
+            "train_wall_time_s": train.get("wall_time_s"),
+            "encoder_product": train.get("encoder_product"),
+            "pack_size": train.get("pack_size", 1),
+            "epoch_time_s": float(pd.Series(epoch_times).median()) if epoch_times else None,
+            "device": train.get("device"),
+            "slurm_job_id": train.get("slurm_job_id"),
+            "cuda_visible_devices": train.get("cuda_visible_devices"),
+        }
         rows.append(row)
         histories += [{key: point[key] for key in KEYS} | entry for entry in train.get("history", [])]
     return pd.DataFrame(rows), pd.DataFrame(histories)
@@ -65,17 +95,29 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame
 def timing_report(runs: pd.DataFrame) -> str:
     """Markdown: predicted vs actual training time per run, and the share within a factor of 2."""
     if "predicted_train_s" not in runs or runs["predicted_train_s"].isna().all():
-        return ("# Predicted vs actual time\n\nNo estimate for these runs: `snakemake estimate --configfile …` "
-                "before the sweep puts its predictions here.\n")
+        return (
+            "# Predicted vs actual time\n\nNo estimate for these runs: `snakemake estimate --configfile …` "
+            "before the sweep puts its predictions here.\n"
+        )
     part = runs[runs["predicted_train_s"].notna() & runs["train_wall_time_s"].notna()]
     ratio = part["train_time_ratio"]
     within = float(((ratio >= 0.5) & (ratio <= 2)).mean()) if len(part) else float("nan")
-    columns = ["dataset", "model", "latent_dim", "probes", "seed", "predicted_train_s", "train_wall_time_s",
-               "train_time_ratio"]
-    return (f"# Predicted vs actual time\n\nTraining time (the training loop, without job start-up) against "
-            f"`five estimate`'s prediction: actual/predicted median {ratio.median():.2f} "
-            f"(range {ratio.min():.2f}–{ratio.max():.2f}); {100 * within:.0f}% of {len(part)} runs within a "
-            "factor of 2.\n\n" + part[columns].to_markdown(index=False, floatfmt=".2f") + "\n")
+    columns = [
+        "dataset",
+        "model",
+        "latent_dim",
+        "probes",
+        "seed",
+        "predicted_train_s",
+        "train_wall_time_s",
+        "train_time_ratio",
+    ]
+    return (
+        f"# Predicted vs actual time\n\nTraining time (the training loop, without job start-up) against "
+        f"`five estimate`'s prediction: actual/predicted median {ratio.median():.2f} "
+        f"(range {ratio.min():.2f}–{ratio.max():.2f}); {100 * within:.0f}% of {len(part)} runs within a "
+        "factor of 2.\n\n" + part[columns].to_markdown(index=False, floatfmt=".2f") + "\n"
+    )
 
 
 def headline_metric(runs: pd.DataFrame, dataset: str) -> str:
@@ -118,8 +160,9 @@ def evaluation_caption(runs: pd.DataFrame) -> str:
     parts = [", ".join(f"N = {int(n)} importance samples ({dataset})" for dataset, n in samples.items())]
     proposals = complete.groupby("model")["proposal"].first()
     parts.append("proposals: " + "; ".join(f"{model}: {text}" for model, text in proposals.items()))
-    policies = sorted(set(complete["sigma_policy"].dropna())
-                      | ({"fixed"} if complete["nll_nats_own_sigma"].notna().any() else set()))
+    policies = sorted(
+        set(complete["sigma_policy"].dropna()) | ({"fixed"} if complete["nll_nats_own_sigma"].notna().any() else set())
+    )
     parts.append("σ: " + "; ".join(SIGMA_POLICY_MEANING[p] for p in policies if p in SIGMA_POLICY_MEANING))
     return ". ".join(parts) + "."
 
@@ -138,12 +181,22 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
             continue
         metric = headline_metric(runs, dataset)
         complete = group.loc[group["status"] != "diverged", metric].astype(float)  # stalled runs count, marked
-        rows.append({"dataset": dataset, "model": model, "probes": probes, "sigma_policy": sigma_policy,
-                     "row": row_label(model, probes, sigma_policy),
-                     "latent_dim": latent_dim, "metric": metric, "mean": complete.mean(),
-                     "std": complete.std(ddof=1) if len(complete) > 1 else float("nan"),
-                     "seeds": len(group), "diverged": int((group["status"] == "diverged").sum()),
-                     "stalled": int((group["status"] == "stalled").sum())})
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "probes": probes,
+                "sigma_policy": sigma_policy,
+                "row": row_label(model, probes, sigma_policy),
+                "latent_dim": latent_dim,
+                "metric": metric,
+                "mean": complete.mean(),
+                "std": complete.std(ddof=1) if len(complete) > 1 else float("nan"),
+                "seeds": len(group),
+                "diverged": int((group["status"] == "diverged").sum()),
+                "stalled": int((group["status"] == "stalled").sum()),
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -158,8 +211,11 @@ def attach_references(table: pd.DataFrame, references: dict[str, list[dict]]) ->
     table["reference"] = float("nan")
     for dataset, entries in (references or {}).items():
         for entry in entries:
-            match = ((table["dataset"] == dataset) & (table["model"] == entry["model"])
-                     & (table["latent_dim"] == entry["latent_dim"]))
+            match = (
+                (table["dataset"] == dataset)
+                & (table["model"] == entry["model"])
+                & (table["latent_dim"] == entry["latent_dim"])
+            )
             if "probes" in entry:
                 match &= table["probes"] == entry["probes"]
             table.loc[match, "reference"] = entry["value"]
@@ -185,8 +241,9 @@ def wide_table(table: pd.DataFrame, dataset: str, bold: tuple[str, str]) -> pd.D
     """Rows models, columns latent dims, cells 'mean ± std' with the best of each column in bold."""
     part = table[table["dataset"] == dataset].copy()
     part["cell"] = part.apply(format_cell, axis=1, bold=bold)
-    order = part.sort_values(["model", "probes", "sigma_policy"],
-                             key=lambda c: c.map(MODEL_ORDER) if c.name == "model" else c)
+    order = part.sort_values(
+        ["model", "probes", "sigma_policy"], key=lambda c: c.map(MODEL_ORDER) if c.name == "model" else c
+    )
     wide = part.pivot(index="row", columns="latent_dim", values="cell").reindex(order["row"].unique())
     wide.columns = [f"d = {d}" for d in wide.columns]
     wide.index.name = "model"
@@ -205,11 +262,17 @@ def write_tables(table: pd.DataFrame, out_prefix: Path, title: str, caption: str
     for dataset in sorted(table["dataset"].unique()) if not table.empty else []:
         metric = table.loc[table["dataset"] == dataset, "metric"].iloc[0]
         unit = "bits/dim" if metric == "bits_per_dim" else "nats"
-        markdown += [f"\n## {dataset} (test {unit}, mean ± std over seeds; lower is better)\n",
-                     wide_table(table, dataset, ("**", "**")).to_markdown(), ""]
+        markdown += [
+            f"\n## {dataset} (test {unit}, mean ± std over seeds; lower is better)\n",
+            wide_table(table, dataset, ("**", "**")).to_markdown(),
+            "",
+        ]
         tex = wide_table(table, dataset, (r"\textbf{", "}")).rename(columns=lambda c: c.replace("d = ", "$d={") + "}$")
-        latex.append(tex.style.to_latex(caption=f"{title}: {dataset} (test {unit}). {caption}",
-                                        hrules=True, position_float="centering").replace("±", r"$\pm$"))
+        latex.append(
+            tex.style.to_latex(
+                caption=f"{title}: {dataset} (test {unit}). {caption}", hrules=True, position_float="centering"
+            ).replace("±", r"$\pm$")
+        )
     paths[1].write_text("\n".join(markdown) + "\n")
     paths[2].write_text("\n".join(latex))
     return paths

@@ -60,7 +60,7 @@ class Interval:
 def standard_error(values: np.ndarray, floor: float = 0.0, test_variance: float = 0.0) -> float:
     """Of the mean of per-seed values: the seeds' spread (at least `floor`) over √n, and the test set's part."""
     spread = max(float(np.std(values, ddof=1)), floor)
-    return math.sqrt(spread ** 2 / len(values) + test_variance)
+    return math.sqrt(spread**2 / len(values) + test_variance)
 
 
 def uses_exact_test(values: np.ndarray, metric: str) -> bool:
@@ -130,8 +130,7 @@ def side(runs: pd.DataFrame, selector: dict, probes_shown: dict[str, int]) -> pd
 LIKELIHOOD_METRICS = ("nll_nats", "bits_per_dim", "elbo_nats", "nll_nats_own_sigma", "bits_per_dim_own_sigma")
 
 
-def describe(selector: dict, probes_shown: dict[str, int], rows: pd.DataFrame | None = None,
-             metric: str = "") -> str:
+def describe(selector: dict, probes_shown: dict[str, int], rows: pd.DataFrame | None = None, metric: str = "") -> str:
     """A side's label: the model, its budget, and for a likelihood the σ its runs were evaluated at."""
     probes = selector.get("probes", probes_shown.get(selector["model"], 0))
     details = [f"K={probes}"] if probes else []
@@ -177,9 +176,9 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
     runs = ["run_dir"] if "run_dir" in left else []
     values = left.set_index(key)[[metric, "latent_dim", *runs]].rename(columns={metric: "left", "run_dir": "left_run"})
     if right is not None:
-        values = values.join(right.set_index(key)[[metric, *runs]].rename(columns={metric: "right",
-                                                                                  "run_dir": "right_run"}),
-                             how="inner")
+        values = values.join(
+            right.set_index(key)[[metric, *runs]].rename(columns={metric: "right", "run_dir": "right_run"}), how="inner"
+        )
     return values, None
 
 
@@ -203,11 +202,13 @@ def test_set_variance(values: pd.DataFrame, metric: str, per_example) -> float |
     return float(np.var(per_example_mean, ddof=1) / len(per_example_mean))
 
 
-def cell_pvalues(diffs: np.ndarray, low: float, high: float, claimed: str, exact: bool,
-                 test_variance: float = 0.0) -> tuple[float, float]:
+def cell_pvalues(
+    diffs: np.ndarray, low: float, high: float, claimed: str, exact: bool, test_variance: float = 0.0
+) -> tuple[float, float]:
     """One-sided p-values that the claim holds and that it is false, at its boundary: `below` low (= high) and
     `above` high (= low) share one boundary; `inside` [low, high] holds by two one-sided tests and is false on
     either side (Bonferroni over the two)."""
+
     def p(boundary, side):
         return one_sided_pvalue(diffs, boundary, side, exact, test_variance)
 
@@ -227,8 +228,17 @@ def agreeing(diffs: np.ndarray, low_threshold: float, high_threshold: float, cla
     return int(np.sum((diffs >= low_threshold) & (diffs <= high_threshold)))
 
 
-def verdict_row(diffs: np.ndarray, low: float, high: float, claimed: str, rule: str, settings: dict,
-                metric: str, counts: int = 2, test_variance: float | None = None) -> dict:
+def verdict_row(
+    diffs: np.ndarray,
+    low: float,
+    high: float,
+    claimed: str,
+    rule: str,
+    settings: dict,
+    metric: str,
+    counts: int = 2,
+    test_variance: float | None = None,
+) -> dict:
     """A tested cell: mean, interval, seeds agreeing, the test and its two p-values (decided per claim).
     `counts`: how many counts each difference is made of, where the metric is one (each rounded: variance 1/12).
     `test_variance` (per-example metrics): the test set's part of the mean's variance; the test is then t."""
@@ -237,13 +247,23 @@ def verdict_row(diffs: np.ndarray, low: float, high: float, claimed: str, rule: 
     interval = Interval.of(diffs, settings["confidence"], floor, test_variance or 0.0)
     p_support, p_contradict = cell_pvalues(diffs, low, high, claimed, exact, test_variance or 0.0)
     test = "sign-flip" if exact else "t" if test_variance is None else "t, seeds + test set"
-    return {"n_seeds": len(diffs), "mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high,
-            "seeds_agree": agreeing(diffs, low, high, claimed), "test": test,
-            "p_support": p_support, "p_contradict": p_contradict, "rule": rule, "reason": ""}
+    return {
+        "n_seeds": len(diffs),
+        "mean": interval.mean,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "seeds_agree": agreeing(diffs, low, high, claimed),
+        "test": test,
+        "p_support": p_support,
+        "p_contradict": p_contradict,
+        "rule": rule,
+        "reason": "",
+    }
 
 
-def evaluate_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int,
-                  settings: dict, per_example=None) -> dict:
+def evaluate_cell(
+    claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int, settings: dict, per_example=None
+) -> dict:
     """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule;
     `per_example(run_dir)`: a run's per-example values of the metric (the test set's part of the interval)."""
     metric = claim["metric"]
@@ -274,8 +294,14 @@ def cell_margin(claim: dict, rows: pd.DataFrame) -> tuple[float, str | None]:
     return claim["margin_bits_per_dim"] * float(dims[0]) * math.log(2), None
 
 
-def kind_cell(claim: dict, values: pd.DataFrame, latent_dim: int, margin: float, settings: dict,
-              test_variance: float | None = None) -> dict:
+def kind_cell(
+    claim: dict,
+    values: pd.DataFrame,
+    latent_dim: int,
+    margin: float,
+    settings: dict,
+    test_variance: float | None = None,
+) -> dict:
     """The per-seed statistic of the claim's kind at `margin`, tested (verdict_row); `test_variance`: the test
     set's part of a paired difference's variance."""
     kind, metric = claim["kind"], claim["metric"]
@@ -284,17 +310,34 @@ def kind_cell(claim: dict, values: pd.DataFrame, latent_dim: int, margin: float,
         lower = claim.get("better", "lower") == "lower"
         boundary = -margin if lower else margin
         rule = f"model − against {'<' if lower else '>'} {boundary:+g}"
-        return verdict_row(diffs, boundary, boundary, "below" if lower else "above", rule, settings, metric,
-                           test_variance=test_variance)
+        return verdict_row(
+            diffs,
+            boundary,
+            boundary,
+            "below" if lower else "above",
+            rule,
+            settings,
+            metric,
+            test_variance=test_variance,
+        )
     if kind == "equivalent":
         diffs = (values["left"] - values["right"]).to_numpy(float)
-        return verdict_row(diffs, -margin, margin, "inside", f"model − against inside ±{margin:g}", settings,
-                           metric, test_variance=test_variance)
+        return verdict_row(
+            diffs,
+            -margin,
+            margin,
+            "inside",
+            f"model − against inside ±{margin:g}",
+            settings,
+            metric,
+            test_variance=test_variance,
+        )
     if kind == "ratio_at_most":  # on the log scale, where a ratio's interval is symmetric
         factor = math.log(claim["factor"])
         diffs = np.log(values["left"].to_numpy(float) / values["right"].to_numpy(float))
-        return verdict_row(diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}",
-                           settings, metric)
+        return verdict_row(
+            diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}", settings, metric
+        )
     if kind == "below_latent_dim":
         diffs = values["left"].to_numpy(float) - latent_dim
         row = verdict_row(diffs, -margin, -margin, "below", f"metric − d < {-margin:+g}", settings, metric, counts=1)
@@ -319,9 +362,11 @@ def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[
         per_dim.append(values["left"] - values["right"])
     growth = (per_dim[1] - per_dim[0]).dropna().to_numpy(float)
     if len(growth) < settings["min_seeds"] or dims[0] == dims[-1]:
-        return {"n_seeds": len(growth),
-                "reason": f"{len(growth)} paired seed(s) over d = {dims[0]}…{dims[-1]} (min_seeds = "
-                          f"{settings['min_seeds']}, two distinct d needed)"}
+        return {
+            "n_seeds": len(growth),
+            "reason": f"{len(growth)} paired seed(s) over d = {dims[0]}…{dims[-1]} (min_seeds = "
+            f"{settings['min_seeds']}, two distinct d needed)",
+        }
     higher = claim.get("better", "higher") == "higher"
     boundary = margin if higher else -margin
     rule = f"(model − against at d={dims[-1]}) − (at d={dims[0]}) {'>' if higher else '<'} {boundary:+g}"
@@ -336,15 +381,21 @@ def decide_cells(rows: list[dict], settings: dict) -> None:
         for row, adjusted in zip(tested, holm([row[key] for row in tested])):
             row[f"{key}_holm"] = adjusted
     for row in rows:
-        row["verdict"] = (SUPPORTED if row.get("p_support_holm", 1.0) <= alpha else
-                          CONTRADICTED if row.get("p_contradict_holm", 1.0) <= alpha else INCONCLUSIVE)
+        row["verdict"] = (
+            SUPPORTED
+            if row.get("p_support_holm", 1.0) <= alpha
+            else CONTRADICTED
+            if row.get("p_contradict_holm", 1.0) <= alpha
+            else INCONCLUSIVE
+        )
 
 
 COMPARING_KINDS = ("paired", "equivalent", "ratio_at_most", "grows_with_latent_dim")  # need `against`
 
 
-def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int],
-               per_example=None) -> list[dict]:
+def claim_rows(
+    runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int], per_example=None
+) -> list[dict]:
     """The cells of one claim: each `against` side × data set × latent dim (or the d range of a trend),
     decided together (Holm)."""
     left_selector = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
@@ -354,22 +405,29 @@ def claim_rows(runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: di
         left = side(runs, left_selector, probes_shown)
         right = side(runs, right_selector, probes_shown) if right_selector else None
         metric = claim["metric"]
-        base = {"claim": claim["id"], "statement": claim["statement"], "metric": metric,
-                "model": describe(left_selector, probes_shown, left, metric),
-                "against": describe(right_selector, probes_shown, right, metric) if right_selector else ""}
+        base = {
+            "claim": claim["id"],
+            "statement": claim["statement"],
+            "metric": metric,
+            "model": describe(left_selector, probes_shown, left, metric),
+            "against": describe(right_selector, probes_shown, right, metric) if right_selector else "",
+        }
         if claim["kind"] == "grows_with_latent_dim":
             for dataset in sorted({dataset for dataset, _ in cells(runs, claim)}):
                 dims = sorted(runs.loc[runs["dataset"] == dataset, "latent_dim"].unique().tolist())
-                verdict = trend_cell(claim, left[left["dataset"] == dataset], right[right["dataset"] == dataset],
-                                     dims, settings)
+                verdict = trend_cell(
+                    claim, left[left["dataset"] == dataset], right[right["dataset"] == dataset], dims, settings
+                )
                 rows.append(base | {"dataset": dataset, "latent_dim": f"{dims[0]}→{dims[-1]}"} | verdict)
             continue
         for dataset, latent_dim in cells(runs, claim):
+
             def at(frame):
                 return frame[(frame["dataset"] == dataset) & (frame["latent_dim"] == latent_dim)]
 
-            verdict = evaluate_cell(claim, at(left), None if right is None else at(right), latent_dim, settings,
-                                    per_example)
+            verdict = evaluate_cell(
+                claim, at(left), None if right is None else at(right), latent_dim, settings, per_example
+            )
             rows.append(base | {"dataset": dataset, "latent_dim": latent_dim} | verdict)
     decide_cells(rows, settings)
     return rows
@@ -381,21 +439,36 @@ def overall_row(claim: dict, rows: list[dict], runs: pd.DataFrame, settings: dic
     row = {"claim": claim["id"], "statement": claim["statement"], "dataset": "all", "latent_dim": "all"}
     if not rows:
         wanted = claim.get("datasets")
-        why = (f"its data sets ({', '.join(wanted)}) have no runs in this sweep" if wanted else "the sweep has no runs")
+        why = f"its data sets ({', '.join(wanted)}) have no runs in this sweep" if wanted else "the sweep has no runs"
         return row | {"verdict": NOT_TESTABLE, "reason": f"no cells: {why}", "rule": ""}
     verdicts = [cell["verdict"] for cell in rows]
     tested = sum("p_support" in cell for cell in rows)
-    verdict = (CONTRADICTED if CONTRADICTED in verdicts else
-               SUPPORTED if verdicts.count(SUPPORTED) == len(rows) else INCONCLUSIVE)
+    verdict = (
+        CONTRADICTED
+        if CONTRADICTED in verdicts
+        else SUPPORTED
+        if verdicts.count(SUPPORTED) == len(rows)
+        else INCONCLUSIVE
+    )
     alpha = decision_level(settings)
-    reason = (f"{verdicts.count(SUPPORTED)} of {len(rows)} cells supported, {verdicts.count(CONTRADICTED)} "
-              f"contradicted, {verdicts.count(INCONCLUSIVE)} inconclusive ({len(rows) - tested} without a test)")
-    return row | {"verdict": verdict, "reason": reason,
-                  "rule": f"every cell supported / any cell contradicted, Holm-adjusted p <= {alpha:g} one-sided"}
+    reason = (
+        f"{verdicts.count(SUPPORTED)} of {len(rows)} cells supported, {verdicts.count(CONTRADICTED)} "
+        f"contradicted, {verdicts.count(INCONCLUSIVE)} inconclusive ({len(rows) - tested} without a test)"
+    )
+    return row | {
+        "verdict": verdict,
+        "reason": reason,
+        "rule": f"every cell supported / any cell contradicted, Holm-adjusted p <= {alpha:g} one-sided",
+    }
 
 
-def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, int],
-                    step_times: pd.DataFrame | None = None, per_example=None) -> pd.DataFrame:
+def evaluate_claims(
+    runs: pd.DataFrame,
+    settings: dict,
+    probes_shown: dict[str, int],
+    step_times: pd.DataFrame | None = None,
+    per_example=None,
+) -> pd.DataFrame:
     """One overall row per claim of `settings['list']` (every claim has one), then every cell. Claims on
     step_time_s are decided from `step_times` (the side-by-side timing tables), the others from the runs;
     `per_example(run_dir)`: a run's per-example test NLLs, which widen paired NLL intervals by the test set's
@@ -403,9 +476,17 @@ def evaluate_claims(runs: pd.DataFrame, settings: dict, probes_shown: dict[str, 
     overall, detail = [], []
     for claim in settings["list"]:
         if claim["metric"] == STEP_TIME_METRIC and step_times is None:
-            overall.append({"claim": claim["id"], "statement": claim["statement"], "dataset": "all",
-                            "latent_dim": "all", "verdict": NOT_TESTABLE, "rule": "",
-                            "reason": "no step times were measured (the workflow's step_times jobs make them)"})
+            overall.append(
+                {
+                    "claim": claim["id"],
+                    "statement": claim["statement"],
+                    "dataset": "all",
+                    "latent_dim": "all",
+                    "verdict": NOT_TESTABLE,
+                    "rule": "",
+                    "reason": "no step times were measured (the workflow's step_times jobs make them)",
+                }
+            )
             continue
         table = step_times if claim["metric"] == STEP_TIME_METRIC else runs
         rows = claim_rows(table, claim, settings, probes_shown, per_example)
@@ -429,35 +510,72 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
         out_prefix.with_suffix(".md").write_text(f"# Claims\n\nMade from: {made_from}.\n\n{summary}\n")
         return summary
     overall = table[table["dataset"] == "all"]
-    columns = ["claim", "dataset", "latent_dim", "model", "against", "metric", "n_seeds", "mean", "ci_low",
-               "ci_high", "seeds_agree", "test", "p_support_holm", "p_contradict_holm", "verdict", "rule", "reason"]
+    columns = [
+        "claim",
+        "dataset",
+        "latent_dim",
+        "model",
+        "against",
+        "metric",
+        "n_seeds",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "seeds_agree",
+        "test",
+        "p_support_holm",
+        "p_contradict_holm",
+        "verdict",
+        "rule",
+        "reason",
+    ]
     detail = table[table["dataset"] != "all"].reindex(columns=columns)
     for column in ("mean", "ci_low", "ci_high", "p_support_holm", "p_contradict_holm"):
         detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(detail["seeds_agree"].fillna(0).astype(int),
-                                                                    detail["n_seeds"].fillna(0).astype(int))]
+    detail["seeds_agree"] = [
+        f"{a}/{n}" if n else ""
+        for a, n in zip(detail["seeds_agree"].fillna(0).astype(int), detail["n_seeds"].fillna(0).astype(int))
+    ]
     level = int(round(100 * settings["confidence"]))
     alpha = decision_level(settings)
     note = [f"**Note:** {settings['note']}", ""] if settings.get("note") else []
-    lines = ["# Do the paper's claims hold?", "", f"Made from: {made_from}.", "", *note,
-             f"Paired over seeds (same seed, same data order; step times: over the rounds of one side-by-side "
-             f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
-             "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
-             "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
-             "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
-             "2⁻ⁿ), Holm-adjusted over the claim's cells and decided at "
-             f"{alpha:g}; at least {settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is "
-             "supported if every cell is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test "
-             "set`) also carry the test set's draw: every seed is evaluated on the same test examples, so the "
-             "variance over examples of the seed-averaged per-example difference, over their number, is added to "
-             "the seeds' part. Where a claim sits exactly at its boundary "
-             f"in every cell, it is declared contradicted (or supported) with probability at most {alpha:g}. "
-             "The intervals are per cell, not adjusted.", "",
-             overall[["claim", "statement", "verdict", "reason"]].rename(columns={"reason": "cells"})
-             .to_markdown(index=False), "", "## Every cell", "",
-             detail.rename(columns={"seeds_agree": "seeds agree", "p_support_holm": "p holds (Holm)",
-                                    "p_contradict_holm": "p false (Holm)"}).to_markdown(index=False), ""]
+    lines = [
+        "# Do the paper's claims hold?",
+        "",
+        f"Made from: {made_from}.",
+        "",
+        *note,
+        f"Paired over seeds (same seed, same data order; step times: over the rounds of one side-by-side "
+        f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
+        "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
+        "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
+        "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
+        "2⁻ⁿ), Holm-adjusted over the claim's cells and decided at "
+        f"{alpha:g}; at least {settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is "
+        "supported if every cell is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test "
+        "set`) also carry the test set's draw: every seed is evaluated on the same test examples, so the "
+        "variance over examples of the seed-averaged per-example difference, over their number, is added to "
+        "the seeds' part. Where a claim sits exactly at its boundary "
+        f"in every cell, it is declared contradicted (or supported) with probability at most {alpha:g}. "
+        "The intervals are per cell, not adjusted.",
+        "",
+        overall[["claim", "statement", "verdict", "reason"]]
+        .rename(columns={"reason": "cells"})
+        .to_markdown(index=False),
+        "",
+        "## Every cell",
+        "",
+        detail.rename(
+            columns={
+                "seeds_agree": "seeds agree",
+                "p_support_holm": "p holds (Holm)",
+                "p_contradict_holm": "p false (Holm)",
+            }
+        ).to_markdown(index=False),
+        "",
+    ]
     out_prefix.with_suffix(".md").write_text("\n".join(lines))
-    verdict_lines = [f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})"
-                     for row in overall.itertuples()]
+    verdict_lines = [
+        f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})" for row in overall.itertuples()
+    ]
     return "\n".join(([f"Note: {settings['note']}"] if settings.get("note") else []) + verdict_lines)

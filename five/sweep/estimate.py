@@ -33,8 +33,16 @@ from five.run.timing import make_step, time_steps
 from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
 from five.sweep.table import model_dir
 
-TIMING_KEYS = ["dataset", "model", "latent_dim", "probes", "surrogate_point", "batch_size", "architecture",
-               "hidden_width"]
+TIMING_KEYS = [
+    "dataset",
+    "model",
+    "latent_dim",
+    "probes",
+    "surrogate_point",
+    "batch_size",
+    "architecture",
+    "hidden_width",
+]
 SIGMA_SEARCH_EVALUATIONS = 25  # validation IWAEs of a σ fit (scipy's bounded Brent, measured 20–30)
 EXAMPLES, SAMPLES = 8, 32  # the evaluation chunk that is timed
 STAND_IN_EXAMPLES = 1024
@@ -56,16 +64,34 @@ def dataset_for_timing(name: str, data_dir: Path | None) -> tuple[Dataset, dict[
     return Dataset(name, splits, 256, "conv", 512), sizes, False
 
 
-def time_configuration(row: dict, dataset: Dataset, device: torch.device, compiled: bool,
-                       steps: int = 1, cuda_graph: bool = False, pack: int = 1) -> dict[str, float]:
+def time_configuration(
+    row: dict,
+    dataset: Dataset,
+    device: torch.device,
+    compiled: bool,
+    steps: int = 1,
+    cuda_graph: bool = False,
+    pack: int = 1,
+) -> dict[str, float]:
     """Seconds per training step (as a CUDA graph where the jobs will capture it), per example of a posterior,
     per example × importance sample of IWAE; with `pack` > 1 also the seconds per member of a step of that many
     seeds packed into one model (five.model.pack)."""
+
     def timed_step(members: int) -> tuple[float, torch.nn.Module]:
-        step = make_step(row["model"], dataset, int(row["latent_dim"]), int(row["probes"]) or None, device,
-                         batch_size=int(row["batch_size"]), compile_objective=compiled,
-                         surrogate_point=row["surrogate_point"] or None, architecture=row["architecture"],
-                         hidden_width=int(row["hidden_width"]), cuda_graph=cuda_graph, pack=members)
+        step = make_step(
+            row["model"],
+            dataset,
+            int(row["latent_dim"]),
+            int(row["probes"]) or None,
+            device,
+            batch_size=int(row["batch_size"]),
+            compile_objective=compiled,
+            surrogate_point=row["surrogate_point"] or None,
+            architecture=row["architecture"],
+            hidden_width=int(row["hidden_width"]),
+            cuda_graph=cuda_graph,
+            pack=members,
+        )
         return time_steps({"step": step}, repeats=steps, inner=1, device=device, warmup=1)["step"], step.model
 
     step_s, model = timed_step(1)
@@ -74,19 +100,28 @@ def time_configuration(row: dict, dataset: Dataset, device: torch.device, compil
     x = dequantize(dataset.split("test")[:EXAMPLES].to(device), dataset.discrete_levels, generator)
     with torch.no_grad():
         posterior = model.posterior(x)
-        chunk = {"posterior": lambda: model.posterior(x),
-                 "iwae": lambda: iwae_log_likelihood(x, posterior, model.log_joint, SAMPLES, generator, SAMPLES)}
+        chunk = {
+            "posterior": lambda: model.posterior(x),
+            "iwae": lambda: iwae_log_likelihood(x, posterior, model.log_joint, SAMPLES, generator, SAMPLES),
+        }
         chunk_s = time_steps(chunk, repeats=1, inner=1, device=device, warmup=1)
     posterior_s, iwae_s = chunk_s["posterior"], chunk_s["iwae"]
-    return {"step_s": step_s, "posterior_s_per_example": posterior_s / x.shape[0],
-            "iwae_s_per_sample": iwae_s / (x.shape[0] * SAMPLES), **packed}
+    return {
+        "step_s": step_s,
+        "posterior_s_per_example": posterior_s / x.shape[0],
+        "iwae_s_per_sample": iwae_s / (x.shape[0] * SAMPLES),
+        **packed,
+    }
 
 
 def interpolated_timing(row: dict, timings: dict) -> dict[str, float]:
     """The timing at budget K between the timed smallest and largest budgets of the same configuration."""
     position = TIMING_KEYS.index("probes")
-    same = {key[position]: value for key, value in timings.items()
-            if key[:position] + key[position + 1:] == tuple(row[k] for k in TIMING_KEYS if k != "probes")}
+    same = {
+        key[position]: value
+        for key, value in timings.items()
+        if key[:position] + key[position + 1 :] == tuple(row[k] for k in TIMING_KEYS if k != "probes")
+    }
     low, high = min(same), max(same)
     weight = (row["probes"] - low) / (high - low)
     return {name: (1 - weight) * same[low][name] + weight * same[high][name] for name in same[low]}
@@ -98,18 +133,25 @@ def predicted_seconds(row: dict, timing: dict, sizes: dict[str, int], sigma: str
     eval_every = int(row["eval_every"]) if pd.notna(row.get("eval_every")) else default_eval_every(epochs)
     validations = epochs // eval_every + (epochs % eval_every != 0)
     validation_size = min(VALIDATION_EXAMPLES, sizes.get("validation", sizes["train"]))
-    one_validation = validation_size * (timing["posterior_s_per_example"]
-                                        + VALIDATION_SAMPLES * timing["iwae_s_per_sample"])
+    one_validation = validation_size * (
+        timing["posterior_s_per_example"] + VALIDATION_SAMPLES * timing["iwae_s_per_sample"]
+    )
     steps = epochs * math.ceil(sizes["train"] / int(row["batch_size"]))
     train_s = steps * timing["step_s"] + validations * one_validation
-    packed = {"predicted_train_s_packed": steps * timing["step_s_packed"] + validations * one_validation} \
-        if "step_s_packed" in timing else {}
-    test_pass = sizes["test"] * (timing["posterior_s_per_example"]
-                                 + int(row["importance_samples"]) * timing["iwae_s_per_sample"])
+    packed = (
+        {"predicted_train_s_packed": steps * timing["step_s_packed"] + validations * one_validation}
+        if "step_s_packed" in timing
+        else {}
+    )
+    test_pass = sizes["test"] * (
+        timing["posterior_s_per_example"] + int(row["importance_samples"]) * timing["iwae_s_per_sample"]
+    )
     evaluate_s = test_pass
     if sigma == "fitted":
-        evaluate_s += validation_size * (timing["posterior_s_per_example"] + SIGMA_SEARCH_EVALUATIONS
-                                         * VALIDATION_SAMPLES * timing["iwae_s_per_sample"])
+        evaluate_s += validation_size * (
+            timing["posterior_s_per_example"]
+            + SIGMA_SEARCH_EVALUATIONS * VALIDATION_SAMPLES * timing["iwae_s_per_sample"]
+        )
         if row["model"] == "fif":
             evaluate_s += test_pass  # FIF is also evaluated at its own σ
     return {"predicted_train_s": train_s, "predicted_evaluate_s": evaluate_s, **packed}
@@ -122,8 +164,14 @@ def job_startup_seconds() -> float:
     return time.perf_counter() - started
 
 
-def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data_dir: Path | None,
-                   log: Callable[[str], None] = print, pack_seeds: bool = False) -> pd.DataFrame:
+def estimate_sweep(
+    config: dict,
+    sweep: pd.DataFrame,
+    device: torch.device,
+    data_dir: Path | None,
+    log: Callable[[str], None] = print,
+    pack_seeds: bool = False,
+) -> pd.DataFrame:
     """One row per run of `sweep`: its predicted training and evaluation seconds on `device`; with `pack_seeds`,
     also its training seconds were all seeds of its sweep point trained as one packed model."""
     pack = len(config["seeds"]) if pack_seeds else 1
@@ -131,9 +179,11 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     datasets = {name: dataset_for_timing(name, data_dir) for name in sweep["dataset"].unique()}
     defaults = {name: dataset for name, (dataset, _, _) in datasets.items()}
     sweep["architecture"] = sweep["architecture"].fillna(
-        sweep["dataset"].map(lambda name: defaults[name].default_architecture))
+        sweep["dataset"].map(lambda name: defaults[name].default_architecture)
+    )
     sweep["hidden_width"] = sweep["hidden_width"].fillna(
-        sweep["dataset"].map(lambda name: defaults[name].default_hidden_width))
+        sweep["dataset"].map(lambda name: defaults[name].default_hidden_width)
+    )
     sweep["batch_size"] = sweep["batch_size"].fillna(DEFAULT_BATCH_SIZE)
     sweep["surrogate_point"] = sweep["surrogate_point"].fillna("")  # "" for the models without the variant
     distinct = sweep.drop_duplicates(TIMING_KEYS)
@@ -141,9 +191,13 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     # largest K of each configuration are timed, the budgets between are interpolated.
     others = [key for key in TIMING_KEYS if key != "probes"]
     budgets = distinct.groupby(others, dropna=False)["probes"]
-    timed = distinct[(distinct["probes"] == budgets.transform("min")) | (distinct["probes"] == budgets.transform("max"))]
-    log(f"timing {len(timed)} of the {len(distinct)} distinct configurations of {len(sweep)} runs on {device} "
-        "(budgets between the smallest and largest interpolated)")
+    timed = distinct[
+        (distinct["probes"] == budgets.transform("min")) | (distinct["probes"] == budgets.transform("max"))
+    ]
+    log(
+        f"timing {len(timed)} of the {len(distinct)} distinct configurations of {len(sweep)} runs on {device} "
+        "(budgets between the smallest and largest interpolated)"
+    )
     timings = {}
     threads = torch.get_num_threads()
 
@@ -157,19 +211,24 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
         try:
-            timing = time_configuration(row, dataset, device, bool(config.get("compile")),
-                                        cuda_graph=graphed[row["dataset"]], pack=pack)
+            timing = time_configuration(
+                row, dataset, device, bool(config.get("compile")), cuda_graph=graphed[row["dataset"]], pack=pack
+            )
         except Exception as error:  # noqa: BLE001 - a failed capture: `auto` jobs run eagerly, and are timed so
             if not graphed[row["dataset"]] or modes[row["dataset"]] == "on":
                 raise
-            log(f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
-                "eagerly, as its jobs will run")
+            log(
+                f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
+                "eagerly, as its jobs will run"
+            )
             graphed[row["dataset"]] = False
             timing = time_configuration(row, dataset, device, bool(config.get("compile")), pack=pack)
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
-        log(f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
+        log(
+            f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
             f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
-            f"(timed in {time.perf_counter() - started:.1f} s)")
+            f"(timed in {time.perf_counter() - started:.1f} s)"
+        )
     torch.set_num_threads(threads)
     for row in distinct.to_dict("records"):
         key = tuple(row[k] for k in TIMING_KEYS)
@@ -180,12 +239,23 @@ def estimate_sweep(config: dict, sweep: pd.DataFrame, device: torch.device, data
     for row in sweep.to_dict("records"):
         _, sizes, real = datasets[row["dataset"]]
         timing = timings[tuple(row[key] for key in TIMING_KEYS)]
-        rows.append({"run_dir": row["run_dir"], "dataset": row["dataset"],
-                     "model": model_dir(row["model"], row["surrogate_point"] or None), "latent_dim": row["latent_dim"],
-                     "probes": row["probes"], "seed": row["seed"], "epochs": row["epochs"],
-                     **timing, **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
-                     "job_startup_s": startup, "real_data": real, "device": str(device),
-                     "cuda_graph": graphed[row["dataset"]]})
+        rows.append(
+            {
+                "run_dir": row["run_dir"],
+                "dataset": row["dataset"],
+                "model": model_dir(row["model"], row["surrogate_point"] or None),
+                "latent_dim": row["latent_dim"],
+                "probes": row["probes"],
+                "seed": row["seed"],
+                "epochs": row["epochs"],
+                **timing,
+                **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
+                "job_startup_s": startup,
+                "real_data": real,
+                "device": str(device),
+                "cuda_graph": graphed[row["dataset"]],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -201,29 +271,55 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
     """results/estimate.csv (per run) and estimate.md (per data set × model, totals); returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "estimate.csv", lambda file: file.write(estimate.to_csv(index=False).encode()))
-    jobs = estimate.assign(train_h=(estimate["predicted_train_s"] + estimate["job_startup_s"]) / 3600,
-                           evaluate_h=(estimate["predicted_evaluate_s"] + estimate["job_startup_s"]) / 3600)
-    table = jobs.groupby(["dataset", "model"]).agg(runs=("run_dir", "size"), train_hours=("train_h", "sum"),
-                                                   evaluate_hours=("evaluate_h", "sum"),
-                                                   longest_run_hours=("train_h", "max")).reset_index()
+    jobs = estimate.assign(
+        train_h=(estimate["predicted_train_s"] + estimate["job_startup_s"]) / 3600,
+        evaluate_h=(estimate["predicted_evaluate_s"] + estimate["job_startup_s"]) / 3600,
+    )
+    table = (
+        jobs.groupby(["dataset", "model"])
+        .agg(
+            runs=("run_dir", "size"),
+            train_hours=("train_h", "sum"),
+            evaluate_hours=("evaluate_h", "sum"),
+            longest_run_hours=("train_h", "max"),
+        )
+        .reset_index()
+    )
     total = jobs["train_h"].sum() + jobs["evaluate_h"].sum()
     wall = makespan_hours(list(3600 * jobs["train_h"]) + list(3600 * jobs["evaluate_h"]), devices)
     stand_in = sorted(set(estimate.loc[~estimate["real_data"], "dataset"]))
-    summary = (f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
-               f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
-               f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}")
+    summary = (
+        f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
+        f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
+        f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}"
+    )
     if "predicted_train_s_packed" in estimate:
-        packed_h = (estimate["predicted_train_s_packed"] + estimate["job_startup_s"] / estimate["seed"].nunique()) / 3600
-        summary += (f"; with each sweep point's seeds packed into one run (five.model.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
-                    f"device-hours (training {packed_h.sum():,.2f} h)")
+        packed_h = (
+            estimate["predicted_train_s_packed"] + estimate["job_startup_s"] / estimate["seed"].nunique()
+        ) / 3600
+        summary += (
+            f"; with each sweep point's seeds packed into one run (five.model.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
+            f"device-hours (training {packed_h.sum():,.2f} h)"
+        )
     graphed = sorted(set(estimate.loc[estimate["cuda_graph"], "dataset"])) if "cuda_graph" in estimate else []
-    notes = [f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
-             f"Training steps timed as CUDA graphs (`cuda_graph`) for: {', '.join(graphed) or 'none'}.",
-             "Training is the cost at the configured epochs (patience can only make a run shorter)."]
+    notes = [
+        f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
+        f"Training steps timed as CUDA graphs (`cuda_graph`) for: {', '.join(graphed) or 'none'}.",
+        "Training is the cost at the configured epochs (patience can only make a run shorter).",
+    ]
     if stand_in:
-        notes.append(f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "
-                     "sizes (the cost does not depend on the pixels).")
-    text = ("# What the sweep will cost\n\n" + summary + ".\n\n" + table.to_markdown(index=False, floatfmt=".3f")
-            + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+        notes.append(
+            f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "
+            "sizes (the cost does not depend on the pixels)."
+        )
+    text = (
+        "# What the sweep will cost\n\n"
+        + summary
+        + ".\n\n"
+        + table.to_markdown(index=False, floatfmt=".3f")
+        + "\n\n"
+        + "\n".join(f"- {note}" for note in notes)
+        + "\n"
+    )
     atomic_write(out_dir / "estimate.md", lambda file: file.write(text.encode()))
     return summary

@@ -17,8 +17,10 @@ PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
 def read_estimate(path: str) -> dict[str, dict]:
     """run_dir → its estimate row."""
     if not Path(path).is_file():
-        raise ConfigError(f"a runtime of `estimate` needs {path}: make it first with `snakemake estimate "
-                          f"--configfile …` (or `five estimate`) on the kind of device the jobs will use")
+        raise ConfigError(
+            f"a runtime of `estimate` needs {path}: make it first with `snakemake estimate "
+            f"--configfile …` (or `five estimate`) on the kind of device the jobs will use"
+        )
     with open(path, newline="") as file:
         return {row["run_dir"]: row for row in csv.DictReader(file)}
 
@@ -31,8 +33,10 @@ def estimated_minutes(path: str, run_dirs: list[str], rule: str, safety_factor: 
     for run_dir in run_dirs:
         row = read_estimate(path).get(run_dir)
         if row is None:
-            raise ConfigError(f"{path} has no estimate for {run_dir} (the sweep changed since it was made): run "
-                              "`snakemake estimate --configfile …` again")
+            raise ConfigError(
+                f"{path} has no estimate for {run_dir} (the sweep changed since it was made): run "
+                "`snakemake estimate --configfile …` again"
+            )
         rows.append(row)
     column = PREDICTED[rule]
     if len(rows) > 1 and all(row.get(f"{column}_packed") not in (None, "") for row in rows):

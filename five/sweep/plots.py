@@ -31,8 +31,10 @@ def _placeholder(path: Path, message: str) -> Path:
 
 
 BAND = "band: ± 1 std over seeds"
-COLLAPSE_COUNTS = {"active_units_eigen": "active units (Burda, eigenvalue count)",
-                   "informative_directions": "informative directions (> 0.5 nats)"}
+COLLAPSE_COUNTS = {
+    "active_units_eigen": "active units (Burda, eigenvalue count)",
+    "informative_directions": "informative directions (> 0.5 nats)",
+}
 
 
 def _plain_log_axis(grid, values) -> None:
@@ -48,8 +50,18 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
     data = _labelled(runs, probes_shown)
     if data.empty:
         return _placeholder(path, "no completed runs to plot")
-    grid = sns.relplot(data=data, x="latent_dim", y="metric", hue="label", col="dataset", kind="line",
-                       marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
+    grid = sns.relplot(
+        data=data,
+        x="latent_dim",
+        y="metric",
+        hue="label",
+        col="dataset",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        facet_kws={"sharey": False},
+        height=3.2,
+    )
     _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
     grid.legend.set_title(BAND)
@@ -63,11 +75,22 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
     if data.empty:
         return _placeholder(path, "no completed runs to plot")
     counts = [column for column in COLLAPSE_COUNTS if column in data and data[column].notna().any()]
-    long = data.melt(id_vars=["dataset", "latent_dim", "label"], value_vars=counts, var_name="count",
-                     value_name="directions")
+    long = data.melt(
+        id_vars=["dataset", "latent_dim", "label"], value_vars=counts, var_name="count", value_name="directions"
+    )
     long["count"] = long["count"].map(COLLAPSE_COUNTS)
-    grid = sns.relplot(data=long, x="latent_dim", y="directions", hue="label", col="dataset", row="count",
-                       kind="line", marker="o", errorbar="sd", height=3.2)
+    grid = sns.relplot(
+        data=long,
+        x="latent_dim",
+        y="directions",
+        hue="label",
+        col="dataset",
+        row="count",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=3.2,
+    )
     dims = sorted(data["latent_dim"].unique())
     for axis in grid.axes.flat:
         axis.plot(dims, dims, "k--", linewidth=1, label="y = d")
@@ -86,8 +109,19 @@ def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
         return _placeholder(path, "no completed fif/five runs: no budget ablation")
     data["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in data.iterrows()]
     data["d"] = data["latent_dim"].astype(str)
-    grid = sns.relplot(data=data, x="probes", y="metric", hue="model", style="d", col="dataset", kind="line",
-                       marker="o", errorbar="sd", facet_kws={"sharey": False}, height=3.2)
+    grid = sns.relplot(
+        data=data,
+        x="probes",
+        y="metric",
+        hue="model",
+        style="d",
+        col="dataset",
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        facet_kws={"sharey": False},
+        height=3.2,
+    )
     _plain_log_axis(grid, sorted(data["probes"].unique()))
     grid.legend.set_title(BAND)
     grid.set_axis_labels("Hutchinson budget K", "test bits/dim (nats if continuous)")
@@ -105,8 +139,20 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
     if data.empty:
         return _placeholder(path, "no validation history to plot")
     data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])
-    grid = sns.relplot(data=data, x="epoch", y="val_nll", hue="label", row="dataset", col="latent_dim", kind="line",
-                       marker="o", errorbar=None, facet_kws={"sharey": False}, height=2.6, aspect=1.3)
+    grid = sns.relplot(
+        data=data,
+        x="epoch",
+        y="val_nll",
+        hue="label",
+        row="dataset",
+        col="latent_dim",
+        kind="line",
+        marker="o",
+        errorbar=None,
+        facet_kws={"sharey": False},
+        height=2.6,
+        aspect=1.3,
+    )
     grid.set_titles("{row_name}, d = {col_name}")  # short titles: long ones ran into each other
     grid.set_axis_labels("epoch", "validation NLL (nats)")
     grid.legend.set_title("mean over seeds")

@@ -37,6 +37,8 @@ def config_hash(config: dict) -> str:
     """A short fingerprint of the validated config (defaults filled in), stamped on tables and claims."""
     text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 MODEL_DIR_PATTERN = "vae|fcvae|fif|five|five-sample"  # the {model} wildcard of the workflow's run folders
 
 
@@ -45,10 +47,21 @@ def model_dir(model: str, surrogate_point: str | None) -> str:
     default (so that runs made before the variant existed keep their folders)."""
     variant = surrogate_point if isinstance(surrogate_point, str) else None  # tables hold NaN for "none"
     return model if variant in (None, "mean") else f"{model}-{variant}"
+
+
 # The example shape of each named data set (tests check them against the loaders), so that the dry run can
 # reject what would fail every job: a conv trunk on flat data, or d > D for fif/five.
-TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "log_sigma_lr", "architecture", "hidden_width", "checkpoint_every",
-                  "eval_every", "patience")
+TRAIN_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "log_sigma_lr",
+    "architecture",
+    "hidden_width",
+    "checkpoint_every",
+    "eval_every",
+    "patience",
+)
 
 
 def reject_duplicate_keys(path: str | Path) -> None:
@@ -63,8 +76,10 @@ def reject_duplicate_keys(path: str | Path) -> None:
                     continue
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
-                    raise ConfigError(f"{path}: the key {key!r} appears twice in one mapping (line "
-                                      f"{key_node.start_mark.line + 1}); YAML would silently keep the last")
+                    raise ConfigError(
+                        f"{path}: the key {key!r} appears twice in one mapping (line "
+                        f"{key_node.start_mark.line + 1}); YAML would silently keep the last"
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep)
 
@@ -104,8 +119,11 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     error = jsonschema.exceptions.best_match(strict_validator(schema).iter_errors(config))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "the top level"
-        finite = " (numbers must be finite)" if isinstance(error.instance, float) and not math.isfinite(
-            error.instance) else ""
+        finite = (
+            " (numbers must be finite)"
+            if isinstance(error.instance, float) and not math.isfinite(error.instance)
+            else ""
+        )
         raise ConfigError(f"invalid config at {where}: {error.message}{finite}")
     check_sweep(config)
 
@@ -116,10 +134,14 @@ def strict_validator(schema: dict):
     import jsonschema
 
     base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine_many({
-        "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
-        "number": lambda _, value: isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value)})
+    checker = base.TYPE_CHECKER.redefine_many(
+        {
+            "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+            "number": lambda _, value: isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value),
+        }
+    )
     return jsonschema.validators.extend(base, type_checker=checker)(schema)
 
 
@@ -128,30 +150,38 @@ def check_sweep(config: dict) -> None:
     conv needs images, and fif/five need d <= D (else their posterior N(f, s·J_f J_fᵀ) is degenerate)."""
     experiment = config["experiment"]
     if not EXPERIMENT_NAME.fullmatch(experiment) or experiment in SHARED_NAMES:
-        raise ConfigError(f"experiment {experiment!r} must be a folder name of letters, digits, '_', '.' and '-' "
-                          f"that starts with a letter or digit and is none of {', '.join(SHARED_NAMES)}: it names "
-                          "results/<experiment>/")
+        raise ConfigError(
+            f"experiment {experiment!r} must be a folder name of letters, digits, '_', '.' and '-' "
+            f"that starts with a letter or digit and is none of {', '.join(SHARED_NAMES)}: it names "
+            "results/<experiment>/"
+        )
     models = {name: settings or {} for name, settings in config["models"].items()}
     for model, probes in config.get("table_probes", {}).items():
         if model not in models:
             raise ConfigError(f"table_probes.{model} is set but {model} is not in models")
         swept = models[model].get("probes", [1])
         if probes not in swept:
-            raise ConfigError(f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
-                              f"{swept}: {model} would vanish from the main table")
+            raise ConfigError(
+                f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
+                f"{swept}: {model} would vanish from the main table"
+            )
     check_tracking_uri(config.get("tracking_uri"))
     check_claims(config, models)
     for dataset, settings in config["datasets"].items():
         shape = DATA_SHAPES[dataset]
         if settings.get("architecture") == "conv" and len(shape) != 3:
-            raise ConfigError(f"datasets.{dataset}.architecture = conv needs (C, H, W) images; {dataset} is flat "
-                              f"(D = {shape[0]}): use mlp")
+            raise ConfigError(
+                f"datasets.{dataset}.architecture = conv needs (C, H, W) images; {dataset} is flat "
+                f"(D = {shape[0]}): use mlp"
+            )
         dim = math.prod(shape)
         for model in MODELS_WITH_PROBES:
             too_large = [d for d in settings["latent_dims"] if d > dim]
             if model in models and too_large:
-                raise ConfigError(f"datasets.{dataset}.latent_dims {too_large} exceed D = {dim}: {model}'s "
-                                  "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)")
+                raise ConfigError(
+                    f"datasets.{dataset}.latent_dims {too_large} exceed D = {dim}: {model}'s "
+                    "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)"
+                )
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
@@ -164,19 +194,23 @@ def check_tracking_uri(uri: str | None) -> None:
         return
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else uri if uri.startswith("databricks") else ""
     if scheme in ("", "file"):
-        raise ConfigError(f"tracking_uri {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
-                          "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
-                          "(http://HOST:PORT)")
+        raise ConfigError(
+            f"tracking_uri {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
+            "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
+            "(http://HOST:PORT)"
+        )
     if scheme not in TRACKING_SCHEMES:
-        raise ConfigError(f"tracking_uri {uri!r} has the unknown scheme {scheme!r} (use one of "
-                          f"{', '.join(TRACKING_SCHEMES)})")
+        raise ConfigError(
+            f"tracking_uri {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
+        )
 
 
 def swept_budgets(models: dict) -> dict[str, list[int]]:
     """Every model name a claim may use (five-sample where FIVE's sample variant is swept) → its swept K
     ([0] for the models without a budget)."""
-    budgets = {model: settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
-               for model, settings in models.items()}
+    budgets = {
+        model: settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0] for model, settings in models.items()
+    }
     points = models.get("five", {}).get("surrogate_points", ["mean"])
     if "five" in budgets and "sample" in points:
         budgets["five-sample"] = budgets["five"]
@@ -205,15 +239,18 @@ def check_claims(config: dict, models: dict) -> None:
             if side["model"] not in budgets:
                 raise ConfigError(f"{where}: {side['model']} is not swept (models: {', '.join(budgets)})")
             if "probes" in side and side["probes"] not in budgets[side["model"]]:
-                raise ConfigError(f"{where}: {side['model']} at K={side['probes']} is not swept (its budgets: "
-                                  f"{budgets[side['model']]})")
+                raise ConfigError(
+                    f"{where}: {side['model']} at K={side['probes']} is not swept (its budgets: "
+                    f"{budgets[side['model']]})"
+                )
         for other in sides[1:]:
             if other["model"] == sides[0]["model"] and other.get("probes") == sides[0].get("probes"):
                 raise ConfigError(f"{where}: `against` repeats the claim's own side ({describe_side(other)})")
         for dataset in claim.get("datasets", []):
             if dataset not in config["datasets"]:
-                raise ConfigError(f"{where}: data set {dataset} is not swept (datasets: "
-                                  f"{', '.join(config['datasets'])})")
+                raise ConfigError(
+                    f"{where}: data set {dataset} is not swept (datasets: {', '.join(config['datasets'])})"
+                )
         check_claim_keys(claim, where)
 
 
@@ -221,20 +258,27 @@ def check_claim_keys(claim: dict, where: str) -> None:
     """What each kind needs to be decidable at all."""
     kind = claim["kind"]
     if kind in ("paired", "grows_with_latent_dim") and "better" not in claim:
-        raise ConfigError(f"{where}: kind {kind} needs `better` (lower or higher: which side of the boundary "
-                          "the claim says)")
+        raise ConfigError(
+            f"{where}: kind {kind} needs `better` (lower or higher: which side of the boundary the claim says)"
+        )
     if "margin_bits_per_dim" in claim:
         if "margin" in claim:
             raise ConfigError(f"{where}: give `margin` or `margin_bits_per_dim`, not both")
         if claim["metric"] not in ("nll_nats", "elbo_nats"):
-            raise ConfigError(f"{where}: `margin_bits_per_dim` converts a margin to nats; {claim['metric']} is "
-                              "not in nats (nll_nats, elbo_nats)")
+            raise ConfigError(
+                f"{where}: `margin_bits_per_dim` converts a margin to nats; {claim['metric']} is "
+                "not in nats (nll_nats, elbo_nats)"
+            )
     if kind == "equivalent" and not max(claim.get("margin", 0), claim.get("margin_bits_per_dim", 0)) > 0:
-        raise ConfigError(f"{where}: kind equivalent needs a `margin` > 0 (the largest difference that counts "
-                          "as none); with 0 it could never hold")
+        raise ConfigError(
+            f"{where}: kind equivalent needs a `margin` > 0 (the largest difference that counts "
+            "as none); with 0 it could never hold"
+        )
     if kind == "below_latent_dim" and claim["metric"] not in COUNT_METRICS:
-        raise ConfigError(f"{where}: kind below_latent_dim compares a count of directions with d; "
-                          f"{claim['metric']} is not one ({', '.join(COUNT_METRICS)})")
+        raise ConfigError(
+            f"{where}: kind below_latent_dim compares a count of directions with d; "
+            f"{claim['metric']} is not one ({', '.join(COUNT_METRICS)})"
+        )
 
 
 def describe_side(side: dict) -> str:
@@ -251,22 +295,34 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
             model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
             budgets = model_settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
             points = model_settings.get("surrogate_points", ["mean"]) if model == "five" else [None]
-            for latent_dim, probes, point, seed in itertools.product(settings["latent_dims"], budgets, points,
-                                                                     config["seeds"]):
+            for latent_dim, probes, point, seed in itertools.product(
+                settings["latent_dims"], budgets, points, config["seeds"]
+            ):
                 if probes > latent_dim:
-                    raise ConfigError(f"models.{model}.probes has K={probes} > latent dim {latent_dim} of "
-                                      f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)")
-                row = {"dataset": dataset, "model": model, "latent_dim": latent_dim, "probes": probes,
-                       "surrogate_point": point, "seed": seed, "beta": model_settings.get("beta"),
-                       **{key: settings.get(key) for key in TRAIN_SETTINGS},
-                       "importance_samples": settings["importance_samples"]}
+                    raise ConfigError(
+                        f"models.{model}.probes has K={probes} > latent dim {latent_dim} of "
+                        f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)"
+                    )
+                row = {
+                    "dataset": dataset,
+                    "model": model,
+                    "latent_dim": latent_dim,
+                    "probes": probes,
+                    "surrogate_point": point,
+                    "seed": seed,
+                    "beta": model_settings.get("beta"),
+                    **{key: settings.get(key) for key in TRAIN_SETTINGS},
+                    "importance_samples": settings["importance_samples"],
+                }
                 row["run_dir"] = RUN_DIR.format(results=results, model_dir=model_dir(model, point), **row)
                 rows.append(row)
     table = pd.DataFrame(rows)
     duplicated = table["run_dir"].duplicated()
     if duplicated.any():
-        raise ConfigError(f"the sweep lists a run twice: {table.loc[duplicated, 'run_dir'].iloc[0]} "
-                          "(repeated latent dims, budgets or seeds?)")
+        raise ConfigError(
+            f"the sweep lists a run twice: {table.loc[duplicated, 'run_dir'].iloc[0]} "
+            "(repeated latent dims, budgets or seeds?)"
+        )
     return table
 
 
@@ -279,12 +335,19 @@ def train_arguments(row: dict, seeds: list[int] | None = None) -> list[str]:
     """The `five train` options of one sweep row as an argument list (the rule quotes each one for the shell;
     rows are the only place a run's settings come from); with `seeds`, those of its sweep point's packed job
     (none: the settings every seed of the point shares)."""
-    parts = ["--model", row["model"], "--dataset", row["dataset"], "--latent-dim", str(row["latent_dim"]),
-             *seed_arguments(row["seed"] if seeds is None else seeds)]
+    parts = [
+        "--model",
+        row["model"],
+        "--dataset",
+        row["dataset"],
+        "--latent-dim",
+        str(row["latent_dim"]),
+        *seed_arguments(row["seed"] if seeds is None else seeds),
+    ]
     if row["model"] in MODELS_WITH_PROBES:
         parts += ["--probes", str(row["probes"])]
     if model_dir(row["model"], row.get("surrogate_point")) != row["model"]:  # a variant; the default is not passed,
-        parts += ["--surrogate-point", row["surrogate_point"]]            # so existing runs' commands stay the same
+        parts += ["--surrogate-point", row["surrogate_point"]]  # so existing runs' commands stay the same
     if row["model"] == "fif" and row.get("beta") is not None:
         parts += ["--beta", str(row["beta"])]
     for key in TRAIN_SETTINGS:

@@ -9,14 +9,14 @@ rule aggregate:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
         timing=report(f"{RESULTS}/timing.md", caption="../report/timing.rst", category="Cost"),
-    params:
-        sweep=SWEEP,
-        estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     log:
         f"{LOGS}/aggregate.log",
     localrule: True
     conda:
         "../envs/five.yaml"
+    params:
+        sweep=SWEEP,
+        estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     script:
         "../scripts/aggregate.py"
 
@@ -31,6 +31,11 @@ rule tables:
         budget_csv=report(f"{RESULTS}/tables/budget.csv", caption="../report/budget_table.rst", category="Tables"),
         budget_md=report(f"{RESULTS}/tables/budget.md", caption="../report/budget_table.rst", category="Tables"),
         budget_tex=f"{RESULTS}/tables/budget.tex",
+    log:
+        f"{LOGS}/tables.log",
+    localrule: True
+    conda:
+        "../envs/five.yaml"
     params:
         references={name: settings.get("reference", []) for name, settings in config["datasets"].items()},
         probes_shown=probes_shown(),
@@ -40,11 +45,6 @@ rule tables:
             if config["model_selection"] == "best"
             else "evaluated at the last epoch"
         ),
-    log:
-        f"{LOGS}/tables.log",
-    localrule: True
-    conda:
-        "../envs/five.yaml"
     script:
         "../scripts/tables.py"
 
@@ -58,13 +58,13 @@ rule plots:
         active=report(PLOTS[1], caption="../report/active_units.rst", category="Posterior collapse"),
         budget=report(PLOTS[2], caption="../report/budget.rst", category="Ablations"),
         curves=report(PLOTS[3], caption="../report/curves.rst", category="Training"),
-    params:
-        probes_shown=probes_shown(),
     log:
         f"{LOGS}/plots.log",
     localrule: True
     conda:
         "../envs/five.yaml"
+    params:
+        probes_shown=probes_shown(),
     script:
         "../scripts/plots.py"
 
@@ -77,14 +77,14 @@ rule claims:
         csv=f"{RESULTS}/claims.csv",
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),
         summary=f"{RESULTS}/claims.txt",
-    params:
-        claims=config["claims"],
-        probes_shown=probes_shown(),
-        provenance=PROVENANCE,
     log:
         f"{LOGS}/claims.log",
     localrule: True
     conda:
         "../envs/five.yaml"
+    params:
+        claims=config["claims"],
+        probes_shown=probes_shown(),
+        provenance=PROVENANCE,
     script:
         "../scripts/claims.py"

@@ -10,11 +10,18 @@ from snakemake.utils import validate
 from five.base.config import cuda_graph_mode
 from five.base.errors import ConfigError
 from five.sweep.estimate_files import estimated_minutes
-from five.sweep.table import (MODEL_DIR_PATTERN, RESULTS_ROOT, check_config, config_hash, experiment_dir,
-                        reject_duplicate_keys, sweep_table, train_arguments)
+from five.sweep.table import (
+    MODEL_DIR_PATTERN,
+    RESULTS_ROOT,
+    check_config,
+    config_hash,
+    experiment_dir,
+    reject_duplicate_keys,
+    sweep_table,
+    train_arguments,
+)
 from five.run.tracking import export_tracking_uri
 from five.data.catalog import FILES as VISION_FILES
-
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 try:  # every config problem is one line naming the key, before any job is planned
@@ -48,8 +55,11 @@ IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
 
 TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT)
 
-USES_ESTIMATE = any(job.get("runtime") == "estimate" for settings in config["datasets"].values()
-                    for job in settings.get("resources", {}).values())
+USES_ESTIMATE = any(
+    job.get("runtime") == "estimate"
+    for settings in config["datasets"].values()
+    for job in settings.get("resources", {}).values()
+)
 # (the targets are not known to the workflow while it is parsed: the command line names them)
 ESTIMATE_ONLY = "estimate" in sys.argv[1:] or ESTIMATE_CSV in sys.argv[1:]
 if USES_ESTIMATE and not ESTIMATE_ONLY:
@@ -80,8 +90,12 @@ def job_rows(wildcards):
 def settings_of_point(row):
     """What a sweep point's evaluations depend on: its training settings (every seed's but the seed) and how it
     is evaluated."""
-    return {"training": train_arguments(row, seeds=[]), "importance_samples": row["importance_samples"],
-            "model_selection": config["model_selection"], "sigma": config["sigma"]}
+    return {
+        "training": train_arguments(row, seeds=[]),
+        "importance_samples": row["importance_samples"],
+        "model_selection": config["model_selection"],
+        "sigma": config["sigma"],
+    }
 
 
 def train_job_arguments(wildcards):
@@ -182,8 +196,10 @@ def probes_shown():
 
 
 TABLES = [f"{RESULTS}/tables/{name}.{suffix}" for name in ("main", "budget") for suffix in ("csv", "md", "tex")]
-PLOTS = [f"{RESULTS}/plots/{name}.png" for name in
-         ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves")]
+PLOTS = [
+    f"{RESULTS}/plots/{name}.png"
+    for name in ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves")
+]
 
 
 STEP_TIME_METRIC = "step_time_s"  # measured side by side by the step_times rule, not taken from the runs
@@ -198,8 +214,13 @@ def step_time_points(dataset):
         point["probes"] = point["probes"] or None  # 0: a model without a budget
         if point not in points:
             points.append(point)
-    return [{key: (int(value) if isinstance(value, float) and value.is_integer() else value)
-             for key, value in point.items()} for point in points]
+    return [
+        {
+            key: (int(value) if isinstance(value, float) and value.is_integer() else value)
+            for key, value in point.items()
+        }
+        for point in points
+    ]
 
 
 def step_time_files():

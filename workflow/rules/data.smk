@@ -5,26 +5,26 @@
 rule download_mnist:
     output:
         [f"{DATA_DIR}/{file}" for file in VISION_FILES["mnist"]],
-    params:
-        data_dir=lambda wildcards, output: data_root(output, "mnist"),
     log:
         f"{LOGS}/download/mnist.log",
+    localrule: True
     conda:
         "../envs/five.yaml"
-    localrule: True
+    params:
+        data_dir=lambda wildcards, output: data_root(output, "mnist"),
     shell:
-        "\"$FIVE_PYTHON\" -m five.cli download --dataset mnist --data-dir {params.data_dir:q} > {log:q} 2>&1"
+        '"$FIVE_PYTHON" -m five.cli download --dataset mnist --data-dir {params.data_dir:q} > {log:q} 2>&1'
 
 
 rule download_cifar10:
     output:
         [f"{DATA_DIR}/{file}" for file in VISION_FILES["cifar10"]],
-    params:
-        data_dir=lambda wildcards, output: data_root(output, "cifar10"),
     log:
         f"{LOGS}/download/cifar10.log",
+    localrule: True
     conda:
         "../envs/five.yaml"
-    localrule: True
+    params:
+        data_dir=lambda wildcards, output: data_root(output, "cifar10"),
     shell:
-        "\"$FIVE_PYTHON\" -m five.cli download --dataset cifar10 --data-dir {params.data_dir:q} > {log:q} 2>&1"
+        '"$FIVE_PYTHON" -m five.cli download --dataset cifar10 --data-dir {params.data_dir:q} > {log:q} 2>&1'

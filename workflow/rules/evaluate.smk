@@ -8,17 +8,18 @@
 # did not train (an added seed). Snakemake checks no rerun reason of its own for a job downstream of a job that
 # reruns, hence a file and not the evaluation's params.
 
+
 rule point_settings:
     output:
         f"{POINT_PATTERN}/settings.json",
-    params:
-        # a shell job: a `run:` block would start a Snakemake process per point (3–4 s each)
-        settings=lambda wildcards: json.dumps(settings_of_point(job_rows(wildcards)[0]), indent=2),
     log:
         f"{LOGS}/settings/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}.log",
     localrule: True
     conda:
         "../envs/five.yaml"
+    params:
+        # a shell job: a `run:` block would start a Snakemake process per point (3–4 s each)
+        settings=lambda wildcards: json.dumps(settings_of_point(job_rows(wildcards)[0]), indent=2),
     shell:
         "printf '%s\\n' {params.settings:q} > {output:q} 2> {log:q}"
 
@@ -29,6 +30,16 @@ rule evaluate:
         f"{POINT_PATTERN}/settings.json",
     output:
         job_run_files("eval.json"),
+    log:
+        f"{LOGS}/evaluate/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
+        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
+    conda:
+        "../envs/five.yaml"
+    threads: job_threads
+    resources:
+        gpu=1,
+        runtime=job_resource("evaluate", "runtime", 60),
+        mem_mb=job_resource("evaluate", "mem_mb", 8000),
     params:
         # run folders in the order of the outputs, config["seeds"] (parameters of wildcards only: Snakemake
         # compares no parameter that takes the output when it decides what to rerun)
@@ -48,18 +59,8 @@ rule evaluate:
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
         cache=f"{RESULTS_ROOT}/.cache",
-    log:
-        f"{LOGS}/evaluate/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
-        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
-    threads: job_threads
-    resources:
-        gpu=1,
-        runtime=job_resource("evaluate", "runtime", 60),
-        mem_mb=job_resource("evaluate", "mem_mb", 8000),
-    conda:
-        "../envs/five.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli evaluate --threads {threads} --run {params.run_dir:q} "
+        'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli evaluate --threads {threads} --run {params.run_dir:q} '
         "--importance-samples {params.importance_samples:q} {params.images:q} "
         "--model-selection {params.model_selection:q} --sigma {params.sigma:q} --device {params.device:q} --data-dir {params.data_dir:q} "
         "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --mlflow-artifact-location {params.artifacts:q} --gpu-lock-dir {params.gpu_locks:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"

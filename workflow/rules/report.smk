@@ -7,13 +7,13 @@ report: "../report/workflow.rst"
 rule config_snapshot:
     output:
         report(f"{RESULTS}/config.yaml", caption="../report/config.rst", category="Configuration"),
-    params:
-        config=config,
-        provenance=PROVENANCE,
     log:
         f"{LOGS}/config_snapshot.log",
     localrule: True
     conda:
         "../envs/five.yaml"
+    params:
+        config=config,
+        provenance=PROVENANCE,
     script:
         "../scripts/config_snapshot.py"

@@ -9,20 +9,20 @@ rule step_times:
         data=data_inputs,
     output:
         f"{RESULTS}/{{dataset}}/step_times.csv",
+    log:
+        f"{LOGS}/step_times/{{dataset}}.log",
+    conda:
+        "../envs/five.yaml"
+    threads: job_threads
+    resources:
+        gpu=1,
     params:
         points=lambda wildcards: json.dumps(step_time_points(wildcards.dataset)),
         device=config["device"],
         cuda_graph=lambda wildcards: cuda_graph_mode(config["datasets"][wildcards.dataset]["cuda_graph"]),
         data_dir=DATA_DIR,
         gpu_locks=GPU_LOCKS,
-    log:
-        f"{LOGS}/step_times/{{dataset}}.log",
-    threads: job_threads
-    resources:
-        gpu=1,
-    conda:
-        "../envs/five.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli time-steps --threads {threads} --dataset {wildcards.dataset:q} "
+        'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli time-steps --threads {threads} --dataset {wildcards.dataset:q} '
         "--points {params.points:q} --device {params.device:q} --cuda-graph {params.cuda_graph:q} --data-dir {params.data_dir:q} "
         "--gpu-lock-dir {params.gpu_locks:q} --out {output:q} > {log:q} 2>&1"

@@ -13,6 +13,16 @@ rule train:
         # a sweep point's job updates its seeds' records in place: Snakemake keeps them (finished seeds train
         # nothing) and restores them if the job fails
         update(job_run_files("train.json")),
+    log:
+        f"{LOGS}/train/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
+        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
+    conda:
+        "../envs/five.yaml"
+    threads: job_threads
+    resources:
+        gpu=1,
+        runtime=job_resource("train", "runtime", 120),
+        mem_mb=job_resource("train", "mem_mb", 8000),
     params:
         options=train_job_arguments,
         run_dirs=job_runs,
@@ -23,18 +33,8 @@ rule train:
         run_keys=job_run_keys,
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
-    log:
-        f"{LOGS}/train/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
-        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
-    threads: job_threads
-    resources:
-        gpu=1,
-        runtime=job_resource("train", "runtime", 120),
-        mem_mb=job_resource("train", "mem_mb", 8000),
-    conda:
-        "../envs/five.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} \"$FIVE_PYTHON\" -m five.cli train --threads {threads} {params.options:q} "
+        'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli train --threads {threads} {params.options:q} '
         "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dirs:q} {params.step_options:q} "
         "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_keys:q} "
         "--mlflow-artifact-location {params.artifacts:q} "

@@ -12,8 +12,9 @@ from five.sweep.claims import evaluate_claims, write_claims
 
 snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input.runs)
-step_times = pd.concat([pd.read_csv(path) for path in snakemake.input.step_times]) if snakemake.input.step_times \
-    else None
+step_times = (
+    pd.concat([pd.read_csv(path) for path in snakemake.input.step_times]) if snakemake.input.step_times else None
+)
 settings = snakemake.params.claims
 
 

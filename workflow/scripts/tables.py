@@ -12,12 +12,24 @@ shown_models = snakemake.params.probes_shown
 references = snakemake.params.references
 selection = snakemake.params.model_selection
 shown = "; ".join(f"{model} at K={k}" for model, k in shown_models.items())
-evaluation = evaluation_caption(runs) + " Made from: " + ", ".join(
-    f"{key} {value}" for key, value in snakemake.params.provenance.items()) + "."
+evaluation = (
+    evaluation_caption(runs)
+    + " Made from: "
+    + ", ".join(f"{key} {value}" for key, value in snakemake.params.provenance.items())
+    + "."
+)
 main = attach_references(summarise(with_own_sigma_rows(runs), shown_models), references)
-write_tables(main, Path(snakemake.output.main_csv).with_suffix(""), "Test likelihood by latent dimension",
-             f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped. {evaluation}")
+write_tables(
+    main,
+    Path(snakemake.output.main_csv).with_suffix(""),
+    "Test likelihood by latent dimension",
+    f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped. {evaluation}",
+)
 budget = attach_references(summarise(runs[runs["probes"] > 0]), references)
-write_tables(budget, Path(snakemake.output.budget_csv).with_suffix(""), "Hutchinson budget ablation",
-             f"FIF and FIVE at every budget K; best per column in bold; {selection}. {evaluation}")
+write_tables(
+    budget,
+    Path(snakemake.output.budget_csv).with_suffix(""),
+    "Hutchinson budget ablation",
+    f"FIF and FIVE at every budget K; best per column in bold; {selection}. {evaluation}",
+)
 Path(snakemake.log[0]).write_text(Path(snakemake.output.main_md).read_text())
