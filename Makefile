@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run evidence test bench clean clean-results
+.PHONY: setup run evidence test lint bench clean clean-results
 
 setup: $(STAMP)
 
@@ -20,6 +20,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The code's shape: ruff (lint, format), the import layers (pyproject.toml's import-linter contracts), and the
+# rule files (snakefmt, snakemake --lint). CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check five tests benchmarks workflow
+	$(BIN)/ruff format --check five tests benchmarks workflow/scripts
+	$(BIN)/lint-imports
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --configfile config/config.yaml
 
 # Speed and overhead figures as ratios (see benchmarks/README.md); --quick for a shorter run.
 bench: $(STAMP)
