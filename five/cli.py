@@ -1,4 +1,4 @@
-"""The `five` command line: argument parsing only; the work is done by five.run.train and five.run.evaluate.
+"""The `five` command line: argument parsing only; five.jobs does what each command does.
 
 Errors in the user's input print one line `five: error: …` and exit with a non-zero code.
 """
@@ -6,10 +6,7 @@ Errors in the user's input print one line `five: error: …` and exit with a non
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -19,19 +16,8 @@ from five.base.config import (
     DEFAULT_EPOCHS,
     DEFAULT_LR,
     STEP_TIMING_ROUNDS,
-    TrainConfig,
 )
 from five.base.errors import FiveError
-from five.base.files import (
-    BEST_NAME,
-    CHECKPOINT_NAME,
-    TRAIN_JSON,
-    atomic_write,
-    check_output_dir,
-    check_output_file,
-    refuse_non_regular,
-    write_json,
-)
 
 DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
 
@@ -68,58 +54,13 @@ def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
     )
 
 
-def prepare_job(args, log=print):
-    """GPU claim (before CUDA starts), device, and the facts of where the job ran (for train.json)."""
-    import torch
-
-    from five.run.device import choose_device
-    from five.run.gpus import claim_gpu
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise FiveError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
-    facts = {
-        "gpu_claimed": gpu,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "hostname": socket.gethostname(),
-        "threads": torch.get_num_threads(),
-        "started_at": time.time(),
-    }
-    return choose_device(args.device), facts
-
-
-def make_tracker(args, run_dir: Path, key: str | None = None):
-    if not args.mlflow_experiment:
-        return None
-    from five.run.tracking import RunTracker
-
-    key = key or str(Path(run_dir).resolve())
-    artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
-    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    try:
-        return RunTracker(args.mlflow_experiment, key, warn=warn, artifact_location=artifacts)
-    except Exception as error:  # the store is down or unreachable: training is never lost to tracking
-        warn(
-            f"warning: MLflow tracking unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
-            "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
-        )
-        return None
-
-
 class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"five: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
-        prog="five", description="Train and evaluate the four models of the FIVE benchmark (VAE, FC-VAE, FIF, FIVE)."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
-
+def add_train_command(commands) -> None:
+    """`five train`: one run, or a sweep point's seeds packed"""
     train = commands.add_parser("train", help="train (or resume) one run")
     train.add_argument("--model", required=True, help="vae, fcvae, fif or five")
     train.add_argument("--dataset", required=True, help="digits, manifold, mnist, cifar10 or npz:PATH")
@@ -179,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_job_options(train, runs="several")
 
+
+def add_evaluate_command(commands) -> None:
+    """`five evaluate`: test likelihood and collapse metrics of trained runs"""
     evaluate = commands.add_parser("evaluate", help="evaluate trained runs")
     evaluate.add_argument(
         "--run",
@@ -218,19 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_job_options(evaluate, runs="several")
 
-    init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
-    init.add_argument("--experiment", required=True)
-    init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
 
-    sync = commands.add_parser(
-        "mlflow-sync",
-        help="log finished run folders that MLflow lacks (trained while "
-        "the tracking server was down) from their JSON files",
-    )
-    sync.add_argument("--experiment", required=True)
-    sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
-    sync.add_argument("runs", nargs="+", type=Path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
-
+def add_sweep_commands(commands) -> None:
+    """`five estimate` and `five time-steps`: a sweep's cost"""
     estimate = commands.add_parser("estimate", help="predict a sweep's device-hours before running it")
     estimate.add_argument("--configfile", type=Path, required=True, help="the sweep's config (as for snakemake)")
     estimate.add_argument(
@@ -282,326 +216,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_job_options(timing)
 
+
+def add_other_commands(commands) -> None:
+    """`five download` and the MLflow commands"""
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
     download.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
+    init.add_argument("--experiment", required=True)
+    init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
+
+    sync = commands.add_parser(
+        "mlflow-sync",
+        help="log finished run folders that MLflow lacks (trained while "
+        "the tracking server was down) from their JSON files",
+    )
+    sync.add_argument("--experiment", required=True)
+    sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
+    sync.add_argument("runs", nargs="+", type=Path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="five", description="Train and evaluate the four models of the FIVE benchmark (VAE, FC-VAE, FIF, FIVE)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
+
+    for add in (add_train_command, add_evaluate_command, add_sweep_commands, add_other_commands):
+        add(commands)
     return parser
-
-
-def run_train(args) -> None:
-    from five.run.steps import check_cuda_graph_mode
-    from five.run.train import check_packable, train_seeds
-
-    check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
-    configs = [
-        TrainConfig(
-            model=args.model,
-            dataset=args.dataset,
-            latent_dim=args.latent_dim,
-            probes=args.probes,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            beta=args.beta,
-            seed=seed,
-            architecture=args.architecture,
-            hidden_width=args.hidden_width,
-            checkpoint_every=args.checkpoint_every,
-            eval_every=args.eval_every,
-            patience=args.patience,
-            log_sigma_lr=args.log_sigma_lr,
-            surrogate_point=args.surrogate_point,
-        )
-        for seed in args.seed
-    ]
-    check_packable(configs, args.out)  # before a GPU is claimed
-    for out in args.out:
-        check_output_dir(out, "--out")
-        for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
-            refuse_non_regular(out / name, "--out")
-    device, facts = prepare_job(args)
-    check_cuda_graph_mode(args.cuda_graph, device)
-    keys = dict(zip(args.out, args.mlflow_run_key or [None] * len(args.out)))
-    trackers = {}  # only runs that train: a finished one's MLflow run (with its evaluation) is left as it is
-
-    def on_train(run):
-        trackers[run.out_dir] = start_tracker(args, run.out_dir, keys[run.out_dir], run.config, device)
-        return epoch_logger(trackers[run.out_dir])
-
-    try:
-        runs = train_seeds(
-            configs,
-            args.out,
-            device,
-            data_dir=args.data_dir,
-            restart_if_changed=args.restart_if_changed,
-            on_train=on_train,
-            extra=facts,
-            compile_objective=args.compile,
-            cuda_graph=args.cuda_graph,
-        )
-    except BaseException:  # no MLflow run is left RUNNING by a job that failed
-        for tracker in trackers.values():
-            if tracker is not None:
-                tracker.finish("FAILED")
-        raise
-    report_runs(runs, trackers, args.record_divergence)
-
-
-def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
-    """Each run's end to its MLflow run and one line; a divergence fails the command unless it is recorded."""
-    for run in runs:
-        tracker = trackers.get(run.out_dir)
-        if tracker is not None:
-            if run.failure is None:
-                tracker.log_metrics({"train_wall_time_s": run.result["wall_time_s"]})
-            tracker.log_artifacts([run.out_dir / TRAIN_JSON])
-            tracker.finish("FAILED" if run.failure is not None else "FINISHED")
-        if run.failure is not None:
-            if record_divergence:
-                print(
-                    f"five: diverged: {run.out_dir}: {run.failure} (recorded in {run.out_dir / TRAIN_JSON})",
-                    file=sys.stderr,
-                )
-            continue
-        final = run.result["history"][-1] if run.result["history"] else {}
-        print(
-            f"done: {run.result['epochs_completed']} epochs, final loss {final.get('loss')}, "
-            f"wall time {run.result['wall_time_s']:.1f}s; wrote {run.out_dir}/checkpoint.pt and "
-            f"{run.out_dir}/train.json"
-        )
-    failure = next((run.failure for run in runs if run.failure is not None), None)
-    if failure is not None and not record_divergence:
-        raise failure
-
-
-def start_tracker(args, run_dir: Path, key: str | None, config: TrainConfig, device):
-    tracker = make_tracker(args, run_dir, key)
-    if tracker is not None:
-        tracker.start(
-            config.to_dict() | {"device": str(device)}, tags={"model": config.model, "dataset": config.dataset}
-        )
-    return tracker
-
-
-def epoch_logger(tracker):
-    """Each history entry as MLflow metrics at its epoch (None without a tracker)."""
-    if tracker is None:
-        return None
-    return lambda entry: tracker.log_metrics(
-        {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False
-    )
-
-
-def check_one_per_run(runs: list, option: str, values: list | None) -> None:
-    """Options given per run folder (`--out`, `--mlflow-run-key`, …) come one for each."""
-    if values is not None and len(values) != len(runs):
-        raise FiveError(f"one {option} per run folder: {len(runs)} folders, {len(values)} given")
-
-
-def run_evaluate(args) -> None:
-    """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every input is
-    checked before the first evaluation starts."""
-    from five.run.evaluate import evaluate_run
-
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
-        check_one_per_run(args.run, option, values)
-        if values is not None and len({path.resolve() for path in values}) != len(values):
-            raise FiveError(f"a path is named twice in {option} {' '.join(map(str, values))}")
-    check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
-    image_dirs = args.image_dir or [None] * len(args.run)
-    for run, out, image_dir in zip(args.run, args.out, image_dirs):
-        check_evaluation_paths(run, out, image_dir)
-    device, facts = prepare_job(args, log)
-    for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
-        tracker = make_tracker(args, run, key)
-        metrics = evaluate_run(
-            run,
-            device,
-            args.importance_samples,
-            args.split,
-            args.batch_size,
-            log=log,
-            data_dir=args.data_dir,
-            image_dir=image_dir,
-            model_selection=args.model_selection,
-            sigma=args.sigma,
-            cache_dir=args.cache_dir,
-        )
-        write_json(out, metrics | {"job": facts})
-        if tracker is not None:
-            tracker.attach()
-            tracker.log_metrics({f"eval_{key}": value for key, value in metrics.items()})
-            tracker.log_artifacts([out, *metrics.get("image_grids", [])])
-            tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
-        print(evaluation_summary(run, out, metrics))
-
-
-def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None) -> None:
-    if not run.is_dir():
-        raise FiveError(f"--run {run} is not a run folder (train it first with `five train --out {run}`)")
-    if image_dir is not None:
-        from five.run.images import IMAGE_NAMES
-
-        check_output_dir(image_dir, "--image-dir")
-        for name in IMAGE_NAMES:
-            refuse_non_regular(image_dir / name, "--image-dir")
-    check_output_file(out, "--out", protected=[run / name for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)])
-
-
-def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
-    if metrics["status"] == "diverged":
-        return f"{run} diverged: {metrics['error']}; wrote {out}"
-    bits = metrics["bits_per_dim"]
-    lines = [
-        f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
-        f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
-        + (f", {bits:.4f} bits/dim" if bits is not None else "")
-        + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
-        f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "
-        f"σ {metrics['sigma']:.4f} ({metrics['sigma_policy']}); wrote {out}"
-    ]
-    if metrics.get("nll_nats_own_sigma") is not None:
-        lines.append(f"at its own fixed σ {metrics['sigma_own']:.4f}: NLL {metrics['nll_nats_own_sigma']:.3f} nats")
-    if "posterior_covariance_error" in metrics:
-        lines.append(
-            f"posterior vs truth on {metrics['posterior_examples']} examples: covariance error "
-            f"{metrics['posterior_covariance_error']:.3f}; true NLL {metrics['true_nll_nats']:.3f} nats, "
-            f"model {metrics['model_nll_nats_same_examples']:.3f} nats"
-        )
-    lines += [f"wrote {path}" for path in metrics.get("image_grids", [])]
-    return "\n".join(lines)
-
-
-STEP_POINT_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
-
-
-def run_time_steps(args) -> None:
-    import json
-
-    import pandas as pd
-
-    from five.data.datasets import load_dataset
-    from five.run.steps import uses_cuda_graph
-    from five.run.timing import side_by_side_step_times
-    from five.sweep.table import model_dir
-
-    try:
-        points = json.loads(args.points)
-    except json.JSONDecodeError as error:
-        raise FiveError(f"--points is not valid JSON ({error})") from None
-    if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
-        raise FiveError("--points must be a non-empty JSON list of objects")
-    for point in points:
-        unknown = set(point) - set(STEP_POINT_KEYS)
-        if unknown:
-            raise FiveError(
-                f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(STEP_POINT_KEYS)})"
-            )
-    if args.rounds < 2:
-        raise FiveError(f"--rounds must be >= 2 (pairs for an interval), got {args.rounds}")
-    configs = [
-        TrainConfig(dataset=args.dataset, **{key: value for key, value in point.items() if value is not None})
-        for point in points
-    ]
-    check_output_file(args.out, "--out")
-    dataset = load_dataset(args.dataset, args.data_dir)
-    device, _ = prepare_job(args)
-    rows = side_by_side_step_times(
-        configs,
-        dataset,
-        device,
-        uses_cuda_graph(args.cuda_graph, device),
-        args.rounds,
-        log=lambda line: print(line, file=sys.stderr),
-    )
-    table = pd.DataFrame(
-        [
-            {
-                "dataset": row["dataset"],
-                "model": model_dir(row["model"], row["surrogate_point"]),
-                "latent_dim": row["latent_dim"],
-                "probes": row["probes"] or 0,
-                "round": row["round"],
-                "step_time_s": row["step_time_s"],
-                "device": torch_device_name(device),
-            }
-            for row in rows
-        ]
-    )
-    atomic_write(args.out, lambda file: file.write(table.to_csv(index=False).encode()))
-    print(
-        f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; wrote {args.out}"
-    )
-
-
-def run_download(args) -> None:
-    from five.data.datasets import resolve_data_dir
-    from five.data.vision import download_vision_dataset
-
-    files = download_vision_dataset(args.dataset, resolve_data_dir(args.data_dir))
-    print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
-
-
-def run_estimate(args) -> None:
-    from five.run.device import choose_device
-    from five.sweep.estimate import estimate_sweep, write_estimate
-    from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
-
-    if args.gpus < 1:
-        raise FiveError(f"--gpus must be >= 1, got {args.gpus}")
-    config = load_sweep_config(args.configfile)
-    args.out_dir = args.out_dir or Path(experiment_dir(config))
-    check_output_dir(args.out_dir, "--out-dir")
-    device = choose_device(args.device)
-    name = torch_device_name(device)
-    estimate = estimate_sweep(
-        config,
-        sweep_table(config, experiment_dir(config)),
-        device,
-        args.data_dir or Path(config["data_dir"]),
-        pack_seeds=args.pack_seeds,
-    )
-    summary = write_estimate(estimate, args.out_dir, args.gpus, name)
-    print(f"{summary}\nwrote {args.out_dir / 'estimate.csv'} and {args.out_dir / 'estimate.md'}")
-
-
-def torch_device_name(device) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-
-
-def run_mlflow_init(args) -> None:
-    from five.run.tracking import ensure_experiment
-
-    experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
-    print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
-
-
-def run_mlflow_sync(args) -> None:
-    from five.run.tracking import sync_run
-
-    for run_dir in args.runs:
-        outcome = sync_run(
-            args.experiment, run_dir, args.artifact_location, warn=lambda line: print(line, file=sys.stderr)
-        )
-        print(f"{run_dir}: {outcome}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {
-            "train": run_train,
-            "evaluate": run_evaluate,
-            "download": run_download,
-            "estimate": run_estimate,
-            "mlflow-init": run_mlflow_init,
-            "mlflow-sync": run_mlflow_sync,
-            "time-steps": run_time_steps,
-        }[args.command](args)
+        from five import jobs
+
+        getattr(jobs, "run_" + args.command.replace("-", "_"))(args)
     except FiveError as error:
         print(f"five: error: {error}", file=sys.stderr)
         return error.exit_code
