@@ -22,9 +22,19 @@ from five.data.catalog import DATA_SHAPES
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
-RUN_DIR = "{results}/{dataset}/{model_dir}/d{latent_dim}/k{probes}/s{seed}"
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
 SHARED_NAMES = ("mlflow.db", "mlflow-artifacts", "benchmarks")  # what results/ holds beside the experiments
+
+
+def point_folder(root: str, dataset, model, latent_dim, probes) -> str:
+    """A sweep point's folder under `root` (its seeds' run folders live in it). The only place the layout is
+    written: the workflow calls it with its wildcards ("{dataset}", …) for its patterns and log paths."""
+    return f"{root}/{dataset}/{model}/d{latent_dim}/k{probes}"
+
+
+def run_folder(root: str, dataset, model, latent_dim, probes, seed) -> str:
+    """A run's folder: its sweep point's, then the seed (`model` is the folder name, model_dir; K 0 = none)."""
+    return f"{point_folder(root, dataset, model, latent_dim, probes)}/s{seed}"
 
 
 def experiment_dir(config: dict, root: str = RESULTS_ROOT) -> str:
@@ -314,7 +324,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
                     **{key: settings.get(key) for key in TRAIN_SETTINGS},
                     "importance_samples": settings["importance_samples"],
                 }
-                row["run_dir"] = RUN_DIR.format(results=results, model_dir=model_dir(model, point), **row)
+                row["run_dir"] = run_folder(results, dataset, model_dir(model, point), latent_dim, probes, seed)
                 rows.append(row)
     table = pd.DataFrame(rows)
     duplicated = table["run_dir"].duplicated()

@@ -16,7 +16,9 @@ from five.sweep.table import (
     check_config,
     config_hash,
     experiment_dir,
+    point_folder,
     reject_duplicate_keys,
+    run_folder,
     sweep_table,
     train_arguments,
 )
@@ -35,8 +37,9 @@ except ConfigError as error:
     print(f"five: config error: {error}", file=sys.stderr)
     sys.exit(2)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
-POINT_PATTERN = f"{RESULTS}/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}"  # a sweep point: its seeds' runs
-RUN_PATTERN = f"{POINT_PATTERN}/s{{seed}}"
+WILDCARDS = ("{dataset}", "{model}", "{latent_dim}", "{probes}")  # a sweep point's
+POINT_PATTERN = point_folder(RESULTS, *WILDCARDS)  # a sweep point: its seeds' runs
+RUN_PATTERN = run_folder(RESULTS, *WILDCARDS, "{seed}")
 SWEEP_POINTS = {}
 for _row in SWEEP_ROWS.values():
     SWEEP_POINTS.setdefault(os.path.dirname(_row["run_dir"]), []).append(_row)

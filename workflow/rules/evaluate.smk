@@ -13,7 +13,7 @@ rule point_settings:
     output:
         f"{POINT_PATTERN}/settings.json",
     log:
-        f"{LOGS}/settings/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}.log",
+        point_folder(f"{LOGS}/settings", *WILDCARDS) + ".log",
     localrule: True
     conda:
         "../envs/five.yaml"
@@ -31,8 +31,7 @@ rule evaluate:
     output:
         job_run_files("eval.json"),
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
-        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
+        point_folder(f"{LOGS}/evaluate", *WILDCARDS) + "/" + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
     conda:
         "../envs/five.yaml"
     threads: job_threads

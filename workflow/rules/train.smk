@@ -14,8 +14,7 @@ rule train:
         # nothing) and restores them if the job fails
         update(job_run_files("train.json")),
     log:
-        f"{LOGS}/train/{{dataset}}/{{model}}/d{{latent_dim}}/k{{probes}}/"
-        + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
+        point_folder(f"{LOGS}/train", *WILDCARDS) + "/" + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
     conda:
         "../envs/five.yaml"
     threads: job_threads
