@@ -14,7 +14,10 @@ from five.base.config import (
     CUDA_GRAPH_MODES,
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
+    DEFAULT_FIF_BETA,
+    DEFAULT_LOG_SIGMA_LR,
     DEFAULT_LR,
+    DEFAULT_PROBES,
     STEP_TIMING_ROUNDS,
 )
 from five.base.errors import FiveError
@@ -65,16 +68,18 @@ def add_train_command(commands) -> None:
     train.add_argument("--model", required=True, help="vae, fcvae, fif or five")
     train.add_argument("--dataset", required=True, help="digits, manifold, mnist, cifar10 or npz:PATH")
     train.add_argument("--latent-dim", type=int, required=True, help="d")
-    train.add_argument("--probes", type=int, help="Hutchinson budget K, 1 <= K <= d (fif, five; default 1)")
+    train.add_argument(
+        "--probes", type=int, help=f"Hutchinson budget K, 1 <= K <= d (fif, five; default {DEFAULT_PROBES})"
+    )
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     train.add_argument("--lr", type=float, default=DEFAULT_LR)
     train.add_argument(
         "--log-sigma-lr",
         type=float,
-        help="Adam learning rate of ρ = log σ (vae, fcvae, five; default 0.01, see config/README.md)",
+        help=f"Adam learning rate of ρ = log σ (vae, fcvae, five; default {DEFAULT_LOG_SIGMA_LR:g}, see config/README.md)",
     )
-    train.add_argument("--beta", type=float, help="FIF reconstruction weight (fif only; default 10)")
+    train.add_argument("--beta", type=float, help=f"FIF reconstruction weight (fif only; default {DEFAULT_FIF_BETA:g})")
     train.add_argument(
         "--surrogate-point",
         help="five only: where the decoder tangents J_g·v are taken, mean (default) or sample (method.md §1.4)",

@@ -182,3 +182,25 @@ def test_surrogate_points_are_a_five_axis_with_their_own_folders_and_arguments()
     vae = table[table["model"] == "vae"].iloc[0].to_dict()
     assert "--surrogate-point" not in train_arguments(vae) and vae["run_dir"] == "results/digits/vae/d4/k0/s0"
     assert "--surrogate-point" not in train_arguments(five.iloc[0].to_dict())  # mean: the default, not passed
+
+
+def test_the_schemas_defaults_are_the_codes():
+    """A default lives in five.base.config; the workflow schema (YAML, which cannot import it) repeats the ones
+    Snakemake fills in, and must agree."""
+    from five.base.config import DEFAULT_BATCH_SIZE, DEFAULT_FIF_BETA
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    found = {}
+
+    def walk(node, key=None):
+        if isinstance(node, dict):
+            if key in ("beta", "batch_size") and "default" in node:
+                found[key] = node["default"]
+            for name, child in node.items():
+                walk(child, name)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, key)
+
+    walk(schema)
+    assert found == {"beta": DEFAULT_FIF_BETA, "batch_size": DEFAULT_BATCH_SIZE}

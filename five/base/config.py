@@ -17,6 +17,7 @@ DEFAULT_LR = 5e-4
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_EPOCHS = 2000
 DEFAULT_FIF_BETA = 10.0
+DEFAULT_PROBES = 1  # spec §4: the Hutchinson budget K of fif and five
 # Adam's learning rate of ρ = log σ (models that learn σ). At the weights' rate ρ crawls: Adam divides each step
 # by the root of its running mean of squared gradients, which remembers (β₂ = 0.999, ~1000 steps) the huge
 # early ∂loss/∂ρ = D − ‖x − g(z)‖²/s of an untrained decoder, so later steps are a small fraction of lr.
@@ -62,7 +63,7 @@ class TrainConfig:
             raise ConfigError(f"--latent-dim must be >= 1, got {self.latent_dim}")
         if self.model in MODELS_WITH_PROBES:
             if self.probes is None:
-                object.__setattr__(self, "probes", 1)  # spec §4: K = 1
+                object.__setattr__(self, "probes", DEFAULT_PROBES)
             if not 1 <= self.probes <= self.latent_dim:
                 raise ConfigError(
                     f"--probes K={self.probes} is outside 1 <= K <= d={self.latent_dim} "

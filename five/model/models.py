@@ -75,9 +75,14 @@ class Model(nn.Module):
         member's gradient is its own (a mean over members would scale every gradient by 1/M)."""
         return per_example.reshape(self.members, -1).mean(1)
 
+    @property
+    def learns_sigma(self) -> bool:
+        """Whether σ is trained (VAE, FC-VAE, FIVE) or part of the model's definition (FIF: s = 1/(2β))."""
+        return isinstance(self.log_sigma, nn.Parameter)
+
     def project_parameters(self) -> None:
         """Keep ρ above its floor after each optimiser step (a projection, so ρ stays learnable)."""
-        if isinstance(self.log_sigma, nn.Parameter):
+        if self.learns_sigma:
             with torch.no_grad():
                 self.log_sigma.clamp_(min=self.log_sigma_floor)
 

@@ -119,7 +119,7 @@ def pack_models(models: list[Model]) -> Model:
     packed = copy.deepcopy(models[0])
     pack_layers(packed, models)
     log_sigma = torch.stack([model.log_sigma.detach() for model in models])
-    if isinstance(models[0].log_sigma, nn.Parameter):
+    if models[0].learns_sigma:
         packed.log_sigma = nn.Parameter(log_sigma)
     else:
         packed.log_sigma = log_sigma  # a registered buffer stays one (FIF's fixed σ)

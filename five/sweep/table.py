@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.base.config import MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
+from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
 from five.base.errors import ConfigError
 from five.data.catalog import DATA_SHAPES
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS
@@ -169,7 +169,7 @@ def check_sweep(config: dict) -> None:
     for model, probes in config.get("table_probes", {}).items():
         if model not in models:
             raise ConfigError(f"table_probes.{model} is set but {model} is not in models")
-        swept = models[model].get("probes", [1])
+        swept = models[model].get("probes", [DEFAULT_PROBES])
         if probes not in swept:
             raise ConfigError(
                 f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
@@ -219,7 +219,8 @@ def swept_budgets(models: dict) -> dict[str, list[int]]:
     """Every model name a claim may use (five-sample where FIVE's sample variant is swept) → its swept K
     ([0] for the models without a budget)."""
     budgets = {
-        model: settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0] for model, settings in models.items()
+        model: settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [0]
+        for model, settings in models.items()
     }
     points = models.get("five", {}).get("surrogate_points", ["mean"])
     if "five" in budgets and "sample" in points:
@@ -303,7 +304,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
     for dataset, settings in config["datasets"].items():
         for model, model_settings in config["models"].items():
             model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
-            budgets = model_settings.get("probes", [1]) if model in MODELS_WITH_PROBES else [0]
+            budgets = model_settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [0]
             points = model_settings.get("surrogate_points", ["mean"]) if model == "five" else [None]
             for latent_dim, probes, point, seed in itertools.product(
                 settings["latent_dims"], budgets, points, config["seeds"]

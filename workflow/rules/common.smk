@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from five.base.config import cuda_graph_mode
+from five.base.config import DEFAULT_PROBES, cuda_graph_mode
 from five.base.errors import ConfigError
 from five.sweep.estimate_files import estimated_minutes
 from five.sweep.table import (
@@ -191,7 +191,7 @@ def probes_shown():
     shown = {}
     for model in ("fif", "five"):
         if model in config["models"]:
-            budgets = (config["models"][model] or {}).get("probes", [1])
+            budgets = (config["models"][model] or {}).get("probes", [DEFAULT_PROBES])
             shown[model] = config.get("table_probes", {}).get(model, min(budgets))
     if "sample" in (config["models"].get("five") or {}).get("surrogate_points", []):
         shown["five-sample"] = shown["five"]  # the FIVE variant's runs (method.md §1.4) at the same budget
