@@ -9,9 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from five.base.config import (
-    TrainConfig,
-)
+from five.base.config import TrainConfig
 from five.base.errors import FiveError
 from five.base.files import (
     BEST_NAME,

@@ -495,6 +495,32 @@ def evaluate_claims(
     return pd.DataFrame(overall + detail)
 
 
+CELL_COLUMNS = [
+    "claim",
+    "dataset",
+    "latent_dim",
+    "model",
+    "against",
+    "metric",
+    "n_seeds",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "seeds_agree",
+    "test",
+    "p_support_holm",
+    "p_contradict_holm",
+    "verdict",
+    "rule",
+    "reason",
+]
+CELL_HEADINGS = {
+    "seeds_agree": "seeds agree",
+    "p_support_holm": "p holds (Holm)",
+    "p_contradict_holm": "p false (Holm)",
+}
+
+
 def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: dict | None = None) -> str:
     """claims.csv (every row) and claims.md (overall verdicts, then every cell); returns the short summary.
     `provenance` ({experiment, config_hash}) is stated in both, so that no file passes for another config's."""
@@ -510,68 +536,21 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
         out_prefix.with_suffix(".md").write_text(f"# Claims\n\nMade from: {made_from}.\n\n{summary}\n")
         return summary
     overall = table[table["dataset"] == "all"]
-    columns = [
-        "claim",
-        "dataset",
-        "latent_dim",
-        "model",
-        "against",
-        "metric",
-        "n_seeds",
-        "mean",
-        "ci_low",
-        "ci_high",
-        "seeds_agree",
-        "test",
-        "p_support_holm",
-        "p_contradict_holm",
-        "verdict",
-        "rule",
-        "reason",
-    ]
-    detail = table[table["dataset"] != "all"].reindex(columns=columns)
-    for column in ("mean", "ci_low", "ci_high", "p_support_holm", "p_contradict_holm"):
-        detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    detail["seeds_agree"] = [
-        f"{a}/{n}" if n else ""
-        for a, n in zip(detail["seeds_agree"].fillna(0).astype(int), detail["n_seeds"].fillna(0).astype(int))
-    ]
-    level = int(round(100 * settings["confidence"]))
-    alpha = decision_level(settings)
     note = [f"**Note:** {settings['note']}", ""] if settings.get("note") else []
+    verdicts = overall[["claim", "statement", "verdict", "reason"]].rename(columns={"reason": "cells"})
     lines = [
         "# Do the paper's claims hold?",
         "",
         f"Made from: {made_from}.",
         "",
         *note,
-        f"Paired over seeds (same seed, same data order; step times: over the rounds of one side-by-side "
-        f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
-        "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
-        "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
-        "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
-        "2⁻ⁿ), Holm-adjusted over the claim's cells and decided at "
-        f"{alpha:g}; at least {settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is "
-        "supported if every cell is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test "
-        "set`) also carry the test set's draw: every seed is evaluated on the same test examples, so the "
-        "variance over examples of the seed-averaged per-example difference, over their number, is added to "
-        "the seeds' part. Where a claim sits exactly at its boundary "
-        f"in every cell, it is declared contradicted (or supported) with probability at most {alpha:g}. "
-        "The intervals are per cell, not adjusted.",
+        method_text(settings),
         "",
-        overall[["claim", "statement", "verdict", "reason"]]
-        .rename(columns={"reason": "cells"})
-        .to_markdown(index=False),
+        verdicts.to_markdown(index=False),
         "",
         "## Every cell",
         "",
-        detail.rename(
-            columns={
-                "seeds_agree": "seeds agree",
-                "p_support_holm": "p holds (Holm)",
-                "p_contradict_holm": "p false (Holm)",
-            }
-        ).to_markdown(index=False),
+        cell_table(table).to_markdown(index=False),
         "",
     ]
     out_prefix.with_suffix(".md").write_text("\n".join(lines))
@@ -579,3 +558,32 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
         f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})" for row in overall.itertuples()
     ]
     return "\n".join(([f"Note: {settings['note']}"] if settings.get("note") else []) + verdict_lines)
+
+
+def cell_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every cell, numbers to 4 digits and "k/n" seeds agreeing, for claims.md."""
+    detail = table[table["dataset"] != "all"].reindex(columns=CELL_COLUMNS)
+    for column in ("mean", "ci_low", "ci_high", "p_support_holm", "p_contradict_holm"):
+        detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    agree, seeds = (detail[column].fillna(0).astype(int) for column in ("seeds_agree", "n_seeds"))
+    detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(agree, seeds)]
+    return detail.rename(columns=CELL_HEADINGS)
+
+
+def method_text(settings: dict) -> str:
+    """How claims.md's verdicts were decided, with the settings' level and α."""
+    level, alpha = int(round(100 * settings["confidence"])), decision_level(settings)
+    return (
+        f"Paired over seeds (same seed, same data order; step times: over the rounds of one side-by-side "
+        f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
+        "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
+        "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
+        "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
+        f"2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
+        f"{settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is supported if every cell "
+        "is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test set`) also carry the test "
+        "set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "
+        "seed-averaged per-example difference, over their number, is added to the seeds' part. Where a claim "
+        f"sits exactly at its boundary in every cell, it is declared contradicted (or supported) with "
+        f"probability at most {alpha:g}. The intervals are per cell, not adjusted."
+    )
