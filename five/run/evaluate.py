@@ -273,6 +273,50 @@ def fit_sigma(
     return metrics
 
 
+def check_evaluation_options(importance_samples: int, batch_size: int, sigma: str) -> None:
+    if importance_samples < 1:
+        raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
+    if batch_size < 1:
+        raise FiveError(f"--batch-size must be >= 1, got {batch_size}")
+    if sigma not in SIGMA_CHOICES:
+        raise FiveError(f"unknown --sigma {sigma!r} (choose from {', '.join(SIGMA_CHOICES)})")
+
+
+def diverged_metrics(record: dict, sigma: str, importance_samples: int, split: str) -> dict:
+    """eval.json of a diverged run: no metric, the divergence, and how it would have been evaluated."""
+    return {
+        "status": "diverged",
+        "error": record.get("error"),
+        **{key: None for key in METRIC_KEYS},
+        "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
+        "importance_samples": importance_samples,
+        "split": split,
+        "config": record["config"],
+    }
+
+
+def split_metrics(passed: dict, dataset) -> dict:
+    """The metrics of one pass over the test examples (likelihood_pass): spec §2–3."""
+    log_likelihood = passed["log_likelihood"].double()
+    nll = -float(passed["log_likelihood"].mean())  # in the pass's precision, as the tables always had it
+    return {
+        "nll_nats": nll,
+        # the test set is a sample too: the standard error of the mean over its examples
+        "nll_standard_error": float(log_likelihood.std() / math.sqrt(log_likelihood.shape[0])),
+        # per test example, in the split's order: the claims' intervals pair models example by example
+        "log_likelihood_per_example": [round(value, 5) for value in log_likelihood.tolist()],
+        "bits_per_dim": bits_per_dim(nll, dataset),
+        "elbo_nats": float(passed["elbo"].mean()),
+        "ess_mean": float(passed["ess"].mean()),
+        "recon_mse": float(passed["squared_error"].mean()),
+        **collapse_metrics(passed["mean"], passed["covariance_sum"]),
+        "kl_per_dimension": passed["kl"].mean(0).tolist() if "kl" in passed else None,
+        "n_examples": log_likelihood.shape[0],
+        "data_dim": dataset.dim,
+        "discrete_levels": dataset.discrete_levels,
+    }
+
+
 def evaluate_run(
     run_dir: Path,
     device: torch.device,
@@ -290,26 +334,13 @@ def evaluate_run(
     `last` checkpoint, with the model's `own` σ or one `fitted` on validation data (FIF, whose σ is part of
     its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids; `cache_dir`
     keeps what every evaluation of a sweep computes alike (the manifold's true posterior)."""
-    if importance_samples < 1:
-        raise FiveError(f"--importance-samples must be >= 1, got {importance_samples}")
-    if batch_size < 1:
-        raise FiveError(f"--batch-size must be >= 1, got {batch_size}")
-    if sigma not in SIGMA_CHOICES:
-        raise FiveError(f"unknown --sigma {sigma!r} (choose from {', '.join(SIGMA_CHOICES)})")
+    check_evaluation_options(importance_samples, batch_size, sigma)
     started = time.perf_counter()
     record_path = Path(run_dir) / TRAIN_JSON
     record = read_json(record_path) if record_path.exists() else {}
     if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
-        return {
-            "status": "diverged",
-            "error": record.get("error"),
-            **{key: None for key in METRIC_KEYS},
-            "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
-            "importance_samples": importance_samples,
-            "split": split,
-            "config": record["config"],
-        }
+        return diverged_metrics(record, sigma, importance_samples, split)
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
         from five.run.images import as_images, write_image_grids  # torchvision, only when asked for
@@ -323,26 +354,11 @@ def evaluate_run(
         sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
         sigma_policy = "fitted"
     passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
-    nll = -float(passed["log_likelihood"].mean())
-    levels = dataset.discrete_levels
     metrics = {
         "status": "complete",
-        "nll_nats": nll,
-        # the test set is a sample too: the standard error of the mean over its examples
-        "nll_standard_error": float(passed["log_likelihood"].double().std() / math.sqrt(x_all.shape[0])),
-        # per test example, in the split's order: the claims' intervals pair models example by example
-        "log_likelihood_per_example": [round(value, 5) for value in passed["log_likelihood"].double().tolist()],
-        "bits_per_dim": bits_per_dim(nll, dataset),
-        "elbo_nats": float(passed["elbo"].mean()),
-        "ess_mean": float(passed["ess"].mean()),
-        "recon_mse": float(passed["squared_error"].mean()),
-        **collapse_metrics(passed["mean"], passed["covariance_sum"]),
-        "kl_per_dimension": passed["kl"].mean(0).tolist() if "kl" in passed else None,
-        "n_examples": x_all.shape[0],
+        **split_metrics(passed, dataset),
         "importance_samples": importance_samples,
         "split": split,
-        "data_dim": dataset.dim,
-        "discrete_levels": levels,
         "sigma": float(torch.exp(model.log_sigma.detach())),
         "sigma_policy": sigma_policy,
         "sigma_own": sigma_own,
