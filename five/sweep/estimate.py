@@ -174,18 +174,8 @@ def estimate_sweep(
 ) -> pd.DataFrame:
     """One row per run of `sweep`: its predicted training and evaluation seconds on `device`; with `pack_seeds`,
     also its training seconds were all seeds of its sweep point trained as one packed model."""
-    pack = len(config["seeds"]) if pack_seeds else 1
-    sweep = sweep.copy()
     datasets = {name: dataset_for_timing(name, data_dir) for name in sweep["dataset"].unique()}
-    defaults = {name: dataset for name, (dataset, _, _) in datasets.items()}
-    sweep["architecture"] = sweep["architecture"].fillna(
-        sweep["dataset"].map(lambda name: defaults[name].default_architecture)
-    )
-    sweep["hidden_width"] = sweep["hidden_width"].fillna(
-        sweep["dataset"].map(lambda name: defaults[name].default_hidden_width)
-    )
-    sweep["batch_size"] = sweep["batch_size"].fillna(DEFAULT_BATCH_SIZE)
-    sweep["surrogate_point"] = sweep["surrogate_point"].fillna("")  # "" for the models without the variant
+    sweep = with_defaults(sweep, {name: dataset for name, (dataset, _, _) in datasets.items()})
     distinct = sweep.drop_duplicates(TIMING_KEYS)
     # Cost is linear in the budget K (one batched tangent per probe, benchmarks/README.md): only the smallest and
     # largest K of each configuration are timed, the budgets between are interpolated.
@@ -198,38 +188,12 @@ def estimate_sweep(
         f"timing {len(timed)} of the {len(distinct)} distinct configurations of {len(sweep)} runs on {device} "
         "(budgets between the smallest and largest interpolated)"
     )
-    timings = {}
-    threads = torch.get_num_threads()
-
     modes = {name: cuda_graph_mode(settings.get("cuda_graph", "auto")) for name, settings in config["datasets"].items()}
     for mode in modes.values():
         check_cuda_graph_mode(mode, device)  # `on` where the jobs could not capture: one line, before timing
     graphed = {name: uses_cuda_graph(mode, device) for name, mode in modes.items()}  # as the jobs will step
-
-    for index, row in enumerate(timed.to_dict("records"), 1):
-        dataset, _, _ = datasets[row["dataset"]]
-        torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
-        started = time.perf_counter()
-        try:
-            timing = time_configuration(
-                row, dataset, device, bool(config.get("compile")), cuda_graph=graphed[row["dataset"]], pack=pack
-            )
-        except Exception as error:  # noqa: BLE001 - a failed capture: `auto` jobs run eagerly, and are timed so
-            if not graphed[row["dataset"]] or modes[row["dataset"]] == "on":
-                raise
-            log(
-                f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
-                "eagerly, as its jobs will run"
-            )
-            graphed[row["dataset"]] = False
-            timing = time_configuration(row, dataset, device, bool(config.get("compile")), pack=pack)
-        timings[tuple(row[key] for key in TIMING_KEYS)] = timing
-        log(
-            f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
-            f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
-            f"(timed in {time.perf_counter() - started:.1f} s)"
-        )
-    torch.set_num_threads(threads)
+    pack = len(config["seeds"]) if pack_seeds else 1
+    timings = time_configurations(timed, datasets, config, device, modes, graphed, pack, log)
     for row in distinct.to_dict("records"):
         key = tuple(row[k] for k in TIMING_KEYS)
         if key not in timings:
@@ -257,6 +221,47 @@ def estimate_sweep(
             }
         )
     return pd.DataFrame(rows)
+
+
+def with_defaults(sweep: pd.DataFrame, datasets: dict) -> pd.DataFrame:
+    """The sweep with each run's architecture, width and batch size filled in as its job will train it."""
+    sweep = sweep.copy()
+    for column, default in (("architecture", "default_architecture"), ("hidden_width", "default_hidden_width")):
+        sweep[column] = sweep[column].fillna(sweep["dataset"].map(lambda name: getattr(datasets[name], default)))
+    sweep["batch_size"] = sweep["batch_size"].fillna(DEFAULT_BATCH_SIZE)
+    sweep["surrogate_point"] = sweep["surrogate_point"].fillna("")  # "" for the models without the variant
+    return sweep
+
+
+def time_configurations(timed, datasets, config, device, modes, graphed, pack, log) -> dict[tuple, dict]:
+    """The timing of each configuration of `timed`, as its job will step (threads, CUDA graph or eager); where a
+    capture fails under `auto`, that data set's steps are timed eagerly (`graphed` records it)."""
+    timings, threads = {}, torch.get_num_threads()
+    for index, row in enumerate(timed.to_dict("records"), 1):
+        dataset, _, _ = datasets[row["dataset"]]
+        torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
+        started = time.perf_counter()
+        try:
+            timing = time_configuration(
+                row, dataset, device, bool(config.get("compile")), cuda_graph=graphed[row["dataset"]], pack=pack
+            )
+        except Exception as error:  # noqa: BLE001 - a failed capture: `auto` jobs run eagerly, and are timed so
+            if not graphed[row["dataset"]] or modes[row["dataset"]] == "on":
+                raise
+            log(
+                f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
+                "eagerly, as its jobs will run"
+            )
+            graphed[row["dataset"]] = False
+            timing = time_configuration(row, dataset, device, bool(config.get("compile")), pack=pack)
+        timings[tuple(row[key] for key in TIMING_KEYS)] = timing
+        log(
+            f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
+            f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
+            f"(timed in {time.perf_counter() - started:.1f} s)"
+        )
+    torch.set_num_threads(threads)
+    return timings
 
 
 def makespan_hours(seconds_per_job: list[float], devices: int) -> float:

@@ -96,7 +96,7 @@ def reject_duplicate_keys(path: str | Path) -> None:
     yaml.load(Path(path).read_text(), Loader=UniqueKeyLoader)
 
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load_sweep_config(path: str | Path) -> dict:
