@@ -98,6 +98,11 @@ def add_train_command(commands) -> None:
     train.add_argument(
         "--patience", type=int, help="stop when this many validation evaluations bring no better NLL (default: off)"
     )
+    add_train_job_options(train)
+
+
+def add_train_job_options(train) -> None:
+    """Where and how `five train` runs: device, data, run folders, step options, the job's options."""
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.add_argument(

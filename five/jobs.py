@@ -3,6 +3,7 @@ claim, its MLflow runs, the checks of its paths before any compute, and the line
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -69,27 +70,7 @@ def run_train(args) -> None:
     from five.run.train import check_packable, train_seeds
 
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
-    configs = [
-        TrainConfig(
-            model=args.model,
-            dataset=args.dataset,
-            latent_dim=args.latent_dim,
-            probes=args.probes,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            beta=args.beta,
-            seed=seed,
-            architecture=args.architecture,
-            hidden_width=args.hidden_width,
-            checkpoint_every=args.checkpoint_every,
-            eval_every=args.eval_every,
-            patience=args.patience,
-            log_sigma_lr=args.log_sigma_lr,
-            surrogate_point=args.surrogate_point,
-        )
-        for seed in args.seed
-    ]
+    configs = train_configs(args)
     check_packable(configs, args.out)  # before a GPU is claimed
     for out in args.out:
         check_output_dir(out, "--out")
@@ -122,6 +103,12 @@ def run_train(args) -> None:
                 tracker.finish("FAILED")
         raise
     report_runs(runs, trackers, args.record_divergence)
+
+
+def train_configs(args) -> list[TrainConfig]:
+    """One configuration per --seed, each field from the option of its name (--latent-dim → latent_dim)."""
+    fields = [field.name for field in dataclasses.fields(TrainConfig) if field.name != "seed"]
+    return [TrainConfig(**{name: getattr(args, name) for name in fields}, seed=seed) for seed in args.seed]
 
 
 def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
@@ -254,8 +241,6 @@ STEP_POINT_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_si
 
 
 def run_time_steps(args) -> None:
-    import json
-
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -263,35 +248,17 @@ def run_time_steps(args) -> None:
     from five.run.timing import side_by_side_step_times
     from five.sweep.table import model_dir
 
-    try:
-        points = json.loads(args.points)
-    except json.JSONDecodeError as error:
-        raise FiveError(f"--points is not valid JSON ({error})") from None
-    if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
-        raise FiveError("--points must be a non-empty JSON list of objects")
-    for point in points:
-        unknown = set(point) - set(STEP_POINT_KEYS)
-        if unknown:
-            raise FiveError(
-                f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(STEP_POINT_KEYS)})"
-            )
+    configs = step_configs(args.points, args.dataset)
     if args.rounds < 2:
         raise FiveError(f"--rounds must be >= 2 (pairs for an interval), got {args.rounds}")
-    configs = [
-        TrainConfig(dataset=args.dataset, **{key: value for key, value in point.items() if value is not None})
-        for point in points
-    ]
     check_output_file(args.out, "--out")
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     rows = side_by_side_step_times(
-        configs,
-        dataset,
-        device,
-        uses_cuda_graph(args.cuda_graph, device),
-        args.rounds,
-        log=lambda line: print(line, file=sys.stderr),
+        configs, dataset, device, uses_cuda_graph(args.cuda_graph, device), args.rounds, log=log
     )
+    name = torch_device_name(device)
     table = pd.DataFrame(
         [
             {
@@ -301,15 +268,35 @@ def run_time_steps(args) -> None:
                 "probes": row["probes"] or 0,
                 "round": row["round"],
                 "step_time_s": row["step_time_s"],
-                "device": torch_device_name(device),
+                "device": name,
             }
             for row in rows
         ]
     )
     atomic_write(args.out, lambda file: file.write(table.to_csv(index=False).encode()))
-    print(
-        f"timed {len(configs)} configurations × {args.rounds} rounds on {torch_device_name(device)}; wrote {args.out}"
-    )
+    print(f"timed {len(configs)} configurations × {args.rounds} rounds on {name}; wrote {args.out}")
+
+
+def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
+    """`--points` (a JSON list of configurations) as training configurations, each checked as `five train`
+    checks its options."""
+    import json
+
+    try:
+        points = json.loads(points_json)
+    except json.JSONDecodeError as error:
+        raise FiveError(f"--points is not valid JSON ({error})") from None
+    if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
+        raise FiveError("--points must be a non-empty JSON list of objects")
+    for point in points:
+        unknown = set(point) - set(STEP_POINT_KEYS)
+        if unknown:
+            known = ", ".join(STEP_POINT_KEYS)
+            raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
+    return [
+        TrainConfig(dataset=dataset, **{key: value for key, value in point.items() if value is not None})
+        for point in points
+    ]
 
 
 def run_download(args) -> None:
