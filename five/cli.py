@@ -220,6 +220,7 @@ def add_sweep_commands(commands) -> None:
         choices=CUDA_GRAPH_MODES,
         help="time the steps as training runs them: captured as CUDA graphs on CUDA (auto)",
     )
+    timing.add_argument("--compile", action="store_true", help="torch.compile the objective, as training with it does")
     timing.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     timing.add_argument(
         "--out", type=Path, required=True, help="the CSV file to write (one row per round and configuration)"

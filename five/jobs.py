@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from five.base.config import TrainConfig
+from five.base.config import STEP_COST_KEYS, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import (
     BEST_NAME,
@@ -237,14 +237,11 @@ def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
     return "\n".join(lines)
 
 
-STEP_POINT_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
-
-
 def run_time_steps(args) -> None:
     import pandas as pd
 
     from five.data.datasets import load_dataset
-    from five.run.steps import uses_cuda_graph
+    from five.run.steps import check_cuda_graph_mode, uses_cuda_graph
     from five.run.timing import side_by_side_step_times
     from five.sweep.table import model_dir
 
@@ -254,10 +251,21 @@ def run_time_steps(args) -> None:
     check_output_file(args.out, "--out")
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)
+    check_cuda_graph_mode(args.cuda_graph, device)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    rows = side_by_side_step_times(
-        configs, dataset, device, uses_cuda_graph(args.cuda_graph, device), args.rounds, log=log
-    )
+
+    def timed(graphed):
+        return side_by_side_step_times(
+            configs, dataset, device, graphed, args.rounds, compile_objective=args.compile, log=log
+        )
+
+    try:
+        rows = timed(uses_cuda_graph(args.cuda_graph, device))
+    except Exception as error:  # noqa: BLE001 - under `auto` a failed capture means eager steps, as in training
+        if not uses_cuda_graph(args.cuda_graph, device) or args.cuda_graph == "on":
+            raise
+        log(f"the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed eagerly, as training runs")
+        rows = timed(False)
     name = torch_device_name(device)
     table = pd.DataFrame(
         [
@@ -289,9 +297,9 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
     if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
         raise FiveError("--points must be a non-empty JSON list of objects")
     for point in points:
-        unknown = set(point) - set(STEP_POINT_KEYS)
+        unknown = set(point) - set(STEP_COST_KEYS)
         if unknown:
-            known = ", ".join(STEP_POINT_KEYS)
+            known = ", ".join(STEP_COST_KEYS)
             raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
     return [
         TrainConfig(dataset=dataset, **{key: value for key, value in point.items() if value is not None})

@@ -24,6 +24,8 @@ DEFAULT_PROBES = 1  # spec §4: the Hutchinson budget K of fif and five
 # ρ is one scalar in log space: a step of 1e-2 moves σ by 1%, and its jitter near the optimum costs
 # ~D·δρ² nats (< 0.1 nats for D = 784).
 DEFAULT_LOG_SIGMA_LR = 1e-2
+# what a training step's cost depends on besides the data set (`five time-steps --points`; seeds share it)
+STEP_COST_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
 STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-steps`): each pairs every configuration
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)

@@ -137,12 +137,15 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
         if array.dtype.kind == "f":
             nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
             if nan or inf:
-                raise DataError(f"{file}: array '{split}' contains {nan} NaN and {inf} infinite values of "
-                                f"{array.size}; clean the data")
+                raise DataError(
+                    f"{file}: array '{split}' contains {nan} NaN and {inf} infinite values of "
+                    f"{array.size}; clean the data"
+                )
     if levels is not None:
         if levels.ndim != 0 or levels.dtype.kind not in "iu":
-            raise DataError(f"{file}: discrete_levels must be one integer, got shape {levels.shape} dtype "
-                            f"{levels.dtype}")
+            raise DataError(
+                f"{file}: discrete_levels must be one integer, got shape {levels.shape} dtype {levels.dtype}"
+            )
         levels = int(levels)
     return arrays, levels
 

@@ -16,6 +16,7 @@ from typing import Callable
 from five.base.errors import DataError
 from five.data.catalog import FILES, VALIDATION_SIZE
 
+
 def _sources() -> dict:
     from torchvision.datasets import CIFAR10, MNIST
 
@@ -47,18 +48,23 @@ def load_vision_splits(name: str, root: Path) -> dict:
     missing = [path for path in expected_files(name, root) if not path.is_file()]
     if missing:
         listed = ", ".join(str(path.relative_to(root)) for path in missing)
-        raise DataError(f"{name} is not in {root} (missing {listed}); training never downloads: fetch it on a "
-                        f"machine with internet with `{download_command(name, root)}`")
+        raise DataError(
+            f"{name} is not in {root} (missing {listed}); training never downloads: fetch it on a "
+            f"machine with internet with `{download_command(name, root)}`"
+        )
     source = _sources()[name]
     try:
         train, test = source(str(root), train=True), source(str(root), train=False)
     except RuntimeError as error:  # torchvision's integrity check failed
-        raise DataError(f"{name} in {root} is corrupted ({error}); fetch it again with "
-                        f"`{download_command(name, root)}`") from None
+        raise DataError(
+            f"{name} in {root} is corrupted ({error}); fetch it again with `{download_command(name, root)}`"
+        ) from None
     images = _images(train)
     if images.shape[0] <= VALIDATION_SIZE:
-        raise DataError(f"{name} in {root} has {images.shape[0]} training images, too few for a "
-                        f"{VALIDATION_SIZE}-image validation split")
+        raise DataError(
+            f"{name} in {root} has {images.shape[0]} training images, too few for a "
+            f"{VALIDATION_SIZE}-image validation split"
+        )
     return {"train": images[:-VALIDATION_SIZE], "validation": images[-VALIDATION_SIZE:], "test": _images(test)}
 
 

@@ -123,29 +123,23 @@ def side_by_side_step_times(
     rounds: int = STEP_TIMING_ROUNDS,
     repeats: int = 1,
     inner: int = 5,
+    compile_objective: bool = False,
     log=print,
 ) -> list[dict]:
     """Seconds per training step of each configuration, timed in one process on one device, the configurations
-    taking turns within each round (time_steps): round r of two configurations is a pair measured under the
-    same conditions, which a cost claim compares (C3), unlike epoch times of jobs on whatever host ran them."""
+    taking turns within each round (time_steps), in an order that rotates from round to round (a drift within
+    a round then favours no configuration): round r of two configurations is a pair measured under the same
+    conditions, which a cost claim compares (C3), unlike epoch times of jobs on whatever host ran them."""
     steps = {
-        index: make_step(
-            config.model,
-            dataset,
-            config.latent_dim,
-            config.probes,
-            device,
-            batch_size=config.batch_size,
-            surrogate_point=config.surrogate_point,
-            architecture=config.architecture,
-            hidden_width=config.hidden_width,
-            cuda_graph=graphed,
-        )
-        for index, config in enumerate(configs)
+        index: step_of(config, dataset, device, graphed, compile_objective) for index, config in enumerate(configs)
     }
     rows = []
     for round_index in range(rounds):
-        seconds = time_steps(steps, repeats, inner, device, warmup=3 if round_index == 0 else 0)
+        shift = round_index % len(configs)
+        order = list(steps)[shift:] + list(steps)[:shift]
+        seconds = time_steps(
+            {index: steps[index] for index in order}, repeats, inner, device, warmup=3 if round_index == 0 else 0
+        )
         rows += [{"round": round_index, "step_time_s": seconds[index], **configs[index].to_dict()} for index in steps]
         log(
             f"round {round_index + 1}/{rounds}: "
@@ -155,3 +149,20 @@ def side_by_side_step_times(
             )
         )
     return rows
+
+
+def step_of(config: TrainConfig, dataset: Dataset, device: torch.device, graphed: bool, compile_objective: bool):
+    """`config`'s training step as its job runs it (make_step)."""
+    return make_step(
+        config.model,
+        dataset,
+        config.latent_dim,
+        config.probes,
+        device,
+        batch_size=config.batch_size,
+        surrogate_point=config.surrogate_point,
+        architecture=config.architecture,
+        hidden_width=config.hidden_width,
+        cuda_graph=graphed,
+        compile_objective=compile_objective,
+    )

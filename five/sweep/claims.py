@@ -192,14 +192,17 @@ def test_set_variance(values: pd.DataFrame, metric: str, per_example) -> float |
     None where the metric has no per-example values or a run lacks them (evaluated before they were kept)."""
     if metric not in PER_EXAMPLE_METRICS or per_example is None or "right_run" not in values:
         return None
-    differences = []
-    for left_run, right_run in zip(values["left_run"], values["right_run"]):
-        left, right = per_example(left_run), per_example(right_run)
-        if left is None or right is None or len(left) != len(right):
-            return None
-        differences.append(np.asarray(left, float) - np.asarray(right, float))  # model − against, per example
+    arrays = [
+        (per_example(left_run), per_example(right_run))
+        for left_run, right_run in zip(values["left_run"], values["right_run"])
+    ]
+    lengths = {len(array) for pair in arrays for array in pair if array is not None}
+    if any(array is None for pair in arrays for array in pair) or len(lengths) != 1 or min(lengths) < 2:
+        return None  # a run without per-example values, or runs evaluated on different test sets
+    differences = [np.asarray(left, float) - np.asarray(right, float) for left, right in arrays]  # model − against
     per_example_mean = np.mean(differences, axis=0)
-    return float(np.var(per_example_mean, ddof=1) / len(per_example_mean))
+    variance = float(np.var(per_example_mean, ddof=1) / len(per_example_mean))
+    return variance if math.isfinite(variance) else None
 
 
 def cell_pvalues(

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from five.base.config import DEFAULT_PROBES, cuda_graph_mode
+from five.base.config import DEFAULT_PROBES, STEP_COST_KEYS, cuda_graph_mode
+from five.sweep.claims import STEP_TIME_METRIC
 from five.base.errors import ConfigError
 from five.sweep.estimate_files import estimated_minutes
 from five.sweep.table import (
@@ -205,15 +206,11 @@ PLOTS = [
 ]
 
 
-STEP_TIME_METRIC = "step_time_s"  # measured side by side by the step_times rule, not taken from the runs
-
-
 def step_time_points(dataset):
     """A data set's distinct training configurations as far as a step's cost goes (seeds share one)."""
-    keys = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
     points = []
     for row in SWEEP[SWEEP["dataset"] == dataset].to_dict("records"):
-        point = {key: None if pd.isna(row.get(key)) else row[key] for key in keys}
+        point = {key: None if pd.isna(row.get(key)) else row[key] for key in STEP_COST_KEYS}
         point["probes"] = point["probes"] or None  # 0: a model without a budget
         if point not in points:
             points.append(point)

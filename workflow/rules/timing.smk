@@ -20,9 +20,10 @@ rule step_times:
         points=lambda wildcards: json.dumps(step_time_points(wildcards.dataset)),
         device=config["device"],
         cuda_graph=lambda wildcards: cuda_graph_mode(config["datasets"][wildcards.dataset]["cuda_graph"]),
+        compile=["--compile"] if config["compile"] else [],
         data_dir=DATA_DIR,
         gpu_locks=GPU_LOCKS,
     shell:
         'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli time-steps --threads {threads} --dataset {wildcards.dataset:q} '
-        "--points {params.points:q} --device {params.device:q} --cuda-graph {params.cuda_graph:q} --data-dir {params.data_dir:q} "
+        "--points {params.points:q} --device {params.device:q} --cuda-graph {params.cuda_graph:q} --data-dir {params.data_dir:q} {params.compile:q} "
         "--gpu-lock-dir {params.gpu_locks:q} --out {output:q} > {log:q} 2>&1"
