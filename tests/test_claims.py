@@ -444,3 +444,15 @@ def test_a_run_without_per_example_values_is_decided_over_seeds_and_says_so():
     _, cells = verdicts(runs, C1)
     table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
     assert table.iloc[1]["test"] == "t" and table.iloc[1]["ci_low"] == cells.iloc[0]["ci_low"]
+
+
+def test_runs_evaluated_on_different_test_sets_are_decided_over_seeds_alone():
+    """Per-example values pair examples only within one test set: lengths that differ between runs (another
+    split, another data version) leave the interval over seeds, not a crash or a mispairing."""
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
+    values = {run_dir: np.zeros(10 if "/s0" in run_dir else 12) for run_dir in runs["run_dir"]}
+    table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
+    assert table.iloc[1]["test"] == "t"
+    values = {run_dir: np.full(10, np.nan) for run_dir in runs["run_dir"]}
+    table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
+    assert table.iloc[1]["test"] == "t" and np.isfinite(table.iloc[1]["ci_low"])
