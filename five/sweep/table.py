@@ -26,15 +26,16 @@ EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name tha
 SHARED_NAMES = ("mlflow.db", "mlflow-artifacts", "benchmarks")  # what results/ holds beside the experiments
 
 
-def point_folder(root: str, dataset, model, latent_dim, probes) -> str:
-    """A sweep point's folder under `root` (its seeds' run folders live in it). The only place the layout is
-    written: the workflow calls it with its wildcards ("{dataset}", …) for its patterns and log paths."""
-    return f"{root}/{dataset}/{model}/d{latent_dim}/k{probes}"
+def point_folder(root: str, dataset, model, latent_dim, probes, *inside: str) -> str:
+    """A sweep point's folder under `root` (its seeds' run folders live in it), or the path `inside` it. The
+    only place the layout is written: the workflow calls it with its wildcards ("{dataset}", …) for its
+    patterns and log paths."""
+    return "/".join([root, str(dataset), str(model), f"d{latent_dim}", f"k{probes}", *inside])
 
 
 def run_folder(root: str, dataset, model, latent_dim, probes, seed) -> str:
     """A run's folder: its sweep point's, then the seed (`model` is the folder name, model_dir; K 0 = none)."""
-    return f"{point_folder(root, dataset, model, latent_dim, probes)}/s{seed}"
+    return point_folder(root, dataset, model, latent_dim, probes, f"s{seed}")
 
 
 def experiment_dir(config: dict, root: str = RESULTS_ROOT) -> str:

@@ -121,6 +121,11 @@ def per_job(values):
     return values[0] if len(values) == 1 else values
 
 
+def job_log(kind):
+    """The log of a train or evaluate job: its sweep point's (pack_seeds), else its seed's."""
+    return point_folder(f"{LOGS}/{kind}", *WILDCARDS, "seeds.log" if config["pack_seeds"] else "s{seed}.log")
+
+
 def job_run_files(name):
     """The files `name` of a train or evaluate job's runs, as its output: all seeds of a sweep point (pack_seeds),
     else the one run's."""

@@ -31,7 +31,7 @@ rule evaluate:
     output:
         job_run_files("eval.json"),
     log:
-        point_folder(f"{LOGS}/evaluate", *WILDCARDS) + "/" + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
+        job_log("evaluate"),
     conda:
         "../envs/five.yaml"
     threads: job_threads

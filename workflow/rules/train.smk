@@ -14,7 +14,7 @@ rule train:
         # nothing) and restores them if the job fails
         update(job_run_files("train.json")),
     log:
-        point_folder(f"{LOGS}/train", *WILDCARDS) + "/" + ("seeds.log" if config["pack_seeds"] else "s{seed}.log"),
+        job_log("train"),
     conda:
         "../envs/five.yaml"
     threads: job_threads
