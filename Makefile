@@ -34,8 +34,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-# The offline evidence sweep (48 min on 2 CPU cores before its 58 five-sample jobs were added; not re-timed since):
-# decides the paper's claims, see results/five-evidence/claims.md.
+# The offline evidence sweep (64 min on 2 CPU cores, measured 2026-11-30): the paper's claims on digits and the
+# manifold, see results/five-evidence/claims.md; the recorded answer is docs/evidence-claims.md.
 evidence: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/evidence.yaml
 

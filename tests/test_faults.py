@@ -87,10 +87,11 @@ def test_kill_9_at_random_points_then_rerun_equals_uninterrupted(tmp_path, unint
 # rename. The checkpoint on disk must stay the previous, complete one.
 KILL_INSIDE_WRITE = """
 import os, signal, sys
+import five.base.files as files
 import five.run.checkpoint as checkpoint
 mode, kill_at = sys.argv[1], int(sys.argv[2])
 calls = {"n": 0}
-real_save, real_replace = checkpoint.torch.save, checkpoint.os.replace
+real_save, real_replace = checkpoint.torch.save, files.os.replace
 
 def save(state, file):
     if "optimizer" not in state:  # best.pt writes (weights only) do not count
@@ -110,7 +111,7 @@ def replace(source, target):
         os.kill(os.getpid(), signal.SIGKILL)
     real_replace(source, target)
 
-checkpoint.torch.save, checkpoint.os.replace = save, replace
+checkpoint.torch.save, files.os.replace = save, replace
 from five.cli import main
 sys.exit(main(sys.argv[3:]))
 """

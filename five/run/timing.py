@@ -122,7 +122,7 @@ def side_by_side_step_times(
     graphed: bool,
     rounds: int = STEP_TIMING_ROUNDS,
     repeats: int = 1,
-    inner: int = 5,
+    inner: int = 20,
     compile_objective: bool = False,
     log=print,
 ) -> list[dict]:
