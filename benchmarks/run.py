@@ -96,34 +96,38 @@ def step_ratios(report: Report, device: torch.device, dims, architectures, repea
                 report.add("probe", f"{arch} d={d} {model} extra probe", per_probe, "VAE steps", target)
 
 
+def reference_steps(dataset, device: torch.device, products: bool) -> dict:
+    """The steps reference_comparison times: the VAE's; FIF's and FIVE's at every K, ours, the reference's and
+    (`products`) both encoder products forced; FIVE's at the sample."""
+    from benchmarks.reference import REFERENCE_OBJECTIVES
+
+    steps = {"vae": make_step("vae", dataset, 16, None, device)}
+    for model in ("fif", "five"):
+        for k in BUDGETS:
+            steps[f"{model} K={k}"] = make_step(model, dataset, 16, k, device)
+            steps[f"{model} K={k} reference"] = make_step(
+                model, dataset, 16, k, device, objective=REFERENCE_OBJECTIVES[model]
+            )
+            for product in ("forward", "reverse") if products else ():
+                steps[f"{model} K={k} {product}"] = make_step(model, dataset, 16, k, device, encoder_product=product)
+    for k in BUDGETS:  # the estimator variant of method.md §1.4 (decoder tangents at the sample)
+        steps[f"five-sample K={k}"] = make_step("five", dataset, 16, k, device, surrogate_point="sample")
+    return steps
+
+
 def reference_comparison(
     report: Report, device: torch.device, architectures, repeats: int, inner: int, products: bool = True
 ) -> None:
     """five's objectives against the straightforward per-probe formulation (benchmarks/reference.py) on the
     same networks, d = 16, every K; with `products`, also both encoder products forced (the measurements
     five.model.estimators.choose_encoder_product decides by)."""
-    from benchmarks.reference import REFERENCE_OBJECTIVES
     from five.model.estimators import choose_encoder_product
 
     print("\n1c. five vs the per-probe reference formulation (d = 16; ratios to the VAE step; speed-up = ref/five)")
     for arch in architectures:
         shape, kind = ARCHITECTURES[arch]
         dataset = synthetic_dataset(shape, kind)
-        steps = {"vae": make_step("vae", dataset, 16, None, device)}
-        for model in ("fif", "five"):
-            for k in BUDGETS:
-                steps[f"{model} K={k}"] = make_step(model, dataset, 16, k, device)
-                steps[f"{model} K={k} reference"] = make_step(
-                    model, dataset, 16, k, device, objective=REFERENCE_OBJECTIVES[model]
-                )
-                if products:
-                    for product in ("forward", "reverse"):
-                        steps[f"{model} K={k} {product}"] = make_step(
-                            model, dataset, 16, k, device, encoder_product=product
-                        )
-            if model == "five":  # the estimator variant of method.md §1.4 (decoder tangents at the sample)
-                for k in BUDGETS:
-                    steps[f"five-sample K={k}"] = make_step(model, dataset, 16, k, device, surrogate_point="sample")
+        steps = reference_steps(dataset, device, products)
         seconds = time_steps(steps, repeats, inner, device)
         vae = seconds["vae"]
         for model in ("fif", "five"):
@@ -366,7 +370,6 @@ def workflow_overhead(report: Report) -> None:
     print("\n5. workflow overhead")
     import yaml
 
-    from five.sweep.aggregate import collect_runs, summarise, write_tables
     from five.sweep.table import sweep_table
 
     with tempfile.TemporaryDirectory() as folder:
@@ -407,23 +410,31 @@ def workflow_overhead(report: Report) -> None:
         jobs = 2 * len(sweep_table(config))
         report.add("workflow", f"snakemake -n, {jobs} train+evaluate jobs", seconds, "s", "<5")
 
-        sweep = sweep_table(config | {"seeds": list(range(10))}, str(work / "results"))[:1000]
-        history = [{"epoch": e, "loss": 1.0 / e, "sigma": 0.1, "time_s": 0.1} for e in range(1, 101)]
-        for row in sweep.to_dict("records"):
-            run_dir = Path(row["run_dir"])
-            run_dir.mkdir(parents=True)
-            (run_dir / "train.json").write_text(
-                json.dumps({"status": "complete", "history": history, "epochs_completed": 100, "wall_time_s": 10.0})
-            )
-            (run_dir / "eval.json").write_text(
-                json.dumps({"status": "complete", "nll_nats": 80.0, "bits_per_dim": 1.2, "active_units": 8})
-            )
-        started = time.perf_counter()
-        runs, _ = collect_runs(sweep)
-        write_tables(summarise(runs, {"fif": 1, "five": 1}), work / "tables" / "main", "t", "c")
-        report.add("workflow", f"aggregation of {len(sweep)} runs (+ tables)", time.perf_counter() - started, "s", "<5")
+        aggregation_time(report, config, work)
 
     tracking_share(report)
+
+
+def aggregation_time(report: Report, config: dict, work: Path) -> None:
+    """Seconds to collect 1000 finished runs' records and write the tables."""
+    from five.sweep.aggregate import collect_runs, summarise, write_tables
+    from five.sweep.table import sweep_table
+
+    sweep = sweep_table(config | {"seeds": list(range(10))}, str(work / "results"))[:1000]
+    history = [{"epoch": e, "loss": 1.0 / e, "sigma": 0.1, "time_s": 0.1} for e in range(1, 101)]
+    for row in sweep.to_dict("records"):
+        run_dir = Path(row["run_dir"])
+        run_dir.mkdir(parents=True)
+        (run_dir / "train.json").write_text(
+            json.dumps({"status": "complete", "history": history, "epochs_completed": 100, "wall_time_s": 10.0})
+        )
+        (run_dir / "eval.json").write_text(
+            json.dumps({"status": "complete", "nll_nats": 80.0, "bits_per_dim": 1.2, "active_units": 8})
+        )
+    started = time.perf_counter()
+    runs, _ = collect_runs(sweep)
+    write_tables(summarise(runs, {"fif": 1, "five": 1}), work / "tables" / "main", "t", "c")
+    report.add("workflow", f"aggregation of {len(sweep)} runs (+ tables)", time.perf_counter() - started, "s", "<5")
 
 
 def packed_run_times(report: Report, device: torch.device) -> None:

@@ -175,6 +175,11 @@ def add_evaluate_command(commands) -> None:
 
 def add_sweep_commands(commands) -> None:
     """`five estimate` and `five time-steps`: a sweep's cost"""
+    add_estimate_command(commands)
+    add_time_steps_command(commands)
+
+
+def add_estimate_command(commands) -> None:
     estimate = commands.add_parser("estimate", help="predict a sweep's device-hours before running it")
     estimate.add_argument("--configfile", type=Path, required=True, help="the sweep's config (as for snakemake)")
     estimate.add_argument(
@@ -196,6 +201,8 @@ def add_sweep_commands(commands) -> None:
         help="where estimate.csv and estimate.md go (default: results/<experiment>, where the workflow reads it)",
     )
 
+
+def add_time_steps_command(commands) -> None:
     timing = commands.add_parser(
         "time-steps",
         help="time the training steps of several configurations side by side in one process (the sweep's cost claim)",

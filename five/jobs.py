@@ -241,7 +241,7 @@ def run_time_steps(args) -> None:
     import pandas as pd
 
     from five.data.datasets import load_dataset
-    from five.run.steps import check_cuda_graph_mode, uses_cuda_graph
+    from five.run.steps import check_cuda_graph_mode, graphed_or_eager
     from five.run.timing import side_by_side_step_times
     from five.sweep.table import model_dir
 
@@ -254,18 +254,14 @@ def run_time_steps(args) -> None:
     check_cuda_graph_mode(args.cuda_graph, device)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
 
-    def timed(graphed):
-        return side_by_side_step_times(
+    rows, _ = graphed_or_eager(
+        lambda graphed: side_by_side_step_times(
             configs, dataset, device, graphed, args.rounds, compile_objective=args.compile, log=log
-        )
-
-    try:
-        rows = timed(uses_cuda_graph(args.cuda_graph, device))
-    except Exception as error:  # noqa: BLE001 - under `auto` a failed capture means eager steps, as in training
-        if not uses_cuda_graph(args.cuda_graph, device) or args.cuda_graph == "on":
-            raise
-        log(f"the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed eagerly, as training runs")
-        rows = timed(False)
+        ),
+        args.cuda_graph,
+        device,
+        log,
+    )
     name = torch_device_name(device)
     table = pd.DataFrame(
         [
@@ -273,7 +269,7 @@ def run_time_steps(args) -> None:
                 "dataset": row["dataset"],
                 "model": model_dir(row["model"], row["surrogate_point"]),
                 "latent_dim": row["latent_dim"],
-                "probes": row["probes"] or 0,
+                "probes": row["probes"],
                 "round": row["round"],
                 "step_time_s": row["step_time_s"],
                 "device": name,

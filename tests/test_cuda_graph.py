@@ -16,8 +16,8 @@ from five.base.errors import ConfigError
 from five.data.datasets import Dataset
 from five.model.estimators import orthonormal_columns
 from five.model.models import build_model
-from five.model.pack import member_batches, pack_models
-from five.run.steps import GraphedStep, eager_step, solo_batch
+from five.model.pack import pack_models
+from five.run.steps import GraphedStep, eager_step, model_batch
 from five.run.train import batch_sizes, build_optimizer, train
 
 CUDA = torch.device("cuda")
@@ -61,11 +61,7 @@ def steps_run(model_name, probes, architecture, graphed: bool, step_class=Graphe
     optimizer = build_optimizer(model, config, capturable=graphed)
     data = dataset.split("train").to(CUDA)
     generators = [torch.Generator(device=CUDA) for _ in range(pack)]
-    batch = (
-        solo_batch(model, data, 256)
-        if pack == 1
-        else (lambda indices, gens: member_batches(data, 256, indices, gens, model))
-    )
+    batch = model_batch(model, data, 256, pack)
     shapes = [(size,) if pack == 1 else (pack, size) for size in batch_sizes(EXAMPLES, BATCH)]
     step = (
         step_class(model, optimizer, batch, generators, shapes)

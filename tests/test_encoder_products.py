@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 from five.model import objectives
-from five.model.estimators import choose_encoder_product, encoder_jacobian, hutchinson_probes
+from five.model.estimators import choose_encoder_product, encoder_jacobian, probe_vectors
 
 D, d, B = 6, 3, 5
 
@@ -26,15 +26,15 @@ def inputs(probes, seed=1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, D, generator=g, dtype=torch.float64)
     u = torch.randn(B, D, generator=g, dtype=torch.float64)
-    return x, u, hutchinson_probes(B, d, probes, g).double()
+    return x, u, probe_vectors(B, d, probes, g).double()
 
 
-def loss_and_gradients(name, encoder, decoder, x, u, probes, product, point="mean"):
+def loss_and_gradients(name, encoder, decoder, x, u, v, product, point="mean"):
     log_sigma = torch.tensor(-1.2, dtype=torch.float64, requires_grad=True)
     if name == "fif":
-        terms = objectives.fif_loss(x, encoder, decoder, probes, 10.0, product)
+        terms = objectives.fif_loss(x, encoder, decoder, v, 10.0, product)
     else:
-        terms = objectives.five_loss(x, encoder, decoder, log_sigma, u, probes, point, product)
+        terms = objectives.five_loss(x, encoder, decoder, log_sigma, u, v, point, product)
     parameters = [*encoder.parameters(), *decoder.parameters()] + ([log_sigma] if name == "five" else [])
     gradients = torch.autograd.grad(terms["loss"].mean(), parameters)
     return terms, gradients

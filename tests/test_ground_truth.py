@@ -13,10 +13,10 @@ from five.model.estimators import (
     decoder_probe_tangents,
     encoder_jacobian,
     encoder_jvps,
-    hutchinson_probes,
     iwae_log_likelihood,
     jacobian_covariance_scale_tril,
     log_det_surrogate,
+    probe_vectors,
 )
 
 
@@ -125,7 +125,7 @@ def half_log_det_gradient(A):
 def test_surrogate_gradient_at_full_budget_equals_half_log_det_gradient():
     A, encode, decode = linear_pair()
     x = torch.randn(5, 7)
-    probes = hutchinson_probes(5, 4, 4, torch.Generator().manual_seed(1))
+    probes = probe_vectors(5, 4, 4, torch.Generator().manual_seed(1))
     torch.testing.assert_close(surrogate_gradient(A, encode, decode, x, probes), half_log_det_gradient(A))
 
 
@@ -135,7 +135,7 @@ def test_surrogate_gradient_at_budget_one_is_unbiased():
     # Each example draws its own probe, so a group of examples averages independent draws.
     group_means = torch.stack(
         [
-            surrogate_gradient(A, encode, decode, torch.randn(2000, 7), hutchinson_probes(2000, 4, 1, generator))
+            surrogate_gradient(A, encode, decode, torch.randn(2000, 7), probe_vectors(2000, 4, 1, generator))
             for _ in range(20)
         ]
     )
@@ -143,12 +143,12 @@ def test_surrogate_gradient_at_budget_one_is_unbiased():
     truth = half_log_det_gradient(A)
     assert ((mean - truth).abs() / standard_error).max() < 5
     # and a single probe is not already exact (the test could tell a biased estimator apart)
-    single = surrogate_gradient(A, encode, decode, torch.randn(1, 7), hutchinson_probes(1, 4, 1, generator))
+    single = surrogate_gradient(A, encode, decode, torch.randn(1, 7), probe_vectors(1, 4, 1, generator))
     assert not torch.allclose(single, truth, atol=1e-3)
 
 
-def test_hutchinson_probes_are_scaled_orthonormal_and_reject_nothing_valid():
-    probes = hutchinson_probes(3, 5, 5, torch.Generator().manual_seed(0))  # (K, B, d)
+def test_probe_vectors_are_scaled_orthonormal_and_reject_nothing_valid():
+    probes = probe_vectors(3, 5, 5, torch.Generator().manual_seed(0))  # (K, B, d)
     for example in probes.permute(1, 0, 2):  # (K, d)
         torch.testing.assert_close(example @ example.T, 5 * torch.eye(5), rtol=0, atol=1e-5)
 
@@ -162,7 +162,7 @@ def test_five_samples_have_covariance_s_jf_jft():
     x = torch.randn(1, 5).expand(n, 5).contiguous()
     g = torch.Generator().manual_seed(0)
     u = torch.randn(n, 5, generator=g)
-    terms = objectives.five_loss(x, encoder, decoder, log_sigma, u, hutchinson_probes(n, 3, 1, g))
+    terms = objectives.five_loss(x, encoder, decoder, log_sigma, u, probe_vectors(n, 3, 1, g))
     z = terms["z"].detach()
     jacobian = encoder_jacobian(encoder, x[:1])[0].detach()
     expected = 0.09 * jacobian @ jacobian.T
@@ -218,12 +218,7 @@ def test_five_loss_is_the_negative_elbo_for_a_linear_gaussian_model():
     s = 0.16
     x = torch.randn(1, D, generator=g).expand(n, D).contiguous()
     terms = objectives.five_loss(
-        x,
-        lambda v: v @ A.T,
-        lambda z: z @ W.T,
-        log_sigma,
-        torch.randn(n, D, generator=g),
-        hutchinson_probes(n, d, d, g),
+        x, lambda v: v @ A.T, lambda z: z @ W.T, log_sigma, torch.randn(n, D, generator=g), probe_vectors(n, d, d, g)
     )
     C = A @ A.T
     x0 = x[0]
@@ -247,9 +242,7 @@ def test_fif_loss_surrogate_and_reconstruction_match_their_definitions():
     still ∇ ½ log det(J_f J_fᵀ) and the reconstruction is ‖x̃ − g(f(x̃))‖²."""
     A, encode, decode = linear_pair()
     x = torch.randn(6, 7)
-    terms = objectives.fif_loss(
-        x, encode, decode, hutchinson_probes(6, 4, 4, torch.Generator().manual_seed(3)), beta=10.0
-    )
+    terms = objectives.fif_loss(x, encode, decode, probe_vectors(6, 4, 4, torch.Generator().manual_seed(3)), beta=10.0)
     gradient = torch.autograd.grad(terms["surrogate"].mean(), A, retain_graph=True)[0]
     torch.testing.assert_close(gradient, half_log_det_gradient(A))
     torch.testing.assert_close(terms["reconstruction"], ((x - decode(encode(x))) ** 2).sum(-1))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from five.model import objectives
-from five.model.estimators import hutchinson_probes
+from five.model.estimators import probe_vectors
 from five.run.evaluate import collapse_metrics
 
 
@@ -23,7 +23,7 @@ def surrogate_gradients(name):
     encoder, decoder = trainable_pair()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, 6, generator=g)
-    probes = hutchinson_probes(8, 3, 2, g)
+    probes = probe_vectors(8, 3, 2, g)
     if name == "fif":
         terms = objectives.fif_loss(x, encoder, decoder, probes, beta=10.0)
     else:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from five.base.config import DEFAULT_LOG_SIGMA_LR, MODELS, TrainConfig
+from five.base.config import DEFAULT_LOG_SIGMA_LR, MODELS, NO_PROBES, TrainConfig
 from five.base.errors import ConfigError, TrainingDiverged
 from five.model.models import MODEL_CLASSES
 from five.run.evaluate import evaluate_run
@@ -79,6 +79,28 @@ def test_training_is_deterministic_given_the_seed_and_differs_across_seeds(tmp_p
 
     assert torch.equal(final_weights(0, "a"), final_weights(0, "b"))
     assert not torch.equal(final_weights(0, "a"), final_weights(1, "c"))
+
+
+def test_a_finished_run_of_an_older_version_spelling_no_budget_none_is_kept_and_evaluated(tmp_path):
+    """Before NO_PROBES, a VAE's records said probes: null: such a finished run is not trained again (nor
+    refused as another run), and evaluates."""
+    config = small_config("vae", epochs=1)
+    train(config, tmp_path, CPU, log=quiet)
+    record_path = tmp_path / "train.json"
+    record = json.loads(record_path.read_text())
+    record["config"]["probes"] = None
+    record_path.write_text(json.dumps(record))
+    for name in ("checkpoint.pt", "best.pt"):
+        state = torch.load(tmp_path / name, weights_only=False)
+        state["config"]["probes"] = None
+        torch.save(state, tmp_path / name)
+    before = hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest()
+    lines = []
+    train(config, tmp_path, CPU, log=lines.append, restart_if_changed=True)
+    assert any("nothing to do" in line for line in lines), lines
+    assert hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest() == before
+    assert not (tmp_path / ".superseded").exists()
+    assert evaluate_run(tmp_path, CPU, importance_samples=2, log=quiet)["status"] == "complete"
 
 
 def test_resuming_with_another_configuration_is_refused_or_restarted_when_asked(tmp_path):
@@ -153,7 +175,18 @@ def test_invalid_configurations_fail_when_built(values, message):
         TrainConfig(dataset="digits", **values)
 
 
-def test_probe_budget_defaults_to_one_for_fif_and_five_and_is_absent_otherwise():
+def test_probe_budget_defaults_to_one_for_fif_and_five_and_is_not_applicable_otherwise():
     assert TrainConfig(model="five", dataset="digits", latent_dim=3).probes == 1
     assert TrainConfig(model="fif", dataset="digits", latent_dim=3).beta == 10.0
-    assert TrainConfig(model="vae", dataset="digits", latent_dim=3).probes is None
+    # "not applicable" is NO_PROBES (0) everywhere: tables, run folders (k0) and the run's configuration
+    assert TrainConfig(model="vae", dataset="digits", latent_dim=3).probes == NO_PROBES == 0
+    assert TrainConfig(model="vae", dataset="digits", latent_dim=3, probes=0).probes == 0
+
+
+def test_a_record_of_an_older_version_spelling_no_budget_none_is_the_same_run():
+    config = TrainConfig(model="vae", dataset="digits", latent_dim=3)
+    older = config.to_dict() | {"probes": None}
+    assert config.matches(older)
+    assert not config.matches(older | {"lr": 0.123})
+    assert not config.matches({key: value for key, value in older.items() if key != "lr"})
+    assert not config.matches(older | {"unknown": 1})

@@ -18,6 +18,7 @@ DEFAULT_BATCH_SIZE = 128
 DEFAULT_EPOCHS = 2000
 DEFAULT_FIF_BETA = 10.0
 DEFAULT_PROBES = 1  # spec §4: the Hutchinson budget K of fif and five
+NO_PROBES = 0  # "not applicable": the budget K of the models without one (tables, run folders, configs)
 # Adam's learning rate of ρ = log σ (models that learn σ). At the weights' rate ρ crawls: Adam divides each step
 # by the root of its running mean of squared gradients, which remembers (β₂ = 0.999, ~1000 steps) the huge
 # early ∂loss/∂ρ = D − ‖x − g(z)‖²/s of an untrained decoder, so later steps are a small fraction of lr.
@@ -44,7 +45,7 @@ class TrainConfig:
     model: str
     dataset: str
     latent_dim: int
-    probes: int | None = None  # Hutchinson budget K, fif and five only
+    probes: int | None = None  # Hutchinson budget K of fif and five (None: the default); NO_PROBES for the rest
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = DEFAULT_BATCH_SIZE
     lr: float = DEFAULT_LR
@@ -63,19 +64,42 @@ class TrainConfig:
             raise ConfigError(f"unknown model {self.model!r} (choose from {', '.join(MODELS)})")
         if self.latent_dim < 1:
             raise ConfigError(f"--latent-dim must be >= 1, got {self.latent_dim}")
-        if self.model in MODELS_WITH_PROBES:
-            if self.probes is None:
-                object.__setattr__(self, "probes", DEFAULT_PROBES)
-            if not 1 <= self.probes <= self.latent_dim:
+        self._resolve_probes()
+        self._resolve_sigma_options()
+        if self.model == "five":
+            self._set_default("surrogate_point", "mean")
+            if self.surrogate_point not in SURROGATE_POINTS:
                 raise ConfigError(
-                    f"--probes K={self.probes} is outside 1 <= K <= d={self.latent_dim} "
-                    "(the Hutchinson budget cannot exceed the latent dimension)"
+                    f"--surrogate-point must be one of {', '.join(SURROGATE_POINTS)}, got {self.surrogate_point!r}"
                 )
-        elif self.probes is not None:
-            raise ConfigError(f"--probes applies only to {' and '.join(MODELS_WITH_PROBES)}, not {self.model}")
+        elif self.surrogate_point is not None:
+            raise ConfigError(
+                f"--surrogate-point is a FIVE estimator variant and applies only to five, not {self.model}"
+            )
+        self._check_settings()
+
+    def _set_default(self, name: str, value) -> None:
+        if getattr(self, name) is None:
+            object.__setattr__(self, name, value)
+
+    def _resolve_probes(self) -> None:
+        """K: DEFAULT_PROBES where not given for fif/five; NO_PROBES (not applicable) for the other models."""
+        if self.model not in MODELS_WITH_PROBES:
+            if self.probes not in (None, NO_PROBES):
+                raise ConfigError(f"--probes applies only to {' and '.join(MODELS_WITH_PROBES)}, not {self.model}")
+            object.__setattr__(self, "probes", NO_PROBES)
+            return
+        self._set_default("probes", DEFAULT_PROBES)
+        if not 1 <= self.probes <= self.latent_dim:
+            raise ConfigError(
+                f"--probes K={self.probes} is outside 1 <= K <= d={self.latent_dim} "
+                "(the Hutchinson budget cannot exceed the latent dimension)"
+            )
+
+    def _resolve_sigma_options(self) -> None:
+        """FIF's β (its σ is fixed by it), or the learning rate of log σ for the models that learn σ."""
         if self.model == "fif":
-            if self.beta is None:
-                object.__setattr__(self, "beta", DEFAULT_FIF_BETA)
+            self._set_default("beta", DEFAULT_FIF_BETA)
             if not 0 < self.beta < math.inf:
                 raise ConfigError(f"--beta must be a finite number > 0, got {self.beta}")
         elif self.beta is not None:
@@ -85,22 +109,12 @@ class TrainConfig:
                 raise ConfigError(
                     f"--log-sigma-lr applies only to models that learn σ, not {self.model} (its s = 1/(2β) is fixed)"
                 )
-        else:
-            if self.log_sigma_lr is None:
-                object.__setattr__(self, "log_sigma_lr", DEFAULT_LOG_SIGMA_LR)
-            if not 0 < self.log_sigma_lr < math.inf:
-                raise ConfigError(f"--log-sigma-lr must be a finite number > 0, got {self.log_sigma_lr}")
-        if self.model == "five":
-            if self.surrogate_point is None:
-                object.__setattr__(self, "surrogate_point", "mean")
-            if self.surrogate_point not in SURROGATE_POINTS:
-                raise ConfigError(
-                    f"--surrogate-point must be one of {', '.join(SURROGATE_POINTS)}, got {self.surrogate_point!r}"
-                )
-        elif self.surrogate_point is not None:
-            raise ConfigError(
-                f"--surrogate-point is a FIVE estimator variant and applies only to five, not {self.model}"
-            )
+            return
+        self._set_default("log_sigma_lr", DEFAULT_LOG_SIGMA_LR)
+        if not 0 < self.log_sigma_lr < math.inf:
+            raise ConfigError(f"--log-sigma-lr must be a finite number > 0, got {self.log_sigma_lr}")
+
+    def _check_settings(self) -> None:
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         for name in ("epochs", "batch_size", "checkpoint_every", "eval_every", "patience"):
@@ -122,6 +136,19 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         return cls(**values)
+
+    @classmethod
+    def resolved(cls, stored: dict) -> dict:
+        """A stored configuration (train.json, a checkpoint) with its defaults resolved as a run's are (records
+        of older versions spell a missing budget None); as stored where it is not a whole valid one."""
+        try:
+            return cls.from_dict(stored).to_dict()
+        except (ConfigError, TypeError):
+            return stored
+
+    def matches(self, stored: dict) -> bool:
+        """Whether a stored configuration is this run's; a key more or less is another run."""
+        return set(stored) == set(self.to_dict()) and TrainConfig.resolved(stored) == self.to_dict()
 
     def same_up_to_seed(self, other: "TrainConfig") -> bool:
         """Whether the two runs differ in nothing but their seed (so they can be trained as one pack)."""

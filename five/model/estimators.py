@@ -15,10 +15,10 @@ Function = Callable[[torch.Tensor], torch.Tensor]
 
 
 # --- §1.3: the log-determinant surrogate ---------------------------------------------------------------------
-def hutchinson_probes(
+def probe_vectors(
     batch_size: int, latent_dim: int, probes: int, generator: torch.Generator, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """V = √d·Q per example, Q the orthonormal factor of a d×K standard Gaussian matrix, so E[v vᵀ] = I and
+    """The K = `probes` Hutchinson probe vectors V = √d·Q per example, Q the orthonormal factor of a d×K standard Gaussian matrix, so E[v vᵀ] = I and
     K = d gives the exact trace. Returned as (K, B, d): one stacked tangent per probe."""
     gaussian = torch.randn(batch_size, latent_dim, probes, generator=generator, device=device)
     return math.sqrt(latent_dim) * orthonormal_columns(gaussian.permute(2, 0, 1))
@@ -37,18 +37,19 @@ def orthonormal_columns(columns: torch.Tensor) -> torch.Tensor:
     return torch.stack(basis)
 
 
-def decoder_jvps(decode: Function, z: torch.Tensor, probes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """g(z), differentiable (the reconstruction), and SG(J_g(z)·v_k) for all K probes: one decoder pass
-    whose primal is computed once and reused (§1.3)."""
-    x_hat, tangents = vmap(lambda v: jvp(decode, (z,), (v,)), out_dims=(None, 0))(probes)
+def decoder_jvps(decode: Function, z: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """g(z), differentiable (the reconstruction), and SG(J_g(z)·v_k) for all K probe vectors v (K, B, d): one
+    decoder pass whose primal is computed once and reused (§1.3)."""
+    x_hat, tangents = vmap(lambda v_k: jvp(decode, (z,), (v_k,)), out_dims=(None, 0))(v)
     return x_hat, tangents.detach()
 
 
-def decoder_probe_tangents(decode: Function, z: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
-    """SG(J_g(z)·v_k) for all K probes at once (forward mode, K tangents batched by vmap); (K, B, *x_shape)."""
+def decoder_probe_tangents(decode: Function, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SG(J_g(z)·v_k) for all K probe vectors v at once (forward mode, K tangents batched by vmap);
+    (K, B, *x_shape)."""
     z = z.detach()
     with torch.no_grad():
-        return vmap(lambda v: jvp(decode, (z,), (v,))[1])(probes)
+        return vmap(lambda v_k: jvp(decode, (z,), (v_k,))[1])(v)
 
 
 def encoder_jvps(encode: Function, x: torch.Tensor, tangents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,13 +58,13 @@ def encoder_jvps(encode: Function, x: torch.Tensor, tangents: torch.Tensor) -> t
     return vmap(lambda t: jvp(encode, (x,), (t,)), out_dims=(None, 0))(tangents)
 
 
-def encoder_vjps(z: torch.Tensor, x: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
-    """v_kᵀ·J_f(x) for the K probes, (K, B, *x_shape), by reverse mode from an encoder output z = f(x) that
+def encoder_vjps(z: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """v_kᵀ·J_f(x) for the K probe vectors v (K, B, d), (K, B, *x_shape), by reverse mode from an encoder output z = f(x) that
     is already in the graph (`x` requires grad); kept differentiable (create_graph) so that the loss's
     backward differentiates it: spec §1.3's VJP form."""
-    if probes.shape[0] == 1:
-        return torch.autograd.grad(z, x, probes[0], create_graph=True)[0].unsqueeze(0)
-    return torch.autograd.grad(z, x, probes, create_graph=True, is_grads_batched=True)[0]
+    if v.shape[0] == 1:
+        return torch.autograd.grad(z, x, v[0], create_graph=True)[0].unsqueeze(0)
+    return torch.autograd.grad(z, x, v, create_graph=True, is_grads_batched=True)[0]
 
 
 def log_det_surrogate(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ from five.model.estimators import (
     GaussianPosterior,
     choose_encoder_product,
     encoder_jacobian,
-    hutchinson_probes,
     jacobian_covariance_scale_tril,
+    probe_vectors,
 )
 from five.model.nets import build_trunks
 
@@ -194,7 +194,7 @@ class FIVE(Model):
 
     name = "five"
     posterior_scales_with_sigma = True  # N(f(x), s·J_f J_fᵀ)
-    noise_batch_dims = (0, 1)  # u or ε (B, …), probes (K, B, d)
+    noise_batch_dims = (0, 1)  # u or ε (B, …), the probe vectors v (K, B, d)
     forced_encoder_product: str | None = None  # benchmarks time both; training lets the budget decide
 
     @property
@@ -207,22 +207,14 @@ class FIVE(Model):
     def facts(self) -> dict:
         return {"encoder_product": self.encoder_product}
 
-    def probes(self, x, generator):
-        return hutchinson_probes(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
-
     def draw_noise(self, x, generator):
-        return self._randn(x.shape, generator, x), self.probes(x, generator)
+        """u (FIVE's sampling noise) or ε (FIF's training noise), and the K probe vectors."""
+        v = probe_vectors(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
+        return self._randn(x.shape, generator, x), v
 
-    def objective(self, x, u, probes):
+    def objective(self, x, u, v):
         return objectives.five_loss(
-            x,
-            self.encode,
-            self.decode,
-            self.row_log_sigma(x),
-            u,
-            probes,
-            self.config.surrogate_point,
-            self.encoder_product,
+            x, self.encode, self.decode, self.row_log_sigma(x), u, v, self.config.surrogate_point, self.encoder_product
         )
 
     def posterior(self, x):
@@ -243,12 +235,9 @@ class FIF(FIVE):
         del self.log_sigma
         self.register_buffer("log_sigma", torch.tensor(-0.5 * math.log(2 * config.beta)))
 
-    def draw_noise(self, x, generator):
-        return self._randn(x.shape, generator, x), self.probes(x, generator)
-
-    def objective(self, x, noise, probes):
+    def objective(self, x, noise, v):
         x_noisy = x + objectives.FIF_TRAIN_NOISE * noise
-        return objectives.fif_loss(x_noisy, self.encode, self.decode, probes, self.config.beta, self.encoder_product)
+        return objectives.fif_loss(x_noisy, self.encode, self.decode, v, self.config.beta, self.encoder_product)
 
 
 MODEL_CLASSES = {cls.name: cls for cls in (VAE, FCVAE, FIF, FIVE)}

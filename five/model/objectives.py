@@ -95,16 +95,16 @@ def fcvae_loss(x, mu, log_diag, off_diag, decode: Function, log_sigma, eps) -> d
 
 # --- §1.3 FIF ------------------------------------------------------------------------------------------------
 def fif_loss(
-    x_noisy, encode: Function, decode: Function, probes, beta: float, encoder_product: str = "reverse"
+    x_noisy, encode: Function, decode: Function, v, beta: float, encoder_product: str = "reverse"
 ) -> dict[str, torch.Tensor]:
-    """β·‖x̃ − g(f(x̃))‖² + ½‖f(x̃)‖² − S(x̃); `x_noisy` is x̃ = x + 0.01·ε, `probes` V is (K, B, d).
+    """β·‖x̃ − g(f(x̃))‖² + ½‖f(x̃)‖² − S(x̃); `x_noisy` is x̃ = x + 0.01·ε, `v` the K probe vectors (K, B, d).
     The decoder JVP's primal g(f(x̃)) is the reconstruction (one decoder pass for both); `encoder_product`
     ("forward" or "reverse", estimators.choose_encoder_product) only changes how S is computed, not its value or gradient."""
     if encoder_product == "reverse":
         x_noisy = x_noisy.detach().requires_grad_()  # the VJP is w.r.t. the encoder's input
     z = encode(x_noisy)
-    x_hat, tangents = decoder_jvps(decode, z, probes)
-    surrogate = encoder_product_surrogate(encode, x_noisy, z, probes, tangents, encoder_product)
+    x_hat, tangents = decoder_jvps(decode, z, v)
+    surrogate = encoder_product_surrogate(encode, x_noisy, z, v, tangents, encoder_product)
     reconstruction = squared_error(x_noisy, x_hat)
     prior = 0.5 * (z**2).sum(-1)
     return {
@@ -115,13 +115,13 @@ def fif_loss(
     }
 
 
-def encoder_product_surrogate(encode: Function, x, z, probes, decoder_tangents, encoder_product: str):
+def encoder_product_surrogate(encode: Function, x, z, v, decoder_tangents, encoder_product: str):
     """S(x) from the decoder tangents w_k = SG(J_g v_k), with z = f(x) already computed: reverse mode
     differentiates z back to x; forward mode pushes the w_k through the encoder (recomputing f(x))."""
     if encoder_product == "reverse":
-        return log_det_surrogate(encoder_vjps(z, x, probes), decoder_tangents)
+        return log_det_surrogate(encoder_vjps(z, x, v), decoder_tangents)
     _, encoder_tangents = encoder_jvps(encode, x, decoder_tangents)
-    return log_det_surrogate(probes, encoder_tangents)
+    return log_det_surrogate(v, encoder_tangents)
 
 
 # --- §1.4 FIVE -----------------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def five_loss(
     decode: Function,
     log_sigma,
     u,
-    probes,
+    v,
     surrogate_point: str = "mean",
     encoder_product: str = "reverse",
 ) -> dict[str, torch.Tensor]:
@@ -140,28 +140,28 @@ def five_loss(
     with z = f(x) + σ·J_f(x)·u, u ~ N(0, I_D) (reparameterised), and S(x) of §1.3 at x, its decoder tangents
     taken at f(x) (`surrogate_point` "mean") or at z ("sample": the decoder pass at z then serves both)."""
     if encoder_product == "forward" and surrogate_point == "mean":
-        return five_loss_forward(x, encode, decode, log_sigma, u, probes)
+        return five_loss_forward(x, encode, decode, log_sigma, u, v)
     if encoder_product == "reverse":
         x = x.detach().requires_grad_()  # the VJP is w.r.t. the encoder's input
     mean, sampling_tangent = jvp(encode, (x,), (u,))
     z = mean + per_row(torch.exp(log_sigma)) * sampling_tangent
     if surrogate_point == "sample":
-        x_hat, tangents = decoder_jvps(decode, z, probes)
+        x_hat, tangents = decoder_jvps(decode, z, v)
     else:
-        tangents, x_hat = decoder_probe_tangents(decode, mean, probes), decode(z)
-    surrogate = encoder_product_surrogate(encode, x, mean, probes, tangents, encoder_product)
+        tangents, x_hat = decoder_probe_tangents(decode, mean, v), decode(z)
+    surrogate = encoder_product_surrogate(encode, x, mean, v, tangents, encoder_product)
     return five_terms(x, z, x_hat, surrogate, log_sigma)
 
 
-def five_loss_forward(x, encode: Function, decode: Function, log_sigma, u, probes) -> dict[str, torch.Tensor]:
+def five_loss_forward(x, encode: Function, decode: Function, log_sigma, u, v) -> dict[str, torch.Tensor]:
     """five_loss at the mean in forward mode: one encoder pass carries the sampling tangent u and the K probe
     tangents together (cheapest at large K), at the price of a first no-grad encoder pass that places them."""
     with torch.no_grad():
         mean_detached = encode(x)
-    tangents = decoder_probe_tangents(decode, mean_detached, probes)
+    tangents = decoder_probe_tangents(decode, mean_detached, v)
     mean, encoder_tangents = encoder_jvps(encode, x, torch.cat([u.unsqueeze(0), tangents]))
     z = mean + per_row(torch.exp(log_sigma)) * encoder_tangents[0]
-    surrogate = log_det_surrogate(probes, encoder_tangents[1:])
+    surrogate = log_det_surrogate(v, encoder_tangents[1:])
     return five_terms(x, z, decode(z), surrogate, log_sigma)
 
 

@@ -87,7 +87,7 @@ def check_record_matches(run_dir: Path, config: TrainConfig, checkpoint: Path) -
     record_path = run_dir / TRAIN_JSON
     if not record_path.exists():
         return
-    recorded = read_json(record_path).get("config", {})
+    recorded = TrainConfig.resolved(read_json(record_path).get("config", {}))
     differ = [
         f"{key} {recorded[key]!r} in {TRAIN_JSON}, {getattr(config, key)!r} in {checkpoint.name}"
         for key in IDENTITY
@@ -317,6 +317,45 @@ def split_metrics(passed: dict, dataset) -> dict:
     }
 
 
+def likelihood_metrics(
+    model: Model,
+    x_all: torch.Tensor,
+    dataset: Dataset,
+    sigma: str,
+    importance_samples: int,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> tuple[dict, dict]:
+    """The metrics of one pass over `x_all` at the model's `own` σ or one `fitted` on validation, with the σ
+    behind them; and the pass itself (likelihood_pass)."""
+    sigma_own = float(torch.exp(model.log_sigma.detach()))
+    sigma_policy = "fitted" if sigma == "fitted" else own_sigma_policy(model.name)
+    sigma_metrics = {}
+    if sigma == "fitted":
+        sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
+    passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
+    metrics = {
+        "status": "complete",
+        **split_metrics(passed, dataset),
+        "importance_samples": importance_samples,
+        "sigma": float(torch.exp(model.log_sigma.detach())),
+        "sigma_policy": sigma_policy,
+        "sigma_own": sigma_own,
+        **sigma_metrics,
+        "proposal": proposal_description(model, sigma_policy),
+    }
+    return metrics, passed
+
+
+def check_images_possible(dataset: Dataset) -> None:
+    """Fail before the long work where the data set's examples cannot be drawn as image grids."""
+    from five.run.images import as_images  # torchvision, only when images are asked for
+
+    as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)
+
+
 def evaluate_run(
     run_dir: Path,
     device: torch.device,
@@ -343,27 +382,14 @@ def evaluate_run(
         return diverged_metrics(record, sigma, importance_samples, split)
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
     if image_dir is not None:
-        from five.run.images import as_images, write_image_grids  # torchvision, only when asked for
-
-        as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)  # fail before the long work
+        check_images_possible(dataset)
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
-    sigma_policy, sigma_own = own_sigma_policy(model.name), float(torch.exp(model.log_sigma.detach()))
-    sigma_metrics = {}
-    if sigma == "fitted":
-        sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
-        sigma_policy = "fitted"
-    passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
-    metrics = {
-        "status": "complete",
-        **split_metrics(passed, dataset),
-        "importance_samples": importance_samples,
+    metrics, passed = likelihood_metrics(
+        model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log
+    )
+    metrics |= {
         "split": split,
-        "sigma": float(torch.exp(model.log_sigma.detach())),
-        "sigma_policy": sigma_policy,
-        "sigma_own": sigma_own,
-        **sigma_metrics,
-        "proposal": proposal_description(model, sigma_policy),
         "model_selection": model_selection,
         "checkpoint_epoch": state["epoch"],
         "selection_val_nll": state.get("val_nll"),
@@ -373,8 +399,9 @@ def evaluate_run(
         log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")
         metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator, cache_dir))
     if image_dir is not None:
-        paths = write_image_grids(model, x_all, Path(image_dir), generator)
-        metrics["image_grids"] = [str(path) for path in paths]
+        from five.run.images import write_image_grids
+
+        metrics["image_grids"] = [str(path) for path in write_image_grids(model, x_all, Path(image_dir), generator)]
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["config"] = config.to_dict()
     return metrics

@@ -14,7 +14,7 @@ device tensor (no host sync).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
@@ -22,9 +22,11 @@ from five.base.config import CUDA_GRAPH_MODES
 from five.base.errors import ConfigError
 from five.data.datasets import dequantize
 from five.model.models import Model
+from five.model.pack import member_batches
 
 WARMUP_PASSES = 2  # forward + backward passes before a capture (lazy cuBLAS/cuDNN set-up must not be captured)
 Step = Callable[[torch.Tensor], torch.Tensor]  # batch indices → each member's loss (members,)
+T = TypeVar("T")
 Batch = Callable[[torch.Tensor, list[torch.Generator]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
 
@@ -54,6 +56,14 @@ def solo_batch(model: Model, data: torch.Tensor, discrete_levels: int | None) ->
         return x, model.draw_noise(x, generators[0])
 
     return batch
+
+
+def model_batch(model: Model, data: torch.Tensor, discrete_levels: int | None, members: int) -> Batch:
+    """The batch of a (packed) model of `members` runs: solo_batch for one, else each member's examples and noise
+    from its own generator (five.model.pack.member_batches), indices (members, B)."""
+    if members == 1:
+        return solo_batch(model, data, discrete_levels)
+    return lambda indices, generators: member_batches(data, discrete_levels, indices, generators, model)
 
 
 def eager_step(model: Model, optimizer: torch.optim.Optimizer, batch: Batch, generators: list[torch.Generator]) -> Step:
@@ -157,6 +167,27 @@ def uses_cuda_graph(mode: str, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
+def failure_reason(error: Exception) -> str:
+    """An exception's first line, for a one-line log or error."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def graphed_or_eager(
+    run: Callable[[bool], T], mode: str, device: torch.device, log: Callable[[str], None]
+) -> tuple[T, bool]:
+    """`run(graphed)` as training steps under `mode`: with CUDA graphs where the mode and device say so, and
+    under `auto` again eagerly, with one log line, where that fails (`on` fails instead); and whether graphed."""
+    graphed = uses_cuda_graph(mode, device)
+    try:
+        return run(graphed), graphed
+    except Exception as error:  # noqa: BLE001 - any failed capture: `on` reports it, `auto` runs eagerly
+        if not graphed or mode == "on":
+            raise
+        log(f"the CUDA graph capture failed ({failure_reason(error)}); eager steps instead, as training runs them")
+        return run(False), False
+
+
 def choose_step(
     model: Model,
     optimizer: torch.optim.Optimizer,
@@ -177,7 +208,7 @@ def choose_step(
     try:
         step = GraphedStep(model, optimizer, batch, generators, index_shapes)
     except Exception as error:  # noqa: BLE001 - any failed capture: `on` reports it, `auto` runs eagerly
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = failure_reason(error)
         if mode == "on":
             raise ConfigError(f"--cuda-graph on: the training step could not be captured ({reason})") from error
         optimizer.zero_grad(set_to_none=True)

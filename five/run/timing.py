@@ -3,6 +3,7 @@ so that machine load affects all models alike) and by `five estimate` (seconds p
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -11,8 +12,8 @@ import torch
 from five.base.config import STEP_TIMING_ROUNDS, TrainConfig
 from five.data.datasets import Dataset
 from five.model.models import build_model
-from five.model.pack import member_batches, pack_models
-from five.run.steps import GraphedStep, eager_step, solo_batch
+from five.model.pack import pack_models
+from five.run.steps import GraphedStep, eager_step, model_batch
 from five.run.train import build_optimizer
 
 
@@ -25,7 +26,7 @@ def make_step(
     model_name: str,
     dataset: Dataset,
     latent_dim: int,
-    probes: int | None,
+    probes: int,
     device: torch.device,
     batch_size: int = 128,
     include_data: bool = True,
@@ -52,29 +53,12 @@ def make_step(
         surrogate_point=surrogate_point,
         architecture=architecture,
     )
-    members = []
-    for seed in range(pack):
-        torch.manual_seed(seed)
-        members.append(build_model(config, dataset).to(device))
-    model = members[0] if pack == 1 else pack_models(members)
-    if encoder_product:
-        model.forced_encoder_product = encoder_product
-    if objective is not None:
-        model.objective = lambda x, *noise: objective(model, x, *noise)
-    if compile_objective:
-        model.compile_objective()
+    model = timed_model(config, dataset, device, pack, encoder_product, objective, compile_objective)
     optimizer = build_optimizer(model, config, capturable=cuda_graph)
     data = dataset.split("train").to(device)
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in range(pack)]
-    batch = (
-        solo_batch(model, data, dataset.discrete_levels)
-        if pack == 1
-        else lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
-    )
     shape = (batch_size,) if pack == 1 else (pack, batch_size)
-    if not include_data:  # the same examples every step, fresh noise
-        fixed_x = batch(torch.arange(batch_size * pack, device=device).reshape(shape), generators)[0]
-        batch = lambda indices, gens: (fixed_x, model.draw_noise(fixed_x, gens[0]))  # noqa: E731
+    batch = batch_source(model, data, dataset.discrete_levels, generators, shape, include_data)
     run = (
         GraphedStep(model, optimizer, batch, generators, [shape])
         if cuda_graph
@@ -86,6 +70,35 @@ def make_step(
 
     step.model = model
     return step
+
+
+def timed_model(
+    config: TrainConfig, dataset: Dataset, device, pack: int, encoder_product, objective, compile_objective
+):
+    """The model of make_step: seeds 0 … pack − 1 (packed when more than one), its estimator or objective
+    replaced where asked."""
+    members = []
+    for seed in range(pack):
+        torch.manual_seed(seed)
+        members.append(build_model(config, dataset).to(device))
+    model = members[0] if pack == 1 else pack_models(members)
+    if encoder_product:
+        model.forced_encoder_product = encoder_product
+    if objective is not None:
+        model.objective = lambda x, *noise: objective(model, x, *noise)
+    if compile_objective:
+        model.compile_objective()
+    return model
+
+
+def batch_source(model, data: torch.Tensor, levels, generators, shape: tuple[int, ...], include_data: bool):
+    """make_step's `batch(indices, generators)`: the examples at `indices` dequantised and the model's noise,
+    as training draws them; without `include_data` the same examples every step, with fresh noise."""
+    batch = model_batch(model, data, levels, 1 if len(shape) == 1 else shape[0])
+    if include_data:
+        return batch
+    fixed_x = batch(torch.arange(math.prod(shape), device=data.device).reshape(shape), generators)[0]
+    return lambda indices, gens: (fixed_x, model.draw_noise(fixed_x, gens[0]))
 
 
 def time_steps(

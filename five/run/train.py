@@ -34,9 +34,9 @@ from five.base.files import (
 )
 from five.data.datasets import load_dataset
 from five.model.models import Model, build_model
-from five.model.pack import member_batches, member_optimizer_state, member_state, pack_models, packed_optimizer_state
+from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
 from five.run.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from five.run.steps import Step, check_cuda_graph_mode, choose_step, set_capturable, solo_batch, uses_cuda_graph
+from five.run.steps import Step, check_cuda_graph_mode, choose_step, model_batch, set_capturable, uses_cuda_graph
 from five.run.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
 
 
@@ -153,7 +153,7 @@ def _shorter_run_from_history(
     if record_path.exists() and not checkpoint_path.exists():
         record = read_json(record_path)
         if record.get("truncated_from") is not None:
-            if record["config"] == config.to_dict():
+            if config.matches(record["config"]):
                 log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
                 return record
             if restart_if_changed:
@@ -318,7 +318,7 @@ def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
     if not path.is_file():
         return None
     record = read_json(path)
-    if record.get("status") not in FINISHED or record.get("config") != run.config.to_dict():
+    if record.get("status") not in FINISHED or not run.config.matches(record.get("config") or {}):
         return None
     log(f"{run.out_dir} is finished ({record['status']}, {record.get('epochs_completed')} epochs); nothing to do")
     if record["status"] == "diverged":
@@ -417,14 +417,7 @@ def _train_pack(
     """Train `runs` (resumed after the same epoch) as one model until one of them stops or epoch `until`; the
     weights and Adam state are then copied out, to go on in another pack."""
     config, members = runs[0].config, len(runs)
-    model = runs[0].model if members == 1 else pack_models([run.model for run in runs])
-    optimizer = build_optimizer(model, config, capturable)
-    states = [run.optimizer_state for run in runs]
-    if states[0] is not None:
-        optimizer.load_state_dict(states[0] if members == 1 else packed_optimizer_state(states))
-    set_capturable(optimizer, capturable)
-    if compile_objective:
-        model.compile_objective()
+    model, optimizer = _packed_model_and_optimizer(runs, capturable, compile_objective)
     seeds = ", ".join(str(run.config.seed) for run in runs)
     log(
         f"training {config.model} on {config.dataset} (D={dataset.dim}, d={config.latent_dim}, "
@@ -432,11 +425,7 @@ def _train_pack(
         + (f", seeds {seeds} packed into one model" if members > 1 else "")
     )
     generators = [torch.Generator(device=device) for _ in runs]  # reseeded each epoch; a CUDA graph reads them
-    batch = (
-        solo_batch(model, data, dataset.discrete_levels)
-        if members == 1
-        else lambda indices, gens: member_batches(data, dataset.discrete_levels, indices, gens, model)
-    )
+    batch = model_batch(model, data, dataset.discrete_levels, members)
     shapes = [(size,) if members == 1 else (members, size) for size in batch_sizes(data.shape[0], config.batch_size)]
     step, graphed = choose_step(model, optimizer, batch, generators, shapes, cuda_graph, log)
     for run in runs:
@@ -454,6 +443,19 @@ def _train_pack(
             break
     for member, run in enumerate(runs):
         Member(model, optimizer, member).copy_out(run)
+
+
+def _packed_model_and_optimizer(runs: list[Run], capturable: bool, compile_objective: bool):
+    """The runs' models packed into one (a run alone: its own) and one optimiser holding their Adam states."""
+    model = runs[0].model if len(runs) == 1 else pack_models([run.model for run in runs])
+    optimizer = build_optimizer(model, runs[0].config, capturable)
+    states = [run.optimizer_state for run in runs]
+    if states[0] is not None:
+        optimizer.load_state_dict(states[0] if len(runs) == 1 else packed_optimizer_state(states))
+    set_capturable(optimizer, capturable)
+    if compile_objective:
+        model.compile_objective()
+    return model, optimizer
 
 
 @dataclass
@@ -517,22 +519,27 @@ def _end_epoch(
     log(line)
     if status != "running" or epoch % config.checkpoint_every == 0:
         member.copy_out(run)
-        save_checkpoint(
-            run.out_dir / CHECKPOINT_NAME,
-            {
-                "config": config.to_dict(),
-                "epoch": epoch,
-                "model": run.model.state_dict(),
-                "optimizer": run.optimizer_state,
-                "history": run.history,
-                "wall_time_s": run.wall_time,
-                "stalled": status == "stalled",
-                "cuda_graph": run.extra["cuda_graph"],
-            },
-        )
+        _save_checkpoint(run, epoch, status)
         record = run.record(status, device)
         if status != "running":  # a run that stops is always checkpointed here
             run.result = record
+
+
+def _save_checkpoint(run: Run, epoch: int, status: str) -> None:
+    """checkpoint.pt: everything a resumed run needs to go on as if never stopped."""
+    save_checkpoint(
+        run.out_dir / CHECKPOINT_NAME,
+        {
+            "config": run.config.to_dict(),
+            "epoch": epoch,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer_state,
+            "history": run.history,
+            "wall_time_s": run.wall_time,
+            "stalled": status == "stalled",
+            "cuda_graph": run.extra["cuda_graph"],
+        },
+    )
 
 
 def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch.Tensor) -> tuple[str, str]:

@@ -307,47 +307,43 @@ def kind_cell(
 ) -> dict:
     """The per-seed statistic of the claim's kind at `margin`, tested (verdict_row); `test_variance`: the test
     set's part of a paired difference's variance."""
-    kind, metric = claim["kind"], claim["metric"]
+    kind = claim["kind"]
+    diffs, low, high, claimed, rule = kind_statistic(claim, values, latent_dim, margin)
+    if kind in ("paired", "equivalent"):
+        return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], test_variance=test_variance)
+    if kind == "ratio_at_most":
+        return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"])
+    row = verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], counts=1)
+    if np.all(diffs == 0):  # below_latent_dim, every seed keeps all d: no collapse at all
+        row |= {"p_contradict": 0.0, "reason": "every seed keeps all d units"}
+    return row
+
+
+def kind_statistic(
+    claim: dict, values: pd.DataFrame, latent_dim: int, margin: float
+) -> tuple[np.ndarray, float, float, str, str]:
+    """A claim kind's per-seed values and what they must show: (values, low, high, claimed, rule), the claim
+    holding where they lie `claimed` ("below", "above", "inside") of the boundaries low and high."""
+    kind = claim["kind"]
     if kind == "paired":  # better by `margin`: model − against below −margin (or above +margin); else not
-        diffs = (values["left"] - values["right"]).to_numpy(float)
         lower = claim.get("better", "lower") == "lower"
         boundary = -margin if lower else margin
         rule = f"model − against {'<' if lower else '>'} {boundary:+g}"
-        return verdict_row(
-            diffs,
-            boundary,
-            boundary,
-            "below" if lower else "above",
-            rule,
-            settings,
-            metric,
-            test_variance=test_variance,
-        )
+        return paired_differences(values), boundary, boundary, "below" if lower else "above", rule
     if kind == "equivalent":
-        diffs = (values["left"] - values["right"]).to_numpy(float)
-        return verdict_row(
-            diffs,
-            -margin,
-            margin,
-            "inside",
-            f"model − against inside ±{margin:g}",
-            settings,
-            metric,
-            test_variance=test_variance,
-        )
+        return paired_differences(values), -margin, margin, "inside", f"model − against inside ±{margin:g}"
     if kind == "ratio_at_most":  # on the log scale, where a ratio's interval is symmetric
         factor = math.log(claim["factor"])
         diffs = np.log(values["left"].to_numpy(float) / values["right"].to_numpy(float))
-        return verdict_row(
-            diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}", settings, metric
-        )
+        return diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}"
     if kind == "below_latent_dim":
         diffs = values["left"].to_numpy(float) - latent_dim
-        row = verdict_row(diffs, -margin, -margin, "below", f"metric − d < {-margin:+g}", settings, metric, counts=1)
-        if np.all(diffs == 0):  # every seed keeps all d: no collapse at all
-            row |= {"p_contradict": 0.0, "reason": "every seed keeps all d units"}
-        return row
+        return diffs, -margin, -margin, "below", f"metric − d < {-margin:+g}"
     raise ValueError(f"unknown claim kind {kind!r}")
+
+
+def paired_differences(values: pd.DataFrame) -> np.ndarray:
+    return (values["left"] - values["right"]).to_numpy(float)
 
 
 def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[int], settings: dict) -> dict:

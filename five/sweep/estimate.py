@@ -28,7 +28,7 @@ from five.data import catalog
 from five.data.catalog import DATA_SHAPES
 from five.data.datasets import Dataset, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
-from five.run.steps import check_cuda_graph_mode, uses_cuda_graph
+from five.run.steps import check_cuda_graph_mode, graphed_or_eager, uses_cuda_graph
 from five.run.timing import make_step, time_steps
 from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
 from five.sweep.table import model_dir
@@ -82,7 +82,7 @@ def time_configuration(
             row["model"],
             dataset,
             int(row["latent_dim"]),
-            int(row["probes"]) or None,
+            int(row["probes"]),
             device,
             batch_size=int(row["batch_size"]),
             compile_objective=compiled,
@@ -177,13 +177,7 @@ def estimate_sweep(
     datasets = {name: dataset_for_timing(name, data_dir) for name in sweep["dataset"].unique()}
     sweep = with_defaults(sweep, {name: dataset for name, (dataset, _, _) in datasets.items()})
     distinct = sweep.drop_duplicates(TIMING_KEYS)
-    # Cost is linear in the budget K (one batched tangent per probe, benchmarks/README.md): only the smallest and
-    # largest K of each configuration are timed, the budgets between are interpolated.
-    others = [key for key in TIMING_KEYS if key != "probes"]
-    budgets = distinct.groupby(others, dropna=False)["probes"]
-    timed = distinct[
-        (distinct["probes"] == budgets.transform("min")) | (distinct["probes"] == budgets.transform("max"))
-    ]
+    timed = budget_ends(distinct)
     log(
         f"timing {len(timed)} of the {len(distinct)} distinct configurations of {len(sweep)} runs on {device} "
         "(budgets between the smallest and largest interpolated)"
@@ -205,13 +199,7 @@ def estimate_sweep(
         timing = timings[tuple(row[key] for key in TIMING_KEYS)]
         rows.append(
             {
-                "run_dir": row["run_dir"],
-                "dataset": row["dataset"],
-                "model": model_dir(row["model"], row["surrogate_point"] or None),
-                "latent_dim": row["latent_dim"],
-                "probes": row["probes"],
-                "seed": row["seed"],
-                "epochs": row["epochs"],
+                **run_identity(row),
                 **timing,
                 **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
                 "job_startup_s": startup,
@@ -221,6 +209,27 @@ def estimate_sweep(
             }
         )
     return pd.DataFrame(rows)
+
+
+def budget_ends(distinct: pd.DataFrame) -> pd.DataFrame:
+    """The configurations to time: cost is linear in the budget K (one batched tangent per probe,
+    benchmarks/README.md), so only the smallest and largest K of each are timed and the rest interpolated."""
+    others = [key for key in TIMING_KEYS if key != "probes"]
+    budgets = distinct.groupby(others, dropna=False)["probes"]
+    return distinct[(distinct["probes"] == budgets.transform("min")) | (distinct["probes"] == budgets.transform("max"))]
+
+
+def run_identity(row: dict) -> dict:
+    """Which run a row of the estimate is about."""
+    return {
+        "run_dir": row["run_dir"],
+        "dataset": row["dataset"],
+        "model": model_dir(row["model"], row["surrogate_point"] or None),
+        "latent_dim": row["latent_dim"],
+        "probes": row["probes"],
+        "seed": row["seed"],
+        "epochs": row["epochs"],
+    }
 
 
 def with_defaults(sweep: pd.DataFrame, datasets: dict) -> pd.DataFrame:
@@ -241,19 +250,14 @@ def time_configurations(timed, datasets, config, device, modes, graphed, pack, l
         dataset, _, _ = datasets[row["dataset"]]
         torch.set_num_threads(int(config["datasets"][row["dataset"]].get("threads", 1)))  # as the job will
         started = time.perf_counter()
-        try:
-            timing = time_configuration(
-                row, dataset, device, bool(config.get("compile")), cuda_graph=graphed[row["dataset"]], pack=pack
-            )
-        except Exception as error:  # noqa: BLE001 - a failed capture: `auto` jobs run eagerly, and are timed so
-            if not graphed[row["dataset"]] or modes[row["dataset"]] == "on":
-                raise
-            log(
-                f"{row['dataset']}: the CUDA graph capture failed ({str(error).strip().splitlines()[0]}); timed "
-                "eagerly, as its jobs will run"
-            )
-            graphed[row["dataset"]] = False
-            timing = time_configuration(row, dataset, device, bool(config.get("compile")), pack=pack)
+        timing, graphed[row["dataset"]] = graphed_or_eager(
+            lambda graph: time_configuration(
+                row, dataset, device, bool(config.get("compile")), cuda_graph=graph, pack=pack
+            ),
+            modes[row["dataset"]] if graphed[row["dataset"]] else "off",  # eager after a failed capture
+            device,
+            lambda line: log(f"{row['dataset']}: {line}"),
+        )
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(
             f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
@@ -270,6 +274,43 @@ def makespan_hours(seconds_per_job: list[float], devices: int) -> float:
     for job in sorted(seconds_per_job, reverse=True):
         loads[loads.index(min(loads))] += job
     return max(loads) / 3600
+
+
+def estimate_summary(estimate: pd.DataFrame, jobs: pd.DataFrame, devices: int, device_name: str) -> str:
+    """The sweep's device-hours (packed too, where timed) and its wall-clock on `devices` devices, in a line."""
+    total = jobs["train_h"].sum() + jobs["evaluate_h"].sum()
+    wall = makespan_hours(list(3600 * jobs["train_h"]) + list(3600 * jobs["evaluate_h"]), devices)
+    summary = (
+        f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
+        f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
+        f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}"
+    )
+    if "predicted_train_s_packed" in estimate:
+        packed_h = (
+            estimate["predicted_train_s_packed"] + estimate["job_startup_s"] / estimate["seed"].nunique()
+        ) / 3600
+        summary += (
+            f"; with each sweep point's seeds packed into one run (five.model.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
+            f"device-hours (training {packed_h.sum():,.2f} h)"
+        )
+    return summary
+
+
+def estimate_notes(estimate: pd.DataFrame, device_name: str) -> list[str]:
+    """How the estimate was made: threads, start-up, CUDA graphs, the epochs, stand-in data."""
+    graphed = sorted(set(estimate.loc[estimate["cuda_graph"], "dataset"])) if "cuda_graph" in estimate else []
+    notes = [
+        f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
+        f"Training steps timed as CUDA graphs (`cuda_graph`) for: {', '.join(graphed) or 'none'}.",
+        "Training is the cost at the configured epochs (patience can only make a run shorter).",
+    ]
+    stand_in = sorted(set(estimate.loc[~estimate["real_data"], "dataset"]))
+    if stand_in:
+        notes.append(
+            f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "
+            "sizes (the cost does not depend on the pixels)."
+        )
+    return notes
 
 
 def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str) -> str:
@@ -290,33 +331,8 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
         )
         .reset_index()
     )
-    total = jobs["train_h"].sum() + jobs["evaluate_h"].sum()
-    wall = makespan_hours(list(3600 * jobs["train_h"]) + list(3600 * jobs["evaluate_h"]), devices)
-    stand_in = sorted(set(estimate.loc[~estimate["real_data"], "dataset"]))
-    summary = (
-        f"{len(estimate)} runs on {device_name}: {total:,.2f} device-hours in all "
-        f"(training {jobs['train_h'].sum():,.2f} h, evaluation {jobs['evaluate_h'].sum():,.2f} h); "
-        f"about {wall:,.2f} h of wall-clock on {devices} device{'s' if devices > 1 else ''}"
-    )
-    if "predicted_train_s_packed" in estimate:
-        packed_h = (
-            estimate["predicted_train_s_packed"] + estimate["job_startup_s"] / estimate["seed"].nunique()
-        ) / 3600
-        summary += (
-            f"; with each sweep point's seeds packed into one run (five.model.pack): {packed_h.sum() + jobs['evaluate_h'].sum():,.2f} "
-            f"device-hours (training {packed_h.sum():,.2f} h)"
-        )
-    graphed = sorted(set(estimate.loc[estimate["cuda_graph"], "dataset"])) if "cuda_graph" in estimate else []
-    notes = [
-        f"Timed on {device_name} with each data set's job threads; per-job start-up {estimate['job_startup_s'].iloc[0]:.1f} s included.",
-        f"Training steps timed as CUDA graphs (`cuda_graph`) for: {', '.join(graphed) or 'none'}.",
-        "Training is the cost at the configured epochs (patience can only make a run shorter).",
-    ]
-    if stand_in:
-        notes.append(
-            f"{', '.join(stand_in)}: files absent, timed on random images of the same shape and split "
-            "sizes (the cost does not depend on the pixels)."
-        )
+    summary = estimate_summary(estimate, jobs, devices, device_name)
+    notes = estimate_notes(estimate, device_name)
     text = (
         "# What the sweep will cost\n\n"
         + summary

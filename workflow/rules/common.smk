@@ -216,7 +216,6 @@ def step_time_points(dataset):
     points = []
     for row in SWEEP[SWEEP["dataset"] == dataset].to_dict("records"):
         point = {key: None if pd.isna(row.get(key)) else row[key] for key in STEP_COST_KEYS}
-        point["probes"] = point["probes"] or None  # 0: a model without a budget
         if point not in points:
             points.append(point)
     return [
