@@ -119,11 +119,12 @@ def release_requeued(job):
 
 
 def current_job(run_dir, min_epochs):
+    """(Slurm job id, epochs completed) of the job training `run_dir` once it has trained `min_epochs`."""
     try:
         record = json.loads((run_dir / "train.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return record["slurm_job_id"] if record["epochs_completed"] >= min_epochs else None
+    return (record["slurm_job_id"], record["epochs_completed"]) if record["epochs_completed"] >= min_epochs else None
 
 
 def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
@@ -149,11 +150,13 @@ def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     interrupted = {}
     while len(interrupted) < 2 and time.monotonic() < deadline and process.poll() is None:
         for seed, action in ((0, "requeue"), (1, "cancel")):
-            job = current_job(runs[seed], min_epochs=20)
-            if seed not in interrupted and job:
+            running = current_job(runs[seed], min_epochs=20)
+            if seed not in interrupted and running:
+                job = running[0]
                 command = ["scontrol", "requeue", job] if action == "requeue" else ["scancel", job]
+                # read before: Snakemake may remove a cancelled job's train.json at once
+                interrupted[seed] = running
                 subprocess.run(command, check=True, timeout=60)
-                interrupted[seed] = (job, json.loads((runs[seed] / "train.json").read_text())["epochs_completed"])
                 if action == "requeue":
                     release_requeued(job)
         time.sleep(0.1)

@@ -208,9 +208,10 @@ class FIVE(Model):
         return {"encoder_product": self.encoder_product}
 
     def draw_noise(self, x, generator):
-        """u (FIVE's sampling noise) or ε (FIF's training noise), and the K probe vectors."""
-        v = probe_vectors(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
-        return self._randn(x.shape, generator, x), v
+        """u (FIVE's sampling noise) or ε (FIF's training noise), then the K probe vectors: drawn in this order
+        from the run's generator (a resumed run and a packed member draw the same numbers)."""
+        noise = self._randn(x.shape, generator, x)
+        return noise, probe_vectors(x.shape[0], self.latent_dim, self.config.probes, generator, x.device)
 
     def objective(self, x, u, v):
         return objectives.five_loss(
