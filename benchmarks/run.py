@@ -499,7 +499,7 @@ def _train_like_a_job(row: dict) -> float:
         model=row["model"],
         dataset=row["dataset"],
         latent_dim=row["latent_dim"],
-        probes=row["probes"] or None,
+        probes=row["probes"],
         seed=row["seed"],
         **settings,
     )

@@ -18,8 +18,9 @@ Function = Callable[[torch.Tensor], torch.Tensor]
 def probe_vectors(
     batch_size: int, latent_dim: int, probes: int, generator: torch.Generator, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """The K = `probes` Hutchinson probe vectors V = √d·Q per example, Q the orthonormal factor of a d×K standard Gaussian matrix, so E[v vᵀ] = I and
-    K = d gives the exact trace. Returned as (K, B, d): one stacked tangent per probe."""
+    """The K = `probes` Hutchinson probe vectors V = √d·Q per example, Q the orthonormal factor of a d×K
+    standard Gaussian matrix, so E[v vᵀ] = I and K = d gives the exact trace. Returned as (K, B, d): one stacked
+    tangent per probe."""
     gaussian = torch.randn(batch_size, latent_dim, probes, generator=generator, device=device)
     return math.sqrt(latent_dim) * orthonormal_columns(gaussian.permute(2, 0, 1))
 
@@ -59,9 +60,9 @@ def encoder_jvps(encode: Function, x: torch.Tensor, tangents: torch.Tensor) -> t
 
 
 def encoder_vjps(z: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """v_kᵀ·J_f(x) for the K probe vectors v (K, B, d), (K, B, *x_shape), by reverse mode from an encoder output z = f(x) that
-    is already in the graph (`x` requires grad); kept differentiable (create_graph) so that the loss's
-    backward differentiates it: spec §1.3's VJP form."""
+    """v_kᵀ·J_f(x) for the K probe vectors v (K, B, d), (K, B, *x_shape), by reverse mode from an encoder
+    output z = f(x) that is already in the graph (`x` requires grad); kept differentiable (create_graph) so that
+    the loss's backward differentiates it: spec §1.3's VJP form."""
     if v.shape[0] == 1:
         return torch.autograd.grad(z, x, v[0], create_graph=True)[0].unsqueeze(0)
     return torch.autograd.grad(z, x, v, create_graph=True, is_grads_batched=True)[0]
