@@ -21,6 +21,22 @@ def test_digits_are_17_level_integers_split_1257_180_360():
     assert torch.equal(load_dataset("digits").split("test"), digits.split("test"))
 
 
+def test_digits_read_from_scikit_learns_file_are_its_loaders_images_with_or_without_the_file(monkeypatch):
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    import five.data.datasets as datasets
+
+    images = torch.from_numpy(sklearn_digits().data.astype(np.uint8))
+    fast = load_dataset("digits")
+    assert torch.equal(
+        torch.cat([fast.split(name) for name in ("train", "validation", "test")]).sort(0)[0], images.sort(0)[0]
+    )  # the same 1797 images, each once
+    monkeypatch.setattr(datasets, "digits_file", lambda: Path("/nonexistent/digits.csv.gz"))
+    slow = load_dataset("digits")
+    for name in ("train", "validation", "test"):
+        assert torch.equal(slow.split(name), fast.split(name)), name
+
+
 def test_dequantisation_stays_in_its_bin_and_is_fresh_per_draw():
     levels = torch.randint(0, 17, (500, 64), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(0)
