@@ -72,35 +72,6 @@ def test_interrupted_then_resumed_training_equals_uninterrupted(model, tmp_path)
     assert [h["loss"] for h in straight["history"]] == [h["loss"] for h in resumed["history"]]
 
 
-def test_a_checkpoint_of_the_unfused_adam_resumes_fused_to_the_uninterrupted_weights(tmp_path):
-    """Before Adam was fused on every device, a CPU checkpoint held an unfused Adam (its flag off, step counts
-    on the CPU in the default dtype): such a run resumes with the fused update, to the weights the run would
-    have reached without the break, up to the two kernels' float32 round-off."""
-    config = small_config("five", epochs=4)
-    train(config, tmp_path / "straight", CPU, log=quiet)
-
-    def interrupt_in_epoch_three(line):
-        if line.startswith("epoch     3/"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "resumed", CPU, log=interrupt_in_epoch_three)
-    path = tmp_path / "resumed" / "checkpoint.pt"
-    state = torch.load(path, weights_only=True)
-    for group in state["optimizer"]["param_groups"]:
-        group["fused"] = False
-    for entry in state["optimizer"]["state"].values():
-        entry["step"] = entry["step"].double()
-    torch.save(state, path)
-    train(config, tmp_path / "resumed", CPU, log=quiet)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    resumed = torch.load(path, weights_only=True)
-    assert all(group["fused"] for group in resumed["optimizer"]["param_groups"])
-    assert all(entry["step"].dtype == torch.float32 for entry in resumed["optimizer"]["state"].values())
-    for name, tensor in straight["model"].items():
-        torch.testing.assert_close(resumed["model"][name], tensor, rtol=1e-5, atol=1e-5, msg=name)
-
-
 def test_training_is_deterministic_given_the_seed_and_differs_across_seeds(tmp_path):
     def final_weights(seed, folder):
         train(small_config("fif", epochs=1, seed=seed), tmp_path / folder, CPU, log=quiet)

@@ -140,14 +140,15 @@ def initialise_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
-    """Make a (loaded) Adam fused, as build_optimizer does, and capturable or not: a checkpoint carries the flags
-    of the run that wrote it. Fused Adam keeps its step counts on the parameters' device, in float32."""
+    """Make a (loaded) Adam capturable and fused, as build_optimizer does, or neither: a checkpoint carries the
+    flags of the run that wrote it, and such an Adam keeps its step counts on the parameters' device."""
     for group in optimizer.param_groups:
-        group["capturable"], group["fused"] = capturable, True
+        group["capturable"] = group["fused"] = capturable
         for p in group["params"]:
             state = optimizer.state.get(p, {})
             if "step" in state:
-                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+                device, dtype = (p.device, torch.float32) if capturable else (torch.device("cpu"), state["step"].dtype)
+                state["step"] = state["step"].to(device=device, dtype=dtype)  # fused Adam counts in float32
 
 
 def check_cuda_graph_mode(mode: str, device: torch.device) -> None:
