@@ -35,6 +35,9 @@ def test_digits_read_from_scikit_learns_file_are_its_loaders_images_with_or_with
     slow = load_dataset("digits")
     for name in ("train", "validation", "test"):
         assert torch.equal(slow.split(name), fast.split(name)), name
+    monkeypatch.setattr(datasets, "digits_file", lambda: None)  # scikit-learn not installed
+    with pytest.raises(DataError, match="scikit-learn, which is not installed"):
+        load_dataset("digits")
 
 
 def test_dequantisation_stays_in_its_bin_and_is_fresh_per_draw():

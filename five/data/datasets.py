@@ -66,10 +66,12 @@ def _shuffled_split(array: np.ndarray, sizes: dict[str, int]) -> dict[str, torch
     return {"train": torch.from_numpy(array[order[start:]]), **splits}
 
 
-def digits_file() -> Path:
+def digits_file() -> Path | None:
     """The CSV of scikit-learn's digits, located without importing scikit-learn (1.5 s of every job's start-up,
-    which its loader would cost): its last column is the label."""
+    which its loader would cost): its last column is the label. None where scikit-learn is not installed."""
     package = importlib.util.find_spec("sklearn")
+    if package is None:
+        return None
     return Path(package.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
 
@@ -79,6 +81,8 @@ def load_digits() -> Dataset:
     A fixed shuffle (seed 0) puts 360 images in `test`, 180 in `validation` and the other 1257 in `train`.
     """
     path = digits_file()
+    if path is None:
+        raise DataError("the digits data set ships with scikit-learn, which is not installed: pip install scikit-learn")
     if path.is_file():
         levels = np.loadtxt(path, delimiter=",", dtype=np.uint8)[:, :-1]  # (1797, 64), values 0..16
     else:  # a scikit-learn that keeps the file elsewhere: its loader reads the same images, slower
