@@ -30,7 +30,7 @@ def test_digits_read_from_scikit_learns_file_are_its_loaders_images_with_or_with
     fast = load_dataset("digits")
     assert torch.equal(
         torch.cat([fast.split(name) for name in ("train", "validation", "test")]).sort(0)[0], images.sort(0)[0]
-    )  # the same 1797 images, each once
+    )  # each pixel takes the loader's 1797 values (columns sorted; the exact rows: the fallback's splits below)
     monkeypatch.setattr(datasets, "digits_file", lambda: Path("/nonexistent/digits.csv.gz"))
     slow = load_dataset("digits")
     for name in ("train", "validation", "test"):
