@@ -443,31 +443,14 @@ def packed_run_times(report: Report, device: torch.device) -> None:
     print("\n5b. packed runs: 3 seeds in one process vs 3 solo processes (wall time incl. start-up, 1 thread)")
     import yaml
 
-    from five.sweep.table import train_arguments
+    from five.sweep.table import training_settings
 
     quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
     for dataset, model, probes in (("digits", "vae", 0), ("digits", "five", 1), ("manifold", "five", 1)):
         settings = quick["datasets"][dataset]
-        row = {
-            "model": model,
-            "dataset": dataset,
-            "latent_dim": 4,
-            "probes": probes,
-            "seed": 0,
-            "surrogate_point": "mean" if model == "five" else None,
-            **{key: settings.get(key) for key in ("epochs", "lr", "hidden_width", "checkpoint_every")},
-        }
-        base = [
-            sys.executable,
-            "-m",
-            "five.cli",
-            "train",
-            *train_arguments(row, seeds=[]),
-            "--threads",
-            "1",
-            "--device",
-            str(device.type),
-        ]
+        point = "mean" if model == "five" else None
+        training = training_settings(dataset, settings, model, quick["models"][model], 4, probes, point)
+        base = [sys.executable, "-m", "five.cli", "train", "--threads", "1", "--device", str(device.type)]
 
         def wall(seeds: list[int], work: Path) -> float:
             started = time.perf_counter()
@@ -480,6 +463,8 @@ def packed_run_times(report: Report, device: torch.device) -> None:
             return time.perf_counter() - started
 
         with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "training.json").write_text(json.dumps(training))
+            base += ["--settings", str(Path(folder) / "training.json")]
             solo = sum(wall([seed], Path(folder) / "solo") for seed in (0, 1, 2))
             packed = wall([0, 1, 2], Path(folder) / "packed")
         label = f"{dataset} {model}{f' K={probes}' if probes else ''} d=4, {settings['epochs']} epochs"
@@ -494,15 +479,7 @@ def _train_like_a_job(row: dict) -> float:
     from five.run.train import train
 
     torch.set_num_threads(1)
-    settings = {key: row[key] for key in ("epochs", "lr", "hidden_width", "checkpoint_every")}
-    config = TrainConfig(
-        model=row["model"],
-        dataset=row["dataset"],
-        latent_dim=row["latent_dim"],
-        probes=row["probes"],
-        seed=row["seed"],
-        **settings,
-    )
+    config = TrainConfig(**json.loads(row["training_json"]), seed=row["seed"])
     return train(config, Path(row["run_dir"]), torch.device("cpu"), log=lambda line: None)["wall_time_s"]
 
 

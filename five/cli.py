@@ -65,15 +65,21 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def add_train_command(commands) -> None:
     """`five train`: one run, or a sweep point's seeds packed"""
     train = commands.add_parser("train", help="train (or resume) one run")
-    train.add_argument("--model", required=True, help="vae, fcvae, fif or five")
-    train.add_argument("--dataset", required=True, help="digits, manifold, mnist, cifar10 or npz:PATH")
-    train.add_argument("--latent-dim", type=int, required=True, help="d")
+    train.add_argument(
+        "--settings",
+        type=Path,
+        help="a JSON file of the run's settings, the options below by their field names (latent_dim, …), in place "
+        "of them: the workflow writes one per sweep point (training.json)",
+    )
+    train.add_argument("--model", help="vae, fcvae, fif or five")
+    train.add_argument("--dataset", help="digits, manifold, mnist, cifar10 or npz:PATH")
+    train.add_argument("--latent-dim", type=int, help="d")
     train.add_argument(
         "--probes", type=int, help=f"Hutchinson budget K, 1 <= K <= d (fif, five; default {DEFAULT_PROBES})"
     )
-    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    train.add_argument("--lr", type=float, default=DEFAULT_LR)
+    train.add_argument("--epochs", type=int, help=f"default {DEFAULT_EPOCHS}")
+    train.add_argument("--batch-size", type=int, help=f"default {DEFAULT_BATCH_SIZE}")
+    train.add_argument("--lr", type=float, help=f"Adam learning rate (default {DEFAULT_LR:g})")
     train.add_argument(
         "--log-sigma-lr",
         type=float,
@@ -84,19 +90,19 @@ def add_train_command(commands) -> None:
         "--surrogate-point",
         help="five only: where the decoder tangents J_g·v are taken, mean (default) or sample (method.md §1.4)",
     )
+    train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
+    train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
+    train.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default: every epoch)")
+    train.add_argument("--eval-every", type=int, help="epochs between validation evaluations (default: epochs/20)")
+    train.add_argument(
+        "--patience", type=int, help="stop when this many validation evaluations bring no better NLL (default: off)"
+    )
     train.add_argument(
         "--seed",
         type=int,
         nargs="+",
         default=[0],
         help="seed(s); several train as one packed model, each exactly as alone (one --out each)",
-    )
-    train.add_argument("--architecture", help="mlp or conv (default: the data set's)")
-    train.add_argument("--hidden-width", type=int, help="trunk width (default: the data set's)")
-    train.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
-    train.add_argument("--eval-every", type=int, help="epochs between validation evaluations (default: epochs/20)")
-    train.add_argument(
-        "--patience", type=int, help="stop when this many validation evaluations bring no better NLL (default: off)"
     )
     add_train_job_options(train)
 

@@ -4,6 +4,7 @@ claim, its MLflow runs, the checks of its paths before any compute, and the line
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import sys
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 from five.base.config import STEP_COST_KEYS, TrainConfig
-from five.base.errors import FiveError
+from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -105,10 +106,39 @@ def run_train(args) -> None:
     report_runs(runs, trackers, args.record_divergence)
 
 
+SETTING_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig) if field.name != "seed")
+
+
 def train_configs(args) -> list[TrainConfig]:
-    """One configuration per --seed, each field from the option of its name (--latent-dim → latent_dim)."""
-    fields = [field.name for field in dataclasses.fields(TrainConfig) if field.name != "seed"]
-    return [TrainConfig(**{name: getattr(args, name) for name in fields}, seed=seed) for seed in args.seed]
+    """One configuration per --seed: the settings of --settings, else each of the option of its name
+    (--latent-dim → latent_dim); TrainConfig fills in what is not given."""
+    settings = {name: getattr(args, name) for name in SETTING_FIELDS if getattr(args, name) is not None}
+    if args.settings is not None:
+        if settings:
+            option = "--" + next(iter(settings)).replace("_", "-")
+            raise ConfigError(f"--settings gives every setting of the run; {option} may not be given with it")
+        settings = read_settings(args.settings)
+    elif not {"model", "dataset", "latent_dim"} <= settings.keys():
+        raise ConfigError("`five train` needs --settings FILE, or --model, --dataset and --latent-dim")
+    return [TrainConfig(**settings, seed=seed) for seed in args.seed]
+
+
+def read_settings(path: Path) -> dict:
+    """A run's settings from a JSON file (a sweep point's training.json): an object of TrainConfig fields."""
+    if not path.is_file():
+        raise ConfigError(f"--settings {path}: no such file")
+    try:
+        settings = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--settings {path} is not valid JSON ({error})") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--settings {path}: a JSON object of settings was expected")
+    unknown = sorted(set(settings) - set(SETTING_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"--settings {path}: not settings of a run: {', '.join(map(repr, unknown))} (seeds are given by --seed)"
+        )
+    return settings
 
 
 def report_runs(runs, trackers: dict, record_divergence: bool) -> None:

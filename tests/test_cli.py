@@ -102,6 +102,59 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, args, cause):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_a_settings_file_gives_the_runs_its_options_give(tmp_path):
+    """The workflow's `five train --settings training.json` and a user's options build the same runs."""
+    from five.cli import build_parser
+    from five.jobs import train_configs
+
+    settings = {"model": "fif", "dataset": "digits", "latent_dim": 4, "probes": 2, "beta": 4, "epochs": 3}
+    (tmp_path / "training.json").write_text(json.dumps(settings))
+    tail = ["--seed", "0", "1", "--out", "a", "b"]
+    from_file = train_configs(
+        build_parser().parse_args(["train", "--settings", str(tmp_path / "training.json"), *tail])
+    )
+    options = [
+        "--model",
+        "fif",
+        "--dataset",
+        "digits",
+        "--latent-dim",
+        "4",
+        "--probes",
+        "2",
+        "--beta",
+        "4",
+        "--epochs",
+        "3",
+    ]
+    from_options = train_configs(build_parser().parse_args(["train", *options, *tail]))
+    assert from_file == from_options and [config.seed for config in from_file] == [0, 1]
+    assert from_file[0].beta == 4.0 and isinstance(from_file[0].beta, float)  # as the option parser makes it
+
+
+@pytest.mark.parametrize(
+    "content, extra, cause",
+    [
+        (None, [], "no such file"),
+        ("{not json", [], "is not valid JSON"),
+        ("[1, 2]", [], "a JSON object of settings was expected"),
+        ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "seed": 3}', [], "not settings of a run: 'seed'"),
+        ('{"model": "vae", "dataset": "digits", "latent_dim": "4"}', [], "the setting latent_dim must be int"),
+        ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "lr": NaN}', [], "--lr must be a finite number"),
+        ('{"model": "vae", "dataset": "digits", "latent_dim": 4}', ["--epochs", "3"], "--epochs may not be given"),
+    ],
+)
+def test_a_bad_settings_file_is_one_clear_line(tmp_path, content, extra, cause):
+    settings = tmp_path / "training.json"
+    if content is not None:
+        settings.write_text(content)
+    result = five("train", "--settings", settings, *extra, "--device", "cpu", "--out", tmp_path / "run")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("five: error:") and cause in lines[0], result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_evaluating_a_missing_run_is_one_clear_line(tmp_path):
     result = five("evaluate", "--run", tmp_path / "nothing", "--out", tmp_path / "eval.json")
     assert result.returncode == 2 and "is not a run folder (train it first" in result.stderr
@@ -212,6 +265,7 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
         ("[]", "--points must be a non-empty JSON list"),
         ('[{"model": "vae", "latent_dim": 2, "lr": 1}]', "unknown key(s) lr"),
         ('[{"model": "gan", "latent_dim": 2}]', "unknown model 'gan'"),
+        ('[{"model": "vae", "latent_dim": "2"}]', "the setting latent_dim must be int, got '2'"),
     ],
 )
 def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):

@@ -118,6 +118,7 @@ def test_an_edit_run_from_another_python_plans_and_trains_exactly_the_new_runs(a
     wider["datasets"]["digits"]["latent_dims"] = [2, 3]
     expected = {
         "point_settings": 1,
+        "point_training": 1,
         "train": 1,
         "evaluate": 1,
         "aggregate": 1,

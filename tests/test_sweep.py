@@ -8,9 +8,10 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from five.base.config import TrainConfig
 from five.base.errors import ConfigError
 from five.sweep.aggregate import attach_references, collect_runs, summarise, write_tables
-from five.sweep.table import check_config, sweep_table, train_arguments
+from five.sweep.table import check_config, sweep_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -66,13 +67,35 @@ def test_a_budget_above_a_latent_dim_is_an_error_naming_both():
         sweep_table(config)
 
 
-def test_train_arguments_carry_every_setting_of_the_row():
-    row = sweep_table(load("quick.yaml")).query("model == 'five' and probes == 2").iloc[0].to_dict()
-    arguments = " ".join(train_arguments(row))
-    for part in ("--model five", "--probes 2", "--latent-dim", "--epochs", "--lr 0.002", "--hidden-width"):
-        assert part in arguments
-    vae = sweep_table(load("quick.yaml")).query("model == 'vae'").iloc[0].to_dict()
-    assert "--probes" not in train_arguments(vae) and "--beta" not in train_arguments(vae)
+def test_a_rows_training_settings_are_its_runs_config_but_the_seed():
+    config = load("quick.yaml")
+    config["datasets"]["digits"]["log_sigma_lr"] = 0.05
+    config["models"]["fif"]["beta"] = 4
+    table = sweep_table(config).set_index("run_dir")
+    five = table.loc["results/five-quick/digits/five/d4/k2/s1"]
+    assert json.loads(five["training_json"]) == {
+        "model": "five",
+        "dataset": "digits",
+        "latent_dim": 4,
+        "probes": 2,
+        "surrogate_point": "mean",
+        "epochs": 30,
+        "batch_size": 128,  # the schema's default, filled in by the validation
+        "lr": 0.002,
+        "log_sigma_lr": 0.05,
+        "hidden_width": 128,
+        "checkpoint_every": 10,
+    }
+    assert TrainConfig(**json.loads(five["training_json"]), seed=1) == TrainConfig(
+        model="five", dataset="digits", latent_dim=4, probes=2, epochs=30, lr=0.002, log_sigma_lr=0.05,
+        hidden_width=128, checkpoint_every=10, seed=1,
+    )  # fmt: skip
+    vae = json.loads(table.loc["results/five-quick/digits/vae/d2/k0/s0", "training_json"])
+    assert vae["probes"] == 0 and "beta" not in vae and "surrogate_point" not in vae
+    fif = json.loads(table.loc["results/five-quick/digits/fif/d2/k1/s0", "training_json"])
+    assert fif["beta"] == 4 and "log_sigma_lr" not in fif  # FIF's σ is fixed by β: the data set's rate is not its
+    point = table.index.str.contains("digits/five/d4/k2")
+    assert set(table.loc[point, "training_json"]) == {five["training_json"]}  # every seed of a point: one training.json
 
 
 def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="complete"):
@@ -177,11 +200,10 @@ def test_surrogate_points_are_a_five_axis_with_their_own_folders_and_arguments()
         "results/digits/five-sample/d4/k2/s0",
     }
     sample = five[five["run_dir"] == "results/digits/five-sample/d4/k1/s0"].iloc[0].to_dict()
-    arguments = train_arguments(sample)
-    assert arguments[arguments.index("--surrogate-point") + 1] == "sample"
+    assert json.loads(sample["training_json"])["surrogate_point"] == "sample"
     vae = table[table["model"] == "vae"].iloc[0].to_dict()
-    assert "--surrogate-point" not in train_arguments(vae) and vae["run_dir"] == "results/digits/vae/d4/k0/s0"
-    assert "--surrogate-point" not in train_arguments(five.iloc[0].to_dict())  # mean: the default, not passed
+    assert "surrogate_point" not in json.loads(vae["training_json"]) and vae["run_dir"] == "results/digits/vae/d4/k0/s0"
+    assert json.loads(five.iloc[0]["training_json"])["surrogate_point"] == "mean"
 
 
 def test_the_schemas_defaults_are_the_codes():

@@ -180,7 +180,7 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
     assert planned_jobs(snakemake(finished, longer, "-n")) == {
-        "point_settings": 2,
+        "point_training": 2,  # the points' training.json: their train jobs read it, their evaluations depend on it
         "train": 2,
         "evaluate": 2,
         "aggregate": 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 
 from five.base.errors import ConfigError
@@ -60,6 +61,7 @@ class TrainConfig:
     surrogate_point: str | None = None  # five only: "mean" (default) or "sample", spec §1.4
 
     def __post_init__(self):
+        self._check_types()
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r} (choose from {', '.join(MODELS)})")
         if self.latent_dim < 1:
@@ -77,6 +79,19 @@ class TrainConfig:
                 f"--surrogate-point is a FIVE estimator variant and applies only to five, not {self.model}"
             )
         self._check_settings()
+
+    def _check_types(self) -> None:
+        """Each value of its field's type (a settings file or `--points` JSON is not typed by an option parser);
+        a whole number where a float is expected becomes that float, as the option parser makes it."""
+        for name, expected in typing.get_type_hints(TrainConfig).items():
+            value = getattr(self, name)
+            if type(value) is int and float in (expected, *typing.get_args(expected)):
+                object.__setattr__(self, name, float(value))
+            elif isinstance(value, bool) or not isinstance(value, expected):
+                wanted = " or ".join(
+                    "null" if kind is type(None) else kind.__name__ for kind in typing.get_args(expected) or (expected,)
+                )
+                raise ConfigError(f"the setting {name} must be {wanted}, got {value!r}")
 
     def _set_default(self, name: str, value) -> None:
         if getattr(self, name) is None:

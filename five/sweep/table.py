@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES
+from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES
 from five.base.errors import ConfigError
 from five.data.catalog import DATA_SHAPES
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS
@@ -60,8 +60,7 @@ def model_dir(model: str, surrogate_point: str | None) -> str:
     return model if variant in (None, "mean") else f"{model}-{variant}"
 
 
-# The example shape of each named data set (tests check them against the loaders), so that the dry run can
-# reject what would fail every job: a conv trunk on flat data, or d > D for fif/five.
+# A data set's settings that are TrainConfig fields of the same name (training_settings passes them on as they are)
 TRAIN_SETTINGS = (
     "epochs",
     "batch_size",
@@ -297,15 +296,41 @@ def describe_side(side: dict) -> str:
     return f"{side['model']} at K={side['probes']}" if "probes" in side else side["model"]
 
 
+def training_settings(
+    dataset: str,
+    dataset_settings: dict,
+    model: str,
+    model_settings: dict,
+    latent_dim: int,
+    probes: int,
+    surrogate_point: str | None,
+) -> dict:
+    """What a sweep point sets of its runs' TrainConfig, every field but the seed, as the config spells it:
+    the point's training.json, which its train job reads (`five train --settings`)."""
+    settings = {
+        "model": model,
+        "dataset": dataset,
+        "latent_dim": latent_dim,
+        "probes": probes,
+        "surrogate_point": surrogate_point,
+        "beta": model_settings.get("beta"),
+        **{key: dataset_settings.get(key) for key in TRAIN_SETTINGS},
+    }
+    if model in MODELS_WITH_FIXED_SIGMA:  # a data set's log_sigma_lr is for the models that learn σ
+        del settings["log_sigma_lr"]
+    return {key: value for key, value in settings.items() if value is not None}
+
+
 def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
     """One row per run: dataset, model, latent_dim, probes, surrogate_point, seed, beta, training settings,
-    run_dir."""
+    importance_samples, run_dir, and `training_json`: the point's training settings (training_settings) as the
+    text of its training.json (a string column: Snakemake hashes the table, a parameter of the aggregation)."""
     results = results or experiment_dir(config)
     rows = []
     for dataset, settings in config["datasets"].items():
         for model, model_settings in config["models"].items():
             model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
-            budgets = model_settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [0]
+            budgets = model_settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [NO_PROBES]
             points = model_settings.get("surrogate_points", ["mean"]) if model == "five" else [None]
             for latent_dim, probes, point, seed in itertools.product(
                 settings["latent_dims"], budgets, points, config["seeds"]
@@ -315,6 +340,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
                         f"models.{model}.probes has K={probes} > latent dim {latent_dim} of "
                         f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)"
                     )
+                training = training_settings(dataset, settings, model, model_settings, latent_dim, probes, point)
                 row = {
                     "dataset": dataset,
                     "model": model,
@@ -325,6 +351,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
                     "beta": model_settings.get("beta"),
                     **{key: settings.get(key) for key in TRAIN_SETTINGS},
                     "importance_samples": settings["importance_samples"],
+                    "training_json": json.dumps(training, indent=2),
                 }
                 row["run_dir"] = run_folder(results, dataset, model_dir(model, point), latent_dim, probes, seed)
                 rows.append(row)
@@ -336,35 +363,3 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
             "(repeated latent dims, budgets or seeds?)"
         )
     return table
-
-
-def seed_arguments(seeds) -> list[str]:
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    return ["--seed", *map(str, seeds)] if seeds else []
-
-
-def train_arguments(row: dict, seeds: list[int] | None = None) -> list[str]:
-    """The `five train` options of one sweep row as an argument list (the rule quotes each one for the shell;
-    rows are the only place a run's settings come from); with `seeds`, those of its sweep point's packed job
-    (none: the settings every seed of the point shares)."""
-    parts = [
-        "--model",
-        row["model"],
-        "--dataset",
-        row["dataset"],
-        "--latent-dim",
-        str(row["latent_dim"]),
-        *seed_arguments(row["seed"] if seeds is None else seeds),
-    ]
-    if row["model"] in MODELS_WITH_PROBES:
-        parts += ["--probes", str(row["probes"])]
-    if model_dir(row["model"], row.get("surrogate_point")) != row["model"]:  # a variant; the default is not passed,
-        parts += ["--surrogate-point", row["surrogate_point"]]  # so existing runs' commands stay the same
-    if row["model"] == "fif" and row.get("beta") is not None:
-        parts += ["--beta", str(row["beta"])]
-    for key in TRAIN_SETTINGS:
-        if key == "log_sigma_lr" and row["model"] in MODELS_WITH_FIXED_SIGMA:
-            continue
-        if row.get(key) is not None and not pd.isna(row[key]):
-            parts += [f"--{key.replace('_', '-')}", str(row[key])]
-    return parts

@@ -21,7 +21,6 @@ from five.sweep.table import (
     reject_duplicate_keys,
     run_folder,
     sweep_table,
-    train_arguments,
 )
 from five.run.tracking import export_tracking_uri
 from five.data.catalog import FILES as VISION_FILES
@@ -91,20 +90,17 @@ def job_rows(wildcards):
     return SWEEP_POINTS[point]
 
 
-def settings_of_point(row):
-    """What a sweep point's evaluations depend on: its training settings (every seed's but the seed) and how it
-    is evaluated."""
+def evaluation_settings(row):
+    """How a sweep point's runs are evaluated (with its training.json, what its evaluations depend on)."""
     return {
-        "training": train_arguments(row, seeds=[]),
         "importance_samples": row["importance_samples"],
         "model_selection": config["model_selection"],
         "sigma": config["sigma"],
     }
 
 
-def train_job_arguments(wildcards):
-    rows = job_rows(wildcards)
-    return train_arguments(rows[0], seeds=[row["seed"] for row in rows])
+def job_seeds(wildcards):
+    return [row["seed"] for row in job_rows(wildcards)]
 
 
 def job_runs(wildcards):

@@ -3,10 +3,10 @@
 # point's evaluation job, old seeds included (minutes against its training's hours; their results come out the
 # same).
 #
-# What reruns an evaluation is its sweep point's settings.json (the settings its result depends on, rewritten
-# only when they change), not the time of train.json: a packed train job rewrites the records of the seeds it
-# did not train (an added seed). Snakemake checks no rerun reason of its own for a job downstream of a job that
-# reruns, hence a file and not the evaluation's params.
+# What reruns an evaluation is its sweep point's training.json and settings.json (the settings its result
+# depends on, each rewritten only when they change), not the time of train.json: a packed train job rewrites
+# the records of the seeds it did not train (an added seed). Snakemake checks no rerun reason of its own for a
+# job downstream of a job that reruns, hence files and not the evaluation's params.
 
 
 rule point_settings:
@@ -19,7 +19,7 @@ rule point_settings:
         "../envs/five.yaml"
     params:
         # a shell job: a `run:` block would start a Snakemake process per point (3–4 s each)
-        settings=lambda wildcards: json.dumps(settings_of_point(job_rows(wildcards)[0]), indent=2),
+        settings=lambda wildcards: json.dumps(evaluation_settings(job_rows(wildcards)[0]), indent=2),
     shell:
         "printf '%s\\n' {params.settings:q} > {output:q} 2> {log:q}"
 
@@ -27,6 +27,7 @@ rule point_settings:
 rule evaluate:
     input:
         ancient(job_run_files("train.json")),
+        f"{POINT_PATTERN}/training.json",
         f"{POINT_PATTERN}/settings.json",
     output:
         job_run_files("eval.json"),

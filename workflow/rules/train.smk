@@ -3,12 +3,29 @@
 # it on rerun. A diverged run records its reason and exits 0, so it
 # is shown as diverged in the tables instead of being retried. The first job that logs to MLflow creates the
 # experiment (no job of its own: such a job, rerun for another interpreter or experiment name, hid the training
-# jobs of that invocation from the plan).
+# jobs of that invocation from the plan). A sweep point's settings reach its job as one file, training.json
+# (the TrainConfig fields of its sweep row, `five train --settings`), rewritten only when they change: a changed
+# setting reruns the job, and `five train --restart-if-changed` decides what each run does with it.
+
+
+rule point_training:
+    output:
+        f"{POINT_PATTERN}/training.json",
+    log:
+        point_folder(f"{LOGS}/training", *WILDCARDS) + ".log",
+    localrule: True
+    conda:
+        "../envs/five.yaml"
+    params:
+        settings=lambda wildcards: job_rows(wildcards)[0]["training_json"],
+    shell:
+        "printf '%s\\n' {params.settings:q} > {output:q} 2> {log:q}"
 
 
 rule train:
     input:
         data=data_inputs,
+        settings=f"{POINT_PATTERN}/training.json",
     output:
         # a sweep point's job updates its seeds' records in place: Snakemake keeps them (finished seeds train
         # nothing) and restores them if the job fails
@@ -23,7 +40,7 @@ rule train:
         runtime=job_resource("train", "runtime", 120),
         mem_mb=job_resource("train", "mem_mb", 8000),
     params:
-        options=train_job_arguments,
+        seeds=job_seeds,
         run_dirs=job_runs,
         device=config["device"],
         step_options=step_options,
@@ -33,7 +50,8 @@ rule train:
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
     shell:
-        'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli train --threads {threads} {params.options:q} '
+        'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli train --threads {threads} '
+        "--settings {input.settings:q} --seed {params.seeds:q} "
         "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dirs:q} {params.step_options:q} "
         "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_keys:q} "
         "--mlflow-artifact-location {params.artifacts:q} "
