@@ -441,15 +441,12 @@ def packed_run_times(report: Report, device: torch.device) -> None:
     """Issue 17: a sweep point's 3 seeds as one packed `five train` process against 3 solo processes, one after
     the other, each with one thread, wall time including start-up; the quick sweep's settings."""
     print("\n5b. packed runs: 3 seeds in one process vs 3 solo processes (wall time incl. start-up, 1 thread)")
-    import yaml
+    from five.sweep.table import load_sweep_config, sweep_table
 
-    from five.sweep.table import training_settings
-
-    quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
+    quick = load_sweep_config(ROOT / "config" / "quick.yaml")
+    points = sweep_table(quick).set_index(["dataset", "model", "latent_dim", "probes", "seed"])
     for dataset, model, probes in (("digits", "vae", 0), ("digits", "five", 1), ("manifold", "five", 1)):
-        settings = quick["datasets"][dataset]
-        point = "mean" if model == "five" else None
-        training = training_settings(dataset, settings, model, quick["models"][model], 4, probes, point)
+        training = points.loc[(dataset, model, 4, probes, 0), "training_json"]
         base = [sys.executable, "-m", "five.cli", "train", "--threads", "1", "--device", str(device.type)]
 
         def wall(seeds: list[int], work: Path) -> float:
@@ -463,11 +460,13 @@ def packed_run_times(report: Report, device: torch.device) -> None:
             return time.perf_counter() - started
 
         with tempfile.TemporaryDirectory() as folder:
-            (Path(folder) / "training.json").write_text(json.dumps(training))
+            (Path(folder) / "training.json").write_text(training)
             base += ["--settings", str(Path(folder) / "training.json")]
             solo = sum(wall([seed], Path(folder) / "solo") for seed in (0, 1, 2))
             packed = wall([0, 1, 2], Path(folder) / "packed")
-        label = f"{dataset} {model}{f' K={probes}' if probes else ''} d=4, {settings['epochs']} epochs"
+        label = (
+            f"{dataset} {model}{f' K={probes}' if probes else ''} d=4, {quick['datasets'][dataset]['epochs']} epochs"
+        )
         report.add("packed-runs", f"{label}: 3 solo processes", solo, "s")
         report.add("packed-runs", f"{label}: 1 packed process", packed, "s")
         report.add("packed-runs", f"{label}: speed-up", solo / packed, "x", ">1.5")

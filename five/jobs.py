@@ -3,7 +3,6 @@ claim, its MLflow runs, the checks of its paths before any compute, and the line
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -11,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from five.base.config import STEP_COST_KEYS, TrainConfig
+from five.base.config import REQUIRED_SETTINGS, SETTING_FIELDS, STEP_COST_KEYS, TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
@@ -20,6 +19,7 @@ from five.base.files import (
     atomic_write,
     check_output_dir,
     check_output_file,
+    non_regular_kind,
     refuse_non_regular,
     write_json,
 )
@@ -106,31 +106,33 @@ def run_train(args) -> None:
     report_runs(runs, trackers, args.record_divergence)
 
 
-SETTING_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig) if field.name != "seed")
-
-
 def train_configs(args) -> list[TrainConfig]:
-    """One configuration per --seed: the settings of --settings, else each of the option of its name
-    (--latent-dim → latent_dim); TrainConfig fills in what is not given."""
+    """One configuration per --seed: the settings of --settings, else each from the option of its name
+    (--latent-dim → latent_dim); TrainConfig fills in the defaults of what is not given."""
     settings = {name: getattr(args, name) for name in SETTING_FIELDS if getattr(args, name) is not None}
     if args.settings is not None:
         if settings:
             option = "--" + next(iter(settings)).replace("_", "-")
             raise ConfigError(f"--settings gives every setting of the run; {option} may not be given with it")
         settings = read_settings(args.settings)
-    elif not {"model", "dataset", "latent_dim"} <= settings.keys():
-        raise ConfigError("`five train` needs --settings FILE, or --model, --dataset and --latent-dim")
-    return [TrainConfig(**settings, seed=seed) for seed in args.seed]
+    elif not set(REQUIRED_SETTINGS) <= settings.keys():
+        options = ", ".join("--" + name.replace("_", "-") for name in REQUIRED_SETTINGS)
+        raise ConfigError(f"`five train` needs --settings FILE, or the options {options}")
+    return [TrainConfig.from_dict({**settings, "seed": seed}) for seed in args.seed]
 
 
 def read_settings(path: Path) -> dict:
-    """A run's settings from a JSON file (a sweep point's training.json): an object of TrainConfig fields."""
-    if not path.is_file():
+    """A run's settings from a JSON file (a sweep point's training.json): an object of TrainConfig fields,
+    each once; a null one is not given."""
+    if not path.exists():
         raise ConfigError(f"--settings {path}: no such file")
+    kind = non_regular_kind(path)
+    if kind is not None:
+        raise ConfigError(f"--settings {path} is {kind}, not a JSON file")
     try:
-        settings = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"--settings {path} is not valid JSON ({error})") from None
+        settings = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON and UTF-8 errors, repeated keys
+        raise ConfigError(f"--settings {path} is not a readable JSON file ({error})") from None
     if not isinstance(settings, dict):
         raise ConfigError(f"--settings {path}: a JSON object of settings was expected")
     unknown = sorted(set(settings) - set(SETTING_FIELDS))
@@ -138,7 +140,16 @@ def read_settings(path: Path) -> dict:
         raise ConfigError(
             f"--settings {path}: not settings of a run: {', '.join(map(repr, unknown))} (seeds are given by --seed)"
         )
-    return settings
+    return {name: value for name, value in settings.items() if value is not None}  # null: not given, as an option
+
+
+def unique_keys(pairs: list[tuple]) -> dict:
+    """A JSON object whose keys are each given once (json would keep the last of two silently)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"the key(s) {', '.join(map(repr, repeated))} appear more than once")
+    return dict(pairs)
 
 
 def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
@@ -318,7 +329,7 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
 
     try:
         points = json.loads(points_json)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise FiveError(f"--points is not valid JSON ({error})") from None
     if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
         raise FiveError("--points must be a non-empty JSON list of objects")
@@ -328,7 +339,7 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
             known = ", ".join(STEP_COST_KEYS)
             raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
     return [
-        TrainConfig(dataset=dataset, **{key: value for key, value in point.items() if value is not None})
+        TrainConfig.from_dict({"dataset": dataset, **{key: value for key, value in point.items() if value is not None}})
         for point in points
     ]
 

@@ -180,7 +180,7 @@ def test_an_empty_model_entry_is_valid(tmp_path):
     assert "results/bad/digits/vae/d2/k0/s0/train.json" in result.stdout
 
 
-# --- the same checks in-process (each is the dry run's code path: five.sweep.table.load_sweep_config) ---------------
+# --- the same checks in-process (each is the dry run's code path: load_sweep_config, then sweep_table) ---------------
 PLAIN = "experiment: bad\nseeds: [0]\nmodels: {vae: {}, five: {probes: [1]}}\n"
 DIGITS = "datasets:\n  digits: {latent_dims: [2], epochs: 2%s}\n"
 CLAIM = "claims:\n  list:\n    - {id: C1, statement: s, kind: %s, model: five, metric: nll_nats%s}\n"
@@ -196,6 +196,11 @@ def yaml_case(datasets="", top="", claim_kind=None, claim_extra="", models=None)
 
 LOADED = [
     ("lr infinite", yaml_case(", lr: .inf"), "datasets.digits.lr: inf is not of type 'number'"),
+    (  # passes the schema (an int is finite); the runs' own check refuses it while the workflow plans
+        "lr too large for a float",
+        yaml_case(", lr: 1" + "0" * 400),
+        "datasets.digits × models.vae: the setting lr must be a finite number",
+    ),
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
     ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),
@@ -334,11 +339,11 @@ LOADED = [
 @pytest.mark.parametrize("text, expected", [case[1:] for case in LOADED], ids=[case[0] for case in LOADED])
 def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
     from five.base.errors import ConfigError
-    from five.sweep.table import load_sweep_config
+    from five.sweep.table import load_sweep_config, sweep_table
 
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(ConfigError) as caught:
-        load_sweep_config(tmp_path / "config.yaml")
+        sweep_table(load_sweep_config(tmp_path / "config.yaml"))
     assert expected in str(caught.value) and "\n" not in str(caught.value).strip(), str(caught.value)
 
 

@@ -108,6 +108,7 @@ def test_a_settings_file_gives_the_runs_its_options_give(tmp_path):
     from five.jobs import train_configs
 
     settings = {"model": "fif", "dataset": "digits", "latent_dim": 4, "probes": 2, "beta": 4, "epochs": 3}
+    settings |= {"checkpoint_every": None, "patience": None}  # null: not given, the default (as an option left out)
     (tmp_path / "training.json").write_text(json.dumps(settings))
     tail = ["--seed", "0", "1", "--out", "a", "b"]
     from_file = train_configs(
@@ -136,17 +137,25 @@ def test_a_settings_file_gives_the_runs_its_options_give(tmp_path):
     "content, extra, cause",
     [
         (None, [], "no such file"),
-        ("{not json", [], "is not valid JSON"),
+        ("{not json", [], "is not a readable JSON file"),
         ("[1, 2]", [], "a JSON object of settings was expected"),
         ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "seed": 3}', [], "not settings of a run: 'seed'"),
         ('{"model": "vae", "dataset": "digits", "latent_dim": "4"}', [], "the setting latent_dim must be int"),
         ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "lr": NaN}', [], "--lr must be a finite number"),
         ('{"model": "vae", "dataset": "digits", "latent_dim": 4}', ["--epochs", "3"], "--epochs may not be given"),
+        ("{}", [], "the setting(s) model, dataset, latent_dim must be given"),
+        ('{"model": "vae", "dataset": null, "latent_dim": 4}', [], "the setting(s) dataset must be given"),
+        ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "latent_dim": 3}', [], "'latent_dim' appear more"),
+        ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "lr": 1' + "0" * 400 + "}", [], "lr must be a finite"),
+        ("[" * 100_000 + "]" * 100_000, [], "is not a readable JSON file"),
+        ("folder", [], "is a folder, not a JSON file"),
     ],
 )
 def test_a_bad_settings_file_is_one_clear_line(tmp_path, content, extra, cause):
     settings = tmp_path / "training.json"
-    if content is not None:
+    if content == "folder":
+        settings.mkdir()
+    elif content is not None:
         settings.write_text(content)
     result = five("train", "--settings", settings, *extra, "--device", "cpu", "--out", tmp_path / "run")
     assert result.returncode == 2, result.stderr
@@ -266,6 +275,7 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
         ('[{"model": "vae", "latent_dim": 2, "lr": 1}]', "unknown key(s) lr"),
         ('[{"model": "gan", "latent_dim": 2}]', "unknown model 'gan'"),
         ('[{"model": "vae", "latent_dim": "2"}]', "the setting latent_dim must be int, got '2'"),
+        ('[{"latent_dim": 2}]', "the setting(s) model must be given"),
     ],
 )
 def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):

@@ -86,7 +86,12 @@ class TrainConfig:
         for name, expected in typing.get_type_hints(TrainConfig).items():
             value = getattr(self, name)
             if type(value) is int and float in (expected, *typing.get_args(expected)):
-                object.__setattr__(self, name, float(value))
+                try:
+                    object.__setattr__(self, name, float(value))
+                except OverflowError:
+                    raise ConfigError(
+                        f"the setting {name} must be a finite number, got one too large for a float"
+                    ) from None
             elif isinstance(value, bool) or not isinstance(value, expected):
                 wanted = " or ".join(
                     "null" if kind is type(None) else kind.__name__ for kind in typing.get_args(expected) or (expected,)
@@ -150,6 +155,9 @@ class TrainConfig:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        missing = [name for name in REQUIRED_SETTINGS if values.get(name) is None]
+        if missing:
+            raise ConfigError(f"the setting(s) {', '.join(missing)} must be given (no default)")
         return cls(**values)
 
     @classmethod
@@ -176,3 +184,10 @@ class TrainConfig:
         stop, save or validate, never the weights)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [k for k in mine if k not in ignore and mine[k] != theirs[k]]
+
+
+# what a run's settings are (a sweep point's training.json, `five train`'s options): every field but the seed
+SETTING_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig) if field.name != "seed")
+REQUIRED_SETTINGS = tuple(
+    field.name for field in dataclasses.fields(TrainConfig) if field.default is dataclasses.MISSING
+)

@@ -26,27 +26,34 @@ SUPERSEDED = ".superseded"  # where a run folder's files go when its configurati
 MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
 
 
+def non_regular_kind(path: Path) -> str | None:
+    """What `path` is where it is there but not a regular file ("a folder", "a FIFO", …); None where it is a
+    regular file or nothing."""
+    path = Path(path)
+    if path.is_file() or not (path.exists() or path.is_symlink()):
+        return None
+    if not path.exists():
+        return "a link to nothing"
+    mode = os.stat(path).st_mode
+    return (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+
+
 def refuse_non_regular(path: Path, what: str = "") -> None:
     """Never write over anything but a regular file: a device (as root, `--out /dev/null` would become a regular
     file), a FIFO, a socket, a folder or a dangling link is refused in one line."""
-    path = Path(path)
-    if path.is_file() or not (path.exists() or path.is_symlink()):
+    kind = non_regular_kind(path)
+    if kind is None:
         return
-    if not path.exists():
-        kind = "a link to nothing"
-    else:
-        mode = os.stat(path).st_mode
-        kind = (
-            "a folder"
-            if stat.S_ISDIR(mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(mode)
-            else "a socket"
-            if stat.S_ISSOCK(mode)
-            else "a device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a regular file"
-        )
     raise FiveError(f"{what + ' ' if what else ''}{path} is {kind}; five writes only regular files")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES
+from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES, TrainConfig
 from five.base.errors import ConfigError
 from five.data.catalog import DATA_SHAPES
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS
@@ -147,9 +147,10 @@ def strict_validator(schema: dict):
     checker = base.TYPE_CHECKER.redefine_many(
         {
             "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
-            "number": lambda _, value: isinstance(value, (int, float))
+            "number": lambda _, value: isinstance(value, int)
             and not isinstance(value, bool)
-            and math.isfinite(value),
+            or isinstance(value, float)
+            and math.isfinite(value),  # an int is finite (isfinite overflows on 10**400)
         }
     )
     return jsonschema.validators.extend(base, type_checker=checker)(schema)
@@ -306,7 +307,8 @@ def training_settings(
     surrogate_point: str | None,
 ) -> dict:
     """What a sweep point sets of its runs' TrainConfig, every field but the seed, as the config spells it:
-    the point's training.json, which its train job reads (`five train --settings`)."""
+    the point's training.json, which its train job reads (`five train --settings`). Its text is what reruns the
+    point's jobs: another order or spelling of the same settings would rerun every sweep."""
     settings = {
         "model": model,
         "dataset": dataset,
@@ -319,6 +321,14 @@ def training_settings(
     if model in MODELS_WITH_FIXED_SIGMA:  # a data set's log_sigma_lr is for the models that learn σ
         del settings["log_sigma_lr"]
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def check_training(training: dict, where: str) -> None:
+    """The run's own check of its settings, while the workflow plans (a dry run), not in each job."""
+    try:
+        TrainConfig(**training)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
@@ -341,6 +351,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
                         f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)"
                     )
                 training = training_settings(dataset, settings, model, model_settings, latent_dim, probes, point)
+                check_training(training, f"datasets.{dataset} × models.{model}")
                 row = {
                     "dataset": dataset,
                     "model": model,
