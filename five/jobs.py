@@ -124,11 +124,11 @@ def train_configs(args) -> list[TrainConfig]:
 def read_settings(path: Path) -> dict:
     """A run's settings from a JSON file (a sweep point's training.json): an object of TrainConfig fields,
     each once; a null one is not given."""
-    if not path.exists():
-        raise ConfigError(f"--settings {path}: no such file")
     kind = non_regular_kind(path)
     if kind is not None:
         raise ConfigError(f"--settings {path} is {kind}, not a JSON file")
+    if not path.exists():
+        raise ConfigError(f"--settings {path}: no such file")
     try:
         settings = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
     except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON and UTF-8 errors, repeated keys

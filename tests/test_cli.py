@@ -2,11 +2,13 @@
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FIVE = shutil.which("five", path=str(Path(sys.executable).parent)) or "five"
@@ -131,6 +133,12 @@ def test_a_settings_file_gives_the_runs_its_options_give(tmp_path):
     from_options = train_configs(build_parser().parse_args(["train", *options, *tail]))
     assert from_file == from_options and [config.seed for config in from_file] == [0, 1]
     assert from_file[0].beta == 4.0 and isinstance(from_file[0].beta, float)  # as the option parser makes it
+    from five.base.config import TrainConfig
+
+    numpy_row = TrainConfig(model="vae", dataset="digits", latent_dim=np.int64(4), lr=np.float32(0.5))
+    assert type(numpy_row.latent_dim) is int and numpy_row == TrainConfig(
+        model="vae", dataset="digits", latent_dim=4, lr=0.5
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,13 +156,24 @@ def test_a_settings_file_gives_the_runs_its_options_give(tmp_path):
         ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "latent_dim": 3}', [], "'latent_dim' appear more"),
         ('{"model": "vae", "dataset": "digits", "latent_dim": 4, "lr": 1' + "0" * 400 + "}", [], "lr must be a finite"),
         ("[" * 100_000 + "]" * 100_000, [], "is not a readable JSON file"),
+        (
+            '{"model": "vae", "dataset": "digits", "latent_dim": true}',
+            [],
+            "the setting latent_dim must be int, got True",
+        ),
         ("folder", [], "is a folder, not a JSON file"),
+        ("fifo", [], "is a FIFO, not a JSON file"),  # reading it would wait for a writer forever
+        ("dangling link", [], "is a link to nothing, not a JSON file"),
     ],
 )
 def test_a_bad_settings_file_is_one_clear_line(tmp_path, content, extra, cause):
     settings = tmp_path / "training.json"
     if content == "folder":
         settings.mkdir()
+    elif content == "fifo":
+        os.mkfifo(settings)
+    elif content == "dangling link":
+        settings.symlink_to(tmp_path / "nothing")
     elif content is not None:
         settings.write_text(content)
     result = five("train", "--settings", settings, *extra, "--device", "cpu", "--out", tmp_path / "run")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 import typing
 from dataclasses import dataclass
 
@@ -81,21 +83,24 @@ class TrainConfig:
         self._check_settings()
 
     def _check_types(self) -> None:
-        """Each value of its field's type (a settings file or `--points` JSON is not typed by an option parser);
-        a whole number where a float is expected becomes that float, as the option parser makes it."""
-        for name, expected in typing.get_type_hints(TrainConfig).items():
+        """Each value of its field's type (a settings file or `--points` JSON is not typed by an option parser),
+        as the plain Python type the option parser makes: a whole number where a float is expected becomes that
+        float, a numpy integer an int; a bool is no number."""
+        for name, kinds in field_types().items():
             value = getattr(self, name)
-            if type(value) is int and float in (expected, *typing.get_args(expected)):
+            if value is None and type(None) in kinds or isinstance(value, str) and str in kinds:
+                continue
+            if not isinstance(value, bool) and int in kinds and isinstance(value, numbers.Integral):
+                object.__setattr__(self, name, int(value))
+            elif not isinstance(value, bool) and float in kinds and isinstance(value, numbers.Real):
                 try:
                     object.__setattr__(self, name, float(value))
                 except OverflowError:
                     raise ConfigError(
                         f"the setting {name} must be a finite number, got one too large for a float"
                     ) from None
-            elif isinstance(value, bool) or not isinstance(value, expected):
-                wanted = " or ".join(
-                    "null" if kind is type(None) else kind.__name__ for kind in typing.get_args(expected) or (expected,)
-                )
+            else:
+                wanted = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
                 raise ConfigError(f"the setting {name} must be {wanted}, got {value!r}")
 
     def _set_default(self, name: str, value) -> None:
@@ -184,6 +189,15 @@ class TrainConfig:
         stop, save or validate, never the weights)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [k for k in mine if k not in ignore and mine[k] != theirs[k]]
+
+
+@functools.cache
+def field_types() -> dict[str, tuple[type, ...]]:
+    """Each TrainConfig field's accepted types (`int | None` → (int, NoneType)), read once from its annotations."""
+    return {
+        name: typing.get_args(annotation) or (annotation,)
+        for name, annotation in typing.get_type_hints(TrainConfig).items()
+    }
 
 
 # what a run's settings are (a sweep point's training.json, `five train`'s options): every field but the seed
