@@ -342,31 +342,30 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
             model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
             budgets = model_settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [NO_PROBES]
             points = model_settings.get("surrogate_points", ["mean"]) if model == "five" else [None]
-            for latent_dim, probes, point, seed in itertools.product(
-                settings["latent_dims"], budgets, points, config["seeds"]
-            ):
+            for latent_dim, probes, point in itertools.product(settings["latent_dims"], budgets, points):
                 if probes > latent_dim:
                     raise ConfigError(
                         f"models.{model}.probes has K={probes} > latent dim {latent_dim} of "
                         f"datasets.{dataset}.latent_dims (the budget must satisfy K <= d)"
                     )
                 training = training_settings(dataset, settings, model, model_settings, latent_dim, probes, point)
-                if seed == config["seeds"][0]:  # once per sweep point
-                    check_training(training, f"datasets.{dataset} × models.{model}")
-                row = {
-                    "dataset": dataset,
-                    "model": model,
-                    "latent_dim": latent_dim,
-                    "probes": probes,
-                    "surrogate_point": point,
-                    "seed": seed,
-                    "beta": model_settings.get("beta"),
-                    **{key: settings.get(key) for key in TRAIN_SETTINGS},
-                    "importance_samples": settings["importance_samples"],
-                    "training_json": json.dumps(training, indent=2),
-                }
-                row["run_dir"] = run_folder(results, dataset, model_dir(model, point), latent_dim, probes, seed)
-                rows.append(row)
+                check_training(training, f"datasets.{dataset} × models.{model}")
+                training_json = json.dumps(training, indent=2)  # every seed of the point shares it
+                for seed in config["seeds"]:
+                    row = {
+                        "dataset": dataset,
+                        "model": model,
+                        "latent_dim": latent_dim,
+                        "probes": probes,
+                        "surrogate_point": point,
+                        "seed": seed,
+                        "beta": model_settings.get("beta"),
+                        **{key: settings.get(key) for key in TRAIN_SETTINGS},
+                        "importance_samples": settings["importance_samples"],
+                        "training_json": training_json,
+                        "run_dir": run_folder(results, dataset, model_dir(model, point), latent_dim, probes, seed),
+                    }
+                    rows.append(row)
     table = pd.DataFrame(rows)
     duplicated = table["run_dir"].duplicated()
     if duplicated.any():
