@@ -83,6 +83,15 @@ def train_on(data):
     ]
 
 
+def train_with(*options, out):
+    """A digits VAE run with `options` in place of the defaults they name."""
+    settings = dict(
+        zip(["--model", "--dataset", "--latent-dim", "--epochs", "--device"], ["vae", "digits", 2, 1, "cpu"])
+    )
+    settings |= dict(zip(options[::2], options[1::2]))
+    return ["train", *(part for pair in settings.items() for part in pair), "--out", out]
+
+
 def evaluate(run, *extra, out=None):
     return [
         "evaluate",
@@ -169,6 +178,17 @@ CASES = [
     ),
     ("npz no test", lambda t, r: train_on(npz(t, train=GOOD["train"])) + [t / "o"], "lacks the array(s) test"),
     ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
+    ("dataset unknown", lambda t, r: train_with("--dataset", "nosuch", out=t / "o"), "unknown dataset 'nosuch'"),
+    (
+        "hidden width beyond torch's sizes",
+        lambda t, r: train_with("--hidden-width", 10**30, out=t / "o"),
+        "cannot be built: empty(): argument 'size'",
+    ),
+    (
+        "hidden width whose layer overflows",
+        lambda t, r: train_with("--hidden-width", 3037000500, out=t / "o"),
+        "cannot be built: Storage size calculation overflowed",
+    ),
     (
         "checkpoint random bytes",
         lambda t, r: evaluate(bad_bytes(r, t, "checkpoint.pt", b"\x13\x37" * 500), "--model-selection", "last"),
@@ -620,6 +640,33 @@ def test_bad_input_is_one_clear_line_with_exit_code_2(builder, expected, trained
     assert len(lines) == 1 and lines[0].startswith("five: error: "), err
     assert expected in lines[0], lines[0]
     assert "Traceback" not in err and "weights_only" not in err
+
+
+TRAIN_CASES_OUT_OF_A_NEW_FOLDER = [
+    "npz truncated",
+    "npz NaN",
+    "npz missing",
+    "dataset unknown",
+    "hidden width beyond torch's sizes",
+]
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES_OUT_OF_A_NEW_FOLDER)
+def test_a_refused_training_leaves_no_run_folder(case, trained, tmp_path):
+    """The refusal comes before the run folder exists (a name no loader knows, a missing file) or the folder
+    made for it, holding only its lock, is removed: nothing is left that looks like a run."""
+    argv = dict((c[0], c[1]) for c in CASES)[case](tmp_path, trained)
+    assert argv[-1] == tmp_path / "o"
+    code, _, err = run_cli(argv)
+    assert code == 2, err
+    assert not (tmp_path / "o").exists(), sorted((tmp_path / "o").iterdir())
+
+
+def test_a_refused_training_keeps_a_folder_that_was_there(trained, tmp_path):
+    (tmp_path / "o").mkdir()  # empty: only a folder made by the refused run is removed
+    code, _, _ = run_cli(train_with("--hidden-width", 10**30, out=tmp_path / "o"))
+    assert code == 2
+    assert (tmp_path / "o").is_dir()
 
 
 def test_there_are_at_least_25_cases():

@@ -12,7 +12,7 @@ import shutil
 import stat
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from five.base.errors import FiveError
@@ -99,7 +99,9 @@ def write_json(path: Path, payload: dict) -> None:
 @contextmanager
 def run_lock(run_dir: Path):
     """Hold `run_dir/.lock` for the process life (released by the OS even on kill -9): a second `five train`
-    on the same folder refuses instead of touching the first one's files."""
+    on the same folder refuses instead of touching the first one's files. A folder made here that holds
+    nothing but the lock when the run ends (it failed before writing anything) is removed, still locked."""
+    made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     refuse_non_regular(run_dir / LOCK_NAME)  # a FIFO there would block
     with open(run_dir / LOCK_NAME, "a") as handle:
@@ -110,7 +112,13 @@ def run_lock(run_dir: Path):
                 f"another `five train` is running in {run_dir} (it holds {run_dir / LOCK_NAME}); "
                 "wait for it to finish or use another --out"
             ) from None
-        yield
+        try:
+            yield
+        finally:
+            if made and [path.name for path in run_dir.iterdir()] == [LOCK_NAME]:
+                with suppress(OSError):
+                    (run_dir / LOCK_NAME).unlink()
+                    run_dir.rmdir()
 
 
 def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVAL_JSON)) -> Path | None:

@@ -262,8 +262,14 @@ def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | No
             f"{dataset.name}: {config.model}'s posterior N(f(x), s·J_f J_fᵀ) would be degenerate"
         )
     if device is not None:
-        with torch.device("meta"):  # shapes only: counts the parameters without allocating them
-            count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
+        try:
+            with torch.device("meta"):  # shapes only: counts the parameters without allocating them
+                count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
+        except (TypeError, RuntimeError) as error:  # a layer size beyond what torch can index
+            raise ConfigError(
+                f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
+                f"{config.hidden_width or dataset.default_hidden_width}) cannot be built: {str(error).splitlines()[0]}"
+            ) from None
         needed, available = TRAINING_COPIES * 4 * count, device_memory_bytes(device)
         if needed > available:
             raise ConfigError(
