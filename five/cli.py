@@ -41,12 +41,12 @@ def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
     )
     parser.add_argument(
         "--mlflow-artifact-location",
-        type=Path,
+        type=given_path,
         help="where a new MLflow experiment keeps its artifacts (the first job creates it)",
     )
     parser.add_argument(
         "--gpu-lock-dir",
-        type=Path,
+        type=given_path,
         help="claim a GPU no other job holds, via lock files in this folder (workflow jobs)",
     )
     parser.add_argument(
@@ -55,6 +55,13 @@ def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
         help="CPU threads of PyTorch in this job (default: PyTorch's, one per core; the workflow "
         "passes the job's Snakemake threads so that parallel jobs do not oversubscribe)",
     )
+
+
+def given_path(text: str) -> Path:
+    """A path option's value; an empty one is refused (Path("") would be the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path was given")
+    return Path(text)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -67,7 +74,7 @@ def add_train_command(commands) -> None:
     train = commands.add_parser("train", help="train (or resume) one run")
     train.add_argument(
         "--settings",
-        type=Path,
+        type=given_path,
         help="a JSON file of the run's settings, the options below by their field names (latent_dim, …), in place "
         "of them: the workflow writes one per sweep point (training.json)",
     )
@@ -110,9 +117,9 @@ def add_train_command(commands) -> None:
 def add_train_job_options(train) -> None:
     """Where and how `five train` runs: device, data, run folders, step options, the job's options."""
     train.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu or cuda")
-    train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    train.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     train.add_argument(
-        "--out", type=Path, nargs="+", required=True, help="run folder, one per seed; an existing one is resumed"
+        "--out", type=given_path, nargs="+", required=True, help="run folder, one per seed; an existing one is resumed"
     )
     train.add_argument(
         "--restart-if-changed",
@@ -142,7 +149,7 @@ def add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="evaluate trained runs")
     evaluate.add_argument(
         "--run",
-        type=Path,
+        type=given_path,
         nargs="+",
         required=True,
         help="run folder(s) written by `five train`; several are evaluated in turn in one process",
@@ -151,10 +158,10 @@ def add_evaluate_command(commands) -> None:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    evaluate.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     evaluate.add_argument(
         "--image-dir",
-        type=Path,
+        type=given_path,
         nargs="+",
         help="also write reconstructions.png and samples.png here (one per run folder)",
     )
@@ -169,12 +176,12 @@ def add_evaluate_command(commands) -> None:
     )
     evaluate.add_argument(
         "--cache-dir",
-        type=Path,
+        type=given_path,
         help="reuse quantities every evaluation of a sweep computes alike (manifold: the true "
         "posterior of the test points) from this folder",
     )
     evaluate.add_argument(
-        "--out", type=Path, nargs="+", required=True, help="the JSON file to write, one per run folder"
+        "--out", type=given_path, nargs="+", required=True, help="the JSON file to write, one per run folder"
     )
     add_job_options(evaluate, runs="several")
 
@@ -187,7 +194,7 @@ def add_sweep_commands(commands) -> None:
 
 def add_estimate_command(commands) -> None:
     estimate = commands.add_parser("estimate", help="predict a sweep's device-hours before running it")
-    estimate.add_argument("--configfile", type=Path, required=True, help="the sweep's config (as for snakemake)")
+    estimate.add_argument("--configfile", type=given_path, required=True, help="the sweep's config (as for snakemake)")
     estimate.add_argument(
         "--device",
         default="auto",
@@ -200,10 +207,10 @@ def add_estimate_command(commands) -> None:
         help="also time each sweep point's seeds packed into one model (five.model.pack) and report the "
         "device-hours with packing",
     )
-    estimate.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
+    estimate.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
     estimate.add_argument(
         "--out-dir",
-        type=Path,
+        type=given_path,
         help="where estimate.csv and estimate.md go (default: results/<experiment>, where the workflow reads it)",
     )
 
@@ -234,9 +241,9 @@ def add_time_steps_command(commands) -> None:
         help="time the steps as training runs them: captured as CUDA graphs on CUDA (auto)",
     )
     timing.add_argument("--compile", action="store_true", help="torch.compile the objective, as training with it does")
-    timing.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    timing.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     timing.add_argument(
-        "--out", type=Path, required=True, help="the CSV file to write (one row per round and configuration)"
+        "--out", type=given_path, required=True, help="the CSV file to write (one row per round and configuration)"
     )
     add_job_options(timing)
 
@@ -245,7 +252,7 @@ def add_other_commands(commands) -> None:
     """`five download` and the MLflow commands"""
     download = commands.add_parser("download", help="fetch MNIST or CIFAR-10 (the only command that downloads)")
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
-    download.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    download.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
     init.add_argument("--experiment", required=True)
     init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
@@ -257,7 +264,7 @@ def add_other_commands(commands) -> None:
     )
     sync.add_argument("--experiment", required=True)
     sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
-    sync.add_argument("runs", nargs="+", type=Path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
+    sync.add_argument("runs", nargs="+", type=given_path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
 
 
 def build_parser() -> argparse.ArgumentParser:

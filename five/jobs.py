@@ -15,6 +15,7 @@ from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    LOCK_NAME,
     TRAIN_JSON,
     atomic_write,
     check_output_dir,
@@ -251,7 +252,9 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None) -> None
         check_output_dir(image_dir, "--image-dir")
         for name in IMAGE_NAMES:
             refuse_non_regular(image_dir / name, "--image-dir")
-    check_output_file(out, "--out", protected=[run / name for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON)])
+    check_output_file(
+        out, "--out", protected=[run / name for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)]
+    )
 
 
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:

@@ -49,7 +49,26 @@ def claim(**changes):
 
 
 # (id, mutation of BASE or raw YAML text, what the one line must contain)
+YAML_BOMB = """experiment: bad
+defs:
+  l0: &l0 [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+  l1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]
+  l2: &l2 [*l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1]
+  l3: &l3 [*l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2]
+  l4: &l4 [*l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3, *l3]
+  l5: &l5 [*l4, *l4, *l4, *l4, *l4, *l4, *l4, *l4, *l4, *l4]
+  l6: &l6 [*l5, *l5, *l5, *l5, *l5, *l5, *l5, *l5, *l5, *l5]
+  l7: &l7 [*l6, *l6, *l6, *l6, *l6, *l6, *l6, *l6, *l6, *l6]
+  l8: &l8 [*l7, *l7, *l7, *l7, *l7, *l7, *l7, *l7, *l7, *l7]
+seeds: *l8
+models: {vae: {}}
+datasets: {digits: {latent_dims: [2], epochs: 1}}
+"""  # 10⁹ values from 9 short lines: the checks walk every one, so the size is refused first
+
 CASES = [
+    ("yaml bomb", YAML_BOMB, "the config holds more than 100,000 values"),
+    ("experiment too long", edit("experiment", "a" * 300), "is too long"),
+    ("seed beyond int64", edit("seeds", [0, 2**70]), "seeds.1"),
     ("epochs float", edit("datasets.digits.epochs", 30.0), "datasets.digits.epochs: 30.0 is not of type 'integer'"),
     ("latent dim float", edit("datasets.digits.latent_dims", [2.0, 4]), "datasets.digits.latent_dims.0"),
     ("epochs bool", edit("datasets.digits.epochs", True), "datasets.digits.epochs"),

@@ -3,6 +3,7 @@ before any compute; finished work is never lost (issue 11). Table-driven: each c
 
 import io
 import json
+import os
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -121,6 +122,19 @@ def bad_bytes(trained, tmp_path, name, content):
     return run
 
 
+def replaced(run, name, make):
+    """`run` with its file `name` replaced by what `make(path)` puts there (a FIFO, a link)."""
+    (run / name).unlink()
+    make(run / name)
+    return run
+
+
+def edited_record(run, **fields):
+    record = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps(record | fields))
+    return run
+
+
 def tampered_model(state):
     state["model"]["surprise.weight"] = torch.zeros(1)
 
@@ -178,11 +192,53 @@ CASES = [
     ),
     ("npz no test", lambda t, r: train_on(npz(t, train=GOOD["train"])) + [t / "o"], "lacks the array(s) test"),
     ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
+    ("evaluate onto the run's lock", lambda t, r: evaluate(copy_run(r, t), out=t / "run" / ".lock"), "own .lock"),
+    ("train --out empty", lambda t, r: train_with(out=""), "--out: an empty path was given"),
+    ("run folder unmakeable", lambda t, r: train_with(out="/sys/five-run"), "/sys/five-run"),
+    ("lr beyond float32", lambda t, r: train_with("--lr", 1e300, out=t / "o"), "lr is 1e+300, beyond float32"),
+    ("seed beyond int64", lambda t, r: train_with("--seed", 2**64, out=t / "o"), "beyond the 64-bit integers"),
+    (
+        "train.json a FIFO",
+        lambda t, r: evaluate(replaced(copy_run(r, t), "train.json", os.mkfifo)),
+        "train.json is a FIFO, not a file five wrote",
+    ),
+    (
+        "train.json a link to a device",
+        lambda t, r: evaluate(replaced(copy_run(r, t), "train.json", lambda p: p.symlink_to("/dev/zero"))),
+        "train.json is a device",
+    ),
+    (
+        "best.pt a FIFO",
+        lambda t, r: evaluate(replaced(copy_run(r, t), "best.pt", os.mkfifo)),
+        "best.pt is a FIFO, not a file five wrote",
+    ),
+    (
+        "train.json nested too deeply",
+        lambda t, r: evaluate(bad_bytes(r, t, "train.json", b"[" * 100_000 + b"]" * 100_000)),
+        "train.json is damaged: nested too deeply",
+    ),
+    (
+        "train.json config null",
+        lambda t, r: evaluate(edited_record(copy_run(r, t), config=None)),
+        "train.json is damaged: its config is missing",
+    ),
+    (
+        "checkpoint epoch negative",
+        lambda t, r: evaluate(
+            with_state(r, t, "checkpoint.pt", lambda s: s.update(epoch=-5)), "--model-selection", "last"
+        ),
+        "checkpoint.pt is damaged: its epoch or config",
+    ),
+    (
+        "mlflow-sync of a FIFO train.json",
+        lambda t, r: ["mlflow-sync", "--experiment", "e", replaced(copy_run(r, t), "train.json", os.mkfifo)],
+        "train.json is a FIFO",
+    ),
     ("dataset unknown", lambda t, r: train_with("--dataset", "nosuch", out=t / "o"), "unknown dataset 'nosuch'"),
     (
         "hidden width beyond torch's sizes",
         lambda t, r: train_with("--hidden-width", 10**30, out=t / "o"),
-        "cannot be built: empty(): argument 'size'",
+        "hidden_width is 1000000000000000000000000000000, beyond the 64-bit integers",
     ),
     (
         "hidden width whose layer overflows",
@@ -648,6 +704,7 @@ TRAIN_CASES_OUT_OF_A_NEW_FOLDER = [
     "npz missing",
     "dataset unknown",
     "hidden width beyond torch's sizes",
+    "hidden width whose layer overflows",
 ]
 
 

@@ -295,6 +295,7 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
         ('[{"model": "gan", "latent_dim": 2}]', "unknown model 'gan'"),
         ('[{"model": "vae", "latent_dim": "2"}]', "the setting latent_dim must be int, got '2'"),
         ('[{"latent_dim": 2}]', "the setting(s) model must be given"),
+        ('[{"model": "vae", "latent_dim": 2, "hidden_width": 3037000500}]', "cannot be built"),
     ],
 )
 def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):

@@ -55,6 +55,7 @@ def test_paper_config_estimates_without_the_image_files(tmp_path):
 def test_makespan_places_the_longest_jobs_first():
     assert makespan_hours([3600, 3600, 7200], 2) == pytest.approx(2.0)
     assert makespan_hours([3600] * 4, 1) == pytest.approx(4.0)
+    assert makespan_hours([3600, 7200], 10**23) == pytest.approx(2.0)  # devices beyond one per job stay idle
 
 
 def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):

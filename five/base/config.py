@@ -34,6 +34,8 @@ STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-step
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
+INT64_MAX = 2**63 - 1  # the integers a torch tensor or generator seed holds
+FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32
 
 
 def cuda_graph_mode(value: str | bool) -> str:
@@ -91,6 +93,8 @@ class TrainConfig:
             if value is None and type(None) in kinds or isinstance(value, str) and str in kinds:
                 continue
             if not isinstance(value, bool) and int in kinds and isinstance(value, numbers.Integral):
+                if abs(value) > INT64_MAX:
+                    raise ConfigError(f"the setting {name} is {value}, beyond the 64-bit integers torch holds")
                 object.__setattr__(self, name, int(value))
             elif not isinstance(value, bool) and float in kinds and isinstance(value, numbers.Real):
                 try:
@@ -99,6 +103,8 @@ class TrainConfig:
                     raise ConfigError(
                         f"the setting {name} must be a finite number, got one too large for a float"
                     ) from None
+                if FLOAT32_MAX < abs(getattr(self, name)) < math.inf:
+                    raise ConfigError(f"the setting {name} is {value}, beyond float32, the precision training runs in")
             else:
                 wanted = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
                 raise ConfigError(f"the setting {name} must be {wanted}, got {value!r}")

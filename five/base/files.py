@@ -82,14 +82,39 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     return stale
 
 
+def refuse_non_regular_input(path: Path) -> None:
+    """Never read anything but a regular file: a FIFO would block and a device (/dev/zero) never end."""
+    kind = non_regular_kind(path)
+    if kind is not None:
+        raise FiveError(f"{path} is {kind}, not a file five wrote; {MOVE_ASIDE_ADVICE}")
+
+
 def read_json(path: Path) -> dict:
+    refuse_non_regular_input(path)
     try:
         payload = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FiveError(f"{path} is damaged: not valid JSON ({error}); {MOVE_ASIDE_ADVICE}") from None
+    except RecursionError:
+        raise FiveError(f"{path} is damaged: nested too deeply to read; {MOVE_ASIDE_ADVICE}") from None
     if not isinstance(payload, dict):
         raise FiveError(f"{path} is damaged: a JSON object was expected; {MOVE_ASIDE_ADVICE}")
     return payload
+
+
+TRAIN_RECORD_FIELDS = {"status": (str,), "config": (dict,), "history": (list, type(None))}
+
+
+def read_train_record(path: Path) -> dict:
+    """A run's train.json, refused in one line where a field five reads from it is missing or of another
+    type (a file edited or copied in by hand)."""
+    record = read_json(path)
+    wrong = [name for name, kinds in TRAIN_RECORD_FIELDS.items() if not isinstance(record.get(name), kinds)]
+    if wrong:
+        raise FiveError(
+            f"{path} is damaged: its {', '.join(wrong)} is missing or not as five writes it; {MOVE_ASIDE_ADVICE}"
+        )
+    return record
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -102,7 +127,10 @@ def run_lock(run_dir: Path):
     on the same folder refuses instead of touching the first one's files. A folder made here that holds
     nothing but the lock when the run ends (it failed before writing anything) is removed, still locked."""
     made = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FiveError(f"the run folder {run_dir} cannot be made: {error.strerror}") from None
     refuse_non_regular(run_dir / LOCK_NAME)  # a FIFO there would block
     with open(run_dir / LOCK_NAME, "a") as handle:
         try:

@@ -254,22 +254,23 @@ def device_memory_bytes(device: torch.device) -> int:
 
 
 def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | None = None) -> Model:
-    """The model of `config` for `dataset`; with `device`, refused in one line if its parameters alone (with
-    gradients and Adam's state) exceed the device's memory, before anything is allocated."""
+    """The model of `config` for `dataset`, refused in one line, before anything is allocated, where a layer is
+    beyond torch's sizes or (with `device`) its parameters alone (with gradients and Adam's state) exceed the
+    device's memory."""
     if config.model in MODELS_WITH_PROBES and config.latent_dim > dataset.dim:
         raise ConfigError(
             f"--latent-dim {config.latent_dim} exceeds the data dimension D = {dataset.dim} of "
             f"{dataset.name}: {config.model}'s posterior N(f(x), s·J_f J_fᵀ) would be degenerate"
         )
+    try:
+        with torch.device("meta"):  # shapes only: counts the parameters without allocating them
+            count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
+    except (TypeError, RuntimeError) as error:  # a layer size beyond what torch can index
+        raise ConfigError(
+            f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
+            f"{config.hidden_width or dataset.default_hidden_width}) cannot be built: {str(error).splitlines()[0]}"
+        ) from None
     if device is not None:
-        try:
-            with torch.device("meta"):  # shapes only: counts the parameters without allocating them
-                count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
-        except (TypeError, RuntimeError) as error:  # a layer size beyond what torch can index
-            raise ConfigError(
-                f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
-                f"{config.hidden_width or dataset.default_hidden_width}) cannot be built: {str(error).splitlines()[0]}"
-            ) from None
         needed, available = TRAINING_COPIES * 4 * count, device_memory_bytes(device)
         if needed > available:
             raise ConfigError(

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from five.base.errors import FiveError
-from five.base.files import MOVE_ASIDE_ADVICE, atomic_write
+from five.base.files import MOVE_ASIDE_ADVICE, atomic_write, refuse_non_regular_input
 
 CHECKPOINT_KEYS = ("config", "epoch", "model")
 
@@ -18,6 +18,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint's state (weights only: nothing in it is executed); a damaged file is one clear error."""
+    refuse_non_regular_input(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, empty, random bytes, not a torch file: say so, not torch's advice
@@ -26,6 +27,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise FiveError(f"{path} is damaged: it lacks {', '.join(missing)}; {MOVE_ASIDE_ADVICE}")
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(state["config"], dict):
+        raise FiveError(f"{path} is damaged: its epoch or config is not as five writes it; {MOVE_ASIDE_ADVICE}")
     return state
 
 

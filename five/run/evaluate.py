@@ -16,7 +16,7 @@ import torch
 
 from five.base.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.base.errors import FiveError
-from five.base.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_json
+from five.base.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_train_record
 from five.data import manifold
 from five.data.datasets import Dataset, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
@@ -64,7 +64,7 @@ def load_run(
     path = Path(run_dir) / (BEST_NAME if model_selection == "best" else CHECKPOINT_NAME)
     if not path.exists():
         record = Path(run_dir) / TRAIN_JSON
-        if model_selection == "last" and record.exists() and read_json(record).get("truncated_from"):
+        if model_selection == "last" and record.exists() and read_train_record(record).get("truncated_from"):
             raise FiveError(
                 f"{run_dir} was cut from a longer run: only its best checkpoint exists (use --model-selection best)"
             )
@@ -87,7 +87,7 @@ def check_record_matches(run_dir: Path, config: TrainConfig, checkpoint: Path) -
     record_path = run_dir / TRAIN_JSON
     if not record_path.exists():
         return
-    recorded = TrainConfig.resolved(read_json(record_path).get("config", {}))
+    recorded = TrainConfig.resolved(read_train_record(record_path)["config"])
     differ = [
         f"{key} {recorded[key]!r} in {TRAIN_JSON}, {getattr(config, key)!r} in {checkpoint.name}"
         for key in IDENTITY
@@ -376,7 +376,7 @@ def evaluate_run(
     check_evaluation_options(importance_samples, batch_size, sigma)
     started = time.perf_counter()
     record_path = Path(run_dir) / TRAIN_JSON
-    record = read_json(record_path) if record_path.exists() else {}
+    record = read_train_record(record_path) if record_path.exists() else {}
     if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
         return diverged_metrics(record, sigma, importance_samples, split)

@@ -10,7 +10,6 @@ reported as a warning and tracking stops for that job; training itself is never 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import random
 import time
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from five.base.files import refuse_non_regular
+from five.base.files import read_json, read_train_record, refuse_non_regular
 
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12
@@ -237,7 +236,7 @@ def sync_run(
     record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
     if not record_path.exists():
         return "not trained"
-    record = json.loads(record_path.read_text())
+    record = read_train_record(record_path)
     if record.get("status") not in ("complete", "stalled", "diverged"):  # training or killed: its job logs it
         return f"skipped: training has not ended (status {record.get('status')})"
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
@@ -253,7 +252,7 @@ def sync_run(
         )
     tracker.log_metrics({"train_wall_time_s": record["wall_time_s"]})
     if evaluation_path.exists():
-        evaluation = json.loads(evaluation_path.read_text())
+        evaluation = read_json(evaluation_path)
         tracker.log_metrics({f"eval_{key}": value for key, value in evaluation.items()})
     tracker.log_artifacts([record_path, evaluation_path])
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")

@@ -27,7 +27,7 @@ from five.base.files import (
     CHECKPOINT_NAME,
     TRAIN_JSON,
     move_aside,
-    read_json,
+    read_train_record,
     remove_stale_temporaries,
     run_lock,
     write_json,
@@ -151,7 +151,7 @@ def _shorter_run_from_history(
     Returns that run's train.json payload (also when an earlier call made it), else None."""
     record_path, checkpoint_path, best_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
     if record_path.exists() and not checkpoint_path.exists():
-        record = read_json(record_path)
+        record = read_train_record(record_path)
         if record.get("truncated_from") is not None:
             if config.matches(record["config"]):
                 log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
@@ -317,7 +317,7 @@ def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
     path = run.out_dir / TRAIN_JSON
     if not path.is_file():
         return None
-    record = read_json(path)
+    record = read_train_record(path)
     if record.get("status") not in FINISHED or not run.config.matches(record.get("config") or {}):
         return None
     log(f"{run.out_dir} is finished ({record['status']}, {record.get('epochs_completed')} epochs); nothing to do")

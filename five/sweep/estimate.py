@@ -269,8 +269,9 @@ def time_configurations(timed, datasets, config, device, modes, graphed, pack, l
 
 
 def makespan_hours(seconds_per_job: list[float], devices: int) -> float:
-    """Wall-clock of the jobs on `devices` devices, longest first onto the least-loaded device."""
-    loads = [0.0] * devices
+    """Wall-clock of the jobs on `devices` devices, longest first onto the least-loaded device (devices beyond
+    one per job stay idle)."""
+    loads = [0.0] * min(devices, max(1, len(seconds_per_job)))
     for job in sorted(seconds_per_job, reverse=True):
         loads[loads.index(min(loads))] += job
     return max(loads) / 3600

@@ -125,6 +125,7 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     import jsonschema
     import yaml
 
+    check_config_size(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(strict_validator(schema).iter_errors(config))
     if error is not None:
@@ -136,6 +137,26 @@ def check_config(config: dict, schema_path: str | Path) -> None:
         )
         raise ConfigError(f"invalid config at {where}: {error.message}{finite}")
     check_sweep(config)
+
+
+CONFIG_VALUES_LIMIT = 100_000  # far beyond any sweep, far below what a chain of YAML aliases can expand to
+
+
+def check_config_size(config) -> None:
+    """Refuse a config of more than CONFIG_VALUES_LIMIT values, counted as the checks would walk them: YAML
+    aliases repeat a value without copying it, so a few lines can stand for billions (a YAML bomb)."""
+    pending, count = [config], 0
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > CONFIG_VALUES_LIMIT:
+            raise ConfigError(
+                f"the config holds more than {CONFIG_VALUES_LIMIT:,} values (YAML aliases repeating aliases?)"
+            )
+        if isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
 
 
 def strict_validator(schema: dict):
