@@ -32,7 +32,9 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 
 def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
     """Options of a job of the workflow; `runs`: "one" run folder, or "several" (a run key each)."""
-    parser.add_argument("--mlflow-experiment", help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)")
+    parser.add_argument(
+        "--mlflow-experiment", type=given_name, help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)"
+    )
     parser.add_argument(
         "--mlflow-run-key",
         nargs="+" if runs == "several" else None,
@@ -62,6 +64,13 @@ def given_path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path was given")
     return Path(text)
+
+
+def given_name(text: str) -> str:
+    """A name option's value (an MLflow experiment); an empty one is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name was given")
+    return text
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -254,7 +263,7 @@ def add_other_commands(commands) -> None:
     download.add_argument("--dataset", required=True, help="mnist or cifar10")
     download.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
-    init.add_argument("--experiment", required=True)
+    init.add_argument("--experiment", type=given_name, required=True)
     init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
 
     sync = commands.add_parser(
@@ -262,7 +271,7 @@ def add_other_commands(commands) -> None:
         help="log finished run folders that MLflow lacks (trained while "
         "the tracking server was down) from their JSON files",
     )
-    sync.add_argument("--experiment", required=True)
+    sync.add_argument("--experiment", type=given_name, required=True)
     sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
     sync.add_argument("runs", nargs="+", type=given_path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
 

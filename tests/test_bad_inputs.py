@@ -234,6 +234,23 @@ CASES = [
         lambda t, r: ["mlflow-sync", "--experiment", "e", replaced(copy_run(r, t), "train.json", os.mkfifo)],
         "train.json is a FIFO",
     ),
+    (
+        "npz values beyond float32",
+        lambda t, r: train_on(npz(t, train=np.full((50, 4), 1e39), test=GOOD["test"][:, :4])) + [t / "o"],
+        "holds values up to 1e+39, beyond float32",
+    ),
+    (
+        "npz levels beyond int32",
+        lambda t, r: train_on(npz(t, train=GOOD["train"], test=GOOD["test"], discrete_levels=np.int64(2**40)))
+        + [t / "o"],
+        "discrete_levels 1099511627776 exceeds 2147483648",
+    ),
+    ("mlflow-init empty experiment", lambda t, r: ["mlflow-init", "--experiment", ""], "an empty name was given"),
+    (
+        "download into a device",
+        lambda t, r: ["download", "--dataset", "mnist", "--data-dir", "/dev/null"],
+        "is not a folder",
+    ),
     ("dataset unknown", lambda t, r: train_with("--dataset", "nosuch", out=t / "o"), "unknown dataset 'nosuch'"),
     (
         "hidden width beyond torch's sizes",

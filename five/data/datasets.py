@@ -123,6 +123,9 @@ def load_npz(path: str) -> Dataset:
     return Dataset(f"npz:{file}", splits, levels, architecture, 512)
 
 
+MAX_DISCRETE_LEVELS = 2**31  # values 0 … L − 1 are held as int32
+
+
 def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
     """The split arrays and discrete_levels of a user's .npz, each problem one DataError naming the file:
     not a readable zip, pickled objects (never loaded), non-numeric, empty or non-finite arrays."""
@@ -157,12 +160,20 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
                     f"{file}: array '{split}' contains {nan} NaN and {inf} infinite values of "
                     f"{array.size}; clean the data"
                 )
+            largest = float(np.abs(array).max())
+            if largest > np.finfo(np.float32).max:
+                raise DataError(
+                    f"{file}: array '{split}' holds values up to {largest:.3g}, beyond float32, which training "
+                    "computes in; rescale the data"
+                )
     if levels is not None:
         if levels.ndim != 0 or levels.dtype.kind not in "iu":
             raise DataError(
                 f"{file}: discrete_levels must be one integer, got shape {levels.shape} dtype {levels.dtype}"
             )
         levels = int(levels)
+        if levels > MAX_DISCRETE_LEVELS:
+            raise DataError(f"{file}: discrete_levels {levels} exceeds {MAX_DISCRETE_LEVELS} (the levels are int32)")
     return arrays, levels
 
 
