@@ -68,7 +68,7 @@ datasets: {digits: {latent_dims: [2], epochs: 1}}
 CASES = [
     ("yaml bomb", YAML_BOMB, "the config holds more than 100,000 values"),
     ("experiment too long", edit("experiment", "a" * 300), "is too long"),
-    ("seed beyond int64", edit("seeds", [0, 2**70]), "seeds.1"),
+    ("seed beyond 64 bits", edit("seeds", [0, 2**70]), "seeds.1"),
     ("epochs float", edit("datasets.digits.epochs", 30.0), "datasets.digits.epochs: 30.0 is not of type 'integer'"),
     ("latent dim float", edit("datasets.digits.latent_dims", [2.0, 4]), "datasets.digits.latent_dims.0"),
     ("epochs bool", edit("datasets.digits.epochs", True), "datasets.digits.epochs"),

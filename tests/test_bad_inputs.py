@@ -33,6 +33,12 @@ def run_cli(argv):
     return code, stdout.getvalue(), stderr.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """A guard that fails (a mutation check) writes into the current folder: never the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("trained") / "run"
@@ -194,9 +200,9 @@ CASES = [
     ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
     ("evaluate onto the run's lock", lambda t, r: evaluate(copy_run(r, t), out=t / "run" / ".lock"), "own .lock"),
     ("train --out empty", lambda t, r: train_with(out=""), "--out: an empty path was given"),
-    ("run folder unmakeable", lambda t, r: train_with(out="/sys/five-run"), "/sys/five-run"),
+    ("run folder unmakeable", lambda t, r: train_with(out="/sys/five-run"), "/sys/five-run"),  # as root: mkdir
     ("lr beyond float32", lambda t, r: train_with("--lr", 1e300, out=t / "o"), "lr is 1e+300, beyond float32"),
-    ("seed beyond int64", lambda t, r: train_with("--seed", 2**64, out=t / "o"), "beyond the 64-bit integers"),
+    ("seed beyond 64 bits", lambda t, r: train_with("--seed", 2**64, out=t / "o"), "beyond the 64-bit integers"),
     (
         "train.json a FIFO",
         lambda t, r: evaluate(replaced(copy_run(r, t), "train.json", os.mkfifo)),
@@ -738,9 +744,15 @@ def test_a_refused_training_leaves_no_run_folder(case, trained, tmp_path):
 
 def test_a_refused_training_keeps_a_folder_that_was_there(trained, tmp_path):
     (tmp_path / "o").mkdir()  # empty: only a folder made by the refused run is removed
-    code, _, _ = run_cli(train_with("--hidden-width", 10**30, out=tmp_path / "o"))
+    code, _, _ = run_cli(train_with("--hidden-width", 3037000500, out=tmp_path / "o"))  # refused once locked
     assert code == 2
     assert (tmp_path / "o").is_dir()
+
+
+def test_the_largest_torch_seed_is_a_valid_setting():
+    from five.base.config import TrainConfig
+
+    assert TrainConfig(model="vae", dataset="digits", latent_dim=2, seed=2**64 - 1).seed == 2**64 - 1
 
 
 def test_there_are_at_least_25_cases():

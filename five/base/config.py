@@ -34,7 +34,8 @@ STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-step
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
-INT64_MAX = 2**63 - 1  # the integers a torch tensor or generator seed holds
+INT64_MAX = 2**63 - 1  # the integers a torch tensor holds
+SEED_MAX = 2**64 - 1  # the seeds torch.manual_seed takes
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32
 
 
@@ -93,7 +94,7 @@ class TrainConfig:
             if value is None and type(None) in kinds or isinstance(value, str) and str in kinds:
                 continue
             if not isinstance(value, bool) and int in kinds and isinstance(value, numbers.Integral):
-                if abs(value) > INT64_MAX:
+                if abs(value) > (SEED_MAX if name == "seed" else INT64_MAX):
                     raise ConfigError(f"the setting {name} is {value}, beyond the 64-bit integers torch holds")
                 object.__setattr__(self, name, int(value))
             elif not isinstance(value, bool) and float in kinds and isinstance(value, numbers.Real):

@@ -140,6 +140,8 @@ def run_lock(run_dir: Path):
                 f"another `five train` is running in {run_dir} (it holds {run_dir / LOCK_NAME}); "
                 "wait for it to finish or use another --out"
             ) from None
+        if not _is_file_at(handle, run_dir / LOCK_NAME):  # a failed run removed it between our open and lock
+            raise FiveError(f"{run_dir} was removed while this run was locking it; run again")
         try:
             yield
         finally:
@@ -147,6 +149,14 @@ def run_lock(run_dir: Path):
                 with suppress(OSError):
                     (run_dir / LOCK_NAME).unlink()
                     run_dir.rmdir()
+
+
+def _is_file_at(handle, path: Path) -> bool:
+    """Whether the open file `handle` is (still) the file at `path`."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVAL_JSON)) -> Path | None:

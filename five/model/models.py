@@ -265,7 +265,9 @@ def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | No
     try:
         with torch.device("meta"):  # shapes only: counts the parameters without allocating them
             count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
-    except (TypeError, RuntimeError) as error:  # a layer size beyond what torch can index
+    except (TypeError, RuntimeError) as error:  # a layer size beyond what torch can index; else a bug, shown
+        if "overflow" not in str(error).lower():
+            raise
         raise ConfigError(
             f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
             f"{config.hidden_width or dataset.default_hidden_width}) cannot be built: {str(error).splitlines()[0]}"
