@@ -255,7 +255,7 @@ CASES = [
     (
         "download into a device",
         lambda t, r: ["download", "--dataset", "mnist", "--data-dir", "/dev/null"],
-        "is not a folder",
+        "--data-dir /dev/null is a file, not a folder",
     ),
     ("dataset unknown", lambda t, r: train_with("--dataset", "nosuch", out=t / "o"), "unknown dataset 'nosuch'"),
     (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from five.base.errors import DataError
+from five.base.files import check_output_dir
 from five.data.catalog import FILES, VALIDATION_SIZE
 
 
@@ -72,8 +73,7 @@ def download_vision_dataset(name: str, root: Path, log: Callable[[str], None] = 
     """Fetch `name` into `root` with torchvision (checksums verified); returns the files now present."""
     if name not in FILES:
         raise DataError(f"cannot download {name!r}: only {', '.join(FILES)} are downloadable")
-    if root.exists() and not root.is_dir():
-        raise DataError(f"--data-dir {root} is not a folder")
+    check_output_dir(root, "--data-dir")
     root.mkdir(parents=True, exist_ok=True)
     log(f"downloading {name} into {root} (torchvision verifies the checksums)")
     for train in (True, False):

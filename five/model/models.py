@@ -262,23 +262,20 @@ def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | No
             f"--latent-dim {config.latent_dim} exceeds the data dimension D = {dataset.dim} of "
             f"{dataset.name}: {config.model}'s posterior N(f(x), s·J_f J_fᵀ) would be degenerate"
         )
+    width = config.hidden_width or dataset.default_hidden_width
+    described = f"the {config.model} model (latent dim {config.latent_dim}, hidden width {width})"
     try:
         with torch.device("meta"):  # shapes only: counts the parameters without allocating them
             count = sum(p.numel() for p in MODEL_CLASSES[config.model](config, dataset).parameters())
     except (TypeError, RuntimeError) as error:  # a layer size beyond what torch can index; else a bug, shown
         if "overflow" not in str(error).lower():
             raise
-        raise ConfigError(
-            f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
-            f"{config.hidden_width or dataset.default_hidden_width}) cannot be built: {str(error).splitlines()[0]}"
-        ) from None
+        raise ConfigError(f"{described} cannot be built: {str(error).splitlines()[0]}") from None
     if device is not None:
         needed, available = TRAINING_COPIES * 4 * count, device_memory_bytes(device)
         if needed > available:
             raise ConfigError(
-                f"the {config.model} model (latent dim {config.latent_dim}, hidden width "
-                f"{config.hidden_width or dataset.default_hidden_width}) has {count:,} parameters: "
-                f"training needs {needed / 2**30:,.1f} GiB for them alone, the {device.type} has "
-                f"{available / 2**30:,.1f} GiB"
+                f"{described} has {count:,} parameters: training needs {needed / 2**30:,.1f} GiB for them "
+                f"alone, the {device.type} has {available / 2**30:,.1f} GiB"
             )
     return MODEL_CLASSES[config.model](config, dataset)

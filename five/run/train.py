@@ -318,7 +318,7 @@ def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
     if not path.is_file():
         return None
     record = read_train_record(path)
-    if record.get("status") not in FINISHED or not run.config.matches(record.get("config") or {}):
+    if record.get("status") not in FINISHED or not run.config.matches(record["config"]):
         return None
     log(f"{run.out_dir} is finished ({record['status']}, {record.get('epochs_completed')} epochs); nothing to do")
     if record["status"] == "diverged":
