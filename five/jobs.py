@@ -9,6 +9,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from five.base.config import REQUIRED_SETTINGS, SETTING_FIELDS, STEP_COST_KEYS, TrainConfig
 from five.base.errors import ConfigError, FiveError
@@ -33,6 +34,8 @@ def prepare_job(args, log=print):
     from five.run.device import choose_device
     from five.run.gpus import claim_gpu
 
+    if args.mlflow_artifact_location is not None:
+        check_output_dir(args.mlflow_artifact_location, "--mlflow-artifact-location")
     if args.threads is not None:
         if args.threads < 1:
             raise FiveError(f"--threads must be >= 1, got {args.threads}")
@@ -384,9 +387,16 @@ def torch_device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
+def check_artifact_location(location: str | None, option: str) -> None:
+    """A local artifact location (no URI scheme such as s3://) must be a folder or makeable as one."""
+    if location is not None and not urlparse(location).scheme:
+        check_output_dir(Path(location), option)
+
+
 def run_mlflow_init(args) -> None:
     from five.run.tracking import ensure_experiment
 
+    check_artifact_location(args.artifact_location, "--artifact-location")
     experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
 
@@ -394,6 +404,10 @@ def run_mlflow_init(args) -> None:
 def run_mlflow_sync(args) -> None:
     from five.run.tracking import sync_run
 
+    check_artifact_location(args.artifact_location, "--artifact-location")
+    for run_dir in args.runs:  # all checked before the first is logged
+        if not run_dir.is_dir():
+            raise FiveError(f"{run_dir} is not a run folder")
     for run_dir in args.runs:
         outcome = sync_run(
             args.experiment, run_dir, args.artifact_location, warn=lambda line: print(line, file=sys.stderr)

@@ -332,6 +332,52 @@ LOADED = [
         ),
         "is not in nats",
     ),
+    (
+        "claim against one side twice",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae, {model: vae}]"),
+        "`against` names vae twice",
+    ),
+    (
+        "factor on a paired claim",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], factor: 2"),
+        "kind paired does not use `factor`",
+    ),
+    (
+        "better on an equivalence",
+        yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1, better: lower"),
+        "kind equivalent does not use `better`",
+    ),
+    (
+        "a margin on a ratio",
+        yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae], factor: 3, margin: 1"),
+        "kind ratio_at_most does not use `margin`",
+    ),
+    (
+        "against on a collapse claim",
+        yaml_case(claim_kind="below_latent_dim", claim_extra=", against: [vae]").replace(
+            "metric: nll_nats", "metric: active_units"
+        ),
+        "kind below_latent_dim does not use `against`",
+    ),
+    (
+        "largest d on a trend",
+        yaml_case(
+            claim_kind="grows_with_latent_dim", claim_extra=", better: higher, against: [vae], latent_dims: largest"
+        ),
+        "kind grows_with_latent_dim does not use `latent_dims`",
+    ),
+    (
+        "empty claim id",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace("id: C1", "id: ''"),
+        "claims.list.0.id",
+    ),
+    (
+        "blank claim statement",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
+            "statement: s", "statement: '  '"
+        ),
+        "claims.list.0.statement",
+    ),
     ("cuda graph unknown", yaml_case(", cuda_graph: sometimes"), "datasets.digits.cuda_graph"),
     (
         "d = D + 1 for five",

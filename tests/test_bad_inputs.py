@@ -3,6 +3,7 @@ before any compute; finished work is never lost (issue 11). Table-driven: each c
 
 import io
 import json
+import math
 import os
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -198,6 +199,8 @@ CASES = [
     ),
     ("npz no test", lambda t, r: train_on(npz(t, train=GOOD["train"])) + [t / "o"], "lacks the array(s) test"),
     ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
+    ("npz a device", lambda t, r: train_on("/dev/zero") + [t / "o"], "npz data file /dev/zero is a device, not a file"),
+    ("npz a folder", lambda t, r: train_on(t) + [t / "o"], "is a folder, not a file"),
     ("evaluate onto the run's lock", lambda t, r: evaluate(copy_run(r, t), out=t / "run" / ".lock"), "own .lock"),
     ("train --out empty", lambda t, r: train_with(out=""), "--out: an empty path was given"),
     ("run folder unmakeable", lambda t, r: train_with(out="/sys/five-run"), "/sys/five-run"),  # as root: mkdir
@@ -252,6 +255,48 @@ CASES = [
         "discrete_levels 1099511627776 exceeds 2147483648",
     ),
     ("mlflow-init empty experiment", lambda t, r: ["mlflow-init", "--experiment", ""], "an empty name was given"),
+    (
+        "best.pt with a nan weight",
+        lambda t, r: evaluate(
+            with_state(r, t, "best.pt", lambda s: s["model"]["decoder.0.weight"].fill_(float("nan")))
+        ),
+        "best.pt holds nan or inf in decoder.0.weight: it has no result",
+    ),
+    (
+        "best.pt with an infinite sigma",
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(float("inf")))),
+        "best.pt holds nan or inf in log_sigma",
+    ),
+    (
+        "best.pt with a sigma beyond float32",  # finite weights, but exp(log σ) overflows: no Infinity in eval.json
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(200.0))),
+        "best.pt holds log σ = 200, whose σ is inf in float32: it has no result to evaluate",
+    ),
+    (
+        "best.pt with a sigma below float32",
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(-200.0))),
+        "best.pt holds log σ = -200, whose σ is 0 in float32",
+    ),
+    (
+        "mlflow-sync of a missing folder",
+        lambda t, r: ["mlflow-sync", "--experiment", "e", t / "results" / "no-such-run"],
+        "no-such-run is not a run folder",
+    ),
+    (
+        "mlflow-sync of a file",
+        lambda t, r: ["mlflow-sync", "--experiment", "e", copy_run(r, t) / "train.json"],
+        "train.json is not a run folder",
+    ),
+    (
+        "mlflow-init onto a device",
+        lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", "/dev/null"],
+        "--artifact-location /dev/null is a file, not a folder",
+    ),
+    (
+        "train with MLflow artifacts onto a device",
+        lambda t, r: train_with("--mlflow-experiment", "e", "--mlflow-artifact-location", "/dev/null", out=t / "o"),
+        "--mlflow-artifact-location /dev/null is a file, not a folder",
+    ),
     (
         "download into a device",
         lambda t, r: ["download", "--dataset", "mnist", "--data-dir", "/dev/null"],
@@ -753,6 +798,34 @@ def test_the_largest_torch_seed_is_a_valid_setting():
     from five.base.config import TrainConfig
 
     assert TrainConfig(model="vae", dataset="digits", latent_dim=2, seed=2**64 - 1).seed == 2**64 - 1
+
+
+def test_an_evaluation_that_overflows_writes_no_eval_json(trained, tmp_path):
+    """Finite weights so large that the decoder's output overflows: the NLL is inf, which JSON cannot hold;
+    refused after the pass (nothing could tell it before), and no eval.json is written."""
+    run = with_state(trained, tmp_path, "best.pt", lambda s: s["model"]["decoder.4.weight"].fill_(1e30))
+    code, _, err = run_cli(evaluate(run))
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("five: error: evaluating") and "gave nan or inf for nll_nats" in last, err
+    assert "nothing was written" in last and not (run / "eval.json").exists()
+    assert "Traceback" not in err
+
+
+def test_a_one_example_test_split_gives_valid_json(tmp_path):
+    """One test example has no standard error: eval.json says null (strict JSON), not NaN, and is written."""
+    data = npz(tmp_path, train=np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32), test=GOOD["test"][:1])
+    code, _, err = run_cli(train_on(data) + [tmp_path / "run"])
+    assert code == 0, err
+    code, _, err = run_cli(evaluate(tmp_path / "run"))
+    assert code == 0, err
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    metrics = json.loads((tmp_path / "run" / "eval.json").read_text(), parse_constant=refuse)
+    assert metrics["n_examples"] == 1 and metrics["nll_standard_error"] is None
+    assert math.isfinite(metrics["nll_nats"])
 
 
 def test_there_are_at_least_25_cases():

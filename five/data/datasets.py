@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from five.base.errors import DataError
+from five.base.files import non_regular_kind
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
 DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
@@ -104,7 +105,10 @@ def load_npz(path: str) -> Dataset:
     (n, C, H, W), and an optional scalar `discrete_levels` L (then values must be integers in 0..L-1 and are
     dequantised; without it the data are continuous)."""
     file = Path(path)
-    if not file.is_file():
+    kind = non_regular_kind(file)
+    if kind is not None:
+        raise DataError(f"npz data file {file} is {kind}, not a file")
+    if not file.exists():
         raise DataError(f"npz data file not found: {file}")
     arrays, levels = _read_npz(file)
     shapes = {split: array.shape for split, array in arrays.items()}
@@ -161,7 +165,7 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
                     f"{array.size}; clean the data"
                 )
             largest = float(np.abs(array).max())
-            if largest > np.finfo(np.float32).max:
+            if largest > float(np.finfo(np.float32).max):
                 raise DataError(
                     f"{file}: array '{split}' holds values up to {largest:.3g}, beyond float32, which training "
                     "computes in; rescale the data"

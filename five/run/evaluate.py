@@ -22,7 +22,13 @@ from five.data.datasets import Dataset, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
 from five.model.models import Model, build_model
 from five.model.objectives import kl_diagonal_per_dimension
-from five.run.checkpoint import load_checkpoint, load_checkpoint_file, load_weights, save_checkpoint
+from five.run.checkpoint import (
+    check_finite_weights,
+    load_checkpoint,
+    load_checkpoint_file,
+    load_weights,
+    save_checkpoint,
+)
 from five.run.validation import fit_log_sigma, validation_batch
 
 EVALUATION_SEED = 20250602  # fixed: the test dequantisation and the importance samples are the same every time
@@ -75,7 +81,20 @@ def load_run(
     dataset = load_dataset(config.dataset, data_dir)
     model = build_model(config, dataset, device)
     load_weights(model, state["model"], path)
+    check_finite_weights(model, path)
+    check_sigma_representable(model, path)
     return config, model.to(device).eval(), dataset, state
+
+
+def check_sigma_representable(model: Model, path: Path) -> None:
+    """σ = exp(log σ) must be a positive float32: beyond it, every likelihood is ±inf or nan."""
+    log_sigma = float(model.log_sigma.detach())
+    sigma = torch.exp(model.log_sigma.detach().float())
+    if not (bool(torch.isfinite(sigma)) and float(sigma) > 0):
+        raise FiveError(
+            f"{path} holds log σ = {log_sigma:g}, whose σ is {float(sigma):g} in float32: it has no result to "
+            f"evaluate; {MOVE_ASIDE_ADVICE}"
+        )
 
 
 IDENTITY = ("model", "dataset", "latent_dim", "probes", "surrogate_point", "seed")
@@ -301,8 +320,10 @@ def split_metrics(passed: dict, dataset) -> dict:
     nll = -float(passed["log_likelihood"].mean())  # in the pass's precision, as the tables always had it
     return {
         "nll_nats": nll,
-        # the test set is a sample too: the standard error of the mean over its examples
-        "nll_standard_error": float(log_likelihood.std() / math.sqrt(log_likelihood.shape[0])),
+        # the test set is a sample too: the standard error of the mean over its examples (none from one example)
+        "nll_standard_error": float(log_likelihood.std() / math.sqrt(log_likelihood.shape[0]))
+        if log_likelihood.shape[0] > 1
+        else None,
         # per test example, in the split's order: the claims' intervals pair models example by example
         "log_likelihood_per_example": [round(value, 5) for value in log_likelihood.tolist()],
         "bits_per_dim": bits_per_dim(nll, dataset),
@@ -398,6 +419,7 @@ def evaluate_run(
     if config.dataset == "manifold":
         log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")
         metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator, cache_dir))
+    check_finite_metrics(metrics, run_dir)
     if image_dir is not None:
         from five.run.images import write_image_grids
 
@@ -405,3 +427,19 @@ def evaluate_run(
     metrics["wall_time_s"] = time.perf_counter() - started
     metrics["config"] = config.to_dict()
     return metrics
+
+
+def check_finite_metrics(metrics: dict, run_dir: Path) -> None:
+    """eval.json holds only numbers JSON can: a metric that came out nan or inf (a σ beyond float32, say) is one
+    clear error, not the non-standard NaN/Infinity that most JSON readers refuse."""
+
+    def finite(value) -> bool:
+        values = value if isinstance(value, list) else [value]
+        return all(math.isfinite(item) for item in values if isinstance(item, float))
+
+    broken = [key for key, value in metrics.items() if not finite(value)]
+    if broken:
+        raise FiveError(
+            f"evaluating {run_dir} gave nan or inf for {', '.join(broken)}: the model's weights give no result; "
+            f"nothing was written"
+        )

@@ -390,6 +390,15 @@ def decide_cells(rows: list[dict], settings: dict) -> None:
 
 
 COMPARING_KINDS = ("paired", "equivalent", "ratio_at_most", "grows_with_latent_dim")  # need `against`
+# The optional keys each kind reads, besides `probes` and `datasets` (every kind): a key a kind would ignore is
+# refused at the dry run (five.sweep.table.check_claims), so that no claim says more than its rule tests.
+KIND_OPTIONS = {
+    "paired": {"against", "better", "margin", "margin_bits_per_dim", "margin_reason", "latent_dims"},
+    "equivalent": {"against", "margin", "margin_bits_per_dim", "margin_reason", "latent_dims"},
+    "ratio_at_most": {"against", "factor", "latent_dims"},
+    "below_latent_dim": {"margin", "margin_reason", "latent_dims"},
+    "grows_with_latent_dim": {"against", "better", "margin", "margin_bits_per_dim", "margin_reason"},  # all d
+}
 
 
 def claim_rows(

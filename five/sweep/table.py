@@ -19,7 +19,7 @@ import pandas as pd
 from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES, TrainConfig
 from five.base.errors import ConfigError
 from five.data.catalog import DATA_SHAPES
-from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS
+from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
@@ -276,9 +276,11 @@ def check_claims(config: dict, models: dict) -> None:
                     f"{where}: {side['model']} at K={side['probes']} is not swept (its budgets: "
                     f"{budgets[side['model']]})"
                 )
-        for other in sides[1:]:
+        for index, other in enumerate(sides[1:], start=1):
             if other["model"] == sides[0]["model"] and other.get("probes") == sides[0].get("probes"):
                 raise ConfigError(f"{where}: `against` repeats the claim's own side ({describe_side(other)})")
+            if other in sides[1:index]:  # a repeated cell would also count twice in Holm's correction
+                raise ConfigError(f"{where}: `against` names {describe_side(other)} twice")
         for dataset in claim.get("datasets", []):
             if dataset not in config["datasets"]:
                 raise ConfigError(
@@ -288,8 +290,16 @@ def check_claims(config: dict, models: dict) -> None:
 
 
 def check_claim_keys(claim: dict, where: str) -> None:
-    """What each kind needs to be decidable at all."""
+    """What each kind needs to be decidable at all, and nothing it would ignore."""
     kind = claim["kind"]
+    ignored = sorted(
+        set(claim) - {"id", "statement", "kind", "model", "metric", "probes", "datasets"} - KIND_OPTIONS[kind]
+    )
+    if ignored:
+        raise ConfigError(
+            f"{where}: kind {kind} does not use {', '.join(f'`{key}`' for key in ignored)} (it reads "
+            f"{', '.join(f'`{key}`' for key in sorted(KIND_OPTIONS[kind]))}); remove it"
+        )
     if kind in ("paired", "grows_with_latent_dim") and "better" not in claim:
         raise ConfigError(
             f"{where}: kind {kind} needs `better` (lower or higher: which side of the boundary the claim says)"
