@@ -210,7 +210,7 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every input is
     checked before the first evaluation starts."""
-    from five.run.evaluate import evaluate_run
+    from five.run.evaluate import check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
@@ -221,6 +221,8 @@ def run_evaluate(args) -> None:
     image_dirs = args.image_dir or [None] * len(args.run)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir)
+    for run in args.run:  # a broken second seed must not cost the first one's evaluation
+        check_evaluable(run, args.model_selection)
     device, facts = prepare_job(args, log)
     for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
         tracker = make_tracker(args, run, key)
@@ -388,9 +390,13 @@ def torch_device_name(device) -> str:
 
 
 def check_artifact_location(location: str | None, option: str) -> None:
-    """A local artifact location (no URI scheme such as s3://) must be a folder or makeable as one."""
-    if location is not None and not urlparse(location).scheme:
-        check_output_dir(Path(location), option)
+    """A local artifact location (a path, or a file: URI; not s3:// and the like) must be a folder or makeable
+    as one."""
+    if location is None:
+        return
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        check_output_dir(Path(parsed.path if parsed.scheme else location), option)
 
 
 def run_mlflow_init(args) -> None:

@@ -291,7 +291,7 @@ LOADED = [
     (
         "claim against itself",
         yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [five]"),
-        "`against` repeats the claim's own side (five)",
+        "`against` repeats the claim's own side (five at K=1)",
     ),
     (
         "claim against itself at its budget",
@@ -336,6 +336,20 @@ LOADED = [
         "claim against one side twice",
         yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae, {model: vae}]"),
         "`against` names vae twice",
+    ),
+    (
+        "claim against one side, written with and without its budget",
+        yaml_case(
+            claim_kind="paired",
+            claim_extra=", better: lower, against: [vae, fif, {model: fif, probes: 1}]",
+            models="{vae: {}, fif: {probes: [1]}, five: {probes: [1]}}",
+        ),
+        "`against` names fif at K=1 twice",
+    ),
+    (
+        "claim against itself, its budget left out on one side",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [{model: five, probes: 1}]"),
+        "`against` repeats the claim's own side (five at K=1)",
     ),
     (
         "factor on a paired claim",

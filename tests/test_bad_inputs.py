@@ -270,12 +270,32 @@ CASES = [
     (
         "best.pt with a sigma beyond float32",  # finite weights, but exp(log σ) overflows: no Infinity in eval.json
         lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(200.0))),
-        "best.pt holds log σ = 200, whose σ is inf in float32: it has no result to evaluate",
+        "best.pt holds log σ = 200, whose σ² is inf in float32: it has no result to evaluate",
     ),
     (
         "best.pt with a sigma below float32",
         lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(-200.0))),
-        "best.pt holds log σ = -200, whose σ is 0 in float32",
+        "best.pt holds log σ = -200, whose σ² is 0 in float32",
+    ),
+    (
+        "best.pt with a subnormal sigma squared",
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(-45.0))),
+        "best.pt holds log σ = -45, whose σ² is 8.",
+    ),
+    (
+        "best.pt with an infinite validation NLL",
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s.update(val_nll=float("inf")))),
+        "best.pt is damaged: its validation NLL is inf",
+    ),
+    (
+        "mlflow-init onto a link to nothing",
+        lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", _dangling(t)],
+        "is a link to nothing, not a folder",
+    ),
+    (
+        "mlflow-init onto a device as a file URI",
+        lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", "file:///dev/null"],
+        "--artifact-location /dev/null is a device, not a folder",
     ),
     (
         "mlflow-sync of a missing folder",
@@ -290,17 +310,17 @@ CASES = [
     (
         "mlflow-init onto a device",
         lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", "/dev/null"],
-        "--artifact-location /dev/null is a file, not a folder",
+        "--artifact-location /dev/null is a device, not a folder",
     ),
     (
         "train with MLflow artifacts onto a device",
         lambda t, r: train_with("--mlflow-experiment", "e", "--mlflow-artifact-location", "/dev/null", out=t / "o"),
-        "--mlflow-artifact-location /dev/null is a file, not a folder",
+        "--mlflow-artifact-location /dev/null is a device, not a folder",
     ),
     (
         "download into a device",
         lambda t, r: ["download", "--dataset", "mnist", "--data-dir", "/dev/null"],
-        "--data-dir /dev/null is a file, not a folder",
+        "--data-dir /dev/null is a device, not a folder",
     ),
     ("dataset unknown", lambda t, r: train_with("--dataset", "nosuch", out=t / "o"), "unknown dataset 'nosuch'"),
     (
@@ -744,6 +764,11 @@ def _text(path: Path) -> Path:
     return path
 
 
+def _dangling(tmp_path: Path) -> Path:
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    return tmp_path / "dangling"
+
+
 def _text_as(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -800,16 +825,56 @@ def test_the_largest_torch_seed_is_a_valid_setting():
     assert TrainConfig(model="vae", dataset="digits", latent_dim=2, seed=2**64 - 1).seed == 2**64 - 1
 
 
-def test_an_evaluation_that_overflows_writes_no_eval_json(trained, tmp_path):
-    """Finite weights so large that the decoder's output overflows: the NLL is inf, which JSON cannot hold;
-    refused after the pass (nothing could tell it before), and no eval.json is written."""
-    run = with_state(trained, tmp_path, "best.pt", lambda s: s["model"]["decoder.4.weight"].fill_(1e30))
+@pytest.mark.parametrize("weight", ["decoder.4.weight", "head.weight"])
+def test_an_evaluation_that_overflows_writes_no_eval_json(trained, tmp_path, weight):
+    """Finite weights so large that an activation overflows (in the decoder: the NLL; in the encoder's head: the
+    posterior, whose spectrum scipy would refuse): nothing tells it before the pass, so it is refused after it,
+    in one line, and no eval.json is written."""
+    run = with_state(trained, tmp_path, "best.pt", lambda s: s["model"][weight].fill_(1e30))
     code, _, err = run_cli(evaluate(run))
     assert code == 2, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("five: error: evaluating") and "gave nan or inf for nll_nats" in last, err
+    assert last.startswith(f"five: error: evaluating {run} gave nan or inf for "), err
     assert "nothing was written" in last and not (run / "eval.json").exists()
     assert "Traceback" not in err
+
+
+def test_a_packed_evaluation_checks_every_run_first(trained, tmp_path):
+    """The second seed's broken checkpoint is refused before the first seed is evaluated (the workflow's job
+    would lose the first's eval.json with the failed job)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = copy_run(trained, tmp_path / "a")
+    bad = with_state(trained, tmp_path / "b", "best.pt", lambda s: s["model"]["head.bias"].fill_(float("nan")))
+    code, _, err = run_cli(
+        [
+            "evaluate",
+            "--run",
+            good,
+            bad,
+            "--importance-samples",
+            2,
+            "--device",
+            "cpu",
+            "--out",
+            good / "eval.json",
+            bad / "eval.json",
+        ]
+    )
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert "holds nan or inf in head.bias" in err and "evaluated batch" not in err
+    assert not (good / "eval.json").exists()
+
+
+def test_an_own_sigma_far_below_the_floor_is_still_fitted(trained, tmp_path):
+    """log σ = −20, far below the data set's floor (not a σ training leaves, but a valid one): `--sigma fitted`
+    searches above the floor instead of failing on an empty interval."""
+    run = with_state(trained, tmp_path, "best.pt", lambda s: s["model"]["log_sigma"].fill_(-20.0))
+    code, _, err = run_cli(evaluate(run, "--sigma", "fitted"))
+    assert code == 0, err
+    fit = json.loads((run / "eval.json").read_text())["sigma_fit"]
+    low, high = fit["search_bounds"]
+    assert low < high and low > -20
 
 
 def test_a_one_example_test_split_gives_valid_json(tmp_path):

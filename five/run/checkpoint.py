@@ -33,10 +33,16 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
-def check_finite_weights(module: torch.nn.Module, path: Path) -> None:
+def check_finite_weights(weights, path: Path) -> None:
     """Weights with a nan or an inf give no result (a resumed run may still go on: its next step diverges and is
     recorded as such); refused in one line naming at most three of them."""
-    names = [name for name, value in module.state_dict().items() if not bool(torch.isfinite(value).all())]
+    if not isinstance(weights, dict):
+        return  # not a state_dict: load_weights says it does not fit
+    names = [
+        name
+        for name, value in weights.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
     if names:
         named = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise FiveError(f"{path} holds nan or inf in {named}: it has no result to evaluate; {MOVE_ASIDE_ADVICE}")

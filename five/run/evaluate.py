@@ -65,34 +65,54 @@ def load_run(
 ) -> tuple[TrainConfig, Model, Dataset, dict]:
     """The run's model at the selected checkpoint: `last` (checkpoint.pt) or `best` (best.pt, the epoch with
     the best validation NLL)."""
+    path, state = checked_checkpoint(Path(run_dir), model_selection, device)
+    config = TrainConfig.from_dict(state["config"])
+    check_record_matches(Path(run_dir), config, path)
+    dataset = load_dataset(config.dataset, data_dir)
+    model = build_model(config, dataset, device)
+    load_weights(model, state["model"], path)
+    return config, model.to(device).eval(), dataset, state
+
+
+def checked_checkpoint(run_dir: Path, model_selection: str, device="cpu") -> tuple[Path, dict]:
+    """The selected checkpoint's path and state, refused in one line where it can give no result: missing,
+    damaged, nan or inf in its weights or selection NLL, or a σ² = exp(2 log σ) beyond float32's normal range."""
     if model_selection not in MODEL_SELECTIONS:
         raise FiveError(f"unknown model selection {model_selection!r} (choose from {', '.join(MODEL_SELECTIONS)})")
-    path = Path(run_dir) / (BEST_NAME if model_selection == "best" else CHECKPOINT_NAME)
+    path = run_dir / (BEST_NAME if model_selection == "best" else CHECKPOINT_NAME)
     if not path.exists():
-        record = Path(run_dir) / TRAIN_JSON
+        record = run_dir / TRAIN_JSON
         if model_selection == "last" and record.exists() and read_train_record(record).get("truncated_from"):
             raise FiveError(
                 f"{run_dir} was cut from a longer run: only its best checkpoint exists (use --model-selection best)"
             )
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
-    config = TrainConfig.from_dict(state["config"])
-    check_record_matches(Path(run_dir), config, path)
-    dataset = load_dataset(config.dataset, data_dir)
-    model = build_model(config, dataset, device)
-    load_weights(model, state["model"], path)
-    check_finite_weights(model, path)
-    check_sigma_representable(model, path)
-    return config, model.to(device).eval(), dataset, state
+    check_finite_weights(state["model"], path)
+    check_sigma_representable(state["model"].get("log_sigma"), path)
+    if not all_finite(state.get("val_nll")) or isinstance(state.get("val_nll"), str):
+        raise FiveError(f"{path} is damaged: its validation NLL is {state['val_nll']!r}; {MOVE_ASIDE_ADVICE}")
+    return path, state
 
 
-def check_sigma_representable(model: Model, path: Path) -> None:
-    """σ = exp(log σ) must be a positive float32: beyond it, every likelihood is ±inf or nan."""
-    log_sigma = float(model.log_sigma.detach())
-    sigma = torch.exp(model.log_sigma.detach().float())
-    if not (bool(torch.isfinite(sigma)) and float(sigma) > 0):
+def check_evaluable(run_dir: Path, model_selection: str) -> None:
+    """evaluate_run's refusals of a run folder, made before any run of a job is evaluated: a diverged run is
+    reported as such, any other needs a checkpoint that can give a result (checked_checkpoint)."""
+    record_path = run_dir / TRAIN_JSON
+    if record_path.exists() and read_train_record(record_path)["status"] == "diverged":
+        return
+    checked_checkpoint(run_dir, model_selection)
+
+
+def check_sigma_representable(log_sigma, path: Path) -> None:
+    """The likelihood divides by σ² = exp(2 log σ): beyond float32's normal range it is inf or 0 and every
+    likelihood ±inf or nan (a checkpoint five writes keeps log σ at or above its floor)."""
+    if not isinstance(log_sigma, torch.Tensor) or log_sigma.numel() != 1 or not log_sigma.is_floating_point():
+        return  # not a state five writes: load_weights says it does not fit
+    variance = float(torch.exp(2 * log_sigma.detach().float()))
+    if not torch.finfo(torch.float32).tiny <= variance < math.inf:
         raise FiveError(
-            f"{path} holds log σ = {log_sigma:g}, whose σ is {float(sigma):g} in float32: it has no result to "
+            f"{path} holds log σ = {float(log_sigma):g}, whose σ² is {variance:g} in float32: it has no result to "
             f"evaluate; {MOVE_ASIDE_ADVICE}"
         )
 
@@ -348,15 +368,17 @@ def likelihood_metrics(
     generator: torch.Generator,
     device: torch.device,
     log: Callable[[str], None],
+    where: str = "the evaluation",
 ) -> tuple[dict, dict]:
     """The metrics of one pass over `x_all` at the model's `own` σ or one `fitted` on validation, with the σ
-    behind them; and the pass itself (likelihood_pass)."""
+    behind them; and the pass itself (likelihood_pass), refused where it is not finite (`where` names it)."""
     sigma_own = float(torch.exp(model.log_sigma.detach()))
     sigma_policy = "fitted" if sigma == "fitted" else own_sigma_policy(model.name)
     sigma_metrics = {}
     if sigma == "fitted":
         sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
     passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
+    check_finite(passed, where)  # before the metrics: the spectrum of a nan covariance would fail in scipy
     metrics = {
         "status": "complete",
         **split_metrics(passed, dataset),
@@ -407,7 +429,7 @@ def evaluate_run(
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
     metrics, passed = likelihood_metrics(
-        model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log
+        model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log, f"evaluating {run_dir}"
     )
     metrics |= {
         "split": split,
@@ -419,7 +441,7 @@ def evaluate_run(
     if config.dataset == "manifold":
         log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")
         metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator, cache_dir))
-    check_finite_metrics(metrics, run_dir)
+    check_finite(metrics, f"evaluating {run_dir}")
     if image_dir is not None:
         from five.run.images import write_image_grids
 
@@ -429,17 +451,22 @@ def evaluate_run(
     return metrics
 
 
-def check_finite_metrics(metrics: dict, run_dir: Path) -> None:
-    """eval.json holds only numbers JSON can: a metric that came out nan or inf (a σ beyond float32, say) is one
-    clear error, not the non-standard NaN/Infinity that most JSON readers refuse."""
+def all_finite(value) -> bool:
+    """No nan or inf in a number, a tensor, or a list or dict of them (anything else counts as finite)."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, (float, np.floating)):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(all_finite(item) for item in value)
+    if isinstance(value, dict):
+        return all(all_finite(item) for item in value.values())
+    return True
 
-    def finite(value) -> bool:
-        values = value if isinstance(value, list) else [value]
-        return all(math.isfinite(item) for item in values if isinstance(item, float))
 
-    broken = [key for key, value in metrics.items() if not finite(value)]
+def check_finite(values: dict, what: str) -> None:
+    """eval.json holds only numbers JSON can: a value that came out nan or inf (weights so large that an
+    activation overflows, say) is one clear error, not the non-standard NaN/Infinity most JSON readers refuse."""
+    broken = [key for key, value in values.items() if not all_finite(value)]
     if broken:
-        raise FiveError(
-            f"evaluating {run_dir} gave nan or inf for {', '.join(broken)}: the model's weights give no result; "
-            f"nothing was written"
-        )
+        raise FiveError(f"{what} gave nan or inf for {', '.join(broken)}; nothing was written")

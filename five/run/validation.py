@@ -87,7 +87,8 @@ def fit_log_sigma(model: Model, x: torch.Tensor, samples: int = VALIDATION_SAMPL
             result = iwae_log_likelihood(x, posterior, lambda x_, z: model.log_joint(x_, z, rho), samples, generator)
         return -float(result.log_likelihood.mean())
 
-    bounds = (max(model.log_sigma_floor, own - SIGMA_SEARCH_HALF_WIDTH), own + SIGMA_SEARCH_HALF_WIDTH)
+    centre = max(own, model.log_sigma_floor)  # an own σ below the floor (not one training leaves) searches above it
+    bounds = (max(model.log_sigma_floor, centre - SIGMA_SEARCH_HALF_WIDTH), centre + SIGMA_SEARCH_HALF_WIDTH)
     found = minimize_scalar(validation_nll, bounds=bounds, method="bounded", options={"xatol": SIGMA_SEARCH_TOLERANCE})
     own_nll = validation_nll(own)
     at_bound = next(

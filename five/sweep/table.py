@@ -252,11 +252,33 @@ def swept_budgets(models: dict) -> dict[str, list[int]]:
     return budgets
 
 
+def probes_shown(config: dict) -> dict[str, int]:
+    """The budget the main table, the plots and a claim without `probes` use for fif/five: the config's
+    `table_probes`, else the smallest swept."""
+    shown = {}
+    for model in MODELS_WITH_PROBES:
+        if model in config["models"]:
+            budgets = (config["models"][model] or {}).get("probes", [DEFAULT_PROBES])
+            shown[model] = config.get("table_probes", {}).get(model, min(budgets))
+    if "sample" in (config["models"].get("five") or {}).get("surrogate_points", []):
+        shown["five-sample"] = shown["five"]  # the FIVE variant's runs (method.md §1.4) at the same budget
+    return shown
+
+
+def claim_sides(claim: dict, shown: dict[str, int]) -> list[dict]:
+    """The claim's model, then each `against` side, as {"model", "probes"} with the budget a side leaves out
+    filled in (`shown`; None for a model without one): `five` and `{model: five, probes: 1}` are one side
+    where the table shows K = 1."""
+    sides = [{"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}]
+    sides += [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
+    return [{"model": side["model"], "probes": side.get("probes", shown.get(side["model"]))} for side in sides]
+
+
 def check_claims(config: dict, models: dict) -> None:
     """Claims that cannot be evaluated fail the dry run, not the claims step after all training: a model,
     budget or data set that is not swept, a comparison of a side with itself, a repeated id, a kind without
     what it needs."""
-    budgets, seen = swept_budgets(models), set()
+    budgets, shown, seen = swept_budgets(models), probes_shown(config), set()
     for index, claim in enumerate(config.get("claims", {}).get("list", [])):
         where = f"claims.list.{index} ({claim['id']})"
         if claim["id"] in seen:
@@ -266,18 +288,17 @@ def check_claims(config: dict, models: dict) -> None:
             raise ConfigError(f"{where}: kind {claim['kind']} compares two sides; give `against`")
         if claim["kind"] == "ratio_at_most" and "factor" not in claim:
             raise ConfigError(f"{where}: kind ratio_at_most needs `factor` (the largest allowed ratio)")
-        sides = [{"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}]
-        sides += [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
+        sides = claim_sides(claim, shown)
         for side in sides:
             if side["model"] not in budgets:
                 raise ConfigError(f"{where}: {side['model']} is not swept (models: {', '.join(budgets)})")
-            if "probes" in side and side["probes"] not in budgets[side["model"]]:
+            if side["probes"] is not None and side["probes"] not in budgets[side["model"]]:
                 raise ConfigError(
                     f"{where}: {side['model']} at K={side['probes']} is not swept (its budgets: "
                     f"{budgets[side['model']]})"
                 )
         for index, other in enumerate(sides[1:], start=1):
-            if other["model"] == sides[0]["model"] and other.get("probes") == sides[0].get("probes"):
+            if other == sides[0]:
                 raise ConfigError(f"{where}: `against` repeats the claim's own side ({describe_side(other)})")
             if other in sides[1:index]:  # a repeated cell would also count twice in Holm's correction
                 raise ConfigError(f"{where}: `against` names {describe_side(other)} twice")
@@ -325,7 +346,7 @@ def check_claim_keys(claim: dict, where: str) -> None:
 
 
 def describe_side(side: dict) -> str:
-    return f"{side['model']} at K={side['probes']}" if "probes" in side else side["model"]
+    return side["model"] if side["probes"] is None else f"{side['model']} at K={side['probes']}"
 
 
 def training_settings(

@@ -38,7 +38,7 @@ rule tables:
         "../envs/five.yaml"
     params:
         references={name: settings.get("reference", []) for name, settings in config["datasets"].items()},
-        probes_shown=probes_shown(),
+        probes_shown=probes_shown(config),
         provenance=PROVENANCE,
         model_selection=lambda wildcards: (
             "evaluated at the epoch with the best validation NLL"
@@ -64,7 +64,7 @@ rule plots:
     conda:
         "../envs/five.yaml"
     params:
-        probes_shown=probes_shown(),
+        probes_shown=probes_shown(config),
     script:
         "../scripts/plots.py"
 
@@ -84,7 +84,7 @@ rule claims:
         "../envs/five.yaml"
     params:
         claims=config["claims"],
-        probes_shown=probes_shown(),
+        probes_shown=probes_shown(config),
         provenance=PROVENANCE,
     script:
         "../scripts/claims.py"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from five.base.config import DEFAULT_PROBES, STEP_COST_KEYS, cuda_graph_mode
+from five.base.config import STEP_COST_KEYS, cuda_graph_mode
 from five.sweep.claims import STEP_TIME_METRIC
 from five.base.errors import ConfigError
 from five.sweep.estimate_files import estimated_minutes
@@ -18,6 +18,7 @@ from five.sweep.table import (
     config_hash,
     experiment_dir,
     point_folder,
+    probes_shown,
     reject_duplicate_keys,
     run_folder,
     sweep_table,
@@ -186,18 +187,6 @@ def step_options(wildcards):
 
 def run_files(name):
     return [f"{run_dir}/{name}" for run_dir in SWEEP["run_dir"]]
-
-
-def probes_shown():
-    """The budget the main table and plots show for fif/five: the config's, else the smallest swept."""
-    shown = {}
-    for model in ("fif", "five"):
-        if model in config["models"]:
-            budgets = (config["models"][model] or {}).get("probes", [DEFAULT_PROBES])
-            shown[model] = config.get("table_probes", {}).get(model, min(budgets))
-    if "sample" in (config["models"].get("five") or {}).get("surrogate_points", []):
-        shown["five-sample"] = shown["five"]  # the FIVE variant's runs (method.md §1.4) at the same budget
-    return shown
 
 
 TABLES = [f"{RESULTS}/tables/{name}.{suffix}" for name in ("main", "budget") for suffix in ("csv", "md", "tex")]
