@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from five.base.config import REQUIRED_SETTINGS, SETTING_FIELDS, STEP_COST_KEYS, TrainConfig
 from five.base.errors import ConfigError, FiveError
@@ -208,8 +209,9 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 
 
 def run_evaluate(args) -> None:
-    """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every input is
-    checked before the first evaluation starts."""
+    """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every path,
+    record and checkpoint is checked before the first evaluation starts (whether the weights fit their model,
+    which needs the data set, at the run's turn)."""
     from five.run.evaluate import check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -396,7 +398,7 @@ def check_artifact_location(location: str | None, option: str) -> None:
         return
     parsed = urlparse(location)
     if parsed.scheme in ("", "file"):
-        check_output_dir(Path(parsed.path if parsed.scheme else location), option)
+        check_output_dir(Path(url2pathname(parsed.path) if parsed.scheme else location), option)
 
 
 def run_mlflow_init(args) -> None:

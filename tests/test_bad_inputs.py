@@ -270,7 +270,7 @@ CASES = [
     (
         "best.pt with a sigma beyond float32",  # finite weights, but exp(log σ) overflows: no Infinity in eval.json
         lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"]["log_sigma"].fill_(200.0))),
-        "best.pt holds log σ = 200, whose σ² is inf in float32: it has no result to evaluate",
+        "best.pt holds log σ = 200, whose σ² is inf in float32, the precision the likelihood is computed in",
     ),
     (
         "best.pt with a sigma below float32",
@@ -288,6 +288,16 @@ CASES = [
         "best.pt is damaged: its validation NLL is inf",
     ),
     (
+        "best.pt whose model is a list",
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s.update(model=[1, 2]))),
+        "best.pt does not fit this model",
+    ),
+    (
+        "best.pt whose validation NLL is a tensor",
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s.update(val_nll=torch.tensor(1.0)))),
+        "best.pt is damaged: its validation NLL is tensor(1.)",
+    ),
+    (
         "mlflow-init onto a link to nothing",
         lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", _dangling(t)],
         "is a link to nothing, not a folder",
@@ -296,6 +306,11 @@ CASES = [
         "mlflow-init onto a device as a file URI",
         lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", "file:///dev/null"],
         "--artifact-location /dev/null is a device, not a folder",
+    ),
+    (
+        "mlflow-init onto a FIFO as a percent-encoded file URI",
+        lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", _fifo_uri(t)],
+        "my fifo is a FIFO, not a folder",
     ),
     (
         "mlflow-sync of a missing folder",
@@ -764,6 +779,11 @@ def _text(path: Path) -> Path:
     return path
 
 
+def _fifo_uri(tmp_path: Path) -> str:
+    os.mkfifo(tmp_path / "my fifo")
+    return (tmp_path / "my fifo").as_uri()  # file:///…/my%20fifo
+
+
 def _dangling(tmp_path: Path) -> Path:
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     return tmp_path / "dangling"
@@ -864,6 +884,38 @@ def test_a_packed_evaluation_checks_every_run_first(trained, tmp_path):
     assert code == 2 and err.strip().splitlines() == [err.strip()], err
     assert "holds nan or inf in head.bias" in err and "evaluated batch" not in err
     assert not (good / "eval.json").exists()
+
+
+def test_a_packed_evaluation_checks_every_record_first(trained, tmp_path):
+    """The second seed's train.json describes another run than its checkpoint: refused before the first seed
+    is evaluated."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = copy_run(trained, tmp_path / "a")
+    bad = copy_run(trained, tmp_path / "b")
+    record = json.loads((bad / "train.json").read_text())
+    edited_record(bad, config=record["config"] | {"latent_dim": 3})
+    argv = ["evaluate", "--run", good, bad, "--importance-samples", 2, "--device", "cpu"]
+    code, _, err = run_cli(argv + ["--out", good / "eval.json", bad / "eval.json"])
+    assert code == 2 and "holds two different runs" in err and "evaluated batch" not in err, err
+    assert not (good / "eval.json").exists()
+
+
+@pytest.mark.parametrize("model", ["fif", "five"])
+def test_a_posterior_that_overflows_is_one_line(model, tmp_path):
+    """FIF/FIVE with finite but huge weights: the Jacobian overflows and s·J_f J_fᵀ has no Cholesky factor;
+    one line after the pass, not linalg's traceback, and no eval.json."""
+    run = tmp_path / "run"
+    code, _, err = run_cli(train_with("--model", model, "--hidden-width", 8, out=run))
+    assert code == 0, err
+    state = torch.load(run / "best.pt", weights_only=True)
+    state["model"] = {k: v * 1e30 if k != "log_sigma" else v for k, v in state["model"].items()}
+    torch.save(state, run / "best.pt")
+    code, _, err = run_cli(evaluate(run))
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"five: error: evaluating {run}") and "nothing was written" in last, err
+    assert "Traceback" not in err and not (run / "eval.json").exists()
 
 
 def test_an_own_sigma_far_below_the_floor_is_still_fitted(trained, tmp_path):

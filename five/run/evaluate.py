@@ -88,20 +88,26 @@ def checked_checkpoint(run_dir: Path, model_selection: str, device="cpu") -> tup
             )
         raise FiveError(f"no checkpoint at {path}; train the run first with `five train --out {run_dir}`")
     state = load_checkpoint(path, map_location=device)
-    check_finite_weights(state["model"], path)
-    check_sigma_representable(state["model"].get("log_sigma"), path)
-    if not all_finite(state.get("val_nll")) or isinstance(state.get("val_nll"), str):
-        raise FiveError(f"{path} is damaged: its validation NLL is {state['val_nll']!r}; {MOVE_ASIDE_ADVICE}")
+    if isinstance(state["model"], dict):  # anything else: load_weights says it does not fit
+        check_finite_weights(state["model"], path)
+        check_sigma_representable(state["model"].get("log_sigma"), path)
+    val_nll = state.get("val_nll")
+    if val_nll is not None and (
+        isinstance(val_nll, bool) or not isinstance(val_nll, (int, float)) or not all_finite(val_nll)
+    ):
+        raise FiveError(f"{path} is damaged: its validation NLL is {val_nll!r}; {MOVE_ASIDE_ADVICE}")
     return path, state
 
 
 def check_evaluable(run_dir: Path, model_selection: str) -> None:
-    """evaluate_run's refusals of a run folder, made before any run of a job is evaluated: a diverged run is
-    reported as such, any other needs a checkpoint that can give a result (checked_checkpoint)."""
+    """evaluate_run's refusals of a run folder that need no data, made before any run of a job is evaluated: a
+    diverged run is reported as such; any other needs a checkpoint that can give a result (checked_checkpoint),
+    with a valid config that is the one its train.json records."""
     record_path = run_dir / TRAIN_JSON
     if record_path.exists() and read_train_record(record_path)["status"] == "diverged":
         return
-    checked_checkpoint(run_dir, model_selection)
+    path, state = checked_checkpoint(run_dir, model_selection)
+    check_record_matches(run_dir, TrainConfig.from_dict(state["config"]), path)
 
 
 def check_sigma_representable(log_sigma, path: Path) -> None:
@@ -112,8 +118,8 @@ def check_sigma_representable(log_sigma, path: Path) -> None:
     variance = float(torch.exp(2 * log_sigma.detach().float()))
     if not torch.finfo(torch.float32).tiny <= variance < math.inf:
         raise FiveError(
-            f"{path} holds log σ = {float(log_sigma):g}, whose σ² is {variance:g} in float32: it has no result to "
-            f"evaluate; {MOVE_ASIDE_ADVICE}"
+            f"{path} holds log σ = {float(log_sigma):g}, whose σ² is {variance:g} in float32, the precision the "
+            f"likelihood is computed in: it has no result to evaluate; {MOVE_ASIDE_ADVICE}"
         )
 
 
@@ -375,9 +381,13 @@ def likelihood_metrics(
     sigma_own = float(torch.exp(model.log_sigma.detach()))
     sigma_policy = "fitted" if sigma == "fitted" else own_sigma_policy(model.name)
     sigma_metrics = {}
-    if sigma == "fitted":
-        sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
-    passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
+    try:
+        if sigma == "fitted":
+            sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
+        passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
+    except torch.linalg.LinAlgError as error:  # FIF/FIVE: s·J_f J_fᵀ not positive definite (nan or inf in J_f)
+        cause = str(error).splitlines()[0][:200]
+        raise FiveError(f"{where}: its posterior covariance has no Cholesky factor ({cause}); nothing was written")
     check_finite(passed, where)  # before the metrics: the spectrum of a nan covariance would fail in scipy
     metrics = {
         "status": "complete",
