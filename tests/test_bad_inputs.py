@@ -341,7 +341,7 @@ CASES = [
     (
         "hidden width beyond torch's sizes",
         lambda t, r: train_with("--hidden-width", 10**30, out=t / "o"),
-        "hidden_width is 1000000000000000000000000000000, beyond the 64-bit integers",
+        "hidden_width is 1.000e+30, beyond the 64-bit integers",  # not 31 digits in one line
     ),
     (
         "hidden width whose layer overflows",

@@ -44,6 +44,14 @@ def cuda_graph_mode(value: str | bool) -> str:
     return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
+def short_integer(value: int) -> str:
+    """An integer as an error message shows it: whole up to 20 digits, else its leading digits and exponent."""
+    digits = str(abs(value))
+    if len(digits) <= 20:
+        return str(value)
+    return f"{'-' if value < 0 else ''}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a run's result (the device does not, so it is not here)."""
@@ -95,7 +103,9 @@ class TrainConfig:
                 continue
             if not isinstance(value, bool) and int in kinds and isinstance(value, numbers.Integral):
                 if abs(value) > (SEED_MAX if name == "seed" else INT64_MAX):
-                    raise ConfigError(f"the setting {name} is {value}, beyond the 64-bit integers torch holds")
+                    raise ConfigError(
+                        f"the setting {name} is {short_integer(value)}, beyond the 64-bit integers torch holds"
+                    )
                 object.__setattr__(self, name, int(value))
             elif not isinstance(value, bool) and float in kinds and isinstance(value, numbers.Real):
                 try:
