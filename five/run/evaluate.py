@@ -111,8 +111,9 @@ def check_evaluable(run_dir: Path, model_selection: str) -> None:
 
 
 def check_sigma_representable(log_sigma, path: Path) -> None:
-    """The likelihood divides by σ² = exp(2 log σ): beyond float32's normal range it is inf or 0 and every
-    likelihood ±inf or nan (a checkpoint five writes keeps log σ at or above its floor)."""
+    """The likelihood divides by σ² = exp(2 log σ), computed in float32: beyond its normal range σ² is inf, 0 or
+    subnormal and the likelihood ±inf, nan or without precision (a checkpoint five writes keeps log σ at or above
+    its floor, far inside)."""
     if not isinstance(log_sigma, torch.Tensor) or log_sigma.numel() != 1 or not log_sigma.is_floating_point():
         return  # not a state five writes: load_weights says it does not fit
     variance = float(torch.exp(2 * log_sigma.detach().float()))
