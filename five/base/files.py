@@ -178,11 +178,9 @@ def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVA
 def check_output_dir(path: Path, what: str) -> None:
     """Before any compute: `path` can be (or is) a writable folder."""
     path = Path(path)
-    kind = non_regular_kind(path)
+    kind = "a file" if path.is_file() else non_regular_kind(path)
     if kind not in (None, "a folder"):
         raise FiveError(f"{what} {path} is {kind}, not a folder")
-    if path.exists() and not path.is_dir():
-        raise FiveError(f"{what} {path} is a file, not a folder")
     _check_creatable(path, what)
 
 

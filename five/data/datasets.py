@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from five.base.config import FLOAT32_MAX
 from five.base.errors import DataError
 from five.base.files import non_regular_kind
 
@@ -165,7 +166,7 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
                     f"{array.size}; clean the data"
                 )
             largest = float(np.abs(array).max())
-            if largest > float(np.finfo(np.float32).max):
+            if largest > FLOAT32_MAX:
                 raise DataError(
                     f"{file}: array '{split}' holds values up to {largest:.3g}, beyond float32, which training "
                     "computes in; rescale the data"

@@ -92,9 +92,8 @@ def checked_checkpoint(run_dir: Path, model_selection: str, device="cpu") -> tup
         check_finite_weights(state["model"], path)
         check_sigma_representable(state["model"].get("log_sigma"), path)
     val_nll = state.get("val_nll")
-    if val_nll is not None and (
-        isinstance(val_nll, bool) or not isinstance(val_nll, (int, float)) or not all_finite(val_nll)
-    ):
+    finite_number = isinstance(val_nll, (int, float)) and not isinstance(val_nll, bool) and math.isfinite(val_nll)
+    if val_nll is not None and not finite_number:
         raise FiveError(f"{path} is damaged: its validation NLL is {val_nll!r}; {MOVE_ASIDE_ADVICE}")
     return path, state
 
@@ -375,7 +374,7 @@ def likelihood_metrics(
     generator: torch.Generator,
     device: torch.device,
     log: Callable[[str], None],
-    where: str = "the evaluation",
+    where: str,
 ) -> tuple[dict, dict]:
     """The metrics of one pass over `x_all` at the model's `own` σ or one `fitted` on validation, with the σ
     behind them; and the pass itself (likelihood_pass), refused where it is not finite (`where` names it)."""

@@ -401,13 +401,19 @@ KIND_OPTIONS = {
 }
 
 
+def claim_selectors(claim: dict) -> list[dict]:
+    """The claim's model, then each `against` side, as selectors {"model"[, "probes"]} (a bare name: the
+    model at the main table's budget)."""
+    own = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
+    return [own] + [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
+
+
 def claim_rows(
     runs: pd.DataFrame, claim: dict, settings: dict, probes_shown: dict[str, int], per_example=None
 ) -> list[dict]:
     """The cells of one claim: each `against` side × data set × latent dim (or the d range of a trend),
     decided together (Holm)."""
-    left_selector = {"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}
-    right_selectors = [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
+    left_selector, *right_selectors = claim_selectors(claim)
     rows = []
     for right_selector in right_selectors or [None]:
         left = side(runs, left_selector, probes_shown)

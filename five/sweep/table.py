@@ -19,7 +19,7 @@ import pandas as pd
 from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES, TrainConfig
 from five.base.errors import ConfigError
 from five.data.catalog import DATA_SHAPES
-from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS
+from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
@@ -269,9 +269,10 @@ def claim_sides(claim: dict, shown: dict[str, int]) -> list[dict]:
     """The claim's model, then each `against` side, as {"model", "probes"} with the budget a side leaves out
     filled in (`shown`; None for a model without one): `five` and `{model: five, probes: 1}` are one side
     where the table shows K = 1."""
-    sides = [{"model": claim["model"], **({"probes": claim["probes"]} if "probes" in claim else {})}]
-    sides += [{"model": other} if isinstance(other, str) else other for other in claim.get("against", [])]
-    return [{"model": side["model"], "probes": side.get("probes", shown.get(side["model"]))} for side in sides]
+    return [
+        {"model": side["model"], "probes": side.get("probes", shown.get(side["model"]))}
+        for side in claim_selectors(claim)
+    ]
 
 
 def check_claims(config: dict, models: dict) -> None:
