@@ -326,6 +326,81 @@ def packed_trunk_times(report: Report, device: torch.device, repeats: int, inner
                 )
 
 
+class MemberObjective(torch.nn.Module):
+    """A model's mean training loss as its forward (what torch.func.functional_call calls)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, *noise):
+        return self.model.objective(x, *noise)["loss"].mean()
+
+
+def vmap_pack_step(members: list, lr: float):
+    """Issue 17's other packing: the members' parameters stacked by torch.func.stack_module_state and one member's
+    loss vmapped over them (x and each noise tensor with a leading member dimension); Adam on the stacked
+    tensors. A closure (x, noise) → each member's loss."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    objective = MemberObjective(copy.deepcopy(members[0]))
+    params, buffers = stack_module_state([MemberObjective(member) for member in members])
+    optimizer = torch.optim.Adam(params.values(), lr=lr)
+    losses = vmap(lambda p, b, x, *noise: functional_call(objective, (p, b), (x, *noise)))
+
+    def step(x, noise):
+        optimizer.zero_grad(set_to_none=True)
+        loss = losses(params, buffers, x, *noise)
+        loss.sum().backward()
+        optimizer.step()
+        return loss.detach()
+
+    step.params = params
+    return step
+
+
+def packed_vmap_times(report: Report, device: torch.device, repeats: int, inner: int) -> None:
+    """The two ways issue 17 names to pack M = 3 seeds, timed side by side on the same members and batches: the
+    batched layers of five.model.pack (one bmm per linear layer) against stack_module_state + vmap over one
+    member's objective. MLP, d = 16, batch 128 per member, the same noise for both; the first step's losses
+    must agree. ms per pack step."""
+    import copy
+
+    from five.base.config import TrainConfig
+    from five.model.models import build_model
+    from five.model.pack import pack_models
+    from five.run.steps import optimiser_step
+
+    print("\n1i. packing by batched layers vs by vmap: ms per step of a pack of 3 (MLP, d = 16, batch 128 per member)")
+    dataset = synthetic_dataset(*ARCHITECTURES["mlp"])
+    generator = torch.Generator(device=device).manual_seed(0)
+    for name in ("vae", "fcvae", "fif K=1", "five K=1"):
+        model_name, _, budget = name.partition(" K=")
+        config = TrainConfig(model=model_name, dataset="bench", latent_dim=16, probes=int(budget) if budget else None)
+        members = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            members.append(build_model(config, dataset).to(device))
+        x = torch.rand(3, 128, *dataset.example_shape, device=device)
+        noise = [member.draw_noise(x[m], generator) for m, member in enumerate(members)]
+        packed = pack_models([copy.deepcopy(member) for member in members])
+        optimizer = torch.optim.Adam(packed.parameters(), lr=config.lr)
+        joined = tuple(torch.cat(parts, dim) for parts, dim in zip(zip(*noise), packed.noise_batch_dims))
+        stacked = [torch.stack(parts) for parts in zip(*noise)]
+        by_layers = lambda: optimiser_step(packed, optimizer, x.flatten(0, 1), joined)  # noqa: E731
+        try:
+            by_vmap = vmap_pack_step(members, config.lr)
+            agree = torch.allclose(by_layers(), by_vmap(x, stacked), rtol=1e-4)
+        except (RuntimeError, ValueError) as error:  # torch.func's limits, reported as found
+            print(f"  {name}: does not run under vmap: {str(error).splitlines()[0][:110]}")
+            continue
+        seconds = time_steps({"layers": by_layers, "vmap": lambda: by_vmap(x, stacked)}, repeats, inner, device)
+        report.add("packed", f"mlp d=16 {name} pack 3, batched layers", seconds["layers"] * 1000, "ms")
+        report.add("packed", f"mlp d=16 {name} pack 3, vmap (losses agree: {agree})", seconds["vmap"] * 1000, "ms")
+
+
 def outside_model_share(report: Report, device: torch.device, repeats: int, inner: int) -> None:
     print("\n3. share of step time outside the model (batch indexing, dequantisation) ")
     dataset = synthetic_dataset((1, 28, 28), "mlp")
@@ -584,6 +659,7 @@ SECTIONS = (
     "graph-cudnn",
     "packed",
     "packed-trunks",
+    "packed-vmap",
     "packed-runs",
     "estimate",
     "overhead",
@@ -619,6 +695,7 @@ def main(argv=None) -> int:
         "graph-cudnn": lambda: cudnn_autotuned_graph_times(report, device, repeats, inner),
         "packed": lambda: packed_step_times(report, device, repeats, inner),
         "packed-trunks": lambda: packed_trunk_times(report, device, repeats, inner),
+        "packed-vmap": lambda: packed_vmap_times(report, device, repeats, inner),
         "packed-runs": lambda: packed_run_times(report, device),
         "estimate": lambda: estimate_accuracy(report),
         "overhead": lambda: outside_model_share(report, device, repeats, inner),

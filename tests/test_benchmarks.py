@@ -36,3 +36,36 @@ def test_reference_formulation_has_five_s_loss_and_gradients(model_name, probes,
     torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
     for a, b in zip(our_gradients, reference_gradients):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_the_vmap_pack_the_benchmark_times_trains_as_the_batched_layers_do(float64):
+    """benchmarks.run's packed-vmap section compares two ways of packing one training: three Adam steps of a pack
+    of 3 VAEs give each member the same losses and weights either way."""
+    import copy
+
+    from benchmarks.run import vmap_pack_step
+    from five.model.pack import member_state, pack_models
+    from five.run.steps import optimiser_step
+
+    dataset = synthetic_dataset((1, 8, 8), "mlp", n=16)
+    config = TrainConfig(model="vae", dataset="bench", latent_dim=3, hidden_width=16)
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(build_model(config, dataset).double())
+    packed = pack_models([copy.deepcopy(member) for member in members])
+    optimizer = torch.optim.Adam(packed.parameters(), lr=config.lr)
+    by_vmap = vmap_pack_step(members, config.lr)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x = torch.rand(3, 5, *dataset.example_shape)
+        eps = torch.randn(3, 5, 3, generator=generator)
+        torch.testing.assert_close(
+            optimiser_step(packed, optimizer, x.flatten(0, 1), (eps.flatten(0, 1),)),
+            by_vmap(x, [eps]),
+            rtol=1e-12,
+            atol=0,
+        )
+    for m in range(3):
+        for name, value in member_state(packed, m).items():
+            torch.testing.assert_close(by_vmap.params[f"model.{name}"][m].detach(), value, rtol=1e-12, atol=1e-14)

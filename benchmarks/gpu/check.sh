@@ -3,7 +3,8 @@
 # lacks in .whl/, see benchmarks/README.md). Everything it prints also goes to $OUT:
 #   1. the CUDA tests (tests/test_cuda_graph.py: graph = eager for every model, resume, random streams);
 #   2. eager vs CUDA-graph step times of every model, K = 1 and 8, MLP and conv (benchmarks.run --only graph);
-#   3. per-member step times of packed seeds (benchmarks.run --only packed), packs of 1, 3, 8 and 16;
+#   3. per-member step times of packed seeds (benchmarks.run --only packed), packs of 1, 3, 8 and 16, and packing
+#      by batched layers against vmap (--only packed-vmap);
 #   4. `five estimate` of the paper config on the GPU, with the steps graphed (the default) and eager, and the
 #      device-hours with each sweep point's seeds packed (--pack-seeds);
 #   5. a short real run through `five train` (the workflow's job command), graph and eager, on manifold.
@@ -26,6 +27,8 @@ timeout 120 python3 -m benchmarks.run --only graph --device cuda --out "$OUT/gra
 
 echo "== 3. packed seeds"
 timeout 240 python3 -m benchmarks.run --only packed --device cuda --out "$OUT/packed.csv" 2>&1 | tee "$OUT/packed.txt"
+timeout 60 python3 -m benchmarks.run --only packed-vmap --device cuda --out "$OUT/packed-vmap.csv" 2>&1 \
+  | tee "$OUT/packed-vmap.txt"
 
 echo "== 4. five estimate of the paper config (graph, then eager; each with and without packing)"
 python3 - <<'PY'
