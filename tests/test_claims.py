@@ -1,6 +1,7 @@
 """The claims rules on synthetic runs tables whose verdicts are known by construction."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -138,8 +139,9 @@ def test_collapse_below_d_growth_with_d_and_equivalence():
     three = runs_table({("vae", 16): [9, 10, 8]}, metric=au)
     overall, cells = verdicts(three, below)
     assert overall["verdict"] == INCONCLUSIVE and cells.iloc[0]["p_support"] == pytest.approx(1 / 8)
-    no_collapse = runs_table({("vae", 16): [16, 16, 16]}, metric=au)
-    assert verdicts(no_collapse, below)[0]["verdict"] == CONTRADICTED
+    no_collapse = runs_table({("vae", 16): [16, 16, 16]}, metric=au)  # margin 0: a rare collapse stays possible
+    overall, cells = verdicts(no_collapse, below)
+    assert overall["verdict"] == INCONCLUSIVE and "cannot be refuted" in cells.iloc[0]["reason"]
     one_collapses = runs_table({("vae", 16): [16, 16, 15]}, metric=au)  # not "every seed keeps all d"
     assert verdicts(one_collapses, below)[0]["verdict"] == INCONCLUSIVE
     grows = {
@@ -456,3 +458,58 @@ def test_runs_evaluated_on_different_test_sets_are_decided_over_seeds_alone():
     values = {run_dir: np.full(10, np.nan) for run_dir in runs["run_dir"]}
     table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
     assert table.iloc[1]["test"] == "t" and np.isfinite(table.iloc[1]["ci_low"])
+
+
+BELOW = {
+    "id": "C2a",
+    "statement": "",
+    "kind": "below_latent_dim",
+    "model": "vae",
+    "metric": "active_units_eigen",
+    "latent_dims": "largest",
+    "margin": 0,
+}
+
+
+@pytest.mark.parametrize("seeds", [3, 6])
+def test_a_rare_collapse_is_never_contradicted_by_seeds_that_happen_to_keep_all_d(seeds):
+    """The claim holds (each seed loses a direction with probability 0.1, so fewer than d on average), yet
+    most tables have every seed at d (0.9³ = 73% with 3 seeds): 'contradicted' there would be wrong at that
+    rate. 400 tables; at most α."""
+    generator = np.random.default_rng(3)
+    decided = [
+        verdicts(
+            runs_table({("vae", 8): list(8 - generator.binomial(1, 0.1, seeds))}, metric="active_units_eigen"), BELOW
+        )[0]["verdict"]
+        for _ in range(400)
+    ]
+    assert decided.count(CONTRADICTED) / 400 <= 0.045, decided.count(CONTRADICTED)
+
+
+def test_no_collapse_in_enough_seeds_contradicts_a_collapse_by_a_margin():
+    """'At least one direction lost on average' (margin 1) against six seeds that all keep d: each seed is one
+    count above the boundary, p = 2⁻⁶ < α by the exact test, no special case."""
+    runs = runs_table({("vae", 8): [8] * 6}, metric="active_units_eigen")
+    overall, cells = verdicts(runs, BELOW | {"margin": 1})
+    assert overall["verdict"] == CONTRADICTED and cells.iloc[0]["p_contradict"] == pytest.approx(1 / 64)
+
+
+def test_a_seed_listed_twice_is_not_counted_twice():
+    """Three seeds each listed twice would pair into 12 'seeds' and a p-value of 2⁻¹²: the cell says why instead."""
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
+    doubled = pd.concat([runs, runs[runs["model"] == "five"]])
+    overall, cells = verdicts(doubled, C1)
+    assert (
+        overall["verdict"] == INCONCLUSIVE
+        and "seed(s) 0, 1, 2 listed twice among five's runs" in cells.iloc[0]["reason"]
+    )
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1])
+def test_a_ratio_of_a_value_that_is_not_positive_is_inconclusive_saying_why(bad):
+    runs = runs_table({("five", 4): [0.25, bad, 0.24], ("vae", 4): [0.1, 0.1, 0.1]}, metric="epoch_time_s")
+    claim = {"id": "C3", "statement": "", "kind": "ratio_at_most", "model": "five", "against": ["vae"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        overall, cells = verdicts(runs, claim | {"metric": "epoch_time_s", "factor": 3})
+    assert overall["verdict"] == INCONCLUSIVE and "not positive in every run" in cells.iloc[0]["reason"]
