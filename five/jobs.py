@@ -210,8 +210,7 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 
 def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every path,
-    record and checkpoint is checked before the first evaluation starts (whether the weights fit their model,
-    which needs the data set, at the run's turn)."""
+    record and checkpoint, and whether its weights fit their model, is checked before the first evaluation."""
     from five.run.evaluate import check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -223,8 +222,7 @@ def run_evaluate(args) -> None:
     image_dirs = args.image_dir or [None] * len(args.run)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir)
-    for run in args.run:  # a broken second seed must not cost the first one's evaluation
-        check_evaluable(run, args.model_selection)
+    check_evaluable(args.run, args.model_selection, args.data_dir)
     device, facts = prepare_job(args, log)
     for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
         tracker = make_tracker(args, run, key)

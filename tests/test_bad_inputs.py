@@ -957,3 +957,17 @@ def test_a_refused_input_leaves_the_run_untouched(trained, tmp_path):
     assert {path.name: path.read_bytes() for path in run.iterdir()} == before
     # nothing of the evaluation was computed: no eval.json, and the refusal came before any model was built
     assert not (run / "eval.json").exists() and json.loads((run / "train.json").read_text())["status"] == "complete"
+
+
+def test_a_packed_evaluation_checks_that_every_runs_weights_fit_first(trained, tmp_path):
+    """The second seed's checkpoint holds a layer of another shape (a valid, finite state of another network):
+    refused before the first seed is evaluated, as the other checks are."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = copy_run(trained, tmp_path / "a")
+    bad = with_state(trained, tmp_path / "b", "best.pt", lambda s: s["model"].__setitem__("head.bias", torch.zeros(7)))
+    argv = ["evaluate", "--run", good, bad, "--importance-samples", 2, "--device", "cpu"]
+    code, _, err = run_cli(argv + ["--out", good / "eval.json", bad / "eval.json"])
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert "best.pt does not fit this model" in err and "evaluated batch" not in err, err
+    assert not (good / "eval.json").exists()

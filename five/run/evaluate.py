@@ -5,6 +5,7 @@ manifold also the distance between the learned and the true posterior."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import time
@@ -61,14 +62,18 @@ SIGMA_CHOICES = ("own", "fitted")  # the model's own σ (learned, or FIF's fixed
 
 
 def load_run(
-    run_dir: Path, device: torch.device, data_dir: Path | None = None, model_selection: str = "last"
+    run_dir: Path,
+    device: torch.device,
+    data_dir: Path | None = None,
+    model_selection: str = "last",
+    load: Callable[[str, Path | None], Dataset] = load_dataset,
 ) -> tuple[TrainConfig, Model, Dataset, dict]:
     """The run's model at the selected checkpoint: `last` (checkpoint.pt) or `best` (best.pt, the epoch with
-    the best validation NLL)."""
+    the best validation NLL); its data set by `load(name, data_dir)`."""
     path, state = checked_checkpoint(Path(run_dir), model_selection, device)
     config = TrainConfig.from_dict(state["config"])
     check_record_matches(Path(run_dir), config, path)
-    dataset = load_dataset(config.dataset, data_dir)
+    dataset = load(config.dataset, data_dir)
     model = build_model(config, dataset, device)
     load_weights(model, state["model"], path)
     return config, model.to(device).eval(), dataset, state
@@ -98,15 +103,16 @@ def checked_checkpoint(run_dir: Path, model_selection: str, device="cpu") -> tup
     return path, state
 
 
-def check_evaluable(run_dir: Path, model_selection: str) -> None:
-    """evaluate_run's refusals of a run folder that need no data, made before any run of a job is evaluated: a
-    diverged run is reported as such; any other needs a checkpoint that can give a result (checked_checkpoint),
-    with a valid config that is the one its train.json records."""
-    record_path = run_dir / TRAIN_JSON
-    if record_path.exists() and read_train_record(record_path)["status"] == "diverged":
-        return
-    path, state = checked_checkpoint(run_dir, model_selection)
-    check_record_matches(run_dir, TrainConfig.from_dict(state["config"]), path)
+def check_evaluable(run_dirs: list[Path], model_selection: str, data_dir: Path | None = None) -> None:
+    """evaluate_run's refusals of the run folders of a job, made before any of them is evaluated (a broken second
+    seed must not cost the first one's evaluation): a diverged run is reported as such; any other needs a
+    checkpoint that can give a result (checked_checkpoint), with a valid config that is the one its train.json
+    records, whose weights fit the model that config builds (load_run on the CPU; each data set loaded once)."""
+    load = functools.lru_cache(maxsize=None)(load_dataset)
+    for run_dir in run_dirs:
+        record_path = run_dir / TRAIN_JSON
+        if not (record_path.exists() and read_train_record(record_path)["status"] == "diverged"):
+            load_run(run_dir, torch.device("cpu"), data_dir, model_selection, load)
 
 
 def check_sigma_representable(log_sigma, path: Path) -> None:
