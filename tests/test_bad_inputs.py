@@ -288,6 +288,18 @@ CASES = [
         "best.pt is damaged: its validation NLL is inf",
     ),
     (
+        "best.pt with a bool log sigma",  # load_state_dict would cast it to 1.0
+        lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s["model"].update(log_sigma=torch.tensor(True)))),
+        "best.pt does not fit this model (log_sigma is a torch.bool tensor where the model has torch.float32)",
+    ),
+    (
+        "best.pt with complex weights",
+        lambda t, r: evaluate(
+            with_state(r, t, "best.pt", lambda s: s["model"].update({"head.bias": s["model"]["head.bias"] + 0j}))
+        ),
+        "best.pt does not fit this model (head.bias is a torch.complex64 tensor where the model has torch.float32)",
+    ),
+    (
         "best.pt whose model is a list",
         lambda t, r: evaluate(with_state(r, t, "best.pt", lambda s: s.update(model=[1, 2]))),
         "best.pt does not fit this model",

@@ -56,10 +56,29 @@ def load_checkpoint_file(path: Path) -> dict | None:
         return None
 
 
-def load_weights(module: torch.nn.Module, state: dict, path: Path) -> None:
-    """module.load_state_dict, with a mismatch (unknown or missing keys, wrong shapes) as one clear error."""
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, state: dict, path: Path) -> None:
+    """module.load_state_dict, with a mismatch (unknown or missing keys, wrong shapes, or for a model a tensor of
+    another kind, which load_state_dict would cast: a bool log σ loaded as 1.0) as one clear error."""
     try:
+        if isinstance(module, torch.nn.Module) and isinstance(state, dict):
+            check_tensor_kinds(module.state_dict(), state)
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as error:
         first = str(error).strip().splitlines()[0][:200]
         raise FiveError(f"{path} does not fit this model ({first}); {MOVE_ASIDE_ADVICE}") from None
+
+
+def tensor_kind(tensor: torch.Tensor) -> str:
+    return "complex" if tensor.is_complex() else "floating" if tensor.is_floating_point() else "integer or bool"
+
+
+def check_tensor_kinds(expected: dict, state: dict) -> None:
+    """Each tensor of `state` is of the kind (floating, complex, integer or bool) of the model's tensor of its name."""
+    for name, value in state.items():
+        target = expected.get(name)
+        if (
+            isinstance(value, torch.Tensor)
+            and isinstance(target, torch.Tensor)
+            and tensor_kind(value) != tensor_kind(target)
+        ):
+            raise TypeError(f"{name} is a {value.dtype} tensor where the model has {target.dtype}")
