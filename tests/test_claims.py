@@ -494,22 +494,33 @@ def test_no_collapse_in_enough_seeds_contradicts_a_collapse_by_a_margin():
     assert overall["verdict"] == CONTRADICTED and cells.iloc[0]["p_contradict"] == pytest.approx(1 / 64)
 
 
-def test_a_seed_listed_twice_is_not_counted_twice():
-    """Three seeds each listed twice would pair into 12 'seeds' and a p-value of 2⁻¹²: the cell says why instead."""
+@pytest.mark.parametrize("doubled_model", ["five", "vae"])
+def test_a_seed_listed_twice_is_not_counted_twice(doubled_model):
+    """Three seeds each listed twice (on either side) would pair into more 'seeds' than there are and a smaller
+    p-value: the cell says why instead."""
     runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
-    doubled = pd.concat([runs, runs[runs["model"] == "five"]])
+    doubled = pd.concat([runs, runs[runs["model"] == doubled_model]])
     overall, cells = verdicts(doubled, C1)
-    assert (
-        overall["verdict"] == INCONCLUSIVE
-        and "seed(s) 0, 1, 2 listed twice among five's runs" in cells.iloc[0]["reason"]
-    )
+    assert overall["verdict"] == INCONCLUSIVE, cells.iloc[0].to_dict()
+    assert f"seed 0, 1, 2 listed more than once among {doubled_model}'s values" in cells.iloc[0]["reason"]
 
 
-@pytest.mark.parametrize("bad", [0.0, -0.1])
-def test_a_ratio_of_a_value_that_is_not_positive_is_inconclusive_saying_why(bad):
-    runs = runs_table({("five", 4): [0.25, bad, 0.24], ("vae", 4): [0.1, 0.1, 0.1]}, metric="epoch_time_s")
+def test_a_timing_round_listed_twice_is_not_counted_twice():
+    times = step_times_table(2.5)
+    doubled = pd.concat([times, times[times["model"] == "five"]])
+    runs = runs_table({("five", 4): [1.0, 1.0, 1.0], ("vae", 4): [1.0, 1.0, 1.0]})
+    cell = evaluate_claims(runs, SETTINGS | {"list": [C3]}, SHOWN, doubled).iloc[1]
+    assert cell["verdict"] == INCONCLUSIVE and "round 0, 1, 2, 3" in cell["reason"], cell.to_dict()
+
+
+@pytest.mark.parametrize("model_values", [[0.25, 0.0, 0.24], [0.25, -0.1, 0.24], [-0.25, -0.26, -0.24]])
+def test_a_ratio_of_a_value_that_is_not_positive_is_inconclusive_saying_why(model_values):
+    """A zero or negative value has no log ratio; two negative ones would have a positive ratio that means
+    nothing (an NLL is negative on continuous data)."""
+    against = [-0.1] * 3 if model_values[0] < 0 else [0.1] * 3
+    runs = runs_table({("five", 4): model_values, ("vae", 4): against}, metric="epoch_time_s")
     claim = {"id": "C3", "statement": "", "kind": "ratio_at_most", "model": "five", "against": ["vae"]}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         overall, cells = verdicts(runs, claim | {"metric": "epoch_time_s", "factor": 3})
-    assert overall["verdict"] == INCONCLUSIVE and "not positive in every run" in cells.iloc[0]["reason"]
+    assert overall["verdict"] == INCONCLUSIVE and "not a finite positive number in every run" in cells.iloc[0]["reason"]

@@ -165,7 +165,8 @@ def pair_key(rows: pd.DataFrame) -> str:
 def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -> tuple[pd.DataFrame, str | None]:
     """Seed-matched (or round-matched) metric values of both sides (right None: one side); a reason when they
     cannot decide."""
-    for rows in (left, right if right is not None else left):
+    key = pair_key(left)
+    for rows in [left] + ([right] if right is not None else []):
         if "status" in rows:
             bad = rows[rows["status"] == "diverged"]
             if not bad.empty:
@@ -174,14 +175,10 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
         if not missing.empty:
             where = missing["run_dir"] if "run_dir" in missing else missing["model"]
             return pd.DataFrame(), f"{metric} missing in {', '.join(where.astype(str))}"
-    key = pair_key(left)
-    for rows in (left, right if right is not None else left):
         repeated = sorted(set(rows.loc[rows[key].duplicated(), key].tolist()))
-        if repeated:  # each would pair with every copy on the other side: n overstated, p understated
-            return (
-                pd.DataFrame(),
-                f"{key}(s) {', '.join(map(str, repeated))} listed twice among {rows['model'].iloc[0]}'s runs",
-            )
+        if repeated:  # each copy would pair with the other side's value: n overstated, p understated
+            listed = ", ".join(map(str, repeated))
+            return pd.DataFrame(), f"{key} {listed} listed more than once among {rows['model'].iloc[0]}'s values"
     runs = ["run_dir"] if "run_dir" in left else []
     values = left.set_index(key)[[metric, "latent_dim", *runs]].rename(columns={metric: "left", "run_dir": "left_run"})
     if right is not None:
@@ -321,8 +318,9 @@ def kind_cell(
     if kind in ("paired", "equivalent"):
         return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], test_variance=test_variance)
     if kind == "ratio_at_most":
-        if not np.all(np.isfinite(diffs)):  # log of a ratio with a value ≤ 0
-            return {"n_seeds": len(diffs), "reason": f"{claim['metric']} is not positive in every run, so no ratio"}
+        both = values[["left", "right"]].to_numpy(float)
+        if not np.all(np.isfinite(both) & (both > 0)):  # two negative values would make a positive ratio
+            return {"n_seeds": len(diffs), "reason": f"{claim['metric']} is not a finite positive number in every run"}
         return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"])
     row = verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], counts=1)
     if np.all(diffs == 0) and margin == 0:  # below_latent_dim: a count never exceeds d, so this is the best case
