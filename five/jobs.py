@@ -37,10 +37,7 @@ def prepare_job(args, log=print):
 
     if args.mlflow_artifact_location is not None:
         check_output_dir(args.mlflow_artifact_location, "--mlflow-artifact-location")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise FiveError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
     facts = {
         "gpu_claimed": gpu,
@@ -51,6 +48,16 @@ def prepare_job(args, log=print):
         "started_at": time.time(),
     }
     return choose_device(args.device), facts
+
+
+def apply_threads(args) -> None:
+    """--threads: torch's CPU threads for all the job's work, checks included."""
+    import torch
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise FiveError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
 
 def make_tracker(args, run_dir: Path, key: str | None = None):
@@ -222,6 +229,7 @@ def run_evaluate(args) -> None:
     image_dirs = args.image_dir or [None] * len(args.run)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir)
+    apply_threads(args)  # the check loads the data and builds each model
     check_evaluable(args.run, args.model_selection, args.data_dir)
     device, facts = prepare_job(args, log)
     for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
