@@ -69,3 +69,15 @@ def test_the_vmap_pack_the_benchmark_times_trains_as_the_batched_layers_do(float
     for m in range(3):
         for name, value in member_state(packed, m).items():
             torch.testing.assert_close(by_vmap.params[f"model.{name}"][m].detach(), value, rtol=1e-12, atol=1e-14)
+
+
+def test_the_claims_null_simulation_runs_and_finds_normal_differences_at_the_stated_rate(capsys):
+    """benchmarks/claims_null.py, whose figures config/README.md cites: every case runs, and normal differences
+    at the boundary are decided near α (300 tables: at most 6%, over 4 standard errors above 2.5%)."""
+    from benchmarks.claims_null import CASES, main, rates
+
+    assert main(["--tables", "20"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if "seeds:" in line]) == len(CASES)
+    name, metric, boundary, seeds, draw = CASES[0]
+    counts = rates(metric, boundary, seeds, draw, 300)
+    assert name == "normal" and counts["supported"] / 300 <= 0.06 and counts["contradicted"] / 300 <= 0.06, counts
