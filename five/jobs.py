@@ -228,9 +228,11 @@ def run_evaluate(args) -> None:
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
-        check_evaluation_paths(run, out, image_dir)
+        check_evaluation_paths(run, out, image_dir, evaluation_files(args.run, image_dirs))
+    if args.cache_dir is not None:
+        check_output_dir(args.cache_dir, "--cache-dir")
     apply_threads(args)  # the check loads the data and builds each model
-    check_evaluable(args.run, args.model_selection, args.data_dir)
+    check_evaluable(args.run, args.model_selection, args.data_dir, image_dirs)
     device, facts = prepare_job(args, log)
     for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
         tracker = make_tracker(args, run, key)
@@ -256,7 +258,15 @@ def run_evaluate(args) -> None:
         print(evaluation_summary(run, out, metrics))
 
 
-def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None) -> None:
+def evaluation_files(runs: list[Path], image_dirs: list[Path | None]) -> list[Path]:
+    """What an evaluate call must not write its --out onto: every run's own files and every image grid."""
+    from five.run.images import IMAGE_NAMES
+
+    own = [run / name for run in runs for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)]
+    return own + [folder / name for folder in image_dirs if folder is not None for name in IMAGE_NAMES]
+
+
+def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protected: list[Path]) -> None:
     if not run.is_dir():
         raise FiveError(f"--run {run} is not a run folder (train it first with `five train --out {run}`)")
     if image_dir is not None:
@@ -265,9 +275,7 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None) -> None
         check_output_dir(image_dir, "--image-dir")
         for name in IMAGE_NAMES:
             refuse_non_regular(image_dir / name, "--image-dir")
-    check_output_file(
-        out, "--out", protected=[run / name for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)]
-    )
+    check_output_file(out, "--out", protected=protected)
 
 
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
@@ -344,8 +352,8 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
     import json
 
     try:
-        points = json.loads(points_json)
-    except (json.JSONDecodeError, RecursionError) as error:
+        points = json.loads(points_json, object_pairs_hook=unique_keys)
+    except (ValueError, RecursionError) as error:  # ValueError: JSON errors, huge integers, repeated keys
         raise FiveError(f"--points is not valid JSON ({error})") from None
     if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
         raise FiveError("--points must be a non-empty JSON list of objects")

@@ -428,12 +428,12 @@ CASES = [
     (
         "evaluate --out checkpoint.pt",
         lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "checkpoint.pt"),
-        "would overwrite the run's own checkpoint.pt",
+        "would overwrite a run's own checkpoint.pt",
     ),
     (
         "evaluate --out best.pt",
         lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "best.pt"),
-        "would overwrite the run's own best.pt",
+        "would overwrite a run's own best.pt",
     ),
     (
         "evaluate --out under a file",
@@ -983,3 +983,40 @@ def test_a_packed_evaluation_checks_that_every_runs_weights_fit_first(trained, t
     assert code == 2 and err.strip().splitlines() == [err.strip()], err
     assert "best.pt does not fit this model" in err and "evaluated batch" not in err, err
     assert not (good / "eval.json").exists()
+
+
+def test_an_evaluation_never_writes_onto_another_runs_files_or_images(trained, tmp_path):
+    """Two runs in one call: an --out onto the other run's best.pt, or onto the image grid of an --image-dir of
+    the call, is refused before anything is evaluated, and the file is left as it was."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = copy_run(trained, tmp_path / "a"), copy_run(trained, tmp_path / "b")
+    before = (second / "best.pt").read_bytes()
+    argv = ["evaluate", "--run", first, second, "--importance-samples", 2, "--device", "cpu"]
+    code, _, err = run_cli(argv + ["--out", second / "best.pt", first / "eval.json"])
+    assert code == 2 and "would overwrite a run's own best.pt" in err and "evaluated batch" not in err, err
+    assert (second / "best.pt").read_bytes() == before
+    images = [tmp_path / "img1", tmp_path / "img2"]
+    code, _, err = run_cli(argv + ["--out", images[1] / "samples.png", first / "eval.json", "--image-dir", *images])
+    assert code == 2 and "would overwrite a run's own samples.png" in err and "evaluated batch" not in err, err
+
+
+def test_image_grids_of_flat_data_are_refused_for_every_run_before_the_first_is_evaluated(trained, tmp_path):
+    manifold_run = tmp_path / "m"
+    code, _, err = run_cli(train_with("--dataset", "manifold", "--hidden-width", 8, out=manifold_run))
+    assert code == 0, err
+    (tmp_path / "a").mkdir()
+    good = copy_run(trained, tmp_path / "a")
+    argv = ["evaluate", "--run", good, manifold_run, "--importance-samples", 2, "--device", "cpu"]
+    outs = ["--out", tmp_path / "e1.json", tmp_path / "e2.json", "--image-dir", tmp_path / "i1", tmp_path / "i2"]
+    code, _, err = run_cli(argv + outs)
+    assert code == 2 and "image grids need images or a square number of dimensions" in err, err
+    assert "evaluated batch" not in err and not (tmp_path / "e1.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_a_cache_dir_that_is_not_a_folder_is_one_line_before_compute(trained, tmp_path, kind):
+    cache = tmp_path / "cache"
+    cache.write_text("x") if kind == "file" else os.mkfifo(cache)
+    code, _, err = run_cli(evaluate(copy_run(trained, tmp_path), "--cache-dir", cache))
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "--cache-dir" in err, err

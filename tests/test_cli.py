@@ -296,7 +296,10 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
         ('[{"model": "vae", "latent_dim": "2"}]', "the setting latent_dim must be int, got '2'"),
         ('[{"latent_dim": 2}]', "the setting(s) model must be given"),
         ('[{"model": "vae", "latent_dim": 2, "hidden_width": 3037000500}]', "cannot be built"),
+        ('[{"model": "vae", "model": "five", "latent_dim": 2}]', "the key(s) 'model' appear more than once"),
+        ('[{"model": "vae", "latent_dim": ' + "9" * 5000 + "}]", "--points is not valid JSON"),
     ],
+    ids=lambda value: value[:40] if isinstance(value, str) else None,
 )
 def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):
     result = five("time-steps", "--dataset", "digits", "--points", points, "--out", tmp_path / "steps.csv")

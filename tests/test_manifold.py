@@ -135,3 +135,28 @@ def test_the_true_posterior_is_computed_once_per_cache_and_read_back_exactly(tmp
     assert torch.equal(first.data_covariance, second.data_covariance)
     with pytest.raises(AssertionError, match="recomputed"):  # other points: another key
         cached_true_posterior(x[:10], tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda truth: {"foo": 1},
+        lambda truth: truth | {"mean": truth["mean"][:3]},
+        lambda truth: truth | {"log_likelihood": torch.full_like(truth["log_likelihood"], float("nan"))},
+    ],
+    ids=["other keys", "other length", "nan"],
+)
+def test_a_damaged_cached_true_posterior_is_computed_again_and_replaced(tmp_path, damage):
+    """The cache is shared by every manifold evaluation of a sweep: a damaged file must not fail them all."""
+    import dataclasses
+
+    from five.run.checkpoint import save_checkpoint
+    from five.run.evaluate import cached_true_posterior
+
+    x = manifold.sample(20, torch.Generator().manual_seed(5))[0]
+    first = cached_true_posterior(x, tmp_path)
+    (path,) = tmp_path.glob("manifold-true-posterior-*.pt")
+    save_checkpoint(path, damage(dataclasses.asdict(first)))
+    again = cached_true_posterior(x, tmp_path)
+    assert torch.equal(again.log_likelihood, first.log_likelihood) and torch.equal(again.mean, first.mean)
+    assert torch.equal(cached_true_posterior(x, tmp_path).covariance, first.covariance)  # the file was replaced

@@ -191,7 +191,7 @@ def check_output_file(path: Path, what: str, protected=()) -> None:
         raise FiveError(f"{what} {path} is a folder; give a file name")
     refuse_non_regular(path, what)
     if any(path.resolve() == Path(other).resolve() for other in protected):
-        raise FiveError(f"{what} {path} would overwrite the run's own {path.name}; choose another file")
+        raise FiveError(f"{what} {path} would overwrite a run's own {path.name}; choose another file")
     _check_creatable(path.parent, what)
     if path.exists() and not os.access(path, os.W_OK):
         raise FiveError(f"{what} {path} is not writable")

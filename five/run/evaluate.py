@@ -103,16 +103,21 @@ def checked_checkpoint(run_dir: Path, model_selection: str, device="cpu") -> tup
     return path, state
 
 
-def check_evaluable(run_dirs: list[Path], model_selection: str, data_dir: Path | None = None) -> None:
+def check_evaluable(
+    run_dirs: list[Path], model_selection: str, data_dir: Path | None = None, image_dirs: list | None = None
+) -> None:
     """evaluate_run's refusals of the run folders of a job, made before any of them is evaluated (a broken second
     seed must not cost the first one's evaluation): a diverged run is reported as such; any other needs a
     checkpoint that can give a result (checked_checkpoint), with a valid config that is the one its train.json
-    records, whose weights fit the model that config builds (load_run on the CPU; each data set loaded once)."""
+    records, whose weights fit the model that config builds (load_run on the CPU; each data set loaded once),
+    and, where an image folder is given, data that can be drawn as images."""
     load = functools.lru_cache(maxsize=None)(load_dataset)
-    for run_dir in run_dirs:
+    for run_dir, image_dir in zip(run_dirs, image_dirs or [None] * len(run_dirs)):
         record_path = run_dir / TRAIN_JSON
         if not (record_path.exists() and read_train_record(record_path)["status"] == "diverged"):
-            load_run(run_dir, torch.device("cpu"), data_dir, model_selection, load)
+            dataset = load_run(run_dir, torch.device("cpu"), data_dir, model_selection, load)[2]
+            if image_dir is not None:
+                check_images_possible(dataset)
 
 
 def check_sigma_representable(log_sigma, path: Path) -> None:
@@ -258,13 +263,23 @@ def cached_true_posterior(x: torch.Tensor, cache_dir: Path | None) -> manifold.T
     grid = repr((manifold.GRID_POINTS, manifold.GRID_HALF_WIDTH, manifold.NOISE_STD)).encode()
     key = hashlib.sha256(x.numpy().tobytes() + grid).hexdigest()
     path = Path(cache_dir) / f"manifold-true-posterior-{key[:20]}.pt"
-    if path.exists():
-        stored = load_checkpoint_file(path)
-        if stored is not None:
-            return manifold.TruePosterior(**stored)
-    truth = manifold.true_posterior(x)
+    stored = load_checkpoint_file(path) if path.exists() else None
+    if fits_true_posterior(stored, x):
+        return manifold.TruePosterior(**stored)
+    truth = manifold.true_posterior(x)  # none stored, or a damaged file: computed again and replaced
     save_checkpoint(path, dataclasses.asdict(truth))
     return truth
+
+
+def fits_true_posterior(stored, x: torch.Tensor) -> bool:
+    """Whether a cached file holds the true posterior of x: its fields, finite, one row per example of x."""
+    fields = [field.name for field in dataclasses.fields(manifold.TruePosterior)]
+    return (
+        isinstance(stored, dict)
+        and sorted(stored) == sorted(fields)
+        and all(isinstance(value, torch.Tensor) and value.shape[:1] == x.shape[:1] for value in stored.values())
+        and all(bool(torch.isfinite(value).all()) for value in stored.values())
+    )
 
 
 def manifold_posterior_metrics(
