@@ -66,10 +66,15 @@ def given_path(text: str) -> Path:
     return Path(text)
 
 
+MLFLOW_NAME_MAX = 500  # MLflow refuses longer experiment names
+
+
 def given_name(text: str) -> str:
-    """A name option's value (an MLflow experiment); an empty one is refused."""
+    """A name option's value (an MLflow experiment); an empty one, or one MLflow would refuse, is refused."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty name was given")
+    if len(text) > MLFLOW_NAME_MAX:
+        raise argparse.ArgumentTypeError(f"a name of {len(text)} characters (MLflow takes at most {MLFLOW_NAME_MAX})")
     return text
 
 

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -417,21 +418,41 @@ def check_artifact_location(location: str | None, option: str) -> None:
 
 def run_mlflow_init(args) -> None:
     from five.run.tracking import ensure_experiment
+    from five.sweep.table import check_tracking_uri
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
+    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
+    with mlflow_errors_as_one_line():
+        experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
 
 
 def run_mlflow_sync(args) -> None:
     from five.run.tracking import sync_run
+    from five.sweep.table import check_tracking_uri
 
     check_artifact_location(args.artifact_location, "--artifact-location")
+    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")
     for run_dir in args.runs:
-        outcome = sync_run(
-            args.experiment, run_dir, args.artifact_location, warn=lambda line: print(line, file=sys.stderr)
-        )
+        with mlflow_errors_as_one_line():
+            outcome = sync_run(
+                args.experiment, run_dir, args.artifact_location, warn=lambda line: print(line, file=sys.stderr)
+            )
         print(f"{run_dir}: {outcome}")
+
+
+@contextmanager
+def mlflow_errors_as_one_line():
+    """The MLflow commands' own failures (an unreachable server, a file that is not a database, a store MLflow
+    refuses) as one line: MLflow and SQLAlchemy raise many types, none of them ours."""
+    try:
+        yield
+    except FiveError:
+        raise
+    except Exception as error:
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "MLflow's default store")
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise FiveError(f"MLflow at {uri} failed: {first}") from None

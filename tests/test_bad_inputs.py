@@ -1020,3 +1020,29 @@ def test_a_cache_dir_that_is_not_a_folder_is_one_line_before_compute(trained, tm
     cache.write_text("x") if kind == "file" else os.mkfifo(cache)
     code, _, err = run_cli(evaluate(copy_run(trained, tmp_path), "--cache-dir", cache))
     assert code == 2 and err.strip().splitlines() == [err.strip()] and "--cache-dir" in err, err
+
+
+@pytest.mark.parametrize(
+    "uri, cause",
+    [
+        ("file:{tmp}/mlruns", "MLFLOW_TRACKING_URI 'file:{tmp}/mlruns' is MLflow's file store"),
+        ("bogus://x", "MLFLOW_TRACKING_URI 'bogus://x' has the unknown scheme 'bogus'"),
+        ("sqlite:///{tmp}/text.db", "MLflow at sqlite:///{tmp}/text.db failed: (sqlite3.DatabaseError) file is not"),
+    ],
+    ids=["file store", "unknown scheme", "not a database"],
+)
+@pytest.mark.parametrize("command", ["mlflow-init", "mlflow-sync"])
+def test_the_mlflow_commands_say_what_is_wrong_with_the_store_in_one_line(
+    trained, tmp_path, monkeypatch, uri, cause, command
+):
+    (tmp_path / "text.db").write_text("not a database")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(tmp=tmp_path))
+    argv = [command, "--experiment", "x"] + ([copy_run(trained, tmp_path)] if command == "mlflow-sync" else [])
+    code, _, err = run_cli(argv)
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert cause.format(tmp=tmp_path) in err, err
+
+
+def test_an_experiment_name_mlflow_would_refuse_is_refused_in_one_line():
+    code, _, err = run_cli(["mlflow-init", "--experiment", "x" * 501])
+    assert code == 2 and "a name of 501 characters (MLflow takes at most 500)" in err, err

@@ -219,21 +219,21 @@ def check_sweep(config: dict) -> None:
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
 
 
-def check_tracking_uri(uri: str | None) -> None:
+def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
     """A tracking URI MLflow can serve the sweep from: a database or a server (its file store, also what a
-    bare path means, is in maintenance mode)."""
+    bare path means, is in maintenance mode). `what`: where the URI was given."""
     if uri is None:
         return
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else uri if uri.startswith("databricks") else ""
     if scheme in ("", "file"):
         raise ConfigError(
-            f"tracking_uri {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
+            f"{what} {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
             "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
             "(http://HOST:PORT)"
         )
     if scheme not in TRACKING_SCHEMES:
         raise ConfigError(
-            f"tracking_uri {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
+            f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
         )
 
 
