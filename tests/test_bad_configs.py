@@ -136,6 +136,13 @@ CASES = [
     ),
     ("tracking uri a bare path", edit("tracking_uri", "/tmp/mlruns"), "is MLflow's file store"),
     (
+        "data_dir a file, with mnist",
+        lambda c: edit("data_dir", str(ROOT / "README.md"))(
+            edit("datasets.mnist", {"latent_dims": [2], "epochs": 1})(c)
+        ),
+        "README.md is a file, not a folder: the sweep reads mnist from it",
+    ),
+    (
         "claim on an unswept model",
         lambda c: claim(against=["fcvae"])(edit("models.fcvae", delete=True)(c)),
         "claims.list.0 (C1): fcvae is not swept",

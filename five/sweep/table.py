@@ -18,7 +18,8 @@ import pandas as pd
 
 from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES, TrainConfig
 from five.base.errors import ConfigError
-from five.data.catalog import DATA_SHAPES
+from five.base.files import non_regular_kind
+from five.data.catalog import DATA_SHAPES, FILES
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
@@ -198,6 +199,7 @@ def check_sweep(config: dict) -> None:
                 f"{swept}: {model} would vanish from the main table"
             )
     check_tracking_uri(config.get("tracking_uri"))
+    check_data_dir(config)
     check_claims(config, models)
     for dataset, settings in config["datasets"].items():
         shape = DATA_SHAPES[dataset]
@@ -214,6 +216,19 @@ def check_sweep(config: dict) -> None:
                     f"datasets.{dataset}.latent_dims {too_large} exceed D = {dim}: {model}'s "
                     "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)"
                 )
+
+
+def check_data_dir(config: dict) -> None:
+    """The folder MNIST and CIFAR-10 are read from (and downloaded into) must be one, where the sweep uses them."""
+    read_there = [dataset for dataset in config["datasets"] if dataset in FILES]
+    folder = config.get("data_dir")
+    if not read_there or folder is None:
+        return
+    kind = "a file" if Path(folder).is_file() else non_regular_kind(Path(folder))
+    if kind not in (None, "a folder"):
+        raise ConfigError(
+            f"data_dir {folder} is {kind}, not a folder: the sweep reads {' and '.join(read_there)} from it"
+        )
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
