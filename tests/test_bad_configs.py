@@ -467,3 +467,13 @@ def test_yaml_merge_keys_share_settings_and_may_be_overridden(tmp_path):
     (tmp_path / "config.yaml").write_text("shared: &s {epochs: 3}\n" + (tmp_path / "config.yaml").read_text())
     with pytest.raises(ConfigError, match="'shared' was unexpected"):
         load_sweep_config(tmp_path / "config.yaml")
+
+
+def test_estimate_says_what_a_config_path_is_when_it_is_not_a_file(tmp_path):
+    from five.base.errors import ConfigError
+    from five.sweep.table import load_sweep_config
+
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_sweep_config(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_sweep_config(tmp_path / "absent.yaml")

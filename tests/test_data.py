@@ -78,6 +78,8 @@ def test_npz_without_levels_is_continuous(tmp_path):
         (dict(train=np.zeros((3, 4, 2)), test=np.zeros((3, 4, 2))), r"\(n, D\) or \(n, C, H, W\)"),
         (dict(train=np.full((3, 4), 0.5), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
         (dict(train=np.full((3, 4), 7), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
+        (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), discrete_levels=-3), "discrete_levels=-3, but discrete"),
+        (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), discrete_levels=1), "need at least 2 levels"),
     ],
 )
 def test_malformed_npz_files_are_named_errors(tmp_path, arrays, message):

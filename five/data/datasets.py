@@ -116,12 +116,14 @@ def load_npz(path: str) -> Dataset:
     example_shapes = {shape[1:] for shape in shapes.values()}
     if any(len(shape) not in (2, 4) for shape in shapes.values()) or len(example_shapes) != 1:
         raise DataError(f"{file}: the splits must all be (n, D) or (n, C, H, W) of equal example shape, got {shapes}")
+    if levels is not None and levels < 2:
+        raise DataError(f"{file}: discrete_levels={levels}, but discrete data need at least 2 levels")
     splits = {}
     for split, array in arrays.items():
         if levels is None:
             splits[split] = torch.from_numpy(array.astype(np.float32))
             continue
-        if levels < 2 or not np.all(array == np.round(array)) or array.min() < 0 or array.max() > levels - 1:
+        if not np.all(array == np.round(array)) or array.min() < 0 or array.max() > levels - 1:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"

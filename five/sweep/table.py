@@ -107,7 +107,8 @@ def load_sweep_config(path: str | Path) -> dict:
     from snakemake.utils import validate
 
     if not Path(path).is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        kind = non_regular_kind(Path(path))
+        raise ConfigError(f"config file {path} {f'is {kind}, not a file' if kind else 'does not exist'}")
     try:
         reject_duplicate_keys(path)
         config = yaml.safe_load(Path(path).read_text())
