@@ -228,8 +228,9 @@ def run_evaluate(args) -> None:
             raise FiveError(f"a path is named twice in {option} {' '.join(map(str, values))}")
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
+    protected = evaluation_files(args.run, image_dirs)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
-        check_evaluation_paths(run, out, image_dir, evaluation_files(args.run, image_dirs))
+        check_evaluation_paths(run, out, image_dir, protected)
     if args.cache_dir is not None:
         check_output_dir(args.cache_dir, "--cache-dir")
     apply_threads(args)  # the check loads the data and builds each model
