@@ -175,11 +175,18 @@ def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVA
     return target
 
 
+def not_a_folder(path: Path) -> str | None:
+    """What `path` is where it is there but no folder ("a file", "a FIFO", …); None where it is a folder or
+    nothing."""
+    kind = "a file" if Path(path).is_file() else non_regular_kind(Path(path))
+    return None if kind == "a folder" else kind
+
+
 def check_output_dir(path: Path, what: str) -> None:
     """Before any compute: `path` can be (or is) a writable folder."""
     path = Path(path)
-    kind = "a file" if path.is_file() else non_regular_kind(path)
-    if kind not in (None, "a folder"):
+    kind = not_a_folder(path)
+    if kind is not None:
         raise FiveError(f"{what} {path} is {kind}, not a folder")
     _check_creatable(path, what)
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES, TrainConfig
 from five.base.errors import ConfigError
-from five.base.files import non_regular_kind
+from five.base.files import non_regular_kind, not_a_folder
 from five.data.catalog import DATA_SHAPES, FILES
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors
 
@@ -225,8 +225,8 @@ def check_data_dir(config: dict) -> None:
     folder = config.get("data_dir")
     if not read_there or folder is None:
         return
-    kind = "a file" if Path(folder).is_file() else non_regular_kind(Path(folder))
-    if kind not in (None, "a folder"):
+    kind = not_a_folder(Path(folder))
+    if kind is not None:
         raise ConfigError(
             f"data_dir {folder} is {kind}, not a folder: the sweep reads {' and '.join(read_there)} from it"
         )
