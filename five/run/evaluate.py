@@ -18,6 +18,7 @@ import torch
 from five.base.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_train_record
+from five.base.metrics import TEST_METRICS
 from five.data import manifold
 from five.data.datasets import Dataset, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
@@ -42,19 +43,6 @@ INFORMATION_THRESHOLD = 0.5
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
 POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
-METRIC_KEYS = (
-    "nll_nats",
-    "nll_standard_error",
-    "bits_per_dim",
-    "elbo_nats",
-    "ess_mean",
-    "recon_mse",
-    "active_units",
-    "active_units_eigen",
-    "informative_directions",
-    "rate_nats",
-    "n_examples",
-)
 
 
 MODEL_SELECTIONS = ("best", "last")
@@ -353,7 +341,7 @@ def diverged_metrics(record: dict, sigma: str, importance_samples: int, split: s
     return {
         "status": "diverged",
         "error": record.get("error"),
-        **{key: None for key in METRIC_KEYS},
+        **{key: None for key in (*TEST_METRICS, "n_examples")},
         "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
         "importance_samples": importance_samples,
         "split": split,

@@ -11,33 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from five.base.files import read_json
+from five.base.metrics import RESULT_COLUMNS
 from five.sweep.table import model_dir
 
-RESULT_COLUMNS = (
-    "nll_nats",
-    "nll_standard_error",
-    "bits_per_dim",
-    "elbo_nats",
-    "ess_mean",
-    "recon_mse",
-    "active_units",
-    "active_units_eigen",
-    "informative_directions",
-    "rate_nats",
-    "posterior_covariance_error",
-    "true_nll_nats",
-    "sigma",
-    "sigma_policy",
-    "sigma_own",
-    "nll_nats_own_sigma",
-    "bits_per_dim_own_sigma",
-    "proposal",
-    "n_examples",
-    "importance_samples",
-    "model_selection",
-    "checkpoint_epoch",
-    "data_dim",
-)
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
 
