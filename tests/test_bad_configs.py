@@ -3,12 +3,11 @@ job is planned (issue 11). Table-driven; the dry runs run a few at a time."""
 
 import copy
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
+from workflow_runs import snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {
@@ -152,26 +151,9 @@ CASES = [
 
 def dry_run(workdir: Path, case) -> subprocess.CompletedProcess:
     _, config, _ = case
-    text = config if isinstance(config, str) else yaml.safe_dump(config(copy.deepcopy(BASE)))
-    (workdir / "config.yaml").write_text(text)
+    path = write_config(workdir, config if isinstance(config, str) else config(copy.deepcopy(BASE)))
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "1",
-            "-n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        snakemake_command(workdir, path, "--cores", "1", "-n"), capture_output=True, text=True, timeout=300
     )
 
 

@@ -4,13 +4,13 @@ runtimes from the estimate in a dry run. (Predicted against measured time is a b
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from workflow_runs import snakemake_command, write_config
 
 from five.sweep.estimate import estimate_sweep, makespan_hours, predicted_seconds
 from five.sweep.table import load_sweep_config, sweep_table
@@ -70,25 +70,11 @@ def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
     config["models"] = {"vae": {}, "five": {"probes": [1]}}
     config.pop("claims")  # they name the models left out
     config["estimate_safety_factor"] = 2.0
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_config(tmp_path, config)
     if estimate_rows is not None:
         (tmp_path / "results" / "five-quick").mkdir(parents=True, exist_ok=True)
         pd.DataFrame(estimate_rows).to_csv(tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(tmp_path),
-        "--configfile",
-        str(config_path),
-        "-n",
-        "--profile",
-        str(ROOT / "profiles" / "slurm"),
-    ]
+    command = snakemake_command(tmp_path, config_path, "-n", "--profile", ROOT / "profiles" / "slurm")
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
@@ -160,26 +146,8 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
         "models": {"vae": {}},
         "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 4}},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "--cores",
-            "1",
-            "estimate",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "1", "estimate")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     estimate = pd.read_csv(tmp_path / "results" / "est" / "estimate.csv")
     assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]

@@ -2,7 +2,6 @@
 its config needs, whatever ran before and from whichever Python, and one experiment's tables never pass for
 another's (results/<experiment>/, stamped with the experiment and the config hash)."""
 
-import os
 import subprocess
 import sys
 import sysconfig
@@ -11,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_runs import snakemake_command, untracked_environment, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHA = {
@@ -27,28 +27,8 @@ BETA = {
 
 
 def snakemake(workdir: Path, config: dict, *args, python: str = sys.executable):
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [
-            python,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *args, python=python)
+    result = subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 

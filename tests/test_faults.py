@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from workflow_runs import snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -140,8 +141,6 @@ def test_a_kill_inside_a_checkpoint_write_never_leaves_a_loadable_half_checkpoin
 
 
 def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupted(tmp_path, uninterrupted):
-    import yaml
-
     config = {
         "experiment": "faults",
         "seeds": [0],
@@ -156,20 +155,7 @@ def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupte
             }
         },
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(tmp_path),
-        "--configfile",
-        str(tmp_path / "config.yaml"),
-        "--cores",
-        "2",
-    ]
+    command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "2")
     run_dir = tmp_path / "results" / "faults" / "digits" / "five" / "d3" / "k2" / "s0"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     while epochs_done(run_dir) < 15 and process.poll() is None:

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
+from workflow_runs import snakemake_command, untracked_environment, write_config
 
 from five.sweep.table import sweep_table
 
@@ -103,29 +103,9 @@ def run_dirs(workdir: Path, config: dict) -> list[Path]:
 
 def sweep(workdir: Path, config: dict):
     """The sweep's train and evaluate jobs (what logs to MLflow; the tables are not needed here)."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     targets = [str(run_dir.relative_to(workdir) / "eval.json") for run_dir in run_dirs(workdir, config)]
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            *targets,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *targets)
+    return subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=600)
 
 
 def logged_runs(uri: str) -> dict[str, object]:

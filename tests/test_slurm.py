@@ -7,12 +7,11 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from workflow_runs import snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests" / "cluster"
@@ -48,22 +47,9 @@ def slurm(tmp_path_factory):
 
 
 def run_profile(workdir, config, *extra, background=False):
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(ROOT / "profiles" / "slurm"),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *TEST_OVERRIDES,
-        *extra,
-    ]
+    command = snakemake_command(
+        workdir, write_config(workdir, config), "--profile", ROOT / "profiles" / "slurm", *TEST_OVERRIDES, *extra
+    )
     if background:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     return subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=ROOT)

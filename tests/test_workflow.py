@@ -1,19 +1,17 @@
 """The real Snakemake on a tiny config: train → evaluate → MLflow → tables → plots → report, then config
 edits checked by dry runs to rerun only what they touch. Also `snakemake --lint`."""
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from workflow_runs import snakemake_command, untracked_environment, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 TINY = {
     "experiment": "tiny",
@@ -30,15 +28,8 @@ TINY = {
 
 
 def snakemake(workdir, config, *args, check=True):
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *args)
+    result = subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=900)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -72,19 +63,8 @@ def test_end_to_end_results_tables_plots_and_report(finished):
     for name in ("likelihood_vs_latent_dim", "active_units_vs_latent_dim", "budget_ablation", "training_curves"):
         assert (finished / "results" / "tiny" / "plots" / f"{name}.png").stat().st_size > 5000
     assert (finished / "results" / "tiny" / "digits" / "five" / "d2" / "k1" / "s0" / "grids" / "samples.png").exists()
-    report = subprocess.run(
-        [
-            *SNAKEMAKE,
-            "-d",
-            str(finished),
-            "--configfile",
-            str(finished / "config.yaml"),
-            "--report",
-            str(finished / "report.html"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    command = snakemake_command(finished, finished / "config.yaml", "--report", finished / "report.html")
+    report = subprocess.run(command, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-2000:]
     assert (finished / "report.html").stat().st_size > 10000
 
@@ -212,10 +192,7 @@ def planned_jobs_or_none(result):
 
 def test_lint_is_clean():
     result = subprocess.run(
-        [*SNAKEMAKE, "--lint", "--configfile", str(ROOT / "config" / "quick.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+        snakemake_command(ROOT, ROOT / "config" / "quick.yaml", "--lint"), capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-3000:]
 

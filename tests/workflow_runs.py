@@ -1,0 +1,39 @@
+"""The real Snakemake on a config written into a scratch folder, as the workflow tests run it."""
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(workdir: Path, config: dict | str) -> Path:
+    """workdir/config.yaml holding `config` (a dict, or YAML text as given)."""
+    path = workdir / "config.yaml"
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return path
+
+
+def snakemake_command(workdir: Path, config_path: Path, *args, python: str = sys.executable) -> list[str]:
+    """Snakemake on the project's Snakefile with `workdir` as its working directory and `config_path` as its
+    config, run by `python` (another interpreter: a user's other environment)."""
+    snakefile = str(ROOT / "Snakefile")
+    return [
+        python,
+        "-m",
+        "snakemake",
+        "-s",
+        snakefile,
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        *map(str, args),
+    ]
+
+
+def untracked_environment() -> dict[str, str]:
+    """This process's environment without MLFLOW_TRACKING_URI: the workflow then tracks into its own results."""
+    return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
