@@ -37,6 +37,12 @@ COLLAPSE_COUNTS = {
 }
 
 
+def _seed_band_lines(data: pd.DataFrame, **encoding):
+    """Seaborn lines of the mean over seeds with a ±1 std band (BAND), marked points, a panel per dataset;
+    `encoding`: x, y, hue and any further relplot arguments."""
+    return sns.relplot(data=data, col="dataset", kind="line", marker="o", errorbar="sd", height=3.2, **encoding)
+
+
 def _plain_log_axis(grid, values) -> None:
     """A log x axis with a tick at each swept value (d or K), labelled plainly (not 2×10⁰, 3×10⁰, …)."""
     grid.set(xscale="log")
@@ -50,18 +56,7 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
     data = _labelled(runs, probes_shown)
     if data.empty:
         return _placeholder(path, "no completed runs to plot")
-    grid = sns.relplot(
-        data=data,
-        x="latent_dim",
-        y="metric",
-        hue="label",
-        col="dataset",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        facet_kws={"sharey": False},
-        height=3.2,
-    )
+    grid = _seed_band_lines(data, x="latent_dim", y="metric", hue="label", facet_kws={"sharey": False})
     _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
     grid.legend.set_title(BAND)
@@ -79,18 +74,7 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
         id_vars=["dataset", "latent_dim", "label"], value_vars=counts, var_name="count", value_name="directions"
     )
     long["count"] = long["count"].map(COLLAPSE_COUNTS)
-    grid = sns.relplot(
-        data=long,
-        x="latent_dim",
-        y="directions",
-        hue="label",
-        col="dataset",
-        row="count",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=3.2,
-    )
+    grid = _seed_band_lines(long, x="latent_dim", y="directions", hue="label", row="count")
     dims = sorted(data["latent_dim"].unique())
     for axis in grid.axes.flat:
         axis.plot(dims, dims, "k--", linewidth=1, label="y = d")
@@ -109,19 +93,7 @@ def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
         return _placeholder(path, "no completed fif/five runs: no budget ablation")
     data["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in data.iterrows()]
     data["d"] = data["latent_dim"].astype(str)
-    grid = sns.relplot(
-        data=data,
-        x="probes",
-        y="metric",
-        hue="model",
-        style="d",
-        col="dataset",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        facet_kws={"sharey": False},
-        height=3.2,
-    )
+    grid = _seed_band_lines(data, x="probes", y="metric", hue="model", style="d", facet_kws={"sharey": False})
     _plain_log_axis(grid, sorted(data["probes"].unique()))
     grid.legend.set_title(BAND)
     grid.set_axis_labels("Hutchinson budget K", "test bits/dim (nats if continuous)")
