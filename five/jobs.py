@@ -219,7 +219,7 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every path,
     record and checkpoint, and whether its weights fit their model, is checked before the first evaluation."""
-    from five.run.evaluate import check_evaluable, evaluate_run
+    from five.run.evaluate import cached_loader, check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
@@ -234,7 +234,8 @@ def run_evaluate(args) -> None:
     if args.cache_dir is not None:
         check_output_dir(args.cache_dir, "--cache-dir")
     apply_threads(args)  # the check loads the data and builds each model
-    check_evaluable(args.run, args.model_selection, args.data_dir, image_dirs)
+    load = cached_loader()  # the check and the evaluations share each data set
+    check_evaluable(args.run, args.model_selection, args.data_dir, image_dirs, load)
     device, facts = prepare_job(args, log)
     for run, out, image_dir, key in zip(args.run, args.out, image_dirs, args.mlflow_run_key or [None] * len(args.run)):
         tracker = make_tracker(args, run, key)
@@ -250,6 +251,7 @@ def run_evaluate(args) -> None:
             model_selection=args.model_selection,
             sigma=args.sigma,
             cache_dir=args.cache_dir,
+            load=load,
         )
         write_json(out, metrics | {"job": facts})
         if tracker is not None:

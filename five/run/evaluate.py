@@ -92,20 +92,30 @@ def checked_checkpoint(run_dir: Path, model_selection: str, device="cpu") -> tup
 
 
 def check_evaluable(
-    run_dirs: list[Path], model_selection: str, data_dir: Path | None = None, image_dirs: list | None = None
+    run_dirs: list[Path],
+    model_selection: str,
+    data_dir: Path | None = None,
+    image_dirs: list | None = None,
+    load: Callable[[str, Path | None], Dataset] | None = None,
 ) -> None:
     """evaluate_run's refusals of the run folders of a job, made before any of them is evaluated (a broken second
     seed must not cost the first one's evaluation): a diverged run is reported as such; any other needs a
     checkpoint that can give a result (checked_checkpoint), with a valid config that is the one its train.json
     records, whose weights fit the model that config builds (load_run on the CPU; each data set loaded once),
-    and, where an image folder is given, data that can be drawn as images."""
-    load = functools.lru_cache(maxsize=None)(load_dataset)
+    and, where an image folder is given, data that can be drawn as images. `load`: as load_run's (default: each
+    data set loaded once)."""
+    load = load or cached_loader()
     for run_dir, image_dir in zip(run_dirs, image_dirs or [None] * len(run_dirs)):
         record_path = run_dir / TRAIN_JSON
         if not (record_path.exists() and read_train_record(record_path)["status"] == "diverged"):
             dataset = load_run(run_dir, torch.device("cpu"), data_dir, model_selection, load)[2]
             if image_dir is not None:
                 check_images_possible(dataset)
+
+
+def cached_loader() -> Callable[[str, Path | None], Dataset]:
+    """load_dataset that loads each data set once: a job's check and its evaluations share what it loaded."""
+    return functools.lru_cache(maxsize=None)(load_dataset)
 
 
 def check_sigma_representable(log_sigma, path: Path) -> None:
@@ -430,11 +440,12 @@ def evaluate_run(
     model_selection: str = "best",
     sigma: str = "own",
     cache_dir: Path | None = None,
+    load: Callable[[str, Path | None], Dataset] = load_dataset,
 ) -> dict:
     """All metrics of spec §2–3 for the run in `run_dir` on `split`, at the `best` (validation NLL) or the
     `last` checkpoint, with the model's `own` σ or one `fitted` on validation data (FIF, whose σ is part of
     its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids; `cache_dir`
-    keeps what every evaluation of a sweep computes alike (the manifold's true posterior)."""
+    keeps what every evaluation of a sweep computes alike (the manifold's true posterior); `load`: as load_run's."""
     check_evaluation_options(importance_samples, batch_size, sigma)
     started = time.perf_counter()
     record_path = Path(run_dir) / TRAIN_JSON
@@ -442,7 +453,7 @@ def evaluate_run(
     if record.get("status") == "diverged":  # its last checkpoint (if any) is not a result: report the divergence
         log(f"{run_dir} diverged ({record.get('error')}); not evaluated")
         return diverged_metrics(record, sigma, importance_samples, split)
-    config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection)
+    config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection, load)
     if image_dir is not None:
         check_images_possible(dataset)
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
