@@ -185,7 +185,7 @@ def test_an_empty_model_entry_is_valid(tmp_path):
     config["models"]["vae"] = None
     result = dry_run(tmp_path, ("null", lambda c: config, ""))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "results/bad/digits/vae/d2/k0/s0/train.json" in result.stdout
+    assert "results/bad/digits/vae/d2/k0/s0/train.done" in result.stdout
 
 
 # --- the same checks in-process (each is the dry run's code path: load_sweep_config, then sweep_table) ---------------

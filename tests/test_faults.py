@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from workflow_runs import snakemake_command, write_config
+from workflow_runs import assert_results_match_training, snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -140,7 +140,7 @@ def test_a_kill_inside_a_checkpoint_write_never_leaves_a_loadable_half_checkpoin
     assert_same_weights(final_weights(run_dir), uninterrupted)
 
 
-def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupted(tmp_path, uninterrupted):
+def test_snakemake_rerun_after_kill_9_resumes_and_equals_uninterrupted(tmp_path, uninterrupted):
     config = {
         "experiment": "faults",
         "seeds": [0],
@@ -163,14 +163,49 @@ def test_snakemake_rerun_incomplete_after_kill_9_resumes_and_equals_uninterrupte
     os.killpg(process.pid, signal.SIGKILL)  # Snakemake and its job, at once
     process.wait()
     assert 15 <= epochs_done(run_dir) < 40
-    # what a user does after a kill or power loss: unlock, then rerun; the half-done job is rerun, never trusted
+    # what a user does after a kill or power loss: unlock, then rerun; the half-done job left no stamps, so it is
+    # rerun and resumes its run (its train.json, which five writes, is never taken for a finished run)
     subprocess.run(command + ["--unlock"], check=True, capture_output=True, timeout=600)
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
-    finished = subprocess.run(command + ["--rerun-incomplete"], capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     log = (tmp_path / "logs" / "faults" / "train" / "digits" / "five" / "d3" / "k2" / "seeds.log").read_text()
     assert "resuming" in log
     assert_same_weights(final_weights(run_dir), uninterrupted)
     assert json.loads((run_dir / "eval.json").read_text())["status"] == "complete"
+    shutil.rmtree(tmp_path / "results" / "mlflow-artifacts", ignore_errors=True)
+
+
+def test_a_train_job_killed_after_an_edit_is_rerun_until_the_edited_run_is_trained(tmp_path):
+    """A train job that fails (here kill -9 of the job alone, as the OOM killer or a node failure does) after a
+    config edit: the next invocation trains the edited run to its end and evaluates it, never tabling the
+    half-trained model under the old run's record."""
+    config = {
+        "experiment": "faults",
+        "seeds": [0],
+        "models": {"five": {"probes": [2]}},
+        "datasets": {
+            "digits": {
+                "latent_dims": [3],
+                "epochs": 2,
+                "hidden_width": 32,
+                "checkpoint_every": 1,
+                "importance_samples": 4,
+            }
+        },
+    }
+    command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "2")
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    config["datasets"]["digits"]["epochs"] = 40
+    write_config(tmp_path, config)
+    run_dir = tmp_path / "results" / "faults" / "digits" / "five" / "d3" / "k2" / "s0"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while epochs_done(run_dir) < 6 and process.poll() is None:
+        time.sleep(0.01)
+    # the job's shell and its Python at once, as the OOM killer or a node failure ends a job
+    subprocess.run(["pkill", "-KILL", "-g", str(process.pid), "-f", "five.cli train"], check=True)
+    assert process.wait(timeout=600) != 0
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert json.loads((run_dir / "train.json").read_text())["epochs_completed"] == 40
+    assert_results_match_training(tmp_path, "faults")
     shutil.rmtree(tmp_path / "results" / "mlflow-artifacts", ignore_errors=True)

@@ -1,6 +1,7 @@
 """The real Snakemake on a tiny config: train → evaluate → MLflow → tables → plots → report, then config
 edits checked by dry runs to rerun only what they touch. Also `snakemake --lint`."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from workflow_runs import snakemake_command, untracked_environment, write_config
+from workflow_runs import assert_results_match_training, snakemake_command, untracked_environment, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,3 +208,19 @@ def test_a_config_typo_stops_the_workflow_with_the_key_named(tmp_path):
         in result.stdout + result.stderr
     )
     assert not (tmp_path / "results").exists()
+
+
+def test_seeds_dropped_then_readded_across_edits_are_trained_and_evaluated_as_configured(tmp_path):
+    """A seed left out while its sweep point was edited comes back trained to the edited settings and evaluated
+    afresh: continued (more epochs) or retrained (another step size), never tabled from its old evaluation."""
+    digits = {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4}
+    config = {"experiment": "edits", "seeds": [0, 1], "models": {"vae": {}}, "datasets": {"digits": digits}}
+    snakemake(tmp_path, config)
+    for edit in ({"epochs": 3}, {"lr": 0.002}):
+        digits |= edit
+        snakemake(tmp_path, config | {"seeds": [0]})
+        snakemake(tmp_path, config)
+        assert_results_match_training(tmp_path, "edits")
+        for seed in (0, 1):
+            record = json.loads((tmp_path / f"results/edits/digits/vae/d2/k0/s{seed}/train.json").read_text())
+            assert {key: record["config"][key] for key in edit} == edit

@@ -1,9 +1,11 @@
 """The real Snakemake on a config written into a scratch folder, as the workflow tests run it."""
 
+import json
 import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +39,18 @@ def snakemake_command(workdir: Path, config_path: Path, *args, python: str = sys
 def untracked_environment() -> dict[str, str]:
     """This process's environment without MLFLOW_TRACKING_URI: the workflow then tracks into its own results."""
     return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+
+
+def assert_results_match_training(workdir: Path, experiment: str) -> None:
+    """Every run of the experiment's runs.csv is tabled from its own finished train.json and from an evaluation of
+    its best checkpoint made after that checkpoint was written."""
+    for row in pd.read_csv(workdir / "results" / experiment / "runs.csv").to_dict("records"):
+        run_dir = workdir / row["run_dir"]
+        train = json.loads((run_dir / "train.json").read_text())
+        evaluation = json.loads((run_dir / "eval.json").read_text())
+        assert train["status"] == "complete" and train["epochs_completed"] == train["config"]["epochs"], run_dir
+        assert evaluation["checkpoint_epoch"] == train["best_epoch"], run_dir
+        assert (run_dir / "eval.json").stat().st_mtime >= (run_dir / "best.pt").stat().st_mtime, run_dir
+        assert row["epochs_completed"] == train["epochs_completed"] and row["nll_nats"] == evaluation["nll_nats"], (
+            run_dir
+        )

@@ -3,8 +3,7 @@
 
 rule aggregate:
     input:
-        train=run_files("train.json"),
-        evaluation=run_files("eval.json"),
+        run_files("eval.json"),  # each made after its run's training: with its train.json, what a row is read from
     output:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",

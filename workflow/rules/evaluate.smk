@@ -3,10 +3,11 @@
 # point's evaluation job, old seeds included (minutes against its training's hours; their results come out the
 # same).
 #
-# What reruns an evaluation is its sweep point's training.json and settings.json (the settings its result
-# depends on, each rewritten only when they change), not the time of train.json: a packed train job rewrites
-# the records of the seeds it did not train (an added seed). Snakemake checks no rerun reason of its own for a
-# job downstream of a job that reruns, hence files and not the evaluation's params.
+# What reruns an evaluation: every run of its train job (the stamps: whatever the job changed, a continued or
+# retrained seed, a seed added back after an edit, is evaluated afresh), its sweep point's training.json (an
+# edit of the training settings, also after a train job that failed: its missing stamps then rerun it) and
+# settings.json (the evaluation settings); each file is rewritten only when it changes. Snakemake checks no
+# rerun reason of its own for a job downstream of a job that reruns, hence files and not params.
 
 
 rule point_settings:
@@ -26,7 +27,7 @@ rule point_settings:
 
 rule evaluate:
     input:
-        ancient(job_run_files("train.json")),
+        job_run_files("train.done"),
         f"{POINT_PATTERN}/training.json",
         f"{POINT_PATTERN}/settings.json",
     output:

@@ -1,7 +1,10 @@
-# One training job per sweep point, its seeds packed into one model (pack_seeds; else one job per seed). Each
-# run folder keeps checkpoint.pt beside the declared output train.json: a killed or preempted job resumes from
-# it on rerun. A diverged run records its reason and exits 0, so it
-# is shown as diverged in the tables instead of being retried. The first job that logs to MLflow creates the
+# One training job per sweep point, its seeds packed into one model (pack_seeds; else one job per seed). Its
+# declared outputs are stamps, train.done in each run folder, touched when the job succeeds: the runs' own
+# files (train.json, checkpoints) are five's, which resumes each run where it stands and leaves finished ones
+# as they are. A killed, preempted or failed job leaves no stamps, and the evaluation that needs them reruns
+# it (Snakemake neither deletes a run's files first nor puts back an older train.json beside newer
+# checkpoints, as it would for declared ones). A diverged run records its reason and exits 0, so it is shown
+# as diverged in the tables instead of being retried. The first job that logs to MLflow creates the
 # experiment (no job of its own: such a job, rerun for another interpreter or experiment name, hid the training
 # jobs of that invocation from the plan). A sweep point's settings reach its job as one file, training.json
 # (the TrainConfig fields of its sweep row, `five train --settings`), rewritten only when they change: a changed
@@ -27,9 +30,7 @@ rule train:
         data=data_inputs,
         settings=f"{POINT_PATTERN}/training.json",
     output:
-        # a sweep point's job updates its seeds' records in place: Snakemake keeps them (finished seeds train
-        # nothing) and restores them if the job fails
-        update(job_run_files("train.json")),
+        touch(job_run_files("train.done")),
     log:
         job_log("train"),
     conda:
