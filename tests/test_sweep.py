@@ -1,6 +1,7 @@
 """Config validation, the sweep table and aggregation into tables (no Snakemake run needed)."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ import yaml
 from snakemake.utils import validate
 
 from five.base.config import TrainConfig
-from five.base.errors import ConfigError
+from five.base.errors import ConfigError, FiveError
 from five.sweep.aggregate import attach_references, collect_runs, summarise, write_tables
 from five.sweep.table import check_config, sweep_table
 
@@ -226,3 +227,34 @@ def test_the_schemas_defaults_are_the_codes():
 
     walk(schema)
     assert found == {"beta": DEFAULT_FIF_BETA, "batch_size": DEFAULT_BATCH_SIZE}
+
+
+@pytest.mark.parametrize(
+    "train_changes, evaluation_changes, refusal",
+    [
+        ({}, {}, None),
+        ({"status": "stalled"}, {}, None),
+        ({}, {"model_selection": "last", "checkpoint_epoch": 1}, None),
+        ({"best_epoch": 6, "epochs_completed": 6}, {}, "evaluated epoch 1, but its training's best epoch is 6"),
+        ({"epochs_completed": 6}, {"model_selection": "last"}, "evaluated epoch 1, but its training's last epoch is 6"),
+        ({"status": "running"}, {}, "its training has not finished (train.json says 'running')"),
+    ],
+)
+def test_a_run_is_tabled_only_from_an_evaluation_of_its_finished_training(
+    tmp_path, train_changes, evaluation_changes, refusal
+):
+    """An eval.json of another checkpoint than the one its run's training ended with (an evaluation older than
+    the training), or a training that has not finished, stops the aggregation naming the run."""
+    row = fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0)
+    for name, changes, fields in (
+        ("train.json", train_changes, {"best_epoch": 1}),
+        ("eval.json", evaluation_changes, {"model_selection": "best", "checkpoint_epoch": 1}),
+    ):
+        path = Path(row["run_dir"]) / name
+        path.write_text(json.dumps(json.loads(path.read_text()) | fields | changes))
+    if refusal is None:
+        assert len(collect_runs(pd.DataFrame([row]))[0]) == 1
+    else:
+        with pytest.raises(FiveError, match=re.escape(refusal)) as raised:
+            collect_runs(pd.DataFrame([row]))
+        assert row["run_dir"] in str(raised.value)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from five.base.errors import FiveError
 from five.base.files import read_json
 from five.base.metrics import RESULT_COLUMNS
 from five.sweep.table import model_dir
@@ -24,6 +25,7 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         run_dir = Path(point["run_dir"])
         train = read_json(run_dir / "train.json")
         evaluation = read_json(run_dir / "eval.json")
+        check_evaluated_after_training(run_dir, train, evaluation)
         # FIVE's estimator variant is its own row (`five-sample`), the default keeps the name `five`
         point = point | {"model": model_dir(point["model"], point.get("surrogate_point"))}
         row = {key: point[key] for key in KEYS} | {
@@ -51,6 +53,29 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append(row)
         histories += [{key: point[key] for key in KEYS} | entry for entry in train.get("history", [])]
     return pd.DataFrame(rows), pd.DataFrame(histories)
+
+
+FINISHED = ("complete", "stalled", "diverged")
+
+
+def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:
+    """A run is tabled only from a finished training and an evaluation of the checkpoint that training ended
+    with (best.pt: its best epoch; checkpoint.pt: its last): anything else would label one model's numbers
+    with another's record, so it stops the aggregation, naming the run."""
+    if train.get("status") not in FINISHED:
+        raise FiveError(f"{run_dir}: its training has not finished (train.json says {train.get('status')!r})")
+    if "diverged" in (train["status"], evaluation.get("status")):
+        return
+    selection = evaluation.get("model_selection")
+    if selection not in ("best", "last") or evaluation.get("checkpoint_epoch") is None:
+        return  # an eval.json from before these fields were recorded
+    expected = train.get("best_epoch") if selection == "best" else train.get("epochs_completed")
+    if evaluation["checkpoint_epoch"] != expected:
+        raise FiveError(
+            f"{run_dir}: eval.json evaluated epoch {evaluation.get('checkpoint_epoch')}, but its training's "
+            f"{'best' if selection == 'best' else 'last'} epoch is {expected}: the evaluation is older than the "
+            "training (evaluate it again, e.g. snakemake --forcerun evaluate)"
+        )
 
 
 def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame:

@@ -1,11 +1,16 @@
 """Snakemake script of rule aggregate: every run's JSON files → runs.csv and histories.csv."""
 
+import sys
 from pathlib import Path
 
+from five.base.errors import FiveError
 from five.sweep.aggregate import collect_runs, timing_report, with_predicted_times
 
 snakemake = globals()["snakemake"]  # provided by Snakemake's script directive
-runs, histories = collect_runs(snakemake.params.sweep)
+try:
+    runs, histories = collect_runs(snakemake.params.sweep)
+except FiveError as error:  # one line in the log and on the terminal, not a traceback
+    sys.exit(f"five: {error}")
 runs = with_predicted_times(runs, Path(snakemake.params.estimate))
 Path(snakemake.output.timing).write_text(timing_report(runs))
 runs.to_csv(snakemake.output.runs, index=False)
