@@ -140,21 +140,14 @@ def test_a_kill_inside_a_checkpoint_write_never_leaves_a_loadable_half_checkpoin
     assert_same_weights(final_weights(run_dir), uninterrupted)
 
 
+def sweep_config(epochs: int) -> dict:
+    """The workflow config of the run ARGS trains (one seed of five, K = 2, on digits)."""
+    digits = {"latent_dims": [3], "epochs": epochs, "hidden_width": 32, "checkpoint_every": 1, "importance_samples": 4}
+    return {"experiment": "faults", "seeds": [0], "models": {"five": {"probes": [2]}}, "datasets": {"digits": digits}}
+
+
 def test_snakemake_rerun_after_kill_9_resumes_and_equals_uninterrupted(tmp_path, uninterrupted):
-    config = {
-        "experiment": "faults",
-        "seeds": [0],
-        "models": {"five": {"probes": [2]}},
-        "datasets": {
-            "digits": {
-                "latent_dims": [3],
-                "epochs": 40,
-                "hidden_width": 32,
-                "checkpoint_every": 1,
-                "importance_samples": 4,
-            }
-        },
-    }
+    config = sweep_config(epochs=40)
     command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "2")
     run_dir = tmp_path / "results" / "faults" / "digits" / "five" / "d3" / "k2" / "s0"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -179,20 +172,7 @@ def test_a_train_job_killed_after_an_edit_is_rerun_until_the_edited_run_is_train
     """A train job that fails (here kill -9 of the job alone, as the OOM killer or a node failure does) after a
     config edit: the next invocation trains the edited run to its end and evaluates it, never tabling the
     half-trained model under the old run's record."""
-    config = {
-        "experiment": "faults",
-        "seeds": [0],
-        "models": {"five": {"probes": [2]}},
-        "datasets": {
-            "digits": {
-                "latent_dims": [3],
-                "epochs": 2,
-                "hidden_width": 32,
-                "checkpoint_every": 1,
-                "importance_samples": 4,
-            }
-        },
-    }
+    config = sweep_config(epochs=2)
     command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "2")
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     config["datasets"]["digits"]["epochs"] = 40
