@@ -20,6 +20,7 @@ from five.base.errors import FiveError
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL
 TRAIN_JSON = "train.json"
+FINISHED = ("complete", "stalled", "diverged")  # train.json statuses of a run that stopped (else "running")
 EVAL_JSON = "eval.json"
 LOCK_NAME = ".lock"
 SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from five.base.files import read_json, read_train_record, refuse_non_regular
+from five.base.files import FINISHED, read_json, read_train_record, refuse_non_regular
 
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12
@@ -237,7 +237,7 @@ def sync_run(
     if not record_path.exists():
         return "not trained"
     record = read_train_record(record_path)
-    if record.get("status") not in ("complete", "stalled", "diverged"):  # training or killed: its job logs it
+    if record.get("status") not in FINISHED:  # training or killed: its job logs it
         return f"skipped: training has not ended (status {record.get('status')})"
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
     if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation_path.exists()):

@@ -25,6 +25,7 @@ from five.base.errors import ConfigError, TrainingDiverged
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    FINISHED,
     TRAIN_JSON,
     move_aside,
     read_train_record,
@@ -305,9 +306,6 @@ def train_seeds(
                 training, dataset, device, uses_cuda_graph(cuda_graph, device), cuda_graph, compile_objective, log
             )
     return runs
-
-
-FINISHED = ("complete", "stalled", "diverged")
 
 
 def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from five.base.errors import FiveError
-from five.base.files import read_json
+from five.base.files import FINISHED, read_json
 from five.base.metrics import RESULT_COLUMNS
 from five.sweep.table import model_dir
 
@@ -55,9 +55,6 @@ def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(histories)
 
 
-FINISHED = ("complete", "stalled", "diverged")
-
-
 def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:
     """A run is tabled only from a finished training and an evaluation of the checkpoint that training ended
     with (best.pt: its best epoch; checkpoint.pt: its last): anything else would label one model's numbers
@@ -72,7 +69,7 @@ def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict)
     expected = train.get("best_epoch") if selection == "best" else train.get("epochs_completed")
     if evaluation["checkpoint_epoch"] != expected:
         raise FiveError(
-            f"{run_dir}: eval.json evaluated epoch {evaluation.get('checkpoint_epoch')}, but its training's "
+            f"{run_dir}: eval.json evaluated epoch {evaluation['checkpoint_epoch']}, but its training's "
             f"{'best' if selection == 'best' else 'last'} epoch is {expected}: the evaluation is older than the "
             "training (evaluate it again, e.g. snakemake --forcerun evaluate)"
         )
