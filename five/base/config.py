@@ -33,6 +33,7 @@ STEP_COST_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_siz
 STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-steps`): each pairs every configuration
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
+DEFAULT_SURROGATE_POINT = "mean"
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
 INT64_MAX = 2**63 - 1  # the integers a torch tensor holds
 SEED_MAX = 2**64 - 1  # the seeds torch.manual_seed takes
@@ -71,7 +72,7 @@ class TrainConfig:
     eval_every: int | None = None  # epochs between validation evaluations; None: epochs / 20
     patience: int | None = None  # stop after this many evaluations without a better validation NLL; None: off
     log_sigma_lr: float | None = None  # Adam lr of ρ = log σ; None: DEFAULT_LOG_SIGMA_LR (not for fif: σ fixed)
-    surrogate_point: str | None = None  # five only: "mean" (default) or "sample", spec §1.4
+    surrogate_point: str | None = None  # five only: one of SURROGATE_POINTS (None: the default), spec §1.4
 
     def __post_init__(self):
         self._check_types()
@@ -82,7 +83,7 @@ class TrainConfig:
         self._resolve_probes()
         self._resolve_sigma_options()
         if self.model == "five":
-            self._set_default("surrogate_point", "mean")
+            self._set_default("surrogate_point", DEFAULT_SURROGATE_POINT)
             if self.surrogate_point not in SURROGATE_POINTS:
                 raise ConfigError(
                     f"--surrogate-point must be one of {', '.join(SURROGATE_POINTS)}, got {self.surrogate_point!r}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from five.base.config import NO_PROBES
 from five.base.errors import FiveError
 from five.base.files import FINISHED, read_json
 from five.base.metrics import RESULT_COLUMNS
@@ -126,7 +127,7 @@ def headline_metric(runs: pd.DataFrame, dataset: str) -> str:
 
 def row_label(model: str, probes: int, sigma_policy: str | None = None) -> str:
     """e.g. `five (K=1, σ fitted)`: the budget where the model has one, and which σ the number uses."""
-    parts = ([f"K={probes}"] if probes else []) + ([f"σ {sigma_policy}"] if sigma_policy else [])
+    parts = ([f"K={probes}"] if probes != NO_PROBES else []) + ([f"σ {sigma_policy}"] if sigma_policy else [])
     return f"{model} ({', '.join(parts)})" if parts else model
 
 
@@ -175,7 +176,7 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
     runs = runs.assign(sigma_policy=runs["sigma_policy"].fillna("") if "sigma_policy" in runs else "")
     keys = ["dataset", "model", "probes", "latent_dim", "sigma_policy"]
     for (dataset, model, probes, latent_dim, sigma_policy), group in runs.groupby(keys):
-        if probes_shown is not None and probes and probes_shown.get(model) != probes:
+        if probes_shown is not None and probes != NO_PROBES and probes_shown.get(model) != probes:
             continue
         metric = headline_metric(runs, dataset)
         complete = group.loc[group["status"] != "diverged", metric].astype(float)  # stalled runs count, marked

@@ -28,6 +28,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from five.base.config import NO_PROBES
+
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable"
 KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_with_latent_dim")
@@ -123,10 +125,13 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def side(runs: pd.DataFrame, selector: dict, probes_shown: dict[str, int]) -> pd.DataFrame:
     """The runs of one side of a comparison: a model, at the selector's budget or the main table's."""
-    model = selector["model"]
-    rows = runs[runs["model"] == model]
-    probes = selector.get("probes", probes_shown.get(model, 0))
-    return rows[rows["probes"] == probes]
+    rows = runs[runs["model"] == selector["model"]]
+    return rows[rows["probes"] == side_probes(selector, probes_shown)]
+
+
+def side_probes(selector: dict, probes_shown: dict[str, int]) -> int:
+    """A side's budget K: the selector's, else the main table's for its model; NO_PROBES for a model without one."""
+    return selector.get("probes", probes_shown.get(selector["model"], NO_PROBES))
 
 
 LIKELIHOOD_METRICS = ("nll_nats", "bits_per_dim", "elbo_nats", "nll_nats_own_sigma", "bits_per_dim_own_sigma")
@@ -134,8 +139,8 @@ LIKELIHOOD_METRICS = ("nll_nats", "bits_per_dim", "elbo_nats", "nll_nats_own_sig
 
 def describe(selector: dict, probes_shown: dict[str, int], rows: pd.DataFrame | None = None, metric: str = "") -> str:
     """A side's label: the model, its budget, and for a likelihood the σ its runs were evaluated at."""
-    probes = selector.get("probes", probes_shown.get(selector["model"], 0))
-    details = [f"K={probes}"] if probes else []
+    probes = side_probes(selector, probes_shown)
+    details = [f"K={probes}"] if probes != NO_PROBES else []
     if rows is not None and metric in LIKELIHOOD_METRICS and "sigma_policy" in rows:
         policies = sorted(rows["sigma_policy"].dropna().unique())
         if metric.endswith("_own_sigma"):

@@ -12,11 +12,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from five.base.config import NO_PROBES  # noqa: E402
 from five.sweep.aggregate import headline_metric, row_label  # noqa: E402
 
 
+def _at_shown_budget(frame: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
+    """The rows of the models without a budget, and of fif/five at the budget the main table shows."""
+    return frame[(frame["probes"] == NO_PROBES) | (frame["probes"] == frame["model"].map(probes_shown))]
+
+
 def _labelled(runs: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
-    shown = runs[(runs["probes"] == 0) | (runs["probes"] == runs["model"].map(probes_shown))].copy()
+    shown = _at_shown_budget(runs, probes_shown).copy()
     shown["label"] = [row_label(m, k) for m, k in zip(shown["model"], shown["probes"])]
     shown["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in shown.iterrows()]
     return shown[shown["status"] == "complete"]
@@ -88,7 +94,7 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
 
 def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
     """Test metric against the Hutchinson budget K for fif and five, one panel per dataset."""
-    data = runs[(runs["probes"] > 0) & (runs["status"] == "complete")].copy()
+    data = runs[(runs["probes"] != NO_PROBES) & (runs["status"] == "complete")].copy()
     if data.empty:
         return _placeholder(path, "no completed fif/five runs: no budget ablation")
     data["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in data.iterrows()]
@@ -106,8 +112,7 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
     meaningless (spec §1.3)."""
     if "val_nll" not in histories:
         return _placeholder(path, "no validation history to plot")
-    data = histories[(histories["probes"] == 0) | (histories["probes"] == histories["model"].map(probes_shown))]
-    data = data.dropna(subset=["val_nll"])
+    data = _at_shown_budget(histories, probes_shown).dropna(subset=["val_nll"])
     if data.empty:
         return _placeholder(path, "no validation history to plot")
     data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])

@@ -1,7 +1,7 @@
 """The sweep table: a validated workflow config → one row per training run.
 
 Per-model axes are rows, not a blind product: the Hutchinson budget multiplies only fif and five (the other
-models get probes = 0, meaning "not applicable"), and per-dataset settings (latent dims, epochs, …) apply to
+models get probes = NO_PROBES (0): "not applicable"), and per-dataset settings (latent dims, epochs, …) apply to
 that dataset's rows only.
 """
 
@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from five.base.config import DEFAULT_PROBES, MODELS_WITH_FIXED_SIGMA, MODELS_WITH_PROBES, NO_PROBES, TrainConfig
+from five.base.config import (
+    DEFAULT_PROBES,
+    DEFAULT_SURROGATE_POINT,
+    MODELS_WITH_FIXED_SIGMA,
+    MODELS_WITH_PROBES,
+    NO_PROBES,
+    TrainConfig,
+)
 from five.base.errors import ConfigError
 from five.base.files import non_regular_kind, not_a_folder
 from five.data.catalog import DATA_SHAPES, FILES
-from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors
+from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors, side_probes
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
@@ -58,7 +65,22 @@ def model_dir(model: str, surrogate_point: str | None) -> str:
     """A run's model folder: the model's name, with the FIVE estimator variant appended unless it is the
     default (so that runs made before the variant existed keep their folders)."""
     variant = surrogate_point if isinstance(surrogate_point, str) else None  # tables hold NaN for "none"
-    return model if variant in (None, "mean") else f"{model}-{variant}"
+    return model if variant in (None, DEFAULT_SURROGATE_POINT) else f"{model}-{variant}"
+
+
+def swept_probes(model: str, model_settings: dict | None) -> list[int]:
+    """The Hutchinson budgets K a model's runs sweep: its `probes`, default [DEFAULT_PROBES]; [NO_PROBES] for
+    the models without a budget. (`model_settings` None: `vae:` with nothing after it is YAML null.)"""
+    if model not in MODELS_WITH_PROBES:
+        return [NO_PROBES]
+    return (model_settings or {}).get("probes", [DEFAULT_PROBES])
+
+
+def swept_surrogate_points(model: str, model_settings: dict | None) -> list[str | None]:
+    """FIVE's swept surrogate points, default [DEFAULT_SURROGATE_POINT]; [None] for the other models."""
+    if model != "five":
+        return [None]
+    return (model_settings or {}).get("surrogate_points", [DEFAULT_SURROGATE_POINT])
 
 
 # A data set's settings that are TrainConfig fields of the same name (training_settings passes them on as they are)
@@ -193,7 +215,7 @@ def check_sweep(config: dict) -> None:
     for model, probes in config.get("table_probes", {}).items():
         if model not in models:
             raise ConfigError(f"table_probes.{model} is set but {model} is not in models")
-        swept = models[model].get("probes", [DEFAULT_PROBES])
+        swept = swept_probes(model, models[model])
         if probes not in swept:
             raise ConfigError(
                 f"table_probes.{model} = {probes} is not a swept budget of models.{model}.probes "
@@ -255,16 +277,14 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
 
 def swept_budgets(models: dict) -> dict[str, list[int]]:
     """Every model name a claim may use (five-sample where FIVE's sample variant is swept) → its swept K
-    ([0] for the models without a budget)."""
-    budgets = {
-        model: settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [0]
-        for model, settings in models.items()
-    }
-    points = models.get("five", {}).get("surrogate_points", ["mean"])
-    if "five" in budgets and "sample" in points:
-        budgets["five-sample"] = budgets["five"]
-    if "five" in budgets and "mean" not in points:  # only the variant's runs exist
-        del budgets["five"]
+    ([NO_PROBES] for the models without a budget)."""
+    budgets = {model: swept_probes(model, settings) for model, settings in models.items()}
+    if "five" in budgets:
+        points = swept_surrogate_points("five", models["five"])
+        if "sample" in points:
+            budgets["five-sample"] = budgets["five"]
+        if DEFAULT_SURROGATE_POINT not in points:  # only the variant's runs exist
+            del budgets["five"]
     return budgets
 
 
@@ -274,9 +294,9 @@ def probes_shown(config: dict) -> dict[str, int]:
     shown = {}
     for model in MODELS_WITH_PROBES:
         if model in config["models"]:
-            budgets = (config["models"][model] or {}).get("probes", [DEFAULT_PROBES])
+            budgets = swept_probes(model, config["models"][model])
             shown[model] = config.get("table_probes", {}).get(model, min(budgets))
-    if "sample" in (config["models"].get("five") or {}).get("surrogate_points", []):
+    if "five" in config["models"] and "sample" in swept_surrogate_points("five", config["models"]["five"]):
         shown["five-sample"] = shown["five"]  # the FIVE variant's runs (method.md §1.4) at the same budget
     return shown
 
@@ -285,10 +305,7 @@ def claim_sides(claim: dict, shown: dict[str, int]) -> list[dict]:
     """The claim's model, then each `against` side, as {"model", "probes"} with the budget a side leaves out
     filled in (`shown`; None for a model without one): `five` and `{model: five, probes: 1}` are one side
     where the table shows K = 1."""
-    return [
-        {"model": side["model"], "probes": side.get("probes", shown.get(side["model"]))}
-        for side in claim_selectors(claim)
-    ]
+    return [{"model": side["model"], "probes": side_probes(side, shown)} for side in claim_selectors(claim)]
 
 
 def check_claims(config: dict, models: dict) -> None:
@@ -309,7 +326,7 @@ def check_claims(config: dict, models: dict) -> None:
         for side in sides:
             if side["model"] not in budgets:
                 raise ConfigError(f"{where}: {side['model']} is not swept (models: {', '.join(budgets)})")
-            if side["probes"] is not None and side["probes"] not in budgets[side["model"]]:
+            if side["probes"] not in budgets[side["model"]]:
                 raise ConfigError(
                     f"{where}: {side['model']} at K={side['probes']} is not swept (its budgets: "
                     f"{budgets[side['model']]})"
@@ -363,7 +380,7 @@ def check_claim_keys(claim: dict, where: str) -> None:
 
 
 def describe_side(side: dict) -> str:
-    return side["model"] if side["probes"] is None else f"{side['model']} at K={side['probes']}"
+    return side["model"] if side["probes"] == NO_PROBES else f"{side['model']} at K={side['probes']}"
 
 
 def training_settings(
@@ -408,9 +425,8 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
     rows = []
     for dataset, settings in config["datasets"].items():
         for model, model_settings in config["models"].items():
+            budgets, points = swept_probes(model, model_settings), swept_surrogate_points(model, model_settings)
             model_settings = model_settings or {}  # `vae:` with nothing after it is YAML null
-            budgets = model_settings.get("probes", [DEFAULT_PROBES]) if model in MODELS_WITH_PROBES else [NO_PROBES]
-            points = model_settings.get("surrogate_points", ["mean"]) if model == "five" else [None]
             for latent_dim, probes, point in itertools.product(settings["latent_dims"], budgets, points):
                 if probes > latent_dim:
                     raise ConfigError(

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from five.base.config import NO_PROBES
 from five.sweep.aggregate import attach_references, evaluation_caption, summarise, with_own_sigma_rows, write_tables
 
 snakemake = globals()["snakemake"]
@@ -25,7 +26,7 @@ write_tables(
     "Test likelihood by latent dimension",
     f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped. {evaluation}",
 )
-budget = attach_references(summarise(runs[runs["probes"] > 0]), references)
+budget = attach_references(summarise(runs[runs["probes"] != NO_PROBES]), references)
 write_tables(
     budget,
     Path(snakemake.output.budget_csv).with_suffix(""),
