@@ -1,12 +1,16 @@
 """A config edit never destroys finished work (issue 11): a run folder whose configuration changed has its
-files moved to .superseded/<time>/, byte for byte; stopping rules (patience) never restart a run."""
+files moved to .superseded/<time>/, byte for byte; an edit of when a run validates or stops (epochs, eval_every,
+patience) continues or cuts it where its result is a fresh run's of the edited configuration, else restarts it."""
 
 import hashlib
+import json
 
 import numpy as np
+import pytest
 import torch
 
 from five.base.config import TrainConfig
+from five.run.checkpoint import load_checkpoint
 from five.run.train import train
 
 CPU = torch.device("cpu")
@@ -32,7 +36,7 @@ def test_each_kind_of_edit_keeps_every_previous_checkpoint_recoverable(tmp_path)
     first = every_checkpoint(tmp_path)
     assert len(first) == 2  # checkpoint.pt and best.pt
 
-    # patience on: a stopping rule, the weights do not depend on it → nothing restarts, nothing moves
+    # patience on, and the run never stalled: a run of it would be this one → nothing restarts, nothing moves
     lines.clear()
     train(config(patience=2), tmp_path, CPU, log=lines.append, restart_if_changed=True)
     assert every_checkpoint(tmp_path) == first and not (tmp_path / ".superseded").exists()
@@ -42,7 +46,7 @@ def test_each_kind_of_edit_keeps_every_previous_checkpoint_recoverable(tmp_path)
     lines.clear()
     train(config(epochs=2), tmp_path, CPU, log=lines.append, restart_if_changed=True)
     moved = [line for line in lines if "moved its files to" in line]
-    assert len(moved) == 1 and "epochs: 3 already trained → 2 (the best epoch lies beyond" in moved[0], lines
+    assert len(moved) == 1 and "epochs: 3 → 2 (a run of it selects epoch 2, best.pt holds epoch 3)" in moved[0], lines
     superseded = list((tmp_path / ".superseded").iterdir())
     assert len(superseded) == 1 and str(superseded[0]) in moved[0]
     assert {digest(superseded[0] / name) for name in ("checkpoint.pt", "best.pt")} == first
@@ -108,3 +112,136 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
     assert any("nothing to do" in line for line in lines), lines
     train(overfitting(best + 10), run_dir, CPU, log=lambda line: None, restart_if_changed=True)
     assert len(list((run_dir / ".superseded").iterdir())) == 2 and before < every_checkpoint(run_dir)
+
+
+# An edit of when a run validates or stops (epochs, eval_every, patience) never changes its weights, but it changes
+# which epoch is selected and where the run ends. The ground truth of an edited run is a fresh run of the edited
+# configuration: a run continued, cut or restarted after the edit must end exactly as that one does.
+
+
+@pytest.fixture(scope="module")
+def few_digits(tmp_path_factory):
+    """64 digits to train on: the validation NLL turns up after ~70 epochs and jitters (early stopping matters)."""
+    from five.data.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    path = tmp_path_factory.mktemp("data") / "few.npz"
+    np.savez(
+        path,
+        train=digits.split("train")[:64].numpy(),
+        validation=digits.split("validation").numpy(),
+        test=digits.split("test").numpy(),
+        discrete_levels=17,
+    )
+    return path
+
+
+def overfitting(data, **schedule):
+    return config(dataset=f"npz:{data}", lr=3e-3, hidden_width=128, batch_size=16, **schedule)
+
+
+def outcome(run_dir):
+    """What a run's result is made of: how it ended, its validations and the weights of its best epoch."""
+    record = json.loads((run_dir / "train.json").read_text())
+    best = load_checkpoint(run_dir / "best.pt")
+    return {
+        "status": record["status"],
+        "epochs_completed": record["epochs_completed"],
+        "best_epoch": record["best_epoch"],
+        "validations": [(entry["epoch"], entry["val_nll"]) for entry in record["history"] if "val_nll" in entry],
+        "best.pt epoch": best["epoch"],
+        "best.pt weights": {name: tensor.tolist() for name, tensor in best["model"].items()},
+    }
+
+
+def edited_and_fresh(tmp_path, first, edited):
+    """Train `first`, then `edited` in the same folder (as the workflow does after an edit), and `edited` afresh
+    elsewhere; the two outcomes of `edited`, the first run's record and the edited run's log."""
+    run_dir, lines = tmp_path / "edited", []
+    before = train(first, run_dir, CPU, log=lambda line: None)
+    train(edited, run_dir, CPU, log=lines.append, restart_if_changed=True)
+    train(edited, tmp_path / "fresh", CPU, log=lambda line: None)
+    return outcome(run_dir), outcome(tmp_path / "fresh"), before, lines
+
+
+def kept(lines):
+    """Whether the edited run kept the trained epochs (continued, cut or nothing to do) rather than restarting."""
+    return not any("moved its files to" in line and "starting afresh" in line for line in lines)
+
+
+def test_an_eval_every_edit_that_keeps_the_best_epoch_on_the_schedule_keeps_the_run(tmp_path, few_digits):
+    best = train(overfitting(few_digits, epochs=100, eval_every=1), tmp_path / "probe", CPU, log=lambda line: None)
+    every = best["best_epoch"]  # validating every b epochs still validates b, the best of all epochs
+    edited, fresh, _, lines = edited_and_fresh(
+        tmp_path,
+        overfitting(few_digits, epochs=100, eval_every=1),
+        overfitting(few_digits, epochs=100, eval_every=every),
+    )
+    assert edited == fresh
+    assert kept(lines) and any("nothing to do" in line for line in lines), lines
+    assert [epoch for epoch, _ in edited["validations"]] == sorted({*range(every, 101, every), 100})
+
+
+def test_an_eval_every_edit_that_leaves_the_best_epoch_off_the_schedule_retrains(tmp_path, few_digits):
+    best = train(overfitting(few_digits, epochs=100, eval_every=1), tmp_path / "probe", CPU, log=lambda line: None)
+    every = best["best_epoch"] + 1  # the old best epoch is no longer validated: a fresh run selects another
+    edited, fresh, _, lines = edited_and_fresh(
+        tmp_path,
+        overfitting(few_digits, epochs=100, eval_every=1),
+        overfitting(few_digits, epochs=100, eval_every=every),
+    )
+    assert edited == fresh and edited["best_epoch"] != best["best_epoch"]
+    assert not kept(lines) and any("a run of it selects epoch" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "first, edited",
+    [
+        (dict(epochs=40), dict(epochs=80)),  # default schedule: every 2 epochs → every 4
+        (dict(epochs=100), dict(epochs=80)),  # every 5 → every 4: a fresh run validates epochs this one did not
+        (dict(epochs=100, eval_every=2), dict(epochs=100, eval_every=1)),  # the odd epochs were never validated
+        (dict(epochs=100, eval_every=1), dict(epochs=100, eval_every=1, patience=8)),  # stops earlier
+        (dict(epochs=100, eval_every=1, patience=3), dict(epochs=100, eval_every=1, patience=30)),  # goes on
+        (dict(epochs=60, eval_every=1), dict(epochs=100, eval_every=2, patience=10)),
+    ],
+    ids=["epochs grow", "epochs shrink", "validating more often", "patience on", "patience raised", "all three"],
+)
+def test_a_run_after_a_schedule_edit_ends_as_a_fresh_run_of_the_edited_config(tmp_path, few_digits, first, edited):
+    edited_outcome, fresh, before, lines = edited_and_fresh(
+        tmp_path, overfitting(few_digits, **first), overfitting(few_digits, **edited)
+    )
+    assert edited_outcome == fresh
+    # the trained epochs are kept exactly where, over them, the fresh run validated only where the first run
+    # did and selected the same epoch (the weights of every epoch are the same in both)
+    first_validated = {entry["epoch"] for entry in before["history"] if "val_nll" in entry}
+    so_far = [(value, epoch) for epoch, value in fresh["validations"] if epoch <= before["epochs_completed"]]
+    reusable = {epoch for _, epoch in so_far} <= first_validated and min(so_far)[1] == before["best_epoch"]
+    assert kept(lines) == reusable, lines
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("edit", [{}, {"eval_every": 3}], ids=["resumed as it was", "resumed with another eval_every"])
+def test_a_run_killed_between_its_best_checkpoint_and_its_checkpoint_resumes_as_a_fresh_run(tmp_path, few_digits, edit):
+    """best.pt of an epoch after checkpoint.pt's (checkpoints every 50 epochs): the same schedule trains to it
+    again; another one cannot tell whether a run of it would select that epoch, so it retrains."""
+    first = overfitting(few_digits, epochs=100, eval_every=1, checkpoint_every=50)
+    best = train(first, tmp_path / "probe", CPU, log=lambda line: None)["best_epoch"]
+    assert 50 < best < 100, best  # the kill below falls between the best epoch's validation and a checkpoint
+
+    def kill_after_best(entry):
+        if entry["epoch"] == best + 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(first, tmp_path / "edited", CPU, log=lambda line: None, on_epoch=kill_after_best)
+    assert load_checkpoint(tmp_path / "edited" / "best.pt")["epoch"] == best
+    assert load_checkpoint(tmp_path / "edited" / "checkpoint.pt")["epoch"] == 50
+    resumed = overfitting(few_digits, **(dict(epochs=100, eval_every=1, checkpoint_every=50) | edit))
+    lines = []
+    train(resumed, tmp_path / "edited", CPU, log=lines.append, restart_if_changed=True)
+    train(resumed, tmp_path / "fresh", CPU, log=lambda line: None)
+    assert outcome(tmp_path / "edited") == outcome(tmp_path / "fresh")
+    assert kept(lines) == (not edit), lines

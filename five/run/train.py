@@ -38,7 +38,7 @@ from five.model.models import Model, build_model
 from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
 from five.run.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from five.run.steps import Step, check_cuda_graph_mode, choose_step, model_batch, set_capturable, uses_cuda_graph
-from five.run.validation import best_epoch, default_eval_every, evaluations_since_best, validate, validation_batch
+from five.run.validation import best_epoch, replayed_history, stalled, validate, validates_after, validation_batch
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -93,10 +93,12 @@ def _resume_state(
     """The checkpoint to resume from, if `out_dir` holds one of this configuration.
 
     More epochs than the checkpoint's is a continuation (epoch-seeded randomness makes it equal to a longer
-    run); stopping rules (patience, eval_every, checkpoint_every) never restart a run, since the weights do
-    not depend on them. Any other change, or fewer epochs than already trained that _shorter_run_from_history
-    could not serve, is another run: an error, or with `restart_if_changed` (what the workflow uses after a
-    config edit) the old run's files are moved to `out_dir/.superseded/<time>/`, never deleted.
+    run). The weights never depend on when a run validates or stops (epochs, eval_every, patience,
+    checkpoint_every), but its result, the best epoch, does: the run continues where it is what a run of this
+    configuration would have been so far (_replay). Any other change, or a run of this configuration that would
+    have ended earlier and that _shorter_run_from_history could not serve, is another run: an error, or with
+    `restart_if_changed` (what the workflow uses after a config edit) the old run's files are moved to
+    `out_dir/.superseded/<time>/`, never deleted.
     """
     path = out_dir / CHECKPOINT_NAME
     stale_files = [
@@ -114,13 +116,14 @@ def _resume_state(
         for k, value in config.to_dict().items()
         if k not in state["config"] and value is not None
     ]
-    if state["epoch"] > config.epochs:
-        changes.append(
-            f"epochs: {state['epoch']} already trained → {config.epochs} (the best epoch lies beyond "
-            "them or validation ran on another schedule, so the shorter run is retrained)"
-        )
     if not changes:
-        return state
+        history, why = _replay(out_dir, state, config)
+        if history is not None and len(history) == state["epoch"]:
+            return state | {"history": history}
+        why = why or f"a run of it ends at epoch {len(history)} of the {state['epoch']} trained"
+        edited = [k for k in SCHEDULE if getattr(saved, k) != getattr(config, k)]
+        schedule = [f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in edited]
+        changes.append(f"{', '.join(schedule)} ({why})" if schedule else why)
     if not restart_if_changed:
         raise ConfigError(
             f"{out_dir} holds a run with another configuration ({', '.join(changes)}); "
@@ -134,8 +137,27 @@ def _resume_state(
     return None
 
 
-def resolved_eval_every(config: TrainConfig) -> int:
-    return config.eval_every or default_eval_every(config.epochs)
+SCHEDULE = ("epochs", "eval_every", "patience")  # what decides when a run validates and stops, never its weights
+
+
+def _replay(out_dir: Path, state: dict, config: TrainConfig) -> tuple[list[dict] | None, str]:
+    """The checkpoint's history as a run of `config` would have recorded it (replayed_history, which may end
+    earlier), where the checkpoint's run is that run so far: validated wherever it would have been, with
+    best.pt holding the epoch it would select. Else None, and why not."""
+    history = replayed_history(state["history"], config)
+    if history is None:
+        return None, "a run of it validates after epochs this run did not (another eval_every, or epochs / 20)"
+    best_path = out_dir / BEST_NAME
+    best = load_checkpoint(best_path) if best_path.exists() else {"epoch": None}
+    if best["epoch"] is not None and best["epoch"] > state["epoch"]:  # killed after saving best.pt, before the
+        # checkpoint: retraining reaches that epoch again, and validates it again where the schedule is best.pt's
+        if config.matches(best["config"]):
+            return history, ""
+        return None, f"best.pt, of epoch {best['epoch']} after the checkpoint's, was selected on another schedule"
+    selected = best_epoch(history)[0]
+    if best["epoch"] != selected:
+        return None, f"a run of it selects epoch {selected}, best.pt holds epoch {best['epoch']}"
+    return history, ""
 
 
 def _shorter_run_from_history(
@@ -146,10 +168,11 @@ def _shorter_run_from_history(
     restart_if_changed: bool,
     log: Callable[[str], None],
 ) -> dict | None:
-    """Fewer epochs than already trained, nothing else changed: when the best epoch so far lies within the
-    shorter run and validation ran on the same schedule, the shorter run's best checkpoint *is* best.pt, so
-    keep it, record the history up to the shorter run's end, and move the longer run aside (no retraining).
-    Returns that run's train.json payload (also when an earlier call made it), else None."""
+    """A run of `config` would have ended before the checkpoint's epoch (fewer epochs, or a patience that stops
+    it earlier), nothing but the schedule changed: where the checkpoint's run validated wherever it would have
+    and best.pt holds the epoch it would select (_replay), best.pt *is* its result, so keep it, record the
+    history up to its end, and move the longer run aside (no retraining). Returns that run's train.json
+    payload (also when an earlier call made it), else None."""
     record_path, checkpoint_path, best_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
     if record_path.exists() and not checkpoint_path.exists():
         record = read_train_record(record_path)
@@ -160,31 +183,27 @@ def _shorter_run_from_history(
             if restart_if_changed:
                 log(f"{out_dir} held a run cut from a longer one; moved its files to {move_aside(out_dir)}")
         return None
-    if not (restart_if_changed and checkpoint_path.exists() and best_path.exists()):
+    if not (restart_if_changed and checkpoint_path.exists()):
         return None
-    state, best = load_checkpoint(checkpoint_path), load_checkpoint(best_path)
-    saved = TrainConfig.from_dict(state["config"])
-    if (
-        state["epoch"] <= config.epochs
-        or best["epoch"] > config.epochs
-        or set(config.to_dict()) - set(state["config"])
-        or saved.differences(config, ignore=("epochs", "checkpoint_every"))
-        or resolved_eval_every(saved) != resolved_eval_every(config)
-    ):
+    state = load_checkpoint(checkpoint_path)
+    if set(config.to_dict()) - set(state["config"]) or TrainConfig.from_dict(state["config"]).differences(config):
         return None
-    history = [entry for entry in state["history"] if entry["epoch"] <= config.epochs]
+    history, _ = _replay(out_dir, state, config)
+    if history is None or len(history) == state["epoch"]:
+        return None
+    end, status = len(history), "stalled" if stalled(history, config.patience) else "complete"
     target = move_aside(out_dir)
     shutil.copy2(target / BEST_NAME, best_path)
     wall_time = sum(entry["time_s"] or 0 for entry in history)
-    payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, "complete") | {
+    payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status) | {
         "truncated_from": state["epoch"],
         "superseded": str(target),
     }
     write_json(record_path, payload)
     log(
-        f"{out_dir}: {config.epochs} epochs asked, {state['epoch']} trained; the best epoch ({best['epoch']}) lies "
-        f"within them, so its checkpoint is this run's result (no retraining); the longer run moved to {target} "
-        f"(no checkpoint of epoch {config.epochs} exists: evaluate with --model-selection best)"
+        f"{out_dir}: a run of this configuration ends at epoch {end} ({status}), {state['epoch']} were trained; "
+        f"its best epoch ({best_epoch(history)[0]}) is best.pt's, so that is this run's result (no retraining); "
+        f"the longer run moved to {target} (no checkpoint of epoch {end} exists: evaluate with --model-selection best)"
     )
     return payload
 
@@ -360,7 +379,7 @@ def _prepare(
     run.wall_time, run.epoch, run.extra["cuda_graph"] = state["wall_time_s"], state["epoch"], state.get("cuda_graph")
     log(f"resuming {run.out_dir} after epoch {run.epoch}/{run.config.epochs}")
     patience = run.config.patience
-    if state.get("stalled") and patience is not None and evaluations_since_best(run.history) >= patience:
+    if stalled(run.history, patience):
         log(f"{run.out_dir} stopped early (validation NLL stalled for {patience} evaluations); nothing to do")
         run.stop("stalled", device)
     elif run.epoch >= run.config.epochs:
@@ -507,7 +526,7 @@ def _end_epoch(
         f"{prefix}epoch {epoch:>5}/{config.epochs}  loss {loss:12.4f}  sigma {entry['sigma']:.4f}  time {seconds:6.2f}s"
     )
     status = "complete" if epoch == config.epochs else "running"
-    if epoch % resolved_eval_every(config) == 0 or epoch == config.epochs:
+    if validates_after(epoch, config):
         member.copy_out(run)
         try:
             status, line = _validate(run, entry, status, line, validation_x)
@@ -558,7 +577,7 @@ def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch
             {"config": config.to_dict(), "epoch": epoch, "model": run.model.state_dict(), "val_nll": entry["val_nll"]},
         )
         return status, line + "  (best)"
-    if config.patience is not None and evaluations_since_best(run.history) >= config.patience:
+    if stalled(run.history, config.patience):
         return "stalled", line + f"  (no better validation NLL in {config.patience} evaluations: stopping)"
     return status, line
 

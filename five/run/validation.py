@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from five.base.config import TrainConfig
 from five.data.datasets import Dataset, dequantize
 from five.model.estimators import GaussianPosterior, iwae_log_likelihood
 from five.model.models import Model
@@ -28,6 +29,41 @@ SIGMA_SEARCH_TOLERANCE = 1e-3  # in ρ: σ to 0.1%
 
 def default_eval_every(epochs: int) -> int:
     return max(1, round(epochs / EVALUATIONS_PER_RUN))
+
+
+def validates_after(epoch: int, config: TrainConfig) -> bool:
+    """Whether a run of `config` validates after `epoch`: every eval_every epochs (default epochs / 20) and
+    after its last."""
+    return epoch % (config.eval_every or default_eval_every(config.epochs)) == 0 or epoch == config.epochs
+
+
+def stalled(history: list[dict], patience: int | None) -> bool:
+    """The patience rule: `patience` validations in a row without a better validation NLL (None: never)."""
+    return patience is not None and evaluations_since_best(history) >= patience
+
+
+# what a validation adds to an epoch's history entry (validate's values and the time it took)
+VALIDATION_FIELDS = ("val_nll", "val_elbo", "val_recon_mse", "validation_time_s")
+
+
+def replayed_history(history: list[dict], config: TrainConfig) -> list[dict] | None:
+    """What a run of `config` would have recorded over the epochs of `history` (a run with the same weights,
+    validated on another schedule, or stopped by another patience): the validations off its schedule dropped,
+    cut where its epochs or its patience end it. Validation is a function of the weights alone (its own fixed
+    draws), so the values carry over. None where it would have validated after an epoch `history` did not."""
+    replayed = []
+    for entry in history:
+        if entry["epoch"] > config.epochs:
+            break
+        on_schedule, validated = validates_after(entry["epoch"], config), entry.get("val_nll") is not None
+        if on_schedule and not validated:
+            return None
+        if validated and not on_schedule:
+            entry = {key: value for key, value in entry.items() if key not in VALIDATION_FIELDS}
+        replayed.append(entry)
+        if on_schedule and stalled(replayed, config.patience):
+            break
+    return replayed
 
 
 def validation_batch(dataset: Dataset, device: torch.device, log: Callable[[str], None]) -> torch.Tensor:
