@@ -99,10 +99,16 @@ def test_a_rows_training_settings_are_its_runs_config_but_the_seed():
     assert set(table.loc[point, "training_json"]) == {five["training_json"]}  # every seed of a point: one training.json
 
 
+EVALUATED = {"model_selection": "best", "sigma": "own"}  # how the fake runs were evaluated
+
+
 def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="complete"):
     run_dir = root / dataset / model / f"d{latent_dim}" / f"k{probes}" / f"s{seed}"
     run_dir.mkdir(parents=True)
+    settings = {"model": model, "dataset": dataset, "latent_dim": latent_dim, "probes": probes, "epochs": 1}
+    config = TrainConfig.from_dict(settings | {"seed": seed}).to_dict()
     train = {
+        "config": config,
         "status": status,
         "history": [{"epoch": 1, "loss": 3.0, "sigma": 0.1, "time_s": 0.1}],
         "epochs_completed": 1,
@@ -115,6 +121,8 @@ def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="compl
         "status": status,
         "bits_per_dim": None if status == "diverged" else bits,
         "nll_nats": None if status == "diverged" else bits * 100,
+        "config": config,
+        "importance_samples": 8,
     }
     (run_dir / "train.json").write_text(json.dumps(train))
     (run_dir / "eval.json").write_text(json.dumps(evaluation))
@@ -125,6 +133,8 @@ def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="compl
         "probes": probes,
         "seed": seed,
         "run_dir": str(run_dir),
+        "importance_samples": 8,
+        "training_json": json.dumps(settings),
     }
 
 
@@ -138,7 +148,7 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
         fake_run(tmp_path, "digits", "five", 4, 2, 1, 0, status="diverged"),
         fake_run(tmp_path, "digits", "fcvae", 4, 0, 0, 0, status="diverged"),
     ]
-    runs, histories = collect_runs(pd.DataFrame(rows))
+    runs, histories = collect_runs(pd.DataFrame(rows), EVALUATED)
     assert list(runs["status"]).count("diverged") == 2 and len(histories) == 7
     table = attach_references(
         summarise(runs, {"five": 1}), {"digits": [{"model": "five", "latent_dim": 4, "value": 4.1}]}
@@ -166,7 +176,7 @@ def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
         fake_run(tmp_path, "digits", "vae", 4, 0, 0, 4.0),
         fake_run(tmp_path, "manifold", "vae", 2, 0, 0, 0, status="diverged"),
     ]
-    runs, histories = collect_runs(pd.DataFrame(rows))
+    runs, histories = collect_runs(pd.DataFrame(rows), EVALUATED)
     for path in (
         plots.likelihood_vs_latent_dim(runs, {}, tmp_path / "a.png"),
         plots.active_units_vs_latent_dim(runs.assign(active_units_eigen=2), {}, tmp_path / "b.png"),
@@ -252,9 +262,66 @@ def test_a_run_is_tabled_only_from_an_evaluation_of_its_finished_training(
     ):
         path = Path(row["run_dir"]) / name
         path.write_text(json.dumps(json.loads(path.read_text()) | fields | changes))
+    evaluated = EVALUATED | {"model_selection": evaluation_changes.get("model_selection", "best")}
     if refusal is None:
-        assert len(collect_runs(pd.DataFrame([row]))[0]) == 1
+        assert len(collect_runs(pd.DataFrame([row]), evaluated)[0]) == 1
     else:
         with pytest.raises(FiveError, match=re.escape(refusal)) as raised:
-            collect_runs(pd.DataFrame([row]))
+            collect_runs(pd.DataFrame([row]), evaluated)
         assert row["run_dir"] in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "record, changes, refusal",
+    [
+        ("train.json", {}, None),
+        ("train.json", {"lr": 0.01}, "trained with lr = 0.01, but the config says 0.0005: its train job did not rerun"),
+        ("train.json", {"epochs": 2}, "trained with epochs = 2, but the config says 1"),
+        ("eval.json", {"hidden_width": 7}, "evaluated a checkpoint trained with hidden_width = 7, but the config says"),
+        ("eval.json", {"epochs": 2, "patience": 3}, None),  # best.pt saved before a schedule edit that kept the run
+        ("eval.json", {"seed": 5}, "evaluated a checkpoint trained with seed = 5, but the config says 0"),
+    ],
+)
+def test_a_run_is_tabled_only_from_a_training_with_its_sweep_rows_settings(tmp_path, record, changes, refusal):
+    """A train or evaluate job that Snakemake did not rerun after an edit (its records lost) left a run of
+    another config: the aggregation refuses it, naming the run and the setting, instead of tabling it."""
+    row = fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0)
+    path = Path(row["run_dir"]) / record
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps(stored | {"config": stored["config"] | changes}))
+    if refusal is None:
+        assert len(collect_runs(pd.DataFrame([row]), EVALUATED)[0]) == 1
+    else:
+        with pytest.raises(FiveError, match=re.escape(refusal)) as raised:
+            collect_runs(pd.DataFrame([row]), EVALUATED)
+        assert row["run_dir"] in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "evaluation, evaluated, refusal",
+    [
+        ({"model_selection": "best", "sigma_policy": "learned"}, {}, None),
+        ({"sigma_policy": "fitted"}, {"sigma": "fitted"}, None),
+        ({"model_selection": "last"}, {}, "evaluated with model_selection = 'last', but the config says 'best'"),
+        ({"importance_samples": 16}, {}, "evaluated with importance_samples = 16, but the config says 8"),
+        (
+            {"sigma_policy": "fitted"},
+            {},
+            "evaluated with sigma = 'fitted', but the config says 'own': its evaluate job",
+        ),
+        (
+            {"sigma_policy": "learned"},
+            {"sigma": "fitted"},
+            "evaluated with sigma = 'own', but the config says 'fitted'",
+        ),
+    ],
+)
+def test_a_run_is_tabled_only_from_an_evaluation_made_as_the_config_says(tmp_path, evaluation, evaluated, refusal):
+    row = fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0)
+    path = Path(row["run_dir"]) / "eval.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | evaluation))
+    if refusal is None:
+        assert len(collect_runs(pd.DataFrame([row]), EVALUATED | evaluated)[0]) == 1
+    else:
+        with pytest.raises(FiveError, match=re.escape(refusal)):
+            collect_runs(pd.DataFrame([row]), EVALUATED | evaluated)

@@ -224,3 +224,27 @@ def test_seeds_dropped_then_readded_across_edits_are_trained_and_evaluated_as_co
         for seed in (0, 1):
             record = json.loads((tmp_path / f"results/edits/digits/vae/d2/k0/s{seed}/train.json").read_text())
             assert {key: record["config"][key] for key in edit} == edit
+
+
+def test_an_evaluation_edit_whose_evaluations_failed_is_never_tabled_from_the_old_ones(tmp_path):
+    """An edit of how runs are evaluated (model_selection) whose evaluations fail: every later invocation
+    evaluates again (and fails again, naming the cause) instead of tabling the old evaluations as the edited
+    config's (Snakemake ignores a missing eval.json whose runs.csv is up to date; runs.csv depends on the points'
+    settings.json too)."""
+    digits = {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4}
+    config = {"experiment": "evaledit", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
+    snakemake(tmp_path, config)
+    run_dir = tmp_path / "results/evaledit/digits/vae/d2/k0/s0"
+    (run_dir / "checkpoint.pt").unlink()  # `last` cannot be evaluated now
+    edited = config | {"model_selection": "last"}
+    for attempt in range(2):
+        result = snakemake(tmp_path, edited, check=False)
+        assert result.returncode != 0, (attempt, result.stderr[-2000:])
+        assert (
+            "checkpoint.pt"
+            in result.stdout
+            + result.stderr
+            + (tmp_path / "logs").joinpath("evaledit/evaluate/digits/vae/d2/k0/seeds.log").read_text()
+        )
+    caption = (tmp_path / "results/evaledit/tables/main.md").read_text()  # still the old config's, and saying so
+    assert "evaluated at the epoch with the best validation NLL" in caption and "at the last epoch" not in caption

@@ -31,6 +31,8 @@ DEFAULT_LOG_SIGMA_LR = 1e-2
 # what a training step's cost depends on besides the data set (`five time-steps --points`; seeds share it)
 STEP_COST_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
 STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-steps`): each pairs every configuration
+# when a run validates, stops and saves: never its weights (a resumed run may change them, five.run.train._replay)
+SCHEDULE_SETTINGS = ("epochs", "eval_every", "patience", "checkpoint_every")
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 DEFAULT_SURROGATE_POINT = "mean"
@@ -200,9 +202,7 @@ class TrainConfig:
         """Whether the two runs differ in nothing but their seed (so they can be trained as one pack)."""
         return self.to_dict() | {"seed": None} == other.to_dict() | {"seed": None}
 
-    def differences(
-        self, other: "TrainConfig", ignore=("epochs", "checkpoint_every", "eval_every", "patience")
-    ) -> list[str]:
+    def differences(self, other: "TrainConfig", ignore=SCHEDULE_SETTINGS) -> list[str]:
         """Keys whose values differ (those in `ignore` may change when a run is resumed: they decide when to
         stop, save or validate, never the weights)."""
         mine, theirs = self.to_dict(), other.to_dict()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.base.config import TrainConfig
+from five.base.config import SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import ConfigError, TrainingDiverged
 from five.base.files import (
     BEST_NAME,
@@ -121,7 +121,7 @@ def _resume_state(
         if history is not None and len(history) == state["epoch"]:
             return state | {"history": history}
         why = why or f"a run of it ends at epoch {len(history)} of the {state['epoch']} trained"
-        edited = [k for k in SCHEDULE if getattr(saved, k) != getattr(config, k)]
+        edited = [k for k in SCHEDULE_SETTINGS if getattr(saved, k) != getattr(config, k)]
         schedule = [f"{k}: {getattr(saved, k)!r} → {getattr(config, k)!r}" for k in edited]
         changes.append(f"{', '.join(schedule)} ({why})" if schedule else why)
     if not restart_if_changed:
@@ -135,9 +135,6 @@ def _resume_state(
         "and starting afresh"
     )
     return None
-
-
-SCHEDULE = ("epochs", "eval_every", "patience")  # what decides when a run validates and stops, never its weights
 
 
 def _replay(out_dir: Path, state: dict, config: TrainConfig) -> tuple[list[dict] | None, str]:

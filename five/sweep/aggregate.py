@@ -5,28 +5,31 @@ Diverged runs stay in every table, marked as such; they are never silently dropp
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from five.base.config import NO_PROBES
+from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import FINISHED, read_json
 from five.base.metrics import RESULT_COLUMNS
-from five.sweep.table import model_dir
+from five.sweep.table import evaluation_settings, model_dir
 
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
 
-def collect_runs(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, histories): one row per sweep row with its status and metrics, and per-epoch training history."""
+def collect_runs(sweep: pd.DataFrame, evaluation_config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, histories): one row per sweep row with its status and metrics, and per-epoch training history.
+    `evaluation_config`: the config's EVALUATION_CONFIG keys, which every evaluation must have used."""
     rows, histories = [], []
     for point in sweep.to_dict("records"):
         run_dir = Path(point["run_dir"])
         train = read_json(run_dir / "train.json")
         evaluation = read_json(run_dir / "eval.json")
         check_evaluated_after_training(run_dir, train, evaluation)
+        check_made_as_configured(run_dir, point, train, evaluation, evaluation_config)
         # FIVE's estimator variant is its own row (`five-sample`), the default keeps the name `five`
         point = point | {"model": model_dir(point["model"], point.get("surrogate_point"))}
         row = {key: point[key] for key in KEYS} | {
@@ -74,6 +77,40 @@ def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict)
             f"{'best' if selection == 'best' else 'last'} epoch is {expected}: the evaluation is older than the "
             "training (evaluate it again, e.g. snakemake --forcerun evaluate)"
         )
+
+
+def check_made_as_configured(run_dir: Path, point: dict, train: dict, evaluation: dict, evaluation_config: dict):
+    """A run is tabled only where it was trained with its sweep row's settings and evaluated as the config says:
+    a job that Snakemake did not rerun after an edit (its records lost, e.g. results copied or .snakemake/
+    removed) would otherwise put another config's numbers under this one's name. Stops the aggregation, naming
+    the run and the first setting that differs."""
+    configured = TrainConfig.from_dict({**json.loads(point["training_json"]), "seed": point["seed"]}).to_dict()
+    for what, stored, ignore in (
+        ("trained", train.get("config") or {}, ()),
+        # best.pt may predate a schedule edit that kept its run (five.run.train._replay)
+        ("evaluated a checkpoint trained", evaluation.get("config") or {}, SCHEDULE_SETTINGS),
+    ):
+        stored = TrainConfig.resolved(stored)
+        differing = [key for key in configured if key not in ignore and stored.get(key, "(none)") != configured[key]]
+        if differing:
+            key = differing[0]
+            raise FiveError(
+                f"{run_dir}: {what} with {key} = {stored.get(key, '(none)')!r}, but the config says "
+                f"{configured[key]!r}: {RERUN_ADVICE.format(job='train')}"
+            )
+    found = {key: evaluation.get(key) for key in ("model_selection", "importance_samples")}
+    found["sigma"] = {None: None, "fitted": "fitted"}.get(evaluation.get("sigma_policy"), "own")
+    for key, value in evaluation_settings(point, evaluation_config).items():
+        if found[key] is not None and found[key] != value:  # a diverged run's eval.json has no model_selection
+            raise FiveError(
+                f"{run_dir}: evaluated with {key} = {found[key]!r}, but the config says {value!r}: "
+                f"{RERUN_ADVICE.format(job='evaluate')}"
+            )
+
+
+RERUN_ADVICE = (
+    "its {job} job did not rerun after the edit (Snakemake's records of it lost?); rerun it: --forcerun {job}"
+)
 
 
 def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame:

@@ -409,6 +409,15 @@ def training_settings(
     return {key: value for key, value in settings.items() if value is not None}
 
 
+EVALUATION_CONFIG = ("model_selection", "sigma")  # the config keys of how every run is evaluated
+
+
+def evaluation_settings(row: dict, config: dict) -> dict:
+    """How a sweep row's run is evaluated: its point's settings.json (with its training.json, what its
+    evaluations depend on). `config`: the workflow config, or just its EVALUATION_CONFIG keys."""
+    return {"importance_samples": row["importance_samples"], **{key: config[key] for key in EVALUATION_CONFIG}}
+
+
 def check_training(training: dict, where: str) -> None:
     """The run's own check of its settings, while the workflow plans (a dry run), not in each job."""
     try:

@@ -3,7 +3,11 @@
 
 rule aggregate:
     input:
-        run_files("eval.json"),  # each made after its run's training: with its train.json, what a row is read from
+        evaluations=run_files("eval.json"),  # each made after its run's training: with train.json, a row's source
+        # what each point's runs were trained and evaluated with: an edit of them reruns the aggregation, and with it
+        # every evaluation that an earlier invocation failed to redo (Snakemake ignores a missing intermediate file
+        # whose consumers are up to date)
+        settings=point_files("training.json") + point_files("settings.json"),
     output:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
@@ -15,6 +19,7 @@ rule aggregate:
         "../envs/five.yaml"
     params:
         sweep=SWEEP,
+        evaluation={key: config[key] for key in EVALUATION_CONFIG},
         estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     script:
         "../scripts/aggregate.py"

@@ -16,6 +16,8 @@ from five.sweep.table import (
     RESULTS_ROOT,
     check_config,
     config_hash,
+    EVALUATION_CONFIG,
+    evaluation_settings,
     experiment_dir,
     point_folder,
     probes_shown,
@@ -89,15 +91,6 @@ def job_rows(wildcards):
     if point not in SWEEP_POINTS:
         raise ValueError(f"{point} is not part of the configured sweep")
     return SWEEP_POINTS[point]
-
-
-def evaluation_settings(row):
-    """How a sweep point's runs are evaluated (with its training.json, what its evaluations depend on)."""
-    return {
-        "importance_samples": row["importance_samples"],
-        "model_selection": config["model_selection"],
-        "sigma": config["sigma"],
-    }
 
 
 def job_seeds(wildcards):
@@ -187,6 +180,10 @@ def step_options(wildcards):
 
 def run_files(name):
     return [f"{run_dir}/{name}" for run_dir in SWEEP["run_dir"]]
+
+
+def point_files(name):
+    return [f"{point}/{name}" for point in SWEEP_POINTS]
 
 
 TABLES = [f"{RESULTS}/tables/{name}.{suffix}" for name in ("main", "budget") for suffix in ("csv", "md", "tex")]

@@ -20,7 +20,7 @@ rule point_settings:
         "../envs/five.yaml"
     params:
         # a shell job: a `run:` block would start a Snakemake process per point (3–4 s each)
-        settings=lambda wildcards: json.dumps(evaluation_settings(job_rows(wildcards)[0]), indent=2),
+        settings=lambda wildcards: json.dumps(evaluation_settings(job_rows(wildcards)[0], config), indent=2),
     shell:
         "printf '%s\\n' {params.settings:q} > {output:q} 2> {log:q}"
 

@@ -8,7 +8,7 @@ from five.sweep.aggregate import collect_runs, timing_report, with_predicted_tim
 
 snakemake = globals()["snakemake"]  # provided by Snakemake's script directive
 try:
-    runs, histories = collect_runs(snakemake.params.sweep)
+    runs, histories = collect_runs(snakemake.params.sweep, snakemake.params.evaluation)
 except FiveError as error:  # one line in the log and on the terminal, not a traceback
     sys.exit(f"five: {error}")
 runs = with_predicted_times(runs, Path(snakemake.params.estimate))
