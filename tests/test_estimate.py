@@ -58,6 +58,14 @@ def test_makespan_places_the_longest_jobs_first():
     assert makespan_hours([3600, 7200], 10**23) == pytest.approx(2.0)  # devices beyond one per job stay idle
 
 
+def current_keys(config_path):
+    """Each run folder of the config's sweep → its estimate_key (what an estimate of it must hold)."""
+    from five.sweep.table import estimate_key, load_sweep_config, sweep_table
+
+    config = load_sweep_config(config_path)
+    return {row["run_dir"]: estimate_key(row, config) for row in sweep_table(config).to_dict("records")}
+
+
 def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
     """The dry run of a manifold sweep (vae and five, d = 2) on the Slurm profile, with `estimate_rows` as its
     estimate.csv (none: no estimate made)."""
@@ -72,6 +80,8 @@ def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
     config["estimate_safety_factor"] = 2.0
     config_path = write_config(tmp_path, config)
     if estimate_rows is not None:
+        keys = current_keys(config_path)
+        estimate_rows = [{"estimate_key": keys[row["run_dir"]]} | row for row in estimate_rows]
         (tmp_path / "results" / "five-quick").mkdir(parents=True, exist_ok=True)
         pd.DataFrame(estimate_rows).to_csv(tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
     command = snakemake_command(tmp_path, config_path, "-n", "--profile", ROOT / "profiles" / "slurm")
@@ -98,6 +108,19 @@ def test_slurm_runtimes_come_from_the_estimate(tmp_path):
     text = planned.stdout + planned.stderr
     # vae: (100 × 2 + 4) s → 4 min; five: (3000 × 2 + 4) s → 101 min; evaluate keeps its hand-set 7
     assert "runtime=4" in text and "runtime=101" in text and "runtime=7" in text, text[-3000:]
+
+
+def test_an_estimate_made_for_other_settings_is_refused_not_used(tmp_path):
+    """After an edit (e.g. more epochs) the estimate predicts runs that no longer exist: a cluster runtime from
+    it would be too short, so planning stops with one line."""
+    row = {"predicted_train_s": 100.0, "predicted_evaluate_s": 5.0, "job_startup_s": 4.0}
+    rows = [
+        {"run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0", "estimate_key": key} | row
+        for model, k, key in (("vae", 0, None), ("five", 1, "made-for-fewer-epochs"))
+    ]
+    planned = slurm_plan(tmp_path, [0], [{key: value for key, value in r.items() if value} for r in rows])
+    assert planned.returncode == 2, planned.stderr[-2000:]
+    assert "an estimate made for other settings for results/five-quick/manifold/five/d2/k1/s0" in planned.stderr
 
 
 @pytest.mark.parametrize(
@@ -146,32 +169,38 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
         "models": {"vae": {}},
         "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 4}},
     }
-    command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "1", "estimate")
+    config_path = write_config(tmp_path, config)
+    command = snakemake_command(tmp_path, config_path, "--cores", "1", "estimate")
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     estimate = pd.read_csv(tmp_path / "results" / "est" / "estimate.csv")
     assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]
     assert (estimate["predicted_train_s"] > 0).all() and (estimate["predicted_evaluate_s"] > 0).all()
     assert (estimate["predicted_train_s_packed"] > 0).all()  # pack_seeds (the default): the packed step timed
+    assert dict(zip(estimate["run_dir"], estimate["estimate_key"])) == current_keys(config_path)  # this sweep's
     assert "What the sweep will cost" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing
 
 
 def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_path):
-    from five.sweep.aggregate import with_predicted_times
+    from five.sweep.aggregate import timing_report, with_predicted_times
 
-    pd.DataFrame(
-        [
-            {"run_dir": "a", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0},
-            {"run_dir": "b", "predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0},
-        ]
-    ).to_csv(tmp_path / "estimate.csv", index=False)
+    predicted = {"predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0}
+    pd.DataFrame([{"run_dir": run, "estimate_key": f"key-{run}"} | predicted for run in "abc"]).to_csv(
+        tmp_path / "estimate.csv", index=False
+    )
     runs = pd.DataFrame(
         [
             {"run_dir": "a", "train_wall_time_s": 36.0, "pack_size": 3},  # the pack's 3 members
             {"run_dir": "b", "train_wall_time_s": 27.0, "pack_size": 1},
+            {"run_dir": "c", "train_wall_time_s": 90.0, "pack_size": 1},  # trained after an edit of its settings
         ]
     )
-    timed = with_predicted_times(runs, tmp_path / "estimate.csv").set_index("run_dir")
+    keys = {"a": "key-a", "b": "key-b", "c": "key-of-the-edited-settings"}
+    timed = with_predicted_times(runs, tmp_path / "estimate.csv", keys).set_index("run_dir")
     assert timed.loc["a", "predicted_train_s"] == 36.0 and timed.loc["a", "train_time_ratio"] == 1.0
     assert timed.loc["b", "predicted_train_s"] == 30.0 and timed.loc["b", "train_time_ratio"] == 0.9
+    assert pd.isna(timed.loc["c", "predicted_train_s"]) and list(timed["estimate_outdated"]) == [False, False, True]
+    identity = {"dataset": "digits", "model": "vae", "latent_dim": 2, "probes": 0, "seed": 0}
+    report = timing_report(timed.reset_index().assign(**identity))
+    assert "1 runs' estimates were made for other settings" in report and "of 2 runs within" in report

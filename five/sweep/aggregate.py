@@ -113,14 +113,18 @@ RERUN_ADVICE = (
 )
 
 
-def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame:
+def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str, str]) -> pd.DataFrame:
     """Runs with the estimate's predicted training time beside the measured one (`five estimate`), when an
-    estimate exists: train_time_ratio = actual / predicted shows how far to trust it on this hardware."""
+    estimate exists: train_time_ratio = actual / predicted shows how far to trust it on this hardware. `keys`:
+    each run's estimate_key; a prediction made for other settings (before an edit) is left out, and counted in
+    `estimate_outdated`."""
     if not Path(estimate_csv).is_file():
         return runs
     estimate = pd.read_csv(estimate_csv)
+    current = estimate["run_dir"].map(keys) == estimate.reindex(columns=["estimate_key"])["estimate_key"]
     columns = ["run_dir", "predicted_train_s", "predicted_evaluate_s", "predicted_train_s_packed"]
-    runs = runs.merge(estimate.reindex(columns=columns), on="run_dir", how="left")
+    runs = runs.merge(estimate[current].reindex(columns=columns), on="run_dir", how="left")
+    runs["estimate_outdated"] = runs["run_dir"].isin(estimate.loc[~current, "run_dir"])
     # a packed run's wall time is its pack's: M members' packed shares, where the estimate timed them
     packed = (runs["pack_size"].fillna(1) > 1) & runs["predicted_train_s_packed"].notna()
     runs.loc[packed, "predicted_train_s"] = runs["predicted_train_s_packed"] * runs["pack_size"]
@@ -130,10 +134,17 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path) -> pd.DataFrame
 
 def timing_report(runs: pd.DataFrame) -> str:
     """Markdown: predicted vs actual training time per run, and the share within a factor of 2."""
+    outdated = int(runs["estimate_outdated"].sum()) if "estimate_outdated" in runs else 0
+    note = (
+        f"{outdated} runs' estimates were made for other settings (before an edit) and are left out: "
+        "`snakemake estimate --configfile …` again predicts them.\n\n"
+        if outdated
+        else ""
+    )
     if "predicted_train_s" not in runs or runs["predicted_train_s"].isna().all():
         return (
-            "# Predicted vs actual time\n\nNo estimate for these runs: `snakemake estimate --configfile …` "
-            "before the sweep puts its predictions here.\n"
+            "# Predicted vs actual time\n\n" + note + "No estimate for these runs: `snakemake estimate "
+            "--configfile …` before the sweep puts its predictions here.\n"
         )
     part = runs[runs["predicted_train_s"].notna() & runs["train_wall_time_s"].notna()]
     ratio = part["train_time_ratio"]
@@ -149,7 +160,7 @@ def timing_report(runs: pd.DataFrame) -> str:
         "train_time_ratio",
     ]
     return (
-        f"# Predicted vs actual time\n\nTraining time (the training loop, without job start-up) against "
+        f"# Predicted vs actual time\n\n{note}Training time (the training loop, without job start-up) against "
         f"`five estimate`'s prediction: actual/predicted median {ratio.median():.2f} "
         f"(range {ratio.min():.2f}–{ratio.max():.2f}); {100 * within:.0f}% of {len(part)} runs within a "
         "factor of 2.\n\n" + part[columns].to_markdown(index=False, floatfmt=".2f") + "\n"

@@ -31,7 +31,7 @@ from five.model.estimators import iwae_log_likelihood
 from five.run.steps import check_cuda_graph_mode, graphed_or_eager, uses_cuda_graph
 from five.run.timing import make_step, time_steps
 from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
-from five.sweep.table import model_dir
+from five.sweep.table import estimate_key, model_dir
 
 TIMING_KEYS = [
     "dataset",
@@ -200,6 +200,7 @@ def estimate_sweep(
         rows.append(
             {
                 **run_identity(row),
+                "estimate_key": estimate_key(row, config),
                 **timing,
                 **predicted_seconds(row, timing, sizes, config.get("sigma", "fitted")),
                 "job_startup_s": startup,

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from five.base.errors import ConfigError
+from five.sweep.table import estimate_key
 
 PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
 
@@ -25,21 +26,24 @@ def read_estimate(path: str) -> dict[str, dict]:
         return {row["run_dir"]: row for row in csv.DictReader(file)}
 
 
-def estimated_minutes(path: str, run_dirs: list[str], rule: str, safety_factor: float) -> int:
-    """The cluster runtime of a job running `run_dirs` (one, or a sweep point's packed seeds): (predicted seconds
-    × safety factor + start-up) in whole minutes. A pack takes its members' packed shares where the estimate has
-    them (`five estimate --pack-seeds`), else the sum of their solo times (an upper bound)."""
+def estimated_minutes(path: str, runs: list[dict], rule: str, config: dict) -> int:
+    """The cluster runtime of a job running `runs` (sweep rows: one, or a sweep point's packed seeds): (predicted
+    seconds × the config's safety factor + start-up) in whole minutes. A pack takes its members' packed shares
+    where the estimate has them (`five estimate --pack-seeds`), else the sum of their solo times (an upper
+    bound). An estimate made for other settings of a run (estimate_key) is refused, not used."""
     rows = []
-    for run_dir in run_dirs:
-        row = read_estimate(path).get(run_dir)
-        if row is None:
+    for run in runs:
+        row = read_estimate(path).get(run["run_dir"])
+        if row is None or row.get("estimate_key") != estimate_key(run, config):
+            what = "no estimate" if row is None else "an estimate made for other settings"
             raise ConfigError(
-                f"{path} has no estimate for {run_dir} (the sweep changed since it was made): run "
+                f"{path} has {what} for {run['run_dir']} (the sweep changed since it was made): run "
                 "`snakemake estimate --configfile …` again"
             )
         rows.append(row)
     column = PREDICTED[rule]
     if len(rows) > 1 and all(row.get(f"{column}_packed") not in (None, "") for row in rows):
         column += "_packed"
-    seconds = sum(float(row[column]) for row in rows) * safety_factor + float(rows[0]["job_startup_s"])
+    seconds = sum(float(row[column]) for row in rows) * config["estimate_safety_factor"]
+    seconds += float(rows[0]["job_startup_s"])
     return max(1, math.ceil(seconds / 60))

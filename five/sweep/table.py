@@ -418,6 +418,13 @@ def evaluation_settings(row: dict, config: dict) -> dict:
     return {"importance_samples": row["importance_samples"], **{key: config[key] for key in EVALUATION_CONFIG}}
 
 
+def estimate_key(row: dict, config: dict) -> str:
+    """A fingerprint of what a run's predicted time depends on besides the device: its training settings and how
+    it is evaluated. An estimate (`five estimate`) is this run's only where it holds the run's key."""
+    text = json.dumps([row["training_json"], evaluation_settings(row, config)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def check_training(training: dict, where: str) -> None:
     """The run's own check of its settings, while the workflow plans (a dry run), not in each job."""
     try:

@@ -70,8 +70,8 @@ USES_ESTIMATE = any(
 ESTIMATE_ONLY = "estimate" in sys.argv[1:] or ESTIMATE_CSV in sys.argv[1:]
 if USES_ESTIMATE and not ESTIMATE_ONLY:
     try:  # before any job is planned: every run of the sweep has its predicted time
-        for run_dir in SWEEP["run_dir"]:
-            estimated_minutes(ESTIMATE_CSV, [run_dir], "train", config["estimate_safety_factor"])
+        for row in SWEEP.to_dict("records"):
+            estimated_minutes(ESTIMATE_CSV, [row], "train", config)
     except ConfigError as error:
         print(f"five: config error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -158,7 +158,7 @@ def job_resource(rule_name, key, default):
         settings = config["datasets"][wildcards.dataset].get("resources", {})
         value = settings.get(rule_name, {}).get(key, default)
         if value == "estimate":
-            return estimated_minutes(ESTIMATE_CSV, job_runs(wildcards), rule_name, config["estimate_safety_factor"])
+            return estimated_minutes(ESTIMATE_CSV, job_rows(wildcards), rule_name, config)
         return value
 
     return lookup
