@@ -248,3 +248,23 @@ def test_an_evaluation_edit_whose_evaluations_failed_is_never_tabled_from_the_ol
         )
     caption = (tmp_path / "results/evaledit/tables/main.md").read_text()  # still the old config's, and saying so
     assert "evaluated at the epoch with the best validation NLL" in caption and "at the last epoch" not in caption
+
+
+def test_step_times_are_retimed_when_their_thread_count_changes(tmp_path):
+    """A side-by-side step time depends on the threads it ran on (`threads:` is no parameter Snakemake tracks):
+    changing a data set's threads retimes its steps, before a cost claim pairs them."""
+    digits = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
+    claim = {"id": "C", "statement": "s", "kind": "ratio_at_most", "model": "five", "against": ["vae"]}
+    config = {
+        "experiment": "timed",
+        "seeds": [0],
+        "models": {"vae": {}, "five": {}},
+        "datasets": {"digits": digits},
+        "claims": {"list": [claim | {"metric": "step_time_s", "factor": 3}]},
+    }
+    target = "results/timed/digits/step_times.csv"
+    snakemake(tmp_path, config, target)
+    unchanged = snakemake(tmp_path, config, target, "-n")
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr
+    digits["threads"] = 2
+    assert planned_jobs(snakemake(tmp_path, config, target, "-n")) == {"step_times": 1}

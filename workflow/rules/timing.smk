@@ -23,6 +23,7 @@ rule step_times:
         compile=["--compile"] if config["compile"] else [],
         data_dir=DATA_DIR,
         gpu_locks=GPU_LOCKS,
+        timed_threads=job_threads,  # a time depends on them: a change reruns the timing (`threads:` is not tracked)
     shell:
         'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli time-steps --threads {threads} --dataset {wildcards.dataset:q} '
         "--points {params.points:q} --device {params.device:q} --cuda-graph {params.cuda_graph:q} --data-dir {params.data_dir:q} {params.compile:q} "
