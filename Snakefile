@@ -28,8 +28,10 @@ onsuccess:
     if ESTIMATE_ONLY:
         print(f"\n{Path(RESULTS, 'estimate.md').read_text()}\nPer run: {ESTIMATE_CSV}")
     else:
-        if claims.exists():
+        if claims_current():
             print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
+        elif claims.exists():  # a run of other targets (e.g. only the tables) left them as they were
+            print(f"\n{RESULTS}/claims.* are not this config's results (snakemake with no target remakes them)")
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "
             f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: mlflow ui "

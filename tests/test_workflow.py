@@ -268,3 +268,18 @@ def test_step_times_are_retimed_when_their_thread_count_changes(tmp_path):
     assert "Nothing to be done" in unchanged.stdout + unchanged.stderr
     digits["threads"] = 2
     assert planned_jobs(snakemake(tmp_path, config, target, "-n")) == {"step_times": 1}
+
+
+def test_the_claims_are_printed_only_where_they_are_this_configs(tmp_path):
+    """A run of other targets (only the tables) after a claims edit leaves claims.* as they were: the closing
+    summary says so instead of printing them as the edited config's answer."""
+    digits = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
+    claim = {"id": "C", "kind": "below_latent_dim", "model": "vae", "metric": "active_units"}
+    config = {"experiment": "said", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
+    first = snakemake(tmp_path, config | {"claims": {"list": [claim | {"statement": "first wording"}]}})
+    assert "Do the paper's claims hold?" in first.stdout + first.stderr and "first wording" in first.stdout
+    edited = config | {"claims": {"list": [claim | {"statement": "second wording"}]}}
+    tables_only = snakemake(tmp_path, edited, "results/said/tables/main.md")
+    text = tables_only.stdout + tables_only.stderr
+    assert "Do the paper's claims hold?" not in text and "claims.* are not this config's results" in text
+    assert "second wording" in snakemake(tmp_path, edited).stdout

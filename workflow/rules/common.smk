@@ -219,3 +219,12 @@ def step_time_files():
 
 def final_outputs():
     return TABLES + PLOTS + [f"{RESULTS}/config.yaml", f"{RESULTS}/claims.md"]
+
+
+def claims_current():
+    """Whether claims.txt is this config's, made from the current runs.csv (claims.md names its config_hash)."""
+    claims, details, runs = (Path(f"{RESULTS}/{name}") for name in ("claims.txt", "claims.md", "runs.csv"))
+    if not (claims.exists() and details.exists() and runs.exists()):
+        return False
+    made_from = f"config_hash {PROVENANCE['config_hash']}"
+    return made_from in details.read_text() and details.stat().st_mtime >= runs.stat().st_mtime
