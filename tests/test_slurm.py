@@ -154,7 +154,9 @@ def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
         assert record["status"] == "complete" and record["epochs_completed"] == 600
         log = (tmp_path / "logs" / "preempt" / "train" / "digits" / "vae" / "d2" / "k0" / f"s{seed}.log").read_text()
         assert "after epoch" in log and "resuming" in log and epochs_at_interrupt < 600
-        if seed == 0:  # a requeued job restarts under its own Slurm job id
-            assert record["slurm_job_id"] == job
+        if seed == 0:  # a requeued job restarts under its own Slurm job id, or (seen twice in ~30 runs on a loaded
+            # 2-core machine) Snakemake's status poll catches the requeue as a failure and its retry, a later job,
+            # resumes the run instead; never an earlier job's record
+            assert record["slurm_job_id"] == job or int(record["slurm_job_id"]) > int(job)
         else:  # a cancelled job is retried by Snakemake as a new Slurm job
             assert record["slurm_job_id"] != job
