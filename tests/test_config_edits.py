@@ -245,3 +245,19 @@ def test_a_run_killed_between_its_best_checkpoint_and_its_checkpoint_resumes_as_
     train(resumed, tmp_path / "fresh", CPU, log=lambda line: None)
     assert outcome(tmp_path / "edited") == outcome(tmp_path / "fresh")
     assert kept(lines) == (not edit), lines
+
+
+def test_a_data_sets_default_network_spelled_out_is_the_same_run(tmp_path):
+    """`hidden_width: 256` on digits is its default: the run trained without it is that run (no retraining), and
+    so is a record written before the defaults were resolved (architecture and width null)."""
+    lines = []
+    left_out = train(config(), tmp_path, CPU, log=lambda line: None)
+    assert (left_out["config"]["architecture"], left_out["config"]["hidden_width"]) == ("mlp", 16)
+    default = dict(model="vae", dataset="digits", latent_dim=2, epochs=3, eval_every=1)
+    train(TrainConfig(**default), tmp_path / "default", CPU, log=lambda line: None)
+    spelled = TrainConfig(**default, architecture="mlp", hidden_width=256)
+    train(spelled, tmp_path / "default", CPU, log=lines.append, restart_if_changed=True)
+    assert any("is finished (complete, 3 epochs); nothing to do" in line for line in lines), lines
+    assert not (tmp_path / "default" / ".superseded").exists()
+    older_record = spelled.to_dict() | {"architecture": None, "hidden_width": None}
+    assert spelled.matches(older_record) and not spelled.matches(older_record | {"hidden_width": 128})

@@ -14,6 +14,10 @@ from five.base.errors import ConfigError
 MODELS = ("vae", "fcvae", "fif", "five")
 MODELS_WITH_PROBES = ("fif", "five")
 ARCHITECTURES = ("mlp", "conv")
+# Each named data set's default network (architecture, hidden width), what its runs use where a config leaves
+# them out; an npz file's follows from its arrays' shape, known only once it is read.
+DEFAULT_NETWORKS = {"digits": ("mlp", 256), "manifold": ("mlp", 128), "mnist": ("conv", 512), "cifar10": ("conv", 512)}
+NPZ_HIDDEN_WIDTH = 512
 
 # Spec §4 paper defaults.
 DEFAULT_LR = 5e-4
@@ -68,7 +72,7 @@ class TrainConfig:
     lr: float = DEFAULT_LR
     beta: float | None = None  # FIF reconstruction weight, fif only
     seed: int = 0
-    architecture: str | None = None  # None: the data set's default
+    architecture: str | None = None  # None: the data set's default (DEFAULT_NETWORKS; an npz file's: its shape)
     hidden_width: int | None = None  # None: the data set's default
     checkpoint_every: int = 1
     eval_every: int | None = None  # epochs between validation evaluations; None: epochs / 20
@@ -84,6 +88,9 @@ class TrainConfig:
             raise ConfigError(f"--latent-dim must be >= 1, got {self.latent_dim}")
         self._resolve_probes()
         self._resolve_sigma_options()
+        if self.dataset in DEFAULT_NETWORKS:  # the default spelled out or left out is one run, not two
+            self._set_default("architecture", DEFAULT_NETWORKS[self.dataset][0])
+            self._set_default("hidden_width", DEFAULT_NETWORKS[self.dataset][1])
         if self.model == "five":
             self._set_default("surrogate_point", DEFAULT_SURROGATE_POINT)
             if self.surrogate_point not in SURROGATE_POINTS:

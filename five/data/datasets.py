@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from five.base.config import FLOAT32_MAX
+from five.base.config import DEFAULT_NETWORKS, FLOAT32_MAX, NPZ_HIDDEN_WIDTH
 from five.base.errors import DataError
 from five.base.files import non_regular_kind
 
@@ -91,14 +91,14 @@ def load_digits() -> Dataset:
         from sklearn.datasets import load_digits as sklearn_digits
 
         levels = sklearn_digits().data.astype(np.uint8)
-    return Dataset("digits", _shuffled_split(levels, {"test": 360, "validation": 180}), 17, "mlp", 256)
+    return Dataset("digits", _shuffled_split(levels, {"test": 360, "validation": 180}), 17, *DEFAULT_NETWORKS["digits"])
 
 
 def load_manifold() -> Dataset:
     """Continuous synthetic data on a curved 2-d manifold in 10 dims with a known density and posterior."""
     from five.data import manifold
 
-    return Dataset("manifold", manifold.generate_splits(SPLIT_SEED), None, "mlp", 128)
+    return Dataset("manifold", manifold.generate_splits(SPLIT_SEED), None, *DEFAULT_NETWORKS["manifold"])
 
 
 def load_npz(path: str) -> Dataset:
@@ -127,7 +127,7 @@ def load_npz(path: str) -> Dataset:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
-    return Dataset(f"npz:{file}", splits, levels, architecture, 512)
+    return Dataset(f"npz:{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH)
 
 
 MAX_DISCRETE_LEVELS = 2**31  # values 0 … L − 1 are held as int32
@@ -188,7 +188,7 @@ def _vision(name: str) -> Callable[[Path], Dataset]:
     def load(data_dir: Path) -> Dataset:
         from five.data.vision import load_vision_splits  # imports torchvision only when needed
 
-        return Dataset(name, load_vision_splits(name, data_dir), 256, "conv", 512)
+        return Dataset(name, load_vision_splits(name, data_dir), 256, *DEFAULT_NETWORKS[name])
 
     return load
 
