@@ -18,6 +18,7 @@ from five.base.config import (
     DEFAULT_LOG_SIGMA_LR,
     DEFAULT_LR,
     DEFAULT_PROBES,
+    MODEL_SELECTIONS,
     STEP_TIMING_ROUNDS,
 )
 from five.base.errors import FiveError
@@ -149,6 +150,13 @@ def add_train_job_options(train) -> None:
         choices=CUDA_GRAPH_MODES,
         help="capture the training step as a CUDA graph: auto (on CUDA, eager where the capture "
         "fails; default), on (fail if it cannot), off",
+    )
+    train.add_argument(
+        "--model-selection",
+        default="best",
+        choices=MODEL_SELECTIONS,
+        help="how the runs will be evaluated: best (default) or last, which needs each run's last checkpoint, so "
+        "a run of fewer epochs is retrained, never cut to its best checkpoint",
     )
     train.add_argument(
         "--record-divergence",

@@ -110,6 +110,7 @@ def run_train(args) -> None:
             extra=facts,
             compile_objective=args.compile,
             cuda_graph=args.cuda_graph,
+            needs_last_checkpoint=args.model_selection == "last",
         )
     except BaseException:  # no MLflow run is left RUNNING by a job that failed
         for tracker in trackers.values():

@@ -261,3 +261,26 @@ def test_a_data_sets_default_network_spelled_out_is_the_same_run(tmp_path):
     assert not (tmp_path / "default" / ".superseded").exists()
     older_record = spelled.to_dict() | {"architecture": None, "hidden_width": None}
     assert spelled.matches(older_record) and not spelled.matches(older_record | {"hidden_width": 128})
+
+
+def test_runs_evaluated_at_their_last_epoch_are_never_cut(tmp_path, few_digits):
+    """`model_selection: last` needs each run's last checkpoint, which a run cut to its best checkpoint lacks:
+    fewer epochs then retrain (ending as a fresh run, last checkpoint included), and a run cut before is
+    retrained when it is asked for again that way."""
+    long = overfitting(few_digits, epochs=100, eval_every=1)
+    best = train(long, tmp_path / "probe", CPU, log=lambda line: None)["best_epoch"]
+    shorter = overfitting(few_digits, epochs=best + 1, eval_every=1)
+    train(shorter, tmp_path / "fresh", CPU, log=lambda line: None)
+    for name, cut_first in (("edited", False), ("cut", True)):
+        run_dir = tmp_path / name
+        train(long, run_dir, CPU, log=lambda line: None)
+        if cut_first:
+            assert "truncated_from" in train(shorter, run_dir, CPU, log=lambda line: None, restart_if_changed=True)
+        lines = []
+        train(shorter, run_dir, CPU, log=lines.append, restart_if_changed=True, needs_last_checkpoint=True)
+        assert not kept(lines) or cut_first and any("without the last checkpoint" in line for line in lines), lines
+        assert outcome(run_dir) == outcome(tmp_path / "fresh")
+        last, fresh_last = (load_checkpoint(folder / "checkpoint.pt") for folder in (run_dir, tmp_path / "fresh"))
+        assert last["epoch"] == best + 1 and all(
+            torch.equal(last["model"][key], fresh_last["model"][key]) for key in fresh_last["model"]
+        )

@@ -182,11 +182,14 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
     assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing
 
 
+KEYS = ("012345678901", "123456e78901", "000000000123")  # hex keys a CSV reader may take for numbers
+
+
 def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_path):
     from five.sweep.aggregate import timing_report, with_predicted_times
 
     predicted = {"predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0}
-    pd.DataFrame([{"run_dir": run, "estimate_key": f"key-{run}"} | predicted for run in "abc"]).to_csv(
+    pd.DataFrame([{"run_dir": run, "estimate_key": key} | predicted for run, key in zip("abc", KEYS)]).to_csv(
         tmp_path / "estimate.csv", index=False
     )
     runs = pd.DataFrame(
@@ -196,7 +199,7 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
             {"run_dir": "c", "train_wall_time_s": 90.0, "pack_size": 1},  # trained after an edit of its settings
         ]
     )
-    keys = {"a": "key-a", "b": "key-b", "c": "key-of-the-edited-settings"}
+    keys = {"a": KEYS[0], "b": KEYS[1], "c": "0123456789ab"}  # c: another key, the settings were edited
     timed = with_predicted_times(runs, tmp_path / "estimate.csv", keys).set_index("run_dir")
     assert timed.loc["a", "predicted_train_s"] == 36.0 and timed.loc["a", "train_time_ratio"] == 1.0
     assert timed.loc["b", "predicted_train_s"] == 30.0 and timed.loc["b", "train_time_ratio"] == 0.9

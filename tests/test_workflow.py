@@ -283,3 +283,14 @@ def test_the_claims_are_printed_only_where_they_are_this_configs(tmp_path):
     text = tables_only.stdout + tables_only.stderr
     assert "Do the paper's claims hold?" not in text and "claims.* are not this config's results" in text
     assert "second wording" in snakemake(tmp_path, edited).stdout
+
+
+def test_train_jobs_know_when_their_runs_are_evaluated_at_the_last_epoch(tmp_path):
+    """`model_selection: last` reaches the train jobs (none of their runs is then cut to a best checkpoint,
+    which would leave nothing to evaluate); the default adds nothing to their command, so no job reruns."""
+    digits = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
+    config = {"experiment": "last", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
+    for selection, expected in (("best", False), ("last", True)):
+        planned = snakemake(tmp_path, config | {"model_selection": selection}, "-n", "-p")
+        commands = [line for line in planned.stdout.splitlines() if "five.cli train" in line]
+        assert len(commands) == 1 and ("--model-selection last" in commands[0]) == expected, commands

@@ -40,6 +40,7 @@ SCHEDULE_SETTINGS = ("epochs", "eval_every", "patience", "checkpoint_every")
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 DEFAULT_SURROGATE_POINT = "mean"
+MODEL_SELECTIONS = ("best", "last")  # the checkpoint a run is evaluated at: its best validation epoch's, or its last
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
 INT64_MAX = 2**63 - 1  # the integers a torch tensor holds
 SEED_MAX = 2**64 - 1  # the seeds torch.manual_seed takes

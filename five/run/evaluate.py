@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from five.base.config import MODELS_WITH_FIXED_SIGMA, TrainConfig
+from five.base.config import MODEL_SELECTIONS, MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_train_record
 from five.base.metrics import TEST_METRICS
@@ -45,7 +45,6 @@ POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with t
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
 
 
-MODEL_SELECTIONS = ("best", "last")
 SIGMA_CHOICES = ("own", "fitted")  # the model's own σ (learned, or FIF's fixed 1/√(2β)), or fitted on validation
 
 

@@ -148,9 +148,9 @@ def _replay(out_dir: Path, state: dict, config: TrainConfig) -> tuple[list[dict]
     best = load_checkpoint(best_path) if best_path.exists() else {"epoch": None}
     if best["epoch"] is not None and best["epoch"] > state["epoch"]:  # killed after saving best.pt, before the
         # checkpoint: retraining reaches that epoch again, and validates it again where the schedule is best.pt's
-        if config.matches(best["config"]):
+        if config.matches(best["config"]) and len(history) == state["epoch"]:
             return history, ""
-        return None, f"best.pt, of epoch {best['epoch']} after the checkpoint's, was selected on another schedule"
+        return None, f"best.pt is of epoch {best['epoch']}, after the checkpoint's, which a run of it may not select"
     selected = best_epoch(history)[0]
     if best["epoch"] != selected:
         return None, f"a run of it selects epoch {selected}, best.pt holds epoch {best['epoch']}"
@@ -163,24 +163,30 @@ def _shorter_run_from_history(
     device: torch.device,
     extra: dict | None,
     restart_if_changed: bool,
+    needs_last_checkpoint: bool,
     log: Callable[[str], None],
 ) -> dict | None:
     """A run of `config` would have ended before the checkpoint's epoch (fewer epochs, or a patience that stops
     it earlier), nothing but the schedule changed: where the checkpoint's run validated wherever it would have
     and best.pt holds the epoch it would select (_replay), best.pt *is* its result, so keep it, record the
     history up to its end, and move the longer run aside (no retraining). Returns that run's train.json
-    payload (also when an earlier call made it), else None."""
+    payload (also when an earlier call made it), else None. Never where the runs are to be evaluated at their
+    last epoch (`needs_last_checkpoint`): a cut run has no checkpoint of it, so it is retrained."""
     record_path, checkpoint_path, best_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
     if record_path.exists() and not checkpoint_path.exists():
         record = read_train_record(record_path)
         if record.get("truncated_from") is not None:
-            if config.matches(record["config"]):
+            same = config.matches(record["config"])
+            if same and not needs_last_checkpoint:
                 log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
                 return record
+            why = "without the last checkpoint --model-selection last needs" if same else "of another configuration"
+            if not restart_if_changed and same:
+                raise ConfigError(f"{out_dir} holds a run cut from a longer one, {why}; use --restart-if-changed")
             if restart_if_changed:
-                log(f"{out_dir} held a run cut from a longer one; moved its files to {move_aside(out_dir)}")
+                log(f"{out_dir} held a run cut from a longer one, {why}; moved its files to {move_aside(out_dir)}")
         return None
-    if not (restart_if_changed and checkpoint_path.exists()):
+    if not (restart_if_changed and checkpoint_path.exists()) or needs_last_checkpoint:
         return None
     state = load_checkpoint(checkpoint_path)
     if set(config.to_dict()) - set(state["config"]) or TrainConfig.from_dict(state["config"]).differences(config):
@@ -249,6 +255,7 @@ def train(
     extra: dict | None = None,
     compile_objective: bool = False,
     cuda_graph: str = "auto",
+    needs_last_checkpoint: bool = False,
 ) -> dict:
     """Train (or resume) the run in `out_dir`; returns the train.json payload. A non-finite loss is recorded in
     train.json (status diverged) and raised as TrainingDiverged.
@@ -271,6 +278,7 @@ def train(
         extra,
         compile_objective,
         cuda_graph,
+        needs_last_checkpoint,
     )
     if run.failure is not None:
         raise run.failure
@@ -288,14 +296,16 @@ def train_seeds(
     extra: dict | None = None,
     compile_objective: bool = False,
     cuda_graph: str = "auto",
+    needs_last_checkpoint: bool = False,
 ) -> list[Run]:
     """Train (or resume) the runs of `configs` (one configuration up to the seed) in their `out_dirs`, those that
     need training packed into one model (five.model.pack). Each member trains exactly as it would alone: its seed's
     initial weights, random streams, Adam state, validation, best epoch and early stop; a member that stops
     (stalled or diverged) leaves the pack and the others go on; a finished one costs nothing. `on_train(run)` is
     called for each run that trains, before its history is replayed from its checkpoint, and returns the
-    callback that receives its history entries (or None). Returns the runs, each with its train.json record
-    (`result`) and, where it diverged, the error (`failure`)."""
+    callback that receives its history entries (or None). `needs_last_checkpoint`: the runs will be evaluated at
+    their last epoch, so none is cut to its best checkpoint (_shorter_run_from_history). Returns the runs, each
+    with its train.json record (`result`) and, where it diverged, the error (`failure`)."""
     check_cuda_graph_mode(cuda_graph, device)
     check_packable(configs, out_dirs)
     runs = [
@@ -306,7 +316,7 @@ def train_seeds(
             locks.enter_context(run_lock(run.out_dir))
         for run in runs:
             run.result = _shorter_run_from_history(
-                run.out_dir, run.config, device, run.extra, restart_if_changed, log
+                run.out_dir, run.config, device, run.extra, restart_if_changed, needs_last_checkpoint, log
             ) or _kept_record(run, log)
         pending = [run for run in runs if run.result is None]
         if pending:

@@ -120,7 +120,7 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str,
     `estimate_outdated`."""
     if not Path(estimate_csv).is_file():
         return runs
-    estimate = pd.read_csv(estimate_csv)
+    estimate = pd.read_csv(estimate_csv, dtype={"estimate_key": str})  # a hex key may look like a number
     current = estimate["run_dir"].map(keys) == estimate.reindex(columns=["estimate_key"])["estimate_key"]
     columns = ["run_dir", "predicted_train_s", "predicted_evaluate_s", "predicted_train_s_packed"]
     runs = runs.merge(estimate[current].reindex(columns=columns), on="run_dir", how="left")

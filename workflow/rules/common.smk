@@ -170,12 +170,18 @@ def job_threads(wildcards):
     return config["datasets"][wildcards.dataset]["threads"]
 
 
-def step_options(wildcards):
-    """How a train job computes its steps: `--compile` (config `compile`) and `--cuda-graph MODE` where a data set's
-    cuda_graph is not the default (auto). Neither changes a result beyond round-off; an empty list for the
-    defaults keeps the parameters, and so Snakemake's rerun decision, that jobs had before cuda_graph existed."""
+def train_options(wildcards):
+    """A train job's options beyond its settings: how it computes its steps, `--compile` (config `compile`) and
+    `--cuda-graph MODE` where a data set's cuda_graph is not the default (auto), neither changing a result beyond
+    round-off; and `--model-selection last` where the runs will be evaluated at their last epoch (none is then cut
+    to its best checkpoint). An empty list for the defaults keeps the parameters, and so Snakemake's rerun
+    decision, that jobs had before these options existed (it compares the parameters' values, not their names)."""
     mode = cuda_graph_mode(config["datasets"][wildcards.dataset]["cuda_graph"])
-    return (["--compile"] if config["compile"] else []) + ([] if mode == "auto" else ["--cuda-graph", mode])
+    return (
+        (["--compile"] if config["compile"] else [])
+        + ([] if mode == "auto" else ["--cuda-graph", mode])
+        + (["--model-selection", "last"] if config["model_selection"] == "last" else [])
+    )
 
 
 def run_files(name):
