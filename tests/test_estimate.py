@@ -2,6 +2,7 @@
 runtimes from the estimate in a dry run. (Predicted against measured time is a benchmark: `benchmarks.run
 --only estimate`.)"""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -207,3 +208,30 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
     identity = {"dataset": "digits", "model": "vae", "latent_dim": 2, "probes": 0, "seed": 0}
     report = timing_report(timed.reset_index().assign(**identity))
     assert "1 runs' estimates were made for other settings" in report and "of 2 runs within" in report
+
+
+def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
+    """Patience, checkpoints and the evaluated checkpoint cost nothing a prediction counts; epochs, the network
+    and the evaluation's samples do."""
+    from five.sweep.table import estimate_key
+
+    settings = {"model": "vae", "dataset": "digits", "latent_dim": 2, "epochs": 10}
+    config = {"model_selection": "best", "sigma": "own"}
+
+    def key(training=None, evaluation=None, samples=8):
+        row = {"training_json": json.dumps(settings | (training or {})), "importance_samples": samples}
+        return estimate_key(row, config | (evaluation or {}))
+
+    assert key() == key({"patience": 3, "checkpoint_every": 5}) == key(evaluation={"model_selection": "last"})
+    assert (
+        len(
+            {
+                key(),
+                key({"epochs": 20}),
+                key({"hidden_width": 64}),
+                key(samples=16),
+                key(evaluation={"sigma": "fitted"}),
+            }
+        )
+        == 5
+    )

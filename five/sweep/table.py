@@ -418,10 +418,16 @@ def evaluation_settings(row: dict, config: dict) -> dict:
     return {"importance_samples": row["importance_samples"], **{key: config[key] for key in EVALUATION_CONFIG}}
 
 
+# what a prediction of a run's time does not depend on: it assumes every epoch is trained, and checkpoints and
+# the choice of the evaluated one cost nothing it counts
+NOT_ESTIMATED = ("patience", "checkpoint_every", "model_selection")
+
+
 def estimate_key(row: dict, config: dict) -> str:
     """A fingerprint of what a run's predicted time depends on besides the device: its training settings and how
     it is evaluated. An estimate (`five estimate`) is this run's only where it holds the run's key."""
-    text = json.dumps([row["training_json"], evaluation_settings(row, config)], sort_keys=True)
+    settings = json.loads(row["training_json"]) | evaluation_settings(row, config)
+    text = json.dumps({key: value for key, value in settings.items() if key not in NOT_ESTIMATED}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
