@@ -74,25 +74,15 @@ def test_a_stalled_run_continues_when_patience_is_lifted(tmp_path):
     assert result["epochs_completed"] == stopped_at + 2 and not (tmp_path / ".superseded").exists()
 
 
-def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_path):
-    """An overfitting run (large step) has its best validation epoch b early; asking for b + 1 epochs is served
+def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_path, few_digits):
+    """An overfitting run (large step) has its best validation epoch b early; asking for b + 5 epochs is served
     from the history (best.pt of epoch b), without retraining; the longer run is moved aside intact."""
-    from five.data.datasets import load_dataset
     from five.run.evaluate import evaluate_run
 
-    digits = load_dataset("digits")  # 64 training images: the validation NLL turns up after ~70 epochs
-    path = tmp_path / "few.npz"
-    np.savez(
-        path,
-        train=digits.split("train")[:64].numpy(),
-        validation=digits.split("validation").numpy(),
-        test=digits.split("test").numpy(),
-        discrete_levels=17,
-    )
     run_dir = tmp_path / "run"
 
     def overfitting(epochs):
-        return config(dataset=f"npz:{path}", epochs=epochs, lr=3e-3, hidden_width=128, batch_size=16, eval_every=5)
+        return overfitting_run(few_digits, epochs=epochs, eval_every=5)
 
     long_run = train(overfitting(150), run_dir, CPU, log=lambda line: None)
     best = long_run["best_epoch"]
@@ -136,7 +126,7 @@ def few_digits(tmp_path_factory):
     return path
 
 
-def overfitting(data, **schedule):
+def overfitting_run(data, **schedule):
     return config(dataset=f"npz:{data}", lr=3e-3, hidden_width=128, batch_size=16, **schedule)
 
 
@@ -170,12 +160,12 @@ def kept(lines):
 
 
 def test_an_eval_every_edit_that_keeps_the_best_epoch_on_the_schedule_keeps_the_run(tmp_path, few_digits):
-    best = train(overfitting(few_digits, epochs=100, eval_every=1), tmp_path / "probe", CPU, log=lambda line: None)
+    best = train(overfitting_run(few_digits, epochs=100, eval_every=1), tmp_path / "probe", CPU, log=lambda line: None)
     every = best["best_epoch"]  # validating every b epochs still validates b, the best of all epochs
     edited, fresh, _, lines = edited_and_fresh(
         tmp_path,
-        overfitting(few_digits, epochs=100, eval_every=1),
-        overfitting(few_digits, epochs=100, eval_every=every),
+        overfitting_run(few_digits, epochs=100, eval_every=1),
+        overfitting_run(few_digits, epochs=100, eval_every=every),
     )
     assert edited == fresh
     assert kept(lines) and any("nothing to do" in line for line in lines), lines
@@ -183,12 +173,12 @@ def test_an_eval_every_edit_that_keeps_the_best_epoch_on_the_schedule_keeps_the_
 
 
 def test_an_eval_every_edit_that_leaves_the_best_epoch_off_the_schedule_retrains(tmp_path, few_digits):
-    best = train(overfitting(few_digits, epochs=100, eval_every=1), tmp_path / "probe", CPU, log=lambda line: None)
+    best = train(overfitting_run(few_digits, epochs=100, eval_every=1), tmp_path / "probe", CPU, log=lambda line: None)
     every = best["best_epoch"] + 1  # the old best epoch is no longer validated: a fresh run selects another
     edited, fresh, _, lines = edited_and_fresh(
         tmp_path,
-        overfitting(few_digits, epochs=100, eval_every=1),
-        overfitting(few_digits, epochs=100, eval_every=every),
+        overfitting_run(few_digits, epochs=100, eval_every=1),
+        overfitting_run(few_digits, epochs=100, eval_every=every),
     )
     assert edited == fresh and edited["best_epoch"] != best["best_epoch"]
     assert not kept(lines) and any("a run of it selects epoch" in line for line in lines), lines
@@ -208,7 +198,7 @@ def test_an_eval_every_edit_that_leaves_the_best_epoch_off_the_schedule_retrains
 )
 def test_a_run_after_a_schedule_edit_ends_as_a_fresh_run_of_the_edited_config(tmp_path, few_digits, first, edited):
     edited_outcome, fresh, before, lines = edited_and_fresh(
-        tmp_path, overfitting(few_digits, **first), overfitting(few_digits, **edited)
+        tmp_path, overfitting_run(few_digits, **first), overfitting_run(few_digits, **edited)
     )
     assert edited_outcome == fresh
     # the trained epochs are kept exactly where, over them, the fresh run validated only where the first run
@@ -227,7 +217,7 @@ class Killed(Exception):
 def test_a_run_killed_between_its_best_checkpoint_and_its_checkpoint_resumes_as_a_fresh_run(tmp_path, few_digits, edit):
     """best.pt of an epoch after checkpoint.pt's (checkpoints every 50 epochs): the same schedule trains to it
     again; another one cannot tell whether a run of it would select that epoch, so it retrains."""
-    first = overfitting(few_digits, epochs=100, eval_every=1, checkpoint_every=50)
+    first = overfitting_run(few_digits, epochs=100, eval_every=1, checkpoint_every=50)
     best = train(first, tmp_path / "probe", CPU, log=lambda line: None)["best_epoch"]
     assert 50 < best < 100, best  # the kill below falls between the best epoch's validation and a checkpoint
 
@@ -239,7 +229,7 @@ def test_a_run_killed_between_its_best_checkpoint_and_its_checkpoint_resumes_as_
         train(first, tmp_path / "edited", CPU, log=lambda line: None, on_epoch=kill_after_best)
     assert load_checkpoint(tmp_path / "edited" / "best.pt")["epoch"] == best
     assert load_checkpoint(tmp_path / "edited" / "checkpoint.pt")["epoch"] == 50
-    resumed = overfitting(few_digits, **(dict(epochs=100, eval_every=1, checkpoint_every=50) | edit))
+    resumed = overfitting_run(few_digits, **(dict(epochs=100, eval_every=1, checkpoint_every=50) | edit))
     lines = []
     train(resumed, tmp_path / "edited", CPU, log=lines.append, restart_if_changed=True)
     train(resumed, tmp_path / "fresh", CPU, log=lambda line: None)
@@ -267,9 +257,9 @@ def test_runs_evaluated_at_their_last_epoch_are_never_cut(tmp_path, few_digits):
     """`model_selection: last` needs each run's last checkpoint, which a run cut to its best checkpoint lacks:
     fewer epochs then retrain (ending as a fresh run, last checkpoint included), and a run cut before is
     retrained when it is asked for again that way."""
-    long = overfitting(few_digits, epochs=100, eval_every=1)
+    long = overfitting_run(few_digits, epochs=100, eval_every=1)
     best = train(long, tmp_path / "probe", CPU, log=lambda line: None)["best_epoch"]
-    shorter = overfitting(few_digits, epochs=best + 1, eval_every=1)
+    shorter = overfitting_run(few_digits, epochs=best + 1, eval_every=1)
     train(shorter, tmp_path / "fresh", CPU, log=lambda line: None)
     for name, cut_first in (("edited", False), ("cut", True)):
         run_dir = tmp_path / name
