@@ -262,12 +262,17 @@ def test_a_run_is_tabled_only_from_an_evaluation_of_its_finished_training(
     ):
         path = Path(row["run_dir"]) / name
         path.write_text(json.dumps(json.loads(path.read_text()) | fields | changes))
-    evaluated = EVALUATED | {"model_selection": evaluation_changes.get("model_selection", "best")}
+    assert_tabled_or_refused(row, {"model_selection": evaluation_changes.get("model_selection", "best")}, refusal)
+
+
+def assert_tabled_or_refused(row, evaluated, refusal):
+    """The run of `row` is tabled (`refusal` None), or the aggregation refuses it in a line naming it and `refusal`
+    (the config evaluating as EVALUATED, updated by `evaluated`)."""
     if refusal is None:
-        assert len(collect_runs(pd.DataFrame([row]), evaluated)[0]) == 1
+        assert len(collect_runs(pd.DataFrame([row]), EVALUATED | evaluated)[0]) == 1
     else:
         with pytest.raises(FiveError, match=re.escape(refusal)) as raised:
-            collect_runs(pd.DataFrame([row]), evaluated)
+            collect_runs(pd.DataFrame([row]), EVALUATED | evaluated)
         assert row["run_dir"] in str(raised.value)
 
 
@@ -277,7 +282,11 @@ def test_a_run_is_tabled_only_from_an_evaluation_of_its_finished_training(
         ("train.json", {}, None),
         ("train.json", {"lr": 0.01}, "trained with lr = 0.01, but the config says 0.0005: its train job did not rerun"),
         ("train.json", {"epochs": 2}, "trained with epochs = 2, but the config says 1"),
-        ("eval.json", {"hidden_width": 7}, "evaluated a checkpoint trained with hidden_width = 7, but the config says"),
+        (
+            "eval.json",
+            {"hidden_width": 7},
+            "evaluated a checkpoint trained with hidden_width = 7, but the config says 256: its evaluate job",
+        ),
         ("eval.json", {"epochs": 2, "patience": 3}, None),  # best.pt saved before a schedule edit that kept the run
         ("eval.json", {"seed": 5}, "evaluated a checkpoint trained with seed = 5, but the config says 0"),
     ],
@@ -289,12 +298,7 @@ def test_a_run_is_tabled_only_from_a_training_with_its_sweep_rows_settings(tmp_p
     path = Path(row["run_dir"]) / record
     stored = json.loads(path.read_text())
     path.write_text(json.dumps(stored | {"config": stored["config"] | changes}))
-    if refusal is None:
-        assert len(collect_runs(pd.DataFrame([row]), EVALUATED)[0]) == 1
-    else:
-        with pytest.raises(FiveError, match=re.escape(refusal)) as raised:
-            collect_runs(pd.DataFrame([row]), EVALUATED)
-        assert row["run_dir"] in str(raised.value)
+    assert_tabled_or_refused(row, {}, refusal)
 
 
 @pytest.mark.parametrize(
@@ -320,8 +324,4 @@ def test_a_run_is_tabled_only_from_an_evaluation_made_as_the_config_says(tmp_pat
     row = fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0)
     path = Path(row["run_dir"]) / "eval.json"
     path.write_text(json.dumps(json.loads(path.read_text()) | evaluation))
-    if refusal is None:
-        assert len(collect_runs(pd.DataFrame([row]), EVALUATED | evaluated)[0]) == 1
-    else:
-        with pytest.raises(FiveError, match=re.escape(refusal)):
-            collect_runs(pd.DataFrame([row]), EVALUATED | evaluated)
+    assert_tabled_or_refused(row, evaluated, refusal)

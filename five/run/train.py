@@ -560,7 +560,6 @@ def _save_checkpoint(run: Run, epoch: int, status: str) -> None:
             "optimizer": run.optimizer_state,
             "history": run.history,
             "wall_time_s": run.wall_time,
-            "stalled": status == "stalled",
             "cuda_graph": run.extra["cuda_graph"],
         },
     )

@@ -85,10 +85,10 @@ def check_made_as_configured(run_dir: Path, point: dict, train: dict, evaluation
     removed) would otherwise put another config's numbers under this one's name. Stops the aggregation, naming
     the run and the first setting that differs."""
     configured = TrainConfig.from_dict({**json.loads(point["training_json"]), "seed": point["seed"]}).to_dict()
-    for what, stored, ignore in (
-        ("trained", train.get("config") or {}, ()),
+    for what, stored, ignore, job in (
+        ("trained", train.get("config") or {}, (), "train"),
         # best.pt may predate a schedule edit that kept its run (five.run.train._replay)
-        ("evaluated a checkpoint trained", evaluation.get("config") or {}, SCHEDULE_SETTINGS),
+        ("evaluated a checkpoint trained", evaluation.get("config") or {}, SCHEDULE_SETTINGS, "evaluate"),
     ):
         stored = TrainConfig.resolved(stored)
         differing = [key for key in configured if key not in ignore and stored.get(key, "(none)") != configured[key]]
@@ -96,7 +96,7 @@ def check_made_as_configured(run_dir: Path, point: dict, train: dict, evaluation
             key = differing[0]
             raise FiveError(
                 f"{run_dir}: {what} with {key} = {stored.get(key, '(none)')!r}, but the config says "
-                f"{configured[key]!r}: {RERUN_ADVICE.format(job='train')}"
+                f"{configured[key]!r}: {RERUN_ADVICE.format(job=job)}"
             )
     found = {key: evaluation.get(key) for key in ("model_selection", "importance_samples")}
     found["sigma"] = {None: None, "fitted": "fitted"}.get(evaluation.get("sigma_policy"), "own")
