@@ -93,6 +93,9 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
     shorter = train(overfitting(best + 5), run_dir, CPU, log=lines.append, restart_if_changed=True)
     assert shorter["truncated_from"] == 150 and shorter["epochs_completed"] == best + 5
     assert shorter["best_epoch"] == best and digest(run_dir / "best.pt") == best_digest
+    assert (
+        (shorter["compiled"], shorter["cuda_graph"]) == (long_run["compiled"], long_run["cuda_graph"]) == (False, False)
+    )
     assert any("no retraining" in line for line in lines), lines
     assert not (run_dir / "checkpoint.pt").exists() and every_checkpoint(run_dir) == before  # nothing lost
     assert evaluate_run(run_dir, CPU, importance_samples=2, log=lambda line: None)["checkpoint_epoch"] == best
@@ -213,10 +216,15 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("edit", [{}, {"eval_every": 3}], ids=["resumed as it was", "resumed with another eval_every"])
+@pytest.mark.parametrize(
+    "edit",
+    [{}, {"checkpoint_every": 25}, {"eval_every": 3}],
+    ids=["resumed as it was", "resumed with another checkpoint_every", "resumed with another eval_every"],
+)
 def test_a_run_killed_between_its_best_checkpoint_and_its_checkpoint_resumes_as_a_fresh_run(tmp_path, few_digits, edit):
     """best.pt of an epoch after checkpoint.pt's (checkpoints every 50 epochs): the same schedule trains to it
-    again; another one cannot tell whether a run of it would select that epoch, so it retrains."""
+    again, as does one that only saves checkpoints at other epochs; one that validates elsewhere cannot tell
+    whether a run of it would select that epoch, so it retrains."""
     first = overfitting_run(few_digits, epochs=100, eval_every=1, checkpoint_every=50)
     best = train(first, tmp_path / "probe", CPU, log=lambda line: None)["best_epoch"]
     assert 50 < best < 100, best  # the kill below falls between the best epoch's validation and a checkpoint
@@ -234,7 +242,7 @@ def test_a_run_killed_between_its_best_checkpoint_and_its_checkpoint_resumes_as_
     train(resumed, tmp_path / "edited", CPU, log=lines.append, restart_if_changed=True)
     train(resumed, tmp_path / "fresh", CPU, log=lambda line: None)
     assert outcome(tmp_path / "edited") == outcome(tmp_path / "fresh")
-    assert kept(lines) == (not edit), lines
+    assert kept(lines) == ("eval_every" not in edit), lines
 
 
 def test_a_data_sets_default_network_spelled_out_is_the_same_run(tmp_path):
@@ -274,3 +282,63 @@ def test_runs_evaluated_at_their_last_epoch_are_never_cut(tmp_path, few_digits):
         assert last["epoch"] == best + 1 and all(
             torch.equal(last["model"][key], fresh_last["model"][key]) for key in fresh_last["model"]
         )
+
+
+def test_a_finished_run_whose_best_checkpoint_a_killed_longer_run_replaced_is_trained_again(tmp_path, few_digits):
+    """A finished run is continued for more epochs, the job is killed after it saved a new best.pt but before its
+    next checkpoint (train.json still records the finished run), and the edit is undone: the finished record
+    must not be kept with the longer run's best.pt (its evaluation would read that epoch's weights)."""
+    short, longer = (overfitting_run(few_digits, epochs=epochs, eval_every=1) for epochs in (20, 40))
+    run_dir = tmp_path / "edited"
+    assert train(short, run_dir, CPU, log=lambda line: None)["best_epoch"] == 20  # still improving
+
+    def kill_after_a_new_best(entry):
+        if entry["epoch"] > 20 and load_checkpoint(run_dir / "best.pt")["epoch"] == entry["epoch"]:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(longer, run_dir, CPU, log=lambda line: None, restart_if_changed=True, on_epoch=kill_after_a_new_best)
+    replaced = load_checkpoint(run_dir / "best.pt")["epoch"]
+    assert json.loads((run_dir / "train.json").read_text())["status"] == "complete" and replaced > 20
+    lines = []
+    train(short, run_dir, CPU, log=lines.append, restart_if_changed=True)
+    train(short, tmp_path / "fresh", CPU, log=lambda line: None)
+    assert outcome(run_dir) == outcome(tmp_path / "fresh")
+    assert any(f"its best.pt holds epoch {replaced}, not its epoch 20; not kept" in line for line in lines), lines
+
+
+def test_a_finished_run_whose_checkpoint_a_killed_longer_run_replaced_is_trained_again(
+    tmp_path, few_digits, monkeypatch
+):
+    """As above, the job killed after it saved the longer run's checkpoint but before its train.json: a run
+    evaluated at its last epoch (model_selection: last) must not keep that checkpoint as its last (with
+    model_selection: best, it would be cut to its best.pt)."""
+    from five.run.train import Run
+
+    short, longer = (
+        overfitting_run(few_digits, epochs=epochs, eval_every=1, checkpoint_every=2) for epochs in (20, 40)
+    )
+    run_dir = tmp_path / "edited"
+    train(short, run_dir, CPU, log=lambda line: None, needs_last_checkpoint=True)
+    best = (run_dir / "best.pt").read_bytes()
+    record = Run.record
+
+    def killed_before_recording(run, status, device, **fields):
+        if run.epoch > 20:
+            raise Killed
+        return record(run, status, device, **fields)
+
+    monkeypatch.setattr(Run, "record", killed_before_recording)
+    with pytest.raises(Killed):
+        train(longer, run_dir, CPU, log=lambda line: None, restart_if_changed=True, needs_last_checkpoint=True)
+    monkeypatch.undo()
+    (run_dir / "best.pt").write_bytes(best)  # as where the longer run found no better epoch: only checkpoint.pt differs
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 22
+    assert json.loads((run_dir / "train.json").read_text())["epochs_completed"] == 20
+    lines = []
+    train(short, run_dir, CPU, log=lines.append, restart_if_changed=True, needs_last_checkpoint=True)
+    train(short, tmp_path / "fresh", CPU, log=lambda line: None, needs_last_checkpoint=True)
+    assert outcome(run_dir) == outcome(tmp_path / "fresh")
+    last, fresh_last = (load_checkpoint(folder / "checkpoint.pt") for folder in (run_dir, tmp_path / "fresh"))
+    assert last["epoch"] == 20 and all(torch.equal(last["model"][k], fresh_last["model"][k]) for k in last["model"])
+    assert any("its checkpoint.pt holds epoch 22, not its epoch 20; not kept" in line for line in lines), lines

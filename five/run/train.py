@@ -148,7 +148,9 @@ def _replay(out_dir: Path, state: dict, config: TrainConfig) -> tuple[list[dict]
     best = load_checkpoint(best_path) if best_path.exists() else {"epoch": None}
     if best["epoch"] is not None and best["epoch"] > state["epoch"]:  # killed after saving best.pt, before the
         # checkpoint: retraining reaches that epoch again, and validates it again where the schedule is best.pt's
-        if config.matches(best["config"]) and len(history) == state["epoch"]:
+        # (when checkpoints are saved is not: it decides neither the weights nor where the run validates)
+        unsaved = best["config"] | {"checkpoint_every": config.checkpoint_every}
+        if config.matches(unsaved) and len(history) == state["epoch"]:
             return history, ""
         return None, f"best.pt is of epoch {best['epoch']}, after the checkpoint's, which a run of it may not select"
     selected = best_epoch(history)[0]
@@ -198,10 +200,10 @@ def _shorter_run_from_history(
     target = move_aside(out_dir)
     shutil.copy2(target / BEST_NAME, best_path)
     wall_time = sum(entry["time_s"] or 0 for entry in history)
-    payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status) | {
-        "truncated_from": state["epoch"],
-        "superseded": str(target),
-    }
+    payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status)
+    trained = read_train_record(target / TRAIN_JSON) if (target / TRAIN_JSON).is_file() else {}
+    payload |= {key: value for key, value in trained.items() if key not in payload}  # how its epochs were trained
+    payload |= {"truncated_from": state["epoch"], "superseded": str(target)}
     write_json(record_path, payload)
     log(
         f"{out_dir}: a run of this configuration ends at epoch {end} ({status}), {state['epoch']} were trained; "
@@ -344,12 +346,35 @@ def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
     record = read_train_record(path)
     if record.get("status") not in FINISHED or not run.config.matches(record["config"]):
         return None
+    if why := _not_the_records_weights(run.out_dir, record):
+        log(f"{run.out_dir}: train.json records a finished run of this configuration, but {why}; not kept")
+        return None
     log(f"{run.out_dir} is finished ({record['status']}, {record.get('epochs_completed')} epochs); nothing to do")
     if record["status"] == "diverged":
         run.failure = TrainingDiverged(
             record.get("epochs_completed", 0), 0, math.nan, f"{record.get('error', 'diverged')} (recorded earlier)"
         )
     return record
+
+
+def _not_the_records_weights(out_dir: Path, record: dict) -> str:
+    """Why a finished run's checkpoints are not those its train.json records ('' where they are): its best.pt must
+    hold its best epoch, and its checkpoint.pt (a cut or diverged run has none of its end) its last, trained as
+    its configuration trains them. A job of an edited configuration that resumed the run and was killed after
+    saving one but before train.json leaves another run's weights there, which its evaluation would read."""
+    config = TrainConfig.from_dict(record["config"])
+    expected = {BEST_NAME: record.get("best_epoch")}
+    if record["status"] != "diverged" and record.get("truncated_from") is None:
+        expected[CHECKPOINT_NAME] = record.get("epochs_completed")
+    for name, epoch in expected.items():
+        if epoch is None or not (out_dir / name).is_file():
+            continue  # nothing to evaluate there: the evaluation says so
+        state = load_checkpoint(out_dir / name)
+        differences = config.differences(TrainConfig.from_dict(state["config"]))
+        if state["epoch"] != epoch or differences:
+            other = f" of other settings ({', '.join(differences)})" if differences else ""
+            return f"its {name} holds epoch {state['epoch']}{other}, not its epoch {epoch}"
+    return ""
 
 
 def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
