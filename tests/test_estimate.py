@@ -211,27 +211,46 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
 
 
 def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
-    """Patience, checkpoints and the evaluated checkpoint cost nothing a prediction counts; epochs, the network
-    and the evaluation's samples do."""
-    from five.sweep.table import estimate_key
+    """Patience, checkpoints and the evaluated checkpoint cost nothing a prediction counts; epochs, the network,
+    the evaluation's samples and how the job computes its steps (threads, CUDA graph, compile, the pack's size)
+    do."""
+    from five.sweep.table import estimate_config, estimate_key
 
     settings = {"model": "vae", "dataset": "digits", "latent_dim": 2, "epochs": 10}
-    config = {"model_selection": "best", "sigma": "own"}
+    config = {
+        "model_selection": "best",
+        "sigma": "own",
+        "compile": False,
+        "pack_seeds": True,
+        "seeds": [0, 1],
+        "datasets": {"digits": {"threads": 1, "cuda_graph": "auto", "epochs": 10}},
+    }
 
-    def key(training=None, evaluation=None, samples=8):
-        row = {"training_json": json.dumps(settings | (training or {})), "importance_samples": samples}
-        return estimate_key(row, config | (evaluation or {}))
+    def key(training=None, evaluation=None, samples=8, digits=None):
+        row = {
+            "dataset": "digits",
+            "training_json": json.dumps(settings | (training or {})),
+            "importance_samples": samples,
+        }
+        edited = config | (evaluation or {})
+        edited["datasets"] = {"digits": config["datasets"]["digits"] | (digits or {})}
+        return estimate_key(row, edited)
 
     assert key() == key({"patience": 3, "checkpoint_every": 5}) == key(evaluation={"model_selection": "last"})
-    assert (
-        len(
-            {
-                key(),
-                key({"epochs": 20}),
-                key({"hidden_width": 64}),
-                key(samples=16),
-                key(evaluation={"sigma": "fitted"}),
-            }
-        )
-        == 5
-    )
+    assert key(digits={"cuda_graph": "on"}) == key(digits={"cuda_graph": True})  # YAML's bare on
+    assert key(evaluation={"pack_seeds": False}) == key(evaluation={"pack_seeds": False, "seeds": [0, 1, 2, 3]})
+    row = {"dataset": "digits", "training_json": json.dumps(settings), "importance_samples": 8}
+    assert estimate_key(row, estimate_config(config)) == key()
+    keys = {
+        key(),
+        key({"epochs": 20}),
+        key({"hidden_width": 64}),
+        key(samples=16),
+        key(evaluation={"sigma": "fitted"}),
+        key(digits={"threads": 4}),
+        key(digits={"cuda_graph": "off"}),
+        key(evaluation={"compile": True}),
+        key(evaluation={"seeds": [0, 1, 2, 3, 4, 5, 6, 7]}),  # a pack of 8 takes longer than one of 2
+        key(evaluation={"pack_seeds": False}),
+    }
+    assert len(keys) == 10

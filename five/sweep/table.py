@@ -23,6 +23,7 @@ from five.base.config import (
     MODELS_WITH_PROBES,
     NO_PROBES,
     TrainConfig,
+    cuda_graph_mode,
 )
 from five.base.errors import ConfigError
 from five.base.files import non_regular_kind, not_a_folder
@@ -421,12 +422,35 @@ def evaluation_settings(row: dict, config: dict) -> dict:
 # what a prediction of a run's time does not depend on: it assumes every epoch is trained, and checkpoints and
 # the choice of the evaluated one cost nothing it counts
 NOT_ESTIMATED = ("patience", "checkpoint_every", "model_selection")
+# how a data set's jobs compute their steps (never their results), which a predicted time depends on
+JOB_STEP_SETTINGS = ("threads", "cuda_graph")
+
+
+def job_steps(row: dict, config: dict) -> dict:
+    """How a sweep row's train job computes its steps: its threads and CUDA graph mode, torch.compile, and the
+    pack it trains in (its sweep point's seeds with pack_seeds, else 1). A run's time depends on each."""
+    dataset = config["datasets"][row["dataset"]]
+    return {
+        "threads": dataset["threads"],
+        "cuda_graph": cuda_graph_mode(dataset["cuda_graph"]),
+        "compile": config["compile"],
+        "pack": len(config["seeds"]) if config["pack_seeds"] else 1,
+    }
+
+
+def estimate_config(config: dict) -> dict:
+    """The workflow config's keys that estimate_key reads (what an aggregation needs of it to check an estimate)."""
+    datasets = {
+        name: {key: settings[key] for key in JOB_STEP_SETTINGS} for name, settings in config["datasets"].items()
+    }
+    return {key: config[key] for key in (*EVALUATION_CONFIG, "compile", "pack_seeds", "seeds")} | {"datasets": datasets}
 
 
 def estimate_key(row: dict, config: dict) -> str:
-    """A fingerprint of what a run's predicted time depends on besides the device: its training settings and how
-    it is evaluated. An estimate (`five estimate`) is this run's only where it holds the run's key."""
-    settings = json.loads(row["training_json"]) | evaluation_settings(row, config)
+    """A fingerprint of what a run's predicted time depends on besides the device: its training settings, how
+    its job computes (job_steps) and how it is evaluated. An estimate (`five estimate`) is this run's only where
+    it holds the run's key. `config`: the workflow config, or its estimate_config."""
+    settings = json.loads(row["training_json"]) | evaluation_settings(row, config) | job_steps(row, config)
     text = json.dumps({key: value for key, value in settings.items() if key not in NOT_ESTIMATED}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

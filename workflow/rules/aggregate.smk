@@ -8,6 +8,7 @@ rule aggregate:
         # every evaluation that an earlier invocation failed to redo (Snakemake ignores a missing intermediate file
         # whose consumers are up to date)
         settings=point_files("training.json") + point_files("settings.json"),
+        config=CONFIG_SNAPSHOT,  # any config edit reruns it (and its check that each run is made as configured)
     output:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
@@ -19,7 +20,7 @@ rule aggregate:
         "../envs/five.yaml"
     params:
         sweep=SWEEP,
-        evaluation={key: config[key] for key in EVALUATION_CONFIG},
+        evaluation=estimate_config(config),  # the EVALUATION_CONFIG keys, and what estimate_key reads
         estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     script:
         "../scripts/aggregate.py"

@@ -16,7 +16,7 @@ from five.sweep.table import (
     RESULTS_ROOT,
     check_config,
     config_hash,
-    EVALUATION_CONFIG,
+    estimate_config,
     evaluation_settings,
     experiment_dir,
     point_folder,
@@ -57,6 +57,10 @@ MLFLOW_ARTIFACTS = f"{RESULTS_ROOT}/mlflow-artifacts"
 ESTIMATE_CSV = f"{RESULTS}/estimate.csv"
 # What every table, claims file and snapshot says it was made from
 PROVENANCE = {"experiment": config["experiment"], "config_hash": config_hash(config)}
+# The validated config, named by its hash: after an edit it is a file no job has made, so its job and everything
+# that reads it (the aggregation, hence the tables, plots and claims) rerun whatever Snakemake's records in
+# .snakemake/ say (lost records would otherwise leave the old config's tables as they were)
+CONFIG_SNAPSHOT = f"{RESULTS}/configs/{PROVENANCE['config_hash']}.yaml"
 IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
 
 TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT)
@@ -224,7 +228,7 @@ def step_time_files():
 
 
 def final_outputs():
-    return TABLES + PLOTS + [f"{RESULTS}/config.yaml", f"{RESULTS}/claims.md"]
+    return TABLES + PLOTS + [CONFIG_SNAPSHOT, f"{RESULTS}/claims.md"]
 
 
 def claims_current():

@@ -4,7 +4,7 @@
 
 rule estimate:
     input:
-        f"{RESULTS}/config.yaml",
+        CONFIG_SNAPSHOT,
     output:
         csv=ESTIMATE_CSV,
         md=report(f"{RESULTS}/estimate.md", caption="../report/estimate.rst", category="Cost"),

@@ -6,7 +6,7 @@ report: "../report/workflow.rst"
 
 rule config_snapshot:
     output:
-        report(f"{RESULTS}/config.yaml", caption="../report/config.rst", category="Configuration"),
+        report(CONFIG_SNAPSHOT, caption="../report/config.rst", category="Configuration"),
     log:
         f"{LOGS}/config_snapshot.log",
     localrule: True
