@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from five.base.config import TrainConfig
+from five.base.errors import TrainingDiverged
 from five.run.checkpoint import load_checkpoint
 from five.run.train import train
 
@@ -105,6 +106,43 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
     assert any("nothing to do" in line for line in lines), lines
     train(overfitting(best + 10), run_dir, CPU, log=lambda line: None, restart_if_changed=True)
     assert len(list((run_dir / ".superseded").iterdir())) == 2 and before < every_checkpoint(run_dir)
+
+
+def test_a_run_cut_from_one_that_diverged_after_its_checkpoint_records_how_it_ends_not_the_divergence(
+    tmp_path, few_digits
+):
+    """A run that diverged after its last checkpoint is kept as diverged whatever its best.pt holds; edited to end
+    before that checkpoint at an epoch best.pt serves, the cut run is complete, and its train.json carries the longer run's facts of how its epochs were
+    trained but not its divergence (which the tables would show as this run's error)."""
+    run_dir = tmp_path / "run"
+    long_run = train(overfitting_run(few_digits, epochs=150, eval_every=5), run_dir, CPU, log=lambda line: None)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    name = next(name for name in state["model"] if name.startswith("decoder") and name.endswith("weight"))
+    state["model"][name].fill_(float("inf"))  # its next step is non-finite
+    torch.save(state, run_dir / "checkpoint.pt")
+    with pytest.raises(TrainingDiverged, match="epoch 151"):
+        train(overfitting_run(few_digits, epochs=160, eval_every=5), run_dir, CPU, log=lambda line: None)
+    longer = json.loads((run_dir / "train.json").read_text())
+    assert longer["status"] == "diverged" and "epoch 151" in longer["error"]
+    # its evaluation reads no weights, so other weights in its best.pt are no reason to train it again
+    best_bytes = (run_dir / "best.pt").read_bytes()
+    (run_dir / "best.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes())
+    lines = []
+    with pytest.raises(TrainingDiverged, match="recorded earlier"):
+        train(overfitting_run(few_digits, epochs=160, eval_every=5), run_dir, CPU, log=lines.append)
+    assert any("nothing to do" in line for line in lines) and not (run_dir / ".superseded").exists(), lines
+    (run_dir / "best.pt").write_bytes(best_bytes)
+    best = long_run["best_epoch"]
+    shorter = train(
+        overfitting_run(few_digits, epochs=best + 5, eval_every=5),
+        run_dir,
+        CPU,
+        log=lambda line: None,
+        restart_if_changed=True,
+    )
+    assert (shorter["status"], shorter["truncated_from"], shorter["best_epoch"]) == ("complete", 150, best)
+    assert "error" not in shorter and json.loads((run_dir / "train.json").read_text()) == shorter
+    assert (shorter["compiled"], shorter["cuda_graph"]) == (longer["compiled"], longer["cuda_graph"])
 
 
 # An edit of when a run validates or stops (epochs, eval_every, patience) never changes its weights, but it changes

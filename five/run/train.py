@@ -149,8 +149,8 @@ def _replay(out_dir: Path, state: dict, config: TrainConfig) -> tuple[list[dict]
     if best["epoch"] is not None and best["epoch"] > state["epoch"]:  # killed after saving best.pt, before the
         # checkpoint: retraining reaches that epoch again, and validates it again where the schedule is best.pt's
         # (when checkpoints are saved is not: it decides neither the weights nor where the run validates)
-        unsaved = best["config"] | {"checkpoint_every": config.checkpoint_every}
-        if config.matches(unsaved) and len(history) == state["epoch"]:
+        best_config = best["config"] | {"checkpoint_every": config.checkpoint_every}
+        if config.matches(best_config) and len(history) == state["epoch"]:
             return history, ""
         return None, f"best.pt is of epoch {best['epoch']}, after the checkpoint's, which a run of it may not select"
     selected = best_epoch(history)[0]
@@ -197,13 +197,15 @@ def _shorter_run_from_history(
     if history is None or len(history) == state["epoch"]:
         return None
     end, status = len(history), "stalled" if stalled(history, config.patience) else "complete"
+    # how its epochs were trained (job, compile, CUDA graphs, model facts) is the longer run's record's, read
+    # before anything moves; how it ended is the cut's (never the longer run's divergence)
+    trained = read_train_record(record_path) if record_path.is_file() else {}
+    trained.pop("error", None)
     target = move_aside(out_dir)
     shutil.copy2(target / BEST_NAME, best_path)
     wall_time = sum(entry["time_s"] or 0 for entry in history)
-    payload = payload_of({"history": history, "wall_time_s": wall_time}, config, device, extra, status)
-    trained = read_train_record(target / TRAIN_JSON) if (target / TRAIN_JSON).is_file() else {}
-    payload |= {key: value for key, value in trained.items() if key not in payload}  # how its epochs were trained
-    payload |= {"truncated_from": state["epoch"], "superseded": str(target)}
+    ended = payload_of({"history": history, "wall_time_s": wall_time}, config, device, None, status)
+    payload = (extra or {}) | trained | ended | {"truncated_from": state["epoch"], "superseded": str(target)}
     write_json(record_path, payload)
     log(
         f"{out_dir}: a run of this configuration ends at epoch {end} ({status}), {state['epoch']} were trained; "
@@ -359,12 +361,15 @@ def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
 
 def _not_the_records_weights(out_dir: Path, record: dict) -> str:
     """Why a finished run's checkpoints are not those its train.json records ('' where they are): its best.pt must
-    hold its best epoch, and its checkpoint.pt (a cut or diverged run has none of its end) its last, trained as
-    its configuration trains them. A job of an edited configuration that resumed the run and was killed after
-    saving one but before train.json leaves another run's weights there, which its evaluation would read."""
+    hold its best epoch, and its checkpoint.pt (a cut run has none of its end) its last, trained as its
+    configuration trains them. A job of an edited configuration that resumed the run and was killed after
+    saving one but before train.json leaves another run's weights there, which its evaluation would read (a
+    diverged run's reads none)."""
+    if record["status"] == "diverged":
+        return ""
     config = TrainConfig.from_dict(record["config"])
     expected = {BEST_NAME: record.get("best_epoch")}
-    if record["status"] != "diverged" and record.get("truncated_from") is None:
+    if record.get("truncated_from") is None:
         expected[CHECKPOINT_NAME] = record.get("epochs_completed")
     for name, epoch in expected.items():
         if epoch is None or not (out_dir / name).is_file():
