@@ -67,11 +67,11 @@ def current_keys(config_path):
     return {row["run_dir"]: estimate_key(row, config) for row in sweep_table(config).to_dict("records")}
 
 
-def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True):
+def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True, device="auto"):
     """The dry run of a manifold sweep (vae and five, d = 2) on the Slurm profile, with `estimate_rows` as its
     estimate.csv (none: no estimate made)."""
     config = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
-    config["seeds"], config["pack_seeds"] = seeds, pack_seeds
+    config["seeds"], config["pack_seeds"], config["device"] = seeds, pack_seeds, device
     config["datasets"] = {
         "manifold": config["datasets"]["manifold"]
         | {"latent_dims": [2], "resources": {"train": {"runtime": "estimate"}, "evaluate": {"runtime": 7}}}
@@ -111,6 +111,24 @@ def test_slurm_runtimes_come_from_the_estimate(tmp_path):
     assert "runtime=4" in text and "runtime=101" in text and "runtime=7" in text, text[-3000:]
 
 
+def test_an_estimate_made_on_another_kind_of_device_than_the_configs_is_refused(tmp_path):
+    """A CPU's times are no GPU job's runtime, nor the other way round; `device: auto` takes either."""
+    rows = [
+        {
+            "run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0",
+            "predicted_train_s": 100.0,
+            "predicted_evaluate_s": 5.0,
+            "job_startup_s": 4.0,
+            "device": "cuda:0",
+        }
+        for model, k in (("vae", 0), ("five", 1))
+    ]
+    assert slurm_plan(tmp_path, [0], rows, device="cuda").returncode == 0
+    planned = slurm_plan(tmp_path, [0], rows, device="cpu")
+    assert planned.returncode == 2, planned.stderr[-2000:]
+    assert "estimate.csv was made on cuda:0, but the config's jobs run on cpu" in planned.stderr
+
+
 def test_an_estimate_made_for_other_settings_is_refused_not_used(tmp_path):
     """After an edit (e.g. more epochs) the estimate predicts runs that no longer exist: a cluster runtime from
     it would be too short, so planning stops with one line."""
@@ -125,14 +143,20 @@ def test_an_estimate_made_for_other_settings_is_refused_not_used(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "pack_seeds, runtimes", [(True, {"runtime=14", "runtime=201"}), (False, {"runtime=11", "runtime=167"})]
+    "pack_seeds, packed_members, runtimes",
+    [
+        (True, 2, {"runtime=14", "runtime=201"}),
+        (False, 2, {"runtime=11", "runtime=167"}),
+        (True, 3, {"runtime=21", "runtime=334"}),  # timed as a pack of 3: its members' solo times instead
+    ],
 )
-def test_a_packed_jobs_runtime_is_its_members_packed_shares(tmp_path, pack_seeds, runtimes):
+def test_a_packed_jobs_runtime_is_its_members_packed_shares(tmp_path, pack_seeds, packed_members, runtimes):
     rows = [
         {
             "run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s{seed}",
             "predicted_train_s": solo,
             "predicted_train_s_packed": packed,
+            "packed_members": packed_members,
             "predicted_evaluate_s": 5.0,
             "job_startup_s": 4.0,
         }
@@ -143,7 +167,8 @@ def test_a_packed_jobs_runtime_is_its_members_packed_shares(tmp_path, pack_seeds
     assert planned.returncode == 0, planned.stderr[-3000:]
     text = planned.stdout + planned.stderr
     # packed, one job per point: vae (2 × 200 × 2 + 4) s → 14 min, five (2 × 3000 × 2 + 4) s → 201 min;
-    # a job per seed: vae (300 × 2 + 4) s → 11 min, five (5000 × 2 + 4) s → 167 min
+    # a job per seed: vae (300 × 2 + 4) s → 11 min, five (5000 × 2 + 4) s → 167 min; a pack of 2 from solo
+    # times: vae (2 × 300 × 2 + 4) s → 21 min, five (2 × 5000 × 2 + 4) s → 334 min
     assert runtimes <= set(re.findall(r"runtime=\d+", text)), text[-3000:]
 
 
@@ -178,6 +203,7 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
     assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]
     assert (estimate["predicted_train_s"] > 0).all() and (estimate["predicted_evaluate_s"] > 0).all()
     assert (estimate["predicted_train_s_packed"] > 0).all()  # pack_seeds (the default): the packed step timed
+    assert (estimate["packed_members"] == 2).all()  # in a pack of the sweep point's 2 seeds
     assert dict(zip(estimate["run_dir"], estimate["estimate_key"])) == current_keys(config_path)  # this sweep's
     assert "What the sweep will cost" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing
@@ -189,8 +215,14 @@ KEYS = ("012345678901", "123456e78901", "000000000123")  # hex keys a CSV reader
 def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_path):
     from five.sweep.aggregate import timing_report, with_predicted_times
 
-    predicted = {"predicted_train_s": 30.0, "predicted_evaluate_s": 1.0, "predicted_train_s_packed": 12.0}
-    pd.DataFrame([{"run_dir": run, "estimate_key": key} | predicted for run, key in zip("abc", KEYS)]).to_csv(
+    predicted = {
+        "predicted_train_s": 30.0,
+        "predicted_evaluate_s": 1.0,
+        "predicted_train_s_packed": 12.0,
+        "packed_members": 3,
+        "device": "cuda:0",
+    }
+    pd.DataFrame([{"run_dir": run, "estimate_key": key} | predicted for run, key in zip("abcde", KEYS * 2)]).to_csv(
         tmp_path / "estimate.csv", index=False
     )
     runs = pd.DataFrame(
@@ -198,22 +230,26 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
             {"run_dir": "a", "train_wall_time_s": 36.0, "pack_size": 3},  # the pack's 3 members
             {"run_dir": "b", "train_wall_time_s": 27.0, "pack_size": 1},
             {"run_dir": "c", "train_wall_time_s": 90.0, "pack_size": 1},  # trained after an edit of its settings
+            {"run_dir": "d", "train_wall_time_s": 30.0, "pack_size": 2},  # a pack of 2: the estimate timed 3
+            {"run_dir": "e", "train_wall_time_s": 90.0, "pack_size": 1, "device": "cpu"},  # timed on a GPU
         ]
-    )
-    keys = {"a": KEYS[0], "b": KEYS[1], "c": "0123456789ab"}  # c: another key, the settings were edited
+    ).fillna({"device": "cuda:1"})
+    keys = {"a": KEYS[0], "b": KEYS[1], "c": "0123456789ab", "d": KEYS[0], "e": KEYS[1]}  # c: settings edited
     timed = with_predicted_times(runs, tmp_path / "estimate.csv", keys).set_index("run_dir")
     assert timed.loc["a", "predicted_train_s"] == 36.0 and timed.loc["a", "train_time_ratio"] == 1.0
     assert timed.loc["b", "predicted_train_s"] == 30.0 and timed.loc["b", "train_time_ratio"] == 0.9
-    assert pd.isna(timed.loc["c", "predicted_train_s"]) and list(timed["estimate_outdated"]) == [False, False, True]
+    assert timed.loc[["c", "d", "e"], "predicted_train_s"].isna().all()
+    assert list(timed["estimate_outdated"]) == [False, False, True, False, True]
     identity = {"dataset": "digits", "model": "vae", "latent_dim": 2, "probes": 0, "seed": 0}
     report = timing_report(timed.reset_index().assign(**identity))
-    assert "1 runs' estimates were made for other settings" in report and "of 2 runs within" in report
+    assert "2 runs' estimates were made for other settings" in report and "of 2 runs within" in report
 
 
 def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
     """Patience, checkpoints and the evaluated checkpoint cost nothing a prediction counts; epochs, the network,
-    the evaluation's samples and how the job computes its steps (threads, CUDA graph, compile, the pack's size)
-    do."""
+    the evaluation's samples and how the job computes its steps (threads, CUDA graph, compile) do. Packing seeds
+    does too, but an estimate states the pack size its packed times are of (test above), so the key leaves it
+    out: an estimate with packed times serves solo jobs too."""
     from five.sweep.table import estimate_config, estimate_key
 
     settings = {"model": "vae", "dataset": "digits", "latent_dim": 2, "epochs": 10}
@@ -238,7 +274,7 @@ def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
 
     assert key() == key({"patience": 3, "checkpoint_every": 5}) == key(evaluation={"model_selection": "last"})
     assert key(digits={"cuda_graph": "on"}) == key(digits={"cuda_graph": True})  # YAML's bare on
-    assert key(evaluation={"pack_seeds": False}) == key(evaluation={"pack_seeds": False, "seeds": [0, 1, 2, 3]})
+    assert key() == key(evaluation={"pack_seeds": False}) == key(evaluation={"seeds": [0, 1, 2, 3]})
     row = {"dataset": "digits", "training_json": json.dumps(settings), "importance_samples": 8}
     assert estimate_key(row, estimate_config(config)) == key()
     keys = {
@@ -250,7 +286,5 @@ def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
         key(digits={"threads": 4}),
         key(digits={"cuda_graph": "off"}),
         key(evaluation={"compile": True}),
-        key(evaluation={"seeds": [0, 1, 2, 3, 4, 5, 6, 7]}),  # a pack of 8 takes longer than one of 2
-        key(evaluation={"pack_seeds": False}),
     }
-    assert len(keys) == 10
+    assert len(keys) == 8

@@ -15,14 +15,15 @@ from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import FINISHED, read_json
 from five.base.metrics import RESULT_COLUMNS
-from five.sweep.table import evaluation_settings, model_dir
+from five.sweep.table import device_kind, evaluation_settings, model_dir
 
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 
 
 def collect_runs(sweep: pd.DataFrame, evaluation_config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, histories): one row per sweep row with its status and metrics, and per-epoch training history.
-    `evaluation_config`: the config's EVALUATION_CONFIG keys, which every evaluation must have used."""
+    `evaluation_config`: the workflow config, or its estimate_config; its EVALUATION_CONFIG keys are what every
+    evaluation must have used."""
     rows, histories = [], []
     for point in sweep.to_dict("records"):
         run_dir = Path(point["run_dir"])
@@ -116,28 +117,33 @@ RERUN_ADVICE = (
 def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str, str]) -> pd.DataFrame:
     """Runs with the estimate's predicted training time beside the measured one (`five estimate`), when an
     estimate exists: train_time_ratio = actual / predicted shows how far to trust it on this hardware. `keys`:
-    each run's estimate_key; a prediction made for other settings (before an edit) is left out, and counted in
-    `estimate_outdated`."""
+    each run's estimate_key; a prediction made for other settings (before an edit) or on another kind of device
+    than the run's is left out, and counted in `estimate_outdated`."""
     if not Path(estimate_csv).is_file():
         return runs
     estimate = pd.read_csv(estimate_csv, dtype={"estimate_key": str})  # a hex key may look like a number
-    current = estimate["run_dir"].map(keys) == estimate.reindex(columns=["estimate_key"])["estimate_key"]
-    columns = ["run_dir", "predicted_train_s", "predicted_evaluate_s", "predicted_train_s_packed"]
+    trained_on = dict(zip(runs["run_dir"], runs["device"].map(device_kind)))
+    current = (estimate["run_dir"].map(keys) == estimate.reindex(columns=["estimate_key"])["estimate_key"]) & (
+        estimate.reindex(columns=["device"])["device"].map(device_kind) == estimate["run_dir"].map(trained_on)
+    )
+    columns = ["run_dir", "predicted_train_s", "predicted_evaluate_s", "predicted_train_s_packed", "packed_members"]
     runs = runs.merge(estimate[current].reindex(columns=columns), on="run_dir", how="left")
     runs["estimate_outdated"] = runs["run_dir"].isin(estimate.loc[~current, "run_dir"])
-    # a packed run's wall time is its pack's: M members' packed shares, where the estimate timed them
-    packed = (runs["pack_size"].fillna(1) > 1) & runs["predicted_train_s_packed"].notna()
-    runs.loc[packed, "predicted_train_s"] = runs["predicted_train_s_packed"] * runs["pack_size"]
+    # a packed run's wall time is its pack's: M members' packed shares, where the estimate timed a pack of M;
+    # else the estimate predicts no such pack
+    pack = runs["pack_size"].fillna(1)
+    packed = (runs["predicted_train_s_packed"] * pack).where(runs["packed_members"] == pack)
+    runs["predicted_train_s"] = runs["predicted_train_s"].where(pack == 1, packed)
     runs["train_time_ratio"] = runs["train_wall_time_s"] / runs["predicted_train_s"]
-    return runs.drop(columns="predicted_train_s_packed")
+    return runs.drop(columns=["predicted_train_s_packed", "packed_members"])
 
 
 def timing_report(runs: pd.DataFrame) -> str:
     """Markdown: predicted vs actual training time per run, and the share within a factor of 2."""
     outdated = int(runs["estimate_outdated"].sum()) if "estimate_outdated" in runs else 0
     note = (
-        f"{outdated} runs' estimates were made for other settings (before an edit) and are left out: "
-        "`snakemake estimate --configfile …` again predicts them.\n\n"
+        f"{outdated} runs' estimates were made for other settings (before an edit) or on another kind of device "
+        "and are left out: `snakemake estimate --configfile …` again, where the jobs run, predicts them.\n\n"
         if outdated
         else ""
     )

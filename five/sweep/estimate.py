@@ -207,6 +207,7 @@ def estimate_sweep(
                 "real_data": real,
                 "device": str(device),
                 "cuda_graph": graphed[row["dataset"]],
+                **({"packed_members": pack} if pack > 1 else {}),  # the pack its *_packed times are of
             }
         )
     return pd.DataFrame(rows)

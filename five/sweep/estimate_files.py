@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from five.base.errors import ConfigError
-from five.sweep.table import estimate_key
+from five.sweep.table import device_kind, estimate_key
 
 PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
 
@@ -26,6 +26,11 @@ def read_estimate(path: str) -> dict[str, dict]:
         return {row["run_dir"]: row for row in csv.DictReader(file)}
 
 
+def packed_for(row: dict, members: int) -> bool:
+    """Whether an estimate row's packed times (`five estimate --pack-seeds`) are of a pack of `members` seeds."""
+    return row.get("packed_members") not in (None, "") and int(float(row["packed_members"])) == members
+
+
 def estimated_minutes(path: str, runs: list[dict], rule: str, config: dict) -> int:
     """The cluster runtime of a job running `runs` (sweep rows: one, or a sweep point's packed seeds): (predicted
     seconds × the config's safety factor + start-up) in whole minutes. A pack takes its members' packed shares
@@ -40,9 +45,14 @@ def estimated_minutes(path: str, runs: list[dict], rule: str, config: dict) -> i
                 f"{path} has {what} for {run['run_dir']} (the sweep changed since it was made): run "
                 "`snakemake estimate --configfile …` again"
             )
+        if config["device"] != "auto" and device_kind(row.get("device")) != config["device"]:
+            raise ConfigError(
+                f"{path} was made on {row.get('device') or 'an unstated device'}, but the config's jobs run on "
+                f"{config['device']}: run `snakemake estimate --configfile …` again"
+            )
         rows.append(row)
     column = PREDICTED[rule]
-    if len(rows) > 1 and all(row.get(f"{column}_packed") not in (None, "") for row in rows):
+    if len(rows) > 1 and all(packed_for(row, len(rows)) and row.get(f"{column}_packed") for row in rows):
         column += "_packed"
     seconds = sum(float(row[column]) for row in rows) * config["estimate_safety_factor"]
     seconds += float(rows[0]["job_startup_s"])

@@ -427,14 +427,14 @@ JOB_STEP_SETTINGS = ("threads", "cuda_graph")
 
 
 def job_steps(row: dict, config: dict) -> dict:
-    """How a sweep row's train job computes its steps: its threads and CUDA graph mode, torch.compile, and the
-    pack it trains in (its sweep point's seeds with pack_seeds, else 1). A run's time depends on each."""
+    """How a sweep row's train job computes its steps: its threads and CUDA graph mode, and torch.compile. A run's
+    time depends on each. (The size of the pack it trains in too: an estimate states the pack its packed times
+    are of, `packed_members`, and they serve only a pack of that size.)"""
     dataset = config["datasets"][row["dataset"]]
     return {
         "threads": dataset["threads"],
         "cuda_graph": cuda_graph_mode(dataset["cuda_graph"]),
         "compile": config["compile"],
-        "pack": len(config["seeds"]) if config["pack_seeds"] else 1,
     }
 
 
@@ -443,7 +443,12 @@ def estimate_config(config: dict) -> dict:
     datasets = {
         name: {key: settings[key] for key in JOB_STEP_SETTINGS} for name, settings in config["datasets"].items()
     }
-    return {key: config[key] for key in (*EVALUATION_CONFIG, "compile", "pack_seeds", "seeds")} | {"datasets": datasets}
+    return {key: config[key] for key in (*EVALUATION_CONFIG, "compile")} | {"datasets": datasets}
+
+
+def device_kind(device) -> str:
+    """`cpu` or `cuda` of a device as train.json and estimate.csv write it (cuda:0 → cuda); '' where none is."""
+    return "" if device is None or device != device else str(device).split(":")[0]
 
 
 def estimate_key(row: dict, config: dict) -> str:

@@ -20,7 +20,7 @@ rule aggregate:
         "../envs/five.yaml"
     params:
         sweep=SWEEP,
-        evaluation=estimate_config(config),  # the EVALUATION_CONFIG keys, and what estimate_key reads
+        config_keys=estimate_config(config),  # what the checks of collect_runs and estimate_key read
         estimate=ESTIMATE_CSV,  # optional (not an input: the sweep never waits for an estimate)
     script:
         "../scripts/aggregate.py"

@@ -9,11 +9,11 @@ from five.sweep.table import estimate_key
 
 snakemake = globals()["snakemake"]  # provided by Snakemake's script directive
 try:
-    runs, histories = collect_runs(snakemake.params.sweep, snakemake.params.evaluation)
+    runs, histories = collect_runs(snakemake.params.sweep, snakemake.params.config_keys)
 except FiveError as error:  # one line in the log and on the terminal, not a traceback
     sys.exit(f"five: {error}")
 keys = {
-    row["run_dir"]: estimate_key(row, snakemake.params.evaluation) for row in snakemake.params.sweep.to_dict("records")
+    row["run_dir"]: estimate_key(row, snakemake.params.config_keys) for row in snakemake.params.sweep.to_dict("records")
 }
 runs = with_predicted_times(runs, Path(snakemake.params.estimate), keys)
 Path(snakemake.output.timing).write_text(timing_report(runs))
