@@ -190,14 +190,20 @@ def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
 def test_an_edit_of_results_without_snakemakes_records_is_refused_not_left_as_done(finished, tmp_path):
     """Results copied into another checkout without .snakemake/ (Snakemake's records, which alone rerun a job for
     changed settings): the config's snapshot, named by its hash, is still a new file after an edit, so the
-    aggregation reruns, and it refuses to table the old runs under the new config, naming the job to rerun;
-    going back to the copied config afterwards reruns the aggregation again."""
+    aggregation reruns, and it refuses to table the old runs under the new config, naming the job to rerun; an
+    edit the runs satisfy is tabled, and going back to the copied config reruns the aggregation again."""
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
     # the config the shared results were last made with (an earlier test may have edited them)
     (snapshot,) = (copy / "results" / "tiny" / "configs").glob("*.yaml")
     copied = yaml.safe_load(snapshot.read_text())
-    patient = yaml.safe_load(yaml.safe_dump(copied))
+    safer = copied | {"estimate_safety_factor": copied["estimate_safety_factor"] + 1}  # trains nothing
+    snakemake(copy, safer)
+    assert not snapshot.exists() and len(list(snapshot.parent.glob("*.yaml"))) == 1  # the edit's snapshot alone
+    back = snakemake(copy, copied, "-n")
+    assert f"configs/{snapshot.name}" in back.stdout  # the copied config's own snapshot, made again
+    assert planned_jobs(back) == {"config_snapshot": 1, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "all": 1}
+    patient = yaml.safe_load(yaml.safe_dump(safer))
     patient["datasets"]["digits"]["patience"] = 5
     tables = copy / "results" / "tiny" / "tables" / "main.md"
     before = tables.read_text()
@@ -205,9 +211,6 @@ def test_an_edit_of_results_without_snakemakes_records_is_refused_not_left_as_do
     text = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "trained with patience = None, but the config says 5" in text, text[-3000:]
     assert "--forcerun train" in text and tables.read_text() == before
-    back = snakemake(copy, copied, "-n")
-    assert f"configs/{snapshot.name}" in back.stdout  # the copied config's own snapshot, made again
-    assert planned_jobs(back) == {"config_snapshot": 1, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "all": 1}
 
 
 def planned_jobs_or_none(result):
