@@ -11,6 +11,7 @@ import torch
 
 from five.base.config import TrainConfig
 from five.base.errors import TrainingDiverged
+from five.base.files import write_json
 from five.run.checkpoint import load_checkpoint
 from five.run.train import train
 
@@ -132,6 +133,8 @@ def test_a_run_cut_from_one_that_diverged_after_its_checkpoint_records_how_it_en
         train(overfitting_run(few_digits, epochs=160, eval_every=5), run_dir, CPU, log=lines.append)
     assert any("nothing to do" in line for line in lines) and not (run_dir / ".superseded").exists(), lines
     (run_dir / "best.pt").write_bytes(best_bytes)
+    # as if its epochs were trained on a GPU node, and the cut ran on another machine
+    write_json(run_dir / "train.json", longer | {"device": "cuda:0", "hostname": "gpu-node"})
     best = long_run["best_epoch"]
     shorter = train(
         overfitting_run(few_digits, epochs=best + 5, eval_every=5),
@@ -139,10 +142,12 @@ def test_a_run_cut_from_one_that_diverged_after_its_checkpoint_records_how_it_en
         CPU,
         log=lambda line: None,
         restart_if_changed=True,
+        extra={"hostname": "cpu-node", "threads": 1},
     )
     assert (shorter["status"], shorter["truncated_from"], shorter["best_epoch"]) == ("complete", 150, best)
     assert "error" not in shorter and json.loads((run_dir / "train.json").read_text()) == shorter
     assert (shorter["compiled"], shorter["cuda_graph"]) == (longer["compiled"], longer["cuda_graph"])
+    assert (shorter["device"], shorter["hostname"], shorter["threads"]) == ("cuda:0", "gpu-node", 1)
 
 
 # An edit of when a run validates or stops (epochs, eval_every, patience) never changes its weights, but it changes

@@ -197,14 +197,15 @@ def _shorter_run_from_history(
     if history is None or len(history) == state["epoch"]:
         return None
     end, status = len(history), "stalled" if stalled(history, config.patience) else "complete"
-    # how its epochs were trained (job, compile, CUDA graphs, model facts) is the longer run's record's, read
-    # before anything moves; how it ended is the cut's (never the longer run's divergence)
+    # how its epochs were trained (job, device, compile, CUDA graphs, model facts) is the longer run's record's,
+    # read before anything moves; how it ended is the cut's (never the longer run's divergence)
     trained = read_train_record(record_path) if record_path.is_file() else {}
     trained.pop("error", None)
     target = move_aside(out_dir)
     shutil.copy2(target / BEST_NAME, best_path)
     wall_time = sum(entry["time_s"] or 0 for entry in history)
     ended = payload_of({"history": history, "wall_time_s": wall_time}, config, device, None, status)
+    ended |= {key: trained[key] for key in ("device", "torch_version") if key in trained}  # its time_s are theirs
     payload = (extra or {}) | trained | ended | {"truncated_from": state["epoch"], "superseded": str(target)}
     write_json(record_path, payload)
     log(
