@@ -240,9 +240,14 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
     assert timed.loc["b", "predicted_train_s"] == 30.0 and timed.loc["b", "train_time_ratio"] == 0.9
     assert timed.loc[["c", "d", "e"], "predicted_train_s"].isna().all()
     assert list(timed["estimate_outdated"]) == [False, False, True, False, True]
+    assert list(timed["estimate_unpacked"]) == [False, False, False, True, False]
     identity = {"dataset": "digits", "model": "vae", "latent_dim": 2, "probes": 0, "seed": 0}
     report = timing_report(timed.reset_index().assign(**identity))
     assert "2 runs' estimates were made for other settings" in report and "of 2 runs within" in report
+    assert "1 runs trained in packs of a size their estimates timed no pack of" in report
+    unpacked = runs[runs["run_dir"] == "d"]  # all runs packed, none predicted: the report says why
+    report = timing_report(with_predicted_times(unpacked, tmp_path / "estimate.csv", keys).assign(**identity))
+    assert "1 runs trained in packs" in report and "No estimate for these runs" not in report
 
 
 def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():

@@ -118,7 +118,8 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str,
     """Runs with the estimate's predicted training time beside the measured one (`five estimate`), when an
     estimate exists: train_time_ratio = actual / predicted shows how far to trust it on this hardware. `keys`:
     each run's estimate_key; a prediction made for other settings (before an edit) or on another kind of device
-    than the run's is left out, and counted in `estimate_outdated`."""
+    than the run's is left out, and flagged `estimate_outdated`; so is one of a packed run whose estimate timed no
+    pack of its size (flagged `estimate_unpacked`)."""
     if not Path(estimate_csv).is_file():
         return runs
     estimate = pd.read_csv(estimate_csv, dtype={"estimate_key": str})  # a hex key may look like a number
@@ -133,25 +134,37 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str,
     # else the estimate predicts no such pack
     pack = runs["pack_size"].fillna(1)
     packed = (runs["predicted_train_s_packed"] * pack).where(runs["packed_members"] == pack)
+    runs["estimate_unpacked"] = (pack > 1) & runs["predicted_train_s"].notna() & packed.isna()
     runs["predicted_train_s"] = runs["predicted_train_s"].where(pack == 1, packed)
     runs["train_time_ratio"] = runs["train_wall_time_s"] / runs["predicted_train_s"]
     return runs.drop(columns=["predicted_train_s_packed", "packed_members"])
 
 
+UNPREDICTED_FLAGS = ("estimate_outdated", "estimate_unpacked")  # with_predicted_times: why a run has no prediction
+
+
 def timing_report(runs: pd.DataFrame) -> str:
     """Markdown: predicted vs actual training time per run, and the share within a factor of 2."""
-    outdated = int(runs["estimate_outdated"].sum()) if "estimate_outdated" in runs else 0
+    outdated, unpacked = (int(runs[flag].sum()) if flag in runs else 0 for flag in UNPREDICTED_FLAGS)
     note = (
         f"{outdated} runs' estimates were made for other settings (before an edit) or on another kind of device "
         "and are left out: `snakemake estimate --configfile …` again, where the jobs run, predicts them.\n\n"
         if outdated
         else ""
+    ) + (
+        f"{unpacked} runs trained in packs of a size their estimates timed no pack of are left out: "
+        "`snakemake estimate` with this config's `pack_seeds` and seeds (`five estimate --pack-seeds`) times them.\n\n"
+        if unpacked
+        else ""
     )
     if "predicted_train_s" not in runs or runs["predicted_train_s"].isna().all():
-        return (
-            "# Predicted vs actual time\n\n" + note + "No estimate for these runs: `snakemake estimate "
-            "--configfile …` before the sweep puts its predictions here.\n"
+        advice = (
+            "No run has a prediction.\n"
+            if note
+            else "No estimate for these runs: `snakemake estimate --configfile …` before the sweep puts its "
+            "predictions here.\n"
         )
+        return "# Predicted vs actual time\n\n" + note + advice
     part = runs[runs["predicted_train_s"].notna() & runs["train_wall_time_s"].notna()]
     ratio = part["train_time_ratio"]
     within = float(((ratio >= 0.5) & (ratio <= 2)).mean()) if len(part) else float("nan")
