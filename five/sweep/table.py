@@ -53,10 +53,23 @@ def experiment_dir(config: dict, root: str = RESULTS_ROOT) -> str:
     return f"{root}/{config['experiment']}"
 
 
+FINGERPRINT_HEX_DIGITS = 12
+
+
+def fingerprint(value) -> str:
+    """A short hash of a JSON-able value: the same value (dict keys in any order) gives the same fingerprint."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_HEX_DIGITS]
+
+
+def is_fingerprint(text: str) -> bool:
+    """Whether `text` is spelled as `fingerprint` spells one (config snapshots are named by theirs)."""
+    return re.fullmatch(f"[0-9a-f]{{{FINGERPRINT_HEX_DIGITS}}}", text) is not None
+
+
 def config_hash(config: dict) -> str:
     """A short fingerprint of the validated config (defaults filled in), stamped on tables and claims."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return fingerprint(config)
 
 
 MODEL_DIR_PATTERN = "vae|fcvae|fif|five|five-sample"  # the {model} wildcard of the workflow's run folders
@@ -456,8 +469,7 @@ def estimate_key(row: dict, config: dict) -> str:
     its job computes (job_steps) and how it is evaluated. An estimate (`five estimate`) is this run's only where
     it holds the run's key. `config`: the workflow config, or its estimate_config."""
     settings = json.loads(row["training_json"]) | evaluation_settings(row, config) | job_steps(row, config)
-    text = json.dumps({key: value for key, value in settings.items() if key not in NOT_ESTIMATED}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return fingerprint({key: value for key, value in settings.items() if key not in NOT_ESTIMATED})
 
 
 def check_training(training: dict, where: str) -> None:

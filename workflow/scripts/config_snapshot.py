@@ -2,10 +2,11 @@
 by its hash. The snapshots of earlier edits are removed, so that going back to one of them is again a snapshot to
 make, which reruns the aggregation (workflow/rules/common.smk, CONFIG_SNAPSHOT)."""
 
-import re
 from pathlib import Path
 
 import yaml
+
+from five.sweep.table import is_fingerprint
 
 snakemake = globals()["snakemake"]
 provenance = snakemake.params.provenance
@@ -15,7 +16,11 @@ output.write_text(header + yaml.safe_dump(snakemake.params.config, sort_keys=Fal
 earlier = [
     path
     for path in output.parent.glob("*.yaml")
-    if path != output and path.is_file() and not path.is_symlink() and re.fullmatch(r"[0-9a-f]{12}\.yaml", path.name)
+    if path != output
+    and path.is_file()
+    and not path.is_symlink()
+    and path.suffix == ".yaml"
+    and is_fingerprint(path.stem)
 ]
 for path in earlier:
     path.unlink()
