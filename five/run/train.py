@@ -174,20 +174,9 @@ def _shorter_run_from_history(
     history up to its end, and move the longer run aside (no retraining). Returns that run's train.json
     payload (also when an earlier call made it), else None. Never where the runs are to be evaluated at their
     last epoch (`needs_last_checkpoint`): a cut run has no checkpoint of it, so it is retrained."""
-    record_path, checkpoint_path, best_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
+    record_path, checkpoint_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME
     if record_path.exists() and not checkpoint_path.exists():
-        record = read_train_record(record_path)
-        if record.get("truncated_from") is not None:
-            same = config.matches(record["config"])
-            if same and not needs_last_checkpoint:
-                log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
-                return record
-            why = "without the last checkpoint --model-selection last needs" if same else "of another configuration"
-            if not restart_if_changed and same:
-                raise ConfigError(f"{out_dir} holds a run cut from a longer one, {why}; use --restart-if-changed")
-            if restart_if_changed:
-                log(f"{out_dir} held a run cut from a longer one, {why}; moved its files to {move_aside(out_dir)}")
-        return None
+        return _earlier_cut(out_dir, config, restart_if_changed, needs_last_checkpoint, log)
     if not (restart_if_changed and checkpoint_path.exists()) or needs_last_checkpoint:
         return None
     state = load_checkpoint(checkpoint_path)
@@ -196,20 +185,59 @@ def _shorter_run_from_history(
     history, _ = _replay(out_dir, state, config)
     if history is None or len(history) == state["epoch"]:
         return None
+    return _cut(out_dir, config, device, extra, state["epoch"], history, log)
+
+
+def _earlier_cut(
+    out_dir: Path,
+    config: TrainConfig,
+    restart_if_changed: bool,
+    needs_last_checkpoint: bool,
+    log: Callable[[str], None],
+) -> dict | None:
+    """The train.json payload of a run an earlier call cut (_cut) where it is this config's run and no last
+    checkpoint is needed; else None, refused without `restart_if_changed`, or with it moved aside."""
+    record = read_train_record(out_dir / TRAIN_JSON)
+    if record.get("truncated_from") is None:
+        return None
+    same = config.matches(record["config"])
+    if same and not needs_last_checkpoint:
+        log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
+        return record
+    why = "without the last checkpoint --model-selection last needs" if same else "of another configuration"
+    if not restart_if_changed and same:
+        raise ConfigError(f"{out_dir} holds a run cut from a longer one, {why}; use --restart-if-changed")
+    if restart_if_changed:
+        log(f"{out_dir} held a run cut from a longer one, {why}; moved its files to {move_aside(out_dir)}")
+    return None
+
+
+def _cut(
+    out_dir: Path,
+    config: TrainConfig,
+    device: torch.device,
+    extra: dict | None,
+    trained_epochs: int,
+    history: list[dict],
+    log: Callable[[str], None],
+) -> dict:
+    """Keep best.pt of the run trained for `trained_epochs` as the result of the shorter run whose `history` it
+    replays: the longer run moves aside, and train.json records the shorter one. Returns that payload."""
+    record_path = out_dir / TRAIN_JSON
     end, status = len(history), "stalled" if stalled(history, config.patience) else "complete"
     # how its epochs were trained (job, device, compile, CUDA graphs, model facts) is the longer run's record's,
     # read before anything moves; how it ended is the cut's (never the longer run's divergence)
     trained = read_train_record(record_path) if record_path.is_file() else {}
     trained.pop("error", None)
     target = move_aside(out_dir)
-    shutil.copy2(target / BEST_NAME, best_path)
+    shutil.copy2(target / BEST_NAME, out_dir / BEST_NAME)
     wall_time = sum(entry["time_s"] or 0 for entry in history)
     ended = payload_of({"history": history, "wall_time_s": wall_time}, config, device, None, status)
     ended |= {key: trained[key] for key in ("device", "torch_version") if key in trained}  # its time_s are theirs
-    payload = (extra or {}) | trained | ended | {"truncated_from": state["epoch"], "superseded": str(target)}
+    payload = (extra or {}) | trained | ended | {"truncated_from": trained_epochs, "superseded": str(target)}
     write_json(record_path, payload)
     log(
-        f"{out_dir}: a run of this configuration ends at epoch {end} ({status}), {state['epoch']} were trained; "
+        f"{out_dir}: a run of this configuration ends at epoch {end} ({status}), {trained_epochs} were trained; "
         f"its best epoch ({best_epoch(history)[0]}) is best.pt's, so that is this run's result (no retraining); "
         f"the longer run moved to {target} (no checkpoint of epoch {end} exists: evaluate with --model-selection best)"
     )
