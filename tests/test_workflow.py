@@ -213,6 +213,22 @@ def test_an_edit_of_results_without_snakemakes_records_is_refused_not_left_as_do
     assert "--forcerun train" in text and tables.read_text() == before
 
 
+def test_a_refused_aggregation_is_refused_again_not_left_as_done(finished, tmp_path):
+    """After a finished sweep, a run's eval.json is damaged: the aggregation refuses it (and Snakemake removes
+    runs.csv), and so does every later invocation of the same config, instead of 'Nothing to be done' beside
+    the tables made before the damage."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
+    (snapshot,) = (copy / "results" / "tiny" / "configs").glob("*.yaml")
+    config = yaml.safe_load(snapshot.read_text())
+    evaluation = copy / "results/tiny/digits/vae/d2/k0/s0/eval.json"
+    evaluation.write_text(evaluation.read_text()[:100])
+    for attempt in range(2):
+        refused = snakemake(copy, config, check=False)
+        text = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "eval.json is damaged" in text, (attempt, text[-3000:])
+
+
 def planned_jobs_or_none(result):
     text = result.stdout + result.stderr
     return {} if "Nothing to be done" in text else planned_jobs(result)

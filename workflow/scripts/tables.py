@@ -8,7 +8,7 @@ from five.base.config import NO_PROBES
 from five.sweep.aggregate import attach_references, evaluation_caption, summarise, with_own_sigma_rows, write_tables
 
 snakemake = globals()["snakemake"]
-runs = pd.read_csv(snakemake.input[0])
+runs = pd.read_csv(snakemake.input.runs)
 shown_models = snakemake.params.probes_shown
 references = snakemake.params.references
 selection = snakemake.params.model_selection
