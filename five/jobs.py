@@ -421,8 +421,7 @@ def check_artifact_location(location: str | None, option: str) -> None:
 
 
 def run_mlflow_init(args) -> None:
-    from five.run.tracking import ensure_experiment
-    from five.sweep.table import check_tracking_uri
+    from five.run.tracking import check_tracking_uri, ensure_experiment
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
@@ -432,8 +431,7 @@ def run_mlflow_init(args) -> None:
 
 
 def run_mlflow_sync(args) -> None:
-    from five.run.tracking import sync_run
-    from five.sweep.table import check_tracking_uri
+    from five.run.tracking import check_tracking_uri, sync_run
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")

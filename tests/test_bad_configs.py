@@ -188,6 +188,31 @@ def test_an_empty_model_entry_is_valid(tmp_path):
     assert "results/bad/digits/vae/d2/k0/s0/train.done" in result.stdout
 
 
+def one_config_error(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("five: config error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", ["results", "results/bad"])
+def test_an_experiment_folder_that_is_a_file_fails_the_dry_run_in_one_line(tmp_path, where):
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / where).write_text("not a folder")
+    line = one_config_error(dry_run(tmp_path, ("file", lambda c: c, "")))
+    assert f"{where} is a file, not a folder" in line
+
+
+def test_a_tracking_uri_from_the_environment_is_checked_as_the_configs(tmp_path, monkeypatch):
+    """MLFLOW_TRACKING_URI (used where the config sets no tracking_uri) that MLflow cannot serve the sweep from
+    stops the dry run, as the config key does, instead of every job running untracked."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "garbage")
+    assert "MLFLOW_TRACKING_URI 'garbage' is MLflow's file store" in one_config_error(
+        dry_run(tmp_path, ("env", lambda c: c, ""))
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert dry_run(tmp_path, ("env", lambda c: c, "")).returncode == 0
+
+
 # --- the same checks in-process (each is the dry run's code path: load_sweep_config, then sweep_table) ---------------
 PLAIN = "experiment: bad\nseeds: [0]\nmodels: {vae: {}, five: {probes: [1]}}\n"
 DIGITS = "datasets:\n  digits: {latent_dims: [2], epochs: 2%s}\n"
@@ -233,7 +258,17 @@ LOADED = [
     (
         "experiment named like the MLflow database",
         yaml_case().replace("experiment: bad", "experiment: mlflow.db"),
-        "none of mlflow.db",
+        "does not start with mlflow.db",
+    ),
+    (  # SQLite's journal beside the database: a folder of that name breaks tracking for every experiment
+        "experiment named like the database's journal",
+        yaml_case().replace("experiment: bad", "experiment: mlflow.db-journal"),
+        "does not start with mlflow.db",
+    ),
+    (
+        "experiment named like the shared artifacts",
+        yaml_case().replace("experiment: bad", "experiment: benchmarks"),
+        "none of",
     ),
     (
         "claim on five when only its sample variant runs",

@@ -17,24 +17,50 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from five.base.errors import ConfigError
 from five.base.files import FINISHED, read_json, read_train_record, refuse_non_regular
 
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12
+DEFAULT_DATABASE = "mlflow.db"  # under results/; SQLite's journals and the .ready, .init-lock files lie beside it
 FLUSH_SECONDS = 10.0  # per-epoch metrics are batched: one write per flush, not one per epoch
 
 
 def default_tracking_uri(results_dir: Path) -> str:
     """The embedded default: SQLite under results/ (MLflow's file store is deprecated)."""
-    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{Path(results_dir).resolve() / DEFAULT_DATABASE}"
 
 
 def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
-    """The workflow's tracking URI: the config key, else $MLFLOW_TRACKING_URI, else SQLite under results/.
-    Exported to the environment, which jobs inherit, so switching servers retrains nothing."""
+    """The workflow's tracking URI: the config key (checked with the config), else $MLFLOW_TRACKING_URI, checked
+    here, else SQLite under results/. Exported to the environment, which jobs inherit, so switching servers
+    retrains nothing."""
+    if not configured:
+        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
+
+
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
+def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
+    """A tracking URI MLflow can serve the sweep from: a database or a server (its file store, also what a
+    bare path means, is in maintenance mode). `what`: where the URI was given."""
+    if uri is None:
+        return
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else uri if uri.startswith("databricks") else ""
+    if scheme in ("", "file"):
+        raise ConfigError(
+            f"{what} {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
+            "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
+            "(http://HOST:PORT)"
+        )
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(
+            f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
+        )
 
 
 # A tracking server that is down must not hold a job for minutes (MLflow's own default is 7 retries with

@@ -28,11 +28,12 @@ from five.base.config import (
 from five.base.errors import ConfigError
 from five.base.files import non_regular_kind, not_a_folder
 from five.data.catalog import DATA_SHAPES, FILES
+from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors, side_probes
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
-SHARED_NAMES = ("mlflow.db", "mlflow-artifacts", "benchmarks")  # what results/ holds beside the experiments
+SHARED_NAMES = ("mlflow-artifacts", "benchmarks")  # what results/ holds beside the experiments and the database
 
 
 def point_folder(root: str, dataset, model, latent_dim, probes, *inside: str) -> str:
@@ -215,16 +216,26 @@ def strict_validator(schema: dict):
     return jsonschema.validators.extend(base, type_checker=checker)(schema)
 
 
+def check_experiment(experiment: str) -> None:
+    """The experiment names results/<experiment>/: a folder name no option parser misreads, none of what
+    every experiment shares there, and no file that is there already."""
+    shared = experiment in SHARED_NAMES or experiment.startswith(DEFAULT_DATABASE)
+    if not EXPERIMENT_NAME.fullmatch(experiment) or shared:
+        raise ConfigError(
+            f"experiment {experiment!r} must be a folder name of letters, digits, '_', '.' and '-' "
+            f"that starts with a letter or digit and is none of {', '.join(SHARED_NAMES)} and does not start "
+            f"with {DEFAULT_DATABASE} (the MLflow database's files): it names {RESULTS_ROOT}/<experiment>/"
+        )
+    for folder in (Path(RESULTS_ROOT), Path(RESULTS_ROOT) / experiment):
+        kind = not_a_folder(folder)
+        if kind is not None:
+            raise ConfigError(f"{folder} is {kind}, not a folder: experiment {experiment!r} keeps its results there")
+
+
 def check_sweep(config: dict) -> None:
     """What the schema cannot say but would fail or mislead every job: the main table's budget must be swept,
     conv needs images, and fif/five need d <= D (else their posterior N(f, s·J_f J_fᵀ) is degenerate)."""
-    experiment = config["experiment"]
-    if not EXPERIMENT_NAME.fullmatch(experiment) or experiment in SHARED_NAMES:
-        raise ConfigError(
-            f"experiment {experiment!r} must be a folder name of letters, digits, '_', '.' and '-' "
-            f"that starts with a letter or digit and is none of {', '.join(SHARED_NAMES)}: it names "
-            "results/<experiment>/"
-        )
+    check_experiment(config["experiment"])
     models = {name: settings or {} for name, settings in config["models"].items()}
     for model, probes in config.get("table_probes", {}).items():
         if model not in models:
@@ -265,27 +276,6 @@ def check_data_dir(config: dict) -> None:
     if kind is not None:
         raise ConfigError(
             f"data_dir {folder} is {kind}, not a folder: the sweep reads {' and '.join(read_there)} from it"
-        )
-
-
-TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
-
-
-def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
-    """A tracking URI MLflow can serve the sweep from: a database or a server (its file store, also what a
-    bare path means, is in maintenance mode). `what`: where the URI was given."""
-    if uri is None:
-        return
-    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else uri if uri.startswith("databricks") else ""
-    if scheme in ("", "file"):
-        raise ConfigError(
-            f"{what} {uri!r} is MLflow's file store (in maintenance mode, and not safe for "
-            "concurrent jobs): use a database, e.g. sqlite:///ABSOLUTE/PATH/mlflow.db, or a server "
-            "(http://HOST:PORT)"
-        )
-    if scheme not in TRACKING_SCHEMES:
-        raise ConfigError(
-            f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
         )
 
 

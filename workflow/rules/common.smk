@@ -36,6 +36,7 @@ try:  # every config problem is one line naming the key, before any job is plann
     validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
     RESULTS = experiment_dir(config)  # this experiment's runs, tables, plots, claims and snapshot
     SWEEP = sweep_table(config, RESULTS)
+    TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT)
 except ConfigError as error:
     print(f"five: config error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -62,8 +63,6 @@ PROVENANCE = {"experiment": config["experiment"], "config_hash": config_hash(con
 # .snakemake/ say (lost records would otherwise leave the old config's tables as they were)
 CONFIG_SNAPSHOT = f"{RESULTS}/configs/{PROVENANCE['config_hash']}.yaml"
 IMAGE_DATASETS = {"digits", "mnist", "cifar10"}
-
-TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT)
 
 USES_ESTIMATE = any(
     job.get("runtime") == "estimate"
