@@ -155,3 +155,19 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3]
     assert runs[0].data.metrics["eval_nll_nats"] == 40.0
+
+
+def test_run_keys_with_quotes_and_wildcards_replace_only_their_own_run(tmp_path, monkeypatch):
+    """Run keys are paths, which may hold quotes, backslashes and LIKE's wildcards: a rerun of each replaces its
+    own run and no other, even of keys that differ only there, and nothing is left untracked."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    keys = ["/co/x'q/s0", '/co/x"q/s0', "/co/x_q/s0", "/co/x\\q/s0", "/co/x%q/s0", "/co/'\"both/s0"]
+    warnings = []
+    for attempt in range(2):
+        for key in keys:
+            tracker = RunTracker("quoted", key, warn=warnings.append)
+            tracker.start({"attempt": attempt})
+            tracker.finish()
+    _, by_key, runs = runs_by_key(f"sqlite:///{tmp_path / 'mlflow.db'}", "quoted")
+    assert not warnings and len(runs) == len(keys) and set(by_key) == set(keys)
+    assert all(run.data.params["attempt"] == "1" for run in runs)

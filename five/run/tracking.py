@@ -155,8 +155,12 @@ class RunTracker:
         self.last_flush = time.monotonic()
 
     def _runs_with_key(self):
-        query = f"tags.`{RUN_KEY_TAG}` = '{self.run_key}'"
-        return with_retries(self.client.search_runs, [self.experiment_id], filter_string=query)
+        # a run key is a path, which may hold quotes that MLflow's filter syntax cannot escape: a LIKE pattern
+        # with '_' (any one character) in place of each quote and backslash, then the exact key here
+        pattern = "".join("_" if character in "'\"\\" else character for character in self.run_key)
+        query = f"tags.`{RUN_KEY_TAG}` LIKE '{pattern}'"
+        runs = with_retries(self.client.search_runs, [self.experiment_id], filter_string=query)
+        return [run for run in runs if run.data.tags.get(RUN_KEY_TAG) == self.run_key]
 
     def _guard(self, action: Callable[[], None]) -> None:
         if self.run_id is None:
