@@ -18,15 +18,16 @@ from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
-    LOCK_NAME,
     TRAIN_JSON,
     atomic_write,
     check_output_dir,
     check_output_file,
     non_regular_kind,
+    read_train_record,
     refuse_non_regular,
     write_json,
 )
+from five.data.catalog import NPZ_PREFIX
 
 
 def prepare_job(args, log=print):
@@ -264,11 +265,24 @@ def run_evaluate(args) -> None:
 
 
 def evaluation_files(runs: list[Path], image_dirs: list[Path | None]) -> list[Path]:
-    """What an evaluate call must not write its --out onto: every run's own files and every image grid."""
+    """What an evaluate call must not write its --out onto (besides the runs' own files, which no --out may
+    be): the data files and the tracking database it reads, and every image grid it writes."""
     from five.run.images import IMAGE_NAMES
 
-    own = [run / name for run in runs for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)]
-    return own + [folder / name for folder in image_dirs if folder is not None for name in IMAGE_NAMES]
+    datasets = [
+        read_train_record(run / TRAIN_JSON)["config"]["dataset"] for run in runs if (run / TRAIN_JSON).is_file()
+    ]
+    grids = [folder / name for folder in image_dirs if folder is not None for name in IMAGE_NAMES]
+    return read_files(datasets) + grids
+
+
+def read_files(datasets: list[str]) -> list[Path]:
+    """The files a job reads that no output of it may replace: the npz data sets among `datasets` and the SQLite
+    tracking database with the files SQLite and five keep beside it."""
+    from five.run.tracking import sqlite_database_files
+
+    data = [Path(name.removeprefix(NPZ_PREFIX)) for name in datasets if name.startswith(NPZ_PREFIX)]
+    return data + sqlite_database_files(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protected: list[Path]) -> None:
@@ -318,7 +332,7 @@ def run_time_steps(args) -> None:
     configs = step_configs(args.points, args.dataset)
     if args.rounds < 2:
         raise FiveError(f"--rounds must be >= 2 (pairs for an interval), got {args.rounds}")
-    check_output_file(args.out, "--out")
+    check_output_file(args.out, "--out", protected=read_files([args.dataset]))
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
@@ -383,7 +397,7 @@ def run_download(args) -> None:
 
 def run_estimate(args) -> None:
     from five.run.device import choose_device
-    from five.sweep.estimate import estimate_sweep, write_estimate
+    from five.sweep.estimate import ESTIMATE_FILES, estimate_sweep, write_estimate
     from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
 
     if args.gpus < 1:
@@ -391,6 +405,8 @@ def run_estimate(args) -> None:
     config = load_sweep_config(args.configfile)
     args.out_dir = args.out_dir or Path(experiment_dir(config))
     check_output_dir(args.out_dir, "--out-dir")
+    for name in ESTIMATE_FILES:  # both, before anything is timed
+        check_output_file(args.out_dir / name, "--out-dir", protected=[args.configfile])
     device = choose_device(args.device)
     name = torch_device_name(device)
     estimate = estimate_sweep(
@@ -401,7 +417,7 @@ def run_estimate(args) -> None:
         pack_seeds=args.pack_seeds,
     )
     summary = write_estimate(estimate, args.out_dir, args.gpus, name)
-    print(f"{summary}\nwrote {args.out_dir / 'estimate.csv'} and {args.out_dir / 'estimate.md'}")
+    print(f"{summary}\nwrote {' and '.join(str(args.out_dir / name) for name in ESTIMATE_FILES)}")
 
 
 def torch_device_name(device) -> str:

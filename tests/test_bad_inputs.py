@@ -15,6 +15,7 @@ import torch
 from five.base.files import run_lock
 from five.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"train": np.zeros((20, 4), np.float32), "test": np.ones((10, 4), np.float32)}
 
 
@@ -428,12 +429,12 @@ CASES = [
     (
         "evaluate --out checkpoint.pt",
         lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "checkpoint.pt"),
-        "would overwrite a run's own checkpoint.pt",
+        "is named as a training run's own checkpoint.pt",
     ),
     (
         "evaluate --out best.pt",
         lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "best.pt"),
-        "would overwrite a run's own best.pt",
+        "is named as a training run's own best.pt",
     ),
     (
         "evaluate --out under a file",
@@ -778,7 +779,44 @@ CASES = [
         lambda t, r: evaluate(copy_run(r, t), "--image-dir", _text(t / "grids")),
         "--image-dir",
     ),
+    (
+        "time-steps --out a run's checkpoint",
+        lambda t, r: time_steps("manifold", copy_run(r, t) / "checkpoint.pt"),
+        "is named as a training run's own checkpoint.pt",
+    ),
+    (
+        "time-steps --out its npz data",
+        lambda t, r: time_steps(f"npz:{npz(t, **GOOD)}", t / "data.npz"),
+        "would overwrite data.npz, which this command reads or writes",
+    ),
+    (  # refused before anything is timed: the output files are checked first
+        "estimate.csv a link to a device",
+        lambda t, r: estimate_into(_linked(t / "out" / "estimate.csv", "/dev/null")),
+        "estimate.csv is a device",
+    ),
+    ("estimate.md a folder", lambda t, r: estimate_into(_folder(t / "out" / "estimate.md")), "estimate.md is a folder"),
 ]
+
+
+def time_steps(dataset: str, out: Path) -> list:
+    points = '[{"model": "vae", "latent_dim": 2}]'
+    return ["time-steps", "--dataset", dataset, "--points", points, "--rounds", 2, "--device", "cpu", "--out", out]
+
+
+def estimate_into(made: Path) -> list:
+    """`five estimate` of the quick config into the folder holding `made`."""
+    return ["estimate", "--configfile", ROOT / "config" / "quick.yaml", "--device", "cpu", "--out-dir", made.parent]
+
+
+def _linked(path: Path, target: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return path
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
 
 
 def _truncate(path: Path) -> Path:
@@ -815,9 +853,10 @@ def _with(array, value, count):
 @pytest.mark.parametrize("builder, expected", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_input_is_one_clear_line_with_exit_code_2(builder, expected, trained, tmp_path):
     argv = builder(tmp_path, trained)
-    code, _, err = run_cli(argv)
+    code, out, err = run_cli(argv)
     lines = err.strip().splitlines()
     assert code == 2, err
+    assert out == "", out  # refused before any work, whose progress goes to stdout
     assert len(lines) == 1 and lines[0].startswith("five: error: "), err
     assert expected in lines[0], lines[0]
     assert "Traceback" not in err and "weights_only" not in err
@@ -994,11 +1033,11 @@ def test_an_evaluation_never_writes_onto_another_runs_files_or_images(trained, t
     before = (second / "best.pt").read_bytes()
     argv = ["evaluate", "--run", first, second, "--importance-samples", 2, "--device", "cpu"]
     code, _, err = run_cli(argv + ["--out", second / "best.pt", first / "eval.json"])
-    assert code == 2 and "would overwrite a run's own best.pt" in err and "evaluated batch" not in err, err
+    assert code == 2 and "is named as a training run's own best.pt" in err and "evaluated batch" not in err, err
     assert (second / "best.pt").read_bytes() == before
     images = [tmp_path / "img1", tmp_path / "img2"]
     code, _, err = run_cli(argv + ["--out", images[1] / "samples.png", first / "eval.json", "--image-dir", *images])
-    assert code == 2 and "would overwrite a run's own samples.png" in err and "evaluated batch" not in err, err
+    assert code == 2 and "would overwrite samples.png, which this command" in err and "evaluated batch" not in err, err
 
 
 def test_image_grids_of_flat_data_are_refused_for_every_run_before_the_first_is_evaluated(trained, tmp_path):
@@ -1046,3 +1085,25 @@ def test_the_mlflow_commands_say_what_is_wrong_with_the_store_in_one_line(
 def test_an_experiment_name_mlflow_would_refuse_is_refused_in_one_line():
     code, _, err = run_cli(["mlflow-init", "--experiment", "x" * 501])
     assert code == 2 and "a name of 501 characters (MLflow takes at most 500)" in err, err
+
+
+def test_no_output_replaces_what_the_command_reads(tmp_path, monkeypatch):
+    """`five evaluate --out` onto the npz data its run was trained on, or onto the SQLite tracking database it
+    logs to (or the journal beside it), is refused before anything is evaluated, and each is left as it was;
+    `five estimate` whose estimate.md would be a folder writes no estimate.csv either."""
+    data = npz(tmp_path, **GOOD)
+    run = tmp_path / "run"
+    assert run_cli(train_on(data) + [run])[0] == 0
+    before = data.read_bytes()
+    code, _, err = run_cli(evaluate(run, out=data))
+    assert code == 2 and "would overwrite data.npz" in err and "evaluated batch" not in err, err
+    assert data.read_bytes() == before
+    database = tmp_path / "m.db"
+    database.write_bytes(b"a database")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    for target in (database, tmp_path / "m.db-journal"):
+        code, _, err = run_cli(evaluate(run, "--mlflow-experiment", "e", out=target))
+        assert code == 2 and f"would overwrite {target.name}" in err, err
+    assert database.read_bytes() == b"a database" and not (tmp_path / "m.db-journal").exists()
+    code, _, err = run_cli(estimate_into(_folder(tmp_path / "out" / "estimate.md")))
+    assert code == 2 and "estimate.md is a folder" in err and not (tmp_path / "out" / "estimate.csv").exists(), err

@@ -23,6 +23,7 @@ TRAIN_JSON = "train.json"
 FINISHED = ("complete", "stalled", "diverged")  # train.json statuses of a run that stopped (else "running")
 EVAL_JSON = "eval.json"
 LOCK_NAME = ".lock"
+RUN_OWN_FILES = (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)  # what a training run alone writes
 SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed
 MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
 
@@ -193,13 +194,16 @@ def check_output_dir(path: Path, what: str) -> None:
 
 
 def check_output_file(path: Path, what: str, protected=()) -> None:
-    """Before any compute: `path` can be written as a file and is none of the `protected` files."""
+    """Before any compute: `path` can be written as a file, is not named as a run's own files (RUN_OWN_FILES)
+    and is none of the `protected` files (what the command reads or writes besides)."""
     path = Path(path)
     if path.is_dir():
         raise FiveError(f"{what} {path} is a folder; give a file name")
     refuse_non_regular(path, what)
+    if path.name in RUN_OWN_FILES:  # only `five train` writes these: anything else there would pass for a run's
+        raise FiveError(f"{what} {path} is named as a training run's own {path.name}; choose another file")
     if any(path.resolve() == Path(other).resolve() for other in protected):
-        raise FiveError(f"{what} {path} would overwrite a run's own {path.name}; choose another file")
+        raise FiveError(f"{what} {path} would overwrite {path.name}, which this command reads or writes")
     _check_creatable(path.parent, what)
     if path.exists() and not os.access(path, os.W_OK):
         raise FiveError(f"{what} {path} is not writable")

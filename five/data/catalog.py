@@ -2,6 +2,7 @@
 split sizes of the torchvision data sets. Free of torch: the workflow checks configs and names input files with
 it while it parses."""
 
+NPZ_PREFIX = "npz:"  # a data set of one's own: npz:PATH names the .npz file
 DATA_SHAPES = {"digits": (64,), "manifold": (10,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 VALIDATION_SIZE = 10_000
 OFFICIAL_SIZES = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}  # (training, test) images

@@ -20,6 +20,7 @@ import torch
 from five.base.config import DEFAULT_NETWORKS, FLOAT32_MAX, NPZ_HIDDEN_WIDTH
 from five.base.errors import DataError
 from five.base.files import non_regular_kind
+from five.data.catalog import NPZ_PREFIX
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
 DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
@@ -127,7 +128,7 @@ def load_npz(path: str) -> Dataset:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
-    return Dataset(f"npz:{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH)
+    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH)
 
 
 MAX_DISCRETE_LEVELS = 2**31  # values 0 … L − 1 are held as int32
@@ -203,7 +204,7 @@ REGISTRY: dict[str, Callable[[Path], Dataset]] = {
 
 
 def dataset_names() -> list[str]:
-    return [*REGISTRY, "npz:PATH"]
+    return [*REGISTRY, f"{NPZ_PREFIX}PATH"]
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
@@ -214,8 +215,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    if name.startswith("npz:"):
-        return load_npz(name.removeprefix("npz:"))
+    if name.startswith(NPZ_PREFIX):
+        return load_npz(name.removeprefix(NPZ_PREFIX))
     if name not in REGISTRY:
         raise DataError(f"unknown dataset {name!r} (choose from {', '.join(dataset_names())})")
     return REGISTRY[name](resolve_data_dir(data_dir))

@@ -23,12 +23,14 @@ from five.base.files import FINISHED, read_json, read_train_record, refuse_non_r
 RUN_KEY_TAG = "five.run_key"
 RETRIES = 12
 DEFAULT_DATABASE = "mlflow.db"  # under results/; SQLite's journals and the .ready, .init-lock files lie beside it
+SQLITE = "sqlite:///"  # the URI prefix of an SQLite database (then its absolute or relative path)
+READY_SUFFIX, INIT_LOCK_SUFFIX = ".ready", ".init-lock"  # files beside the database (store_initialisation_lock)
 FLUSH_SECONDS = 10.0  # per-epoch metrics are batched: one write per flush, not one per epoch
 
 
 def default_tracking_uri(results_dir: Path) -> str:
     """The embedded default: SQLite under results/ (MLflow's file store is deprecated)."""
-    return f"sqlite:///{Path(results_dir).resolve() / DEFAULT_DATABASE}"
+    return f"{SQLITE}{Path(results_dir).resolve() / DEFAULT_DATABASE}"
 
 
 def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
@@ -91,22 +93,32 @@ def with_retries(call: Callable, *args, **kwargs):
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 
+def sqlite_database_files(tracking_uri: str | None) -> list[Path]:
+    """The SQLite database of `tracking_uri` and the files kept beside it (SQLite's journals, five's ready mark
+    and initialisation lock); none for a server."""
+    if not tracking_uri or not tracking_uri.startswith(SQLITE):
+        return []
+    database = Path(tracking_uri.removeprefix(SQLITE))
+    suffixes = ("-journal", "-wal", "-shm", READY_SUFFIX, INIT_LOCK_SUFFIX)
+    return [database] + [database.with_name(database.name + suffix) for suffix in suffixes]
+
+
 @contextmanager
 def store_initialisation_lock(tracking_uri: str | None):
     """Jobs that start together on a new SQLite store would all create its tables (MLflow's migrations are not
     safe against each other): until a job has created the store and the experiment (and left a `.ready` file
     beside the database), jobs take turns under a lock file; afterwards they pass straight through (holding
     it costs a second per job). Servers handle their own concurrency."""
-    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+    if not tracking_uri or not tracking_uri.startswith(SQLITE):
         yield
         return
-    database = Path(tracking_uri[len("sqlite:///") :])
-    ready = database.with_name(database.name + ".ready")
+    database = Path(tracking_uri.removeprefix(SQLITE))
+    ready = database.with_name(database.name + READY_SUFFIX)
     if ready.is_file():
         yield
         return
     database.parent.mkdir(parents=True, exist_ok=True)
-    lock = database.with_name(database.name + ".init-lock")
+    lock = database.with_name(database.name + INIT_LOCK_SUFFIX)
     for path in (lock, ready):
         refuse_non_regular(path)  # a FIFO there would block every job
     with open(lock, "a") as handle:

@@ -316,10 +316,14 @@ def estimate_notes(estimate: pd.DataFrame, device_name: str) -> list[str]:
     return notes
 
 
+ESTIMATE_FILES = ("estimate.csv", "estimate.md")  # what `five estimate` writes into its --out-dir
+
+
 def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str) -> str:
     """results/estimate.csv (per run) and estimate.md (per data set × model, totals); returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "estimate.csv", lambda file: file.write(estimate.to_csv(index=False).encode()))
+    csv_name, markdown_name = ESTIMATE_FILES
+    atomic_write(out_dir / csv_name, lambda file: file.write(estimate.to_csv(index=False).encode()))
     jobs = estimate.assign(
         train_h=(estimate["predicted_train_s"] + estimate["job_startup_s"]) / 3600,
         evaluate_h=(estimate["predicted_evaluate_s"] + estimate["job_startup_s"]) / 3600,
@@ -345,5 +349,5 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
         + "\n".join(f"- {note}" for note in notes)
         + "\n"
     )
-    atomic_write(out_dir / "estimate.md", lambda file: file.write(text.encode()))
+    atomic_write(out_dir / markdown_name, lambda file: file.write(text.encode()))
     return summary
