@@ -234,6 +234,11 @@ LOADED = [
         yaml_case(", lr: 1" + "0" * 400),
         "datasets.digits × models.vae: the setting lr must be a finite number",
     ),
+    (  # the workflow's dry run refuses it as `five train` does: 0 in float32
+        "lr below float32",
+        yaml_case(", lr: 1.0e-50"),
+        "datasets.digits × models.vae: the setting lr is 1e-50, beyond float32",
+    ),
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
     ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),

@@ -206,6 +206,12 @@ CASES = [
     ("train --out empty", lambda t, r: train_with(out=""), "--out: an empty path was given"),
     ("run folder unmakeable", lambda t, r: train_with(out="/sys/five-run"), "/sys/five-run"),  # as root: mkdir
     ("lr beyond float32", lambda t, r: train_with("--lr", 1e300, out=t / "o"), "lr is 1e+300, beyond float32"),
+    (  # 0 in float32: every update would be 0, a run that trains nothing
+        "lr below float32",
+        lambda t, r: train_with("--lr", 1e-50, out=t / "o"),
+        "lr is 1e-50, beyond float32",
+    ),
+    ("log sigma lr below float32", lambda t, r: train_with("--log-sigma-lr", 1e-40, out=t / "o"), "beyond float32"),
     ("seed beyond 64 bits", lambda t, r: train_with("--seed", 2**64, out=t / "o"), "beyond the 64-bit integers"),
     (
         "train.json a FIFO",

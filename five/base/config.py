@@ -45,6 +45,7 @@ CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (f
 INT64_MAX = 2**63 - 1  # the integers a torch tensor holds
 SEED_MAX = 2**64 - 1  # the seeds torch.manual_seed takes
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32
+FLOAT32_TINY = 1.1754943508222875e-38  # its smallest normal number: below it a setting is 0 or loses its digits
 
 
 def cuda_graph_mode(value: str | bool) -> str:
@@ -125,7 +126,7 @@ class TrainConfig:
                     raise ConfigError(
                         f"the setting {name} must be a finite number, got one too large for a float"
                     ) from None
-                if FLOAT32_MAX < abs(getattr(self, name)) < math.inf:
+                if FLOAT32_MAX < abs(getattr(self, name)) < math.inf or 0 < abs(getattr(self, name)) < FLOAT32_TINY:
                     raise ConfigError(f"the setting {name} is {value}, beyond float32, the precision training runs in")
             else:
                 wanted = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
