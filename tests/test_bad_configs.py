@@ -239,6 +239,33 @@ LOADED = [
         yaml_case(", lr: 1.0e-50"),
         "datasets.digits × models.vae: the setting lr is 1e-50, beyond float32",
     ),
+    (  # the last would win and the first vanish from the table
+        "reference twice for one cell",
+        yaml_case(", reference: [{model: vae, latent_dim: 2, value: 1}, {model: vae, latent_dim: 2, value: 2}]"),
+        "datasets.digits.reference.1 and .0 both give vae's reference at d = 2: keep one",
+    ),
+    (  # one without probes serves every budget, so it meets the one with K = 1
+        "reference for every budget and for one",
+        yaml_case(
+            ", reference: [{model: five, latent_dim: 2, value: 1}, {model: five, latent_dim: 2, probes: 1, value: 2}]"
+        ),
+        "both give five's reference at d = 2, K = 1",
+    ),
+    (
+        "reference of a model not swept",
+        yaml_case(", reference: [{model: fif, latent_dim: 2, value: 1}]"),
+        "datasets.digits.reference.0: fif at d = 2 is not swept on digits",
+    ),
+    (
+        "reference at a latent dim not swept",
+        yaml_case(", reference: [{model: vae, latent_dim: 7, value: 1}]"),
+        "vae at d = 7 is not swept on digits",
+    ),
+    (
+        "reference at a budget not swept",
+        yaml_case(", reference: [{model: five, latent_dim: 2, probes: 2, value: 1}]"),
+        "K = 2 is not a swept budget of five [1]",
+    ),
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
     ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),
@@ -463,8 +490,11 @@ def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
         yaml_case(top="tracking_uri: http://127.0.0.1:5000\n"),
         yaml_case(top="tracking_uri: databricks\n"),
         yaml_case(claim_kind="equivalent", claim_extra=", probes: 1, against: [vae], margin: 1"),
+        yaml_case(
+            ", reference: [{model: vae, latent_dim: 2, value: 1}, {model: five, latent_dim: 2, probes: 1, value: 2}]"
+        ),
     ],
-    ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim"],
+    ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim", "references"],
 )
 def test_valid_edges_are_accepted(tmp_path, text):
     from five.sweep.table import load_sweep_config

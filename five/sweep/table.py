@@ -250,6 +250,7 @@ def check_sweep(config: dict) -> None:
     check_data_dir(config)
     check_claims(config, models)
     for dataset, settings in config["datasets"].items():
+        check_references(dataset, settings, models)
         shape = DATA_SHAPES[dataset]
         if settings.get("architecture") == "conv" and len(shape) != 3:
             raise ConfigError(
@@ -263,6 +264,28 @@ def check_sweep(config: dict) -> None:
                 raise ConfigError(
                     f"datasets.{dataset}.latent_dims {too_large} exceed D = {dim}: {model}'s "
                     "posterior N(f(x), s·J_f J_fᵀ) would be degenerate (needs d <= D)"
+                )
+
+
+def check_references(dataset: str, settings: dict, models: dict) -> None:
+    """Each reference number of datasets.<dataset>.reference stands beside a cell the sweep makes, and no two
+    stand beside the same one (an entry without `probes` serves every budget of its model and d)."""
+    cells = {}
+    for index, entry in enumerate(settings.get("reference", [])):
+        where = f"datasets.{dataset}.reference.{index}"
+        model, latent_dim = entry["model"], entry["latent_dim"]
+        if model not in models or latent_dim not in settings["latent_dims"]:
+            raise ConfigError(f"{where}: {model} at d = {latent_dim} is not swept on {dataset}, so no cell shows it")
+        budgets = swept_probes(model, models[model])
+        if "probes" in entry and entry["probes"] not in budgets:
+            raise ConfigError(f"{where}: K = {entry['probes']} is not a swept budget of {model} {budgets}")
+        for probes in [entry["probes"]] if "probes" in entry else budgets:
+            earlier = cells.setdefault((model, latent_dim, probes), index)
+            if earlier != index:
+                raise ConfigError(
+                    f"{where} and .{earlier} both give {model}'s reference at d = {latent_dim}"
+                    + (f", K = {probes}" if probes != NO_PROBES else "")
+                    + ": keep one"
                 )
 
 
