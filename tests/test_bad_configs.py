@@ -266,6 +266,20 @@ LOADED = [
         yaml_case(", reference: [{model: five, latent_dim: 2, probes: 2, value: 1}]"),
         "K = 2 is not a swept budget of five [1]",
     ),
+    (  # a row of claims.md and a line of the printed summary each
+        "claim statement of two lines",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
+            "statement: s,", 'statement: "s\\nt",'
+        ),
+        "claims.list.0.statement 's\\nt' must be one line",
+    ),
+    (
+        "claim id ending in a line break",
+        yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
+            "id: C1,", 'id: "C1\\n",'
+        ),
+        "claims.list.0.id 'C1\\n' must be one line",
+    ),
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
     ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),

@@ -1,6 +1,7 @@
 """The claims rules on synthetic runs tables whose verdicts are known by construction."""
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -296,6 +297,29 @@ def test_cost_ratio_and_the_written_report(tmp_path):
     text = (tmp_path / "claims.md").read_text()
     assert summary.startswith("C3 SUPPORTED") and "95% Student-t interval" in text and "Holm" in text
     assert len(pd.read_csv(tmp_path / "claims.csv")) == 2
+
+
+def test_a_pipe_in_a_claims_text_stays_inside_its_markdown_cell(tmp_path):
+    """A statement like '|Δ| is small' (or an id with '|') is escaped in claims.md: every row of both tables
+    has its table's columns, the claim's text reads back whole."""
+    runs = runs_table({("five", 4): [0.25, 0.26, 0.24], ("vae", 4): [0.1, 0.1, 0.1]}, metric="epoch_time_s")
+    claim = {
+        "id": "C|3",
+        "statement": "|cost| is at most 3 × the VAE's",
+        "kind": "ratio_at_most",
+        "model": "five",
+        "against": ["vae"],
+        "metric": "epoch_time_s",
+        "factor": 3,
+    }
+    write_claims(evaluate_claims(runs, SETTINGS | {"list": [claim]}, SHOWN), tmp_path / "claims", SETTINGS)
+    tables = re.findall(r"(?m)(?:^\|.*\|\n)+", (tmp_path / "claims.md").read_text())
+    assert len(tables) == 2
+    for table in tables:
+        rows = [re.split(r"(?<!\\)\|", row)[1:-1] for row in table.splitlines()]
+        assert len({len(row) for row in rows}) == 1, table  # no row has a column more than its heading
+    first_row = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", tables[0].splitlines()[2])]
+    assert first_row[1:3] == ["C|3", claim["statement"]]
 
 
 def test_interval_of_one_value_is_unbounded():

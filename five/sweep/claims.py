@@ -575,11 +575,11 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
         *note,
         method_text(settings),
         "",
-        verdicts.to_markdown(index=False),
+        markdown_table(verdicts),
         "",
         "## Every cell",
         "",
-        cell_table(table).to_markdown(index=False),
+        markdown_table(cell_table(table)),
         "",
     ]
     out_prefix.with_suffix(".md").write_text("\n".join(lines))
@@ -587,6 +587,12 @@ def write_claims(table: pd.DataFrame, out_prefix, settings: dict, provenance: di
         f"{row.claim} {row.verdict.upper():<13} {row.statement} ({row.reason})" for row in overall.itertuples()
     ]
     return "\n".join(([f"Note: {settings['note']}"] if settings.get("note") else []) + verdict_lines)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """`frame` as a Markdown table whose text cells may hold '|' (a statement's |x|): escaped, not a column."""
+    escaped = frame.map(lambda value: value.replace("|", "\\|") if isinstance(value, str) else value)
+    return escaped.to_markdown(index=False)
 
 
 def cell_table(table: pd.DataFrame) -> pd.DataFrame:

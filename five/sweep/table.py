@@ -341,6 +341,9 @@ def check_claims(config: dict, models: dict) -> None:
     what it needs."""
     budgets, shown, seen = swept_budgets(models), probes_shown(config), set()
     for index, claim in enumerate(config.get("claims", {}).get("list", [])):
+        for key in ("id", "statement"):  # each is a cell of claims.md and part of one line of the printed summary
+            if claim[key].splitlines() != [claim[key]]:
+                raise ConfigError(f"claims.list.{index}.{key} {claim[key]!r} must be one line")
         where = f"claims.list.{index} ({claim['id']})"
         if claim["id"] in seen:
             raise ConfigError(f"{where}: the id {claim['id']!r} is used by an earlier claim")
