@@ -672,6 +672,11 @@ CASES = [
         "is not valid YAML",
     ),
     (
+        "estimate config not UTF-8",
+        lambda t, r: ["estimate", "--configfile", _bytes_as(t / "c.yaml", b"experiment: t\xff\n"), "--out-dir", t],
+        "c.yaml is not UTF-8 text (byte 13: invalid start byte)",
+    ),
+    (
         "estimate config typo",
         lambda t, r: [
             "estimate",
@@ -812,6 +817,11 @@ def time_steps(dataset: str, out: Path) -> list:
 def estimate_into(made: Path) -> list:
     """`five estimate` of the quick config into the folder holding `made`."""
     return ["estimate", "--configfile", ROOT / "config" / "quick.yaml", "--device", "cpu", "--out-dir", made.parent]
+
+
+def _bytes_as(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
 
 
 def _linked(path: Path, target: str) -> Path:

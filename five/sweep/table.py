@@ -151,6 +151,8 @@ def load_sweep_config(path: str | Path) -> dict:
         config = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path} is not a YAML mapping of config keys")
     check_config(config, SCHEMA_PATH)
