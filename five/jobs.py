@@ -59,6 +59,10 @@ def apply_threads(args) -> None:
     if args.threads is not None:
         if args.threads < 1:
             raise FiveError(f"--threads must be >= 1, got {args.threads}")
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if args.threads > available:  # oversubscribed: every step slower and its timings skewed (torch crashes
+            # outright at some tens of thousands)
+            raise FiveError(f"--threads {args.threads} is more than the {available} CPUs this job may run on")
         torch.set_num_threads(args.threads)
 
 

@@ -671,6 +671,11 @@ CASES = [
         lambda t, r: ["estimate", "--configfile", _text_as(t / "c.yaml", "a: [1,\n"), "--out-dir", t],
         "is not valid YAML",
     ),
+    (  # 100000 made torch crash with a segmentation fault
+        "threads beyond the CPUs",
+        lambda t, r: train_with("--threads", len(os.sched_getaffinity(0)) + 1, out=t / "o"),
+        "CPUs this job may run on",
+    ),
     (
         "estimate config not UTF-8",
         lambda t, r: ["estimate", "--configfile", _bytes_as(t / "c.yaml", b"experiment: t\xff\n"), "--out-dir", t],
@@ -885,6 +890,7 @@ TRAIN_CASES_OUT_OF_A_NEW_FOLDER = [
     "dataset unknown",
     "hidden width beyond torch's sizes",
     "hidden width whose layer overflows",
+    "threads beyond the CPUs",
 ]
 
 
