@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import five.run.evaluate
 import five.run.train
 from five.base.config import MODELS, TrainConfig
 from five.base.errors import TrainingDiverged
@@ -157,3 +158,17 @@ def test_sigma_is_fitted_on_the_validation_split_never_the_test_split(tmp_path, 
     from five.run.validation import validation_batch
 
     torch.testing.assert_close(seen["x"], validation_batch(load_dataset("digits"), CPU, quiet))
+
+
+def test_a_long_evaluation_says_how_far_it_is_within_a_batch(tmp_path, monkeypatch):
+    """The importance-sample count is named before any sampling, and a batch's sampling reports its progress
+    (here on every chunk of 256 samples: the reporting interval set to 0), so a long evaluation (10^12 samples
+    ran silent) is never silent."""
+    train(config(epochs=1), tmp_path, CPU, log=quiet)
+    monkeypatch.setattr(five.run.evaluate, "PROGRESS_SECONDS", 0.0)
+    lines = []
+    evaluate_run(tmp_path, CPU, importance_samples=1024, batch_size=256, log=lines.append)
+    start = next(i for i, line in enumerate(lines) if "importance samples, in" in line)
+    assert lines[start].endswith("examples × 1024 importance samples, in 2 batches")
+    progress = [f"batch 1/2: {256 * n}/1024 importance samples" for n in (1, 2, 3, 4)]
+    assert lines[start + 1 : start + 6] == progress + ["evaluated batch 1/2"], lines

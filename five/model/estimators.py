@@ -158,8 +158,10 @@ def iwae_log_likelihood(
     samples: int,
     generator: torch.Generator,
     chunk_size: int = 128,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> IWAEResult:
-    """IWAE with N = `samples` draws from `posterior`, chunked over N so memory does not grow with N.
+    """IWAE with N = `samples` draws from `posterior`, chunked over N so memory does not grow with N;
+    `on_chunk(done)` after each chunk (progress).
 
     w_n = log p(x, z_n) − log q(z_n|x) with `log_joint(x, z)` → (B,) = log p(x|z) + log p(z).
     Streams logsumexp(w), logsumexp(2w) and Σw over chunks; all in float64.
@@ -178,4 +180,6 @@ def iwae_log_likelihood(
         lse_2w = torch.logaddexp(lse_2w, torch.logsumexp(2 * w, 0))
         sum_w += w.sum(0)
         done += n
+        if on_chunk is not None:
+            on_chunk(done)
     return IWAEResult(lse_w - math.log(samples), sum_w / samples, torch.exp(2 * lse_w - lse_2w))

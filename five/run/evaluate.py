@@ -40,6 +40,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
 # with mean variance equal to its posterior variance (λ = 2) carries ½·log 2 ≈ 0.35 nats: not informative,
 # though "active" by Burda's count.
 INFORMATION_THRESHOLD = 0.5
+PROGRESS_SECONDS = 30.0  # how often a batch's importance sampling says how far it is
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
 POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
@@ -168,6 +169,19 @@ def bits_per_dim(nll_nats: float, dataset: Dataset) -> float | None:
     return nll_nats / (dataset.dim * math.log(2)) + math.log2(levels) if levels else None
 
 
+def every(seconds: float, report: Callable[[int], None]) -> Callable[[int], None]:
+    """`report`, passed on at most once per `seconds` (progress of long work without a line per step)."""
+    last = time.monotonic()
+
+    def call(value: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            report(value)
+
+    return call
+
+
 def likelihood_pass(
     model: Model,
     x_all: torch.Tensor,
@@ -183,11 +197,16 @@ def likelihood_pass(
     }
     covariance_sum = 0
     batches = x_all.split(batch_size)
+    log(f"{len(x_all)} examples × {importance_samples} importance samples, in {len(batches)} batches")
     for index, x in enumerate(batches):
+        progress = every(
+            PROGRESS_SECONDS,
+            lambda done: log(f"batch {index + 1}/{len(batches)}: {done}/{importance_samples} importance samples"),
+        )
         with torch.no_grad():
             posterior = model.posterior(x)
             result = iwae_log_likelihood(
-                x, posterior, model.log_joint, importance_samples, generator, samples_per_chunk
+                x, posterior, model.log_joint, importance_samples, generator, samples_per_chunk, progress
             )
             reconstruction = model.decode(posterior.mean.to(x.dtype))
             if model.name == "vae":
