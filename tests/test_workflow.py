@@ -2,6 +2,7 @@
 edits checked by dry runs to rerun only what they touch. Also `snakemake --lint`."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -214,17 +215,19 @@ def test_an_edit_of_results_without_snakemakes_records_is_refused_not_left_as_do
 
 
 def test_a_refused_aggregation_is_refused_again_not_left_as_done(finished, tmp_path):
-    """After a finished sweep, a run's eval.json is damaged: the aggregation refuses it (and Snakemake removes
-    runs.csv), and so does every later invocation of the same config, instead of 'Nothing to be done' beside
-    the tables made before the damage."""
+    """After a finished sweep, a run's eval.json is damaged (its time stamp kept, so only a forced aggregation
+    reads it): the aggregation refuses it and Snakemake removes runs.csv; every later invocation of the same
+    config refuses it again, instead of 'Nothing to be done' beside the tables made before."""
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
     (snapshot,) = (copy / "results" / "tiny" / "configs").glob("*.yaml")
     config = yaml.safe_load(snapshot.read_text())
     evaluation = copy / "results/tiny/digits/vae/d2/k0/s0/eval.json"
+    made = evaluation.stat()
     evaluation.write_text(evaluation.read_text()[:100])
-    for attempt in range(2):
-        refused = snakemake(copy, config, check=False)
+    os.utime(evaluation, ns=(made.st_atime_ns, made.st_mtime_ns))
+    for attempt, forced in enumerate((["--forcerun", "aggregate"], [], [])):
+        refused = snakemake(copy, config, *forced, check=False)
         text = refused.stdout + refused.stderr
         assert refused.returncode != 0 and "eval.json is damaged" in text, (attempt, text[-3000:])
 

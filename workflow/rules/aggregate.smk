@@ -3,9 +3,12 @@
 
 rule aggregate:
     input:
-        # an edit of the points' settings reruns the aggregation, and with it every evaluation that an earlier
-        # invocation failed to redo; any config edit (its snapshot) reruns its check that each run is as configured
-        sources=runs_csv_sources(),
+        evaluations=run_files("eval.json"),  # each made after its run's training: with train.json, a row's source
+        # what each point's runs were trained and evaluated with: an edit of them reruns the aggregation, and with it
+        # every evaluation that an earlier invocation failed to redo (Snakemake ignores a missing intermediate file
+        # whose consumers are up to date)
+        settings=point_files("training.json") + point_files("settings.json"),
+        config=CONFIG_SNAPSHOT,  # any config edit reruns it (and its check that each run is made as configured)
     output:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
@@ -26,7 +29,6 @@ rule aggregate:
 rule tables:
     input:
         runs=f"{RESULTS}/runs.csv",
-        sources=runs_csv_sources(),
     output:
         main_csv=report(f"{RESULTS}/tables/main.csv", caption="../report/main_table.rst", category="Tables"),
         main_md=report(f"{RESULTS}/tables/main.md", caption="../report/main_table.rst", category="Tables"),
@@ -56,7 +58,6 @@ rule plots:
     input:
         runs=f"{RESULTS}/runs.csv",
         histories=f"{RESULTS}/histories.csv",
-        sources=runs_csv_sources(),
     output:
         likelihood=report(PLOTS[0], caption="../report/likelihood.rst", category="Posterior collapse"),
         active=report(PLOTS[1], caption="../report/active_units.rst", category="Posterior collapse"),
@@ -77,7 +78,6 @@ rule claims:
     input:
         runs=f"{RESULTS}/runs.csv",
         step_times=step_time_files(),
-        sources=runs_csv_sources(),
     output:
         csv=f"{RESULTS}/claims.csv",
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),

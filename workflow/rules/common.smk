@@ -195,15 +195,6 @@ def point_files(name):
     return [f"{point}/{name}" for point in SWEEP_POINTS]
 
 
-def runs_csv_sources():
-    """What runs.csv is made from: each run's evaluation (made after its training), what each point's runs were
-    trained and evaluated with, and the config. Inputs of the aggregation, and of every table made from runs.csv
-    too: Snakemake ignores a missing intermediate file whose consumers are up to date, so after a failed
-    aggregation (which removes runs.csv) the tables of before would stand as done; a source newer than them
-    reruns them, and so the aggregation and its checks."""
-    return run_files("eval.json") + point_files("training.json") + point_files("settings.json") + [CONFIG_SNAPSHOT]
-
-
 TABLES = [f"{RESULTS}/tables/{name}.{suffix}" for name in ("main", "budget") for suffix in ("csv", "md", "tex")]
 PLOTS = [
     f"{RESULTS}/plots/{name}.png"
@@ -236,7 +227,11 @@ def step_time_files():
 
 
 def final_outputs():
-    return TABLES + PLOTS + [CONFIG_SNAPSHOT, f"{RESULTS}/claims.md"]
+    """What a run of the workflow makes. The aggregation's own outputs are among them: a failed aggregation
+    removes them, and Snakemake ignores a missing intermediate file whose consumers are up to date, so without
+    them the next invocation would leave the tables of before as done."""
+    aggregated = [f"{RESULTS}/{name}" for name in ("runs.csv", "histories.csv", "timing.md")]
+    return TABLES + PLOTS + aggregated + [CONFIG_SNAPSHOT, f"{RESULTS}/claims.md"]
 
 
 def claims_current():
