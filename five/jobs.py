@@ -59,10 +59,13 @@ def apply_threads(args) -> None:
     if args.threads is not None:
         if args.threads < 1:
             raise FiveError(f"--threads must be >= 1, got {args.threads}")
-        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if args.threads > available:  # oversubscribed: every step slower and its timings skewed (torch crashes
             # outright at some tens of thousands)
-            raise FiveError(f"--threads {args.threads} is more than the {available} CPUs this job may run on")
+            raise FiveError(
+                f"--threads {args.threads} (a workflow's datasets.<name>.threads) is more than the {available} "
+                "CPUs this job may run on"
+            )
         torch.set_num_threads(args.threads)
 
 
@@ -285,7 +288,7 @@ def read_files(datasets: list[str]) -> list[Path]:
     tracking database with the files SQLite and five keep beside it."""
     from five.run.tracking import sqlite_database_files
 
-    data = [Path(name.removeprefix(NPZ_PREFIX)) for name in datasets if name.startswith(NPZ_PREFIX)]
+    data = [Path(name.removeprefix(NPZ_PREFIX)) for name in datasets if str(name).startswith(NPZ_PREFIX)]
     return data + sqlite_database_files(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
@@ -401,7 +404,8 @@ def run_download(args) -> None:
 
 def run_estimate(args) -> None:
     from five.run.device import choose_device
-    from five.sweep.estimate import ESTIMATE_FILES, estimate_sweep, write_estimate
+    from five.sweep.estimate import estimate_sweep, write_estimate
+    from five.sweep.estimate_files import ESTIMATE_FILES
     from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
 
     if args.gpus < 1:
@@ -444,7 +448,7 @@ def run_mlflow_init(args) -> None:
     from five.run.tracking import check_tracking_uri, ensure_experiment
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
+    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     with mlflow_errors_as_one_line():
         experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
@@ -454,7 +458,7 @@ def run_mlflow_sync(args) -> None:
     from five.run.tracking import check_tracking_uri, sync_run
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
+    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")

@@ -209,8 +209,9 @@ def test_a_tracking_uri_from_the_environment_is_checked_as_the_configs(tmp_path,
     assert "MLFLOW_TRACKING_URI 'garbage' is MLflow's file store" in one_config_error(
         dry_run(tmp_path, ("env", lambda c: c, ""))
     )
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert dry_run(tmp_path, ("env", lambda c: c, "")).returncode == 0
+    for accepted in ("http://127.0.0.1:5000", ""):  # set but empty is unset: the default database
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", accepted)
+        assert dry_run(tmp_path, ("env", lambda c: c, "")).returncode == 0
 
 
 # --- the same checks in-process (each is the dry run's code path: load_sweep_config, then sweep_table) ---------------
@@ -242,14 +243,21 @@ LOADED = [
     (  # the last would win and the first vanish from the table
         "reference twice for one cell",
         yaml_case(", reference: [{model: vae, latent_dim: 2, value: 1}, {model: vae, latent_dim: 2, value: 2}]"),
-        "datasets.digits.reference.1 and .0 both give vae's reference at d = 2: keep one",
+        "datasets.digits.reference.1 and .0 both give vae's reference at d = 2, every K",
     ),
-    (  # one without probes serves every budget, so it meets the one with K = 1
-        "reference for every budget and for one",
+    (
+        "reference twice for one budget",
         yaml_case(
-            ", reference: [{model: five, latent_dim: 2, value: 1}, {model: five, latent_dim: 2, probes: 1, value: 2}]"
+            ", reference: [{model: five, latent_dim: 2, probes: 1, value: 1}, {model: five, latent_dim: 2, probes: 1, value: 2}]"
         ),
         "both give five's reference at d = 2, K = 1",
+    ),
+    (  # only its sample variant runs: no cell is five's
+        "reference of five when only its sample variant runs",
+        yaml_case(", reference: [{model: five, latent_dim: 2, value: 1}]").replace(
+            "five: {probes: [1]}", "five: {probes: [1], surrogate_points: [sample]}"
+        ),
+        "five at d = 2 is not swept on digits",
     ),
     (
         "reference of a model not swept",
@@ -507,8 +515,19 @@ def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
         yaml_case(
             ", reference: [{model: vae, latent_dim: 2, value: 1}, {model: five, latent_dim: 2, probes: 1, value: 2}]"
         ),
+        yaml_case(  # one for K = 1, one for every other K
+            ", reference: [{model: five, latent_dim: 2, probes: 1, value: 2}, {model: five, latent_dim: 2, value: 1}]"
+        ),
     ],
-    ids=["cuda graph on", "d = D", "tracking server", "databricks", "a valid claim", "references"],
+    ids=[
+        "cuda graph on",
+        "d = D",
+        "tracking server",
+        "databricks",
+        "a valid claim",
+        "references",
+        "reference overridden",
+    ],
 )
 def test_valid_edges_are_accepted(tmp_path, text):
     from five.sweep.table import load_sweep_config

@@ -156,6 +156,11 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
     five = table[table["row"] == "five (K=1)"].iloc[0]
     assert five["mean"] == pytest.approx(4.2) and five["std"] == pytest.approx(0.2828, abs=1e-4)
     assert bool(five["best"]) and five["reference"] == 4.1
+    general = {"model": "five", "latent_dim": 4, "value": 9.0}
+    specific = general | {"probes": 1, "value": 4.1}
+    for entries in ([general, specific], [specific, general]):  # the entry of K = 1 wins, in either order
+        shown = attach_references(summarise(runs, {"five": 1}), {"digits": entries}).set_index("row")
+        assert shown.loc["five (K=1)", "reference"] == 4.1
     assert "five (K=2)" not in set(table["row"])  # the main table shows the chosen budget only
     paths = write_tables(table, tmp_path / "tables" / "main", "Title", "Caption.")
     markdown = paths[1].read_text()

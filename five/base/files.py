@@ -198,7 +198,7 @@ def check_output_file(path: Path, what: str, protected=()) -> None:
     and is none of the `protected` files (what the command reads or writes besides)."""
     path = Path(path)
     if path.is_dir():
-        raise FiveError(f"{what} {path} is a folder; give a file name")
+        raise FiveError(f"{what} {path} is a folder, not a file")
     refuse_non_regular(path, what)
     if path.name in RUN_OWN_FILES:  # only `five train` writes these: anything else there would pass for a run's
         raise FiveError(f"{what} {path} is named as a training run's own {path.name}; choose another file")

@@ -37,8 +37,8 @@ def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
     """The workflow's tracking URI: the config key (checked with the config), else $MLFLOW_TRACKING_URI, checked
     here, else SQLite under results/. Exported to the environment, which jobs inherit, so switching servers
     retrains nothing."""
-    if not configured:
-        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
+    if not configured:  # set but empty is unset, as for MLflow
+        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri

@@ -272,11 +272,12 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
 
 
 def attach_references(table: pd.DataFrame, references: dict[str, list[dict]]) -> pd.DataFrame:
-    """Add the config's reference numbers (per dataset: model, latent_dim, value) as a column."""
+    """Add the config's reference numbers (per dataset: model, latent_dim, value[, probes]) as a column; an entry
+    with `probes` wins over one without for its budget, in whichever order they come."""
     table = table.copy()
     table["reference"] = float("nan")
     for dataset, entries in (references or {}).items():
-        for entry in entries:
+        for entry in sorted(entries, key=lambda entry: "probes" in entry):  # those for every K first
             match = (
                 (table["dataset"] == dataset)
                 & (table["model"] == entry["model"])

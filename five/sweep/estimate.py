@@ -31,6 +31,7 @@ from five.model.estimators import iwae_log_likelihood
 from five.run.steps import check_cuda_graph_mode, graphed_or_eager, uses_cuda_graph
 from five.run.timing import make_step, time_steps
 from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
+from five.sweep.estimate_files import ESTIMATE_FILES
 from five.sweep.table import estimate_key, model_dir
 
 TIMING_KEYS = [
@@ -314,9 +315,6 @@ def estimate_notes(estimate: pd.DataFrame, device_name: str) -> list[str]:
             "sizes (the cost does not depend on the pixels)."
         )
     return notes
-
-
-ESTIMATE_FILES = ("estimate.csv", "estimate.md")  # what `five estimate` writes into its --out-dir
 
 
 def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str) -> str:

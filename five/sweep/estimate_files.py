@@ -11,6 +11,7 @@ from pathlib import Path
 from five.base.errors import ConfigError
 from five.sweep.table import device_kind, estimate_key
 
+ESTIMATE_FILES = ("estimate.csv", "estimate.md")  # what `five estimate` writes into its --out-dir
 PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
 
 

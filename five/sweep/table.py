@@ -131,7 +131,7 @@ def reject_duplicate_keys(path: str | Path) -> None:
                 seen.add(key)
             return super().construct_mapping(node, deep)
 
-    yaml.load(Path(path).read_text(), Loader=UniqueKeyLoader)
+    yaml.load(Path(path).read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
 
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -148,7 +148,7 @@ def load_sweep_config(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} {f'is {kind}, not a file' if kind else 'does not exist'}")
     try:
         reject_duplicate_keys(path)
-        config = yaml.safe_load(Path(path).read_text())
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     except UnicodeDecodeError as error:
@@ -271,24 +271,20 @@ def check_sweep(config: dict) -> None:
 
 def check_references(dataset: str, settings: dict, models: dict) -> None:
     """Each reference number of datasets.<dataset>.reference stands beside a cell the sweep makes, and no two
-    stand beside the same one (an entry without `probes` serves every budget of its model and d)."""
-    cells = {}
+    entries say the same (an entry without `probes` serves every budget of its model and d that no entry with
+    `probes` names: five.sweep.aggregate.attach_references)."""
+    swept, entries = swept_budgets(models), {}
     for index, entry in enumerate(settings.get("reference", [])):
         where = f"datasets.{dataset}.reference.{index}"
-        model, latent_dim = entry["model"], entry["latent_dim"]
-        if model not in models or latent_dim not in settings["latent_dims"]:
+        model, latent_dim, probes = entry["model"], entry["latent_dim"], entry.get("probes")
+        if model not in swept or latent_dim not in settings["latent_dims"]:
             raise ConfigError(f"{where}: {model} at d = {latent_dim} is not swept on {dataset}, so no cell shows it")
-        budgets = swept_probes(model, models[model])
-        if "probes" in entry and entry["probes"] not in budgets:
-            raise ConfigError(f"{where}: K = {entry['probes']} is not a swept budget of {model} {budgets}")
-        for probes in [entry["probes"]] if "probes" in entry else budgets:
-            earlier = cells.setdefault((model, latent_dim, probes), index)
-            if earlier != index:
-                raise ConfigError(
-                    f"{where} and .{earlier} both give {model}'s reference at d = {latent_dim}"
-                    + (f", K = {probes}" if probes != NO_PROBES else "")
-                    + ": keep one"
-                )
+        if probes is not None and probes not in swept[model]:
+            raise ConfigError(f"{where}: K = {probes} is not a swept budget of {model} {swept[model]}")
+        earlier = entries.setdefault((model, latent_dim, probes), index)
+        if earlier != index:
+            budget = "every K" if probes is None else f"K = {probes}"
+            raise ConfigError(f"{where} and .{earlier} both give {model}'s reference at d = {latent_dim}, {budget}")
 
 
 def check_data_dir(config: dict) -> None:

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from five.base.config import STEP_COST_KEYS, cuda_graph_mode
 from five.sweep.claims import STEP_TIME_METRIC
 from five.base.errors import ConfigError
-from five.sweep.estimate_files import estimated_minutes
+from five.sweep.estimate_files import ESTIMATE_FILES, estimated_minutes
 from five.sweep.table import (
     MODEL_DIR_PATTERN,
     RESULTS_ROOT,
@@ -55,7 +55,7 @@ DATA_DIR = config["data_dir"]
 LOGS = f"logs/{config['experiment']}"
 GPU_LOCKS = f"{RESULTS_ROOT}/.gpu-locks"  # devices are shared by every experiment
 MLFLOW_ARTIFACTS = f"{RESULTS_ROOT}/mlflow-artifacts"
-ESTIMATE_CSV = f"{RESULTS}/estimate.csv"
+ESTIMATE_CSV, ESTIMATE_MD = (f"{RESULTS}/{name}" for name in ESTIMATE_FILES)
 # What every table, claims file and snapshot says it was made from
 PROVENANCE = {"experiment": config["experiment"], "config_hash": config_hash(config)}
 # The validated config, named by its hash: after an edit it is a file no job has made, so its job and everything

@@ -7,7 +7,7 @@ rule estimate:
         CONFIG_SNAPSHOT,
     output:
         csv=ESTIMATE_CSV,
-        md=report(f"{RESULTS}/estimate.md", caption="../report/estimate.rst", category="Cost"),
+        md=report(ESTIMATE_MD, caption="../report/estimate.rst", category="Cost"),
     log:
         f"{LOGS}/estimate.log",
     conda:
