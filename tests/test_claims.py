@@ -279,17 +279,20 @@ def test_without_the_holm_step_the_null_contradicts_far_more_often():
     assert unadjusted > 0.2, unadjusted
 
 
+COST_CLAIM = {
+    "id": "C3",
+    "statement": "cheap",
+    "kind": "ratio_at_most",
+    "model": "five",
+    "against": ["vae"],
+    "metric": "epoch_time_s",
+    "factor": 3,
+}
+
+
 def test_cost_ratio_and_the_written_report(tmp_path):
     runs = runs_table({("five", 4): [0.25, 0.26, 0.24], ("vae", 4): [0.1, 0.1, 0.1]}, metric="epoch_time_s")
-    claim = {
-        "id": "C3",
-        "statement": "cheap",
-        "kind": "ratio_at_most",
-        "model": "five",
-        "against": ["vae"],
-        "metric": "epoch_time_s",
-        "factor": 3,
-    }
+    claim = COST_CLAIM
     assert verdicts(runs, claim)[0]["verdict"] == SUPPORTED
     assert verdicts(runs, claim | {"factor": 2})[0]["verdict"] == CONTRADICTED
     table = evaluate_claims(runs, SETTINGS | {"list": [claim]}, SHOWN)
@@ -303,15 +306,7 @@ def test_a_pipe_in_a_claims_text_stays_inside_its_markdown_cell(tmp_path):
     """A statement like '|Δ| is small' (or an id with '|') is escaped in claims.md: every row of both tables
     has its table's columns, the claim's text reads back whole."""
     runs = runs_table({("five", 4): [0.25, 0.26, 0.24], ("vae", 4): [0.1, 0.1, 0.1]}, metric="epoch_time_s")
-    claim = {
-        "id": "C|3",
-        "statement": "|cost| is at most 3 × the VAE's",
-        "kind": "ratio_at_most",
-        "model": "five",
-        "against": ["vae"],
-        "metric": "epoch_time_s",
-        "factor": 3,
-    }
+    claim = COST_CLAIM | {"id": "C|3", "statement": "|cost| is at most 3 × the VAE's"}
     write_claims(evaluate_claims(runs, SETTINGS | {"list": [claim]}, SHOWN), tmp_path / "claims", SETTINGS)
     tables = re.findall(r"(?m)(?:^\|.*\|\n)+", (tmp_path / "claims.md").read_text())
     assert len(tables) == 2
