@@ -32,6 +32,13 @@ onsuccess:
             print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
         elif claims.exists():  # a run of other targets (e.g. only the tables) left them as they were
             print(f"\n{RESULTS}/claims.* are not this config's results (snakemake with no target remakes them)")
+        untracked = untracked_job_logs()
+        if untracked:
+            print(
+                f"\nMLflow: {len(untracked)} jobs went on untracked (their JSON files are complete; e.g. "
+                f"{untracked[0]}): once {TRACKING_URI} is reachable, `five mlflow-sync --experiment "
+                f"{config['experiment']} {RESULTS}/*/*/*/*/*` logs them"
+            )
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "
             f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: mlflow ui "

@@ -72,7 +72,7 @@ def apply_threads(args) -> None:
 def make_tracker(args, run_dir: Path, key: str | None = None):
     if not args.mlflow_experiment:
         return None
-    from five.run.tracking import RunTracker
+    from five.run.tracking import UNTRACKED_WARNING, RunTracker
 
     key = key or str(Path(run_dir).resolve())
     artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
@@ -81,7 +81,7 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
         return RunTracker(args.mlflow_experiment, key, warn=warn, artifact_location=artifacts)
     except Exception as error:  # the store is down or unreachable: training is never lost to tracking
         warn(
-            f"warning: MLflow tracking unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
+            f"{UNTRACKED_WARNING} unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
             "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
         )
         return None

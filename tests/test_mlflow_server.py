@@ -131,6 +131,7 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
     config = CONFIG | {"tracking_uri": server.uri}
     result = sweep(work, config)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "went on untracked" not in result.stdout + result.stderr
     assert_fully_logged(server.uri, run_dirs(work, config))
 
     server.stop()  # a new seed trains and evaluates while the server is down
@@ -145,6 +146,8 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
         log = (work / "logs" / "served" / "train" / point / "seeds.log").read_text()
         warnings = [line for line in log.splitlines() if line.startswith("warning: MLflow tracking")]
         assert len(warnings) == 1 and "five mlflow-sync" in warnings[0], log[-2000:]
+    closing = down.stdout + down.stderr  # the closing summary says so too: the jobs' logs are not all one reads
+    assert "MLflow: 2 jobs went on untracked" in closing and "five mlflow-sync --experiment served" in closing
 
     server.start()  # back: the runs it missed are logged from their JSON files, the others left as they are
     env = os.environ | {"MLFLOW_TRACKING_URI": server.uri}

@@ -21,6 +21,7 @@ from five.base.errors import ConfigError
 from five.base.files import FINISHED, read_json, read_train_record, refuse_non_regular
 
 RUN_KEY_TAG = "five.run_key"
+UNTRACKED_WARNING = "warning: MLflow tracking"  # begins the line a job logs when it goes on untracked
 RETRIES = 12
 DEFAULT_DATABASE = "mlflow.db"  # under results/; SQLite's journals and the .ready, .init-lock files lie beside it
 SQLITE = "sqlite:///"  # the URI prefix of an SQLite database (then its absolute or relative path)
@@ -184,7 +185,7 @@ class RunTracker:
 
     def _untracked(self, error: Exception) -> None:
         self.warn(
-            f"warning: MLflow tracking failed ({' '.join(str(error).split())[:300]}); the run continues "
+            f"{UNTRACKED_WARNING} failed ({' '.join(str(error).split())[:300]}); the run continues "
             "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
         )
         self.run_id = None

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,7 @@ from five.sweep.table import (
     run_folder,
     sweep_table,
 )
-from five.run.tracking import export_tracking_uri
+from five.run.tracking import UNTRACKED_WARNING, export_tracking_uri
 from five.data.catalog import FILES as VISION_FILES
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -224,6 +225,15 @@ def step_time_files():
     if not any(claim["metric"] == STEP_TIME_METRIC for claim in claims):
         return []
     return [f"{RESULTS}/{dataset}/step_times.csv" for dataset in config["datasets"]]
+
+
+INVOKED = time.time()  # job logs written after it are this invocation's (untracked_job_logs)
+
+
+def untracked_job_logs():
+    """This invocation's job logs that say their job went on without MLflow tracking (the store unreachable)."""
+    logs = [path for path in Path(LOGS).rglob("*.log") if path.is_file() and path.stat().st_mtime >= INVOKED]
+    return [path for path in logs if UNTRACKED_WARNING in path.read_text(errors="replace")]
 
 
 def final_outputs():
