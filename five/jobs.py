@@ -276,9 +276,8 @@ def evaluation_files(runs: list[Path], image_dirs: list[Path | None]) -> list[Pa
     be): the data files and the tracking database it reads, and every image grid it writes."""
     from five.run.images import IMAGE_NAMES
 
-    datasets = [
-        read_train_record(run / TRAIN_JSON)["config"]["dataset"] for run in runs if (run / TRAIN_JSON).is_file()
-    ]
+    records = [read_train_record(run / TRAIN_JSON) for run in runs if (run / TRAIN_JSON).is_file()]
+    datasets = [record.get("config", {}).get("dataset") for record in records]  # checked later, in one line
     grids = [folder / name for folder in image_dirs if folder is not None for name in IMAGE_NAMES]
     return read_files(datasets) + grids
 

@@ -790,6 +790,13 @@ CASES = [
         ),
         "seed 1 in train.json, 0 in best.pt",
     ),
+    (  # read for the files evaluate must not overwrite, before the record's own check
+        "evaluate a run whose record has no config",
+        lambda t, r: evaluate(
+            bad_bytes(r, t, "train.json", lambda p: p.read_text().replace('"config":', '"konfig":').encode())
+        ),
+        "train.json",
+    ),
     (
         "evaluate --image-dir a file",
         lambda t, r: evaluate(copy_run(r, t), "--image-dir", _text(t / "grids")),
@@ -1129,3 +1136,13 @@ def test_no_output_replaces_what_the_command_reads(tmp_path, monkeypatch):
     assert database.read_bytes() == b"a database" and not (tmp_path / "m.db-journal").exists()
     code, _, err = run_cli(estimate_into(_folder(tmp_path / "out" / "estimate.md")))
     assert code == 2 and "estimate.md is a folder" in err and not (tmp_path / "out" / "estimate.csv").exists(), err
+
+
+def test_a_record_without_its_dataset_is_still_evaluated(trained, tmp_path):
+    """The weights' own config says the data set; looking in train.json for an npz to protect must not turn a
+    record without `dataset` (hand-edited) into a traceback."""
+    run = bad_bytes(
+        trained, tmp_path, "train.json", lambda p: p.read_text().replace('"dataset":', '"datasett":').encode()
+    )
+    code, _, err = run_cli(evaluate(run))
+    assert code == 0 and (run / "eval.json").is_file(), err
