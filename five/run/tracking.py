@@ -94,12 +94,19 @@ def with_retries(call: Callable, *args, **kwargs):
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 
+def sqlite_database(tracking_uri: str | None) -> Path | None:
+    """The SQLite database file `tracking_uri` names; None for a server (or no URI)."""
+    if not tracking_uri or not tracking_uri.startswith(SQLITE):
+        return None
+    return Path(tracking_uri.removeprefix(SQLITE))
+
+
 def sqlite_database_files(tracking_uri: str | None) -> list[Path]:
     """The SQLite database of `tracking_uri` and the files kept beside it (SQLite's journals, five's ready mark
     and initialisation lock); none for a server."""
-    if not tracking_uri or not tracking_uri.startswith(SQLITE):
+    database = sqlite_database(tracking_uri)
+    if database is None:
         return []
-    database = Path(tracking_uri.removeprefix(SQLITE))
     suffixes = ("-journal", "-wal", "-shm", READY_SUFFIX, INIT_LOCK_SUFFIX)
     return [database] + [database.with_name(database.name + suffix) for suffix in suffixes]
 
@@ -110,10 +117,10 @@ def store_initialisation_lock(tracking_uri: str | None):
     safe against each other): until a job has created the store and the experiment (and left a `.ready` file
     beside the database), jobs take turns under a lock file; afterwards they pass straight through (holding
     it costs a second per job). Servers handle their own concurrency."""
-    if not tracking_uri or not tracking_uri.startswith(SQLITE):
+    database = sqlite_database(tracking_uri)
+    if database is None:
         yield
         return
-    database = Path(tracking_uri.removeprefix(SQLITE))
     ready = database.with_name(database.name + READY_SUFFIX)
     if ready.is_file():
         yield
