@@ -15,6 +15,7 @@ from five.base.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_FIF_BETA,
+    DEFAULT_IMPORTANCE_SAMPLES,
     DEFAULT_LOG_SIGMA_LR,
     DEFAULT_LR,
     DEFAULT_PROBES,
@@ -176,7 +177,12 @@ def add_evaluate_command(commands) -> None:
         required=True,
         help="run folder(s) written by `five train`; several are evaluated in turn in one process",
     )
-    evaluate.add_argument("--importance-samples", type=int, default=1000, help="N of the IWAE estimate")
+    evaluate.add_argument(
+        "--importance-samples",
+        type=int,
+        default=DEFAULT_IMPORTANCE_SAMPLES,
+        help=f"N of the IWAE estimate (default {DEFAULT_IMPORTANCE_SAMPLES})",
+    )
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="auto")

@@ -225,14 +225,14 @@ def test_surrogate_points_are_a_five_axis_with_their_own_folders_and_arguments()
 def test_the_schemas_defaults_are_the_codes():
     """A default lives in five.base.config; the workflow schema (YAML, which cannot import it) repeats the ones
     Snakemake fills in, and must agree."""
-    from five.base.config import DEFAULT_BATCH_SIZE, DEFAULT_FIF_BETA
+    from five.base.config import DEFAULT_BATCH_SIZE, DEFAULT_FIF_BETA, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_LR
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     found = {}
 
     def walk(node, key=None):
         if isinstance(node, dict):
-            if key in ("beta", "batch_size") and "default" in node:
+            if key in ("beta", "batch_size", "lr", "importance_samples") and "default" in node:
                 found[key] = node["default"]
             for name, child in node.items():
                 walk(child, name)
@@ -241,7 +241,12 @@ def test_the_schemas_defaults_are_the_codes():
                 walk(child, key)
 
     walk(schema)
-    assert found == {"beta": DEFAULT_FIF_BETA, "batch_size": DEFAULT_BATCH_SIZE}
+    assert found == {
+        "beta": DEFAULT_FIF_BETA,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "lr": DEFAULT_LR,
+        "importance_samples": DEFAULT_IMPORTANCE_SAMPLES,
+    }
 
 
 @pytest.mark.parametrize(

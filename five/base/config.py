@@ -32,6 +32,7 @@ NO_PROBES = 0  # "not applicable": the budget K of the models without one (table
 # ρ is one scalar in log space: a step of 1e-2 moves σ by 1%, and its jitter near the optimum costs
 # ~D·δρ² nats (< 0.1 nats for D = 784).
 DEFAULT_LOG_SIGMA_LR = 1e-2
+DEFAULT_IMPORTANCE_SAMPLES = 1000  # N of a run's IWAE test estimate (`five evaluate`, the workflow's schema)
 # what a training step's cost depends on besides the data set (`five time-steps --points`; seeds share it)
 STEP_COST_KEYS = ("model", "latent_dim", "probes", "surrogate_point", "batch_size", "hidden_width", "architecture")
 STEP_TIMING_ROUNDS = 10  # rounds of a side-by-side step timing (`five time-steps`): each pairs every configuration
