@@ -95,3 +95,22 @@ def test_information_per_direction_on_constructed_posteriors():
     pair = collapse_metrics(*constructed_posterior([3.0, 8.0, 0.0], [1.0, 2.0, 1.0], rotation))
     assert pair["information_per_direction"] == pytest.approx([0.5 * math.log(5), 0.5 * math.log(4), 0.0], abs=1e-6)
     assert pair["informative_directions"] == 2
+
+
+@pytest.mark.parametrize("latent_dim", [32, 64])
+def test_noise_directions_of_a_small_test_set_are_not_informative(latent_dim):
+    """Directions that each carry ½·log 2 nats (mean variance = posterior variance, a direction left to the
+    data's noise) estimated from digits' 360 test examples: sampling spreads their largest ratio to about
+    (1 + √(d/N))² > e − 1, which a fixed 0.5-nat threshold counted in most draws at d ≥ 48; a real direction
+    among them (mean variance 8) still counts."""
+    g = torch.Generator().manual_seed(3)
+    examples, draws = 360, 40
+    counted, signal_counted = 0, 0
+    for _ in range(draws):
+        means = torch.randn(examples, latent_dim, generator=g, dtype=torch.float64)
+        covariance_sum = torch.eye(latent_dim, dtype=torch.float64) * examples
+        counted += collapse_metrics(means, covariance_sum)["informative_directions"]
+        means[:, 0] *= 8**0.5
+        signal_counted += collapse_metrics(means, covariance_sum)["informative_directions"]
+    assert counted == 0
+    assert signal_counted == draws
