@@ -101,6 +101,18 @@ def test_a_diverged_run_makes_its_cell_inconclusive_naming_it():
     assert overall["verdict"] == INCONCLUSIVE and "results/digits/vae/d4/s1" in cells.iloc[0]["reason"]
 
 
+@pytest.mark.parametrize("five_first, vae_first", [(math.inf, math.inf), (10.0, math.inf), (-math.inf, 10.5)])
+@pytest.mark.parametrize("metric", ["nll_nats", "active_units_eigen"])
+def test_an_infinite_value_makes_its_cell_inconclusive_naming_it(five_first, vae_first, metric):
+    """inf − inf is NaN, and a NaN difference compared with anything is False: the sign-flip test then found
+    every pattern less extreme (p = 0, "supported" from 3 seeds, below its smallest p of 2⁻³)."""
+    runs = runs_table({("five", 4): [five_first, 10.0, 11.0], ("vae", 4): [vae_first, 10.5, 11.5]}, metric=metric)
+    overall, cells = verdicts(runs, C1 | {"metric": metric})
+    first_bad = "five" if not math.isfinite(five_first) else "vae"
+    assert overall["verdict"] == INCONCLUSIVE and "p_support" not in cells
+    assert f"{metric} missing or not finite in results/digits/{first_bad}/d4/s0" in cells.iloc[0]["reason"]
+
+
 def test_one_contradicted_cell_makes_the_claim_contradicted():
     runs = runs_table(
         {

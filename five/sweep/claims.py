@@ -176,10 +176,11 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
             bad = rows[rows["status"] == "diverged"]
             if not bad.empty:
                 return pd.DataFrame(), f"diverged run(s): {', '.join(bad['run_dir'].astype(str))}"
-        missing = rows[rows[metric].isna()]
+        # an infinite value would make NaN differences, which every test reads as extreme
+        missing = rows[~np.isfinite(pd.to_numeric(rows[metric], errors="coerce").to_numpy(float))]
         if not missing.empty:
             where = missing["run_dir"] if "run_dir" in missing else missing["model"]
-            return pd.DataFrame(), f"{metric} missing in {', '.join(where.astype(str))}"
+            return pd.DataFrame(), f"{metric} missing or not finite in {', '.join(where.astype(str))}"
         repeated = sorted(set(rows.loc[rows[key].duplicated(), key].tolist()))
         if repeated:  # each copy would pair with the other side's value: n overstated, p understated
             listed = ", ".join(map(str, repeated))
