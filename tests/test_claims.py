@@ -113,6 +113,35 @@ def test_an_infinite_value_makes_its_cell_inconclusive_naming_it(five_first, vae
     assert f"{metric} missing or not finite in results/digits/{first_bad}/d4/s0" in cells.iloc[0]["reason"]
 
 
+@pytest.mark.parametrize("size", [1e2, 1e5, 1e8])
+@pytest.mark.parametrize(
+    "claim",
+    [C1 | {"margin": 0.1}, C1 | {"kind": "equivalent", "margin": 0.1}, C1 | {"better": "higher", "margin": 0.3}],
+    ids=["better by the margin", "equivalent within it", "higher by it"],
+)
+def test_sides_exactly_a_margin_apart_are_never_decided_whatever_their_size(size, claim):
+    """Every seed's difference is the boundary, computed from values of size M: it lands some M·ulp to one
+    side, the same in every seed, which was 'supported' at M = 1e5 in every table; it is the boundary."""
+    gap = claim["margin"] if claim.get("better") == "higher" else -claim["margin"]
+    for trial in range(10):
+        against = np.random.default_rng(trial).normal(size, size / 50, 6)
+        runs = runs_table({("five", 4): list(against + gap), ("vae", 4): list(against)})
+        overall, cells = verdicts(runs, claim)
+        assert overall["verdict"] == INCONCLUSIVE, cells.iloc[0].to_dict()
+        assert cells.iloc[0]["p_support"] == cells.iloc[0]["p_contradict"] == 1.0
+
+
+def test_a_growth_of_exactly_the_margin_is_never_decided_whatever_the_size():
+    grows = {"id": "C", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"]}
+    for trial in range(10):
+        against = list(np.random.default_rng(trial).normal(1e5, 2e3, 6))
+        runs = runs_table(
+            {("vae", 2): against, ("vae", 8): against, ("five", 2): against, ("five", 8): [v + 0.3 for v in against]}
+        )
+        overall, cells = verdicts(runs, grows | {"metric": "nll_nats", "margin": 0.3})
+        assert overall["verdict"] == INCONCLUSIVE and cells.iloc[0]["p_support"] == 1.0, cells.iloc[0].to_dict()
+
+
 def test_one_contradicted_cell_makes_the_claim_contradicted():
     runs = runs_table(
         {

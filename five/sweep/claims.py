@@ -5,7 +5,8 @@ its thresholds. Every cell (dataset × latent dim × comparison) gets the paired
 seed, same data order), their mean, an interval, how many seeds agree with the claim, and two one-sided
 p-values at the claim's boundary: that the claim holds there, and that it is false. The test is Student's t
 for a continuous metric, and the exact sign-flip (permutation) test where the metric is a count or the
-differences tie (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a count at 95%). The
+differences tie, up to 16 seeds (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a count
+at 95%; beyond 16, Student's t). A difference within float64 rounding of the boundary lies on it. The
 interval is Student-t, its spread for counts at least their rounding (1/√12 per count), so that identical
 differences never make an interval of width 0.
 
@@ -36,6 +37,7 @@ KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_wit
 # integer-valued: ties are the rule, not the exception
 COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")
 EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (Student-t beyond)
+ROUNDING_ULPS = 8  # a difference this many float64 ulps of its inputs' size from a boundary lies on it
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,8 @@ def kind_cell(
     set's part of a paired difference's variance."""
     kind = claim["kind"]
     diffs, low, high, claimed, rule = kind_statistic(claim, values, latent_dim, margin)
+    sizes = values["left"].abs() + (values["right"].abs() if "right" in values else latent_dim)
+    diffs = onto_boundaries(diffs, (low, high), sizes.to_numpy(float))
     if kind in ("paired", "equivalent"):
         return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], test_variance=test_variance)
     if kind == "ratio_at_most":
@@ -358,6 +362,17 @@ def kind_statistic(
     raise ValueError(f"unknown claim kind {kind!r}")
 
 
+def onto_boundaries(diffs: np.ndarray, boundaries: tuple[float, ...], sizes: np.ndarray) -> np.ndarray:
+    """Each difference within float64 rounding of a boundary, set onto it. A difference of values of size M that
+    is exactly the margin lands some M·ulp to one side of it, the same side in every seed, and the tests read
+    that as decided (at M ~ 1e5, every time); `sizes`: per seed, the sum of the magnitudes it was computed from."""
+    with np.errstate(invalid="ignore"):  # a ratio of values ≤ 0 is NaN here: kind_cell says so
+        resolution = ROUNDING_ULPS * np.finfo(float).eps * (1 + np.abs(sizes) + max(map(abs, boundaries)))
+        for boundary in boundaries:
+            diffs = np.where(np.abs(diffs - boundary) <= resolution, boundary, diffs)
+    return diffs
+
+
 def paired_differences(values: pd.DataFrame) -> np.ndarray:
     return (values["left"] - values["right"]).to_numpy(float)
 
@@ -369,13 +384,16 @@ def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[
     margin, margin_reason = cell_margin(claim, left)
     if margin_reason is not None:
         return {"n_seeds": 0, "reason": margin_reason}
-    per_dim = []
+    per_dim, sizes = [], []
     for d in (dims[0], dims[-1]):
         values, reason = paired_values(left[left["latent_dim"] == d], right[right["latent_dim"] == d], metric)
         if reason is not None:
             return {"n_seeds": 0, "reason": reason}
         per_dim.append(values["left"] - values["right"])
-    growth = (per_dim[1] - per_dim[0]).dropna().to_numpy(float)
+        sizes.append(values["left"].abs() + values["right"].abs())
+    growth = (per_dim[1] - per_dim[0]).dropna()
+    scale = (sizes[0] + sizes[1]).reindex(growth.index).to_numpy(float)
+    growth = growth.to_numpy(float)
     if len(growth) < settings["min_seeds"] or dims[0] == dims[-1]:
         return {
             "n_seeds": len(growth),
@@ -385,6 +403,7 @@ def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[
     higher = claim.get("better", "higher") == "higher"
     boundary = margin if higher else -margin
     rule = f"(model − against at d={dims[-1]}) − (at d={dims[0]}) {'>' if higher else '<'} {boundary:+g}"
+    growth = onto_boundaries(growth, (boundary,), scale)
     return verdict_row(growth, boundary, boundary, "above" if higher else "below", rule, settings, metric, counts=4)
 
 
@@ -614,8 +633,8 @@ def method_text(settings: dict) -> str:
         f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
         "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
         "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
-        "for counts and tied differences the exact sign-flip test, whose smallest p-value with n seeds is "
-        f"2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
+        f"for counts and tied differences, up to {EXACT_SEEDS_MAX} seeds, the exact sign-flip test, whose smallest "
+        f"p-value with n seeds is 2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
         f"{settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is supported if every cell "
         "is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test set`) also carry the test "
         "set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "
