@@ -12,7 +12,7 @@ from five.base.errors import FiveError
 from five.base.files import refuse_non_regular, write_json
 from five.cli import main
 
-KINDS = ("fifo", "socket", "folder", "dangling link", "link to a fifo")
+KINDS = ("fifo", "socket", "folder", "dangling link", "link to a fifo", "link to a file")
 
 
 def make(path, kind):
@@ -27,11 +27,19 @@ def make(path, kind):
         path.mkdir()
     elif kind == "dangling link":
         path.symlink_to(path.parent / "nowhere")
+    elif kind == "link to a file":  # /dev/stdout → /proc/self/fd/1 → a log file: the link must stay a link
+        (path.parent / "a-file").write_text("kept")
+        path.symlink_to(path.parent / "a-file")
     else:
         os.mkfifo(path.parent / "a-fifo")
         path.symlink_to(path.parent / "a-fifo")
     mode = os.lstat(path).st_mode
-    return lambda: os.lstat(path).st_mode == mode and not stat.S_ISREG(os.lstat(path).st_mode)
+    kept = (path.parent / "a-file").read_text() if kind == "link to a file" else None
+    return lambda: (
+        os.lstat(path).st_mode == mode
+        and not stat.S_ISREG(os.lstat(path).st_mode)
+        and (kept is None or (path.parent / "a-file").read_text() == kept)
+    )
 
 
 @pytest.fixture(scope="module")

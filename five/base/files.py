@@ -52,8 +52,9 @@ def non_regular_kind(path: Path) -> str | None:
 
 def refuse_non_regular(path: Path, what: str = "") -> None:
     """Never write over anything but a regular file: a device (as root, `--out /dev/null` would become a regular
-    file), a FIFO, a socket, a folder or a dangling link is refused in one line."""
-    kind = non_regular_kind(path)
+    file), a FIFO, a socket, a folder or a link is refused in one line. A link even to a regular file: the
+    rename of an atomic write replaces the link itself (`--out /dev/stdout` made /dev/stdout a regular file)."""
+    kind = "a link" if Path(path).is_symlink() else non_regular_kind(path)
     if kind is None:
         return
     raise FiveError(f"{what + ' ' if what else ''}{path} is {kind}; five writes only regular files")
