@@ -39,6 +39,10 @@ def prepare_job(args, log=print):
 
     if args.mlflow_artifact_location is not None:
         check_output_dir(args.mlflow_artifact_location, "--mlflow-artifact-location")
+    if args.mlflow_experiment:
+        from five.run.tracking import check_tracking_uri
+
+        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     apply_threads(args)
     gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
     facts = {

@@ -1096,19 +1096,41 @@ def test_a_cache_dir_that_is_not_a_folder_is_one_line_before_compute(trained, tm
         ("file:{tmp}/mlruns", "MLFLOW_TRACKING_URI 'file:{tmp}/mlruns' is MLflow's file store"),
         ("bogus://x", "MLFLOW_TRACKING_URI 'bogus://x' has the unknown scheme 'bogus'"),
         ("sqlite:///{tmp}/text.db", "MLflow at sqlite:///{tmp}/text.db failed: (sqlite3.DatabaseError) file is not"),
+        ("sqlite://", "MLFLOW_TRACKING_URI 'sqlite://' names no database file"),
+        ("sqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be regular"),
+        ("sqlite:///{tmp}", "{tmp} is a folder; the SQLite database"),
+        ("sqlite:///{tmp}/fifo.db", "{tmp}/fifo.db-journal is a FIFO; the SQLite database"),
     ],
-    ids=["file store", "unknown scheme", "not a database"],
+    ids=["file store", "unknown scheme", "not a database", "in memory", "a device", "a folder", "a FIFO journal"],
 )
 @pytest.mark.parametrize("command", ["mlflow-init", "mlflow-sync"])
 def test_the_mlflow_commands_say_what_is_wrong_with_the_store_in_one_line(
     trained, tmp_path, monkeypatch, uri, cause, command
 ):
     (tmp_path / "text.db").write_text("not a database")
+    os.mkfifo(tmp_path / "fifo.db-journal")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(tmp=tmp_path))
     argv = [command, "--experiment", "x"] + ([copy_run(trained, tmp_path)] if command == "mlflow-sync" else [])
     code, _, err = run_cli(argv)
     assert code == 2 and err.strip().splitlines() == [err.strip()], err
     assert cause.format(tmp=tmp_path) in err, err
+
+
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:////dev/null", "sqlite:///{tmp}"])
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_job_logging_to_a_database_that_is_no_file_is_refused_before_compute(
+    trained, tmp_path, monkeypatch, uri, command
+):
+    """SQLite writes its pages onto whatever the path names (a device too) and retries a folder for minutes."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(tmp=tmp_path))
+    run = copy_run(trained, tmp_path)
+    argv = evaluate(run, "--mlflow-experiment", "x") if command == "evaluate" else None
+    if command == "train":
+        argv = ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs", "1"]
+        argv += ["--device", "cpu", "--mlflow-experiment", "x", "--out", tmp_path / "new"]
+    code, out, err = run_cli(argv)
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "MLFLOW_TRACKING_URI" in err, err
+    assert out == "" and not (tmp_path / "new").exists() and not (run / "eval.json").exists()
 
 
 def test_an_experiment_name_mlflow_would_refuse_is_refused_in_one_line():

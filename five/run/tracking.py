@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from five.base.errors import ConfigError
-from five.base.files import FINISHED, read_json, read_train_record, refuse_non_regular
+from five.base.files import FINISHED, non_regular_kind, read_json, read_train_record, refuse_non_regular
 
 RUN_KEY_TAG = "five.run_key"
 UNTRACKED_WARNING = "warning: MLflow tracking"  # begins the line a job logs when it goes on untracked
@@ -41,6 +41,7 @@ def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
     if not configured:  # set but empty is unset, as for MLflow
         check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
+    check_sqlite_files(uri, "the tracking database")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
 
@@ -64,6 +65,21 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
         raise ConfigError(
             f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
         )
+    if uri.startswith("sqlite:") and not (sqlite_database(uri) or Path()).name:
+        raise ConfigError(
+            f"{what} {uri!r} names no database file (an in-memory database keeps nothing): use "
+            "sqlite:///ABSOLUTE/PATH/mlflow.db"
+        )
+    check_sqlite_files(uri, what)
+
+
+def check_sqlite_files(uri: str, what: str) -> None:
+    """Before anything opens it: SQLite writes its pages and journals onto whatever the database path names,
+    a device too (sqlite:////dev/null), and retries a folder or FIFO for minutes."""
+    for path in sqlite_database_files(uri):
+        kind = non_regular_kind(path)
+        if kind is not None:
+            raise ConfigError(f"{what} {uri!r}: {path} is {kind}; the SQLite database and its files must be regular")
 
 
 # A tracking server that is down must not hold a job for minutes (MLflow's own default is 7 retries with
