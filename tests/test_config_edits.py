@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from five.base.config import TrainConfig
-from five.base.errors import TrainingDiverged
+from five.base.errors import FiveError, TrainingDiverged
 from five.base.files import write_json
 from five.run.checkpoint import load_checkpoint
 from five.run.train import train
@@ -385,3 +385,28 @@ def test_a_finished_run_whose_checkpoint_a_killed_longer_run_replaced_is_trained
     last, fresh_last = (load_checkpoint(folder / "checkpoint.pt") for folder in (run_dir, tmp_path / "fresh"))
     assert last["epoch"] == 20 and all(torch.equal(last["model"][k], fresh_last["model"][k]) for k in last["model"])
     assert any("its checkpoint.pt holds epoch 22, not its epoch 20; not kept" in line for line in lines), lines
+
+
+def test_a_retrained_run_moves_its_evaluation_and_image_grids_aside_too(tmp_path):
+    """Nothing of the old configuration stays beside the new one's: its eval.json and the workflow's grids/
+    (which a diverged or failed evaluation of the new run would otherwise leave as the new run's images)."""
+    train(config(), tmp_path, CPU, log=lambda line: None)
+    (tmp_path / "eval.json").write_text('{"old": true}')
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "grids" / "samples.png").write_bytes(b"the old configuration's samples")
+    train(config(lr=1e-3), tmp_path, CPU, log=lambda line: None, restart_if_changed=True)
+    [superseded] = list((tmp_path / ".superseded").iterdir())
+    assert (superseded / "grids" / "samples.png").read_bytes() == b"the old configuration's samples"
+    assert (superseded / "eval.json").is_file()
+    assert not (tmp_path / "grids").exists() and not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "link to nothing"])
+def test_a_superseded_place_that_is_no_folder_is_one_line_and_moves_nothing(tmp_path, kind):
+    train(config(), tmp_path, CPU, log=lambda line: None)
+    place = tmp_path / ".superseded"
+    place.write_text("x") if kind == "file" else place.symlink_to(tmp_path / "nowhere")
+    before = every_checkpoint(tmp_path)
+    with pytest.raises(FiveError, match=r"\.superseded is .*, not the folder a superseded run's files go to"):
+        train(config(lr=1e-3), tmp_path, CPU, log=lambda line: None, restart_if_changed=True)
+    assert every_checkpoint(tmp_path) == before and (tmp_path / "train.json").is_file()

@@ -25,6 +25,7 @@ EVAL_JSON = "eval.json"
 LOCK_NAME = ".lock"
 RUN_OWN_FILES = (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)  # what a training run alone writes
 SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed
+GRIDS = "grids"  # the folder of a run's image grids in the workflow (`five evaluate --image-dir RUN/grids`)
 MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
 
 
@@ -162,11 +163,17 @@ def _is_file_at(handle, path: Path) -> bool:
         return False
 
 
-def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVAL_JSON)) -> Path | None:
-    """Move a run's files to run_dir/.superseded/<UTC timestamp>/ (never delete finished work)."""
-    present = [run_dir / name for name in names if (run_dir / name).exists()]
+def move_aside(run_dir: Path, names=(CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, EVAL_JSON, GRIDS)) -> Path | None:
+    """Move a run's files (and its image grids) to run_dir/.superseded/<UTC timestamp>/ (never delete finished
+    work): nothing of the old configuration stays beside the new one's."""
+    present = [run_dir / name for name in names if (run_dir / name).exists() or (run_dir / name).is_symlink()]
     if not present:
         return None
+    kind = not_a_folder(run_dir / SUPERSEDED)
+    if kind is not None:
+        raise FiveError(
+            f"{run_dir / SUPERSEDED} is {kind}, not the folder a superseded run's files go to; move it away"
+        )
     target = run_dir / SUPERSEDED / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     suffix = 0
     while target.exists():

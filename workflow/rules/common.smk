@@ -11,6 +11,7 @@ from snakemake.utils import validate
 from five.base.config import STEP_COST_KEYS, cuda_graph_mode
 from five.sweep.claims import STEP_TIME_METRIC
 from five.base.errors import ConfigError
+from five.base.files import GRIDS
 from five.sweep.estimate_files import ESTIMATE_FILES, estimated_minutes
 from five.sweep.table import (
     MODEL_DIR_PATTERN,

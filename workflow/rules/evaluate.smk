@@ -47,7 +47,7 @@ rule evaluate:
         run_dir=lambda wildcards: per_job(job_runs(wildcards)),
         importance_samples=lambda wildcards: job_rows(wildcards)[0]["importance_samples"],
         images=lambda wildcards: (
-            ["--image-dir", *(f"{run_dir}/grids" for run_dir in job_runs(wildcards))]
+            ["--image-dir", *(f"{run_dir}/{GRIDS}" for run_dir in job_runs(wildcards))]
             if wildcards.dataset in IMAGE_DATASETS
             else []
         ),
