@@ -232,7 +232,7 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every path,
     record and checkpoint, and whether its weights fit their model, is checked before the first evaluation."""
-    from five.run.evaluate import cached_loader, check_evaluable, evaluate_run
+    from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
@@ -245,7 +245,7 @@ def run_evaluate(args) -> None:
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir, protected)
     if args.cache_dir is not None:
-        check_output_dir(args.cache_dir, "--cache-dir")
+        check_cache_dir(args.cache_dir)
     apply_threads(args)  # the check loads the data and builds each model
     load = cached_loader()  # the check and the evaluations share each data set
     check_evaluable(args.run, args.model_selection, args.data_dir, image_dirs, load)

@@ -1090,6 +1090,19 @@ def test_a_cache_dir_that_is_not_a_folder_is_one_line_before_compute(trained, tm
     assert code == 2 and err.strip().splitlines() == [err.strip()] and "--cache-dir" in err, err
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link to a device"])
+def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trained, tmp_path, kind):
+    """A FIFO in the true posterior's place blocked the job forever, after its whole evaluation."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    place = cache / "manifold-true-posterior-0123456789abcdef0123.pt"
+    {"fifo": os.mkfifo, "folder": Path.mkdir, "link to a device": lambda p: p.symlink_to("/dev/zero")}[kind](place)
+    run = copy_run(trained, tmp_path)
+    code, out, err = run_cli(evaluate(run, "--cache-dir", cache))
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "--cache-dir file" in err, err
+    assert out == "" and not (run / "eval.json").exists()
+
+
 @pytest.mark.parametrize(
     "uri, cause",
     [

@@ -17,7 +17,15 @@ import torch
 
 from five.base.config import MODEL_SELECTIONS, MODELS_WITH_FIXED_SIGMA, TrainConfig
 from five.base.errors import FiveError
-from five.base.files import BEST_NAME, CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, TRAIN_JSON, read_train_record
+from five.base.files import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    MOVE_ASIDE_ADVICE,
+    TRAIN_JSON,
+    check_output_dir,
+    read_train_record,
+    refuse_non_regular,
+)
 from five.base.metrics import TEST_METRICS
 from five.data import manifold
 from five.data.datasets import Dataset, dequantize, load_dataset
@@ -280,6 +288,17 @@ def data_space_posterior_covariance(
     return torch.einsum("nbi,nbj->bij", centred, centred) / (samples - 1)
 
 
+TRUE_POSTERIOR_CACHE = "manifold-true-posterior-"  # the prefix of its files in the cache folder
+
+
+def check_cache_dir(cache_dir: Path) -> None:
+    """Before compute: a cache folder's true-posterior files are regular (a FIFO there blocked the job forever,
+    after its whole evaluation), and the folder can be written."""
+    check_output_dir(cache_dir, "--cache-dir")
+    for path in Path(cache_dir).glob(f"{TRUE_POSTERIOR_CACHE}*"):
+        refuse_non_regular(path, "--cache-dir file")
+
+
 def cached_true_posterior(x: torch.Tensor, cache_dir: Path | None) -> manifold.TruePosterior:
     """true_posterior(x), read from `cache_dir` when an earlier job computed it for the same points (the key
     is a hash of x and of the quadrature grid), else computed and stored there (atomically: concurrent jobs
@@ -289,8 +308,8 @@ def cached_true_posterior(x: torch.Tensor, cache_dir: Path | None) -> manifold.T
     x = x.to(torch.float64).contiguous()
     grid = repr((manifold.GRID_POINTS, manifold.GRID_HALF_WIDTH, manifold.NOISE_STD)).encode()
     key = hashlib.sha256(x.numpy().tobytes() + grid).hexdigest()
-    path = Path(cache_dir) / f"manifold-true-posterior-{key[:20]}.pt"
-    stored = load_checkpoint_file(path) if path.exists() else None
+    path = Path(cache_dir) / f"{TRUE_POSTERIOR_CACHE}{key[:20]}.pt"
+    stored = load_checkpoint_file(path) if path.is_file() else None
     if fits_true_posterior(stored, x):
         return manifold.TruePosterior(**stored)
     truth = manifold.true_posterior(x)  # none stored, or a damaged file: computed again and replaced
