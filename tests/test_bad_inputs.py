@@ -1146,6 +1146,33 @@ def test_a_job_logging_to_a_database_that_is_no_file_is_refused_before_compute(
     assert out == "" and not (tmp_path / "new").exists() and not (run / "eval.json").exists()
 
 
+def _edited_json(path: Path, edit) -> None:
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    "damage, cause",
+    [
+        (lambda run: _edited_json(run / "eval.json", lambda e: e["config"].update(latent_dim=3)), "latent_dim = 3"),
+        (lambda run: _edited_json(run / "eval.json", lambda e: e.update(checkpoint_epoch=7)), "evaluated epoch 7"),
+        (lambda run: (run / "eval.json").write_text(""), "eval.json is damaged: not valid JSON"),
+        (lambda run: _edited_json(run / "train.json", lambda r: r.update(history=[5])), "history is not as five"),
+    ],
+    ids=["another run's evaluation", "an older checkpoint's", "an empty eval.json", "a history of numbers"],
+)
+def test_mlflow_sync_checks_a_run_folder_before_it_logs_anything(trained, tmp_path, monkeypatch, damage, cause):
+    """It logged another run's eval.json under this run's tags, and left a RUNNING run behind a damaged file."""
+    run = copy_run(trained, tmp_path)
+    assert run_cli(evaluate(run))[0] == 0
+    damage(run)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    code, out, err = run_cli(["mlflow-sync", "--experiment", "x", run])
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and cause in err, err
+    assert out == "" and not (tmp_path / "m.db").exists()
+
+
 def test_an_experiment_name_mlflow_would_refuse_is_refused_in_one_line():
     code, _, err = run_cli(["mlflow-init", "--experiment", "x" * 501])
     assert code == 2 and "a name of 501 characters (MLflow takes at most 500)" in err, err

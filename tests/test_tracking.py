@@ -148,7 +148,8 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
             }
         )
     )
-    (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 40.0}))
+    config = {"model": "vae", "dataset": "digits", "lr": 0.1}  # as train.json's: an evaluation of this run
+    (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 40.0, "config": config}))
     assert sync_run("sync", run_dir) == "logged"
     assert sync_run("sync", run_dir) == "already in MLflow"
     client, by_key, runs = runs_by_key(uri, "sync")

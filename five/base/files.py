@@ -121,6 +121,26 @@ def read_train_record(path: Path) -> dict:
     return record
 
 
+def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:
+    """A run is tabled only from a finished training and an evaluation of the checkpoint that training ended
+    with (best.pt: its best epoch; checkpoint.pt: its last): anything else would label one model's numbers
+    with another's record, so it stops the aggregation, naming the run."""
+    if train.get("status") not in FINISHED:
+        raise FiveError(f"{run_dir}: its training has not finished (train.json says {train.get('status')!r})")
+    if "diverged" in (train["status"], evaluation.get("status")):
+        return
+    selection = evaluation.get("model_selection")
+    if selection not in ("best", "last") or evaluation.get("checkpoint_epoch") is None:
+        return  # an eval.json from before these fields were recorded
+    expected = train.get("best_epoch") if selection == "best" else train.get("epochs_completed")
+    if evaluation["checkpoint_epoch"] != expected:
+        raise FiveError(
+            f"{run_dir}: eval.json evaluated epoch {evaluation['checkpoint_epoch']}, but its training's "
+            f"{'best' if selection == 'best' else 'last'} epoch is {expected}: the evaluation is older than the "
+            "training (evaluate it again, e.g. snakemake --forcerun evaluate)"
+        )
+
+
 def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
 

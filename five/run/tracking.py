@@ -17,8 +17,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from five.base.errors import ConfigError
-from five.base.files import FINISHED, non_regular_kind, read_json, read_train_record, refuse_non_regular
+from five.base.config import SCHEDULE_SETTINGS, TrainConfig
+from five.base.errors import ConfigError, FiveError
+from five.base.files import (
+    FINISHED,
+    MOVE_ASIDE_ADVICE,
+    check_evaluated_after_training,
+    non_regular_kind,
+    read_json,
+    read_train_record,
+    refuse_non_regular,
+)
 
 RUN_KEY_TAG = "five.run_key"
 UNTRACKED_WARNING = "warning: MLflow tracking"  # begins the line a job logs when it goes on untracked
@@ -292,6 +301,19 @@ class RunTracker:
         self._guard(lambda: with_retries(self.client.set_terminated, self.run_id, status))
 
 
+def check_evaluated_this_configuration(run_dir: Path, record: dict, evaluation: dict) -> None:
+    """An eval.json is logged as its run's only where it evaluated weights trained with the run's settings (when
+    a run validates or stops aside): one copied from another run would put its numbers under this one's tags."""
+    trained, evaluated = (TrainConfig.resolved(stored.get("config") or {}) for stored in (record, evaluation))
+    differing = [key for key in trained if key not in SCHEDULE_SETTINGS and evaluated.get(key) != trained[key]]
+    if differing and evaluation.get("status") != "diverged":
+        key = differing[0]
+        raise FiveError(
+            f"{run_dir}: eval.json evaluated weights trained with {key} = {evaluated.get(key, '(none)')!r}, but "
+            f"train.json says {trained[key]!r}: evaluate the run again"
+        )
+
+
 def sync_run(
     experiment: str, run_dir: Path, artifact_location: str | None = None, warn: Callable[[str], None] = print
 ) -> str:
@@ -305,8 +327,14 @@ def sync_run(
     record = read_train_record(record_path)
     if record.get("status") not in FINISHED:  # training or killed: its job logs it
         return f"skipped: training has not ended (status {record.get('status')})"
+    evaluation = read_json(evaluation_path) if evaluation_path.exists() else None  # all read before MLflow
+    if evaluation is not None:
+        check_evaluated_after_training(run_dir, record, evaluation)
+        check_evaluated_this_configuration(run_dir, record, evaluation)
+    if not all(isinstance(entry, dict) and "epoch" in entry for entry in record["history"] or []):
+        raise FiveError(f"{record_path} is damaged: its history is not as five writes it; {MOVE_ASIDE_ADVICE}")
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
-    if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation_path.exists()):
+    if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation is not None):
         return "already in MLflow"
     tracker.start(
         record["config"] | {"device": record.get("device")},
@@ -317,8 +345,7 @@ def sync_run(
             {key: value for key, value in entry.items() if key != "epoch"}, step=entry["epoch"], flush=False
         )
     tracker.log_metrics({"train_wall_time_s": record["wall_time_s"]})
-    if evaluation_path.exists():
-        evaluation = read_json(evaluation_path)
+    if evaluation is not None:
         tracker.log_metrics({f"eval_{key}": value for key, value in evaluation.items()})
     tracker.log_artifacts([record_path, evaluation_path])
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
-from five.base.files import FINISHED, read_json
+from five.base.files import check_evaluated_after_training, read_json
 from five.base.metrics import RESULT_COLUMNS
 from five.sweep.table import device_kind, evaluation_settings, model_dir
 
@@ -58,26 +58,6 @@ def collect_runs(sweep: pd.DataFrame, evaluation_config: dict) -> tuple[pd.DataF
         rows.append(row)
         histories += [{key: point[key] for key in KEYS} | entry for entry in train.get("history", [])]
     return pd.DataFrame(rows), pd.DataFrame(histories)
-
-
-def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:
-    """A run is tabled only from a finished training and an evaluation of the checkpoint that training ended
-    with (best.pt: its best epoch; checkpoint.pt: its last): anything else would label one model's numbers
-    with another's record, so it stops the aggregation, naming the run."""
-    if train.get("status") not in FINISHED:
-        raise FiveError(f"{run_dir}: its training has not finished (train.json says {train.get('status')!r})")
-    if "diverged" in (train["status"], evaluation.get("status")):
-        return
-    selection = evaluation.get("model_selection")
-    if selection not in ("best", "last") or evaluation.get("checkpoint_epoch") is None:
-        return  # an eval.json from before these fields were recorded
-    expected = train.get("best_epoch") if selection == "best" else train.get("epochs_completed")
-    if evaluation["checkpoint_epoch"] != expected:
-        raise FiveError(
-            f"{run_dir}: eval.json evaluated epoch {evaluation['checkpoint_epoch']}, but its training's "
-            f"{'best' if selection == 'best' else 'last'} epoch is {expected}: the evaluation is older than the "
-            "training (evaluate it again, e.g. snakemake --forcerun evaluate)"
-        )
 
 
 def check_made_as_configured(run_dir: Path, point: dict, train: dict, evaluation: dict, evaluation_config: dict):
