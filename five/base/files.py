@@ -27,6 +27,13 @@ RUN_OWN_FILES = (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)  # what a tr
 SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed
 GRIDS = "grids"  # the folder of a run's image grids in the workflow (`five evaluate --image-dir RUN/grids`)
 MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
+# a damaged evaluation needs no retraining: only the evaluation is made again
+EVALUATE_AGAIN_ADVICE = "remove it and evaluate the run again (in the workflow: snakemake --forcerun evaluate)"
+
+
+def repair_advice(path: Path) -> str:
+    """What to do about a damaged file of a run folder: evaluate again for eval.json, else retrain."""
+    return EVALUATE_AGAIN_ADVICE if Path(path).name == EVAL_JSON else MOVE_ASIDE_ADVICE
 
 
 def non_regular_kind(path: Path) -> str | None:
@@ -90,7 +97,7 @@ def refuse_non_regular_input(path: Path) -> None:
     """Never read anything but a regular file: a FIFO would block and a device (/dev/zero) never end."""
     kind = non_regular_kind(path)
     if kind is not None:
-        raise FiveError(f"{path} is {kind}, not a file five wrote; {MOVE_ASIDE_ADVICE}")
+        raise FiveError(f"{path} is {kind}, not a file five wrote; {repair_advice(path)}")
 
 
 def read_json(path: Path) -> dict:
@@ -98,11 +105,11 @@ def read_json(path: Path) -> dict:
     try:
         payload = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise FiveError(f"{path} is damaged: not valid JSON ({error}); {MOVE_ASIDE_ADVICE}") from None
+        raise FiveError(f"{path} is damaged: not valid JSON ({error}); {repair_advice(path)}") from None
     except RecursionError:
-        raise FiveError(f"{path} is damaged: nested too deeply to read; {MOVE_ASIDE_ADVICE}") from None
+        raise FiveError(f"{path} is damaged: nested too deeply to read; {repair_advice(path)}") from None
     if not isinstance(payload, dict):
-        raise FiveError(f"{path} is damaged: a JSON object was expected; {MOVE_ASIDE_ADVICE}")
+        raise FiveError(f"{path} is damaged: a JSON object was expected; {repair_advice(path)}")
     return payload
 
 
