@@ -4,6 +4,8 @@ import functools
 import gzip
 import http.server
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from torchvision.datasets import CIFAR10, MNIST
-from vision_files import md5, write_cifar10, write_mnist
+from vision_files import md5, write_cifar10, write_idx, write_mnist
 
 import five.data.vision
 from five.base.errors import DataError
@@ -84,6 +86,51 @@ def test_corrupted_cifar10_is_a_clear_error(tmp_path, small_validation):
     write_cifar10(tmp_path, per_batch=4, n_test=3)  # MD5s differ from the real files'
     with pytest.raises(DataError, match="corrupted.*five download --dataset cifar10"):
         load_dataset("cifar10", tmp_path)
+
+
+def _damage_mnist(raw: Path, how: str) -> None:
+    images = raw / "train-images-idx3-ubyte"
+    if how == "empty":
+        images.write_bytes(b"")
+    elif how == "header only":
+        images.write_bytes(images.read_bytes()[:16])
+    elif how == "bad magic":
+        images.write_bytes(b"\x01\x02" + images.read_bytes()[2:])
+    elif how == "type byte":
+        images.write_bytes(images.read_bytes()[:2] + b"\x0a" + images.read_bytes()[3:])
+    elif how == "20x20 images":
+        write_idx(images, np.zeros((30, 20, 20), np.uint8))
+    elif how == "a FIFO":
+        images.unlink()
+        os.mkfifo(images)
+    else:  # torchvision's old processed files, which it reads instead of the raw ones
+        (raw.parent / "processed").mkdir()
+        for name, count in (("training.pt", 30), ("test.pt", 5)):
+            torch.save(
+                (torch.zeros(count, 28, 28, dtype=torch.uint8), torch.zeros(count)), raw.parent / "processed" / name
+            )
+
+
+@pytest.mark.parametrize(
+    "how, cause",
+    [
+        ("empty", "corrupted"),
+        ("header only", "corrupted"),
+        ("bad magic", "corrupted"),
+        ("type byte", "corrupted"),
+        ("20x20 images", "training images of shape (1, 20, 20), not mnist's (1, 28, 28)"),
+        ("a FIFO", "train-images-idx3-ubyte is a FIFO, not a data file"),
+        ("legacy processed files", "processed/training.pt is torchvision's old processed MNIST"),
+    ],
+)
+def test_damaged_mnist_files_are_one_clear_error(tmp_path, small_validation, how, cause):
+    """torchvision's own parsers raise ValueError, AssertionError, KeyError…: each is a DataError naming the
+    data set (a traceback before), as are images of another shape (trained on silently) and stale processed
+    files (read instead of the raw files five checks)."""
+    write_mnist(tmp_path, n_train=30, n_test=5)
+    _damage_mnist(tmp_path / "MNIST" / "raw", how)
+    with pytest.raises(DataError, match=re.escape(cause)):
+        load_dataset("mnist", tmp_path)
 
 
 def test_dequantised_images_lie_in_the_unit_cube_and_change_between_epochs(tmp_path, small_validation):

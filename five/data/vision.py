@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 from five.base.errors import DataError
-from five.base.files import check_output_dir
-from five.data.catalog import FILES, VALIDATION_SIZE
+from five.base.files import check_output_dir, non_regular_kind
+from five.data.catalog import DATA_SHAPES, FILES, VALIDATION_SIZE
+
+# torchvision's MNIST reads these (its pre-0.9 format) instead of the raw files when they are there
+LEGACY_MNIST = ("MNIST/processed/training.pt", "MNIST/processed/test.pt")
 
 
 def _sources() -> dict:
@@ -46,6 +49,18 @@ def _images(source):
 def load_vision_splits(name: str, root: Path) -> dict:
     """The train/validation/test images (uint8 tensors) of `name` in `root`, or one DataError naming what is
     missing or damaged."""
+    for path in expected_files(name, root):
+        kind = non_regular_kind(path)
+        if kind is not None:
+            raise DataError(
+                f"{path} is {kind}, not a data file; fetch {name} again with `{download_command(name, root)}`"
+            )
+    legacy = [Path(root) / file for file in LEGACY_MNIST if (Path(root) / file).exists()] if name == "mnist" else []
+    if legacy:
+        raise DataError(
+            f"{legacy[0]} is torchvision's old processed MNIST, which it would read instead of the raw files: "
+            "move MNIST/processed away"
+        )
     missing = [path for path in expected_files(name, root) if not path.is_file()]
     if missing:
         listed = ", ".join(str(path.relative_to(root)) for path in missing)
@@ -56,11 +71,18 @@ def load_vision_splits(name: str, root: Path) -> dict:
     source = _sources()[name]
     try:
         train, test = source(str(root), train=True), source(str(root), train=False)
-    except RuntimeError as error:  # torchvision's integrity check failed
+    except Exception as error:  # its integrity check, or its parser on a damaged file (ValueError, KeyError, …)
+        cause = " ".join(str(error).split()) or type(error).__name__
         raise DataError(
-            f"{name} in {root} is corrupted ({error}); fetch it again with `{download_command(name, root)}`"
+            f"{name} in {root} is corrupted ({cause}); fetch it again with `{download_command(name, root)}`"
         ) from None
     images = _images(train)
+    for split, array in (("training", images), ("test", _images(test))):
+        if tuple(array.shape[1:]) != DATA_SHAPES[name]:
+            raise DataError(
+                f"{name} in {root} has {split} images of shape {tuple(array.shape[1:])}, not {name}'s "
+                f"{DATA_SHAPES[name]}; fetch it again with `{download_command(name, root)}`"
+            )
     if images.shape[0] <= VALIDATION_SIZE:
         raise DataError(
             f"{name} in {root} has {images.shape[0]} training images, too few for a "
