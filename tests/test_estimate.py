@@ -293,3 +293,46 @@ def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
         key(evaluation={"compile": True}),
     }
     assert len(keys) == 8
+
+
+@pytest.mark.parametrize(
+    "text, cause",
+    [
+        (b"\xff\xfe binary", "is damaged (UnicodeDecodeError"),
+        (b"a,b\n1,2\n", "is damaged (KeyError"),
+        (b"run_dir,predicted_train_s,job_startup_s\nr,nan,4\n", "predicted_train_s of r is 'nan', not a time"),
+        (b"run_dir,predicted_train_s,job_startup_s\nr,inf,4\n", "predicted_train_s of r is 'inf', not a time"),
+        (b"run_dir,predicted_train_s,job_startup_s\nr,-5,4\n", "predicted_train_s of r is '-5', not a time"),
+        (b"run_dir,predicted_train_s,job_startup_s\nr,abc,4\n", "predicted_train_s of r is 'abc', not a time"),
+        (b"run_dir,predicted_train_s\nr,5\n", "job_startup_s of r is None, not a time"),
+    ],
+)
+def test_a_damaged_estimate_is_one_line_for_a_runtime(tmp_path, text, cause):
+    """Tracebacks (ValueError, OverflowError, KeyError, UnicodeDecodeError) and a negative time silently made a
+    one-minute runtime."""
+    from five.base.errors import ConfigError
+    from five.sweep.estimate_files import estimate_seconds, read_estimate
+
+    path = tmp_path / "estimate.csv"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match=re.escape(cause)):
+        for row in read_estimate(str(path)).values():
+            estimate_seconds(row, "predicted_train_s", str(path))
+            estimate_seconds(row, "job_startup_s", str(path))
+
+
+@pytest.mark.parametrize(
+    "text, cause",
+    [
+        (b"", "is damaged (No columns to parse"),
+        (b"a,b\n1,2\n", "it lacks run_dir, predicted_train_s, predicted_evaluate_s"),
+        (b"run_dir,predicted_train_s,predicted_evaluate_s\nr,abc,4\n", "its predicted_train_s holds values that"),
+    ],
+)
+def test_a_damaged_estimate_stops_the_aggregation_in_one_line(tmp_path, text, cause):
+    from five.base.errors import FiveError
+    from five.sweep.aggregate import read_estimate_table
+
+    (tmp_path / "estimate.csv").write_bytes(text)
+    with pytest.raises(FiveError, match=re.escape(cause)):
+        read_estimate_table(tmp_path / "estimate.csv")

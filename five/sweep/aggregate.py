@@ -10,11 +10,13 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from pandas.api.types import is_numeric_dtype
 
 from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import check_evaluated_after_training, read_json
 from five.base.metrics import RESULT_COLUMNS
+from five.sweep.estimate_files import REMAKE_ADVICE
 from five.sweep.table import device_kind, evaluation_settings, model_dir
 
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
@@ -102,7 +104,7 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str,
     pack of its size (flagged `estimate_unpacked`)."""
     if not Path(estimate_csv).is_file():
         return runs
-    estimate = pd.read_csv(estimate_csv, dtype={"estimate_key": str})  # a hex key may look like a number
+    estimate = read_estimate_table(estimate_csv)
     trained_on = dict(zip(runs["run_dir"], runs["device"].map(device_kind)))
     current = (estimate["run_dir"].map(keys) == estimate.reindex(columns=["estimate_key"])["estimate_key"]) & (
         estimate.reindex(columns=["device"])["device"].map(device_kind) == estimate["run_dir"].map(trained_on)
@@ -118,6 +120,23 @@ def with_predicted_times(runs: pd.DataFrame, estimate_csv: Path, keys: dict[str,
     runs["predicted_train_s"] = runs["predicted_train_s"].where(pack == 1, packed)
     runs["train_time_ratio"] = runs["train_wall_time_s"] / runs["predicted_train_s"]
     return runs.drop(columns=["predicted_train_s_packed", "packed_members"])
+
+
+ESTIMATE_TIMES = ("predicted_train_s", "predicted_evaluate_s")
+
+
+def read_estimate_table(path) -> pd.DataFrame:
+    """estimate.csv as a table, refused in one line where it is damaged (no run_dir, times that are no numbers)."""
+    try:
+        estimate = pd.read_csv(path, dtype={"estimate_key": str})  # a hex key may look like a number
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise FiveError(f"{path} is damaged ({' '.join(str(error).split())}); {REMAKE_ADVICE}") from None
+    missing = [column for column in ("run_dir", *ESTIMATE_TIMES) if column not in estimate]
+    wrong = [column for column in ESTIMATE_TIMES if column in estimate and not is_numeric_dtype(estimate[column])]
+    if missing or wrong:
+        what = f"it lacks {', '.join(missing)}" if missing else f"its {', '.join(wrong)} holds values that are no times"
+        raise FiveError(f"{path} is damaged: {what}; {REMAKE_ADVICE}")
+    return estimate
 
 
 UNPREDICTED_FLAGS = ("estimate_outdated", "estimate_unpacked")  # with_predicted_times: why a run has no prediction

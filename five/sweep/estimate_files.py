@@ -12,6 +12,7 @@ from five.base.errors import ConfigError
 from five.sweep.table import device_kind, estimate_key
 
 ESTIMATE_FILES = ("estimate.csv", "estimate.md")  # what `five estimate` writes into its --out-dir
+REMAKE_ADVICE = "make it again with `snakemake estimate --configfile …` (or `five estimate`)"
 PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
 
 
@@ -23,8 +24,24 @@ def read_estimate(path: str) -> dict[str, dict]:
             f"a runtime of `estimate` needs {path}: make it first with `snakemake estimate "
             f"--configfile …` (or `five estimate`) on the kind of device the jobs will use"
         )
-    with open(path, newline="") as file:
-        return {row["run_dir"]: row for row in csv.DictReader(file)}
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            return {row["run_dir"]: row for row in csv.DictReader(file)}
+    except (UnicodeDecodeError, csv.Error, KeyError) as error:
+        raise ConfigError(f"{path} is damaged ({type(error).__name__}: {error}); {REMAKE_ADVICE}") from None
+
+
+def estimate_seconds(row: dict, column: str, path: str) -> float:
+    """A time of an estimate row, refused in one line where it is missing, not a number, infinite or negative."""
+    try:
+        value = float(row[column])
+    except (KeyError, TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"{path} is damaged: {column} of {row.get('run_dir')} is {row.get(column)!r}, not a time; {REMAKE_ADVICE}"
+        )
+    return value
 
 
 def packed_for(row: dict, members: int) -> bool:
@@ -55,6 +72,6 @@ def estimated_minutes(path: str, runs: list[dict], rule: str, config: dict) -> i
     column = PREDICTED[rule]
     if len(rows) > 1 and all(packed_for(row, len(rows)) and row.get(f"{column}_packed") for row in rows):
         column += "_packed"
-    seconds = sum(float(row[column]) for row in rows) * config["estimate_safety_factor"]
-    seconds += float(rows[0]["job_startup_s"])
+    seconds = sum(estimate_seconds(row, column, path) for row in rows) * config["estimate_safety_factor"]
+    seconds += estimate_seconds(rows[0], "job_startup_s", path)
     return max(1, math.ceil(seconds / 60))
