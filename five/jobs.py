@@ -18,6 +18,7 @@ from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    EVAL_JSON,
     TRAIN_JSON,
     atomic_write,
     check_output_dir,
@@ -244,6 +245,7 @@ def run_evaluate(args) -> None:
     protected = evaluation_files(args.run, image_dirs)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir, protected)
+        check_not_another_runs_evaluation(run, out)
     if args.cache_dir is not None:
         check_cache_dir(args.cache_dir)
     apply_threads(args)  # the check loads the data and builds each model
@@ -305,6 +307,13 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
         for name in IMAGE_NAMES:
             refuse_non_regular(image_dir / name, "--image-dir")
     check_output_file(out, "--out", protected=protected)
+
+
+def check_not_another_runs_evaluation(run: Path, out: Path) -> None:
+    """An evaluation's --out is never another run folder's eval.json: its numbers would pass for that run's."""
+    folder = out.parent
+    if out.name == EVAL_JSON and folder.resolve() != run.resolve() and (folder / TRAIN_JSON).exists():
+        raise FiveError(f"--out {out} is the eval.json of the run in {folder}, but it would hold {run}'s evaluation")
 
 
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:

@@ -1175,6 +1175,20 @@ def test_mlflow_sync_checks_a_run_folder_before_it_logs_anything(trained, tmp_pa
         assert "evaluate the run again" in err and "retrain" not in err, err
 
 
+@pytest.mark.parametrize("swapped", [True, False], ids=["swapped in one command", "another run's folder"])
+def test_an_evaluation_is_never_written_as_another_runs(trained, tmp_path, swapped):
+    first, second = copy_run(trained, tmp_path), tmp_path / "second"
+    second.mkdir()
+    (second / "train.json").write_bytes((first / "train.json").read_bytes())
+    argv = evaluate(first, out=second / "eval.json")
+    if swapped:
+        argv = ["evaluate", "--run", first, second, "--importance-samples", 2, "--device", "cpu"]
+        argv += ["--out", second / "eval.json", first / "eval.json"]
+    code, out, err = run_cli(argv)
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "is the eval.json of the run in" in err, err
+    assert out == "" and not (second / "eval.json").exists() and not (first / "eval.json").exists()
+
+
 def test_an_experiment_name_mlflow_would_refuse_is_refused_in_one_line():
     code, _, err = run_cli(["mlflow-init", "--experiment", "x" * 501])
     assert code == 2 and "a name of 501 characters (MLflow takes at most 500)" in err, err
