@@ -39,6 +39,7 @@ def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
     )
     parser.add_argument(
         "--mlflow-run-key",
+        type=given_key,
         nargs="+" if runs == "several" else None,
         help="identifies the sweep point in MLflow (default: the run folder)"
         + ("; one per run folder" if runs == "several" else ""),
@@ -66,6 +67,13 @@ def given_path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path was given")
     return Path(text)
+
+
+def given_key(text: str) -> str:
+    """A run key's value; an empty one is refused (it would silently stand for the run folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty key was given")
+    return text
 
 
 MLFLOW_NAME_MAX = 500  # MLflow refuses longer experiment names

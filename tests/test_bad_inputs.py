@@ -1189,6 +1189,14 @@ def test_an_evaluation_is_never_written_as_another_runs(trained, tmp_path, swapp
     assert out == "" and not (second / "eval.json").exists() and not (first / "eval.json").exists()
 
 
+@pytest.mark.parametrize("key", ["", "  "])
+def test_an_empty_mlflow_run_key_is_refused_not_taken_for_the_run_folder(trained, tmp_path, key):
+    run = copy_run(trained, tmp_path)
+    code, out, err = run_cli(evaluate(run, "--mlflow-experiment", "x", "--mlflow-run-key", key))
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "an empty key was given" in err, err
+    assert out == "" and not (run / "eval.json").exists()
+
+
 def test_an_experiment_name_mlflow_would_refuse_is_refused_in_one_line():
     code, _, err = run_cli(["mlflow-init", "--experiment", "x" * 501])
     assert code == 2 and "a name of 501 characters (MLflow takes at most 500)" in err, err
