@@ -815,7 +815,7 @@ CASES = [
     (  # refused before anything is timed: the output files are checked first
         "estimate.csv a link to a device",
         lambda t, r: estimate_into(_linked(t / "out" / "estimate.csv", "/dev/null")),
-        "estimate.csv is a device",
+        "estimate.csv is a link",
     ),
     ("estimate.md a folder", lambda t, r: estimate_into(_folder(t / "out" / "estimate.md")), "estimate.md is a folder"),
 ]

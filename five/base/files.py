@@ -5,6 +5,7 @@ import it."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -40,11 +41,14 @@ def non_regular_kind(path: Path) -> str | None:
     """What `path` is where it is there but not a regular file ("a folder", "a FIFO", …); None where it is a
     regular file or nothing."""
     path = Path(path)
-    if path.is_file() or not (path.exists() or path.is_symlink()):
+    try:  # one stat: a journal that SQLite makes and removes between two checks is never misread
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a link to nothing" if path.is_symlink() else None
+    except OSError as error:  # a link loop, a folder on the way that cannot be searched, …
+        return "a link loop" if error.errno == errno.ELOOP else f"not reachable ({error.strerror})"
+    if stat.S_ISREG(mode):
         return None
-    if not path.exists():
-        return "a link to nothing"
-    mode = os.stat(path).st_mode
     return (
         "a folder"
         if stat.S_ISDIR(mode)
@@ -131,7 +135,7 @@ def read_train_record(path: Path) -> dict:
 def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:
     """A run is tabled only from a finished training and an evaluation of the checkpoint that training ended
     with (best.pt: its best epoch; checkpoint.pt: its last): anything else would label one model's numbers
-    with another's record, so it stops the aggregation, naming the run."""
+    with another's record, so it stops the aggregation (or the sync to MLflow), naming the run."""
     if train.get("status") not in FINISHED:
         raise FiveError(f"{run_dir}: its training has not finished (train.json says {train.get('status')!r})")
     if "diverged" in (train["status"], evaluation.get("status")):
