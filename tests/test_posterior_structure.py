@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from five.base.metrics import information_threshold
 from five.model import objectives
 from five.model.estimators import probe_vectors
 from five.run.evaluate import collapse_metrics
@@ -114,3 +115,17 @@ def test_noise_directions_of_a_small_test_set_are_not_informative(latent_dim):
         signal_counted += collapse_metrics(means, covariance_sum)["informative_directions"]
     assert counted == 0
     assert signal_counted == draws
+
+
+def test_the_information_threshold_is_the_variance_ratio_scaled_by_the_edge():
+    """½·log(1 + (e − 1)(1 + √(d/N))²): 0.680 nats at d = 32, N = 360 (digits), 0.550 at d = 64, N = 10,000, and
+    0.5 as N grows; evaluate records the value it counted with."""
+    assert information_threshold(32, 360) == pytest.approx(
+        0.5 * math.log(1 + (math.e - 1) * (1 + (32 / 360) ** 0.5) ** 2)
+    )
+    assert information_threshold(32, 360) == pytest.approx(0.680, abs=5e-4)
+    assert information_threshold(64, 10_000) == pytest.approx(0.550, abs=5e-4)
+    assert information_threshold(8, 10**12) == pytest.approx(0.5, abs=1e-5)
+    means, covariance_sum = constructed_posterior([3.0, 0.5, 0.0], [1.0, 0.5, 1.0])
+    recorded = collapse_metrics(means, covariance_sum)["information_threshold_nats"]
+    assert recorded == pytest.approx(information_threshold(3, 4000))

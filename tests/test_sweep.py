@@ -335,3 +335,16 @@ def test_a_run_is_tabled_only_from_an_evaluation_made_as_the_config_says(tmp_pat
     path = Path(row["run_dir"]) / "eval.json"
     path.write_text(json.dumps(json.loads(path.read_text()) | evaluation))
     assert_tabled_or_refused(row, evaluated, refusal)
+
+
+def test_the_tables_count_informative_directions_by_todays_rule_whenever_evaluated(tmp_path):
+    """An eval.json made before the threshold was raised for small test sets holds the old count; the runs table
+    counts its per-direction values again (0.6 nats: informative at 0.5, not at 0.68 for d = 32, N = 360)."""
+    row = fake_run(tmp_path, "digits", "vae", 32, 0, 0, 5.0)
+    evaluation_path = Path(row["run_dir"]) / "eval.json"
+    evaluation = json.loads(evaluation_path.read_text())
+    per_direction = [0.9, 0.6] + [0.1] * 30
+    evaluation |= {"informative_directions": 2, "information_per_direction": per_direction, "n_examples": 360}
+    evaluation_path.write_text(json.dumps(evaluation))
+    runs, _ = collect_runs(pd.DataFrame([row]), EVALUATED)
+    assert runs["informative_directions"].tolist() == [1]

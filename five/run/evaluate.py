@@ -26,7 +26,7 @@ from five.base.files import (
     read_train_record,
     refuse_non_regular,
 )
-from five.base.metrics import TEST_METRICS
+from five.base.metrics import TEST_METRICS, information_threshold, informative_count
 from five.data import manifold
 from five.data.datasets import Dataset, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
@@ -43,11 +43,6 @@ from five.run.validation import fit_log_sigma, validation_batch
 
 EVALUATION_SEED = 20250602  # fixed: the test dequantisation and the importance samples are the same every time
 ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
-# §3: a direction is informative above 0.5 nats, i.e. λ > e: the spread of the posterior means over the data
-# exceeds e − 1 ≈ 1.7 times the average posterior variance. A direction the model leaves to the data's noise
-# with mean variance equal to its posterior variance (λ = 2) carries ½·log 2 ≈ 0.35 nats: not informative,
-# though "active" by Burda's count. The count's threshold is raised for small test sets (information_threshold).
-INFORMATION_THRESHOLD = 0.5
 PROGRESS_SECONDS = 30.0  # how often a batch's importance sampling says how far it is
 SAMPLES_PER_CHUNK = 2**16  # importance samples × examples evaluated at once
 POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with the true one
@@ -231,16 +226,6 @@ def likelihood_pass(
     return merged
 
 
-def information_threshold(latent_dim: int, examples: int) -> float:
-    """The information a direction must carry to be counted, for d directions estimated from N test examples:
-    INFORMATION_THRESHOLD's ratio of mean to posterior variance, e^{2t} − 1, times (1 + √(d/N))², the factor by
-    which sampling spreads the largest of d sample variances above their common value (Marchenko–Pastur's edge).
-    Without it a small test set makes noise directions informative: at d = 64, N = 360 (digits), d directions
-    that each carry ½·log 2 nats show a largest sample ratio of about 2, above e − 1."""
-    edge = (1 + math.sqrt(latent_dim / examples)) ** 2
-    return 0.5 * math.log1p(math.expm1(2 * INFORMATION_THRESHOLD) * edge)
-
-
 def collapse_metrics(means: torch.Tensor, covariance_sum: torch.Tensor) -> dict:
     """§3: active units (axis-wise and rotation-invariant), the spectrum of E_x[Σ_q(x)], and the information per
     direction with its sum (the rate) and the count of informative directions."""
@@ -254,7 +239,7 @@ def collapse_metrics(means: torch.Tensor, covariance_sum: torch.Tensor) -> dict:
     return {
         "active_units": int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
         "active_units_eigen": int((eigen_of_means > ACTIVE_UNIT_THRESHOLD).sum()),
-        "informative_directions": int((information > threshold).sum()),
+        "informative_directions": informative_count(information.tolist(), means.shape[0]),
         "rate_nats": float(information.sum()),
         "information_per_direction": information.tolist(),
         "information_threshold_nats": threshold,

@@ -15,7 +15,7 @@ from pandas.api.types import is_numeric_dtype
 from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import check_evaluated_after_training, read_json
-from five.base.metrics import RESULT_COLUMNS
+from five.base.metrics import RESULT_COLUMNS, informative_count
 from five.sweep.estimate_files import REMAKE_ADVICE
 from five.sweep.table import device_kind, evaluation_settings, model_dir
 
@@ -46,6 +46,9 @@ def collect_runs(sweep: pd.DataFrame, evaluation_config: dict) -> tuple[pd.DataF
         )
         row["error"] = train.get("error") or evaluation.get("error")
         row |= {column: evaluation.get(column) for column in RESULT_COLUMNS}
+        per_direction, examples = evaluation.get("information_per_direction"), evaluation.get("n_examples")
+        if per_direction and examples:  # counted by today's rule, whenever the evaluation was made
+            row["informative_directions"] = informative_count(per_direction, examples)
         epoch_times = [entry["time_s"] for entry in train.get("history", []) if entry.get("time_s") is not None]
         row |= {
             "epochs_completed": train.get("epochs_completed"),

@@ -39,7 +39,7 @@ def _placeholder(path: Path, message: str) -> Path:
 BAND = "band: ± 1 std over seeds"
 COLLAPSE_COUNTS = {
     "active_units_eigen": "active units (Burda, eigenvalue count)",
-    "informative_directions": "informative directions (> 0.5 nats)",
+    "informative_directions": "informative directions (> 0.5 nats; more for small N)",
 }
 
 
