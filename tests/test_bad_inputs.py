@@ -1110,11 +1110,23 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
         ("bogus://x", "MLFLOW_TRACKING_URI 'bogus://x' has the unknown scheme 'bogus'"),
         ("sqlite:///{tmp}/text.db", "MLflow at sqlite:///{tmp}/text.db failed: (sqlite3.DatabaseError) file is not"),
         ("sqlite://", "MLFLOW_TRACKING_URI 'sqlite://' names no database file"),
+        ("sqlite:///:memory:", "MLFLOW_TRACKING_URI 'sqlite:///:memory:' names no database file"),
         ("sqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be regular"),
+        ("sqlite+pysqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be"),
         ("sqlite:///{tmp}", "{tmp} is a folder; the SQLite database"),
         ("sqlite:///{tmp}/fifo.db", "{tmp}/fifo.db-journal is a FIFO; the SQLite database"),
     ],
-    ids=["file store", "unknown scheme", "not a database", "in memory", "a device", "a folder", "a FIFO journal"],
+    ids=[
+        "file store",
+        "unknown scheme",
+        "not a database",
+        "in memory",
+        "in memory, named",
+        "a device",
+        "a device, with a driver",
+        "a folder",
+        "a FIFO journal",
+    ],
 )
 @pytest.mark.parametrize("command", ["mlflow-init", "mlflow-sync"])
 def test_the_mlflow_commands_say_what_is_wrong_with_the_store_in_one_line(

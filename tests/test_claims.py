@@ -129,6 +129,13 @@ def test_sides_exactly_a_margin_apart_are_never_decided_whatever_their_size(size
         overall, cells = verdicts(runs, claim)
         assert overall["verdict"] == INCONCLUSIVE, cells.iloc[0].to_dict()
         assert cells.iloc[0]["p_support"] == cells.iloc[0]["p_contradict"] == 1.0
+    beyond = gap + (1e-6 if gap > 0 else -1e-6) * size / 1e2  # past the boundary by far more than rounding
+    against = np.random.default_rng(0).normal(size, size / 50, 6)
+    overall, cells = verdicts(runs_table({("five", 4): list(against + beyond), ("vae", 4): list(against)}), claim)
+    if claim["kind"] == "equivalent":  # outside by far: as false as 6 seeds can show (sign-flip, Bonferroni: 2/64)
+        assert cells.iloc[0]["p_contradict"] <= 2 / 64 and overall["verdict"] != SUPPORTED, cells.iloc[0].to_dict()
+    else:
+        assert overall["verdict"] == SUPPORTED, cells.iloc[0].to_dict()
 
 
 def test_a_growth_of_exactly_the_margin_is_never_decided_whatever_the_size():

@@ -55,8 +55,8 @@ def load_vision_splits(name: str, root: Path) -> dict:
             raise DataError(
                 f"{path} is {kind}, not a data file; fetch {name} again with `{download_command(name, root)}`"
             )
-    legacy = [Path(root) / file for file in LEGACY_MNIST if (Path(root) / file).exists()] if name == "mnist" else []
-    if legacy:
+    legacy = [Path(root) / file for file in LEGACY_MNIST]
+    if name == "mnist" and all(path.exists() for path in legacy):  # torchvision reads them only where both are
         raise DataError(
             f"{legacy[0]} is torchvision's old processed MNIST, which it would read instead of the raw files: "
             "move MNIST/processed away"

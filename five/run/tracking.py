@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,7 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
         raise ConfigError(
             f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
         )
-    if uri.startswith("sqlite:") and not (sqlite_database(uri) or Path()).name:
+    if scheme == "sqlite" and sqlite_database(uri) is None:
         raise ConfigError(
             f"{what} {uri!r} names no database file (an in-memory database keeps nothing): use "
             "sqlite:///ABSOLUTE/PATH/mlflow.db"
@@ -120,10 +121,10 @@ def with_retries(call: Callable, *args, **kwargs):
 
 
 def sqlite_database(tracking_uri: str | None) -> Path | None:
-    """The SQLite database file `tracking_uri` names; None for a server (or no URI)."""
-    if not tracking_uri or not tracking_uri.startswith(SQLITE):
-        return None
-    return Path(tracking_uri.removeprefix(SQLITE))
+    """The SQLite database file `tracking_uri` names (sqlite:///PATH, also with a driver: sqlite+pysqlite:///);
+    None for a server, no URI, or an SQLite database in memory."""
+    match = re.fullmatch(r"sqlite(\+\w+)?:///(.*)", tracking_uri or "", re.DOTALL)
+    return Path(match.group(2)) if match and match.group(2) not in ("", ":memory:") else None
 
 
 def sqlite_database_files(tracking_uri: str | None) -> list[Path]:

@@ -323,8 +323,10 @@ def kind_cell(
     set's part of a paired difference's variance."""
     kind = claim["kind"]
     diffs, low, high, claimed, rule = kind_statistic(claim, values, latent_dim, margin)
-    sizes = values["left"].abs() + (values["right"].abs() if "right" in values else latent_dim)
-    diffs = onto_boundaries(diffs, (low, high), sizes.to_numpy(float))
+    # a log ratio's rounding is relative, whatever the values' size
+    right = values["right"].abs() if "right" in values else latent_dim
+    sizes = 0 if kind == "ratio_at_most" else values["left"].abs() + right
+    diffs = onto_boundaries(diffs, (low, high), np.asarray(sizes, float))
     if kind in ("paired", "equivalent"):
         return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], test_variance=test_variance)
     if kind == "ratio_at_most":
