@@ -467,13 +467,14 @@ def run_mlflow_init(args) -> None:
 
 
 def run_mlflow_sync(args) -> None:
-    from five.run.tracking import check_tracking_uri, sync_run
+    from five.run.tracking import check_tracking_uri, sync_inputs, sync_run
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")
+        sync_inputs(run_dir.resolve())
     for run_dir in args.runs:
         with mlflow_errors_as_one_line():
             outcome = sync_run(

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -1178,9 +1179,10 @@ def test_mlflow_sync_checks_a_run_folder_before_it_logs_anything(trained, tmp_pa
     """It logged another run's eval.json under this run's tags, and left a RUNNING run behind a damaged file."""
     run = copy_run(trained, tmp_path)
     assert run_cli(evaluate(run))[0] == 0
+    shutil.copytree(run, tmp_path / "good")  # given first: not logged either, every folder is checked first
     damage(run)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
-    code, out, err = run_cli(["mlflow-sync", "--experiment", "x", run])
+    code, out, err = run_cli(["mlflow-sync", "--experiment", "x", tmp_path / "good", run])
     assert code == 2 and err.strip().splitlines() == [err.strip()] and cause in err, err
     assert out == "" and not (tmp_path / "m.db").exists()
     if "eval.json is damaged" in cause:  # only the evaluation is made again, never the training

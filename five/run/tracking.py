@@ -315,6 +315,24 @@ def check_evaluated_this_configuration(run_dir: Path, record: dict, evaluation: 
         )
 
 
+def sync_inputs(run_dir: Path) -> tuple[dict, dict | None] | str:
+    """A run folder's train.json and eval.json (None where not evaluated), read and checked before anything is
+    logged; or why the folder is skipped."""
+    record_path, evaluation_path = Path(run_dir) / "train.json", Path(run_dir) / "eval.json"
+    if not record_path.exists():
+        return "not trained"
+    record = read_train_record(record_path)
+    if record.get("status") not in FINISHED:  # training or killed: its job logs it
+        return f"skipped: training has not ended (status {record.get('status')})"
+    evaluation = read_json(evaluation_path) if evaluation_path.exists() else None
+    if evaluation is not None:
+        check_evaluated_after_training(run_dir, record, evaluation)
+        check_evaluated_this_configuration(run_dir, record, evaluation)
+    if not all(isinstance(entry, dict) and "epoch" in entry for entry in record["history"] or []):
+        raise FiveError(f"{record_path} is damaged: its history is not as five writes it; {MOVE_ASIDE_ADVICE}")
+    return record, evaluation
+
+
 def sync_run(
     experiment: str, run_dir: Path, artifact_location: str | None = None, warn: Callable[[str], None] = print
 ) -> str:
@@ -323,17 +341,10 @@ def sync_run(
     Returns what was done."""
     run_dir = Path(run_dir).resolve()
     record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
-    if not record_path.exists():
-        return "not trained"
-    record = read_train_record(record_path)
-    if record.get("status") not in FINISHED:  # training or killed: its job logs it
-        return f"skipped: training has not ended (status {record.get('status')})"
-    evaluation = read_json(evaluation_path) if evaluation_path.exists() else None  # all read before MLflow
-    if evaluation is not None:
-        check_evaluated_after_training(run_dir, record, evaluation)
-        check_evaluated_this_configuration(run_dir, record, evaluation)
-    if not all(isinstance(entry, dict) and "epoch" in entry for entry in record["history"] or []):
-        raise FiveError(f"{record_path} is damaged: its history is not as five writes it; {MOVE_ASIDE_ADVICE}")
+    inputs = sync_inputs(run_dir)
+    if isinstance(inputs, str):
+        return inputs
+    record, evaluation = inputs
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
     if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation is not None):
         return "already in MLflow"
