@@ -305,13 +305,15 @@ def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():
         (b"run_dir,predicted_train_s,job_startup_s\nr,-5,4\n", "predicted_train_s of r is '-5', not a time"),
         (b"run_dir,predicted_train_s,job_startup_s\nr,abc,4\n", "predicted_train_s of r is 'abc', not a time"),
         (b"run_dir,predicted_train_s\nr,5\n", "job_startup_s of r is None, not a time"),
+        (b"run_dir,predicted_train_s,job_startup_s,packed_members\nr,5,4,inf\n", "packed_members of r is 'inf'"),
+        (b"run_dir,predicted_train_s,job_startup_s,packed_members\nr,5,4,x\n", "packed_members of r is 'x'"),
     ],
 )
 def test_a_damaged_estimate_is_one_line_for_a_runtime(tmp_path, text, cause):
     """Tracebacks (ValueError, OverflowError, KeyError, UnicodeDecodeError) and a negative time silently made a
     one-minute runtime."""
     from five.base.errors import ConfigError
-    from five.sweep.estimate_files import estimate_seconds, read_estimate
+    from five.sweep.estimate_files import estimate_seconds, packed_for, read_estimate
 
     path = tmp_path / "estimate.csv"
     path.write_bytes(text)
@@ -319,6 +321,7 @@ def test_a_damaged_estimate_is_one_line_for_a_runtime(tmp_path, text, cause):
         for row in read_estimate(str(path)).values():
             estimate_seconds(row, "predicted_train_s", str(path))
             estimate_seconds(row, "job_startup_s", str(path))
+            packed_for(row, 3)
 
 
 @pytest.mark.parametrize(
@@ -327,6 +330,9 @@ def test_a_damaged_estimate_is_one_line_for_a_runtime(tmp_path, text, cause):
         (b"", "is damaged (No columns to parse"),
         (b"a,b\n1,2\n", "it lacks run_dir, predicted_train_s, predicted_evaluate_s"),
         (b"run_dir,predicted_train_s,predicted_evaluate_s\nr,abc,4\n", "its predicted_train_s holds values that"),
+        (b"run_dir,predicted_train_s,predicted_evaluate_s\nr,inf,4\n", "its predicted_train_s holds values that"),
+        (b"run_dir,predicted_train_s,predicted_evaluate_s\nr,-1,4\n", "its predicted_train_s holds values that"),
+        (b"run_dir,predicted_train_s,predicted_evaluate_s,packed_members\nr,1,4,x\n", "its packed_members holds"),
     ],
 )
 def test_a_damaged_estimate_stops_the_aggregation_in_one_line(tmp_path, text, cause):

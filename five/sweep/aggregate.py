@@ -135,7 +135,15 @@ def read_estimate_table(path) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise FiveError(f"{path} is damaged ({' '.join(str(error).split())}); {REMAKE_ADVICE}") from None
     missing = [column for column in ("run_dir", *ESTIMATE_TIMES) if column not in estimate]
-    wrong = [column for column in ESTIMATE_TIMES if column in estimate and not is_numeric_dtype(estimate[column])]
+    wrong = [
+        column
+        for column in (*ESTIMATE_TIMES, "predicted_train_s_packed", "packed_members")
+        if column in estimate
+        and not (
+            is_numeric_dtype(estimate[column])
+            and estimate[column].dropna().between(0, math.inf, inclusive="left").all()
+        )
+    ]
     if missing or wrong:
         what = f"it lacks {', '.join(missing)}" if missing else f"its {', '.join(wrong)} holds values that are no times"
         raise FiveError(f"{path} is damaged: {what}; {REMAKE_ADVICE}")

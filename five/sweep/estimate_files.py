@@ -46,7 +46,18 @@ def estimate_seconds(row: dict, column: str, path: str) -> float:
 
 def packed_for(row: dict, members: int) -> bool:
     """Whether an estimate row's packed times (`five estimate --pack-seeds`) are of a pack of `members` seeds."""
-    return row.get("packed_members") not in (None, "") and int(float(row["packed_members"])) == members
+    value = row.get("packed_members")
+    if value in (None, ""):
+        return False
+    try:
+        size = float(value)
+    except ValueError:
+        size = math.nan
+    if not (math.isfinite(size) and size >= 1 and size == int(size)):
+        raise ConfigError(
+            f"estimate.csv is damaged: packed_members of {row.get('run_dir')} is {value!r}; {REMAKE_ADVICE}"
+        )
+    return int(size) == members
 
 
 def estimated_minutes(path: str, runs: list[dict], rule: str, config: dict) -> int:
