@@ -43,10 +43,12 @@ def non_regular_kind(path: Path) -> str | None:
     path = Path(path)
     try:  # one stat: a journal that SQLite makes and removes between two checks is never misread
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (or a file on the way: the caller says so)
         return "a link to nothing" if path.is_symlink() else None
-    except OSError as error:  # a link loop, a folder on the way that cannot be searched, …
-        return "a link loop" if error.errno == errno.ELOOP else f"not reachable ({error.strerror})"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a link loop"
+        raise
     if stat.S_ISREG(mode):
         return None
     return (
