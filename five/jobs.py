@@ -407,10 +407,10 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
 
 
 def run_download(args) -> None:
-    from five.data.datasets import resolve_data_dir
+    from five.data.datasets import data_dir_origin, resolve_data_dir
     from five.data.vision import download_vision_dataset
 
-    files = download_vision_dataset(args.dataset, resolve_data_dir(args.data_dir))
+    files = download_vision_dataset(args.dataset, resolve_data_dir(args.data_dir), data_dir_origin(args.data_dir))
     print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 

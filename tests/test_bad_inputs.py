@@ -913,6 +913,21 @@ def test_a_refused_training_leaves_no_run_folder(case, trained, tmp_path):
     assert not (tmp_path / "o").exists(), sorted((tmp_path / "o").iterdir())
 
 
+@pytest.mark.parametrize("variable", ["/dev/null", "FIFO"])
+def test_a_download_into_a_bad_data_dir_from_the_environment_names_the_variable(monkeypatch, tmp_path, variable):
+    """$FIVE_DATA_DIR chose the folder, not --data-dir: the one line says which, so the user fixes the right one."""
+    if variable == "FIFO":
+        variable = tmp_path / "fifo"
+        os.mkfifo(variable)
+    monkeypatch.setenv("FIVE_DATA_DIR", str(variable))
+    code, _, err = run_cli(["download", "--dataset", "mnist"])
+    assert (
+        code == 2
+        and err.strip()
+        == f"five: error: $FIVE_DATA_DIR {variable} is a {'device' if variable == '/dev/null' else 'FIFO'}, not a folder"
+    ), err
+
+
 def test_a_refused_training_keeps_a_folder_that_was_there(trained, tmp_path):
     (tmp_path / "o").mkdir()  # empty: only a folder made by the refused run is removed
     code, _, _ = run_cli(train_with("--hidden-width", 3037000500, out=tmp_path / "o"))  # refused once locked

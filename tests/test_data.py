@@ -40,6 +40,58 @@ def test_digits_read_from_scikit_learns_file_are_its_loaders_images_with_or_with
         load_dataset("digits")
 
 
+def _gzip_text(text: str) -> bytes:
+    import gzip
+
+    return gzip.compress(text.encode())
+
+
+def _digits_csv(rows: int = 1797, value: str = "3") -> str:
+    return "".join(",".join([value] * 64 + ["7"]) + "\n" for _ in range(rows))
+
+
+DAMAGED_DIGITS = {
+    "truncated": lambda: _gzip_text(_digits_csv())[:500],
+    "not gzip": lambda: b"these are not the digits",
+    "empty gzip": lambda: _gzip_text(""),
+    "rows missing": lambda: _gzip_text(_digits_csv(rows=1000)),
+    "a level above 16": lambda: _gzip_text(_digits_csv(value="17")),
+    "a fraction": lambda: _gzip_text(_digits_csv(value="2.5")),
+    "not a number": lambda: _gzip_text(_digits_csv(value="x")),
+    "a FIFO": None,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_DIGITS)
+def test_a_damaged_digits_file_is_one_data_error_naming_it_and_the_fix(monkeypatch, tmp_path, recwarn, damage):
+    """scikit-learn's digits.csv.gz damaged in any way: one DataError naming the file and the reinstall, never a
+    numpy/gzip traceback or warning, nor a data set of wrong shape or levels."""
+    import os
+
+    import five.data.datasets as datasets
+
+    path = tmp_path / "digits.csv.gz"
+    if DAMAGED_DIGITS[damage] is None:
+        os.mkfifo(path)  # read, it would block forever
+    else:
+        path.write_bytes(DAMAGED_DIGITS[damage]())
+    monkeypatch.setattr(datasets, "digits_file", lambda: path)
+    with pytest.raises(DataError, match=f"digits file {path} is damaged .*pip install --force-reinstall scikit-learn"):
+        load_dataset("digits")
+    assert not recwarn.list, [str(warning.message) for warning in recwarn]
+
+
+def test_an_intact_digits_file_of_the_expected_shape_is_read_as_it_is(monkeypatch, tmp_path):
+    """The checks of the damaged cases above let a well-formed file through, its levels as written."""
+    import five.data.datasets as datasets
+
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(_gzip_text(_digits_csv(value="16")))
+    monkeypatch.setattr(datasets, "digits_file", lambda: path)
+    digits = load_dataset("digits")
+    assert digits.split("train").shape == (1257, 64) and bool((digits.split("test") == 16).all())
+
+
 def test_dequantisation_stays_in_its_bin_and_is_fresh_per_draw():
     levels = torch.randint(0, 17, (500, 64), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,8 @@ from five.data.catalog import NPZ_PREFIX
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
 DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
+DIGITS_SHAPE = (1797, 64)  # images, pixels
+REINSTALL_SCIKIT_LEARN = "reinstall it with `pip install --force-reinstall scikit-learn`"
 
 
 @dataclass
@@ -86,13 +89,31 @@ def load_digits() -> Dataset:
     path = digits_file()
     if path is None:
         raise DataError("the digits data set ships with scikit-learn, which is not installed: pip install scikit-learn")
+    try:
+        levels = _digits_levels(path)
+    except Exception as error:  # gzip, zlib, a short file, a number that does not parse: the file is damaged
+        cause = " ".join(str(error).split()) or type(error).__name__
+        raise DataError(f"scikit-learn's digits file {path} is damaged ({cause}); {REINSTALL_SCIKIT_LEARN}") from None
+    return Dataset("digits", _shuffled_split(levels, {"test": 360, "validation": 180}), 17, *DEFAULT_NETWORKS["digits"])
+
+
+def _digits_levels(path: Path) -> np.ndarray:
+    """The (1797, 64) grey levels 0..16 from scikit-learn's CSV (its last column is the label), checked."""
+    kind = non_regular_kind(path)
+    if kind is not None:
+        raise ValueError(f"it is {kind}, not a file")
     if path.is_file():
-        levels = np.loadtxt(path, delimiter=",", dtype=np.uint8)[:, :-1]  # (1797, 64), values 0..16
+        with warnings.catch_warnings():  # an empty file is a warning to numpy, and damage to us
+            warnings.simplefilter("error")
+            table = np.loadtxt(path, delimiter=",", ndmin=2)
     else:  # a scikit-learn that keeps the file elsewhere: its loader reads the same images, slower
         from sklearn.datasets import load_digits as sklearn_digits
 
-        levels = sklearn_digits().data.astype(np.uint8)
-    return Dataset("digits", _shuffled_split(levels, {"test": 360, "validation": 180}), 17, *DEFAULT_NETWORKS["digits"])
+        table = np.column_stack([sklearn_digits().data, np.zeros(DIGITS_SHAPE[0])])
+    levels = table[:, :-1]
+    if levels.shape != DIGITS_SHAPE or not np.all((levels == np.round(levels)) & (levels >= 0) & (levels <= 16)):
+        raise ValueError(f"expected {DIGITS_SHAPE[0]} rows of {DIGITS_SHAPE[1]} levels 0..16 and a label")
+    return levels.astype(np.uint8)
 
 
 def load_manifold() -> Dataset:
@@ -212,6 +233,13 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     if data_dir is not None:
         return Path(data_dir)
     return Path(os.environ.get(DATA_DIR_VARIABLE) or "data")
+
+
+def data_dir_origin(data_dir: str | Path | None = None) -> str:
+    """What chose resolve_data_dir's folder, as a message names it."""
+    if data_dir is not None:
+        return "--data-dir"
+    return f"${DATA_DIR_VARIABLE}" if os.environ.get(DATA_DIR_VARIABLE) else "the default data folder"
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:

@@ -91,11 +91,14 @@ def load_vision_splits(name: str, root: Path) -> dict:
     return {"train": images[:-VALIDATION_SIZE], "validation": images[-VALIDATION_SIZE:], "test": _images(test)}
 
 
-def download_vision_dataset(name: str, root: Path, log: Callable[[str], None] = print) -> list[Path]:
-    """Fetch `name` into `root` with torchvision (checksums verified); returns the files now present."""
+def download_vision_dataset(
+    name: str, root: Path, origin: str = "--data-dir", log: Callable[[str], None] = print
+) -> list[Path]:
+    """Fetch `name` into `root` (named `origin` in messages: what chose it) with torchvision (checksums
+    verified); returns the files now present."""
     if name not in FILES:
         raise DataError(f"cannot download {name!r}: only {', '.join(FILES)} are downloadable")
-    check_output_dir(root, "--data-dir")
+    check_output_dir(root, origin)
     root.mkdir(parents=True, exist_ok=True)
     log(f"downloading {name} into {root} (torchvision verifies the checksums)")
     for train in (True, False):
