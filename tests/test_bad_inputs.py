@@ -928,6 +928,69 @@ def test_a_download_into_a_bad_data_dir_from_the_environment_names_the_variable(
     ), err
 
 
+def _lock_link(t):
+    (t / "precious.txt").write_text("precious\n")
+    (t / "locks").mkdir()
+    (t / "locks/gpu0.lock").symlink_to(t / "precious.txt")
+    return t / "locks"
+
+
+def _lock_fifo(t):
+    (t / "locks").mkdir()
+    os.mkfifo(t / "locks/gpu0.lock")
+    return t / "locks"
+
+
+def _lock_dir_file(t):
+    (t / "locks").write_text("a file")
+    return t / "locks"
+
+
+# (name, environment, lock folder, expected line): a job that would claim a GPU (`--device auto`, a GPU faked
+# with $FIVE_GPU_COUNT) refuses what it would lock, create or parse, before any work
+GPU_LOCK_CASES = [
+    ("lock is a link", {"FIVE_GPU_COUNT": "1"}, _lock_link, "is a link; five locks only regular files"),
+    ("lock is a FIFO", {"FIVE_GPU_COUNT": "1"}, _lock_fifo, "is a FIFO; five locks only regular files"),
+    ("lock folder is a file", {"FIVE_GPU_COUNT": "1"}, _lock_dir_file, "--gpu-lock-dir"),
+    ("lock folder is a device", {"FIVE_GPU_COUNT": "1"}, lambda t: Path("/dev/null"), "/dev/null is a device"),
+    ("lock folder is a device, no GPU", {"FIVE_GPU_COUNT": "0"}, lambda t: Path("/dev/null"), "is a device"),
+    ("GPU count not a number", {"FIVE_GPU_COUNT": "abc"}, lambda t: t / "locks", "$FIVE_GPU_COUNT is 'abc'"),
+    ("GPU count negative", {"FIVE_GPU_COUNT": "-1"}, lambda t: t / "locks", "not a number of GPUs"),
+    ("GPU count absurd", {"FIVE_GPU_COUNT": "10" * 20}, lambda t: t / "locks", "not a number of GPUs"),
+]
+
+
+@pytest.mark.parametrize("name, environment, lock_dir, expected", GPU_LOCK_CASES, ids=[c[0] for c in GPU_LOCK_CASES])
+def test_a_gpu_lock_that_is_no_regular_file_or_a_bad_gpu_count_is_one_line(
+    name, environment, lock_dir, expected, trained, tmp_path, monkeypatch
+):
+    """The lock holder writes its process id into the lock: through a link it would overwrite the link's
+    target, on a FIFO it would fail in a traceback."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    run = copy_run(trained, tmp_path)
+    argv = ["evaluate", "--run", run, "--importance-samples", 2, "--device", "auto"]
+    code, out, err = run_cli([*argv, "--gpu-lock-dir", lock_dir(tmp_path), "--out", tmp_path / "e.json"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "e.json").exists()
+    if (tmp_path / "precious.txt").exists():
+        assert (tmp_path / "precious.txt").read_text() == "precious\n"
+
+
+def test_a_device_id_with_slashes_locks_a_file_inside_the_lock_folder(tmp_path, monkeypatch):
+    """Old-style MIG ids (MIG-GPU-<uuid>/1/0) hold slashes; pasted into the lock's name they made folders that
+    are not there (a traceback) or a path outside the lock folder."""
+    from five.run import gpus
+
+    for device in ("MIG-GPU-1234/1/0", "../../escaped"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", device)
+        assert gpus.claim_gpu(tmp_path / "locks", log=lambda line: None) == device
+        gpus._held.pop().close()  # release it, as the job's end would
+    locks = list(tmp_path.rglob("*.lock"))
+    assert len(locks) == 2 and all(path.parent == tmp_path / "locks" for path in locks), locks
+
+
 def test_a_refused_training_keeps_a_folder_that_was_there(trained, tmp_path):
     (tmp_path / "o").mkdir()  # empty: only a folder made by the refused run is removed
     code, _, _ = run_cli(train_with("--hidden-width", 3037000500, out=tmp_path / "o"))  # refused once locked

@@ -14,12 +14,18 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
+
+from five.base.errors import FiveError
+from five.base.files import check_output_dir, non_regular_kind
 
 GPU_COUNT_VARIABLE = "FIVE_GPU_COUNT"
+MAX_GPU_COUNT = 4096  # more than any one machine has: a larger count is a typo
 _held: list = []  # open lock files: closing them (or the process ending) releases the claim
 
 
@@ -28,11 +34,38 @@ def candidate_devices() -> list[str]:
     if visible is not None:
         return [device.strip() for device in visible.split(",") if device.strip() and device.strip() != "-1"]
     if os.environ.get(GPU_COUNT_VARIABLE):
-        return [str(i) for i in range(int(os.environ[GPU_COUNT_VARIABLE]))]
+        return [str(i) for i in range(gpu_count(os.environ[GPU_COUNT_VARIABLE]))]
     if shutil.which("nvidia-smi"):
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
         return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
     return []
+
+
+def gpu_count(value: str) -> int:
+    """$FIVE_GPU_COUNT as a number of GPUs, or one line saying what it is instead."""
+    if not value.strip().isdigit() or int(value) > MAX_GPU_COUNT:
+        raise FiveError(f"${GPU_COUNT_VARIABLE} is {value!r}, not a number of GPUs (0 to {MAX_GPU_COUNT})")
+    return int(value)
+
+
+def lock_path(lock_dir: Path, device: str) -> Path:
+    """The lock file of `device`: its id quoted into one file name (a MIG id such as MIG-GPU-…/1/0 holds
+    slashes, which must not become folders)."""
+    return Path(lock_dir) / f"gpu{quote(device, safe='')}.lock"
+
+
+def open_lock(path: Path):
+    """`path` opened for locking, created where it is not there; a link, FIFO, device or folder there is one
+    line (the lock holder writes its process id into it)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError:
+        kind = "a link" if path.is_symlink() else non_regular_kind(path) or "not writable"
+        raise FiveError(f"the GPU lock {path} is {kind}; five locks only regular files: remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FiveError(f"the GPU lock {path} is {non_regular_kind(path)}; five locks only regular files: remove it")
+    return os.fdopen(fd, "r+")
 
 
 def claim_gpu(
@@ -43,15 +76,16 @@ def claim_gpu(
     Waits while every device is held (more GPU jobs than devices means the --resources cap is larger than
     the machine: say so, rather than silently sharing a device).
     """
+    lock_dir = Path(lock_dir)
+    check_output_dir(lock_dir, "--gpu-lock-dir")
     devices = candidate_devices()
     if not devices:
         return None
-    lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
     started, warned = time.monotonic(), False
     while True:
         for device in devices:
-            handle = open(lock_dir / f"gpu{device}.lock", "a+")
+            handle = open_lock(lock_path(lock_dir, device))
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
