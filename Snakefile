@@ -7,8 +7,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The paper reproduction unless --configfile names another (a --configfile is not merged into this one).
-if not config:
+# The paper reproduction unless --configfile names another (a --configfile is not merged into this one; an empty
+# one is refused, not taken for the paper config).
+if not config and not workflow.configfiles:
 
     configfile: "config/config.yaml"
 

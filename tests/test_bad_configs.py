@@ -66,6 +66,7 @@ datasets: {digits: {latent_dims: [2], epochs: 1}}
 
 CASES = [
     ("yaml bomb", YAML_BOMB, "the config holds more than 100,000 values"),
+    ("empty mapping", "# every setting commented out\n{}\n", "the config holds no settings"),  # not the paper's
     ("experiment too long", edit("experiment", "a" * 300), "is too long"),
     ("seed beyond 64 bits", edit("seeds", [0, 2**70]), "seeds.1"),
     ("epochs float", edit("datasets.digits.epochs", 30.0), "datasets.digits.epochs: 30.0 is not of type 'integer'"),
