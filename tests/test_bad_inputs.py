@@ -1250,8 +1250,17 @@ def _edited_json(path: Path, edit) -> None:
         (lambda run: _edited_json(run / "eval.json", lambda e: e.update(checkpoint_epoch=7)), "evaluated epoch 7"),
         (lambda run: (run / "eval.json").write_text(""), "eval.json is damaged: not valid JSON"),
         (lambda run: _edited_json(run / "train.json", lambda r: r.update(history=[5])), "history is not as five"),
+        (lambda run: _edited_json(run / "eval.json", lambda e: e.update(nll_nats="x")), "eval.json is damaged: nll"),
+        (lambda run: _edited_json(run / "eval.json", lambda e: e.update(config=5)), "eval.json is damaged: its con"),
     ],
-    ids=["another run's evaluation", "an older checkpoint's", "an empty eval.json", "a history of numbers"],
+    ids=[
+        "another run's evaluation",
+        "an older checkpoint's",
+        "an empty eval.json",
+        "a history of numbers",
+        "a word for the NLL",
+        "a number for the config",
+    ],
 )
 def test_mlflow_sync_checks_a_run_folder_before_it_logs_anything(trained, tmp_path, monkeypatch, damage, cause):
     """It logged another run's eval.json under this run's tags, and left a RUNNING run behind a damaged file."""

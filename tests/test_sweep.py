@@ -311,6 +311,37 @@ def test_a_run_is_tabled_only_from_a_training_with_its_sweep_rows_settings(tmp_p
     assert_tabled_or_refused(row, {}, refusal)
 
 
+DAMAGED_VALUES = [
+    ({}, None),
+    ({"nll_nats": "x"}, "nll_nats is 'x', not a finite number"),
+    ({"nll_nats": float("nan")}, "nll_nats is nan, not a finite number"),
+    ({"nll_nats": None}, "nll_nats is None, not a finite number"),
+    ({"nll_nats": True}, "nll_nats is True, not a finite number"),
+    ({"sigma": float("inf")}, "sigma is inf, not a finite number"),
+    ({"active_units_eigen": "many"}, "active_units_eigen is 'many', not a finite number"),
+    ({"active_units_eigen": -3}, "active_units_eigen is -3, not a count of directions 0..4"),
+    ({"informative_directions": 5}, "informative_directions is 5, not a count of directions 0..4"),
+    ({"active_units": 2.5}, "active_units is 2.5, not a count"),
+    ({"active_units": 4, "active_units_eigen": 0}, None),
+    ({"config": 5}, "its config or status is not as five writes it"),
+    ({"status": "fine"}, "its config or status is not as five writes it"),
+    ({"discrete_levels": 17, "bits_per_dim": None}, "bits_per_dim is missing, though the data are discrete"),
+    ({"discrete_levels": None, "bits_per_dim": None}, None),  # continuous data: NLL in nats
+    ({"log_likelihood_per_example": [-1.0, "x"]}, "log_likelihood_per_example is not a list of finite numbers"),
+    ({"information_per_direction": {"a": 1}}, "information_per_direction is not a list of finite numbers"),
+]
+
+
+@pytest.mark.parametrize("changes, refusal", DAMAGED_VALUES, ids=[str(changes) for changes, _ in DAMAGED_VALUES])
+def test_an_eval_json_whose_values_five_never_writes_is_refused_not_tabled(tmp_path, changes, refusal):
+    """A value edited into eval.json by hand (a word for a number, NaN, a negative count, bits/dim removed for
+    discrete data) reached runs.csv, the tables and the claims, or switched the digits table to nats."""
+    row = fake_run(tmp_path, "digits", "vae", 4, 0, 0, 5.0)
+    path = Path(row["run_dir"]) / "eval.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+    assert_tabled_or_refused(row, {}, refusal and f"eval.json is damaged: {refusal}")
+
+
 @pytest.mark.parametrize(
     "evaluation, evaluated, refusal",
     [

@@ -1,7 +1,12 @@
 """The names of the metrics eval.json holds: one list for the evaluation that writes them and the tables that read
-them (torch-free), and the rule that counts informative directions (the evaluation and the tables apply it)."""
+them (torch-free), the rule that counts informative directions (the evaluation and the tables apply it), and
+the check of an eval.json's values before the tables, claims or MLflow read them."""
 
 import math
+from pathlib import Path
+
+from five.base.errors import FiveError
+from five.base.files import EVALUATE_AGAIN_ADVICE, read_json
 
 # A test pass's numbers (spec §2–3); a diverged run's eval.json has each of them, and n_examples, as null.
 TEST_METRICS = (
@@ -58,3 +63,58 @@ def informative_count(information_per_direction: list[float], examples: int) -> 
     """How many directions carry more than information_threshold nats (eval.json's per-direction values)."""
     threshold = information_threshold(len(information_per_direction), examples)
     return sum(value > threshold for value in information_per_direction)
+
+
+# eval.json's numbers besides TEST_METRICS that the tables, claims or MLflow read
+OTHER_NUMBERS = (
+    "n_examples",
+    "posterior_covariance_error",
+    "true_nll_nats",
+    "sigma",
+    "sigma_own",
+    "nll_nats_own_sigma",
+    "bits_per_dim_own_sigma",
+    "information_threshold_nats",
+)
+COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")  # whole numbers in 0..d
+NUMBER_LISTS = ("information_per_direction", "log_likelihood_per_example")
+
+
+def read_evaluation(path: Path) -> dict:
+    """A run's eval.json, refused in one line where a value the tables, claims or MLflow read from it is not as
+    five writes it (a file edited or copied in by hand): a number that is no finite number, a count outside
+    0..d, no NLL, no bits/dim for discrete data. A diverged run's eval.json holds null metrics."""
+    evaluation = read_json(path)
+    problem = evaluation_problem(evaluation)
+    if problem is not None:
+        raise FiveError(f"{path} is damaged: {problem}; {EVALUATE_AGAIN_ADVICE}")
+    return evaluation
+
+
+def evaluation_problem(evaluation: dict) -> str | None:
+    """What in an eval.json is not as five writes it, or None."""
+    config, status = evaluation.get("config", {}), evaluation.get("status", "complete")
+    if not isinstance(config, dict) or status not in ("complete", "diverged"):
+        return "its config or status is not as five writes it"
+    if status == "diverged":
+        return None
+    for key in (*TEST_METRICS, *OTHER_NUMBERS):
+        value = evaluation.get(key)
+        if (value is not None or key == "nll_nats") and not finite_number(value):
+            return f"{key} is {value!r}, not a finite number"
+    if evaluation.get("discrete_levels") is not None and evaluation.get("bits_per_dim") is None:
+        return "bits_per_dim is missing, though the data are discrete"
+    latent_dim = config.get("latent_dim") if finite_number(config.get("latent_dim")) else math.inf
+    for key in COUNT_METRICS:
+        value = evaluation.get(key)
+        if value is not None and (value != int(value) or not 0 <= value <= latent_dim):
+            return f"{key} is {value!r}, not a count of directions 0..{latent_dim}"
+    for key in NUMBER_LISTS:
+        values = evaluation.get(key)
+        if values is not None and not (isinstance(values, list) and all(map(finite_number, values))):
+            return f"{key} is not a list of finite numbers"
+    return None
+
+
+def finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -25,10 +25,10 @@ from five.base.files import (
     MOVE_ASIDE_ADVICE,
     check_evaluated_after_training,
     non_regular_kind,
-    read_json,
     read_train_record,
     refuse_non_regular,
 )
+from five.base.metrics import read_evaluation
 
 RUN_KEY_TAG = "five.run_key"
 UNTRACKED_WARNING = "warning: MLflow tracking"  # begins the line a job logs when it goes on untracked
@@ -324,7 +324,7 @@ def sync_inputs(run_dir: Path) -> tuple[dict, dict | None] | str:
     record = read_train_record(record_path)
     if record.get("status") not in FINISHED:  # training or killed: its job logs it
         return f"skipped: training has not ended (status {record.get('status')})"
-    evaluation = read_json(evaluation_path) if evaluation_path.exists() else None
+    evaluation = read_evaluation(evaluation_path) if evaluation_path.exists() else None
     if evaluation is not None:
         check_evaluated_after_training(run_dir, record, evaluation)
         check_evaluated_this_configuration(run_dir, record, evaluation)

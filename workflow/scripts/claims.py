@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from five.base.files import EVAL_JSON, read_json
+from five.base.files import EVAL_JSON
+from five.base.metrics import read_evaluation
 from five.sweep.claims import evaluate_claims, write_claims
 
 snakemake = globals()["snakemake"]
@@ -21,7 +22,7 @@ settings = snakemake.params.claims
 @lru_cache(maxsize=None)
 def per_example(run_dir):
     """A run's per-example test NLLs (−log p), None where its eval.json predates them."""
-    values = read_json(Path(run_dir) / EVAL_JSON).get("log_likelihood_per_example")
+    values = read_evaluation(Path(run_dir) / EVAL_JSON).get("log_likelihood_per_example")
     return None if values is None else -np.asarray(values, float)
 
 
