@@ -89,6 +89,11 @@ CASES = [
     ("batch size zero", edit("datasets.digits.batch_size", 0), "datasets.digits.batch_size"),
     ("threads zero", edit("datasets.digits.threads", 0), "datasets.digits.threads"),
     ("importance samples zero", edit("datasets.digits.importance_samples", 0), "datasets.digits.importance_samples"),
+    (  # the evaluation would run for ever after the training
+        "importance samples beyond int64",
+        edit("datasets.digits.importance_samples", 10**20),
+        "datasets.digits.importance_samples: 100000000000000000000 is greater than the maximum",
+    ),
     ("probes zero", edit("models.five.probes", [0]), "models.five.probes.0"),
     ("probes above d", edit("models.five.probes", [1, 8]), "models.five.probes has K=8 > latent dim 2"),
     ("device gpu", edit("device", "gpu"), "invalid config at device"),

@@ -609,7 +609,17 @@ CASES = [
         ],
         "--lr must be a finite number > 0",
     ),
-    ("evaluate batch size 0", lambda t, r: evaluate(copy_run(r, t), "--batch-size", 0), "--batch-size must be >= 1"),
+    ("evaluate batch size 0", lambda t, r: evaluate(copy_run(r, t), "--batch-size", 0), "--batch-size must be a whole"),
+    (
+        "evaluate batch size beyond int64",
+        lambda t, r: evaluate(copy_run(r, t), "--batch-size", 10**20),
+        "--batch-size must be a whole number from 1 to 2^63 - 1 (torch's integers), got 1e+20",
+    ),
+    (
+        "importance samples beyond int64",
+        lambda t, r: evaluate(copy_run(r, t), "--importance-samples", 2**63),
+        "--importance-samples must be a whole number from 1 to 2^63 - 1",
+    ),
     ("evaluate unknown split", lambda t, r: evaluate(copy_run(r, t), "--split", "train2"), "has no split 'train2'"),
     (
         "epochs not a number",
@@ -813,6 +823,19 @@ CASES = [
         lambda t, r: time_steps(f"npz:{npz(t, **GOOD)}", t / "data.npz"),
         "would overwrite data.npz, which this command reads or writes",
     ),
+    (
+        "time-steps rounds beyond int64",
+        lambda t, r: [
+            *time_steps("digits", t / "t.csv")[:5],
+            "--rounds",
+            10**20,
+            "--device",
+            "cpu",
+            "--out",
+            t / "t.csv",
+        ],
+        "--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got 1e+20",
+    ),
     (  # refused before anything is timed: the output files are checked first
         "estimate.csv a link to a device",
         lambda t, r: estimate_into(_linked(t / "out" / "estimate.csv", "/dev/null")),
@@ -989,6 +1012,15 @@ def test_a_device_id_with_slashes_locks_a_file_inside_the_lock_folder(tmp_path, 
         gpus._held.pop().close()  # release it, as the job's end would
     locks = list(tmp_path.rglob("*.lock"))
     assert len(locks) == 2 and all(path.parent == tmp_path / "locks" for path in locks), locks
+
+
+def test_a_step_timed_with_a_batch_beyond_the_data_is_timed_at_the_batch_training_runs(tmp_path):
+    """Training draws at most all its examples per step; the timing asked for 10^11 rows (800 GB)."""
+    points = '[{"model": "vae", "latent_dim": 2, "batch_size": 100000000000, "hidden_width": 8}]'
+    argv = ["time-steps", "--dataset", "digits", "--points", points, "--rounds", 2, "--device", "cpu"]
+    code, _, err = run_cli([*argv, "--out", tmp_path / "t.csv"])
+    assert code == 0, err
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 3  # a header and 2 rounds
 
 
 def test_a_refused_training_keeps_a_folder_that_was_there(trained, tmp_path):

@@ -165,14 +165,14 @@ def side_by_side_step_times(
 
 
 def step_of(config: TrainConfig, dataset: Dataset, device: torch.device, graphed: bool, compile_objective: bool):
-    """`config`'s training step as its job runs it (make_step)."""
+    """`config`'s training step as its job runs it (make_step): a batch of at most the training examples."""
     return make_step(
         config.model,
         dataset,
         config.latent_dim,
         config.probes,
         device,
-        batch_size=config.batch_size,
+        batch_size=min(config.batch_size, dataset.split("train").shape[0]),
         surrogate_point=config.surrogate_point,
         architecture=config.architecture,
         hidden_width=config.hidden_width,
