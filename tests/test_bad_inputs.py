@@ -1023,6 +1023,18 @@ def test_a_step_timed_with_a_batch_beyond_the_data_is_timed_at_the_batch_trainin
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 3  # a header and 2 rounds
 
 
+@pytest.mark.parametrize("history", [[1], [], [{"loss": 1.0}]], ids=["numbers", "empty", "no epoch"])
+def test_a_finished_runs_history_not_as_five_writes_it_is_one_line(trained, tmp_path, history):
+    """A finished run is kept as it is, and its history reported: a list of numbers failed in a traceback after
+    'nothing to do', an empty one was kept as a finished run without a single epoch."""
+    run = copy_run(trained, tmp_path)
+    _edited_json(run / "train.json", lambda record: record.update(history=history))
+    argv = ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", 2, "--epochs", 1, "--device", "cpu"]
+    code, out, err = run_cli([*argv, "--out", run])
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert "train.json is damaged: its history is missing or not as five writes it" in err, err
+
+
 def test_a_refused_training_keeps_a_folder_that_was_there(trained, tmp_path):
     (tmp_path / "o").mkdir()  # empty: only a folder made by the refused run is removed
     code, _, _ = run_cli(train_with("--hidden-width", 3037000500, out=tmp_path / "o"))  # refused once locked
@@ -1281,7 +1293,7 @@ def _edited_json(path: Path, edit) -> None:
         (lambda run: _edited_json(run / "eval.json", lambda e: e["config"].update(latent_dim=3)), "latent_dim = 3"),
         (lambda run: _edited_json(run / "eval.json", lambda e: e.update(checkpoint_epoch=7)), "evaluated epoch 7"),
         (lambda run: (run / "eval.json").write_text(""), "eval.json is damaged: not valid JSON"),
-        (lambda run: _edited_json(run / "train.json", lambda r: r.update(history=[5])), "history is not as five"),
+        (lambda run: _edited_json(run / "train.json", lambda r: r.update(history=[5])), "history is missing or not"),
         (lambda run: _edited_json(run / "eval.json", lambda e: e.update(nll_nats="x")), "eval.json is damaged: nll"),
         (lambda run: _edited_json(run / "eval.json", lambda e: e.update(config=5)), "eval.json is damaged: its con"),
     ],

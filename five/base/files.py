@@ -127,11 +127,21 @@ def read_train_record(path: Path) -> dict:
     type (a file edited or copied in by hand)."""
     record = read_json(path)
     wrong = [name for name, kinds in TRAIN_RECORD_FIELDS.items() if not isinstance(record.get(name), kinds)]
+    if not wrong and record["status"] in FINISHED and not finished_history(record):
+        wrong = ["history"]  # a running run's history is its checkpoint's: resuming re-derives it
     if wrong:
         raise FiveError(
             f"{path} is damaged: its {', '.join(wrong)} is missing or not as five writes it; {MOVE_ASIDE_ADVICE}"
         )
     return record
+
+
+def finished_history(record: dict) -> bool:
+    """Whether a finished run's history is as five writes it: entries with an epoch, at least one unless the
+    run diverged (in its first epoch)."""
+    history = record["history"] or []
+    entries = all(isinstance(entry, dict) and "epoch" in entry for entry in history)
+    return entries and (bool(history) or record["status"] == "diverged")
 
 
 def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:

@@ -22,7 +22,6 @@ from five.base.config import SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     FINISHED,
-    MOVE_ASIDE_ADVICE,
     check_evaluated_after_training,
     non_regular_kind,
     read_train_record,
@@ -328,8 +327,6 @@ def sync_inputs(run_dir: Path) -> tuple[dict, dict | None] | str:
     if evaluation is not None:
         check_evaluated_after_training(run_dir, record, evaluation)
         check_evaluated_this_configuration(run_dir, record, evaluation)
-    if not all(isinstance(entry, dict) and "epoch" in entry for entry in record["history"] or []):
-        raise FiveError(f"{record_path} is damaged: its history is not as five writes it; {MOVE_ASIDE_ADVICE}")
     return record, evaluation
 
 

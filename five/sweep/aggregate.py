@@ -14,7 +14,7 @@ from pandas.api.types import is_numeric_dtype
 
 from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
-from five.base.files import check_evaluated_after_training, read_json
+from five.base.files import check_evaluated_after_training, read_train_record
 from five.base.metrics import RESULT_COLUMNS, informative_count, read_evaluation
 from five.sweep.estimate_files import REMAKE_ADVICE
 from five.sweep.table import device_kind, evaluation_settings, model_dir
@@ -29,7 +29,7 @@ def collect_runs(sweep: pd.DataFrame, evaluation_config: dict) -> tuple[pd.DataF
     rows, histories = [], []
     for point in sweep.to_dict("records"):
         run_dir = Path(point["run_dir"])
-        train = read_json(run_dir / "train.json")
+        train = read_train_record(run_dir / "train.json")
         evaluation = read_evaluation(run_dir / "eval.json")
         check_evaluated_after_training(run_dir, train, evaluation)
         check_made_as_configured(run_dir, point, train, evaluation, evaluation_config)
