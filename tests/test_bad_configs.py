@@ -141,6 +141,12 @@ CASES = [
     ),
     ("tracking uri a bare path", edit("tracking_uri", "/tmp/mlruns"), "is MLflow's file store"),
     (
+        "tracking uri a text file",
+        edit("tracking_uri", f"sqlite:///{Path(__file__).resolve()}"),
+        "test_bad_configs.py is not an SQLite database",
+    ),
+    ("tracking uri with a newline", edit("tracking_uri", "sqlite:////tmp/a\nb.db"), "holds a control character"),
+    (
         "data_dir a file, with mnist",
         lambda c: edit("data_dir", str(ROOT / "README.md"))(
             edit("datasets.mnist", {"latent_dims": [2], "epochs": 1})(c)

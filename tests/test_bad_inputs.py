@@ -1231,7 +1231,8 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
     [
         ("file:{tmp}/mlruns", "MLFLOW_TRACKING_URI 'file:{tmp}/mlruns' is MLflow's file store"),
         ("bogus://x", "MLFLOW_TRACKING_URI 'bogus://x' has the unknown scheme 'bogus'"),
-        ("sqlite:///{tmp}/text.db", "MLflow at sqlite:///{tmp}/text.db failed: (sqlite3.DatabaseError) file is not"),
+        ("sqlite:///{tmp}/text.db", "{tmp}/text.db is not an SQLite database; name another file"),
+        ("sqlite:///{tmp}/a\nb.db", "holds a control character"),
         ("sqlite://", "MLFLOW_TRACKING_URI 'sqlite://' names no database file"),
         ("sqlite:///:memory:", "MLFLOW_TRACKING_URI 'sqlite:///:memory:' names no database file"),
         ("sqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be regular"),
@@ -1243,6 +1244,7 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
         "file store",
         "unknown scheme",
         "not a database",
+        "a newline",
         "in memory",
         "in memory, named",
         "a device",

@@ -55,6 +55,7 @@ def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
     return uri
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
 
 
@@ -63,6 +64,10 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
     bare path means, is in maintenance mode). `what`: where the URI was given."""
     if uri is None:
         return
+    if any(ord(character) < 32 or ord(character) == 127 for character in uri):
+        raise ConfigError(
+            f"{what} {uri!r} holds a control character (a newline?), which no database or server name has"
+        )
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else uri if uri.startswith("databricks") else ""
     if scheme in ("", "file"):
         raise ConfigError(
@@ -89,6 +94,11 @@ def check_sqlite_files(uri: str, what: str) -> None:
         kind = non_regular_kind(path)
         if kind is not None:
             raise ConfigError(f"{what} {uri!r}: {path} is {kind}; the SQLite database and its files must be regular")
+    database = sqlite_database(uri)
+    if database is not None and database.is_file() and database.stat().st_size > 0:
+        with open(database, "rb") as file:
+            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:  # an empty file is a new database to SQLite
+                raise ConfigError(f"{what} {uri!r}: {database} is not an SQLite database; name another file")
 
 
 # A tracking server that is down must not hold a job for minutes (MLflow's own default is 7 retries with
