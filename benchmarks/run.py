@@ -495,6 +495,7 @@ def workflow_overhead(report: Report) -> None:
 
 def aggregation_time(report: Report, config: dict, work: Path) -> None:
     """Seconds to collect 1000 finished runs' records and write the tables."""
+    from five.base.config import TrainConfig
     from five.sweep.aggregate import collect_runs, summarise, write_tables
     from five.sweep.table import sweep_table
 
@@ -503,14 +504,13 @@ def aggregation_time(report: Report, config: dict, work: Path) -> None:
     for row in sweep.to_dict("records"):
         run_dir = Path(row["run_dir"])
         run_dir.mkdir(parents=True)
-        (run_dir / "train.json").write_text(
-            json.dumps({"status": "complete", "history": history, "epochs_completed": 100, "wall_time_s": 10.0})
-        )
-        (run_dir / "eval.json").write_text(
-            json.dumps({"status": "complete", "nll_nats": 80.0, "bits_per_dim": 1.2, "active_units": 8})
-        )
+        trained = TrainConfig.from_dict({**json.loads(row["training_json"]), "seed": row["seed"]}).to_dict()
+        record = {"status": "complete", "config": trained, "history": history, "epochs_completed": 100}
+        (run_dir / "train.json").write_text(json.dumps(record | {"wall_time_s": 10.0}))
+        evaluation = {"status": "complete", "config": trained, "nll_nats": 80.0, "bits_per_dim": 1.2}
+        (run_dir / "eval.json").write_text(json.dumps(evaluation | {"active_units": 1}))
     started = time.perf_counter()
-    runs, _ = collect_runs(sweep)
+    runs, _ = collect_runs(sweep, config)
     write_tables(summarise(runs, {"fif": 1, "five": 1}), work / "tables" / "main", "t", "c")
     report.add("workflow", f"aggregation of {len(sweep)} runs (+ tables)", time.perf_counter() - started, "s", "<5")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from five.base.config import INT64_MAX, REQUIRED_SETTINGS, SETTING_FIELDS, STEP_COST_KEYS, TrainConfig
+from five.base.config import INT64_MAX, REQUIRED_SETTINGS, SETTING_FIELDS, STEP_COST_KEYS, TrainConfig, short_integer
 from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
@@ -350,7 +350,9 @@ def run_time_steps(args) -> None:
 
     configs = step_configs(args.points, args.dataset)
     if not 2 <= args.rounds <= INT64_MAX:
-        raise FiveError(f"--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got {args.rounds:.3g}")
+        raise FiveError(
+            f"--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got {short_integer(args.rounds)}"
+        )
     check_output_file(args.out, "--out", protected=read_files([args.dataset]))
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)

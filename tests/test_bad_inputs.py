@@ -613,7 +613,7 @@ CASES = [
     (
         "evaluate batch size beyond int64",
         lambda t, r: evaluate(copy_run(r, t), "--batch-size", 10**20),
-        "--batch-size must be a whole number from 1 to 2^63 - 1 (torch's integers), got 1e+20",
+        "--batch-size must be a whole number from 1 to 2^63 - 1 (torch's integers), got 1.000e+20",
     ),
     (
         "importance samples beyond int64",
@@ -834,7 +834,7 @@ CASES = [
             "--out",
             t / "t.csv",
         ],
-        "--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got 1e+20",
+        "--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got 1.000e+20",
     ),
     (  # refused before anything is timed: the output files are checked first
         "estimate.csv a link to a device",
@@ -980,6 +980,8 @@ GPU_LOCK_CASES = [
     ("GPU count not a number", {"FIVE_GPU_COUNT": "abc"}, lambda t: t / "locks", "$FIVE_GPU_COUNT is 'abc'"),
     ("GPU count negative", {"FIVE_GPU_COUNT": "-1"}, lambda t: t / "locks", "not a number of GPUs"),
     ("GPU count absurd", {"FIVE_GPU_COUNT": "10" * 20}, lambda t: t / "locks", "not a number of GPUs"),
+    ("GPU count a superscript", {"FIVE_GPU_COUNT": "²"}, lambda t: t / "locks", "not a number of GPUs"),
+    ("GPU count 5000 digits", {"FIVE_GPU_COUNT": "9" * 5000}, lambda t: t / "locks", "not a number of GPUs"),
 ]
 
 
@@ -1023,7 +1025,7 @@ def test_a_step_timed_with_a_batch_beyond_the_data_is_timed_at_the_batch_trainin
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 3  # a header and 2 rounds
 
 
-@pytest.mark.parametrize("history", [[1], [], [{"loss": 1.0}]], ids=["numbers", "empty", "no epoch"])
+@pytest.mark.parametrize("history", [[1], [], [{"loss": 1.0}], None], ids=["numbers", "empty", "no epoch", "null"])
 def test_a_finished_runs_history_not_as_five_writes_it_is_one_line(trained, tmp_path, history):
     """A finished run is kept as it is, and its history reported: a list of numbers failed in a traceback after
     'nothing to do', an empty one was kept as a finished run without a single epoch."""

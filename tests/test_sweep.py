@@ -323,6 +323,11 @@ DAMAGED_VALUES = [
     ({"informative_directions": 5}, "informative_directions is 5, not a count of directions 0..4"),
     ({"active_units": 2.5}, "active_units is 2.5, not a count"),
     ({"active_units": 4, "active_units_eigen": 0}, None),
+    ({"n_examples": 1, "nll_standard_error": None}, None),  # a test set of one example has no standard error
+    ({"n_examples": -3}, "n_examples is -3, not a number of test examples"),
+    ({"n_examples": 0.5}, "n_examples is 0.5, not a number of test examples"),
+    ({"wall_time_s": 10**400}, "wall_time_s is 1.000e+400, not a finite number"),  # every number: MLflow logs it
+    ({"checkpoint_epoch": float("nan")}, "checkpoint_epoch is nan, not a finite number"),
     ({"config": 5}, "its config or status is not as five writes it"),
     ({"status": "fine"}, "its config or status is not as five writes it"),
     ({"discrete_levels": 17, "bits_per_dim": None}, "bits_per_dim is missing, though the data are discrete"),

@@ -139,9 +139,10 @@ def read_train_record(path: Path) -> dict:
 def finished_history(record: dict) -> bool:
     """Whether a finished run's history is as five writes it: entries with an epoch, at least one unless the
     run diverged (in its first epoch)."""
-    history = record["history"] or []
-    entries = all(isinstance(entry, dict) and "epoch" in entry for entry in history)
-    return entries and (bool(history) or record["status"] == "diverged")
+    history = record["history"]
+    if not isinstance(history, list) or not all(isinstance(entry, dict) and "epoch" in entry for entry in history):
+        return False
+    return bool(history) or record["status"] == "diverged"
 
 
 def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict) -> None:

@@ -5,6 +5,7 @@ the check of an eval.json's values before the tables, claims or MLflow read them
 import math
 from pathlib import Path
 
+from five.base.config import short_integer
 from five.base.errors import FiveError
 from five.base.files import EVALUATE_AGAIN_ADVICE, read_json
 
@@ -98,10 +99,17 @@ def evaluation_problem(evaluation: dict) -> str | None:
         return "its config or status is not as five writes it"
     if status == "diverged":
         return None
+    for key, value in evaluation.items():  # every number, as MLflow logs each
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not finite_number(value):
+            return f"{key} is {shown(value)}, not a finite number"
     for key in (*TEST_METRICS, *OTHER_NUMBERS):
         value = evaluation.get(key)
         if (value is not None or key == "nll_nats") and not finite_number(value):
-            return f"{key} is {value!r}, not a finite number"
+            return f"{key} is {shown(value)}, not a finite number"
+    if evaluation.get("n_examples") is not None and not (
+        evaluation["n_examples"] == int(evaluation["n_examples"]) >= 1
+    ):
+        return f"n_examples is {evaluation['n_examples']!r}, not a number of test examples"
     if evaluation.get("discrete_levels") is not None and evaluation.get("bits_per_dim") is None:
         return "bits_per_dim is missing, though the data are discrete"
     latent_dim = config.get("latent_dim") if finite_number(config.get("latent_dim")) else math.inf
@@ -117,4 +125,15 @@ def evaluation_problem(evaluation: dict) -> str | None:
 
 
 def finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A number that float32 or float64 arithmetic can take: no bool, NaN, infinity or integer beyond floats."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of more than 308 digits
+        return False
+
+
+def shown(value) -> str:
+    """A value as a message shows it: an integer shortened (short_integer), anything else cut to 40 characters."""
+    return short_integer(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)[:40]

@@ -92,8 +92,9 @@ def load_digits() -> Dataset:
     try:
         levels = _digits_levels(path)
     except Exception as error:  # gzip, zlib, a short file, a number that does not parse: the file is damaged
-        cause = " ".join(str(error).split()) or type(error).__name__
-        raise DataError(f"scikit-learn's digits file {path} is damaged ({cause}); {REINSTALL_SCIKIT_LEARN}") from None
+        cause = " ".join(str(error).split())[:300] or type(error).__name__
+        what = f"digits file {path} is damaged" if path.exists() else "digits loader failed"  # its fallback's
+        raise DataError(f"scikit-learn's {what} ({cause}); {REINSTALL_SCIKIT_LEARN}") from None
     return Dataset("digits", _shuffled_split(levels, {"test": 360, "validation": 180}), 17, *DEFAULT_NETWORKS["digits"])
 
 
@@ -103,8 +104,8 @@ def _digits_levels(path: Path) -> np.ndarray:
     if kind is not None:
         raise ValueError(f"it is {kind}, not a file")
     if path.is_file():
-        with warnings.catch_warnings():  # an empty file is a warning to numpy, and damage to us
-            warnings.simplefilter("error")
+        with warnings.catch_warnings():  # numpy warns of an empty file; the shape check below refuses it
+            warnings.simplefilter("ignore")
             table = np.loadtxt(path, delimiter=",", ndmin=2)
     else:  # a scikit-learn that keeps the file elsewhere: its loader reads the same images, slower
         from sklearn.datasets import load_digits as sklearn_digits

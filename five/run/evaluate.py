@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from five.base.config import INT64_MAX, MODEL_SELECTIONS, MODELS_WITH_FIXED_SIGMA, TrainConfig
+from five.base.config import INT64_MAX, MODEL_SELECTIONS, MODELS_WITH_FIXED_SIGMA, TrainConfig, short_integer
 from five.base.errors import FiveError
 from five.base.files import (
     BEST_NAME,
@@ -373,7 +373,9 @@ def fit_sigma(
 def check_evaluation_options(importance_samples: int, batch_size: int, sigma: str) -> None:
     for option, value in (("--importance-samples", importance_samples), ("--batch-size", batch_size)):
         if not 1 <= value <= INT64_MAX:
-            raise FiveError(f"{option} must be a whole number from 1 to 2^63 - 1 (torch's integers), got {value:.3g}")
+            raise FiveError(
+                f"{option} must be a whole number from 1 to 2^63 - 1 (torch's integers), got {short_integer(value)}"
+            )
     if sigma not in SIGMA_CHOICES:
         raise FiveError(f"unknown --sigma {sigma!r} (choose from {', '.join(SIGMA_CHOICES)})")
 

@@ -43,9 +43,10 @@ def candidate_devices() -> list[str]:
 
 def gpu_count(value: str) -> int:
     """$FIVE_GPU_COUNT as a number of GPUs, or one line saying what it is instead."""
-    if not value.strip().isdigit() or int(value) > MAX_GPU_COUNT:
-        raise FiveError(f"${GPU_COUNT_VARIABLE} is {value!r}, not a number of GPUs (0 to {MAX_GPU_COUNT})")
-    return int(value)
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 4 and int(digits) <= MAX_GPU_COUNT):
+        raise FiveError(f"${GPU_COUNT_VARIABLE} is {value[:40]!r}, not a number of GPUs (0 to {MAX_GPU_COUNT})")
+    return int(digits)
 
 
 def lock_path(lock_dir: Path, device: str) -> Path:
@@ -58,9 +59,11 @@ def open_lock(path: Path):
     """`path` opened for locking, created where it is not there; a link, FIFO, device or folder there is one
     line (the lock holder writes its process id into it)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-    except OSError:
-        kind = "a link" if path.is_symlink() else non_regular_kind(path) or "not writable"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, 0o644)
+    except OSError as error:
+        kind = "a link" if path.is_symlink() else non_regular_kind(path)
+        if kind is None:  # a regular file or nothing: another user's lock, a name too long, …
+            raise FiveError(f"the GPU lock {path} cannot be opened ({error.strerror})") from None
         raise FiveError(f"the GPU lock {path} is {kind}; five locks only regular files: remove it") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

@@ -96,9 +96,13 @@ def check_sqlite_files(uri: str, what: str) -> None:
             raise ConfigError(f"{what} {uri!r}: {path} is {kind}; the SQLite database and its files must be regular")
     database = sqlite_database(uri)
     if database is not None and database.is_file() and database.stat().st_size > 0:
-        with open(database, "rb") as file:
-            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:  # an empty file is a new database to SQLite
-                raise ConfigError(f"{what} {uri!r}: {database} is not an SQLite database; name another file")
+        try:
+            with open(database, "rb") as file:
+                header = file.read(len(SQLITE_HEADER))
+        except OSError as error:
+            raise ConfigError(f"{what} {uri!r}: {database} cannot be read ({error.strerror})") from None
+        if header != SQLITE_HEADER:  # an empty file is a new database to SQLite
+            raise ConfigError(f"{what} {uri!r}: {database} is not an SQLite database; name another file")
 
 
 # A tracking server that is down must not hold a job for minutes (MLflow's own default is 7 retries with

@@ -166,7 +166,7 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     import jsonschema
     import yaml
 
-    if not config:  # `{}` or comments only: Snakemake would otherwise fall back to the paper config
+    if not config:  # a --configfile holding `{}`: Snakemake would otherwise fall back to the paper config
         raise ConfigError("the config holds no settings (to run the paper config, name config/config.yaml)")
     check_config_size(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
