@@ -972,8 +972,8 @@ def _lock_dir_file(t):
 # (name, environment, lock folder, expected line): a job that would claim a GPU (`--device auto`, a GPU faked
 # with $FIVE_GPU_COUNT) refuses what it would lock, create or parse, before any work
 GPU_LOCK_CASES = [
-    ("lock is a link", {"FIVE_GPU_COUNT": "1"}, _lock_link, "is a link; five locks only regular files"),
-    ("lock is a FIFO", {"FIVE_GPU_COUNT": "1"}, _lock_fifo, "is a FIFO; five locks only regular files"),
+    ("lock is a link", {"FIVE_GPU_COUNT": "1"}, _lock_link, "gpu0.lock is a link; five writes only regular files"),
+    ("lock is a FIFO", {"FIVE_GPU_COUNT": "1"}, _lock_fifo, "gpu0.lock is a FIFO; five writes only regular files"),
     ("lock folder is a file", {"FIVE_GPU_COUNT": "1"}, _lock_dir_file, "--gpu-lock-dir"),
     ("lock folder is a device", {"FIVE_GPU_COUNT": "1"}, lambda t: Path("/dev/null"), "/dev/null is a device"),
     ("lock folder is a device, no GPU", {"FIVE_GPU_COUNT": "0"}, lambda t: Path("/dev/null"), "is a device"),

@@ -22,7 +22,7 @@ from typing import Callable
 from urllib.parse import quote
 
 from five.base.errors import FiveError
-from five.base.files import check_output_dir, non_regular_kind
+from five.base.files import check_output_dir, refuse_non_regular
 
 GPU_COUNT_VARIABLE = "FIVE_GPU_COUNT"
 MAX_GPU_COUNT = 4096  # more than any one machine has: a larger count is a typo
@@ -56,18 +56,16 @@ def lock_path(lock_dir: Path, device: str) -> Path:
 
 
 def open_lock(path: Path):
-    """`path` opened for locking, created where it is not there; a link, FIFO, device or folder there is one
-    line (the lock holder writes its process id into it)."""
+    """`path` opened for locking, created where it is not there: only a regular file, as run_lock's (the lock
+    holder writes its process id into it); not following a link put there since the check."""
+    refuse_non_regular(path, "the GPU lock")
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, 0o644)
-    except OSError as error:
-        kind = "a link" if path.is_symlink() else non_regular_kind(path)
-        if kind is None:  # a regular file or nothing: another user's lock, a name too long, …
-            raise FiveError(f"the GPU lock {path} cannot be opened ({error.strerror})") from None
-        raise FiveError(f"the GPU lock {path} is {kind}; five locks only regular files: remove it") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    except OSError as error:  # another user's lock, a name too long, a link made since the check
+        raise FiveError(f"the GPU lock {path} cannot be opened ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device put there since the check
         os.close(fd)
-        raise FiveError(f"the GPU lock {path} is {non_regular_kind(path)}; five locks only regular files: remove it")
+        refuse_non_regular(path, "the GPU lock")
     return os.fdopen(fd, "r+")
 
 
