@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runs import snakemake_command, untracked_environment, write_config
+from workflow_runs import planned_jobs, run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHA = {
@@ -24,25 +24,6 @@ BETA = {
     "experiment": "beta",
     "datasets": {"digits": {**ALPHA["datasets"]["digits"], "epochs": 2}},
 }  # same run folder names, other settings
-
-
-def snakemake(workdir: Path, config: dict, *args, python: str = sys.executable):
-    command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *args, python=python)
-    result = subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-def planned(text: str) -> dict[str, int]:
-    """Job counts of a run's or dry run's 'Job stats' table ({} when there is nothing to do)."""
-    if "Job stats:" not in text:
-        return {}
-    stats = text[text.index("Job stats:") :].split("\n\n")[0]
-    return {
-        line.split()[0]: int(line.split()[1])
-        for line in stats.splitlines()[3:]
-        if len(line.split()) == 2 and line.split()[0] != "total"
-    }
 
 
 def second_python(tmp_path: Path) -> str:
@@ -67,8 +48,7 @@ def second_python(tmp_path: Path) -> str:
 @pytest.fixture(scope="module")
 def alpha_done(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("experiments")
-    text = snakemake(workdir, ALPHA)
-    assert planned(text)["train"] == 1
+    assert planned_jobs(run_snakemake(workdir, ALPHA))["train"] == 1
     return workdir
 
 
@@ -79,8 +59,8 @@ def table(workdir: Path, experiment: str) -> str:
 def test_another_experiment_trains_in_its_first_invocation_and_leaves_the_first_untouched(alpha_done):
     alpha_table = table(alpha_done, "alpha")
     alpha_mtime = (alpha_done / "results" / "alpha" / "tables" / "main.md").stat().st_mtime_ns
-    text = snakemake(alpha_done, BETA)
-    jobs = planned(text)
+    result = run_snakemake(alpha_done, BETA)
+    jobs = planned_jobs(result)
     assert jobs["train"] == 1 and jobs["evaluate"] == 1 and jobs["tables"] == 1, jobs
     beta_runs = pd.read_csv(alpha_done / "results" / "beta" / "runs.csv")
     assert list(beta_runs["epochs_completed"]) == [2]
@@ -88,9 +68,11 @@ def test_another_experiment_trains_in_its_first_invocation_and_leaves_the_first_
     assert table(alpha_done, "alpha") == alpha_table
     assert (alpha_done / "results" / "alpha" / "tables" / "main.md").stat().st_mtime_ns == alpha_mtime
     assert "experiment beta" in (alpha_done / "results" / "beta" / "claims.md").read_text()
-    assert "results/beta/tables/main.md" in text  # the closing message names this experiment's tables
+    assert (
+        "results/beta/tables/main.md" in result.stdout + result.stderr
+    )  # the closing message names this experiment's tables
     # back to the first config: its results are all there, nothing to do
-    assert planned(snakemake(alpha_done, ALPHA, "-n")) == {}
+    assert planned_jobs(run_snakemake(alpha_done, ALPHA, "-n")) == {}
 
 
 def test_an_edit_run_from_another_python_plans_and_trains_exactly_the_new_runs(alpha_done, tmp_path):
@@ -108,12 +90,12 @@ def test_an_edit_run_from_another_python_plans_and_trains_exactly_the_new_runs(a
         "config_snapshot": 1,
         "all": 1,
     }
-    assert planned(snakemake(alpha_done, wider, "-n")) == expected
+    assert planned_jobs(run_snakemake(alpha_done, wider, "-n")) == expected
     other = second_python(tmp_path)
-    assert planned(snakemake(alpha_done, wider, "-n", python=other)) == expected
-    snakemake(alpha_done, wider, python=other)
+    assert planned_jobs(run_snakemake(alpha_done, wider, "-n", python=other)) == expected
+    run_snakemake(alpha_done, wider, python=other)
     runs = pd.read_csv(alpha_done / "results" / "alpha" / "runs.csv")
     assert sorted(runs["latent_dim"]) == [2, 3] and set(runs["status"]) == {"complete"}
     hashes = {line for line in table(alpha_done, "alpha").splitlines() if "config_hash" in line}
     assert hashes and all("experiment alpha" in line for line in hashes)
-    assert planned(snakemake(alpha_done, wider, "-n")) == {}  # and this Python agrees that all is done
+    assert planned_jobs(run_snakemake(alpha_done, wider, "-n")) == {}  # and this Python agrees that all is done

@@ -113,6 +113,9 @@ def current_job(run_dir, min_epochs):
     return (record["slurm_job_id"], record["epochs_completed"]) if record["epochs_completed"] >= min_epochs else None
 
 
+PREEMPTED_EPOCHS = 300  # long enough that each job is still training when the test interrupts it at epoch 20
+
+
 def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     """One job is requeued (as preemption with requeue does), one cancelled; both finish from checkpoints."""
     config = {
@@ -123,7 +126,7 @@ def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
         "datasets": {
             "digits": {
                 "latent_dims": [2],
-                "epochs": 600,
+                "epochs": PREEMPTED_EPOCHS,
                 "hidden_width": 8,
                 "importance_samples": 4,
                 "checkpoint_every": 1,
@@ -151,9 +154,9 @@ def test_preempted_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     assert process.returncode == 0, output[-4000:]
     for seed, (job, epochs_at_interrupt) in interrupted.items():
         record = json.loads((runs[seed] / "train.json").read_text())
-        assert record["status"] == "complete" and record["epochs_completed"] == 600
+        assert record["status"] == "complete" and record["epochs_completed"] == PREEMPTED_EPOCHS
         log = (tmp_path / "logs" / "preempt" / "train" / "digits" / "vae" / "d2" / "k0" / f"s{seed}.log").read_text()
-        assert "after epoch" in log and "resuming" in log and epochs_at_interrupt < 600
+        assert "after epoch" in log and "resuming" in log and epochs_at_interrupt < PREEMPTED_EPOCHS
         if seed == 0:  # a requeued job restarts under its own Slurm job id, or (seen twice in ~30 runs on a loaded
             # 2-core machine) Snakemake's status poll catches the requeue as a failure and its retry, a later job,
             # resumes the run instead; never an earlier job's record

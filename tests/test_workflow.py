@@ -1,7 +1,6 @@
 """The real Snakemake on a tiny config: train → evaluate → MLflow → tables → plots → report, then config
 edits checked by dry runs to rerun only what they touch. Also `snakemake --lint`."""
 
-import json
 import os
 import re
 import shutil
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from workflow_runs import assert_results_match_training, snakemake_command, untracked_environment, write_config
+from workflow_runs import planned_jobs, run_snakemake, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,25 +29,10 @@ TINY = {
 }
 
 
-def snakemake(workdir, config, *args, check=True):
-    command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *args)
-    result = subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=900)
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def planned_jobs(result) -> dict[str, int]:
-    """The job counts of a dry run's 'Job stats' table."""
-    text = result.stdout + result.stderr
-    stats = text[text.index("Job stats:") :]
-    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if name != "total"}
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, TINY)
+    run_snakemake(workdir, TINY)
     return workdir
 
 
@@ -100,10 +84,10 @@ def test_every_job_is_in_mlflow_once(finished):
 
 
 def test_config_edits_rerun_only_what_they_touch(finished):
-    nothing = planned_jobs_or_none(snakemake(finished, TINY, "-n"))
+    nothing = planned_jobs(run_snakemake(finished, TINY, "-n"))
     assert nothing == {}
     more_seeds = TINY | {"seeds": [0, 1]}
-    assert planned_jobs(snakemake(finished, more_seeds, "-n")) == {
+    assert planned_jobs(run_snakemake(finished, more_seeds, "-n")) == {
         "train": 4,
         "evaluate": 4,
         "aggregate": 1,
@@ -114,7 +98,7 @@ def test_config_edits_rerun_only_what_they_touch(finished):
         "all": 1,
     }
     # a job per seed instead of per sweep point: the finished seeds' commands are those of a pack of one
-    assert planned_jobs(snakemake(finished, more_seeds | {"pack_seeds": False}, "-n")) == {
+    assert planned_jobs(run_snakemake(finished, more_seeds | {"pack_seeds": False}, "-n")) == {
         "train": 4,
         "evaluate": 4,
         "aggregate": 1,
@@ -126,7 +110,7 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     }
     more_samples = yaml.safe_load(yaml.safe_dump(TINY))
     more_samples["datasets"]["digits"]["importance_samples"] = 16
-    assert planned_jobs(snakemake(finished, more_samples, "-n")) == {
+    assert planned_jobs(run_snakemake(finished, more_samples, "-n")) == {
         "point_settings": 2,
         "evaluate": 2,
         "aggregate": 1,
@@ -141,7 +125,7 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     # packed, each point's one evaluate job has all its seeds; a job per seed, the old seeds' are jobs of their own
     both = more_samples | {"seeds": [0, 1]}
     for pack_seeds, evaluations in ((True, 4), (False, 6)):
-        plan = snakemake(finished, both | {"pack_seeds": pack_seeds}, "-n")
+        plan = run_snakemake(finished, both | {"pack_seeds": pack_seeds}, "-n")
         assert planned_jobs(plan) == {
             "point_settings": 2,
             "train": 4,
@@ -162,7 +146,7 @@ def test_config_edits_rerun_only_what_they_touch(finished):
         } <= outputs, evaluated
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
-    assert planned_jobs(snakemake(finished, longer, "-n")) == {
+    assert planned_jobs(run_snakemake(finished, longer, "-n")) == {
         "point_training": 2,  # the points' training.json: their train jobs read it, their evaluations depend on it
         "train": 2,
         "evaluate": 2,
@@ -178,7 +162,7 @@ def test_config_edits_rerun_only_what_they_touch(finished):
 def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
-    snakemake(finished, longer)
+    run_snakemake(finished, longer)
     log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "seeds.log").read_text()
     assert "resuming" in log and "after epoch 2/3" in log
     runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
@@ -199,16 +183,16 @@ def test_an_edit_of_results_without_snakemakes_records_is_refused_not_left_as_do
     (snapshot,) = (copy / "results" / "tiny" / "configs").glob("*.yaml")
     copied = yaml.safe_load(snapshot.read_text())
     safer = copied | {"estimate_safety_factor": copied["estimate_safety_factor"] + 1}  # trains nothing
-    snakemake(copy, safer)
+    run_snakemake(copy, safer)
     assert not snapshot.exists() and len(list(snapshot.parent.glob("*.yaml"))) == 1  # the edit's snapshot alone
-    back = snakemake(copy, copied, "-n")
+    back = run_snakemake(copy, copied, "-n")
     assert f"configs/{snapshot.name}" in back.stdout  # the copied config's own snapshot, made again
     assert planned_jobs(back) == {"config_snapshot": 1, "aggregate": 1, "tables": 1, "plots": 1, "claims": 1, "all": 1}
     patient = yaml.safe_load(yaml.safe_dump(safer))
     patient["datasets"]["digits"]["patience"] = 5
     tables = copy / "results" / "tiny" / "tables" / "main.md"
     before = tables.read_text()
-    refused = snakemake(copy, patient, check=False)
+    refused = run_snakemake(copy, patient, check=False)
     text = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "trained with patience = None, but the config says 5" in text, text[-3000:]
     assert "--forcerun train" in text and tables.read_text() == before
@@ -227,14 +211,9 @@ def test_a_refused_aggregation_is_refused_again_not_left_as_done(finished, tmp_p
     evaluation.write_text(evaluation.read_text()[:100])
     os.utime(evaluation, ns=(made.st_atime_ns, made.st_mtime_ns))
     for attempt, forced in enumerate((["--forcerun", "aggregate"], [], [])):
-        refused = snakemake(copy, config, *forced, check=False)
+        refused = run_snakemake(copy, config, *forced, check=False)
         text = refused.stdout + refused.stderr
         assert refused.returncode != 0 and "eval.json is damaged" in text, (attempt, text[-3000:])
-
-
-def planned_jobs_or_none(result):
-    text = result.stdout + result.stderr
-    return {} if "Nothing to be done" in text else planned_jobs(result)
 
 
 def test_lint_is_clean():
@@ -247,96 +226,10 @@ def test_lint_is_clean():
 def test_a_config_typo_stops_the_workflow_with_the_key_named(tmp_path):
     bad = yaml.safe_load(yaml.safe_dump(TINY))
     bad["datasets"]["digits"]["epochz"] = 3
-    result = snakemake(tmp_path, bad, "-n", check=False)
+    result = run_snakemake(tmp_path, bad, "-n", check=False)
     assert result.returncode != 0
     assert (
         "invalid config at datasets.digits: Additional properties are not allowed ('epochz' was unexpected)"
         in result.stdout + result.stderr
     )
     assert not (tmp_path / "results").exists()
-
-
-def test_seeds_dropped_then_readded_across_edits_are_trained_and_evaluated_as_configured(tmp_path):
-    """A seed left out while its sweep point was edited comes back trained to the edited settings and evaluated
-    afresh: continued (more epochs) or retrained (another step size), never tabled from its old evaluation."""
-    digits = {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4}
-    config = {"experiment": "edits", "seeds": [0, 1], "models": {"vae": {}}, "datasets": {"digits": digits}}
-    snakemake(tmp_path, config)
-    for edit in ({"epochs": 3}, {"lr": 0.002}):
-        digits |= edit
-        snakemake(tmp_path, config | {"seeds": [0]})
-        snakemake(tmp_path, config)
-        assert_results_match_training(tmp_path, "edits")
-        for seed in (0, 1):
-            record = json.loads((tmp_path / f"results/edits/digits/vae/d2/k0/s{seed}/train.json").read_text())
-            assert {key: record["config"][key] for key in edit} == edit
-
-
-def test_an_evaluation_edit_whose_evaluations_failed_is_never_tabled_from_the_old_ones(tmp_path):
-    """An edit of how runs are evaluated (model_selection) whose evaluations fail: every later invocation
-    evaluates again (and fails again, naming the cause) instead of tabling the old evaluations as the edited
-    config's (Snakemake ignores a missing eval.json whose runs.csv is up to date; runs.csv depends on the points'
-    settings.json too)."""
-    digits = {"latent_dims": [2], "epochs": 2, "hidden_width": 8, "importance_samples": 4}
-    config = {"experiment": "evaledit", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
-    snakemake(tmp_path, config)
-    run_dir = tmp_path / "results/evaledit/digits/vae/d2/k0/s0"
-    (run_dir / "checkpoint.pt").unlink()  # `last` cannot be evaluated now
-    edited = config | {"model_selection": "last"}
-    for attempt in range(2):
-        result = snakemake(tmp_path, edited, check=False)
-        assert result.returncode != 0, (attempt, result.stderr[-2000:])
-        assert (
-            "checkpoint.pt"
-            in result.stdout
-            + result.stderr
-            + (tmp_path / "logs").joinpath("evaledit/evaluate/digits/vae/d2/k0/seeds.log").read_text()
-        )
-    caption = (tmp_path / "results/evaledit/tables/main.md").read_text()  # still the old config's, and saying so
-    assert "evaluated at the epoch with the best validation NLL" in caption and "at the last epoch" not in caption
-
-
-def test_step_times_are_retimed_when_their_thread_count_changes(tmp_path):
-    """A side-by-side step time depends on the threads it ran on (`threads:` is no parameter Snakemake tracks):
-    changing a data set's threads retimes its steps, before a cost claim pairs them."""
-    digits = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
-    claim = {"id": "C", "statement": "s", "kind": "ratio_at_most", "model": "five", "against": ["vae"]}
-    config = {
-        "experiment": "timed",
-        "seeds": [0],
-        "models": {"vae": {}, "five": {}},
-        "datasets": {"digits": digits},
-        "claims": {"list": [claim | {"metric": "step_time_s", "factor": 3}]},
-    }
-    target = "results/timed/digits/step_times.csv"
-    snakemake(tmp_path, config, target)
-    unchanged = snakemake(tmp_path, config, target, "-n")
-    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr
-    digits["threads"] = 2
-    assert planned_jobs(snakemake(tmp_path, config, target, "-n")) == {"step_times": 1}
-
-
-def test_the_claims_are_printed_only_where_they_are_this_configs(tmp_path):
-    """A run of other targets (only the tables) after a claims edit leaves claims.* as they were: the closing
-    summary says so instead of printing them as the edited config's answer."""
-    digits = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
-    claim = {"id": "C", "kind": "below_latent_dim", "model": "vae", "metric": "active_units"}
-    config = {"experiment": "said", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
-    first = snakemake(tmp_path, config | {"claims": {"list": [claim | {"statement": "first wording"}]}})
-    assert "Do the paper's claims hold?" in first.stdout + first.stderr and "first wording" in first.stdout
-    edited = config | {"claims": {"list": [claim | {"statement": "second wording"}]}}
-    tables_only = snakemake(tmp_path, edited, "results/said/tables/main.md")
-    text = tables_only.stdout + tables_only.stderr
-    assert "Do the paper's claims hold?" not in text and "claims.* are not this config's results" in text
-    assert "second wording" in snakemake(tmp_path, edited).stdout
-
-
-def test_train_jobs_know_when_their_runs_are_evaluated_at_the_last_epoch(tmp_path):
-    """`model_selection: last` reaches the train jobs (none of their runs is then cut to a best checkpoint,
-    which would leave nothing to evaluate); the default adds nothing to their command, so no job reruns."""
-    digits = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
-    config = {"experiment": "last", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
-    for selection, expected in (("best", False), ("last", True)):
-        planned = snakemake(tmp_path, config | {"model_selection": selection}, "-n", "-p")
-        commands = [line for line in planned.stdout.splitlines() if "five.cli train" in line]
-        assert len(commands) == 1 and ("--model-selection last" in commands[0]) == expected, commands

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +41,25 @@ def snakemake_command(workdir: Path, config_path: Path, *args, python: str = sys
 def untracked_environment() -> dict[str, str]:
     """This process's environment without MLFLOW_TRACKING_URI: the workflow then tracks into its own results."""
     return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+
+
+def run_snakemake(workdir: Path, config: dict | str, *args, check: bool = True, python: str = sys.executable):
+    """Snakemake on `config` in `workdir` with two cores, untracked by this process's MLflow; with `check`, its
+    success asserted."""
+    command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *args, python=python)
+    result = subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=900)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """The job counts of a run's or dry run's 'Job stats' table ({} when Snakemake says there is nothing to do)."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    stats = text[text.index("Job stats:") :].split("\n\n")[0]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if name != "total"}
 
 
 def assert_results_match_training(workdir: Path, experiment: str) -> None:
