@@ -23,6 +23,7 @@ from five.base.config import (
     STEP_TIMING_ROUNDS,
 )
 from five.base.errors import FiveError
+from five.base.files import path_problem, shown_path
 
 DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
 
@@ -66,6 +67,9 @@ def given_path(text: str) -> Path:
     """A path option's value; an empty one is refused (Path("") would be the current folder)."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path was given")
+    problem = path_problem(Path(text))
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{shown_path(text)} {problem}")
     return Path(text)
 
 

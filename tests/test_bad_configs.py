@@ -153,6 +153,18 @@ CASES = [
         ),
         "README.md is a file, not a folder: the sweep reads mnist from it",
     ),
+    ("data_dir with a NUL byte", edit("data_dir", "a\0b"), "data_dir 'a\\x00b' holds a control character"),
+    ("data_dir name too long", edit("data_dir", "d" * 300), "holds a name of 300 bytes, beyond the 255"),
+    ("data_dir path too long", edit("data_dir", "/d" * 3000), "bytes long, beyond the 4,096 a path may have"),
+    (  # a heading and a table of its own in claims.md
+        "claims note of several lines",
+        edit("claims", {"note": "line\n\n## Injected\n| a |", "list": []}),
+        "claims.note 'line\\n\\n## Injected\\n| a |' holds a control character",
+    ),
+    ("claim statement ringing a bell", claim(statement="s\x07"), "claims.list.0.statement 's\\x07' holds a control"),
+    ("claim statement turned right to left", claim(statement="s\u202ex"), "claims.list.0.statement 's\\u202ex'"),
+    ("claim margin reason of two lines", claim(margin_reason="a\nb"), "claims.list.0.margin_reason 'a\\nb' holds"),
+    ("a key of two lines", edit("models.v\nae", {}), "the key 'v\\nae' under models holds a control character"),
     (
         "claim on an unswept model",
         lambda c: claim(against=["fcvae"])(edit("models.fcvae", delete=True)(c)),
@@ -291,14 +303,14 @@ LOADED = [
         yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
             "statement: s,", 'statement: "s\\nt",'
         ),
-        "claims.list.0.statement 's\\nt' must be one line",
+        "claims.list.0.statement 's\\nt' holds a control character",
     ),
     (
         "claim id ending in a line break",
         yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae]").replace(
             "id: C1,", 'id: "C1\\n",'
         ),
-        "claims.list.0.id 'C1\\n' must be one line",
+        "claims.list.0.id 'C1\\n' holds a control character",
     ),
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
@@ -312,7 +324,7 @@ LOADED = [
     (
         "experiment with a newline",
         yaml_case().replace("experiment: bad", 'experiment: "abc\\n"'),
-        "experiment 'abc\\n' must be a folder name",
+        "experiment 'abc\\n' holds a control character",
     ),
     ("experiment ..", yaml_case().replace("experiment: bad", 'experiment: ".."'), "starts with a letter or digit"),
     ("experiment .", yaml_case().replace("experiment: bad", 'experiment: "."'), "starts with a letter or digit"),

@@ -161,7 +161,26 @@ def held_lock(tmp_path):
 
 
 # (id, builder(tmp_path, trained) → argv, expected part of the one line)
+LONG_NAME = "x" * 300  # beyond the 255 bytes a file name may have
+
+
+def _link_loop(t: Path) -> Path:
+    (t / "loop1").symlink_to(t / "loop2")
+    (t / "loop2").symlink_to(t / "loop1")
+    return t / "loop1"
+
+
 CASES = [
+    ("out name too long", lambda t, r: train_with(out=t / LONG_NAME), "holds a name of 300 bytes, beyond the 255"),
+    (
+        "evaluation out name too long",
+        lambda t, r: ["evaluate", "--run", r, "--out", t / f"{LONG_NAME}.json"],
+        "argument --out: ",
+    ),
+    ("out through a link loop", lambda t, r: train_with(out=_link_loop(t) / "run"), "runs through a link loop"),
+    ("run through a link loop", lambda t, r: ["evaluate", "--run", _link_loop(t)], "runs through a link loop"),
+    ("image dir a link loop", lambda t, r: ["evaluate", "--run", r, "--image-dir", _link_loop(t)], "link loop"),
+    ("npz name too long", lambda t, r: train_on(t / f"{LONG_NAME}.npz") + [t / "o"], "a name of 304 bytes"),
     ("npz truncated", lambda t, r: train_on(_truncate(npz(t, **GOOD))) + [t / "o"], "not a readable .npz"),
     ("npz not a zip", lambda t, r: train_on(_text(t / "x.npz")) + [t / "o"], "not a readable .npz"),
     (
@@ -951,6 +970,13 @@ def test_a_download_into_a_bad_data_dir_from_the_environment_names_the_variable(
     ), err
 
 
+def test_a_data_dir_from_the_environment_that_no_path_can_be_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("FIVE_DATA_DIR", str(tmp_path / LONG_NAME))
+    code, out, err = run_cli(train_with("--dataset", "mnist", out=tmp_path / "o"))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "holds a name of 300 bytes" in err and not (tmp_path / "o").exists(), err
+
+
 def _lock_link(t):
     (t / "precious.txt").write_text("precious\n")
     (t / "locks").mkdir()
@@ -982,6 +1008,12 @@ GPU_LOCK_CASES = [
     ("GPU count absurd", {"FIVE_GPU_COUNT": "10" * 20}, lambda t: t / "locks", "not a number of GPUs"),
     ("GPU count a superscript", {"FIVE_GPU_COUNT": "²"}, lambda t: t / "locks", "not a number of GPUs"),
     ("GPU count 5000 digits", {"FIVE_GPU_COUNT": "9" * 5000}, lambda t: t / "locks", "not a number of GPUs"),
+    (
+        "device id too long for a lock's name",
+        {"FIVE_GPU_COUNT": "1", "CUDA_VISIBLE_DEVICES": LONG_NAME},
+        lambda t: t / "locks",
+        "the GPU lock",
+    ),
 ]
 
 

@@ -37,6 +37,45 @@ def repair_advice(path: Path) -> str:
     return EVALUATE_AGAIN_ADVICE if Path(path).name == EVAL_JSON else MOVE_ASIDE_ADVICE
 
 
+NAME_MAX = 255  # bytes of one name in a path on Linux's file systems
+PATH_MAX = 4096  # bytes of a whole path
+
+
+def path_problem(path: Path) -> str | None:
+    """Why `path` cannot name a file at all (a NUL byte, a name or path longer than the file system takes, a
+    link loop), as the rest of a sentence that begins with the path; None where it can."""
+    text = str(path)
+    if "\0" in text:
+        return "holds a NUL byte, which no file name can"
+    encoded = os.fsencode(text)
+    if len(encoded) >= PATH_MAX:
+        return f"is {len(encoded):,} bytes long, beyond the {PATH_MAX:,} a path may have"
+    longest = max(len(name) for name in encoded.split(b"/"))
+    if longest > NAME_MAX:
+        return f"holds a name of {longest:,} bytes, beyond the {NAME_MAX} a file system takes"
+    try:
+        Path(path).resolve()
+    except RuntimeError:  # Python 3.11's resolve() on a link loop
+        return "runs through a link loop"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "runs through a link loop"
+        raise
+    return None
+
+
+def shown_path(path: Path) -> str:
+    """`path` for a one-line message: a very long one cut in the middle."""
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}…{text[-40:]}"
+
+
+def check_path(path: Path, what: str = "") -> None:
+    problem = path_problem(path)
+    if problem is not None:
+        raise FiveError(f"{what + ' ' if what else ''}{shown_path(path)} {problem}")
+
+
 def non_regular_kind(path: Path) -> str | None:
     """What `path` is where it is there but not a regular file ("a folder", "a FIFO", …); None where it is a
     regular file or nothing."""
@@ -45,9 +84,10 @@ def non_regular_kind(path: Path) -> str | None:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):  # nothing there (or a file on the way: the caller says so)
         return "a link to nothing" if path.is_symlink() else None
-    except OSError as error:
-        if error.errno == errno.ELOOP:
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
+        if getattr(error, "errno", None) == errno.ELOOP:
             return "a link loop"
+        check_path(path)  # a name too long or a NUL byte, said in one line
         raise
     if stat.S_ISREG(mode):
         return None
@@ -68,6 +108,7 @@ def refuse_non_regular(path: Path, what: str = "") -> None:
     """Never write over anything but a regular file: a device (as root, `--out /dev/null` would become a regular
     file), a FIFO, a socket, a folder or a link is refused in one line. A link even to a regular file: the
     rename of an atomic write replaces the link itself (`--out /dev/stdout` made /dev/stdout a regular file)."""
+    check_path(path, what)
     kind = "a link" if Path(path).is_symlink() else non_regular_kind(path)
     if kind is None:
         return

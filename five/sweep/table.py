@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,7 @@ from five.base.config import (
     cuda_graph_mode,
 )
 from five.base.errors import ConfigError
-from five.base.files import non_regular_kind, not_a_folder
+from five.base.files import non_regular_kind, not_a_folder, path_problem, shown_path
 from five.data.catalog import DATA_SHAPES, FILES
 from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors, side_probes
@@ -169,6 +170,7 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     if not config:  # a --configfile holding `{}`: Snakemake would otherwise fall back to the paper config
         raise ConfigError("the config holds no settings (to run the paper config, name config/config.yaml)")
     check_config_size(config)
+    check_config_strings(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(strict_validator(schema).iter_errors(config))
     if error is not None:
@@ -200,6 +202,46 @@ def check_config_size(config) -> None:
             pending += [*value.keys(), *value.values()]
         elif isinstance(value, list):
             pending += value
+
+
+# what must not reach a file name, a table cell or the terminal: control characters (a newline, NUL, BEL,
+# escapes) and the marks that reverse the direction in which the rest of a line is shown
+LINE_BREAKING = ("Cc", "Zl", "Zp")  # Unicode's control characters, line and paragraph separators
+BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_config_strings(config) -> None:
+    """Every key and string of the config is one line of visible text (a note folded with `>-` is one)."""
+    pending = [("", config)]
+    while pending:
+        where, value = pending.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, inner in items:
+            if not one_line(key):
+                raise ConfigError(f"the key {shown_text(key)} under {where or 'the top level'} {NOT_ONE_LINE}")
+            place = f"{where}.{key}" if where else str(key)
+            if not one_line(inner):
+                raise ConfigError(f"{place} {shown_text(inner)} {NOT_ONE_LINE}")
+            pending.append((place, inner))
+
+
+NOT_ONE_LINE = (
+    "holds a control character (a newline, NUL or escape): each setting is one line of text "
+    "(fold a long note with `>-`)"
+)
+
+
+def one_line(value) -> bool:
+    """Whether `value`, where a string, is one line of visible text."""
+    return not isinstance(value, str) or not any(
+        unicodedata.category(c) in LINE_BREAKING or c in BIDI_CONTROLS for c in value
+    )
+
+
+def shown_text(text: str) -> str:
+    """A config string for a one-line message: escaped, a long one shortened."""
+    shown = ascii(text)
+    return shown if len(shown) <= 80 else f"{shown[:60]}…{shown[-15:]}"
 
 
 def strict_validator(schema: dict):
@@ -293,6 +335,8 @@ def check_data_dir(config: dict) -> None:
     """The folder MNIST and CIFAR-10 are read from (and downloaded into) must be one, where the sweep uses them."""
     read_there = [dataset for dataset in config["datasets"] if dataset in FILES]
     folder = config.get("data_dir")
+    if folder is not None and path_problem(Path(folder)) is not None:  # every job is given it
+        raise ConfigError(f"data_dir {shown_path(folder)} {path_problem(Path(folder))}")
     if not read_there or folder is None:
         return
     kind = not_a_folder(Path(folder))
@@ -341,9 +385,6 @@ def check_claims(config: dict, models: dict) -> None:
     what it needs."""
     budgets, shown, seen = swept_budgets(models), probes_shown(config), set()
     for index, claim in enumerate(config.get("claims", {}).get("list", [])):
-        for key in ("id", "statement"):  # each is a cell of claims.md and part of one line of the printed summary
-            if claim[key].splitlines() != [claim[key]]:
-                raise ConfigError(f"claims.list.{index}.{key} {claim[key]!r} must be one line")
         where = f"claims.list.{index} ({claim['id']})"
         if claim["id"] in seen:
             raise ConfigError(f"{where}: the id {claim['id']!r} is used by an earlier claim")
