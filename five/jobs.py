@@ -418,12 +418,13 @@ def run_download(args) -> None:
 
 def run_estimate(args) -> None:
     from five.run.device import choose_device
+    from five.run.gpus import MAX_GPU_COUNT
     from five.sweep.estimate import estimate_sweep, write_estimate
     from five.sweep.estimate_files import ESTIMATE_FILES
     from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
 
-    if args.gpus < 1:
-        raise FiveError(f"--gpus must be >= 1, got {args.gpus}")
+    if not 1 <= args.gpus <= MAX_GPU_COUNT:
+        raise FiveError(f"--gpus must be from 1 to {MAX_GPU_COUNT}, got {short_integer(args.gpus)}")
     config = load_sweep_config(args.configfile)
     args.out_dir = args.out_dir or Path(experiment_dir(config))
     check_output_dir(args.out_dir, "--out-dir")

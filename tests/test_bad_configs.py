@@ -218,12 +218,19 @@ def one_config_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("where", ["results", "results/bad"])
+@pytest.mark.parametrize("where", ["results", "results/bad", "logs", "logs/bad", "logs (a link to /dev/null)"])
 def test_an_experiment_folder_that_is_a_file_fails_the_dry_run_in_one_line(tmp_path, where):
-    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / where).write_text("not a folder")
+    """Where the experiment's results or job logs go must be a folder (or nothing yet): Snakemake itself fails
+    there in a traceback, after planning."""
+    if where.endswith("/dev/null)"):
+        where, kind = "logs", "a device"
+        (tmp_path / where).symlink_to("/dev/null")
+    else:
+        kind = "a file"
+        (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / where).write_text("not a folder")
     line = one_config_error(dry_run(tmp_path, ("file", lambda c: c, "")))
-    assert f"{where} is a file, not a folder" in line
+    assert f"{where} is {kind}, not a folder" in line
 
 
 def test_a_tracking_uri_from_the_environment_is_checked_as_the_configs(tmp_path, monkeypatch):
@@ -315,6 +322,13 @@ LOADED = [
     ("log sigma lr minus infinity", yaml_case(", log_sigma_lr: -.inf"), "datasets.digits.log_sigma_lr"),
     ("beta not a number", yaml_case(models="{fif: {beta: .nan}}"), "models.fif.beta"),
     ("safety factor infinite", yaml_case(top="estimate_safety_factor: .inf\n"), "estimate_safety_factor"),
+    ("safety factor 1e308", yaml_case(top="estimate_safety_factor: 1.0e+308\n"), "1e+308 is greater than the maximum"),
+    ("gpus a million", yaml_case(top="gpus: 1000000\n"), "gpus: 1000000 is greater than the maximum of 4096"),
+    (
+        "margin of 1e308 bits per dimension",  # overflowed to an infinite margin in nats: every cell 'inconclusive'
+        yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin_bits_per_dim: 1.0e+308"),
+        "margin_bits_per_dim: 1e+308 is greater than the maximum",
+    ),
     (
         "margin not a number",
         yaml_case(claim_kind="paired", claim_extra=", better: lower, against: [vae], margin: .nan"),

@@ -171,6 +171,11 @@ def _link_loop(t: Path) -> Path:
 
 
 CASES = [
+    (
+        "estimate on more GPUs than any machine",
+        lambda t, r: ["estimate", "--configfile", ROOT / "config" / "quick.yaml", "--gpus", 10**20],
+        "--gpus must be from 1 to 4096, got 1.000e+20",
+    ),
     ("out name too long", lambda t, r: train_with(out=t / LONG_NAME), "holds a name of 300 bytes, beyond the 255"),
     (
         "evaluation out name too long",
@@ -730,7 +735,7 @@ CASES = [
     (
         "estimate gpus 0",
         lambda t, r: ["estimate", "--configfile", "config/quick.yaml", "--gpus", 0, "--out-dir", t],
-        "--gpus must be >= 1",
+        "--gpus must be from 1 to 4096, got 0",
     ),
     (
         "seed negative",

@@ -33,6 +33,7 @@ from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
 from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors, side_probes
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
+LOGS_ROOT = "logs"  # each experiment's job logs, in logs/<experiment>/
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a folder name that no option parser misreads
 SHARED_NAMES = ("mlflow-artifacts", "benchmarks")  # what results/ holds beside the experiments and the database
 
@@ -272,10 +273,11 @@ def check_experiment(experiment: str) -> None:
             f"that starts with a letter or digit and is none of {', '.join(SHARED_NAMES)} and does not start "
             f"with {DEFAULT_DATABASE} (the MLflow database's files): it names {RESULTS_ROOT}/<experiment>/"
         )
-    for folder in (Path(RESULTS_ROOT), Path(RESULTS_ROOT) / experiment):
-        kind = not_a_folder(folder)
-        if kind is not None:
-            raise ConfigError(f"{folder} is {kind}, not a folder: experiment {experiment!r} keeps its results there")
+    for root, what in ((RESULTS_ROOT, "results"), (LOGS_ROOT, "job logs")):
+        for folder in (Path(root), Path(root) / experiment):
+            kind = not_a_folder(folder)
+            if kind is not None:
+                raise ConfigError(f"{folder} is {kind}, not a folder: experiment {experiment!r} keeps its {what} there")
 
 
 def check_sweep(config: dict) -> None:

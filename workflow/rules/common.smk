@@ -14,6 +14,7 @@ from five.base.errors import ConfigError
 from five.base.files import GRIDS
 from five.sweep.estimate_files import ESTIMATE_FILES, estimated_minutes
 from five.sweep.table import (
+    LOGS_ROOT,
     MODEL_DIR_PATTERN,
     RESULTS_ROOT,
     check_config,
@@ -54,7 +55,7 @@ for _row in SWEEP_ROWS.values():
 # reason to retrain). A cluster job re-parses this file in its own Snakemake, which sets it there too.
 os.environ.update(FIVE_PYTHON=sys.executable)
 DATA_DIR = config["data_dir"]
-LOGS = f"logs/{config['experiment']}"
+LOGS = experiment_dir(config, LOGS_ROOT)
 GPU_LOCKS = f"{RESULTS_ROOT}/.gpu-locks"  # devices are shared by every experiment
 MLFLOW_ARTIFACTS = f"{RESULTS_ROOT}/mlflow-artifacts"
 ESTIMATE_CSV, ESTIMATE_MD = (f"{RESULTS}/{name}" for name in ESTIMATE_FILES)
