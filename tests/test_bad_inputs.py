@@ -975,6 +975,38 @@ def test_a_download_into_a_bad_data_dir_from_the_environment_names_the_variable(
     ), err
 
 
+def _first_moment(state: dict) -> dict:
+    return next(iter(state["optimizer"]["state"].values()))
+
+
+# (name, edit of the trained run's checkpoint.pt, cause in the line): a resumed run would have failed in a
+# traceback (or trained on nan) before
+CHECKPOINT_EDITS = [
+    ("no optimizer", lambda s: s.pop("optimizer"), "it lacks optimizer"),
+    ("no wall time", lambda s: s.pop("wall_time_s"), "it lacks wall_time_s"),
+    ("history null", lambda s: s.update(history=None), "its history is not a list"),
+    ("history a string", lambda s: s.update(history="abc"), "its history is not a list"),
+    ("history epoch a string", lambda s: s.update(history=[{"epoch": "x"}]), "its history is not a list"),
+    ("wall time a string", lambda s: s.update(wall_time_s="abc"), "its wall time 'abc'"),
+    ("wall time nan", lambda s: s.update(wall_time_s=float("nan")), "its wall time nan"),
+    ("cuda graph a string", lambda s: s.update(cuda_graph="yes"), "its cuda_graph 'yes'"),
+    ("Adam step negative", lambda s: _first_moment(s).update(step=torch.tensor(-5.0)), "a negative step"),
+    ("Adam moment nan", lambda s: _first_moment(s)["exp_avg"].fill_(float("nan")), "holds nan, inf"),
+    ("Adam state a list", lambda s: s["optimizer"].update(state=[1]), "not Adam's"),
+    ("weights nan", lambda s: next(iter(s["model"].values())).fill_(float("nan")), "holds nan or inf in"),
+]
+
+
+@pytest.mark.parametrize("edit, cause", [c[1:] for c in CHECKPOINT_EDITS], ids=[c[0] for c in CHECKPOINT_EDITS])
+def test_a_resume_from_a_hand_edited_checkpoint_is_one_line_before_training(trained, tmp_path, edit, cause):
+    run = with_state(trained, tmp_path, "checkpoint.pt", edit)
+    before = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "best.pt", "train.json")}
+    argv = train_with("--hidden-width", 8, "--epochs", 2, out=run)
+    code, out, err = run_cli(argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "checkpoint.pt" in err and cause in err, err
+    assert {name: (run / name).read_bytes() for name in before} == before  # nothing lost
+
+
 def test_a_data_dir_from_the_environment_that_no_path_can_be_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("FIVE_DATA_DIR", str(tmp_path / LONG_NAME))
     code, out, err = run_cli(train_with("--dataset", "mnist", out=tmp_path / "o"))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from five.base.errors import FiveError
-from five.base.files import MOVE_ASIDE_ADVICE, atomic_write, refuse_non_regular_input
+from five.base.files import CHECKPOINT_NAME, MOVE_ASIDE_ADVICE, atomic_write, refuse_non_regular_input
 
 CHECKPOINT_KEYS = ("config", "epoch", "model")
+RESUME_KEYS = ("optimizer", "history", "wall_time_s")  # what checkpoint.pt holds besides, for a resumed run
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -30,12 +32,44 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     epoch = state["epoch"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(state["config"], dict):
         raise FiveError(f"{path} is damaged: its epoch or config is not as five writes it; {MOVE_ASIDE_ADVICE}")
+    if Path(path).name == CHECKPOINT_NAME:
+        problem = resume_state_problem(state)
+        if problem:
+            raise FiveError(f"{path} is damaged: {problem}; {MOVE_ASIDE_ADVICE}")
     return state
 
 
+def resume_state_problem(state: dict) -> str:
+    """What of checkpoint.pt's resume state (Adam's state, the history, the wall time, the weights) is not as
+    five writes it ("" where all is): a run resumed from it would fail in a traceback or train on nan."""
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    history, wall_time = state["history"], state["wall_time_s"]
+    if not isinstance(history, list) or not all(
+        isinstance(entry, dict) and type(entry.get("epoch")) is int for entry in history
+    ):
+        return "its history is not a list of epochs as five writes it"
+    if type(wall_time) not in (int, float) or not 0 <= wall_time < math.inf:
+        return f"its wall time {wall_time!r} is not a number of seconds"
+    if state.get("cuda_graph") not in (None, True, False):
+        return f"its cuda_graph {state['cuda_graph']!r} is not as five writes it"
+    optimizer = state["optimizer"]
+    moments = optimizer.get("state") if isinstance(optimizer, dict) else None
+    if not isinstance(moments, dict) or not all(isinstance(moment, dict) for moment in moments.values()):
+        return "its optimizer state is not Adam's as five writes it"
+    for moment in moments.values():
+        values = [value for value in moment.values() if isinstance(value, torch.Tensor)]
+        if not all(value.is_floating_point() and bool(torch.isfinite(value).all()) for value in values):
+            return "its optimizer state holds nan, inf or a tensor of another kind"
+        if any(bool((torch.as_tensor(moment[key]) < 0).any()) for key in ("step", "exp_avg_sq") if key in moment):
+            return "its optimizer state holds a negative step or second moment"
+    return ""
+
+
 def check_finite_weights(weights, path: Path) -> None:
-    """Weights with a nan or an inf give no result (a resumed run may still go on: its next step diverges and is
-    recorded as such); refused in one line naming at most three of them."""
+    """Weights with a nan or an inf give no result, and five never saves them (a diverged run keeps its last
+    good checkpoint); refused in one line naming at most three of them."""
     if not isinstance(weights, dict):
         return  # not a state_dict: load_weights says it does not fit
     names = [

@@ -36,7 +36,7 @@ from five.base.files import (
 from five.data.datasets import load_dataset
 from five.model.models import Model, build_model
 from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
-from five.run.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from five.run.checkpoint import check_finite_weights, load_checkpoint, load_weights, save_checkpoint
 from five.run.steps import Step, check_cuda_graph_mode, choose_step, model_batch, set_capturable, uses_cuda_graph
 from five.run.validation import best_epoch, replayed_history, stalled, validate, validates_after, validation_batch
 
@@ -439,6 +439,7 @@ def _prepare(
     if state is None:
         return
     path = run.out_dir / CHECKPOINT_NAME
+    check_finite_weights(state["model"], path)
     load_weights(run.model, state["model"], path)
     load_weights(build_optimizer(run.model, run.config), state["optimizer"], path)  # it fits: one clear error if not
     run.optimizer_state, run.history = state["optimizer"], state["history"]
