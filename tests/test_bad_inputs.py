@@ -176,6 +176,19 @@ CASES = [
         lambda t, r: ["estimate", "--configfile", ROOT / "config" / "quick.yaml", "--gpus", 10**20],
         "--gpus must be from 1 to 4096, got 1.000e+20",
     ),
+    (  # the time it would take is not measured by allocating 300 million GiB
+        "time-steps of a network beyond memory",
+        lambda t, r: [
+            "time-steps",
+            "--dataset",
+            "digits",
+            "--points",
+            '[{"model": "vae", "latent_dim": 2, "hidden_width": 100000000}]',
+            "--out",
+            t / "t.csv",
+        ],
+        "training needs 298,023,429.5 GiB for them alone",
+    ),
     ("out name too long", lambda t, r: train_with(out=t / LONG_NAME), "holds a name of 300 bytes, beyond the 255"),
     (
         "evaluation out name too long",
