@@ -1020,6 +1020,24 @@ def test_a_resume_from_a_hand_edited_checkpoint_is_one_line_before_training(trai
     assert {name: (run / name).read_bytes() for name in before} == before  # nothing lost
 
 
+def test_a_run_on_an_npz_goes_on_only_on_the_contents_it_was_trained_on(tmp_path):
+    """The same arrays saved again resume; other contents under the same name are refused, for training and
+    for evaluation (they were continued and tabled as the run's result, an NLL of millions of nats)."""
+    rng = np.random.default_rng(0)
+    arrays = {"train": rng.normal(size=(40, 4)).astype(np.float32), "test": rng.normal(size=(10, 4)).astype(np.float32)}
+    data, run = npz(tmp_path, **arrays), tmp_path / "run"
+    assert run_cli(train_on(data) + [run, "--hidden-width", 8])[0] == 0
+    npz(tmp_path, **arrays)  # written again: other bytes on disk, the same data
+    code, _, err = run_cli(train_on(data) + [run, "--hidden-width", 8, "--epochs", 2])
+    assert code == 0, err
+    npz(tmp_path, train=arrays["train"] + 100, test=arrays["test"])
+    before = (run / "checkpoint.pt").read_bytes()
+    for argv in (train_on(data) + [run, "--hidden-width", 8, "--epochs", 3], evaluate(run, out=tmp_path / "e.json")):
+        code, _, err = run_cli(argv)
+        assert code == 2 and err.count("\n") == 1 and "was trained on other contents of" in err, err
+    assert (run / "checkpoint.pt").read_bytes() == before and not (tmp_path / "e.json").exists()
+
+
 def test_a_data_dir_from_the_environment_that_no_path_can_be_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("FIVE_DATA_DIR", str(tmp_path / LONG_NAME))
     code, out, err = run_cli(train_with("--dataset", "mnist", out=tmp_path / "o"))

@@ -21,6 +21,7 @@ from five.base.errors import FiveError
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL
 TRAIN_JSON = "train.json"
+DATA_FINGERPRINT = "data_sha256"  # train.json's hash of a user's npz contents (five.data.datasets.contents_hash)
 FINISHED = ("complete", "stalled", "diverged")  # train.json statuses of a run that stopped (else "running")
 EVAL_JSON = "eval.json"
 LOCK_NAME = ".lock"

@@ -7,6 +7,7 @@ MNIST and CIFAR-10 (five.data.vision) read torchvision's files from a data direc
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import os
@@ -20,7 +21,7 @@ import torch
 
 from five.base.config import DEFAULT_NETWORKS, FLOAT32_MAX, NPZ_HIDDEN_WIDTH
 from five.base.errors import DataError
-from five.base.files import non_regular_kind
+from five.base.files import MOVE_ASIDE_ADVICE, non_regular_kind
 from five.data.catalog import NPZ_PREFIX
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
@@ -36,6 +37,7 @@ class Dataset:
     discrete_levels: int | None  # L for discrete data, None for continuous data
     default_architecture: str
     default_hidden_width: int
+    fingerprint: str | None = None  # a user's npz: of its contents, so that a run notices the file changed
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -150,7 +152,25 @@ def load_npz(path: str) -> Dataset:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
-    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH)
+    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, contents_hash(splits, levels))
+
+
+def contents_hash(splits: dict[str, torch.Tensor], levels: int | None) -> str:
+    """SHA-256 of the splits' names, shapes and values and of L: the same data saved again hash the same."""
+    digest = hashlib.sha256(repr(levels).encode())
+    for name in sorted(splits):
+        digest.update(f"{name}{tuple(splits[name].shape)}{splits[name].dtype}".encode())
+        digest.update(splits[name].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_same_data(dataset: Dataset, recorded: str | None, run_dir: Path) -> None:
+    """A run trained on a user's npz goes on, or is evaluated, only on the contents it was trained on."""
+    if recorded is not None and recorded != dataset.fingerprint:
+        raise DataError(
+            f"{run_dir} was trained on other contents of {dataset.name.removeprefix(NPZ_PREFIX)} (the file changed "
+            f"since): restore that file, or {MOVE_ASIDE_ADVICE}"
+        )
 
 
 MAX_DISCRETE_LEVELS = 2**31  # values 0 … L − 1 are held as int32

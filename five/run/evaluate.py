@@ -20,6 +20,7 @@ from five.base.errors import FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    DATA_FINGERPRINT,
     MOVE_ASIDE_ADVICE,
     TRAIN_JSON,
     check_output_dir,
@@ -28,7 +29,7 @@ from five.base.files import (
 )
 from five.base.metrics import TEST_METRICS, information_threshold, informative_count
 from five.data import manifold
-from five.data.datasets import Dataset, dequantize, load_dataset
+from five.data.datasets import Dataset, check_same_data, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
 from five.model.models import Model, build_model
 from five.model.objectives import kl_diagonal_per_dimension
@@ -65,6 +66,8 @@ def load_run(
     config = TrainConfig.from_dict(state["config"])
     check_record_matches(Path(run_dir), config, path)
     dataset = load(config.dataset, data_dir)
+    if (Path(run_dir) / TRAIN_JSON).exists():
+        check_same_data(dataset, read_train_record(Path(run_dir) / TRAIN_JSON).get(DATA_FINGERPRINT), Path(run_dir))
     model = build_model(config, dataset, device)
     load_weights(model, state["model"], path)
     return config, model.to(device).eval(), dataset, state

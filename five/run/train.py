@@ -25,6 +25,7 @@ from five.base.errors import ConfigError, TrainingDiverged
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    DATA_FINGERPRINT,
     FINISHED,
     TRAIN_JSON,
     move_aside,
@@ -33,7 +34,7 @@ from five.base.files import (
     run_lock,
     write_json,
 )
-from five.data.datasets import load_dataset
+from five.data.datasets import check_same_data, load_dataset
 from five.model.models import Model, build_model
 from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
 from five.run.checkpoint import check_finite_weights, load_checkpoint, load_weights, save_checkpoint
@@ -435,9 +436,13 @@ def _prepare(
     torch.manual_seed(run.config.seed)  # the initial weights
     run.model = build_model(run.config, dataset, device).to(device)
     run.extra |= {"compiled": compile_objective, **run.model.facts()}
+    if dataset.fingerprint is not None:
+        run.extra[DATA_FINGERPRINT] = dataset.fingerprint
     state = _resume_state(run.out_dir, run.config, restart_if_changed, log)
     if state is None:
         return
+    if (run.out_dir / TRAIN_JSON).exists():
+        check_same_data(dataset, read_train_record(run.out_dir / TRAIN_JSON).get(DATA_FINGERPRINT), run.out_dir)
     path = run.out_dir / CHECKPOINT_NAME
     check_finite_weights(state["model"], path)
     load_weights(run.model, state["model"], path)
