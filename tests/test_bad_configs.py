@@ -154,8 +154,9 @@ CASES = [
         "README.md is a file, not a folder: the sweep reads mnist from it",
     ),
     ("data_dir with a NUL byte", edit("data_dir", "a\0b"), "data_dir 'a\\x00b' holds a control character"),
-    ("data_dir name too long", edit("data_dir", "d" * 300), "holds a name of 300 bytes, beyond the 255"),
-    ("data_dir path too long", edit("data_dir", "/d" * 3000), "bytes long, beyond the 4,096 a path may have"),
+    ("data_dir name too long", edit("data_dir", "d" * 300), "holds a name of 300 bytes; five takes names"),
+    ("data_dir a lone surrogate", edit("data_dir", "\ud800"), "data_dir '\\ud800' holds a control character"),
+    ("data_dir path too long", edit("data_dir", "/d" * 3000), "6,000 bytes long; five takes paths of at most 3,841"),
     (  # a heading and a table of its own in claims.md
         "claims note of several lines",
         edit("claims", {"note": "line\n\n## Injected\n| a |", "list": []}),

@@ -132,11 +132,10 @@ def test_a_member_stopped_by_patience_stops_changing_while_the_others_go_on(floa
 
 
 def poison_seed_one(run_dir):
-    """Member 1's checkpoint with a decoder weight finite but so large that its next step is non-finite (a
-    checkpoint holding inf is refused as damaged)."""
+    """Member 1's checkpoint with an infinite decoder weight: its next step is non-finite."""
     state = weights(run_dir)
     name = next(name for name in state["model"] if name.startswith("decoder") and name.endswith("weight"))
-    state["model"][name].fill_(torch.finfo(state["model"][name].dtype).max / 10)
+    state["model"][name].fill_(float("inf"))
     torch.save(state, run_dir / "checkpoint.pt")
 
 

@@ -40,28 +40,35 @@ def repair_advice(path: Path) -> str:
 
 NAME_MAX = 255  # bytes of one name in a path on Linux's file systems
 PATH_MAX = 4096  # bytes of a whole path
+TEMPORARY_EXTRA = len(".") + len(".XXXXXXXX.tmp")  # what atomic_write's temporary file adds to a name
+NAME_LIMIT = NAME_MAX - TEMPORARY_EXTRA
+PATH_LIMIT = PATH_MAX - NAME_MAX  # room for the files five makes inside a folder it is given
 
 
 def path_problem(path: Path) -> str | None:
-    """Why `path` cannot name a file at all (a NUL byte, a name or path longer than the file system takes, a
-    link loop), as the rest of a sentence that begins with the path; None where it can."""
+    """Why `path` cannot name a file five reads or writes (a NUL byte or another character no file name can
+    hold, a name or path too long for five's files and their temporaries, a link loop), as the rest of a
+    sentence that begins with the path; None where it can."""
     text = str(path)
     if "\0" in text:
         return "holds a NUL byte, which no file name can"
-    encoded = os.fsencode(text)
-    if len(encoded) >= PATH_MAX:
-        return f"is {len(encoded):,} bytes long, beyond the {PATH_MAX:,} a path may have"
-    longest = max(len(name) for name in encoded.split(b"/"))
-    if longest > NAME_MAX:
-        return f"holds a name of {longest:,} bytes, beyond the {NAME_MAX} a file system takes"
     try:
-        Path(path).resolve()
-    except RuntimeError:  # Python 3.11's resolve() on a link loop
-        return "runs through a link loop"
-    except OSError as error:
+        encoded = os.fsencode(text)
+    except UnicodeEncodeError:
+        return "holds a character no file name can (a lone surrogate)"
+    if len(encoded) > PATH_LIMIT:
+        return f"is {len(encoded):,} bytes long; five takes paths of at most {PATH_LIMIT:,} (room for its files)"
+    longest = max(len(name) for name in encoded.split(b"/"))
+    if longest > NAME_LIMIT:
+        return (
+            f"holds a name of {longest:,} bytes; five takes names of at most {NAME_LIMIT} (the file system's "
+            f"{NAME_MAX}, less what its temporary files add)"
+        )
+    try:
+        os.stat(path)
+    except OSError as error:  # nothing there, or a folder on the way that is a file: for the caller to say
         if error.errno == errno.ELOOP:
             return "runs through a link loop"
-        raise
     return None
 
 

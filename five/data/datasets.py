@@ -21,7 +21,7 @@ import torch
 
 from five.base.config import DEFAULT_NETWORKS, FLOAT32_MAX, NPZ_HIDDEN_WIDTH
 from five.base.errors import DataError
-from five.base.files import MOVE_ASIDE_ADVICE, non_regular_kind
+from five.base.files import DATA_FINGERPRINT, MOVE_ASIDE_ADVICE, TRAIN_JSON, non_regular_kind, read_train_record
 from five.data.catalog import NPZ_PREFIX
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
@@ -160,12 +160,17 @@ def contents_hash(splits: dict[str, torch.Tensor], levels: int | None) -> str:
     digest = hashlib.sha256(repr(levels).encode())
     for name in sorted(splits):
         digest.update(f"{name}{tuple(splits[name].shape)}{splits[name].dtype}".encode())
-        digest.update(splits[name].numpy().tobytes())
+        digest.update(np.ascontiguousarray(splits[name].numpy()))  # the buffer itself, not a copy
     return digest.hexdigest()
 
 
-def check_same_data(dataset: Dataset, recorded: str | None, run_dir: Path) -> None:
-    """A run trained on a user's npz goes on, or is evaluated, only on the contents it was trained on."""
+def check_same_data(dataset: Dataset, run_dir: Path) -> None:
+    """A run trained on a user's npz goes on, or is evaluated, only on the contents it was trained on (its
+    train.json's DATA_FINGERPRINT; none recorded, or a built-in data set: nothing to compare)."""
+    record = Path(run_dir) / TRAIN_JSON
+    if dataset.fingerprint is None or not record.exists():
+        return
+    recorded = read_train_record(record).get(DATA_FINGERPRINT)
     if recorded is not None and recorded != dataset.fingerprint:
         raise DataError(
             f"{run_dir} was trained on other contents of {dataset.name.removeprefix(NPZ_PREFIX)} (the file changed "

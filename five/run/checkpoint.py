@@ -40,8 +40,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 
 def resume_state_problem(state: dict) -> str:
-    """What of checkpoint.pt's resume state (Adam's state, the history, the wall time, the weights) is not as
-    five writes it ("" where all is): a run resumed from it would fail in a traceback or train on nan."""
+    """What of checkpoint.pt's resume state (Adam's state, the history, the wall time) is not as five writes it
+    ("" where all is): a run resumed from it would fail in a traceback. Non-finite values are not refused here:
+    a run whose last update overflowed is saved so, and its next step records the divergence."""
     missing = [key for key in RESUME_KEYS if key not in state]
     if missing:
         return f"it lacks {', '.join(missing)}"
@@ -51,25 +52,27 @@ def resume_state_problem(state: dict) -> str:
     ):
         return "its history is not a list of epochs as five writes it"
     if type(wall_time) not in (int, float) or not 0 <= wall_time < math.inf:
-        return f"its wall time {wall_time!r} is not a number of seconds"
+        return "its wall time is not a finite number of seconds"
     if state.get("cuda_graph") not in (None, True, False):
-        return f"its cuda_graph {state['cuda_graph']!r} is not as five writes it"
+        return "its cuda_graph is not a bool"
     optimizer = state["optimizer"]
     moments = optimizer.get("state") if isinstance(optimizer, dict) else None
-    if not isinstance(moments, dict) or not all(isinstance(moment, dict) for moment in moments.values()):
+    if not isinstance(moments, dict) or not all(
+        isinstance(moment, dict)
+        and all(isinstance(value, torch.Tensor) and value.is_floating_point() for value in moment.values())
+        for moment in moments.values()
+    ):
         return "its optimizer state is not Adam's as five writes it"
-    for moment in moments.values():
-        values = [value for value in moment.values() if isinstance(value, torch.Tensor)]
-        if not all(value.is_floating_point() and bool(torch.isfinite(value).all()) for value in values):
-            return "its optimizer state holds nan, inf or a tensor of another kind"
-        if any(bool((torch.as_tensor(moment[key]) < 0).any()) for key in ("step", "exp_avg_sq") if key in moment):
-            return "its optimizer state holds a negative step or second moment"
+    if any(
+        bool((moment[key] < 0).any()) for moment in moments.values() for key in ("step", "exp_avg_sq") if key in moment
+    ):
+        return "its optimizer state holds a negative step or second moment"
     return ""
 
 
 def check_finite_weights(weights, path: Path) -> None:
-    """Weights with a nan or an inf give no result, and five never saves them (a diverged run keeps its last
-    good checkpoint); refused in one line naming at most three of them."""
+    """Weights with a nan or an inf give no result (a resumed run may still go on: its next step diverges and is
+    recorded as such); refused in one line naming at most three of them."""
     if not isinstance(weights, dict):
         return  # not a state_dict: load_weights says it does not fit
     names = [

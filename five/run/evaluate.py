@@ -20,7 +20,6 @@ from five.base.errors import FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
-    DATA_FINGERPRINT,
     MOVE_ASIDE_ADVICE,
     TRAIN_JSON,
     check_output_dir,
@@ -66,8 +65,7 @@ def load_run(
     config = TrainConfig.from_dict(state["config"])
     check_record_matches(Path(run_dir), config, path)
     dataset = load(config.dataset, data_dir)
-    if (Path(run_dir) / TRAIN_JSON).exists():
-        check_same_data(dataset, read_train_record(Path(run_dir) / TRAIN_JSON).get(DATA_FINGERPRINT), Path(run_dir))
+    check_same_data(dataset, Path(run_dir))
     model = build_model(config, dataset, device)
     load_weights(model, state["model"], path)
     return config, model.to(device).eval(), dataset, state

@@ -37,7 +37,7 @@ from five.base.files import (
 from five.data.datasets import check_same_data, load_dataset
 from five.model.models import Model, build_model
 from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
-from five.run.checkpoint import check_finite_weights, load_checkpoint, load_weights, save_checkpoint
+from five.run.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from five.run.steps import Step, check_cuda_graph_mode, choose_step, model_batch, set_capturable, uses_cuda_graph
 from five.run.validation import best_epoch, replayed_history, stalled, validate, validates_after, validation_batch
 
@@ -441,10 +441,8 @@ def _prepare(
     state = _resume_state(run.out_dir, run.config, restart_if_changed, log)
     if state is None:
         return
-    if (run.out_dir / TRAIN_JSON).exists():
-        check_same_data(dataset, read_train_record(run.out_dir / TRAIN_JSON).get(DATA_FINGERPRINT), run.out_dir)
+    check_same_data(dataset, run.out_dir)
     path = run.out_dir / CHECKPOINT_NAME
-    check_finite_weights(state["model"], path)
     load_weights(run.model, state["model"], path)
     load_weights(build_optimizer(run.model, run.config), state["optimizer"], path)  # it fits: one clear error if not
     run.optimizer_state, run.history = state["optimizer"], state["history"]

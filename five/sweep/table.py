@@ -207,7 +207,7 @@ def check_config_size(config) -> None:
 
 # what must not reach a file name, a table cell or the terminal: control characters (a newline, NUL, BEL,
 # escapes) and the marks that reverse the direction in which the rest of a line is shown
-LINE_BREAKING = ("Cc", "Zl", "Zp")  # Unicode's control characters, line and paragraph separators
+LINE_BREAKING = ("Cc", "Cs", "Zl", "Zp")  # Unicode's controls, lone surrogates, line and paragraph separators
 BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
@@ -337,8 +337,9 @@ def check_data_dir(config: dict) -> None:
     """The folder MNIST and CIFAR-10 are read from (and downloaded into) must be one, where the sweep uses them."""
     read_there = [dataset for dataset in config["datasets"] if dataset in FILES]
     folder = config.get("data_dir")
-    if folder is not None and path_problem(Path(folder)) is not None:  # every job is given it
-        raise ConfigError(f"data_dir {shown_path(folder)} {path_problem(Path(folder))}")
+    problem = None if folder is None else path_problem(Path(folder))
+    if problem is not None:  # every job is given it
+        raise ConfigError(f"data_dir {shown_path(folder)} {problem}")
     if not read_there or folder is None:
         return
     kind = not_a_folder(Path(folder))
