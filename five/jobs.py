@@ -18,14 +18,15 @@ from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
-    EVAL_JSON,
     TRAIN_JSON,
     atomic_write,
+    check_apart,
     check_output_dir,
     check_output_file,
     non_regular_kind,
     read_train_record,
     refuse_non_regular,
+    shown_path,
     write_json,
 )
 from five.data.catalog import NPZ_PREFIX
@@ -238,8 +239,8 @@ def run_evaluate(args) -> None:
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
         check_one_per_run(args.run, option, values)
-        if values is not None and len({path.resolve() for path in values}) != len(values):
-            raise FiveError(f"a path is named twice in {option} {' '.join(map(str, values))}")
+        if values is not None:
+            check_apart(values, option)
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
     protected = evaluation_files(args.run, image_dirs)
@@ -310,10 +311,14 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
 
 
 def check_not_another_runs_evaluation(run: Path, out: Path) -> None:
-    """An evaluation's --out is never another run folder's eval.json: its numbers would pass for that run's."""
-    folder = out.parent
-    if out.name == EVAL_JSON and folder.resolve() != run.resolve() and (folder / TRAIN_JSON).exists():
-        raise FiveError(f"--out {out} is the eval.json of the run in {folder}, but it would hold {run}'s evaluation")
+    """An evaluation's --out never lies in another run's folder: as its eval.json the numbers would pass for that
+    run's, as any other file (train.done, …) it would replace that run's."""
+    own = run.resolve()
+    for folder in out.resolve().parents:
+        if folder == own:
+            return
+        if (folder / TRAIN_JSON).exists():
+            raise FiveError(f"--out {shown_path(out)} lies in the run folder {shown_path(folder)}, not in {run}'s")
 
 
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:

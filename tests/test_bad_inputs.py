@@ -1431,18 +1431,24 @@ def test_mlflow_sync_checks_a_run_folder_before_it_logs_anything(trained, tmp_pa
         assert "evaluate the run again" in err and "retrain" not in err, err
 
 
-@pytest.mark.parametrize("swapped", [True, False], ids=["swapped in one command", "another run's folder"])
-def test_an_evaluation_is_never_written_as_another_runs(trained, tmp_path, swapped):
+@pytest.mark.parametrize(
+    "swapped, name",
+    [(True, "eval.json"), (False, "eval.json"), (False, "train.done"), (False, "grids/e.json")],
+    ids=["swapped in one command", "another run's eval.json", "another run's stamp", "inside another run's folder"],
+)
+def test_an_evaluation_is_never_written_into_another_runs_folder(trained, tmp_path, swapped, name):
     first, second = copy_run(trained, tmp_path), tmp_path / "second"
-    second.mkdir()
+    (second / "grids").mkdir(parents=True)
     (second / "train.json").write_bytes((first / "train.json").read_bytes())
-    argv = evaluate(first, out=second / "eval.json")
+    (second / "train.done").touch()
+    argv = evaluate(first, out=second / name)
     if swapped:
         argv = ["evaluate", "--run", first, second, "--importance-samples", 2, "--device", "cpu"]
         argv += ["--out", second / "eval.json", first / "eval.json"]
     code, out, err = run_cli(argv)
-    assert code == 2 and err.strip().splitlines() == [err.strip()] and "is the eval.json of the run in" in err, err
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and f"lies in the run folder {second}," in err, err
     assert out == "" and not (second / "eval.json").exists() and not (first / "eval.json").exists()
+    assert (second / "train.done").read_bytes() == b"" and list((second / "grids").iterdir()) == []
 
 
 @pytest.mark.parametrize("key", ["", "  "])

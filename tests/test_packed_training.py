@@ -13,7 +13,7 @@ import torch
 
 import five.run.train
 from five.base.config import TrainConfig
-from five.base.errors import ConfigError
+from five.base.errors import ConfigError, FiveError
 from five.data.datasets import Dataset, load_dataset
 from five.run.train import train, train_seeds
 
@@ -222,3 +222,11 @@ def test_packed_float32_epoch_losses_agree_with_solo_within_round_off(tmp_path):
 def test_runs_of_different_configurations_or_repeated_seeds_are_refused(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         train_seeds(change(configs("vae")), folders(tmp_path, "packed"), CPU, log=quiet)
+
+
+@pytest.mark.parametrize("second, message", [("s0", "a path is named twice in --out"), ("s0/s1", "lies inside")])
+def test_each_seed_trains_in_a_run_folder_of_its_own(tmp_path, second, message):
+    """Not one folder twice, and not one inside another (a run folder holding another run's folder)."""
+    with pytest.raises(FiveError, match=message):
+        train_seeds(configs("vae")[:2], [tmp_path / "s0", tmp_path / second], CPU, log=quiet)
+    assert list(tmp_path.iterdir()) == []

@@ -285,6 +285,19 @@ def not_a_folder(path: Path) -> str | None:
     return None if kind == "a folder" else kind
 
 
+def check_apart(paths: list[Path], what: str) -> None:
+    """Paths an option gives one per run are each their own: none named twice, none inside another (`--out a
+    a/b` would write a file where the other needs a folder, after the first evaluation was computed)."""
+    resolved = [Path(path).resolve() for path in paths]
+    for index, path in enumerate(resolved):
+        for other, given in zip(resolved[index + 1 :], paths[index + 1 :]):
+            if path == other:
+                raise FiveError(f"a path is named twice in {what}: {shown_path(given)}")
+            if path in other.parents or other in path.parents:
+                inner, outer = (given, paths[index]) if path in other.parents else (paths[index], given)
+                raise FiveError(f"{what} {shown_path(inner)} lies inside {shown_path(outer)}, also given in {what}")
+
+
 def check_output_dir(path: Path, what: str) -> None:
     """Before any compute: `path` can be (or is) a writable folder."""
     path = Path(path)

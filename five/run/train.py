@@ -28,6 +28,7 @@ from five.base.files import (
     DATA_FINGERPRINT,
     FINISHED,
     TRAIN_JSON,
+    check_apart,
     move_aside,
     read_train_record,
     remove_stale_temporaries,
@@ -417,8 +418,7 @@ def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
         raise ConfigError(f"one run folder per seed is needed: {len(configs)} seeds, {len(out_dirs)} folders")
     if len({config.seed for config in configs}) < len(configs):
         raise ConfigError(f"each seed once: got {', '.join(str(config.seed) for config in configs)}")
-    if len({Path(out_dir).resolve() for out_dir in out_dirs}) < len(out_dirs):
-        raise ConfigError("each seed needs its own run folder; two seeds were given the same one")
+    check_apart(out_dirs, "--out")  # each seed its own run folder
     if not all(config.same_up_to_seed(configs[0]) for config in configs):
         raise ConfigError("only runs of one configuration (up to the seed) are trained together")
 
