@@ -230,3 +230,18 @@ def test_each_seed_trains_in_a_run_folder_of_its_own(tmp_path, second, message):
     with pytest.raises(FiveError, match=message):
         train_seeds(configs("vae")[:2], [tmp_path / "s0", tmp_path / second], CPU, log=quiet)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_memory_check_counts_every_seed_of_the_pack(tmp_path, monkeypatch):
+    """A device that holds one member's parameters (with gradients and Adam's state) twice over, not three
+    times: a pack of two trains, a pack of three is refused in one line before anything is trained."""
+    import five.model.models as models
+
+    run_configs = configs("vae", epochs=1)
+    with torch.device("meta"):
+        count = sum(p.numel() for p in models.build_model(run_configs[0], load_dataset("digits")).parameters())
+    monkeypatch.setattr(models, "device_memory_bytes", lambda device: models.TRAINING_COPIES * 4 * count * 2)
+    train_seeds(run_configs[:2], folders(tmp_path, "two", SEEDS[:2]), CPU, log=quiet)
+    with pytest.raises(ConfigError, match=r"training \(a pack of 3 seeds\) needs"):
+        train_seeds(run_configs, folders(tmp_path, "three"), CPU, log=quiet)
+    assert not (tmp_path / "three" / "s0" / "train.json").exists()

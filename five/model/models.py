@@ -253,10 +253,10 @@ def device_memory_bytes(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | None = None) -> Model:
+def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | None = None, members: int = 1) -> Model:
     """The model of `config` for `dataset`, refused in one line, before anything is allocated, where a layer is
-    beyond torch's sizes or (with `device`) its parameters alone (with gradients and Adam's state) exceed the
-    device's memory."""
+    beyond torch's sizes or (with `device`) the parameters alone (with gradients and Adam's state) of the
+    `members` trained packed exceed the device's memory."""
     if config.model in MODELS_WITH_PROBES and config.latent_dim > dataset.dim:
         raise ConfigError(
             f"--latent-dim {config.latent_dim} exceeds the data dimension D = {dataset.dim} of "
@@ -272,10 +272,11 @@ def build_model(config: TrainConfig, dataset: Dataset, device: torch.device | No
             raise
         raise ConfigError(f"{described} cannot be built: {str(error).splitlines()[0]}") from None
     if device is not None:
-        needed, available = TRAINING_COPIES * 4 * count, device_memory_bytes(device)
+        needed, available = TRAINING_COPIES * 4 * count * members, device_memory_bytes(device)
         if needed > available:
+            packed = f" (a pack of {members} seeds)" if members > 1 else ""
             raise ConfigError(
-                f"{described} has {count:,} parameters: training needs {needed / 2**30:,.1f} GiB for them "
-                f"alone, the {device.type} has {available / 2**30:,.1f} GiB"
+                f"{described} has {count:,} parameters: training{packed} needs {needed / 2**30:,.1f} GiB for "
+                f"them alone, the {device.type} has {available / 2**30:,.1f} GiB"
             )
     return MODEL_CLASSES[config.model](config, dataset)

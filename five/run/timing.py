@@ -80,7 +80,7 @@ def timed_model(
     members = []
     for seed in range(pack):
         torch.manual_seed(seed)
-        members.append(build_model(config, dataset, device).to(device))
+        members.append(build_model(config, dataset, device, members=pack).to(device))
     model = members[0] if pack == 1 else pack_models(members)
     if encoder_product:
         model.forced_encoder_product = encoder_product

@@ -357,7 +357,7 @@ def train_seeds(
         if pending:
             dataset = load_dataset(configs[0].dataset, data_dir)
             for run in pending:
-                _prepare(run, dataset, device, restart_if_changed, compile_objective, log)
+                _prepare(run, dataset, device, len(pending), restart_if_changed, compile_objective, log)
             training = [run for run in pending if run.result is None]
             for run in training:  # only once every run is prepared: a failure before leaves no tracker started
                 run.on_epoch = (on_train and on_train(run)) or run.on_epoch
@@ -427,14 +427,15 @@ def _prepare(
     run: Run,
     dataset,
     device: torch.device,
+    pack_size: int,
     restart_if_changed: bool,
     compile_objective: bool,
     log: Callable[[str], None],
 ) -> None:
-    """The run's model with its seed's initial weights, or the state of its checkpoint; a run with nothing left
-    to train gets its record."""
+    """The run's model with its seed's initial weights (refused where a pack of `pack_size` would not fit the
+    device), or the state of its checkpoint; a run with nothing left to train gets its record."""
     torch.manual_seed(run.config.seed)  # the initial weights
-    run.model = build_model(run.config, dataset, device).to(device)
+    run.model = build_model(run.config, dataset, device, members=pack_size).to(device)
     run.extra |= {"compiled": compile_objective, **run.model.facts()}
     if dataset.fingerprint is not None:
         run.extra[DATA_FINGERPRINT] = dataset.fingerprint
