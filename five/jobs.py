@@ -407,10 +407,26 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
         if unknown:
             known = ", ".join(STEP_COST_KEYS)
             raise FiveError(f"--points: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
-    return [
+    configs = [
         TrainConfig.from_dict({"dataset": dataset, **{key: value for key, value in point.items() if value is not None}})
         for point in points
     ]
+    check_distinct_rows(configs)
+    return configs
+
+
+def check_distinct_rows(configs: list[TrainConfig]) -> None:
+    """Each point is its own row of the timing table (its model folder, d and K), which the claims pair by
+    round: two points that differ only in what the table does not show would pass for one."""
+    from five.sweep.table import model_dir
+
+    rows = [(model_dir(config.model, config.surrogate_point), config.latent_dim, config.probes) for config in configs]
+    for index, row in enumerate(rows):
+        if row in rows[:index]:
+            raise FiveError(
+                f"--points {rows.index(row) + 1} and {index + 1} are one row of the table ({row[0]}, latent_dim "
+                f"{row[1]}, probes {row[2]}): they differ only in settings it does not show"
+            )
 
 
 def run_download(args) -> None:
