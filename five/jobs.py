@@ -18,6 +18,7 @@ from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    IMAGE_NAMES,
     TRAIN_JSON,
     atomic_write,
     check_apart,
@@ -94,16 +95,16 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
 
 
 def run_train(args) -> None:
-    from five.run.steps import check_cuda_graph_mode
-    from five.run.train import check_packable, train_seeds
-
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
-    configs = train_configs(args)
-    check_packable(configs, args.out)  # before a GPU is claimed
+    configs = train_configs(args)  # the settings and paths before torch is imported: a mistake is answered at once
     for out in args.out:
         check_output_dir(out, "--out")
         for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
             refuse_non_regular(out / name, "--out")
+    from five.run.steps import check_cuda_graph_mode
+    from five.run.train import check_packable, train_seeds
+
+    check_packable(configs, args.out)  # before a GPU is claimed
     device, facts = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
     keys = dict(zip(args.out, args.mlflow_run_key or [None] * len(args.out)))
@@ -233,10 +234,8 @@ def check_one_per_run(runs: list, option: str, values: list | None) -> None:
 
 def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every path,
-    record and checkpoint, and whether its weights fit their model, is checked before the first evaluation."""
-    from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
-
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    record and checkpoint, and whether its weights fit their model, is checked before the first evaluation (the
+    paths before torch is imported: a mistyped option is answered at once)."""
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
         check_one_per_run(args.run, option, values)
         if values is not None:
@@ -247,6 +246,9 @@ def run_evaluate(args) -> None:
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir, protected)
         check_not_another_runs_evaluation(run, out)
+    from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
+
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.cache_dir is not None:
         check_cache_dir(args.cache_dir)
     apply_threads(args)  # the check loads the data and builds each model
@@ -281,8 +283,6 @@ def run_evaluate(args) -> None:
 def evaluation_files(runs: list[Path], image_dirs: list[Path | None]) -> list[Path]:
     """What an evaluate call must not write its --out onto (besides the runs' own files, which no --out may
     be): the data files and the tracking database it reads, and every image grid it writes."""
-    from five.run.images import IMAGE_NAMES
-
     records = [read_train_record(run / TRAIN_JSON) for run in runs if (run / TRAIN_JSON).is_file()]
     datasets = [record.get("config", {}).get("dataset") for record in records]  # checked later, in one line
     grids = [folder / name for folder in image_dirs if folder is not None for name in IMAGE_NAMES]
@@ -302,8 +302,6 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
     if not run.is_dir():
         raise FiveError(f"--run {run} is not a run folder (train it first with `five train --out {run}`)")
     if image_dir is not None:
-        from five.run.images import IMAGE_NAMES
-
         check_output_dir(image_dir, "--image-dir")
         for name in IMAGE_NAMES:
             refuse_non_regular(image_dir / name, "--image-dir")
@@ -346,6 +344,12 @@ def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
 
 
 def run_time_steps(args) -> None:
+    configs = step_configs(args.points, args.dataset)  # the options before torch is imported
+    if not 2 <= args.rounds <= INT64_MAX:
+        raise FiveError(
+            f"--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got {short_integer(args.rounds)}"
+        )
+    check_output_file(args.out, "--out", protected=read_files([args.dataset]))
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -353,12 +357,6 @@ def run_time_steps(args) -> None:
     from five.run.timing import side_by_side_step_times
     from five.sweep.table import model_dir
 
-    configs = step_configs(args.points, args.dataset)
-    if not 2 <= args.rounds <= INT64_MAX:
-        raise FiveError(
-            f"--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got {short_integer(args.rounds)}"
-        )
-    check_output_file(args.out, "--out", protected=read_files([args.dataset]))
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)

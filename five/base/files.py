@@ -28,6 +28,7 @@ LOCK_NAME = ".lock"
 RUN_OWN_FILES = (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON, LOCK_NAME)  # what a training run alone writes
 SUPERSEDED = ".superseded"  # where a run folder's files go when its configuration changed
 GRIDS = "grids"  # the folder of a run's image grids in the workflow (`five evaluate --image-dir RUN/grids`)
+IMAGE_NAMES = ("reconstructions.png", "samples.png")  # the grids `five evaluate --image-dir` writes
 MOVE_ASIDE_ADVICE = "move the run folder aside (or delete it) to retrain"
 # a damaged evaluation needs no retraining: only the evaluation is made again
 EVALUATE_AGAIN_ADVICE = "remove it and evaluate the run again (in the workflow: snakemake --forcerun evaluate)"

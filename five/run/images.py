@@ -9,12 +9,11 @@ import torch
 from torchvision.utils import save_image
 
 from five.base.errors import FiveError
-from five.base.files import atomic_write
+from five.base.files import IMAGE_NAMES, atomic_write
 from five.model.models import Model
 
 GRID_EXAMPLES = 32
 GRID_SAMPLES = 64
-IMAGE_NAMES = ("reconstructions.png", "samples.png")
 
 
 def as_images(x: torch.Tensor, example_shape: tuple[int, ...]) -> torch.Tensor:
