@@ -436,9 +436,7 @@ def run_download(args) -> None:
 
 
 def run_estimate(args) -> None:
-    from five.run.device import choose_device
     from five.run.gpus import MAX_GPU_COUNT
-    from five.sweep.estimate import estimate_sweep, write_estimate
     from five.sweep.estimate_files import ESTIMATE_FILES
     from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
 
@@ -449,6 +447,9 @@ def run_estimate(args) -> None:
     check_output_dir(args.out_dir, "--out-dir")
     for name in ESTIMATE_FILES:  # both, before anything is timed
         check_output_file(args.out_dir / name, "--out-dir", protected=[args.configfile])
+    from five.run.device import choose_device  # torch, only now
+    from five.sweep.estimate import estimate_sweep, write_estimate
+
     device = choose_device(args.device)
     name = torch_device_name(device)
     estimate = estimate_sweep(
