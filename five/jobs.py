@@ -245,7 +245,9 @@ def run_evaluate(args) -> None:
     protected = evaluation_files(args.run, image_dirs)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir, protected)
-        check_not_another_runs_evaluation(run, out)
+        check_not_in_another_run(run, out, out.parent, "--out")
+        if image_dir is not None:
+            check_not_in_another_run(run, image_dir, image_dir, "--image-dir")
     from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -308,15 +310,15 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
     check_output_file(out, "--out", protected=protected)
 
 
-def check_not_another_runs_evaluation(run: Path, out: Path) -> None:
-    """An evaluation's --out never lies in another run's folder: as its eval.json the numbers would pass for that
-    run's, as any other file (train.done, …) it would replace that run's."""
-    own = run.resolve()
-    for folder in out.resolve().parents:
-        if folder == own:
+def check_not_in_another_run(run: Path, given: Path, folder: Path, option: str) -> None:
+    """What an evaluation writes (into `folder`) never lies in another run's folder: as its eval.json or grids the
+    results would pass for that run's, as any other file (train.done, …) it would replace that run's."""
+    own, folder = run.resolve(), folder.resolve()
+    for outer in (folder, *folder.parents):
+        if outer == own:
             return
-        if (folder / TRAIN_JSON).exists():
-            raise FiveError(f"--out {shown_path(out)} lies in the run folder {shown_path(folder)}, not in {run}'s")
+        if (outer / TRAIN_JSON).exists():
+            raise FiveError(f"{option} {shown_path(given)} lies in the run folder {shown_path(outer)}, not in {run}'s")
 
 
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:

@@ -1433,8 +1433,14 @@ def test_mlflow_sync_checks_a_run_folder_before_it_logs_anything(trained, tmp_pa
 
 @pytest.mark.parametrize(
     "swapped, name",
-    [(True, "eval.json"), (False, "eval.json"), (False, "train.done"), (False, "grids/e.json")],
-    ids=["swapped in one command", "another run's eval.json", "another run's stamp", "inside another run's folder"],
+    [(True, "eval.json"), (False, "eval.json"), (False, "train.done"), (False, "grids/e.json"), (False, "grids")],
+    ids=[
+        "swapped in one command",
+        "another run's eval.json",
+        "another run's stamp",
+        "inside another run's folder",
+        "into another run's grids",
+    ],
 )
 def test_an_evaluation_is_never_written_into_another_runs_folder(trained, tmp_path, swapped, name):
     first, second = copy_run(trained, tmp_path), tmp_path / "second"
@@ -1442,6 +1448,8 @@ def test_an_evaluation_is_never_written_into_another_runs_folder(trained, tmp_pa
     (second / "train.json").write_bytes((first / "train.json").read_bytes())
     (second / "train.done").touch()
     argv = evaluate(first, out=second / name)
+    if name == "grids":  # the images of `first` would pass for `second`'s
+        argv = evaluate(first, "--image-dir", second / name, out=first / "eval.json")
     if swapped:
         argv = ["evaluate", "--run", first, second, "--importance-samples", 2, "--device", "cpu"]
         argv += ["--out", second / "eval.json", first / "eval.json"]
