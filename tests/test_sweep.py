@@ -224,8 +224,9 @@ def test_surrogate_points_are_a_five_axis_with_their_own_folders_and_arguments()
 
 def test_the_schemas_defaults_are_the_codes():
     """A default lives in five.base.config; the workflow schema (YAML, which cannot import it) repeats the ones
-    Snakemake fills in, and must agree."""
+    Snakemake fills in, and must agree; so must its bound on `gpus` with `five estimate --gpus`'s."""
     from five.base.config import DEFAULT_BATCH_SIZE, DEFAULT_FIF_BETA, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_LR
+    from five.run.gpus import MAX_GPU_COUNT
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     found = {}
@@ -247,6 +248,7 @@ def test_the_schemas_defaults_are_the_codes():
         "lr": DEFAULT_LR,
         "importance_samples": DEFAULT_IMPORTANCE_SAMPLES,
     }
+    assert schema["properties"]["gpus"]["maximum"] == MAX_GPU_COUNT
 
 
 @pytest.mark.parametrize(
