@@ -430,10 +430,10 @@ def check_distinct_rows(configs: list[TrainConfig]) -> None:
 
 
 def run_download(args) -> None:
-    from five.data.datasets import data_dir_origin, resolve_data_dir
+    from five.data.datasets import data_dir_choice
     from five.data.vision import download_vision_dataset
 
-    files = download_vision_dataset(args.dataset, resolve_data_dir(args.data_dir), data_dir_origin(args.data_dir))
+    files = download_vision_dataset(args.dataset, *data_dir_choice(args.data_dir))
     print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 

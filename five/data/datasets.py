@@ -254,18 +254,18 @@ def dataset_names() -> list[str]:
     return [*REGISTRY, f"{NPZ_PREFIX}PATH"]
 
 
+def data_dir_choice(data_dir: str | Path | None = None) -> tuple[Path, str]:
+    """The data root and what chose it, as a message names it: an explicit value (config or --data-dir), else
+    $FIVE_DATA_DIR, else ./data."""
+    if data_dir is not None:
+        return Path(data_dir), "--data-dir"
+    if os.environ.get(DATA_DIR_VARIABLE):
+        return Path(os.environ[DATA_DIR_VARIABLE]), f"${DATA_DIR_VARIABLE}"
+    return Path("data"), "the default data folder"
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data root: an explicit value (config or --data-dir), else $FIVE_DATA_DIR, else ./data."""
-    if data_dir is not None:
-        return Path(data_dir)
-    return Path(os.environ.get(DATA_DIR_VARIABLE) or "data")
-
-
-def data_dir_origin(data_dir: str | Path | None = None) -> str:
-    """What chose resolve_data_dir's folder, as a message names it."""
-    if data_dir is not None:
-        return "--data-dir"
-    return f"${DATA_DIR_VARIABLE}" if os.environ.get(DATA_DIR_VARIABLE) else "the default data folder"
+    return data_dir_choice(data_dir)[0]
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
