@@ -13,7 +13,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from five.base.config import INT64_MAX, REQUIRED_SETTINGS, SETTING_FIELDS, STEP_COST_KEYS, TrainConfig, short_integer
+from five.base.config import (
+    INT64_MAX,
+    REQUIRED_SETTINGS,
+    SETTING_FIELDS,
+    STEP_COST_KEYS,
+    TrainConfig,
+    check_packable,
+    short_integer,
+)
 from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     BEST_NAME,
@@ -24,6 +32,7 @@ from five.base.files import (
     check_apart,
     check_output_dir,
     check_output_file,
+    is_run_folder,
     non_regular_kind,
     read_train_record,
     refuse_non_regular,
@@ -97,14 +106,14 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
 def run_train(args) -> None:
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = train_configs(args)  # the settings and paths before torch is imported: a mistake is answered at once
+    check_packable(configs, args.out)
     for out in args.out:
         check_output_dir(out, "--out")
         for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
             refuse_non_regular(out / name, "--out")
     from five.run.steps import check_cuda_graph_mode
-    from five.run.train import check_packable, train_seeds
+    from five.run.train import train_seeds
 
-    check_packable(configs, args.out)  # before a GPU is claimed
     device, facts = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
     keys = dict(zip(args.out, args.mlflow_run_key or [None] * len(args.out)))
@@ -238,8 +247,8 @@ def run_evaluate(args) -> None:
     paths before torch is imported: a mistyped option is answered at once)."""
     for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
         check_one_per_run(args.run, option, values)
-        if values is not None:
-            check_apart(values, option)
+        if values is not None:  # run folders are only read: one may hold another (a run and one it superseded)
+            check_apart(values, option, nested=option != "--run")
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
     protected = evaluation_files(args.run, image_dirs)
@@ -248,6 +257,7 @@ def run_evaluate(args) -> None:
         check_not_in_another_run(run, out, out.parent, "--out")
         if image_dir is not None:
             check_not_in_another_run(run, image_dir, image_dir, "--image-dir")
+    check_outputs_apart(args.out, image_dirs)
     from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -310,6 +320,21 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
     check_output_file(out, "--out", protected=protected)
 
 
+def check_outputs_apart(outs: list[Path], image_dirs: list[Path | None]) -> None:
+    """No file an evaluation writes (an --out, a grid) is, or lies in the place of, another path it writes: the
+    later write would fail after the evaluation was computed."""
+    folders = [(folder, "--image-dir", folder) for folder in image_dirs if folder is not None]
+    grids = [(folder / name, option, folder) for folder, option, _ in folders for name in IMAGE_NAMES]
+    files = [(out, "--out", out) for out in outs] + grids
+    for file, option, given in files:
+        for path, other, named in files + folders:
+            if path is not file and (path.resolve() == file.resolve() or file.resolve() in path.resolve().parents):
+                raise FiveError(
+                    f"{option} {shown_path(given)} and {other} {shown_path(named)} overlap: a file of one would lie "
+                    "where the other writes"
+                )
+
+
 def check_not_in_another_run(run: Path, given: Path, folder: Path, option: str) -> None:
     """What an evaluation writes (into `folder`) never lies in another run's folder: as its eval.json or grids the
     results would pass for that run's, as any other file (train.done, …) it would replace that run's."""
@@ -317,7 +342,7 @@ def check_not_in_another_run(run: Path, given: Path, folder: Path, option: str) 
     for outer in (folder, *folder.parents):
         if outer == own:
             return
-        if (outer / TRAIN_JSON).exists():
+        if is_run_folder(outer):
             raise FiveError(f"{option} {shown_path(given)} lies in the run folder {shown_path(outer)}, not in {run}'s")
 
 
@@ -357,7 +382,6 @@ def run_time_steps(args) -> None:
     from five.data.datasets import load_dataset
     from five.run.steps import check_cuda_graph_mode, graphed_or_eager
     from five.run.timing import side_by_side_step_times
-    from five.sweep.table import model_dir
 
     dataset = load_dataset(args.dataset, args.data_dir)
     device, _ = prepare_job(args)
@@ -377,9 +401,7 @@ def run_time_steps(args) -> None:
         [
             {
                 "dataset": row["dataset"],
-                "model": model_dir(row["model"], row["surrogate_point"]),
-                "latent_dim": row["latent_dim"],
-                "probes": row["probes"],
+                **timing_row_key(row),
                 "round": row["round"],
                 "step_time_s": row["step_time_s"],
                 "device": name,
@@ -415,17 +437,24 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
     return configs
 
 
-def check_distinct_rows(configs: list[TrainConfig]) -> None:
-    """Each point is its own row of the timing table (its model folder, d and K), which the claims pair by
-    round: two points that differ only in what the table does not show would pass for one."""
+def timing_row_key(settings: dict) -> dict:
+    """What names a configuration in the timing table: its model folder, d and K."""
     from five.sweep.table import model_dir
 
-    rows = [(model_dir(config.model, config.surrogate_point), config.latent_dim, config.probes) for config in configs]
-    for index, row in enumerate(rows):
-        if row in rows[:index]:
+    model = model_dir(settings["model"], settings.get("surrogate_point"))
+    return {"model": model, "latent_dim": settings["latent_dim"], "probes": settings["probes"]}
+
+
+def check_distinct_rows(configs: list[TrainConfig]) -> None:
+    """Each point is its own row of the timing table, which the claims pair by round: two points that differ
+    only in what the table does not show would pass for one."""
+    keys = [timing_row_key(config.to_dict()) for config in configs]
+    for index, key in enumerate(keys):
+        if key in keys[:index]:
+            shown = ", ".join(f"{name} {value}" for name, value in key.items())
             raise FiveError(
-                f"--points {rows.index(row) + 1} and {index + 1} are one row of the table ({row[0]}, latent_dim "
-                f"{row[1]}, probes {row[2]}): they differ only in settings it does not show"
+                f"--points {keys.index(key) + 1} and {index + 1} are one row of the table ({shown}): they differ "
+                "only in settings it does not show"
             )
 
 

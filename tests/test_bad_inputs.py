@@ -1454,9 +1454,45 @@ def test_an_evaluation_is_never_written_into_another_runs_folder(trained, tmp_pa
         argv = ["evaluate", "--run", first, second, "--importance-samples", 2, "--device", "cpu"]
         argv += ["--out", second / "eval.json", first / "eval.json"]
     code, out, err = run_cli(argv)
-    assert code == 2 and err.strip().splitlines() == [err.strip()] and f"lies in the run folder {second}," in err, err
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert f"lies in the run folder {second.resolve()}," in err, err
     assert out == "" and not (second / "eval.json").exists() and not (first / "eval.json").exists()
     assert (second / "train.done").read_bytes() == b"" and list((second / "grids").iterdir()) == []
+
+
+def test_a_train_json_that_is_no_run_makes_no_run_folder_and_runs_may_nest(trained, tmp_path):
+    """A file named train.json above the outputs (a data split, say) is no run of five's: the evaluation is written
+    there. A run folder inside another (a run and one it superseded, compared) is evaluated: runs are only read."""
+    (tmp_path / "train.json").write_text('{"images": [1, 2]}')
+    outer = copy_run(trained, tmp_path)
+    inner = outer / ".superseded" / "20261206-000000"
+    inner.mkdir(parents=True)
+    for name in ("checkpoint.pt", "best.pt", "train.json"):
+        (inner / name).write_bytes((outer / name).read_bytes())
+    outs = [tmp_path / "evals" / "outer.json", tmp_path / "evals" / "inner.json"]
+    code, _, err = run_cli(evaluate(outer, out=outs[0])[:3] + [inner] + evaluate(outer)[3:-2] + ["--out", *outs])
+    assert code == 0, err
+    assert [json.loads(path.read_text())["nll_nats"] for path in outs][0] > 0 and outs[1].is_file()
+
+
+@pytest.mark.parametrize(
+    "image_dir, out, overlap",
+    [
+        ("o.json", "o.json", "--out o.json and --image-dir o.json overlap"),
+        ("o.json/sub", "o.json", "--out o.json and --image-dir o.json/sub overlap"),
+        ("g", "g/reconstructions.png/x.json", "--image-dir g and --out g/reconstructions.png/x.json overlap"),
+    ],
+    ids=["the same path", "the grids inside the evaluation", "the evaluation inside a grid"],
+)
+def test_an_evaluation_and_its_grids_never_lie_in_each_others_place(
+    trained, tmp_path, monkeypatch, image_dir, out, overlap
+):
+    """Each would be written only after the evaluation was computed, the second failing."""
+    run = copy_run(trained, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(evaluate(run, "--image-dir", image_dir, out=out))
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and overlap in err, err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
 
 
 @pytest.mark.parametrize("key", ["", "  "])

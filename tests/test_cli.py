@@ -303,7 +303,7 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
         (
             '[{"model": "vae", "latent_dim": 2}, {"model": "five", "latent_dim": 2}, '
             '{"model": "vae", "latent_dim": 2, "hidden_width": 64}]',
-            "--points 1 and 3 are one row of the table (vae, latent_dim 2, probes 0)",
+            "--points 1 and 3 are one row of the table (model vae, latent_dim 2, probes 0)",
         ),
     ],
     ids=lambda value: value[:40] if isinstance(value, str) else None,

@@ -15,6 +15,7 @@ import five.run.train
 from five.base.config import TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.data.datasets import Dataset, load_dataset
+from five.run.timing import timed_model
 from five.run.train import train, train_seeds
 
 CPU = torch.device("cpu")
@@ -245,3 +246,5 @@ def test_the_memory_check_counts_every_seed_of_the_pack(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"training \(a pack of 3 seeds\) needs"):
         train_seeds(run_configs, folders(tmp_path, "three"), CPU, log=quiet)
     assert not (tmp_path / "three" / "s0" / "train.json").exists()
+    with pytest.raises(ConfigError, match=r"training \(a pack of 3 seeds\) needs"):  # a timed pack, the same
+        timed_model(run_configs[0], load_dataset("digits"), CPU, 3, None, None, False)

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass
 
 from five.base.errors import ConfigError
+from five.base.files import check_apart
 
 MODELS = ("vae", "fcvae", "fif", "five")
 MODELS_WITH_PROBES = ("fif", "five")
@@ -233,3 +234,14 @@ SETTING_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig) i
 REQUIRED_SETTINGS = tuple(
     field.name for field in dataclasses.fields(TrainConfig) if field.default is dataclasses.MISSING
 )
+
+
+def check_packable(configs: list[TrainConfig], out_dirs: list) -> None:
+    """Runs trained together as one pack: one configuration up to the seed, each seed once in a folder of its own."""
+    if len(configs) != len(out_dirs) or not configs:
+        raise ConfigError(f"one run folder per seed is needed: {len(configs)} seeds, {len(out_dirs)} folders")
+    if len({config.seed for config in configs}) < len(configs):
+        raise ConfigError(f"each seed once: got {', '.join(str(config.seed) for config in configs)}")
+    check_apart(out_dirs, "--out")  # each seed its own run folder
+    if not all(config.same_up_to_seed(configs[0]) for config in configs):
+        raise ConfigError("only runs of one configuration (up to the seed) are trained together")

@@ -186,6 +186,22 @@ def read_train_record(path: Path) -> dict:
     return record
 
 
+RECORD_SIZE_LIMIT = 64 * 2**20  # bytes: a train.json holds a history of some thousand epochs, far less
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a run: its train.json is a training record (a file of that name that is something
+    else, e.g. a data split in a folder above the results, makes no run folder)."""
+    path = Path(folder) / TRAIN_JSON
+    try:
+        if not path.is_file() or path.stat().st_size > RECORD_SIZE_LIMIT:
+            return False
+        read_train_record(path)
+    except (OSError, FiveError):
+        return False
+    return True
+
+
 def finished_history(record: dict) -> bool:
     """Whether a finished run's history is as five writes it: entries with an epoch, at least one unless the
     run diverged (in its first epoch)."""
@@ -286,15 +302,16 @@ def not_a_folder(path: Path) -> str | None:
     return None if kind == "a folder" else kind
 
 
-def check_apart(paths: list[Path], what: str) -> None:
-    """Paths an option gives one per run are each their own: none named twice, none inside another (`--out a
-    a/b` would write a file where the other needs a folder, after the first evaluation was computed)."""
+def check_apart(paths: list[Path], what: str, nested: bool = True) -> None:
+    """Paths an option gives one per run are each their own: none named twice, and (`nested`: the option writes
+    them) none inside another (`--out a a/b` would write a file where the other needs a folder, after the first
+    evaluation was computed)."""
     resolved = [Path(path).resolve() for path in paths]
     for index, path in enumerate(resolved):
         for other, given in zip(resolved[index + 1 :], paths[index + 1 :]):
             if path == other:
                 raise FiveError(f"a path is named twice in {what}: {shown_path(given)}")
-            if path in other.parents or other in path.parents:
+            if nested and (path in other.parents or other in path.parents):
                 inner, outer = (given, paths[index]) if path in other.parents else (paths[index], given)
                 raise FiveError(f"{what} {shown_path(inner)} lies inside {shown_path(outer)}, also given in {what}")
 

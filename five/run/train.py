@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from five import __version__
-from five.base.config import SCHEDULE_SETTINGS, TrainConfig
+from five.base.config import SCHEDULE_SETTINGS, TrainConfig, check_packable
 from five.base.errors import ConfigError, TrainingDiverged
 from five.base.files import (
     BEST_NAME,
@@ -28,7 +28,6 @@ from five.base.files import (
     DATA_FINGERPRINT,
     FINISHED,
     TRAIN_JSON,
-    check_apart,
     move_aside,
     read_train_record,
     remove_stale_temporaries,
@@ -411,16 +410,6 @@ def _not_the_records_weights(out_dir: Path, record: dict) -> str:
             other = f" of other settings ({', '.join(differences)})" if differences else ""
             return f"its {name} holds epoch {state['epoch']}{other}, not its epoch {epoch}"
     return ""
-
-
-def check_packable(configs: list[TrainConfig], out_dirs: list[Path]) -> None:
-    if len(configs) != len(out_dirs) or not configs:
-        raise ConfigError(f"one run folder per seed is needed: {len(configs)} seeds, {len(out_dirs)} folders")
-    if len({config.seed for config in configs}) < len(configs):
-        raise ConfigError(f"each seed once: got {', '.join(str(config.seed) for config in configs)}")
-    check_apart(out_dirs, "--out")  # each seed its own run folder
-    if not all(config.same_up_to_seed(configs[0]) for config in configs):
-        raise ConfigError("only runs of one configuration (up to the seed) are trained together")
 
 
 def _prepare(
