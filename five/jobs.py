@@ -27,6 +27,7 @@ from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
     IMAGE_NAMES,
+    RUN_OWN_FILES,
     TRAIN_JSON,
     atomic_write,
     check_apart,
@@ -39,7 +40,7 @@ from five.base.files import (
     shown_path,
     write_json,
 )
-from five.data.catalog import NPZ_PREFIX
+from five.data.catalog import input_files
 
 
 def prepare_job(args, log=print):
@@ -107,10 +108,12 @@ def run_train(args) -> None:
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = train_configs(args)  # the settings and paths before torch is imported: a mistake is answered at once
     check_packable(configs, args.out)
+    reads = read_files([configs[0].dataset], args.data_dir) + ([args.settings] if args.settings else [])
     for out in args.out:
         check_output_dir(out, "--out")
         for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
             refuse_non_regular(out / name, "--out")
+        check_run_files_apart(out, reads)
     from five.run.steps import check_cuda_graph_mode
     from five.run.train import train_seeds
 
@@ -142,6 +145,18 @@ def run_train(args) -> None:
                 tracker.finish("FAILED")
         raise
     report_runs(runs, trackers, args.record_divergence)
+
+
+def check_run_files_apart(out: Path, reads: list[Path]) -> None:
+    """A run's own files never replace what its job reads (its settings, data or tracking database named as one
+    of them): the first checkpoint would destroy the input."""
+    inputs = {Path(path).resolve(): path for path in reads}
+    for name in RUN_OWN_FILES:
+        if (out / name).resolve() in inputs:
+            raise FiveError(
+                f"--out {shown_path(out)}: its {name} would overwrite {shown_path(inputs[(out / name).resolve()])}, "
+                "which this command reads"
+            )
 
 
 def train_configs(args) -> list[TrainConfig]:
@@ -251,13 +266,16 @@ def run_evaluate(args) -> None:
             check_apart(values, option, nested=option != "--run")
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
-    protected = evaluation_files(args.run, image_dirs)
+    protected = evaluation_files(args.run, image_dirs, args.data_dir)
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir, protected)
         check_not_in_another_run(run, out, out.parent, "--out")
         if image_dir is not None:
             check_not_in_another_run(run, image_dir, image_dir, "--image-dir")
-    check_outputs_apart(args.out, image_dirs)
+        if args.cache_dir is not None:
+            check_not_in_another_run(run, args.cache_dir, args.cache_dir, "--cache-dir")
+    filled = [(args.cache_dir, "--cache-dir"), (args.mlflow_artifact_location, "--mlflow-artifact-location")]
+    check_outputs_apart(args.out, image_dirs, [(folder, option) for folder, option in filled if folder is not None])
     from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -292,21 +310,21 @@ def run_evaluate(args) -> None:
         print(evaluation_summary(run, out, metrics))
 
 
-def evaluation_files(runs: list[Path], image_dirs: list[Path | None]) -> list[Path]:
+def evaluation_files(runs: list[Path], image_dirs: list[Path | None], data_dir: Path | None) -> list[Path]:
     """What an evaluate call must not write its --out onto (besides the runs' own files, which no --out may
     be): the data files and the tracking database it reads, and every image grid it writes."""
     records = [read_train_record(run / TRAIN_JSON) for run in runs if (run / TRAIN_JSON).is_file()]
     datasets = [record.get("config", {}).get("dataset") for record in records]  # checked later, in one line
     grids = [folder / name for folder in image_dirs if folder is not None for name in IMAGE_NAMES]
-    return read_files(datasets) + grids
+    return read_files(datasets, data_dir) + grids
 
 
-def read_files(datasets: list[str]) -> list[Path]:
-    """The files a job reads that no output of it may replace: the npz data sets among `datasets` and the SQLite
-    tracking database with the files SQLite and five keep beside it."""
+def read_files(datasets: list, data_dir: Path | None) -> list[Path]:
+    """The files a job reads that no output of it may replace: the data files of `datasets` (five.data.catalog)
+    and the SQLite tracking database with the files SQLite and five keep beside it."""
     from five.run.tracking import sqlite_database_files
 
-    data = [Path(name.removeprefix(NPZ_PREFIX)) for name in datasets if str(name).startswith(NPZ_PREFIX)]
+    data = [path for name in datasets if isinstance(name, str) for path in input_files(name, data_dir)]
     return data + sqlite_database_files(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
@@ -320,30 +338,35 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
     check_output_file(out, "--out", protected=protected)
 
 
-def check_outputs_apart(outs: list[Path], image_dirs: list[Path | None]) -> None:
-    """No file an evaluation writes (an --out, a grid) is, or lies in the place of, another path it writes: the
-    later write would fail after the evaluation was computed."""
-    folders = [(folder, "--image-dir", folder) for folder in image_dirs if folder is not None]
-    grids = [(folder / name, option, folder) for folder, option, _ in folders for name in IMAGE_NAMES]
-    files = [(out, "--out", out) for out in outs] + grids
-    for file, option, given in files:
-        for path, other, named in files + folders:
-            if path is not file and (path.resolve() == file.resolve() or file.resolve() in path.resolve().parents):
+def check_outputs_apart(outs: list[Path], image_dirs: list[Path | None], filled: list[tuple[Path, str]]) -> None:
+    """No file an evaluation writes (an --out, a grid) is, or lies in the place of, another path it writes, nor
+    lies in a folder that five or MLflow fill with files of their own names (`filled`: the cache, the artifact
+    store): the later write would fail, or replace the other, after the evaluation was computed."""
+    folders = [(folder.resolve(), "--image-dir", folder) for folder in image_dirs if folder is not None]
+    grids = [(folder / name, option, given) for folder, option, given in folders for name in IMAGE_NAMES]
+    files = [(out.resolve(), "--out", out) for out in outs] + grids
+    kept = [(folder.resolve(), option, folder) for folder, option in filled]
+    for index, (file, option, given) in enumerate(files):
+        for path, other, named in files[:index] + files[index + 1 :] + folders + kept:
+            in_kept = (path, other, named) in kept and path in file.parents
+            if path == file or file in path.parents or in_kept:
                 raise FiveError(
                     f"{option} {shown_path(given)} and {other} {shown_path(named)} overlap: a file of one would lie "
                     "where the other writes"
                 )
 
 
-def check_not_in_another_run(run: Path, given: Path, folder: Path, option: str) -> None:
-    """What an evaluation writes (into `folder`) never lies in another run's folder: as its eval.json or grids the
-    results would pass for that run's, as any other file (train.done, …) it would replace that run's."""
-    own, folder = run.resolve(), folder.resolve()
+def check_not_in_another_run(run: Path | None, given: Path, folder: Path, option: str) -> None:
+    """What a command writes (into `folder`) never lies in the folder of a run other than its own `run`: as its
+    eval.json or grids the results would pass for that run's, as any other file (train.done, …) it would
+    replace that run's."""
+    own, folder = run and run.resolve(), folder.resolve()
     for outer in (folder, *folder.parents):
         if outer == own:
             return
         if is_run_folder(outer):
-            raise FiveError(f"{option} {shown_path(given)} lies in the run folder {shown_path(outer)}, not in {run}'s")
+            whose = f", not in {run}'s" if run is not None else ""
+            raise FiveError(f"{option} {shown_path(given)} lies in the run folder {shown_path(outer)}{whose}")
 
 
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
@@ -376,7 +399,8 @@ def run_time_steps(args) -> None:
         raise FiveError(
             f"--rounds must be from 2 (pairs for an interval) to 2^63 - 1, got {short_integer(args.rounds)}"
         )
-    check_output_file(args.out, "--out", protected=read_files([args.dataset]))
+    check_output_file(args.out, "--out", protected=read_files([args.dataset], args.data_dir))
+    check_not_in_another_run(None, args.out, args.out.parent, "--out")
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -459,7 +483,7 @@ def check_distinct_rows(configs: list[TrainConfig]) -> None:
 
 
 def run_download(args) -> None:
-    from five.data.datasets import data_dir_choice
+    from five.data.catalog import data_dir_choice
     from five.data.vision import download_vision_dataset
 
     files = download_vision_dataset(args.dataset, *data_dir_choice(args.data_dir))

@@ -153,6 +153,7 @@ CASES = [
         ),
         "README.md is a file, not a folder: the sweep reads mnist from it",
     ),
+    ("data_dir a wildcard", edit("data_dir", "data{x}"), "data_dir 'data{x}' holds a brace, which Snakemake reads"),
     ("data_dir with a NUL byte", edit("data_dir", "a\0b"), "data_dir 'a\\x00b' holds a control character"),
     ("data_dir name too long", edit("data_dir", "d" * 300), "holds a name of 300 bytes; five takes names"),
     ("data_dir a lone surrogate", edit("data_dir", "\ud800"), "data_dir '\\ud800' holds a control character"),

@@ -1538,3 +1538,89 @@ def test_a_record_without_its_dataset_is_still_evaluated(trained, tmp_path):
     )
     code, _, err = run_cli(evaluate(run))
     assert code == 0 and (run / "eval.json").is_file(), err
+
+
+def _settings_in(folder):
+    folder.mkdir()
+    (folder / "best.pt").write_text(json.dumps({"model": "vae", "dataset": "digits", "latent_dim": 2, "epochs": 1}))
+    return ["train", "--settings", folder / "best.pt", "--seed", 0, "--device", "cpu", "--out", folder]
+
+
+def _run_with_eval(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    (run / "eval.json").write_text("{}")
+    return run
+
+
+TIMING = ["time-steps", "--dataset", "digits", "--points", '[{"model": "vae", "latent_dim": 2}]', "--device", "cpu"]
+# (id, the command from (tmp_path, trained run), the input it must leave as it is, what the one line says)
+INPUTS_KEPT = [
+    (
+        "timing over mnist's files",
+        lambda t, r: TIMING[:2]
+        + ["mnist", *TIMING[3:], "--data-dir", t, "--out", t / "MNIST/raw/t10k-images-idx3-ubyte"],
+        "MNIST/raw/t10k-images-idx3-ubyte",
+        "would overwrite t10k-images-idx3-ubyte, which this command reads",
+    ),
+    (
+        "timing over another run's eval.json",
+        lambda t, r: TIMING + ["--out", _run_with_eval(r, t) / "eval.json"],
+        "run/eval.json",
+        "lies in the run folder",
+    ),
+    ("a run over its own settings", lambda t, r: _settings_in(t / "s"), "s/best.pt", "its best.pt would overwrite"),
+    (
+        "a run over its own data",
+        lambda t, r: train_on(npz(t, "best.pt", **GOOD)) + [t],
+        "best.pt",
+        "its best.pt would overwrite",
+    ),
+    (
+        "an evaluation into the cache",
+        lambda t, r: evaluate(r, "--cache-dir", t / "c", out=t / "c" / "e.json"),
+        "c",
+        "and --cache-dir",
+    ),
+    (
+        "an evaluation onto the artifact store",
+        lambda t, r: evaluate(r, "--mlflow-artifact-location", t / "a", out=t / "a"),
+        "a",
+        "and --mlflow-artifact-location",
+    ),
+    (
+        "a cache in another run's folder",
+        lambda t, r: evaluate(r, "--cache-dir", _run_with_eval(r, t), out=t / "e.json"),
+        "run/eval.json",
+        "error: --cache-dir",
+    ),
+    ("an evaluation into /proc", lambda t, r: evaluate(r, out="/proc/e.json"), "e.json", "cannot be written (/proc:"),
+    ("a path of two lines", lambda t, r: evaluate(r, out=t / "a\nb.json"), "e.json", "holds a control character"),
+    ("data of two lines", lambda t, r: train_on(f"{t}/a\nb.npz") + [t / "r"], "e.json", "npz data file '"),
+]
+
+
+@pytest.mark.parametrize("build, kept, expected", [case[1:] for case in INPUTS_KEPT], ids=[c[0] for c in INPUTS_KEPT])
+def test_no_output_lands_on_an_input_another_output_or_where_it_cannot_be_written(
+    trained, tmp_path, monkeypatch, build, kept, expected
+):
+    """Found by a hostile round: each of these wrote (exit 0) over what it read, or failed after its compute."""
+    (tmp_path / "MNIST/raw").mkdir(parents=True)
+    (tmp_path / "MNIST/raw/t10k-images-idx3-ubyte").write_bytes(b"images")
+    (tmp_path / "c").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    argv = build(tmp_path, trained)
+    before = (tmp_path / kept).read_bytes() if (tmp_path / kept).is_file() else None
+    code, out, err = run_cli(argv)
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and expected in err, err
+    assert "evaluated batch" not in out + err and not (tmp_path / "m.db").exists()
+    if before is not None:
+        assert (tmp_path / kept).read_bytes() == before
+    assert sorted(path.name for path in (tmp_path / "c").iterdir()) == []
+
+
+def test_a_run_never_overwrites_the_tracking_database_it_logs_to(tmp_path, monkeypatch):
+    (tmp_path / "r").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'r' / 'best.pt'}")
+    code, _, err = run_cli(train_with(out=tmp_path / "r") + ["--mlflow-experiment", "x"])
+    assert code == 2 and f"its best.pt would overwrite {tmp_path / 'r' / 'best.pt'}" in err, err
+    assert list((tmp_path / "r").iterdir()) == []

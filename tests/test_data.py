@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from five.base.errors import DataError
-from five.data.datasets import dequantize, load_dataset, resolve_data_dir
+from five.data.catalog import resolve_data_dir
+from five.data.datasets import dequantize, load_dataset
 
 
 def test_digits_are_17_level_integers_split_1257_180_360():

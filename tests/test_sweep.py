@@ -51,6 +51,11 @@ def test_defaults_come_from_the_schema():
         (lambda c: c["datasets"].update({"imagenet": {"latent_dims": [2], "epochs": 1}}), "'imagenet' was unexpected"),
         (lambda c: c["models"]["vae"].update({"probes": [1]}), "at models.vae: .*'probes' was unexpected"),
         (lambda c: c.update({"seed": [0]}), "'seed' was unexpected"),
+        (lambda c: c.update({"data_dir": "-h"}), "data_dir '-h' starts with '-', which its jobs would read as an"),
+        (
+            lambda c: c.update({"device": "cpu"}) or c["datasets"]["manifold"].update({"cuda_graph": True}),
+            "datasets.manifold.cuda_graph = on needs a CUDA device, but device is cpu",
+        ),
     ],
 )
 def test_bad_configs_fail_with_one_line_naming_the_key(edit, message):

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from five.base.errors import FiveError
+from five.base.errors import FiveError, one_line
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"  # the weights of the epoch with the best validation NLL
@@ -57,6 +57,8 @@ def path_problem(path: Path) -> str | None:
         encoded = os.fsencode(text)
     except UnicodeEncodeError:
         return "holds a character no file name can (a lone surrogate)"
+    if not one_line(text):
+        return "holds a control character (a newline or escape), which five takes in no path"
     if len(encoded) > PATH_LIMIT:
         return f"is {len(encoded):,} bytes long; five takes paths of at most {PATH_LIMIT:,} (room for its files)"
     longest = max(len(name) for name in encoded.split(b"/"))
@@ -74,8 +76,8 @@ def path_problem(path: Path) -> str | None:
 
 
 def shown_path(path: Path) -> str:
-    """`path` for a one-line message: a very long one cut in the middle."""
-    text = str(path)
+    """`path` for a one-line message: a very long one cut in the middle, one with control characters escaped."""
+    text = str(path) if one_line(str(path)) else ascii(str(path))
     return text if len(text) <= 120 else f"{text[:60]}…{text[-40:]}"
 
 
@@ -347,5 +349,8 @@ def _check_creatable(folder: Path, what: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise FiveError(f"{what} {folder} lies under {existing}, which is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FiveError(f"{what} {folder} cannot be written ({existing} is not writable)")
+    try:  # a file made and removed: os.access says yes to root on /sys, /proc and read-only mounts
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".five-write-check-"):
+            pass
+    except OSError as error:
+        raise FiveError(f"{what} {folder} cannot be written ({existing}: {error.strerror})") from None

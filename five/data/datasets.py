@@ -8,9 +8,7 @@ MNIST and CIFAR-10 (five.data.vision) read torchvision's files from a data direc
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +19,17 @@ import torch
 
 from five.base.config import DEFAULT_NETWORKS, FLOAT32_MAX, NPZ_HIDDEN_WIDTH
 from five.base.errors import DataError
-from five.base.files import DATA_FINGERPRINT, MOVE_ASIDE_ADVICE, TRAIN_JSON, non_regular_kind, read_train_record
-from five.data.catalog import NPZ_PREFIX
+from five.base.files import (
+    DATA_FINGERPRINT,
+    MOVE_ASIDE_ADVICE,
+    TRAIN_JSON,
+    check_path,
+    non_regular_kind,
+    read_train_record,
+)
+from five.data.catalog import NPZ_PREFIX, digits_file, resolve_data_dir
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
-DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
 DIGITS_SHAPE = (1797, 64)  # images, pixels
 REINSTALL_SCIKIT_LEARN = "reinstall it with `pip install --force-reinstall scikit-learn`"
 
@@ -72,15 +76,6 @@ def _shuffled_split(array: np.ndarray, sizes: dict[str, int]) -> dict[str, torch
         splits[name] = torch.from_numpy(array[order[start : start + size]])
         start += size
     return {"train": torch.from_numpy(array[order[start:]]), **splits}
-
-
-def digits_file() -> Path | None:
-    """The CSV of scikit-learn's digits, located without importing scikit-learn (1.5 s of every job's start-up,
-    which its loader would cost): its last column is the label. None where scikit-learn is not installed."""
-    package = importlib.util.find_spec("sklearn")
-    if package is None:
-        return None
-    return Path(package.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
 
 def load_digits() -> Dataset:
@@ -131,6 +126,7 @@ def load_npz(path: str) -> Dataset:
     (n, C, H, W), and an optional scalar `discrete_levels` L (then values must be integers in 0..L-1 and are
     dequantised; without it the data are continuous)."""
     file = Path(path)
+    check_path(file, "npz data file")  # a newline, a NUL, a link loop: one line
     kind = non_regular_kind(file)
     if kind is not None:
         raise DataError(f"npz data file {file} is {kind}, not a file")
@@ -252,20 +248,6 @@ REGISTRY: dict[str, Callable[[Path], Dataset]] = {
 
 def dataset_names() -> list[str]:
     return [*REGISTRY, f"{NPZ_PREFIX}PATH"]
-
-
-def data_dir_choice(data_dir: str | Path | None = None) -> tuple[Path, str]:
-    """The data root and what chose it, as a message names it: an explicit value (config or --data-dir), else
-    $FIVE_DATA_DIR, else ./data."""
-    if data_dir is not None:
-        return Path(data_dir), "--data-dir"
-    if os.environ.get(DATA_DIR_VARIABLE):
-        return Path(os.environ[DATA_DIR_VARIABLE]), f"${DATA_DIR_VARIABLE}"
-    return Path("data"), "the default data folder"
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    return data_dir_choice(data_dir)[0]
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:

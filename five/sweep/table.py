@@ -12,7 +12,6 @@ import itertools
 import json
 import math
 import re
-import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,7 @@ from five.base.config import (
     TrainConfig,
     cuda_graph_mode,
 )
-from five.base.errors import ConfigError
+from five.base.errors import ConfigError, one_line
 from five.base.files import non_regular_kind, not_a_folder, path_problem, shown_path
 from five.data.catalog import DATA_SHAPES, FILES
 from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
@@ -205,12 +204,6 @@ def check_config_size(config) -> None:
             pending += value
 
 
-# what must not reach a file name, a table cell or the terminal: control characters (a newline, NUL, BEL,
-# escapes) and the marks that reverse the direction in which the rest of a line is shown
-LINE_BREAKING = ("Cc", "Cs", "Zl", "Zp")  # Unicode's controls, lone surrogates, line and paragraph separators
-BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
 def check_config_strings(config) -> None:
     """Every key and string of the config is one line of visible text (a note folded with `>-` is one)."""
     pending = [("", config)]
@@ -230,13 +223,6 @@ NOT_ONE_LINE = (
     "holds a control character (a newline, NUL or escape): each setting is one line of text "
     "(fold a long note with `>-`)"
 )
-
-
-def one_line(value) -> bool:
-    """Whether `value`, where a string, is one line of visible text."""
-    return not isinstance(value, str) or not any(
-        unicodedata.category(c) in LINE_BREAKING or c in BIDI_CONTROLS for c in value
-    )
 
 
 def shown_text(text: str) -> str:
@@ -299,6 +285,8 @@ def check_sweep(config: dict) -> None:
     check_claims(config, models)
     for dataset, settings in config["datasets"].items():
         check_references(dataset, settings, models)
+        if config.get("device") == "cpu" and cuda_graph_mode(settings.get("cuda_graph")) == "on":
+            raise ConfigError(f"datasets.{dataset}.cuda_graph = on needs a CUDA device, but device is cpu")
         shape = DATA_SHAPES[dataset]
         if settings.get("architecture") == "conv" and len(shape) != 3:
             raise ConfigError(
@@ -340,6 +328,10 @@ def check_data_dir(config: dict) -> None:
     problem = None if folder is None else path_problem(Path(folder))
     if problem is not None:  # every job is given it
         raise ConfigError(f"data_dir {shown_path(folder)} {problem}")
+    if folder is not None and folder.startswith("-"):
+        raise ConfigError(f"data_dir {shown_text(folder)} starts with '-', which its jobs would read as an option")
+    if folder is not None and ("{" in folder or "}" in folder):
+        raise ConfigError(f"data_dir {shown_text(folder)} holds a brace, which Snakemake reads as a wildcard")
     if not read_there or folder is None:
         return
     kind = not_a_folder(Path(folder))
