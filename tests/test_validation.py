@@ -131,7 +131,7 @@ def test_the_sigma_fit_keeps_the_own_sigma_where_the_search_does_worse_and_flags
     torch.manual_seed(0)
     model = build_model(TrainConfig(model="five", dataset="flat", latent_dim=3), dataset).double()
     x = torch.randn(32, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    own = float(model.log_sigma)
+    own = float(model.log_sigma.detach())
     worse = scipy.optimize.OptimizeResult(x=own + 3.9999, fun=1e9, nfev=1)  # a search that ended badly
     monkeypatch.setattr(scipy.optimize, "minimize_scalar", lambda *args, **kwargs: worse)
     kept = fit_log_sigma(model, x)
