@@ -260,22 +260,7 @@ def run_evaluate(args) -> None:
     """Evaluates each --run in turn in one process (a sweep point's seeds: one start-up for all); every path,
     record and checkpoint, and whether its weights fit their model, is checked before the first evaluation (the
     paths before torch is imported: a mistyped option is answered at once)."""
-    for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
-        check_one_per_run(args.run, option, values)
-        if values is not None:  # run folders are only read: one may hold another (a run and one it superseded)
-            check_apart(values, option, nested=option != "--run")
-    check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
-    image_dirs = args.image_dir or [None] * len(args.run)
-    protected = evaluation_files(args.run, image_dirs, args.data_dir)
-    for run, out, image_dir in zip(args.run, args.out, image_dirs):
-        check_evaluation_paths(run, out, image_dir, protected)
-        check_not_in_another_run(run, out, out.parent, "--out")
-        if image_dir is not None:
-            check_not_in_another_run(run, image_dir, image_dir, "--image-dir")
-        if args.cache_dir is not None:
-            check_not_in_another_run(run, args.cache_dir, args.cache_dir, "--cache-dir")
-    filled = [(args.cache_dir, "--cache-dir"), (args.mlflow_artifact_location, "--mlflow-artifact-location")]
-    check_outputs_apart(args.out, image_dirs, [(folder, option) for folder, option in filled if folder is not None])
+    image_dirs = check_evaluation_outputs(args)
     from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -308,6 +293,27 @@ def run_evaluate(args) -> None:
             tracker.log_artifacts([out, *metrics.get("image_grids", [])])
             tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
         print(evaluation_summary(run, out, metrics))
+
+
+def check_evaluation_outputs(args) -> list[Path | None]:
+    """Every path an evaluate call writes: one per run, each its own, none onto what the call reads, into another
+    run's folder or into another output's place. Returns the runs' image folders (None: no grids)."""
+    for option, values in (("--run", args.run), ("--out", args.out), ("--image-dir", args.image_dir)):
+        check_one_per_run(args.run, option, values)
+        if values is not None:  # run folders are only read: one may hold another (a run and one it superseded)
+            check_apart(values, option, nested=option != "--run")
+    check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
+    image_dirs = args.image_dir or [None] * len(args.run)
+    protected = evaluation_files(args.run, image_dirs, args.data_dir)
+    for run, out, image_dir in zip(args.run, args.out, image_dirs):
+        check_evaluation_paths(run, out, image_dir, protected)
+        check_not_in_another_run(run, out, out.parent, "--out")
+        for folder, option in ((image_dir, "--image-dir"), (args.cache_dir, "--cache-dir")):
+            if folder is not None:
+                check_not_in_another_run(run, folder, folder, option)
+    filled = [(args.cache_dir, "--cache-dir"), (args.mlflow_artifact_location, "--mlflow-artifact-location")]
+    check_outputs_apart(args.out, image_dirs, [(folder, option) for folder, option in filled if folder is not None])
+    return image_dirs
 
 
 def evaluation_files(runs: list[Path], image_dirs: list[Path | None], data_dir: Path | None) -> list[Path]:
