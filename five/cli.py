@@ -22,7 +22,7 @@ from five.base.config import (
     MODEL_SELECTIONS,
     STEP_TIMING_ROUNDS,
 )
-from five.base.errors import FiveError
+from five.base.errors import FiveError, one_line
 from five.base.files import path_problem, shown_path
 
 DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
@@ -83,10 +83,18 @@ def given_key(text: str) -> str:
 MLFLOW_NAME_MAX = 500  # MLflow refuses longer experiment names
 
 
+def given_text(text: str) -> str:
+    """A text option's value: not empty, one line of visible text."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value was given")
+    if not one_line(text):
+        raise argparse.ArgumentTypeError(f"{ascii(text)} holds a control character (a newline or escape)")
+    return text
+
+
 def given_name(text: str) -> str:
     """A name option's value (an MLflow experiment); an empty one, or one MLflow would refuse, is refused."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty name was given")
+    given_text(text)
     if len(text) > MLFLOW_NAME_MAX:
         raise argparse.ArgumentTypeError(f"a name of {len(text)} characters (MLflow takes at most {MLFLOW_NAME_MAX})")
     return text
@@ -295,7 +303,7 @@ def add_other_commands(commands) -> None:
     download.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     init = commands.add_parser("mlflow-init", help="create the MLflow experiment before jobs start")
     init.add_argument("--experiment", type=given_name, required=True)
-    init.add_argument("--artifact-location", help="where artifacts go (default: MLflow's)")
+    init.add_argument("--artifact-location", type=given_text, help="where artifacts go (default: MLflow's)")
 
     sync = commands.add_parser(
         "mlflow-sync",
@@ -303,7 +311,9 @@ def add_other_commands(commands) -> None:
         "the tracking server was down) from their JSON files",
     )
     sync.add_argument("--experiment", type=given_name, required=True)
-    sync.add_argument("--artifact-location", help="where artifacts go if the experiment is new (default: MLflow's)")
+    sync.add_argument(
+        "--artifact-location", type=given_text, help="where artifacts go if the experiment is new (default: MLflow's)"
+    )
     sync.add_argument("runs", nargs="+", type=given_path, help="run folders (e.g. results/EXPERIMENT/*/*/*/*/*)")
 
 

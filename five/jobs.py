@@ -114,6 +114,7 @@ def run_train(args) -> None:
         for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
             refuse_non_regular(out / name, "--out")
         check_run_files_apart(out, reads)
+        check_not_in_another_run(out, out, out.parent, "--out")
     from five.run.steps import check_cuda_graph_mode
     from five.run.train import train_seeds
 
@@ -328,10 +329,10 @@ def evaluation_files(runs: list[Path], image_dirs: list[Path | None], data_dir: 
 def read_files(datasets: list, data_dir: Path | None) -> list[Path]:
     """The files a job reads that no output of it may replace: the data files of `datasets` (five.data.catalog)
     and the SQLite tracking database with the files SQLite and five keep beside it."""
-    from five.run.tracking import sqlite_database_files
+    from five.run.tracking import MLFLOW_DEFAULT_URI, sqlite_database_files
 
     data = [path for name in datasets if isinstance(name, str) for path in input_files(name, data_dir)]
-    return data + sqlite_database_files(os.environ.get("MLFLOW_TRACKING_URI"))
+    return data + sqlite_database_files(os.environ.get("MLFLOW_TRACKING_URI") or MLFLOW_DEFAULT_URI)
 
 
 def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protected: list[Path]) -> None:
@@ -346,20 +347,22 @@ def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protect
 
 def check_outputs_apart(outs: list[Path], image_dirs: list[Path | None], filled: list[tuple[Path, str]]) -> None:
     """No file an evaluation writes (an --out, a grid) is, or lies in the place of, another path it writes, nor
-    lies in a folder that five or MLflow fill with files of their own names (`filled`: the cache, the artifact
-    store): the later write would fail, or replace the other, after the evaluation was computed."""
+    lies among the files five or MLflow name in a folder of theirs (`filled`: the cache, the artifact store): the
+    later write would fail, or replace the other, after the evaluation was computed."""
     folders = [(folder.resolve(), "--image-dir", folder) for folder in image_dirs if folder is not None]
     grids = [(folder / name, option, given) for folder, option, given in folders for name in IMAGE_NAMES]
     files = [(out.resolve(), "--out", out) for out in outs] + grids
     kept = [(folder.resolve(), option, folder) for folder, option in filled]
     for index, (file, option, given) in enumerate(files):
         for path, other, named in files[:index] + files[index + 1 :] + folders + kept:
-            in_kept = (path, other, named) in kept and path in file.parents
-            if path == file or file in path.parents or in_kept:
+            if path == file or file in path.parents:
                 raise FiveError(
                     f"{option} {shown_path(given)} and {other} {shown_path(named)} overlap: a file of one would lie "
                     "where the other writes"
                 )
+        for path, other, named in kept:
+            if file.parent == path:
+                raise FiveError(f"{option} {shown_path(given)} lies in {other} {shown_path(named)}, among its files")
 
 
 def check_not_in_another_run(run: Path | None, given: Path, folder: Path, option: str) -> None:

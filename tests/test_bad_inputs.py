@@ -304,7 +304,15 @@ CASES = [
         + [t / "o"],
         "discrete_levels 1099511627776 exceeds 2147483648",
     ),
-    ("mlflow-init empty experiment", lambda t, r: ["mlflow-init", "--experiment", ""], "an empty name was given"),
+    ("mlflow-init empty experiment", lambda t, r: ["mlflow-init", "--experiment", ""], "an empty value was given"),
+    ("experiment of two lines", lambda t, r: ["mlflow-sync", "--experiment", "a\nb", r], "'a\\nb' holds a control"),
+    (
+        "artifact store of two lines",
+        lambda t, r: ["mlflow-init", "--experiment", "x", "--artifact-location", "x\ny"],
+        "'x\\ny' holds a control character",
+    ),
+    ("out under a link to nothing", lambda t, r: evaluate(r, out=_dangling(t) / "e.json"), "a link to nothing"),
+    ("a run inside another run", lambda t, r: train_with(out=r / "nested"), "lies in the run folder"),
     (
         "best.pt with a nan weight",
         lambda t, r: evaluate(
@@ -1540,6 +1548,11 @@ def test_a_record_without_its_dataset_is_still_evaluated(trained, tmp_path):
     assert code == 0 and (run / "eval.json").is_file(), err
 
 
+def _dangling(folder):
+    (folder / "dangling").symlink_to(folder / "nowhere" / "zz")
+    return folder / "dangling"
+
+
 def _settings_in(folder):
     folder.mkdir()
     (folder / "best.pt").write_text(json.dumps({"model": "vae", "dataset": "digits", "latent_dim": 2, "epochs": 1}))
@@ -1579,7 +1592,7 @@ INPUTS_KEPT = [
         "an evaluation into the cache",
         lambda t, r: evaluate(r, "--cache-dir", t / "c", out=t / "c" / "e.json"),
         "c",
-        "and --cache-dir",
+        "lies in --cache-dir",
     ),
     (
         "an evaluation onto the artifact store",
@@ -1624,3 +1637,22 @@ def test_a_run_never_overwrites_the_tracking_database_it_logs_to(tmp_path, monke
     code, _, err = run_cli(train_with(out=tmp_path / "r") + ["--mlflow-experiment", "x"])
     assert code == 2 and f"its best.pt would overwrite {tmp_path / 'r' / 'best.pt'}" in err, err
     assert list((tmp_path / "r").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "uri", ["", "sqlite:///{tmp}/mlflow.db?timeout=30"], ids=["mlflow's default store", "a URI with options"]
+)
+def test_the_tracking_database_is_kept_however_it_is_named(trained, tmp_path, monkeypatch, uri):
+    """MLflow's own default (./mlflow.db where no URI is set) and a URI with `?options` name the database too."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(tmp=tmp_path))
+    (tmp_path / "mlflow.db").write_bytes(b"SQLite format 3\0")
+    for argv in (TIMING + ["--out", "mlflow.db"], evaluate(copy_run(trained, tmp_path), out=tmp_path / "mlflow.db")):
+        code, _, err = run_cli(argv)
+        assert code == 2 and "would overwrite mlflow.db, which this command reads" in err, err
+    assert (tmp_path / "mlflow.db").read_bytes() == b"SQLite format 3\0"
+
+
+def test_an_output_anywhere_below_the_cache_but_among_its_files_is_written(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    code, _, err = run_cli(evaluate(run, "--cache-dir", tmp_path, out=run / "eval.json"))
+    assert code == 0 and (run / "eval.json").is_file(), err

@@ -346,6 +346,8 @@ def check_output_file(path: Path, what: str, protected=()) -> None:
 def _check_creatable(folder: Path, what: str) -> None:
     existing = folder
     while not existing.exists():
+        if existing.is_symlink():  # mkdir would fail on it after the compute
+            raise FiveError(f"{what} {shown_path(folder)} lies under {shown_path(existing)}, a link to nothing")
         existing = existing.parent
     if not existing.is_dir():
         raise FiveError(f"{what} {folder} lies under {existing}, which is a file")

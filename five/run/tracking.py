@@ -36,6 +36,7 @@ DEFAULT_DATABASE = "mlflow.db"  # under results/; SQLite's journals and the .rea
 SQLITE = "sqlite:///"  # the URI prefix of an SQLite database (then its absolute or relative path)
 READY_SUFFIX, INIT_LOCK_SUFFIX = ".ready", ".init-lock"  # files beside the database (store_initialisation_lock)
 FLUSH_SECONDS = 10.0  # per-epoch metrics are batched: one write per flush, not one per epoch
+MLFLOW_DEFAULT_URI = f"{SQLITE}{DEFAULT_DATABASE}"  # MLflow 3's own store where no URI is set: in the working folder
 
 
 def default_tracking_uri(results_dir: Path) -> str:
@@ -136,7 +137,7 @@ def with_retries(call: Callable, *args, **kwargs):
 def sqlite_database(tracking_uri: str | None) -> Path | None:
     """The SQLite database file `tracking_uri` names (sqlite:///PATH, also with a driver: sqlite+pysqlite:///);
     None for a server, no URI, or an SQLite database in memory."""
-    match = re.fullmatch(r"sqlite(\+\w+)?:///(.*)", tracking_uri or "", re.DOTALL)
+    match = re.fullmatch(r"sqlite(\+\w+)?:///([^?]*)(\?.*)?", tracking_uri or "", re.DOTALL)  # ?timeout=…: options
     return Path(match.group(2)) if match and match.group(2) not in ("", ":memory:") else None
 
 
