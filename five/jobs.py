@@ -535,12 +535,14 @@ def torch_device_name(device) -> str:
 
 def check_artifact_location(location: str | None, option: str) -> None:
     """A local artifact location (a path, or a file: URI; not s3:// and the like) must be a folder or makeable
-    as one."""
+    as one, outside every run's folder (MLflow fills it with folders of its own)."""
     if location is None:
         return
     parsed = urlparse(location)
     if parsed.scheme in ("", "file"):
-        check_output_dir(Path(url2pathname(parsed.path) if parsed.scheme else location), option)
+        folder = Path(url2pathname(parsed.path) if parsed.scheme else location)
+        check_output_dir(folder, option)
+        check_not_in_another_run(None, folder, folder, option)
 
 
 def run_mlflow_init(args) -> None:

@@ -314,6 +314,11 @@ CASES = [
     ("out under a link to nothing", lambda t, r: evaluate(r, out=_dangling(t) / "e.json"), "a link to nothing"),
     ("a run inside another run", lambda t, r: train_with(out=r / "nested"), "lies in the run folder"),
     (
+        "artifacts into a run's folder",
+        lambda t, r: ["mlflow-sync", "--experiment", "x", "--artifact-location", r / "arts", r],
+        "--artifact-location",
+    ),
+    (
         "best.pt with a nan weight",
         lambda t, r: evaluate(
             with_state(r, t, "best.pt", lambda s: s["model"]["decoder.0.weight"].fill_(float("nan")))
