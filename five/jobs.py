@@ -153,10 +153,10 @@ def check_run_files_apart(out: Path, reads: list[Path]) -> None:
     of them): the first checkpoint would destroy the input."""
     inputs = {Path(path).resolve(): path for path in reads}
     for name in RUN_OWN_FILES:
-        if (out / name).resolve() in inputs:
+        read = inputs.get((out / name).resolve())
+        if read is not None:
             raise FiveError(
-                f"--out {shown_path(out)}: its {name} would overwrite {shown_path(inputs[(out / name).resolve()])}, "
-                "which this command reads"
+                f"--out {shown_path(out)}: its {name} would overwrite {shown_path(read)}, which this command reads"
             )
 
 
