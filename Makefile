@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/quick.yaml
 
-# One pytest worker per core (pytest-xdist; a test file's tests stay on one worker: the Slurm tests share a cluster),
+# One pytest worker per core (pytest-xdist; a test file's tests stay on one worker: the Slurm tests share a cluster;
+# files in the order tests/conftest.py collects them, the longest first),
 # each with one PyTorch thread so that the workers do not fight over the cores.
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 # The code's shape: ruff (lint, format), the import layers (pyproject.toml's import-linter contracts), and the
 # rule files (snakefmt, snakemake --lint). CI runs it before the tests.

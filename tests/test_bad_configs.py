@@ -2,12 +2,13 @@
 job is planned (issue 11). Table-driven; the dry runs run a few at a time."""
 
 import copy
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from workflow_runs import snakemake_command, write_config
+from workflow_runs import snakemake, snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {
@@ -178,9 +179,7 @@ CASES = [
 def dry_run(workdir: Path, case) -> subprocess.CompletedProcess:
     _, config, _ = case
     path = write_config(workdir, config if isinstance(config, str) else config(copy.deepcopy(BASE)))
-    return subprocess.run(
-        snakemake_command(workdir, path, "--cores", "1", "-n"), capture_output=True, text=True, timeout=300
-    )
+    return snakemake(snakemake_command(workdir, path, "--cores", "1", "-n"), timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +202,28 @@ def test_a_malformed_config_fails_the_dry_run_in_one_line(name, expected, outcom
 
 def test_there_are_at_least_30_cases():
     assert len(CASES) >= 30
+
+
+def unstamped(output: str) -> list[str]:
+    """Snakemake's output as a multiset of words, without what differs in every invocation: its date, workflow id
+    and job times, and the order of the files a job's reason lists (a set's, which string hashing orders)."""
+    text = re.sub(r"^(\s*(Date|Workflow ID): .*|\[\w{3} \w{3} [\d :]+\])$", "", output, flags=re.MULTILINE)
+    return sorted(re.split(r"[\s,;]+", text))
+
+
+def test_the_tests_forked_snakemake_answers_as_a_fresh_process(tmp_path):
+    """The launcher the workflow tests run Snakemake through (tests/snakemake_forks.py) gives what a fresh
+    `python -m snakemake` gives: the same exit status and output, for a refused and for an accepted config."""
+    for name, edit in (("refused", lambda c: c | {"seeds": []}), ("accepted", lambda c: c)):
+        config_path = write_config(tmp_path, edit(copy.deepcopy(BASE)))
+        command = snakemake_command(tmp_path, config_path, "--cores", "1", "-n")
+        fresh = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        forked = snakemake(command, timeout=300)
+        assert [forked.returncode, *map(unstamped, (forked.stdout, forked.stderr))] == [
+            fresh.returncode,
+            *map(unstamped, (fresh.stdout, fresh.stderr)),
+        ]
+        assert (fresh.returncode != 0) == (name == "refused"), fresh.stderr[-2000:]
 
 
 def test_an_empty_model_entry_is_valid(tmp_path):

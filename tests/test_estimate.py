@@ -4,14 +4,13 @@ runtimes from the estimate in a dry run. (Predicted against measured time is a b
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
-from workflow_runs import snakemake_command, write_config
+from workflow_runs import snakemake, snakemake_command, write_config
 
 from five.sweep.estimate import estimate_sweep, makespan_hours, predicted_seconds
 from five.sweep.table import load_sweep_config, sweep_table
@@ -85,8 +84,9 @@ def slurm_plan(tmp_path, seeds, estimate_rows, pack_seeds=True, device="auto"):
         estimate_rows = [{"estimate_key": keys[row["run_dir"]]} | row for row in estimate_rows]
         (tmp_path / "results" / "five-quick").mkdir(parents=True, exist_ok=True)
         pd.DataFrame(estimate_rows).to_csv(tmp_path / "results" / "five-quick" / "estimate.csv", index=False)
-    command = snakemake_command(tmp_path, config_path, "-n", "--profile", ROOT / "profiles" / "slurm")
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return snakemake(
+        snakemake_command(tmp_path, config_path, "-n", "--profile", ROOT / "profiles" / "slurm"), timeout=300
+    )
 
 
 def test_slurm_runtimes_come_from_the_estimate(tmp_path):
@@ -196,8 +196,7 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
         "datasets": {"digits": {"latent_dims": [2], "epochs": 3, "hidden_width": 16, "importance_samples": 4}},
     }
     config_path = write_config(tmp_path, config)
-    command = snakemake_command(tmp_path, config_path, "--cores", "1", "estimate")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = snakemake(snakemake_command(tmp_path, config_path, "--cores", "1", "estimate"), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     estimate = pd.read_csv(tmp_path / "results" / "est" / "estimate.csv")
     assert list(estimate["run_dir"]) == ["results/est/digits/vae/d2/k0/s0", "results/est/digits/vae/d2/k0/s1"]

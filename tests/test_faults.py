@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from workflow_runs import assert_results_match_training, snakemake_command, write_config
+from workflow_runs import assert_results_match_training, snakemake, snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -158,8 +158,8 @@ def test_snakemake_rerun_after_kill_9_resumes_and_equals_uninterrupted(tmp_path,
     assert 15 <= epochs_done(run_dir) < 40
     # what a user does after a kill or power loss: unlock, then rerun; the half-done job left no stamps, so it is
     # rerun and resumes its run (its train.json, which five writes, is never taken for a finished run)
-    subprocess.run(command + ["--unlock"], check=True, capture_output=True, timeout=600)
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert snakemake(command + ["--unlock"], timeout=600).returncode == 0
+    finished = snakemake(command, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     log = (tmp_path / "logs" / "faults" / "train" / "digits" / "five" / "d3" / "k2" / "seeds.log").read_text()
     assert "resuming" in log
@@ -174,7 +174,7 @@ def test_a_train_job_killed_after_an_edit_is_rerun_until_the_edited_run_is_train
     half-trained model under the old run's record."""
     config = sweep_config(epochs=2)
     command = snakemake_command(tmp_path, write_config(tmp_path, config), "--cores", "2")
-    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    assert snakemake(command, timeout=600).returncode == 0
     config["datasets"]["digits"]["epochs"] = 40
     write_config(tmp_path, config)
     run_dir = tmp_path / "results" / "faults" / "digits" / "five" / "d3" / "k2" / "s0"
@@ -184,7 +184,7 @@ def test_a_train_job_killed_after_an_edit_is_rerun_until_the_edited_run_is_train
     # the job's shell and its Python at once, as the OOM killer or a node failure ends a job
     subprocess.run(["pkill", "-KILL", "-g", str(process.pid), "-f", "five.cli train"], check=True)
     assert process.wait(timeout=600) != 0
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finished = snakemake(command, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert json.loads((run_dir / "train.json").read_text())["epochs_completed"] == 40
     assert_results_match_training(tmp_path, "faults")

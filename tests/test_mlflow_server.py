@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from workflow_runs import snakemake_command, untracked_environment, write_config
+from workflow_runs import snakemake, snakemake_command, untracked_environment, write_config
 
 from five.sweep.table import sweep_table
 
@@ -105,7 +105,7 @@ def sweep(workdir: Path, config: dict):
     """The sweep's train and evaluate jobs (what logs to MLflow; the tables are not needed here)."""
     targets = [str(run_dir.relative_to(workdir) / "eval.json") for run_dir in run_dirs(workdir, config)]
     command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *targets)
-    return subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=600)
+    return snakemake(command, env=untracked_environment(), timeout=600)
 
 
 def logged_runs(uri: str) -> dict[str, object]:

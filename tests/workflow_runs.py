@@ -1,16 +1,21 @@
 """The real Snakemake on a config written into a scratch folder, as the workflow tests run it."""
 
+import atexit
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = Path(__file__).with_name("snakemake_forks.py")
+IDLE_LAUNCHERS: queue.SimpleQueue = queue.SimpleQueue()  # one per thread that runs Snakemake at a time
 
 
 def write_config(workdir: Path, config: dict | str) -> Path:
@@ -43,11 +48,43 @@ def untracked_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
 
 
+def start_launcher() -> subprocess.Popen:
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    atexit.register(launcher.stdin.close)  # its end of input: it exits
+    return launcher
+
+
+def snakemake(command: list[str], env: dict[str, str] | None = None, timeout: float = 900):
+    """subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout) for a snakemake_command,
+    run by a child forked from a launcher (snakemake_forks.py) where `command` is this interpreter's."""
+    if command[:3] != [sys.executable, "-m", "snakemake"]:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        launcher = IDLE_LAUNCHERS.get_nowait()
+    except queue.Empty:
+        launcher = start_launcher()
+    with tempfile.TemporaryDirectory() as scratch:
+        stdout, stderr = Path(scratch, "stdout"), Path(scratch, "stderr")
+        request = {"args": command[3:], "cwd": os.getcwd(), "env": dict(os.environ if env is None else env)}
+        request |= {"stdout": str(stdout), "stderr": str(stderr), "timeout": timeout}
+        launcher.stdin.write(json.dumps(request) + "\n")
+        launcher.stdin.flush()
+        reply = launcher.stdout.readline()
+        assert reply, "the Snakemake launcher (tests/snakemake_forks.py) ended; its error is in the captured stderr"
+        IDLE_LAUNCHERS.put(launcher)
+        returncode = json.loads(reply)["returncode"]
+        if returncode is None:
+            raise subprocess.TimeoutExpired(command, timeout)
+        return subprocess.CompletedProcess(command, returncode, stdout.read_text(), stderr.read_text())
+
+
 def run_snakemake(workdir: Path, config: dict | str, *args, check: bool = True, python: str = sys.executable):
     """Snakemake on `config` in `workdir` with two cores, untracked by this process's MLflow; with `check`, its
     success asserted."""
     command = snakemake_command(workdir, write_config(workdir, config), "--cores", "2", *args, python=python)
-    result = subprocess.run(command, capture_output=True, text=True, env=untracked_environment(), timeout=900)
+    result = snakemake(command, env=untracked_environment())
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
