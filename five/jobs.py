@@ -50,8 +50,6 @@ def prepare_job(args, log=print):
     from five.run.device import choose_device
     from five.run.gpus import claim_gpu
 
-    if args.mlflow_artifact_location is not None:
-        check_output_dir(args.mlflow_artifact_location, "--mlflow-artifact-location")
     if args.mlflow_experiment:
         from five.run.tracking import check_tracking_uri
 
@@ -115,6 +113,7 @@ def run_train(args) -> None:
             refuse_non_regular(out / name, "--out")
         check_run_files_apart(out, reads)
         check_not_in_another_run(out, out, out.parent, "--out")
+    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location")
     from five.run.steps import check_cuda_graph_mode
     from five.run.train import train_seeds
 
@@ -312,6 +311,7 @@ def check_evaluation_outputs(args) -> list[Path | None]:
         for folder, option in ((image_dir, "--image-dir"), (args.cache_dir, "--cache-dir")):
             if folder is not None:
                 check_not_in_another_run(run, folder, folder, option)
+    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location")
     filled = [(args.cache_dir, "--cache-dir"), (args.mlflow_artifact_location, "--mlflow-artifact-location")]
     check_outputs_apart(args.out, image_dirs, [(folder, option) for folder, option in filled if folder is not None])
     return image_dirs
@@ -534,13 +534,17 @@ def torch_device_name(device) -> str:
 
 
 def check_artifact_location(location: str | None, option: str) -> None:
-    """A local artifact location (a path, or a file: URI; not s3:// and the like) must be a folder or makeable
-    as one, outside every run's folder (MLflow fills it with folders of its own)."""
-    if location is None:
-        return
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        folder = Path(url2pathname(parsed.path) if parsed.scheme else location)
+    """A local artifact location (a path, or a file: URI; not s3:// and the like) is checked as check_artifact_folder
+    checks a path."""
+    parsed = urlparse(location or "")
+    if location is not None and parsed.scheme in ("", "file"):
+        check_artifact_folder(Path(url2pathname(parsed.path) if parsed.scheme else location), option)
+
+
+def check_artifact_folder(folder: Path | None, option: str) -> None:
+    """An artifact store's folder (None: MLflow's default) must be a folder or makeable as one, outside every run's
+    folder (MLflow fills it with folders of its own)."""
+    if folder is not None:
         check_output_dir(folder, option)
         check_not_in_another_run(None, folder, folder, option)
 

@@ -319,6 +319,16 @@ CASES = [
         "--artifact-location",
     ),
     (
+        "training's artifacts into a run's folder",
+        lambda t, r: train_with("--mlflow-experiment", "e", "--mlflow-artifact-location", r / "arts", out=t / "o"),
+        "--mlflow-artifact-location",
+    ),
+    (
+        "an evaluation's artifacts into a run's folder",
+        lambda t, r: evaluate(r, "--mlflow-artifact-location", r / "arts", out=t / "e.json"),
+        "--mlflow-artifact-location",
+    ),
+    (
         "best.pt with a nan weight",
         lambda t, r: evaluate(
             with_state(r, t, "best.pt", lambda s: s["model"]["decoder.0.weight"].fill_(float("nan")))
