@@ -113,7 +113,7 @@ def run_train(args) -> None:
             refuse_non_regular(out / name, "--out")
         check_run_files_apart(out, reads)
         check_not_in_another_run(out, out, out.parent, "--out")
-    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location")
+    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location", args.out)
     from five.run.steps import check_cuda_graph_mode
     from five.run.train import train_seeds
 
@@ -311,7 +311,7 @@ def check_evaluation_outputs(args) -> list[Path | None]:
         for folder, option in ((image_dir, "--image-dir"), (args.cache_dir, "--cache-dir")):
             if folder is not None:
                 check_not_in_another_run(run, folder, folder, option)
-    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location")
+    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location", args.run)
     filled = [(args.cache_dir, "--cache-dir"), (args.mlflow_artifact_location, "--mlflow-artifact-location")]
     check_outputs_apart(args.out, image_dirs, [(folder, option) for folder, option in filled if folder is not None])
     return image_dirs
@@ -410,6 +410,7 @@ def run_time_steps(args) -> None:
         )
     check_output_file(args.out, "--out", protected=read_files([args.dataset], args.data_dir))
     check_not_in_another_run(None, args.out, args.out.parent, "--out")
+    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location")
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -541,12 +542,16 @@ def check_artifact_location(location: str | None, option: str) -> None:
         check_artifact_folder(Path(url2pathname(parsed.path) if parsed.scheme else location), option)
 
 
-def check_artifact_folder(folder: Path | None, option: str) -> None:
+def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = ()) -> None:
     """An artifact store's folder (None: MLflow's default) must be a folder or makeable as one, outside every run's
-    folder (MLflow fills it with folders of its own)."""
-    if folder is not None:
-        check_output_dir(folder, option)
-        check_not_in_another_run(None, folder, folder, option)
+    folder, the command's own `runs` included, new ones too (MLflow fills it with folders of its own)."""
+    if folder is None:
+        return
+    check_output_dir(folder, option)
+    check_not_in_another_run(None, folder, folder, option)
+    inside = [run for run in runs if run.resolve() in (folder.resolve(), *folder.resolve().parents)]
+    if inside:
+        raise FiveError(f"{option} {shown_path(folder)} lies in the run folder {shown_path(inside[0])}")
 
 
 def run_mlflow_init(args) -> None:

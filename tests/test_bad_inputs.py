@@ -324,6 +324,16 @@ CASES = [
         "--mlflow-artifact-location",
     ),
     (
+        "training's artifacts into its own new run folder",
+        lambda t, r: train_with("--mlflow-experiment", "e", "--mlflow-artifact-location", t / "o" / "a", out=t / "o"),
+        "--mlflow-artifact-location",
+    ),
+    (
+        "step times with MLflow artifacts onto a device",
+        lambda t, r: time_steps("manifold", t / "s.csv") + ["--mlflow-artifact-location", "/dev/null"],
+        "--mlflow-artifact-location /dev/null is a device, not a folder",
+    ),
+    (
         "an evaluation's artifacts into a run's folder",
         lambda t, r: evaluate(r, "--mlflow-artifact-location", r / "arts", out=t / "e.json"),
         "--mlflow-artifact-location",

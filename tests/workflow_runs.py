@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(__file__).with_name("snakemake_forks.py")
 IDLE_LAUNCHERS: queue.SimpleQueue = queue.SimpleQueue()  # one per thread that runs Snakemake at a time
+FORKED: list[list[str]] = []  # the commands a launcher ran
 
 
 def write_config(workdir: Path, config: dict | str) -> Path:
@@ -48,7 +49,15 @@ def untracked_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
 
 
-def start_launcher() -> subprocess.Popen:
+def idle_launcher() -> subprocess.Popen:
+    """A launcher no thread is using: an idle one that is still running, else a new one."""
+    while True:
+        try:
+            launcher = IDLE_LAUNCHERS.get_nowait()
+        except queue.Empty:
+            break
+        if launcher.poll() is None:
+            return launcher
     launcher = subprocess.Popen(
         [sys.executable, str(LAUNCHER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -61,10 +70,7 @@ def snakemake(command: list[str], env: dict[str, str] | None = None, timeout: fl
     run by a child forked from a launcher (snakemake_forks.py) where `command` is this interpreter's."""
     if command[:3] != [sys.executable, "-m", "snakemake"]:
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
-    try:
-        launcher = IDLE_LAUNCHERS.get_nowait()
-    except queue.Empty:
-        launcher = start_launcher()
+    launcher = idle_launcher()
     with tempfile.TemporaryDirectory() as scratch:
         stdout, stderr = Path(scratch, "stdout"), Path(scratch, "stderr")
         request = {"args": command[3:], "cwd": os.getcwd(), "env": dict(os.environ if env is None else env)}
@@ -74,6 +80,7 @@ def snakemake(command: list[str], env: dict[str, str] | None = None, timeout: fl
         reply = launcher.stdout.readline()
         assert reply, "the Snakemake launcher (tests/snakemake_forks.py) ended; its error is in the captured stderr"
         IDLE_LAUNCHERS.put(launcher)
+        FORKED.append(command)
         returncode = json.loads(reply)["returncode"]
         if returncode is None:
             raise subprocess.TimeoutExpired(command, timeout)
