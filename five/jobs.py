@@ -40,6 +40,7 @@ from five.base.files import (
     shown_path,
     write_json,
 )
+from five.base.metrics import is_evaluation_file
 from five.data.catalog import input_files
 
 
@@ -113,6 +114,7 @@ def run_train(args) -> None:
             refuse_non_regular(out / name, "--out")
         check_run_files_apart(out, reads)
         check_not_in_another_run(out, out, out.parent, "--out")
+        check_holds_no_run(out, "--out")
     check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location", args.out)
     from five.run.steps import check_cuda_graph_mode
     from five.run.train import train_seeds
@@ -308,6 +310,11 @@ def check_evaluation_outputs(args) -> list[Path | None]:
     for run, out, image_dir in zip(args.run, args.out, image_dirs):
         check_evaluation_paths(run, out, image_dir, protected)
         check_not_in_another_run(run, out, out.parent, "--out")
+        if out.exists() and not is_evaluation_file(out):
+            raise FiveError(
+                f"--out {shown_path(out)} exists and is no evaluation of five's: it is not replaced (remove it "
+                "first if it should go)"
+            )
         for folder, option in ((image_dir, "--image-dir"), (args.cache_dir, "--cache-dir")):
             if folder is not None:
                 check_not_in_another_run(run, folder, folder, option)
@@ -363,6 +370,17 @@ def check_outputs_apart(outs: list[Path], image_dirs: list[Path | None], filled:
         for path, other, named in kept:
             if file.parent == path:
                 raise FiveError(f"{option} {shown_path(given)} lies in {other} {shown_path(named)}, among its files")
+
+
+def check_holds_no_run(folder: Path, option: str) -> None:
+    """A run's folder holds no other run's folder (a sweep point's folder given for its seed's would make each
+    of its runs one that lies in another)."""
+    children = sorted(folder.iterdir()) if folder.is_dir() else []
+    inner = next((child for child in children if is_run_folder(child)), None)
+    if inner is not None:
+        raise FiveError(
+            f"{option} {shown_path(folder)} holds the run folder {shown_path(inner)}: give a run's own folder"
+        )
 
 
 def check_not_in_another_run(run: Path | None, given: Path, folder: Path, option: str) -> None:
@@ -510,6 +528,7 @@ def run_estimate(args) -> None:
     config = load_sweep_config(args.configfile)
     args.out_dir = args.out_dir or Path(experiment_dir(config))
     check_output_dir(args.out_dir, "--out-dir")
+    check_not_in_another_run(None, args.out_dir, args.out_dir, "--out-dir")
     for name in ESTIMATE_FILES:  # both, before anything is timed
         check_output_file(args.out_dir / name, "--out-dir", protected=[args.configfile])
     from five.run.device import choose_device  # torch, only now

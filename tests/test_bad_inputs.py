@@ -324,6 +324,17 @@ CASES = [
         "--mlflow-artifact-location",
     ),
     (
+        "a folder holding runs trained as one run",
+        lambda t, r: train_with(out=copy_run(r, t).parent),
+        "holds the run folder",
+    ),
+    ("an estimate into a run's folder", lambda t, r: estimate_into(r / "estimate.csv"), "lies in the run folder"),
+    (
+        "an evaluation onto a file that is no evaluation",
+        lambda t, r: evaluate(r, out=_text_as(t / "runs.csv", "dataset,model\ndigits,vae\n")),
+        "exists and is no evaluation of five's",
+    ),
+    (
         "training's artifacts into its own new run folder",
         lambda t, r: train_with("--mlflow-experiment", "e", "--mlflow-artifact-location", t / "o" / "a", out=t / "o"),
         "--mlflow-artifact-location",

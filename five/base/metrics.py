@@ -7,7 +7,7 @@ from pathlib import Path
 
 from five.base.config import short_integer
 from five.base.errors import FiveError
-from five.base.files import EVALUATE_AGAIN_ADVICE, read_json
+from five.base.files import EVALUATE_AGAIN_ADVICE, RECORD_SIZE_LIMIT, read_json
 
 # A test pass's numbers (spec §2–3); a diverged run's eval.json has each of them, and n_examples, as null.
 TEST_METRICS = (
@@ -90,6 +90,17 @@ def read_evaluation(path: Path) -> dict:
     if problem is not None:
         raise FiveError(f"{path} is damaged: {problem}; {EVALUATE_AGAIN_ADVICE}")
     return evaluation
+
+
+def is_evaluation_file(path: Path) -> bool:
+    """Whether `path` holds an evaluation as five writes one (a damaged one too): a JSON object with the run's
+    config and an NLL entry. Only such a file is replaced by a new evaluation."""
+    try:
+        if not path.is_file() or path.stat().st_size > RECORD_SIZE_LIMIT:
+            return False
+        return {"config", "nll_nats"} <= read_json(path).keys()
+    except (OSError, FiveError):
+        return False
 
 
 def evaluation_problem(evaluation: dict) -> str | None:
