@@ -47,7 +47,7 @@ def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
     )
     parser.add_argument(
         "--mlflow-artifact-location",
-        type=given_path,
+        type=given_text,
         help="where a new MLflow experiment keeps its artifacts (the first job creates it)",
     )
     parser.add_argument(

@@ -91,7 +91,8 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
     from five.run.tracking import UNTRACKED_WARNING, RunTracker
 
     key = key or str(Path(run_dir).resolve())
-    artifacts = str(args.mlflow_artifact_location.resolve()) if args.mlflow_artifact_location else None
+    folder = local_artifact_folder(args.mlflow_artifact_location)
+    artifacts = str(folder.resolve()) if folder is not None else args.mlflow_artifact_location
     warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:
         return RunTracker(args.mlflow_experiment, key, warn=warn, artifact_location=artifacts)
@@ -115,7 +116,7 @@ def run_train(args) -> None:
         check_run_files_apart(out, reads)
         check_not_in_another_run(out, out, out.parent, "--out")
         check_holds_no_run(out, "--out")
-    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location", args.out)
+    check_artifact_location(args.mlflow_artifact_location, "--mlflow-artifact-location", args.out)
     from five.run.steps import check_cuda_graph_mode
     from five.run.train import train_seeds
 
@@ -318,8 +319,9 @@ def check_evaluation_outputs(args) -> list[Path | None]:
         for folder, option in ((image_dir, "--image-dir"), (args.cache_dir, "--cache-dir")):
             if folder is not None:
                 check_not_in_another_run(run, folder, folder, option)
-    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location", args.run)
-    filled = [(args.cache_dir, "--cache-dir"), (args.mlflow_artifact_location, "--mlflow-artifact-location")]
+    check_artifact_location(args.mlflow_artifact_location, "--mlflow-artifact-location", args.run)
+    artifacts = local_artifact_folder(args.mlflow_artifact_location)
+    filled = [(args.cache_dir, "--cache-dir"), (artifacts, "--mlflow-artifact-location")]
     check_outputs_apart(args.out, image_dirs, [(folder, option) for folder, option in filled if folder is not None])
     return image_dirs
 
@@ -428,7 +430,7 @@ def run_time_steps(args) -> None:
         )
     check_output_file(args.out, "--out", protected=read_files([args.dataset], args.data_dir))
     check_not_in_another_run(None, args.out, args.out.parent, "--out")
-    check_artifact_folder(args.mlflow_artifact_location, "--mlflow-artifact-location")
+    check_artifact_location(args.mlflow_artifact_location, "--mlflow-artifact-location")
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -553,12 +555,17 @@ def torch_device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
-def check_artifact_location(location: str | None, option: str) -> None:
-    """A local artifact location (a path, or a file: URI; not s3:// and the like) is checked as check_artifact_folder
-    checks a path."""
+def local_artifact_folder(location: str | None) -> Path | None:
+    """The folder of a local artifact location (a path, or a file: URI); None for none and for s3:// and the like."""
     parsed = urlparse(location or "")
-    if location is not None and parsed.scheme in ("", "file"):
-        check_artifact_folder(Path(url2pathname(parsed.path) if parsed.scheme else location), option)
+    if location is None or parsed.scheme not in ("", "file"):
+        return None
+    return Path(url2pathname(parsed.path) if parsed.scheme else location)
+
+
+def check_artifact_location(location: str | None, option: str, runs: list[Path] = ()) -> None:
+    """A local artifact location is checked as check_artifact_folder checks a path."""
+    check_artifact_folder(local_artifact_folder(location), option, runs)
 
 
 def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = ()) -> None:

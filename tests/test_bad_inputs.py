@@ -345,6 +345,11 @@ CASES = [
         "--mlflow-artifact-location /dev/null is a device, not a folder",
     ),
     (
+        "an evaluation's artifacts as a file: URI into a run's folder",
+        lambda t, r: evaluate(r, "--mlflow-artifact-location", (r / "arts").as_uri(), out=t / "e.json"),
+        "lies in the run folder",
+    ),
+    (
         "an evaluation's artifacts into a run's folder",
         lambda t, r: evaluate(r, "--mlflow-artifact-location", r / "arts", out=t / "e.json"),
         "--mlflow-artifact-location",

@@ -172,3 +172,18 @@ def test_run_keys_with_quotes_and_wildcards_replace_only_their_own_run(tmp_path,
     _, by_key, runs = runs_by_key(f"sqlite:///{tmp_path / 'mlflow.db'}", "quoted")
     assert not warnings and len(runs) == len(keys) and set(by_key) == set(keys)
     assert all(run.data.params["attempt"] == "1" for run in runs)
+
+
+def test_a_jobs_artifact_location_may_be_a_file_uri(tmp_path, monkeypatch):
+    """`five train --mlflow-artifact-location file:///…` names that folder (as mlflow-init's option does), not a
+    folder called "file:" under the current one; and the folder is checked as a path is."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    location = (tmp_path / "arts").as_uri()
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "1"]
+    main([*options, "--mlflow-experiment", "uri", "--mlflow-artifact-location", location, "--out", "run"])
+    experiment = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_experiment_by_name("uri")
+    assert experiment.artifact_location == str((tmp_path / "arts").resolve()) and not (tmp_path / "file:").exists()
+    assert main([*options, "--mlflow-artifact-location", (tmp_path / "run" / "a").as_uri(), "--out", "r2"]) == 2
