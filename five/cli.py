@@ -33,23 +33,13 @@ DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./da
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 
-def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
-    """Options of a job of the workflow; `runs`: "one" run folder, or "several" (a run key each)."""
-    parser.add_argument(
-        "--mlflow-experiment", type=given_name, help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)"
-    )
-    parser.add_argument(
-        "--mlflow-run-key",
-        type=given_key,
-        nargs="+" if runs == "several" else None,
-        help="identifies the sweep point in MLflow (default: the run folder)"
-        + ("; one per run folder" if runs == "several" else ""),
-    )
-    parser.add_argument(
-        "--mlflow-artifact-location",
-        type=given_text,
-        help="where a new MLflow experiment keeps its artifacts (the first job creates it)",
-    )
+def add_job_options(parser: argparse.ArgumentParser, tracked: bool = True) -> None:
+    """Options of a job of the workflow; a `tracked` one logs its runs to MLflow (a run key for each run folder),
+    an untracked one offers no MLflow options (it would ignore them)."""
+    if tracked:
+        add_tracking_options(parser)
+    else:
+        parser.set_defaults(mlflow_experiment=None, mlflow_run_key=None, mlflow_artifact_location=None)
     parser.add_argument(
         "--gpu-lock-dir",
         type=given_path,
@@ -60,6 +50,23 @@ def add_job_options(parser: argparse.ArgumentParser, runs: str = "one") -> None:
         type=int,
         help="CPU threads of PyTorch in this job (default: PyTorch's, one per core; the workflow "
         "passes the job's Snakemake threads so that parallel jobs do not oversubscribe)",
+    )
+
+
+def add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mlflow-experiment", type=given_name, help="log to this MLflow experiment (URI from $MLFLOW_TRACKING_URI)"
+    )
+    parser.add_argument(
+        "--mlflow-run-key",
+        type=given_key,
+        nargs="+",
+        help="identifies the sweep point in MLflow (default: the run folder); one per run folder",
+    )
+    parser.add_argument(
+        "--mlflow-artifact-location",
+        type=given_text,
+        help="where a new MLflow experiment keeps its artifacts (the first job creates it)",
     )
 
 
@@ -184,7 +191,7 @@ def add_train_job_options(train) -> None:
         action="store_true",
         help="a non-finite loss is recorded in train.json (status diverged) and exits 0",
     )
-    add_job_options(train, runs="several")
+    add_job_options(train)
 
 
 def add_evaluate_command(commands) -> None:
@@ -231,7 +238,7 @@ def add_evaluate_command(commands) -> None:
     evaluate.add_argument(
         "--out", type=given_path, nargs="+", required=True, help="the JSON file to write, one per run folder"
     )
-    add_job_options(evaluate, runs="several")
+    add_job_options(evaluate)
 
 
 def add_sweep_commands(commands) -> None:
@@ -293,7 +300,7 @@ def add_time_steps_command(commands) -> None:
     timing.add_argument(
         "--out", type=given_path, required=True, help="the CSV file to write (one row per round and configuration)"
     )
-    add_job_options(timing)
+    add_job_options(timing, tracked=False)
 
 
 def add_other_commands(commands) -> None:

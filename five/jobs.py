@@ -105,6 +105,7 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
 
 
 def run_train(args) -> None:
+    check_tracked(args)
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = train_configs(args)  # the settings and paths before torch is imported: a mistake is answered at once
     check_packable(configs, args.out)
@@ -305,6 +306,7 @@ def check_evaluation_outputs(args) -> list[Path | None]:
         check_one_per_run(args.run, option, values)
         if values is not None:  # run folders are only read: one may hold another (a run and one it superseded)
             check_apart(values, option, nested=option != "--run")
+    check_tracked(args)
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
     protected = evaluation_files(args.run, image_dirs, args.data_dir)
@@ -430,7 +432,6 @@ def run_time_steps(args) -> None:
         )
     check_output_file(args.out, "--out", protected=read_files([args.dataset], args.data_dir))
     check_not_in_another_run(None, args.out, args.out.parent, "--out")
-    check_artifact_location(args.mlflow_artifact_location, "--mlflow-artifact-location")
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -566,6 +567,16 @@ def local_artifact_folder(location: str | None) -> Path | None:
 def check_artifact_location(location: str | None, option: str, runs: list[Path] = ()) -> None:
     """A local artifact location is checked as check_artifact_folder checks a path."""
     check_artifact_folder(local_artifact_folder(location), option, runs)
+
+
+def check_tracked(args) -> None:
+    """A job's MLflow run keys and artifact store mean something only where it logs to an experiment."""
+    for option, value in (
+        ("--mlflow-run-key", args.mlflow_run_key),
+        ("--mlflow-artifact-location", args.mlflow_artifact_location),
+    ):
+        if value is not None and not args.mlflow_experiment:
+            raise FiveError(f"{option} is given without --mlflow-experiment, which it needs: nothing would be logged")
 
 
 def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = ()) -> None:

@@ -335,23 +335,32 @@ CASES = [
         "exists and is no evaluation of five's",
     ),
     (
+        "an MLflow run key without an experiment",
+        lambda t, r: evaluate(r, "--mlflow-run-key", "k", out=t / "e.json"),
+        "--mlflow-run-key is given without --mlflow-experiment",
+    ),
+    (
         "training's artifacts into its own new run folder",
         lambda t, r: train_with("--mlflow-experiment", "e", "--mlflow-artifact-location", t / "o" / "a", out=t / "o"),
         "--mlflow-artifact-location",
     ),
     (
-        "step times with MLflow artifacts onto a device",
+        "step times, which log nothing, with an MLflow option",
         lambda t, r: time_steps("manifold", t / "s.csv") + ["--mlflow-artifact-location", "/dev/null"],
-        "--mlflow-artifact-location /dev/null is a device, not a folder",
+        "unrecognized arguments: --mlflow-artifact-location",
     ),
     (
         "an evaluation's artifacts as a file: URI into a run's folder",
-        lambda t, r: evaluate(r, "--mlflow-artifact-location", (r / "arts").as_uri(), out=t / "e.json"),
+        lambda t, r: evaluate(
+            r, "--mlflow-experiment", "e", "--mlflow-artifact-location", (r / "arts").as_uri(), out=t / "e.json"
+        ),
         "lies in the run folder",
     ),
     (
         "an evaluation's artifacts into a run's folder",
-        lambda t, r: evaluate(r, "--mlflow-artifact-location", r / "arts", out=t / "e.json"),
+        lambda t, r: evaluate(
+            r, "--mlflow-experiment", "e", "--mlflow-artifact-location", r / "arts", out=t / "e.json"
+        ),
         "--mlflow-artifact-location",
     ),
     (
@@ -1637,7 +1646,7 @@ INPUTS_KEPT = [
     ),
     (
         "an evaluation onto the artifact store",
-        lambda t, r: evaluate(r, "--mlflow-artifact-location", t / "a", out=t / "a"),
+        lambda t, r: evaluate(r, "--mlflow-experiment", "e", "--mlflow-artifact-location", t / "a", out=t / "a"),
         "a",
         "and --mlflow-artifact-location",
     ),

@@ -248,7 +248,10 @@ def test_several_runs_evaluated_in_one_process_equal_each_evaluated_alone(tmp_pa
         (["--out", "a", "a/b.json"], "--out a/b.json lies inside a, also given in --out"),
         (["--out", "a.json", "b.json", "--image-dir", "g", "g/h"], "--image-dir g/h lies inside g"),
         (["--out", "a.json", "b.json", "--image-dir", "g"], "one --image-dir per run folder"),
-        (["--out", "a.json", "b.json", "--mlflow-run-key", "k"], "one --mlflow-run-key per run folder"),
+        (
+            ["--out", "a.json", "b.json", "--mlflow-experiment", "e", "--mlflow-run-key", "k"],
+            "one --mlflow-run-key per run folder",
+        ),
     ],
 )
 def test_several_runs_with_mismatched_options_are_refused_in_one_line(tmp_path, extra, cause):

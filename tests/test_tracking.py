@@ -186,4 +186,17 @@ def test_a_jobs_artifact_location_may_be_a_file_uri(tmp_path, monkeypatch):
     main([*options, "--mlflow-experiment", "uri", "--mlflow-artifact-location", location, "--out", "run"])
     experiment = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_experiment_by_name("uri")
     assert experiment.artifact_location == str((tmp_path / "arts").resolve()) and not (tmp_path / "file:").exists()
-    assert main([*options, "--mlflow-artifact-location", (tmp_path / "run" / "a").as_uri(), "--out", "r2"]) == 2
+    assert (
+        main(
+            [
+                *options,
+                "--mlflow-experiment",
+                "uri",
+                "--mlflow-artifact-location",
+                (tmp_path / "run" / "a").as_uri(),
+                "--out",
+                "r2",
+            ]
+        )
+        == 2
+    )
