@@ -105,7 +105,7 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
 
 
 def run_train(args) -> None:
-    check_tracked(args)
+    check_job_options(args)
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = train_configs(args)  # the settings and paths before torch is imported: a mistake is answered at once
     check_packable(configs, args.out)
@@ -306,7 +306,7 @@ def check_evaluation_outputs(args) -> list[Path | None]:
         check_one_per_run(args.run, option, values)
         if values is not None:  # run folders are only read: one may hold another (a run and one it superseded)
             check_apart(values, option, nested=option != "--run")
-    check_tracked(args)
+    check_job_options(args)
     check_one_per_run(args.run, "--mlflow-run-key", args.mlflow_run_key)
     image_dirs = args.image_dir or [None] * len(args.run)
     protected = evaluation_files(args.run, image_dirs, args.data_dir)
@@ -432,6 +432,7 @@ def run_time_steps(args) -> None:
         )
     check_output_file(args.out, "--out", protected=read_files([args.dataset], args.data_dir))
     check_not_in_another_run(None, args.out, args.out.parent, "--out")
+    check_job_options(args)
     import pandas as pd
 
     from five.data.datasets import load_dataset
@@ -517,7 +518,9 @@ def run_download(args) -> None:
     from five.data.catalog import data_dir_choice
     from five.data.vision import download_vision_dataset
 
-    files = download_vision_dataset(args.dataset, *data_dir_choice(args.data_dir))
+    data_dir, origin = data_dir_choice(args.data_dir)
+    check_not_in_another_run(None, data_dir, data_dir, origin)
+    files = download_vision_dataset(args.dataset, data_dir, origin)
     print(f"{args.dataset}: {len(files)} files in place, e.g. {files[0]}")
 
 
@@ -569,8 +572,11 @@ def check_artifact_location(location: str | None, option: str, runs: list[Path] 
     check_artifact_folder(local_artifact_folder(location), option, runs)
 
 
-def check_tracked(args) -> None:
-    """A job's MLflow run keys and artifact store mean something only where it logs to an experiment."""
+def check_job_options(args) -> None:
+    """A job's MLflow run keys and artifact store mean something only where it logs to an experiment; its GPU
+    locks lie outside every run's folder."""
+    if args.gpu_lock_dir is not None:
+        check_not_in_another_run(None, args.gpu_lock_dir, args.gpu_lock_dir, "--gpu-lock-dir")
     for option, value in (
         ("--mlflow-run-key", args.mlflow_run_key),
         ("--mlflow-artifact-location", args.mlflow_artifact_location),
@@ -589,6 +595,9 @@ def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = (
     inside = [run for run in runs if run.resolve() in (folder.resolve(), *folder.resolve().parents)]
     if inside:
         raise FiveError(f"{option} {shown_path(folder)} lies in the run folder {shown_path(inside[0])}")
+    holding = [run for run in runs if folder.resolve() in run.resolve().parents]
+    if holding:
+        raise FiveError(f"{option} {shown_path(folder)} holds the run folder {shown_path(holding[0])}")
 
 
 def run_mlflow_init(args) -> None:
@@ -609,6 +618,7 @@ def run_mlflow_sync(args) -> None:
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")
+        check_holds_no_run(run_dir, "run")
         sync_inputs(run_dir.resolve())
     for run_dir in args.runs:
         with mlflow_errors_as_one_line():

@@ -335,6 +335,28 @@ CASES = [
         "exists and is no evaluation of five's",
     ),
     (
+        "a download into a run's folder",
+        lambda t, r: ["download", "--dataset", "mnist", "--data-dir", r],
+        "lies in the run folder",
+    ),
+    (
+        "GPU locks in a run's folder",
+        lambda t, r: evaluate(r, "--gpu-lock-dir", r / "locks", out=t / "e.json"),
+        "--gpu-lock-dir",
+    ),
+    (
+        "a sweep point's folder synced as a run",
+        lambda t, r: ["mlflow-sync", "--experiment", "x", copy_run(r, t).parent],
+        "holds the run folder",
+    ),
+    (
+        "a run inside the artifact store",
+        lambda t, r: train_with(
+            "--mlflow-experiment", "e", "--mlflow-artifact-location", t / "art", out=t / "art" / "r1"
+        ),
+        "holds the run folder",
+    ),
+    (
         "an MLflow run key without an experiment",
         lambda t, r: evaluate(r, "--mlflow-run-key", "k", out=t / "e.json"),
         "--mlflow-run-key is given without --mlflow-experiment",
