@@ -33,6 +33,7 @@ from five.base.files import (
     check_apart,
     check_output_dir,
     check_output_file,
+    check_path,
     is_run_folder,
     non_regular_kind,
     read_train_record,
@@ -590,6 +591,7 @@ def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = (
     folder, the command's own `runs` included, new ones too (MLflow fills it with folders of its own)."""
     if folder is None:
         return
+    check_path(folder, option)
     check_output_dir(folder, option)
     check_not_in_another_run(None, folder, folder, option)
     inside = [run for run in runs if run.resolve() in (folder.resolve(), *folder.resolve().parents)]

@@ -357,6 +357,11 @@ CASES = [
         "holds the run folder",
     ),
     (
+        "an artifact store with a name too long for a file system",
+        lambda t, r: ["mlflow-init", "--experiment", "e", "--artifact-location", (t / ("a" * 300)).as_uri()],
+        "holds a name of 300 bytes",
+    ),
+    (
         "an MLflow run key without an experiment",
         lambda t, r: evaluate(r, "--mlflow-run-key", "k", out=t / "e.json"),
         "--mlflow-run-key is given without --mlflow-experiment",
