@@ -584,6 +584,18 @@ def check_job_options(args) -> None:
     ):
         if value is not None and not args.mlflow_experiment:
             raise FiveError(f"{option} is given without --mlflow-experiment, which it needs: nothing would be logged")
+    if args.mlflow_experiment:
+        check_tracking_database()
+
+
+def check_tracking_database() -> None:
+    """The SQLite tracking database ($MLFLOW_TRACKING_URI's, else MLflow's default ./mlflow.db) lies outside every
+    run's folder: it and the files SQLite keeps beside it would lie among the run's."""
+    from five.run.tracking import MLFLOW_DEFAULT_URI, sqlite_database
+
+    database = sqlite_database(os.environ.get("MLFLOW_TRACKING_URI") or MLFLOW_DEFAULT_URI)
+    if database is not None:
+        check_not_in_another_run(None, database, database.parent, "the tracking database")
 
 
 def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = ()) -> None:
@@ -607,6 +619,7 @@ def run_mlflow_init(args) -> None:
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
+    check_tracking_database()
     with mlflow_errors_as_one_line():
         experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
@@ -617,6 +630,7 @@ def run_mlflow_sync(args) -> None:
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
+    check_tracking_database()
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")

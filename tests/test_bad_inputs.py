@@ -1460,6 +1460,24 @@ def test_the_mlflow_commands_say_what_is_wrong_with_the_store_in_one_line(
     assert cause.format(tmp=tmp_path) in err, err
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate", "mlflow-init", "mlflow-sync"])
+def test_a_tracking_database_inside_a_run_folder_is_refused(trained, tmp_path, monkeypatch, command):
+    """The database and the journals SQLite keeps beside it would lie among a run's files."""
+    run = copy_run(trained, tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{run / 'm.db'}")
+    argv = {
+        "train": ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs", "1"]
+        + ["--device", "cpu", "--mlflow-experiment", "x", "--out", tmp_path / "new"],
+        "evaluate": evaluate(run, "--mlflow-experiment", "x", out=tmp_path / "e.json"),
+        "mlflow-init": ["mlflow-init", "--experiment", "x"],
+        "mlflow-sync": ["mlflow-sync", "--experiment", "x", run],
+    }[command]
+    code, out, err = run_cli(argv)
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert "the tracking database" in err and "lies in the run folder" in err, err
+    assert out == "" and not (run / "m.db").exists()
+
+
 @pytest.mark.parametrize("uri", ["sqlite://", "sqlite:////dev/null", "sqlite:///{tmp}"])
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_a_job_logging_to_a_database_that_is_no_file_is_refused_before_compute(
