@@ -33,6 +33,7 @@ from five.base.files import (
     check_apart,
     check_output_dir,
     check_output_file,
+    check_not_in_another_run,
     check_path,
     is_run_folder,
     non_regular_kind,
@@ -52,10 +53,6 @@ def prepare_job(args, log=print):
     from five.run.device import choose_device
     from five.run.gpus import claim_gpu
 
-    if args.mlflow_experiment:
-        from five.run.tracking import check_tracking_uri
-
-        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     apply_threads(args)
     gpu = claim_gpu(args.gpu_lock_dir, log=log) if args.gpu_lock_dir and args.device != "cpu" else None
     facts = {
@@ -388,19 +385,6 @@ def check_holds_no_run(folder: Path, option: str) -> None:
         )
 
 
-def check_not_in_another_run(run: Path | None, given: Path, folder: Path, option: str) -> None:
-    """What a command writes (into `folder`) never lies in the folder of a run other than its own `run`: as its
-    eval.json or grids the results would pass for that run's, as any other file (train.done, …) it would
-    replace that run's."""
-    own, folder = run and run.resolve(), folder.resolve()
-    for outer in (folder, *folder.parents):
-        if outer == own:
-            return
-        if is_run_folder(outer):
-            whose = f", not in {run}'s" if run is not None else ""
-            raise FiveError(f"{option} {shown_path(given)} lies in the run folder {shown_path(outer)}{whose}")
-
-
 def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
     if metrics["status"] == "diverged":
         return f"{run} diverged: {metrics['error']}; wrote {out}"
@@ -585,17 +569,17 @@ def check_job_options(args) -> None:
         if value is not None and not args.mlflow_experiment:
             raise FiveError(f"{option} is given without --mlflow-experiment, which it needs: nothing would be logged")
     if args.mlflow_experiment:
-        check_tracking_database()
+        check_tracking_store()
 
 
-def check_tracking_database() -> None:
-    """The SQLite tracking database ($MLFLOW_TRACKING_URI's, else MLflow's default ./mlflow.db) lies outside every
-    run's folder: it and the files SQLite keeps beside it would lie among the run's."""
-    from five.run.tracking import MLFLOW_DEFAULT_URI, sqlite_database
+def check_tracking_store() -> None:
+    """$MLFLOW_TRACKING_URI (else MLflow's default ./mlflow.db) names a store MLflow can serve runs from, an SQLite
+    database outside every run's folder (check_tracking_uri, check_database_outside_runs), before torch loads."""
+    from five.run.tracking import check_database_outside_runs, check_tracking_uri
 
-    database = sqlite_database(os.environ.get("MLFLOW_TRACKING_URI") or MLFLOW_DEFAULT_URI)
-    if database is not None:
-        check_not_in_another_run(None, database, database.parent, "the tracking database")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+    check_tracking_uri(uri, "MLFLOW_TRACKING_URI")
+    check_database_outside_runs(uri)
 
 
 def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = ()) -> None:
@@ -605,32 +589,27 @@ def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = (
         return
     check_path(folder, option)
     check_output_dir(folder, option)
-    check_not_in_another_run(None, folder, folder, option)
-    inside = [run for run in runs if run.resolve() in (folder.resolve(), *folder.resolve().parents)]
-    if inside:
-        raise FiveError(f"{option} {shown_path(folder)} lies in the run folder {shown_path(inside[0])}")
+    check_not_in_another_run(None, folder, folder, option, planned=runs)
     holding = [run for run in runs if folder.resolve() in run.resolve().parents]
     if holding:
         raise FiveError(f"{option} {shown_path(folder)} holds the run folder {shown_path(holding[0])}")
 
 
 def run_mlflow_init(args) -> None:
-    from five.run.tracking import check_tracking_uri, ensure_experiment
+    from five.run.tracking import ensure_experiment
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
-    check_tracking_database()
+    check_tracking_store()
     with mlflow_errors_as_one_line():
         experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
 
 
 def run_mlflow_sync(args) -> None:
-    from five.run.tracking import check_tracking_uri, sync_inputs, sync_run
+    from five.run.tracking import sync_inputs, sync_run
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
-    check_tracking_database()
+    check_tracking_store()
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")

@@ -147,6 +147,11 @@ CASES = [
         "test_bad_configs.py is not an SQLite database",
     ),
     ("tracking uri with a newline", edit("tracking_uri", "sqlite:////tmp/a\nb.db"), "holds a control character"),
+    (  # a run folder the sweep is about to make: the database's journals would lie among the run's files
+        "tracking database in a run folder",
+        edit("tracking_uri", "sqlite:///results/bad/digits/five/d4/k2/s0/m.db"),
+        "the tracking database results/bad/digits/five/d4/k2/s0/m.db lies in the run folder",
+    ),
     (
         "data_dir a file, with mnist",
         lambda c: edit("data_dir", str(ROOT / "README.md"))(
@@ -266,6 +271,8 @@ def test_a_tracking_uri_from_the_environment_is_checked_as_the_configs(tmp_path,
     assert "MLFLOW_TRACKING_URI 'garbage' is MLflow's file store" in one_config_error(
         dry_run(tmp_path, ("env", lambda c: c, ""))
     )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///results/bad/manifold/vae/d2/k0/s0/m.db")
+    assert "lies in the run folder" in one_config_error(dry_run(tmp_path, ("env", lambda c: c, "")))
     for accepted in ("http://127.0.0.1:5000", ""):  # set but empty is unset: the default database
         monkeypatch.setenv("MLFLOW_TRACKING_URI", accepted)
         assert dry_run(tmp_path, ("env", lambda c: c, "")).returncode == 0

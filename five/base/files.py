@@ -14,6 +14,7 @@ import stat
 import tempfile
 import time
 from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from pathlib import Path
 
 from five.base.errors import FiveError, one_line
@@ -202,6 +203,22 @@ def is_run_folder(folder: Path) -> bool:
     except (OSError, FiveError):
         return False
     return True
+
+
+def check_not_in_another_run(
+    run: Path | None, given: Path, folder: Path, option: str, planned: Iterable[Path] = ()
+) -> None:
+    """What a command writes (into `folder`) never lies in the folder of a run other than its own `run`: as its
+    eval.json or grids the results would pass for that run's, as any other file (train.done, …) it would
+    replace that run's. `planned`: run folders to be made (a sweep's, a command's own new ones), runs already."""
+    own, folder = run and run.resolve(), folder.resolve()
+    planned = {Path(other).resolve() for other in planned}
+    for outer in (folder, *folder.parents):
+        if outer == own:
+            return
+        if outer in planned or is_run_folder(outer):
+            whose = f", not in {run}'s" if run is not None else ""
+            raise FiveError(f"{option} {shown_path(given)} lies in the run folder {shown_path(outer)}{whose}")
 
 
 def finished_history(record: dict) -> bool:

@@ -15,6 +15,7 @@ import random
 import re
 import time
 from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,7 @@ from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     FINISHED,
     check_evaluated_after_training,
+    check_not_in_another_run,
     non_regular_kind,
     read_train_record,
     refuse_non_regular,
@@ -44,16 +46,25 @@ def default_tracking_uri(results_dir: Path) -> str:
     return f"{SQLITE}{Path(results_dir).resolve() / DEFAULT_DATABASE}"
 
 
-def export_tracking_uri(configured: str | None, results_dir: Path) -> str:
+def export_tracking_uri(configured: str | None, results_dir: Path, runs: Iterable[Path] = ()) -> str:
     """The workflow's tracking URI: the config key (checked with the config), else $MLFLOW_TRACKING_URI, checked
-    here, else SQLite under results/. Exported to the environment, which jobs inherit, so switching servers
-    retrains nothing."""
+    here, else SQLite under results/; its database outside the sweep's `runs` and every other. Exported to the
+    environment, which jobs inherit, so switching servers retrains nothing."""
     if not configured:  # set but empty is unset, as for MLflow
         check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
     check_sqlite_files(uri, "the tracking database")
+    check_database_outside_runs(uri, runs)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
+
+
+def check_database_outside_runs(uri: str | None, runs: Iterable[Path] = ()) -> None:
+    """The SQLite database `uri` names (None: MLflow's default ./mlflow.db) lies outside every run's folder, the
+    `runs` to be made included: it and the journals SQLite keeps beside it would lie among a run's files."""
+    database = sqlite_database(uri or MLFLOW_DEFAULT_URI)
+    if database is not None:
+        check_not_in_another_run(None, database, database.parent, "the tracking database", planned=runs)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from five.base.config import STEP_COST_KEYS, cuda_graph_mode
 from five.sweep.claims import STEP_TIME_METRIC
-from five.base.errors import ConfigError
+from five.base.errors import ConfigError, FiveError
 from five.base.files import GRIDS
 from five.sweep.estimate_files import ESTIMATE_FILES, estimated_minutes
 from five.sweep.table import (
@@ -39,8 +39,8 @@ try:  # every config problem is one line naming the key, before any job is plann
     validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
     RESULTS = experiment_dir(config)  # this experiment's runs, tables, plots, claims and snapshot
     SWEEP = sweep_table(config, RESULTS)
-    TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT)
-except ConfigError as error:
+    TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT, SWEEP["run_dir"])
+except FiveError as error:
     print(f"five: config error: {error}", file=sys.stderr)
     sys.exit(2)
 SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
