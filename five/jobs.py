@@ -31,9 +31,9 @@ from five.base.files import (
     TRAIN_JSON,
     atomic_write,
     check_apart,
+    check_not_in_another_run,
     check_output_dir,
     check_output_file,
-    check_not_in_another_run,
     check_path,
     is_run_folder,
     non_regular_kind,
@@ -511,7 +511,7 @@ def run_download(args) -> None:
 
 def run_estimate(args) -> None:
     from five.run.gpus import MAX_GPU_COUNT
-    from five.sweep.estimate_files import ESTIMATE_FILES
+    from five.sweep.estimate_files import ESTIMATE_FILES, check_estimate_of
     from five.sweep.table import experiment_dir, load_sweep_config, sweep_table
 
     if not 1 <= args.gpus <= MAX_GPU_COUNT:
@@ -522,6 +522,7 @@ def run_estimate(args) -> None:
     check_not_in_another_run(None, args.out_dir, args.out_dir, "--out-dir")
     for name in ESTIMATE_FILES:  # both, before anything is timed
         check_output_file(args.out_dir / name, "--out-dir", protected=[args.configfile])
+    check_estimate_of(args.out_dir / ESTIMATE_FILES[0], experiment_dir(config))
     from five.run.device import choose_device  # torch, only now
     from five.sweep.estimate import estimate_sweep, write_estimate
 
@@ -534,7 +535,7 @@ def run_estimate(args) -> None:
         args.data_dir or Path(config["data_dir"]),
         pack_seeds=args.pack_seeds,
     )
-    summary = write_estimate(estimate, args.out_dir, args.gpus, name)
+    summary = write_estimate(estimate, args.out_dir, args.gpus, name, config["experiment"])
     print(f"{summary}\nwrote {' and '.join(str(args.out_dir / name) for name in ESTIMATE_FILES)}")
 
 

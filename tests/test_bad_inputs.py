@@ -969,7 +969,13 @@ CASES = [
         "estimate.csv is a link",
     ),
     ("estimate.md a folder", lambda t, r: estimate_into(_folder(t / "out" / "estimate.md")), "estimate.md is a folder"),
+    (  # its runs' cluster runtimes would be lost with it
+        "estimate over another experiment's",
+        lambda t, r: estimate_into(_text_as(_folder(t / "out") / "estimate.csv", OTHER_ESTIMATE)),
+        "holds the estimate of another experiment (its run results/paper/mnist/vae/d16/k0/s0 is not in results/five-quick/)",
+    ),
 ]
+OTHER_ESTIMATE = "run_dir,estimate_key,predicted_train_s\nresults/paper/mnist/vae/d16/k0/s0,0123456789ab,60\n"
 
 
 def time_steps(dataset: str, out: Path) -> list:

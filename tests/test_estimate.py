@@ -12,6 +12,7 @@ import torch
 import yaml
 from workflow_runs import snakemake, snakemake_command, write_config
 
+from five.base.errors import ConfigError
 from five.sweep.estimate import estimate_sweep, makespan_hours, predicted_seconds
 from five.sweep.table import load_sweep_config, sweep_table
 
@@ -204,7 +205,7 @@ def test_snakemake_estimate_target_writes_and_prints_the_estimate(tmp_path):
     assert (estimate["predicted_train_s_packed"] > 0).all()  # pack_seeds (the default): the packed step timed
     assert (estimate["packed_members"] == 2).all()  # in a pack of the sweep point's 2 seeds
     assert dict(zip(estimate["run_dir"], estimate["estimate_key"])) == current_keys(config_path)  # this sweep's
-    assert "What the sweep will cost" in result.stdout + result.stderr
+    assert "What the sweep of experiment est will cost" in result.stdout + result.stderr  # estimate.md, printed
     assert not (tmp_path / "results" / "est" / "runs.csv").exists()  # the estimate trains nothing
 
 
@@ -341,3 +342,17 @@ def test_a_damaged_estimate_stops_the_aggregation_in_one_line(tmp_path, text, ca
     (tmp_path / "estimate.csv").write_bytes(text)
     with pytest.raises(FiveError, match=re.escape(cause)):
         read_estimate_table(tmp_path / "estimate.csv")
+
+
+def test_five_estimate_replaces_only_its_own_experiments_estimate_or_a_damaged_one(tmp_path):
+    """Another experiment's estimate.csv (even one whose name begins as this one's) is refused before anything
+    is timed; this experiment's, or a damaged file, is remade."""
+    from five.sweep.estimate_files import check_estimate_of
+
+    path = tmp_path / "estimate.csv"
+    for own in ("run_dir,predicted_train_s\nresults/e/digits/vae/d2/k0/s0,1\n", "\xff not a CSV", "predicted\n1\n"):
+        path.write_text(own, encoding="latin-1")
+        check_estimate_of(path, "results/e")
+    path.write_text("run_dir,predicted_train_s\nresults/e/digits/vae/d2/k0/s0,1\nresults/e2/digits/vae/d2/k0/s0,1\n")
+    with pytest.raises(ConfigError, match="its run results/e2/digits/vae/d2/k0/s0 is not in results/e/"):
+        check_estimate_of(path, "results/e")

@@ -13,8 +13,8 @@ import shutil
 import stat
 import tempfile
 import time
-from contextlib import contextmanager, suppress
 from collections.abc import Iterable
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from five.base.errors import FiveError, one_line

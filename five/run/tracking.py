@@ -14,8 +14,8 @@ import os
 import random
 import re
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 

@@ -317,8 +317,9 @@ def estimate_notes(estimate: pd.DataFrame, device_name: str) -> list[str]:
     return notes
 
 
-def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str) -> str:
-    """results/estimate.csv (per run) and estimate.md (per data set × model, totals); returns the summary."""
+def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_name: str, experiment: str) -> str:
+    """results/estimate.csv (per run) and estimate.md (per data set × model, totals, headed by the experiment's
+    name); returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_name, markdown_name = ESTIMATE_FILES
     atomic_write(out_dir / csv_name, lambda file: file.write(estimate.to_csv(index=False).encode()))
@@ -339,7 +340,7 @@ def write_estimate(estimate: pd.DataFrame, out_dir: Path, devices: int, device_n
     summary = estimate_summary(estimate, jobs, devices, device_name)
     notes = estimate_notes(estimate, device_name)
     text = (
-        "# What the sweep will cost\n\n"
+        f"# What the sweep of experiment {experiment} will cost\n\n"
         + summary
         + ".\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")

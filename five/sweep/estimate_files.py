@@ -31,6 +31,23 @@ def read_estimate(path: str) -> dict[str, dict]:
         raise ConfigError(f"{path} is damaged ({type(error).__name__}: {error}); {REMAKE_ADVICE}") from None
 
 
+def check_estimate_of(path: Path, results: str) -> None:
+    """`five estimate` replaces only an estimate of its own experiment (rows whose run folders lie in `results`)
+    or a damaged one: another experiment's estimate would be lost, and its cluster runtimes with it."""
+    if not path.is_file():
+        return
+    try:
+        runs = read_estimate.__wrapped__(str(path))
+    except ConfigError:
+        return  # damaged: remade anyway
+    others = [run for run in runs if run is not None and not run.startswith(f"{results}/")]
+    if others:
+        raise ConfigError(
+            f"{path} holds the estimate of another experiment (its run {others[0]} is not in {results}/): name "
+            "another --out-dir, or remove that file"
+        )
+
+
 def estimate_seconds(row: dict, column: str, path: str) -> float:
     """A time of an estimate row, refused in one line where it is missing, not a number, infinite or negative."""
     try:
