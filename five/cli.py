@@ -80,6 +80,14 @@ def given_path(text: str) -> Path:
     return Path(text)
 
 
+def given_file(text: str) -> Path:
+    """An output file's path: as given_path, and not spelled as a folder (Path drops a trailing '/', so
+    `--out run/eval.json/` would write the file eval.json where a folder was meant)."""
+    if text.endswith(("/", "/.")):
+        raise argparse.ArgumentTypeError(f"{shown_path(text)} names a folder (it ends in '/'), not a file")
+    return given_path(text)
+
+
 def given_key(text: str) -> str:
     """A run key's value; an empty one is refused (it would silently stand for the run folder)."""
     if not text.strip():
@@ -236,7 +244,7 @@ def add_evaluate_command(commands) -> None:
         "posterior of the test points) from this folder",
     )
     evaluate.add_argument(
-        "--out", type=given_path, nargs="+", required=True, help="the JSON file to write, one per run folder"
+        "--out", type=given_file, nargs="+", required=True, help="the JSON file to write, one per run folder"
     )
     add_job_options(evaluate)
 
@@ -298,7 +306,7 @@ def add_time_steps_command(commands) -> None:
     timing.add_argument("--compile", action="store_true", help="torch.compile the objective, as training with it does")
     timing.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)
     timing.add_argument(
-        "--out", type=given_path, required=True, help="the CSV file to write (one row per round and configuration)"
+        "--out", type=given_file, required=True, help="the CSV file to write (one row per round and configuration)"
     )
     add_job_options(timing, tracked=False)
 

@@ -560,6 +560,16 @@ CASES = [
         "which is a file",
     ),
     ("evaluate --out a folder", lambda t, r: evaluate(copy_run(r, t), out=t), "is a folder"),
+    (  # Path drops the '/': eval.json would be written where a folder was meant
+        "evaluate --out ending in a slash",
+        lambda t, r: evaluate(copy_run(r, t), out=f"{t}/run/eval.json/"),
+        "eval.json/ names a folder (it ends in '/'), not a file",
+    ),
+    (
+        "time-steps --out ending in a slash",
+        lambda t, r: time_steps("digits", f"{t}/t.csv/"),
+        "t.csv/ names a folder (it ends in '/'), not a file",
+    ),
     (
         "evaluate --out checkpoint.pt",
         lambda t, r: evaluate(copy_run(r, t), out=t / "run" / "checkpoint.pt"),
