@@ -1639,12 +1639,12 @@ def test_no_output_replaces_what_the_command_reads(tmp_path, monkeypatch):
     assert code == 2 and "would overwrite data.npz" in err and "evaluated batch" not in err, err
     assert data.read_bytes() == before
     database = tmp_path / "m.db"
-    database.write_bytes(b"a database")
+    database.write_bytes(b"SQLite format 3\x00 and pages")  # what the store's check takes for a database
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
     for target in (database, tmp_path / "m.db-journal"):
         code, _, err = run_cli(evaluate(run, "--mlflow-experiment", "e", out=target))
         assert code == 2 and f"would overwrite {target.name}" in err, err
-    assert database.read_bytes() == b"a database" and not (tmp_path / "m.db-journal").exists()
+    assert database.read_bytes() == b"SQLite format 3\x00 and pages" and not (tmp_path / "m.db-journal").exists()
     code, _, err = run_cli(estimate_into(_folder(tmp_path / "out" / "estimate.md")))
     assert code == 2 and "estimate.md is a folder" in err and not (tmp_path / "out" / "estimate.csv").exists(), err
 
