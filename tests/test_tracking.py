@@ -1,6 +1,7 @@
 """MLflow tracking: concurrent jobs lose no run, a rerun replaces its run, evaluation joins the train run."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -155,7 +156,12 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
     client, by_key, runs = runs_by_key(uri, "sync")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3]
-    assert runs[0].data.metrics["eval_nll_nats"] == 40.0
+    assert runs[0].data.metrics["eval_nll_nats"] == 40.0 and "five.superseded" not in runs[0].data.tags
+    superseded = run_dir / ".superseded" / "20261207T000000Z"  # as a config edit moves a run aside
+    shutil.copytree(run_dir, superseded, ignore=shutil.ignore_patterns(".superseded"))
+    assert sync_run("sync", superseded) == "logged (a superseded run, tagged five.superseded)"
+    _, by_key, _ = runs_by_key(uri, "sync")
+    assert by_key[str(superseded.resolve())].data.tags["five.superseded"] == "true"
 
 
 def test_run_keys_with_quotes_and_wildcards_replace_only_their_own_run(tmp_path, monkeypatch):

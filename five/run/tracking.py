@@ -23,6 +23,7 @@ from five.base.config import SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.base.files import (
     FINISHED,
+    SUPERSEDED,
     check_evaluated_after_training,
     check_not_in_another_run,
     non_regular_kind,
@@ -32,6 +33,7 @@ from five.base.files import (
 from five.base.metrics import read_evaluation
 
 RUN_KEY_TAG = "five.run_key"
+SUPERSEDED_TAG = "five.superseded"  # on a run synced from a folder a config edit moved aside (.superseded/<time>)
 UNTRACKED_WARNING = "warning: MLflow tracking"  # begins the line a job logs when it goes on untracked
 RETRIES = 12
 DEFAULT_DATABASE = "mlflow.db"  # under results/; SQLite's journals and the .ready, .init-lock files lie beside it
@@ -361,7 +363,8 @@ def sync_run(
 ) -> str:
     """Log a finished run folder to MLflow from its JSON files (params, per-epoch history, evaluation, the JSON
     files as artifacts) unless MLflow already holds it: for runs trained while the tracking server was down.
-    Returns what was done."""
+    Returns what was done. A run a config edit moved aside (.superseded/<time>) is tagged as such: it is no
+    sweep point's current run."""
     run_dir = Path(run_dir).resolve()
     record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
     inputs = sync_inputs(run_dir)
@@ -373,7 +376,8 @@ def sync_run(
         return "already in MLflow"
     tracker.start(
         record["config"] | {"device": record.get("device")},
-        tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]},
+        tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]}
+        | ({SUPERSEDED_TAG: "true"} if SUPERSEDED in run_dir.parts else {}),
     )
     for entry in record["history"]:
         tracker.log_metrics(
@@ -384,4 +388,6 @@ def sync_run(
         tracker.log_metrics({f"eval_{key}": value for key, value in evaluation.items()})
     tracker.log_artifacts([record_path, evaluation_path])
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")
-    return "logged" if tracker.run_id is not None else "not logged (tracking failed)"
+    if tracker.run_id is None:
+        return "not logged (tracking failed)"
+    return f"logged (a superseded run, tagged {SUPERSEDED_TAG})" if SUPERSEDED in run_dir.parts else "logged"
