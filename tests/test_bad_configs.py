@@ -293,6 +293,16 @@ def yaml_case(datasets="", top="", claim_kind=None, claim_extra="", models=None)
 
 
 LOADED = [
+    (  # what Snakemake's --config pack_seeds=false gives
+        "boolean as text",
+        yaml_case(top='pack_seeds: "false"\n'),
+        "pack_seeds: 'false' is not of type 'boolean' (given with --config on the command line? There a value is",
+    ),
+    (
+        "list items as text",
+        yaml_case(models="{five: {probes: ['1']}}"),
+        "probes.0: '1' is not of type 'integer' (given",
+    ),
     ("lr infinite", yaml_case(", lr: .inf"), "datasets.digits.lr: inf is not of type 'number'"),
     (  # passes the schema (an int is finite); the runs' own check refuses it while the workflow plans
         "lr too large for a float",

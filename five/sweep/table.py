@@ -180,8 +180,19 @@ def check_config(config: dict, schema_path: str | Path) -> None:
             if isinstance(error.instance, float) and not math.isfinite(error.instance)
             else ""
         )
-        raise ConfigError(f"invalid config at {where}: {error.message}{finite}")
+        raise ConfigError(f"invalid config at {where}: {error.message}{finite}{command_line_hint(error)}")
     check_sweep(config)
+
+
+def command_line_hint(error) -> str:
+    """How Snakemake's `--config key=value` reads a value, where text stands for a number, boolean or list: text
+    unless it reads as a number or True/False (not true/false), and a list's items always as text."""
+    if error.validator != "type" or not isinstance(error.instance, str):
+        return ""
+    return (
+        " (given with --config on the command line? There a value is text unless it reads as a number or as "
+        "True/False, and a list's items are text: write lists in a config file)"
+    )
 
 
 CONFIG_VALUES_LIMIT = 100_000  # far beyond any sweep, far below what a chain of YAML aliases can expand to
