@@ -24,6 +24,7 @@ from five.base.config import (
 )
 from five.base.errors import FiveError, one_line
 from five.base.files import path_problem, shown_path
+from five.base.metrics import TABLED_SPLIT
 
 DATA_DIR_HELP = "data root for mnist/cifar10 (default: $FIVE_DATA_DIR, else ./data)"
 
@@ -218,7 +219,7 @@ def add_evaluate_command(commands) -> None:
         default=DEFAULT_IMPORTANCE_SAMPLES,
         help=f"N of the IWAE estimate (default {DEFAULT_IMPORTANCE_SAMPLES})",
     )
-    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--split", default=TABLED_SPLIT)
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP)

@@ -361,6 +361,9 @@ def test_an_eval_json_whose_values_five_never_writes_is_refused_not_tabled(tmp_p
         ({"sigma_policy": "fitted"}, {"sigma": "fitted"}, None),
         ({"model_selection": "last"}, {}, "evaluated with model_selection = 'last', but the config says 'best'"),
         ({"importance_samples": 16}, {}, "evaluated with importance_samples = 16, but the config says 8"),
+        ({"split": "test"}, {}, None),
+        ({"split": "train"}, {}, "evaluated on the 'train' split, but the tables report the 'test' split"),
+        ({"split": "validation"}, {}, "evaluated on the 'validation' split, but the tables report the 'test'"),
         (
             {"sigma_policy": "fitted"},
             {},

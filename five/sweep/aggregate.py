@@ -15,7 +15,7 @@ from pandas.api.types import is_numeric_dtype
 from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import FiveError
 from five.base.files import check_evaluated_after_training, read_train_record
-from five.base.metrics import RESULT_COLUMNS, informative_count, read_evaluation
+from five.base.metrics import RESULT_COLUMNS, TABLED_SPLIT, informative_count, read_evaluation
 from five.sweep.estimate_files import REMAKE_ADVICE
 from five.sweep.table import device_kind, evaluation_settings, model_dir
 
@@ -84,6 +84,11 @@ def check_made_as_configured(run_dir: Path, point: dict, train: dict, evaluation
                 f"{run_dir}: {what} with {key} = {stored.get(key, '(none)')!r}, but the config says "
                 f"{configured[key]!r}: {RERUN_ADVICE.format(job=job)}"
             )
+    if evaluation.get("split", TABLED_SPLIT) != TABLED_SPLIT:  # a diverged run's eval.json may have none
+        raise FiveError(
+            f"{run_dir}: evaluated on the {evaluation['split']!r} split, but the tables report the "
+            f"{TABLED_SPLIT!r} split: {RERUN_ADVICE.format(job='evaluate')}"
+        )
     found = {key: evaluation.get(key) for key in ("model_selection", "importance_samples")}
     found["sigma"] = {None: None, "fitted": "fitted"}.get(evaluation.get("sigma_policy"), "own")
     for key, value in evaluation_settings(point, evaluation_config).items():
