@@ -293,6 +293,11 @@ def yaml_case(datasets="", top="", claim_kind=None, claim_extra="", models=None)
 
 
 LOADED = [
+    (  # its sums overflowed the sign-flip test to p = 0
+        "claim margin beyond any metric's",
+        yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1.0e+308"),
+        "claims.list.0.margin: 1e+308 is greater than the maximum of 1000000000000",
+    ),
     (  # what Snakemake's --config pack_seeds=false gives
         "boolean as text",
         yaml_case(top='pack_seeds: "false"\n'),

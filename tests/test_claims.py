@@ -591,3 +591,17 @@ def test_a_ratio_of_a_value_that_is_not_positive_is_inconclusive_saying_why(mode
         warnings.simplefilter("error")
         overall, cells = verdicts(runs, claim | {"metric": "epoch_time_s", "factor": 3})
     assert overall["verdict"] == INCONCLUSIVE and "not a finite positive number in every run" in cells.iloc[0]["reason"]
+
+
+def test_a_margin_whose_sums_overflow_never_decides_a_count_claim():
+    """A margin of 1e308 made the sign-flip test's sums infinite and its p-value 0: an equivalence 'supported'
+    from 2 seeds, where 2 seeds cannot decide a count claim at all (the smallest p is 1/4). The schema bounds
+    margins; the test itself answers p = 1 to sums beyond float64."""
+    runs = runs_table({("five", 8): [7, 7], ("vae", 8): [7, 7]}, metric="active_units")
+    claim = {"id": "EQ", "statement": "", "kind": "equivalent", "model": "five", "against": ["vae"]}
+    claim |= {"metric": "active_units", "margin": 1e308}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        table = evaluate_claims(runs, {"min_seeds": 2, "confidence": 0.95, "list": [claim]}, SHOWN)
+    cell = table[table["dataset"] != "all"].iloc[0]
+    assert table["verdict"].tolist() == [INCONCLUSIVE, INCONCLUSIVE] and cell["p_support"] == 1.0

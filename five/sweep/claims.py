@@ -84,6 +84,9 @@ def sign_flip_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
     """One-sided exact p-value that the differences' centre lies below (`side` 'below') or above the boundary:
     under H0 the differences are symmetric about it, so every sign pattern of their distances is as likely."""
     centred = np.asarray(values, float) - boundary
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.abs(centred).sum()):  # sums beyond float64 (the schema bounds margins: none are)
+            return 1.0
     flipped = sign_patterns(len(centred)) @ np.abs(centred)
     observed, tolerance = centred.sum(), 1e-12 * (1 + np.abs(centred).sum())
     extreme = flipped <= observed + tolerance if side == "below" else flipped >= observed - tolerance
