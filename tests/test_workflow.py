@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from workflow_runs import planned_jobs, run_snakemake, snakemake_command
+from workflow_runs import planned_jobs, run_snakemake, snakemake, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,32 @@ def test_end_to_end_results_tables_plots_and_report(finished):
     report = subprocess.run(command, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-2000:]
     assert (finished / "report.html").stat().st_size > 10000
+
+
+def test_a_report_of_files_that_are_not_this_configs_results_is_refused(finished, tmp_path):
+    """Snakemake builds a report from whatever files exist: after an edit whose sweep had not run (or a run of
+    some targets only) it showed the old config's tables and claims beside the new snapshot, exit 0."""
+    from five.sweep.table import config_hash, load_sweep_config
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished, workdir, symlinks=True, ignore=shutil.ignore_patterns("report.html"))
+    results = workdir / "results" / "tiny"
+    edited = yaml.safe_load((workdir / "config.yaml").read_text()) | {"claims": {"min_seeds": 2}}
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(edited))
+    new = config_hash(load_sweep_config(workdir / "edited.yaml"))
+
+    def refusal(config: str) -> str:
+        result = snakemake(snakemake_command(workdir, workdir / config, "--report", workdir / "r.html"), timeout=300)
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and not (workdir / "r.html").exists(), lines
+        return lines[0]
+
+    assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml")  # no run of the edit yet
+    shutil.copy(next((results / "configs").glob("*.yaml")), results / "configs" / f"{new}.yaml")
+    assert "tables/main.md was made from another config" in refusal("edited.yaml")
+    later = (results / "runs.csv").stat().st_mtime + 60  # an aggregation after the tables and claims were made
+    os.utime(results / "runs.csv", (later, later))
+    assert "is older than results/tiny/runs.csv" in refusal("config.yaml")
 
 
 def test_config_strings_reach_the_shell_quoted(finished):

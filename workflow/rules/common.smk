@@ -253,3 +253,31 @@ def claims_current():
         return False
     made_from = f"config_hash {PROVENANCE['config_hash']}"
     return made_from in details.read_text() and details.stat().st_mtime >= runs.stat().st_mtime
+
+
+def stale_report_file():
+    """The first file a report shows that is not this config's results ('' where none): the snapshot must exist,
+    the tables and claims name this config's hash, and all that is made from runs.csv is not older than it."""
+    runs, snapshot = Path(f"{RESULTS}/runs.csv"), Path(CONFIG_SNAPSHOT)
+    shown = [Path(path) for path in TABLES + PLOTS + [f"{RESULTS}/claims.md"]]
+    for path in [snapshot, runs, *shown]:
+        if not path.is_file():
+            return f"{path} does not exist"
+    made_from = f"config_hash {PROVENANCE['config_hash']}"
+    for path in (Path(f"{RESULTS}/tables/main.md"), Path(f"{RESULTS}/claims.md")):
+        if made_from not in path.read_text(errors="replace"):
+            return f"{path} was made from another config"
+    older = [path for path in shown if path.stat().st_mtime < runs.stat().st_mtime]
+    return f"{older[0]} is older than {runs}" if older else ""
+
+
+# `snakemake --report` builds its report from whatever files exist: after an edit whose sweep has not run (or a run
+# of some targets only) it would show another config's tables or claims beside this config's snapshot
+if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv[1:]):
+    if stale := stale_report_file():
+        print(
+            f"five: the report would not be this config's results ({stale}): run the workflow with this "
+            "--configfile and no target first",
+            file=sys.stderr,
+        )
+        sys.exit(2)
