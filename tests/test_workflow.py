@@ -185,6 +185,16 @@ def test_config_edits_rerun_only_what_they_touch(finished):
     }
 
 
+def test_the_order_in_which_the_config_lists_the_seeds_changes_no_job(finished):
+    """A pack's command listed its seeds and run folders in the config's order: `seeds: [1, 0]` after [0, 1]
+    changed every train and evaluate job's parameters, and Snakemake reran them all."""
+    commands = []
+    for seeds in ([0, 1], [1, 0]):
+        plan = run_snakemake(finished, TINY | {"seeds": seeds}, "-n", "-p")
+        commands.append(sorted(line for line in (plan.stdout + plan.stderr).splitlines() if "five.cli" in line))
+    assert len(commands[0]) == 8 and commands[0] == commands[1], commands  # 4 points: a train and an evaluate job each
+
+
 def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3

@@ -562,7 +562,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
                 training = training_settings(dataset, settings, model, model_settings, latent_dim, probes, point)
                 check_training(training, f"datasets.{dataset} × models.{model}")
                 training_json = json.dumps(training, indent=2)  # every seed of the point shares it
-                for seed in config["seeds"]:
+                for seed in sorted(config["seeds"]):  # the same jobs, whatever order the config lists them in
                     row = {
                         "dataset": dataset,
                         "model": model,

@@ -126,7 +126,7 @@ def job_run_files(name):
     """The files `name` of a train or evaluate job's runs, as its output: all seeds of a sweep point (pack_seeds),
     else the one run's."""
     if config["pack_seeds"]:
-        return expand(f"{RUN_PATTERN}/{name}", seed=config["seeds"], allow_missing=True)
+        return expand(f"{RUN_PATTERN}/{name}", seed=sorted(config["seeds"]), allow_missing=True)
     return f"{RUN_PATTERN}/{name}"
 
 

@@ -42,7 +42,7 @@ rule evaluate:
         runtime=job_resource("evaluate", "runtime", 60),
         mem_mb=job_resource("evaluate", "mem_mb", 8000),
     params:
-        # run folders in the order of the outputs, config["seeds"] (parameters of wildcards only: Snakemake
+        # run folders in the order of the outputs, the seeds sorted (parameters of wildcards only: Snakemake
         # compares no parameter that takes the output when it decides what to rerun)
         run_dir=lambda wildcards: per_job(job_runs(wildcards)),
         importance_samples=lambda wildcards: job_rows(wildcards)[0]["importance_samples"],
