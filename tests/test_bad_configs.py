@@ -331,6 +331,13 @@ LOADED = [
         ),
         "both give five's reference at d = 2, K = 1",
     ),
+    (  # the entry for every K was dropped without a word
+        "reference for every K shadowed at every swept K",
+        yaml_case(
+            ", reference: [{model: five, latent_dim: 2, value: 3}, {model: five, latent_dim: 2, probes: 1, value: 4}]"
+        ),
+        "datasets.digits.reference.0 (every K) is shown nowhere: each swept budget of five [1] at d = 2 has an entry",
+    ),
     (  # only its sample variant runs: no cell is five's
         "reference of five when only its sample variant runs",
         yaml_case(", reference: [{model: five, latent_dim: 2, value: 1}]").replace(
@@ -603,7 +610,7 @@ def test_a_malformed_config_is_one_config_error(tmp_path, text, expected):
         ),
         yaml_case(  # one for K = 1, one for every other K
             ", reference: [{model: five, latent_dim: 2, probes: 1, value: 2}, {model: five, latent_dim: 2, value: 1}]"
-        ),
+        ).replace("five: {probes: [1]}", "five: {probes: [1, 2]}"),
     ],
     ids=[
         "cuda graph on",

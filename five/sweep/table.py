@@ -330,6 +330,12 @@ def check_references(dataset: str, settings: dict, models: dict) -> None:
         if earlier != index:
             budget = "every K" if probes is None else f"K = {probes}"
             raise ConfigError(f"{where} and .{earlier} both give {model}'s reference at d = {latent_dim}, {budget}")
+    for (model, latent_dim, probes), index in entries.items():
+        if probes is None and all((model, latent_dim, k) in entries for k in swept[model]):
+            raise ConfigError(
+                f"datasets.{dataset}.reference.{index} (every K) is shown nowhere: each swept budget of {model} "
+                f"{swept[model]} at d = {latent_dim} has an entry of its own"
+            )
 
 
 def check_data_dir(config: dict) -> None:
