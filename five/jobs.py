@@ -62,6 +62,7 @@ def prepare_job(args, log=print):
         "hostname": socket.gethostname(),
         "threads": torch.get_num_threads(),
         "started_at": time.time(),
+        "mlflow_experiment": args.mlflow_experiment,  # what mlflow-sync may log the run to
     }
     return choose_device(args.device), facts
 
@@ -615,7 +616,7 @@ def run_mlflow_sync(args) -> None:
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")
         check_holds_no_run(run_dir, "run")
-        sync_inputs(run_dir.resolve())
+        sync_inputs(run_dir.resolve(), args.experiment)
     for run_dir in args.runs:
         with mlflow_errors_as_one_line():
             outcome = sync_run(

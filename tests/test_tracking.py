@@ -206,3 +206,19 @@ def test_a_jobs_artifact_location_may_be_a_file_uri(tmp_path, monkeypatch):
         )
         == 2
     )
+
+
+def test_mlflow_sync_logs_a_run_only_to_the_experiment_it_was_trained_for(tmp_path, monkeypatch, capsys):
+    """`five mlflow-sync --experiment X` of another experiment's runs filed them under X as well, exit 0."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "1"]
+    assert main([*options, "--mlflow-experiment", "mine", "--out", "run"]) == 0
+    capsys.readouterr()
+    assert main(["mlflow-sync", "--experiment", "other", "run"]) == 2
+    assert "run was trained for the MLflow experiment 'mine', not 'other'" in capsys.readouterr().err
+    assert MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_experiment_by_name("other") is None
+    assert main(["mlflow-sync", "--experiment", "mine", "run"]) == 0
+    assert "run: already in MLflow" in capsys.readouterr().out

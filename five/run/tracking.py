@@ -342,13 +342,19 @@ def check_evaluated_this_configuration(run_dir: Path, record: dict, evaluation: 
         )
 
 
-def sync_inputs(run_dir: Path) -> tuple[dict, dict | None] | str:
+def sync_inputs(run_dir: Path, experiment: str) -> tuple[dict, dict | None] | str:
     """A run folder's train.json and eval.json (None where not evaluated), read and checked before anything is
-    logged; or why the folder is skipped."""
+    logged to `experiment` (a run trained for another experiment is refused); or why the folder is skipped."""
     record_path, evaluation_path = Path(run_dir) / "train.json", Path(run_dir) / "eval.json"
     if not record_path.exists():
         return "not trained"
     record = read_train_record(record_path)
+    trained_for = record.get("mlflow_experiment")  # None: trained untracked, or before five recorded it
+    if trained_for is not None and trained_for != experiment:
+        raise FiveError(
+            f"{run_dir} was trained for the MLflow experiment {trained_for!r}, not {experiment!r}: sync it to its "
+            "own experiment"
+        )
     if record.get("status") not in FINISHED:  # training or killed: its job logs it
         return f"skipped: training has not ended (status {record.get('status')})"
     evaluation = read_evaluation(evaluation_path) if evaluation_path.exists() else None
@@ -367,7 +373,7 @@ def sync_run(
     sweep point's current run."""
     run_dir = Path(run_dir).resolve()
     record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
-    inputs = sync_inputs(run_dir)
+    inputs = sync_inputs(run_dir, experiment)
     if isinstance(inputs, str):
         return inputs
     record, evaluation = inputs
