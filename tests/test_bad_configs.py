@@ -293,6 +293,16 @@ def yaml_case(datasets="", top="", claim_kind=None, claim_extra="", models=None)
 
 
 LOADED = [
+    (  # Slurm would refuse every job at submission, after the dry run had passed
+        "memory beyond any node",
+        yaml_case(", resources: {train: {mem_mb: 1000000000000000000000000000000}}"),
+        "resources.train.mem_mb: 1000000000000000000000000000000 is greater than the maximum of 100000000",
+    ),
+    (
+        "runtime beyond any time limit",
+        yaml_case(", resources: {evaluate: {runtime: 600000}}"),
+        "resources.evaluate.runtime: 600000 is greater than the maximum of 525600",
+    ),
     (  # its sums overflowed the sign-flip test to p = 0
         "claim margin beyond any metric's",
         yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1.0e+308"),
