@@ -224,15 +224,21 @@ def report_runs(runs, trackers: dict, record_divergence: bool) -> None:
                     file=sys.stderr,
                 )
             continue
-        final = run.result["history"][-1] if run.result["history"] else {}
-        print(
-            f"done: {run.result['epochs_completed']} epochs, final loss {final.get('loss')}, "
-            f"wall time {run.result['wall_time_s']:.1f}s; wrote {run.out_dir}/checkpoint.pt and "
-            f"{run.out_dir}/train.json"
-        )
+        print(finished_summary(run.result, run.out_dir))
     failure = next((run.failure for run in runs if run.failure is not None), None)
     if failure is not None and not record_divergence:
         raise failure
+
+
+def finished_summary(record: dict, run_dir: Path) -> str:
+    """A finished run's closing line, naming the files its folder holds (a run cut from a longer one has no
+    checkpoint.pt of its end, only best.pt)."""
+    final = record["history"][-1] if record["history"] else {}
+    held = [name for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON) if (run_dir / name).is_file()]
+    return (
+        f"done: {record['epochs_completed']} epochs, final loss {final.get('loss')}, wall time "
+        f"{record['wall_time_s']:.1f}s; {run_dir} holds {', '.join(held)}"
+    )
 
 
 def start_tracker(args, run_dir: Path, key: str | None, config: TrainConfig, device):

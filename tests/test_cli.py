@@ -315,3 +315,18 @@ def test_time_steps_refuses_bad_points_in_one_line(tmp_path, points, cause):
     result = five("time-steps", "--dataset", "digits", "--points", points, "--out", tmp_path / "steps.csv")
     assert result.returncode == 2 and cause in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "steps.csv").exists()
+
+
+def test_the_closing_line_names_the_files_the_run_folder_holds(tmp_path):
+    """A run cut from a longer one keeps best.pt and train.json but no checkpoint.pt; the line said it wrote one."""
+    from five.jobs import finished_summary
+
+    record = {"epochs_completed": 25, "history": [{"epoch": 25, "loss": 1.5}], "wall_time_s": 2.0}
+    for name in ("best.pt", "train.json"):
+        (tmp_path / name).write_text("")
+    assert (
+        finished_summary(record, tmp_path)
+        == f"done: 25 epochs, final loss 1.5, wall time 2.0s; {tmp_path} holds best.pt, train.json"
+    )
+    (tmp_path / "checkpoint.pt").write_text("")
+    assert finished_summary(record, tmp_path).endswith("holds checkpoint.pt, best.pt, train.json")
