@@ -172,3 +172,21 @@ def test_a_long_evaluation_says_how_far_it_is_within_a_batch(tmp_path, monkeypat
     assert lines[start].endswith("examples × 1024 importance samples, in 2 batches")
     progress = [f"batch 1/2: {256 * n}/1024 importance samples" for n in (1, 2, 3, 4)]
     assert lines[start + 1 : start + 6] == progress + ["evaluated batch 1/2"], lines
+
+
+def test_without_a_validation_split_the_arrays_read_by_no_split_are_named(tmp_path):
+    """An npz whose validation array is misnamed ('valid') falls back to training examples for monitoring: the
+    line saying so names the array, which five otherwise ignores without a word."""
+    import numpy as np
+
+    from five.data.datasets import load_npz
+    from five.run.validation import validation_batch
+
+    arrays = {"train": np.zeros((20, 4), np.float32), "test": np.ones((10, 4), np.float32)}
+    lines = []
+    np.savez(tmp_path / "typo.npz", **arrays, valid=np.ones((5, 4), np.float32), labels=np.arange(20))
+    validation_batch(load_npz(str(tmp_path / "typo.npz")), CPU, lines.append)
+    assert "has no validation split (its arrays valid, labels are no split: one named 'validation' is)" in lines[0]
+    np.savez(tmp_path / "plain.npz", **arrays)
+    validation_batch(load_npz(str(tmp_path / "plain.npz")), CPU, lines.append)
+    assert "plain.npz has no validation split: monitoring uses" in lines[1]

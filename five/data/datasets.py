@@ -42,6 +42,7 @@ class Dataset:
     default_architecture: str
     default_hidden_width: int
     fingerprint: str | None = None  # a user's npz: of its contents, so that a run notices the file changed
+    unread: tuple[str, ...] = ()  # a user's npz: the arrays it holds that are no split (named where that matters)
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -132,7 +133,7 @@ def load_npz(path: str) -> Dataset:
         raise DataError(f"npz data file {file} is {kind}, not a file")
     if not file.exists():
         raise DataError(f"npz data file not found: {file}")
-    arrays, levels = _read_npz(file)
+    arrays, levels, unread = _read_npz(file)
     shapes = {split: array.shape for split, array in arrays.items()}
     example_shapes = {shape[1:] for shape in shapes.values()}
     if any(len(shape) not in (2, 4) for shape in shapes.values()) or len(example_shapes) != 1:
@@ -148,7 +149,8 @@ def load_npz(path: str) -> Dataset:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
-    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, contents_hash(splits, levels))
+    fingerprint = contents_hash(splits, levels)
+    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, fingerprint, unread)
 
 
 def contents_hash(splits: dict[str, torch.Tensor], levels: int | None) -> str:
@@ -177,9 +179,10 @@ def check_same_data(dataset: Dataset, run_dir: Path) -> None:
 MAX_DISCRETE_LEVELS = 2**31  # values 0 … L − 1 are held as int32
 
 
-def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
-    """The split arrays and discrete_levels of a user's .npz, each problem one DataError naming the file:
-    not a readable zip, pickled objects (never loaded), non-numeric, empty or non-finite arrays."""
+def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str, ...]]:
+    """The split arrays and discrete_levels of a user's .npz, and the names of the arrays it does not read, each
+    problem one DataError naming the file: not a readable zip, pickled objects (never loaded), non-numeric,
+    empty or non-finite arrays."""
     import zipfile
 
     if not zipfile.is_zipfile(file):  # np.load would try it as a pickle
@@ -191,6 +194,7 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
                 raise DataError(f"{file} lacks the array(s) {', '.join(missing)} (it has {', '.join(archive.files)})")
             arrays = {split: archive[split] for split in ("train", "validation", "test") if split in archive.files}
             levels = archive["discrete_levels"] if "discrete_levels" in archive.files else None
+            unread = tuple(name for name in archive.files if name not in (*arrays, "discrete_levels"))
     except DataError:
         raise
     except ValueError as error:
@@ -225,7 +229,7 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None]:
         levels = int(levels)
         if levels > MAX_DISCRETE_LEVELS:
             raise DataError(f"{file}: discrete_levels {levels} exceeds {MAX_DISCRETE_LEVELS} (the levels are int32)")
-    return arrays, levels
+    return arrays, levels, unread
 
 
 def _vision(name: str) -> Callable[[Path], Dataset]:

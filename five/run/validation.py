@@ -71,9 +71,14 @@ def validation_batch(dataset: Dataset, device: torch.device, log: Callable[[str]
     if "validation" in dataset.splits:
         levels = dataset.split("validation")
     else:
+        unread = (
+            f" (its arrays {', '.join(dataset.unread)} are no split: one named 'validation' is)"
+            if dataset.unread
+            else ""
+        )
         log(
-            f"{dataset.name} has no validation split: monitoring uses the first {VALIDATION_EXAMPLES} training "
-            "examples (fit, not generalisation)"
+            f"{dataset.name} has no validation split{unread}: monitoring uses the first {VALIDATION_EXAMPLES} "
+            "training examples (fit, not generalisation)"
         )
         levels = dataset.split("train")
     generator = torch.Generator(device=device).manual_seed(VALIDATION_SEED)
