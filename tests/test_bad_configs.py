@@ -437,6 +437,12 @@ LOADED = [
     ("tracking uri file store", yaml_case(top="tracking_uri: file:///tmp/mlruns\n"), "MLflow's file store"),
     ("tracking uri relative path", yaml_case(top="tracking_uri: ./mlruns\n"), "MLflow's file store"),
     ("tracking uri unknown scheme", yaml_case(top="tracking_uri: ftp://host/x\n"), "unknown scheme 'ftp'"),
+    # taken for a server that is down: every job went on untracked
+    (
+        "tracking uri a server without host",
+        yaml_case(top="tracking_uri: 'http://:5000'\n"),
+        "names no server (no host)",
+    ),
     (
         "ratio without factor",
         yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae]"),

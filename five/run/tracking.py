@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 from five.base.config import SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import ConfigError, FiveError
@@ -93,6 +94,8 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
         raise ConfigError(
             f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
         )
+    if scheme in ("http", "https") and not urlparse(uri).hostname:
+        raise ConfigError(f"{what} {uri!r} names no server (no host): use http://HOST:PORT")
     if scheme == "sqlite" and sqlite_database(uri) is None:
         raise ConfigError(
             f"{what} {uri!r} names no database file (an in-memory database keeps nothing): use "
