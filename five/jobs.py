@@ -104,7 +104,7 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
 
 
 def run_train(args) -> None:
-    check_job_options(args)
+    check_job_options(args, runs=args.out)
     check_one_per_run(args.out, "--mlflow-run-key", args.mlflow_run_key)
     configs = train_configs(args)  # the settings and paths before torch is imported: a mistake is answered at once
     check_packable(configs, args.out)
@@ -565,11 +565,11 @@ def check_artifact_location(location: str | None, option: str, runs: list[Path] 
     check_artifact_folder(local_artifact_folder(location), option, runs)
 
 
-def check_job_options(args) -> None:
-    """A job's MLflow run keys and artifact store mean something only where it logs to an experiment; its GPU
-    locks lie outside every run's folder."""
+def check_job_options(args, runs: list[Path] = ()) -> None:
+    """A job's MLflow run keys and artifact store mean something only where it logs to an experiment, its
+    tracking store and GPU locks lie outside every run's folder (`runs`: those the job makes)."""
     if args.gpu_lock_dir is not None:
-        check_not_in_another_run(None, args.gpu_lock_dir, args.gpu_lock_dir, "--gpu-lock-dir")
+        check_not_in_another_run(None, args.gpu_lock_dir, args.gpu_lock_dir, "--gpu-lock-dir", planned=runs)
     for option, value in (
         ("--mlflow-run-key", args.mlflow_run_key),
         ("--mlflow-artifact-location", args.mlflow_artifact_location),
@@ -577,17 +577,14 @@ def check_job_options(args) -> None:
         if value is not None and not args.mlflow_experiment:
             raise FiveError(f"{option} is given without --mlflow-experiment, which it needs: nothing would be logged")
     if args.mlflow_experiment:
-        check_tracking_store()
+        check_environment_store(runs)
 
 
-def check_tracking_store() -> None:
-    """$MLFLOW_TRACKING_URI (else MLflow's default ./mlflow.db) names a store MLflow can serve runs from, an SQLite
-    database outside every run's folder (check_tracking_uri, check_database_outside_runs), before torch loads."""
-    from five.run.tracking import check_database_outside_runs, check_tracking_uri
+def check_environment_store(runs: list[Path] = ()) -> None:
+    """$MLFLOW_TRACKING_URI's store (check_tracking_store), before torch loads; `runs`: the command's new runs."""
+    from five.run.tracking import check_tracking_store, environment_tracking_uri
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or None
-    check_tracking_uri(uri, "MLFLOW_TRACKING_URI")
-    check_database_outside_runs(uri)
+    check_tracking_store(environment_tracking_uri(), "MLFLOW_TRACKING_URI", runs)
 
 
 def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = ()) -> None:
@@ -607,7 +604,7 @@ def run_mlflow_init(args) -> None:
     from five.run.tracking import ensure_experiment
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    check_tracking_store()
+    check_environment_store()
     with mlflow_errors_as_one_line():
         experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
     print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
@@ -617,7 +614,7 @@ def run_mlflow_sync(args) -> None:
     from five.run.tracking import sync_inputs, sync_run
 
     check_artifact_location(args.artifact_location, "--artifact-location")
-    check_tracking_store()
+    check_environment_store()
     for run_dir in args.runs:  # all checked before the first is logged
         if not run_dir.is_dir():
             raise FiveError(f"{run_dir} is not a run folder")

@@ -441,7 +441,7 @@ LOADED = [
     (
         "tracking uri a server without host",
         yaml_case(top="tracking_uri: 'http://:5000'\n"),
-        "names no server (no host)",
+        "names no server (no host or a malformed one)",
     ),
     (
         "ratio without factor",

@@ -1444,7 +1444,8 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
         ("sqlite:///{tmp}/text.db", "{tmp}/text.db is not an SQLite database; name another file"),
         ("sqlite:///{tmp}/a\nb.db", "holds a control character"),
         ("sqlite://", "MLFLOW_TRACKING_URI 'sqlite://' names no database file"),
-        ("http://", "MLFLOW_TRACKING_URI 'http://' names no server (no host)"),
+        ("http://", "MLFLOW_TRACKING_URI 'http://' names no server (no host or a malformed one)"),
+        ("http://[::1:5000", "MLFLOW_TRACKING_URI 'http://[::1:5000' names no server"),  # urlparse: ValueError
         ("sqlite:///:memory:", "MLFLOW_TRACKING_URI 'sqlite:///:memory:' names no database file"),
         ("sqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be regular"),
         ("sqlite+pysqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be"),
@@ -1458,6 +1459,7 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
         "a newline",
         "in memory",
         "a server without host",
+        "a server of a malformed host",
         "in memory, named",
         "a device",
         "a device, with a driver",
@@ -1476,6 +1478,16 @@ def test_the_mlflow_commands_say_what_is_wrong_with_the_store_in_one_line(
     code, _, err = run_cli(argv)
     assert code == 2 and err.strip().splitlines() == [err.strip()], err
     assert cause.format(tmp=tmp_path) in err, err
+
+
+@pytest.mark.parametrize("where", ["newrun/m.db", "newrun"], ids=["in the new run's folder", "as the new run's folder"])
+def test_a_tracking_database_in_the_place_of_the_run_a_job_makes_is_refused(tmp_path, monkeypatch, where):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / where}")
+    argv = ["train", "--model", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs", "1", "--device", "cpu"]
+    code, out, err = run_cli([*argv, "--mlflow-experiment", "x", "--out", tmp_path / "newrun"])
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert f"the tracking database {tmp_path / where} lies in the run folder {tmp_path / 'newrun'}" in err, err
+    assert out == "" and not (tmp_path / "newrun").exists()
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "mlflow-init", "mlflow-sync"])
@@ -1748,7 +1760,7 @@ def test_a_run_never_overwrites_the_tracking_database_it_logs_to(tmp_path, monke
     (tmp_path / "r").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'r' / 'best.pt'}")
     code, _, err = run_cli(train_with(out=tmp_path / "r") + ["--mlflow-experiment", "x"])
-    assert code == 2 and f"its best.pt would overwrite {tmp_path / 'r' / 'best.pt'}" in err, err
+    assert code == 2 and f"the tracking database {tmp_path / 'r' / 'best.pt'} lies in the run folder" in err, err
     assert list((tmp_path / "r").iterdir()) == []
 
 

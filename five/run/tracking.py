@@ -50,24 +50,34 @@ def default_tracking_uri(results_dir: Path) -> str:
 
 
 def export_tracking_uri(configured: str | None, results_dir: Path, runs: Iterable[Path] = ()) -> str:
-    """The workflow's tracking URI: the config key (checked with the config), else $MLFLOW_TRACKING_URI, checked
-    here, else SQLite under results/; its database outside the sweep's `runs` and every other. Exported to the
-    environment, which jobs inherit, so switching servers retrains nothing."""
-    if not configured:  # set but empty is unset, as for MLflow
-        check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or None, "MLFLOW_TRACKING_URI")
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
-    check_sqlite_files(uri, "the tracking database")
-    check_database_outside_runs(uri, runs)
+    """The workflow's tracking URI: the config key, else $MLFLOW_TRACKING_URI, else SQLite under results/, checked
+    as a store for the sweep's `runs`. Exported to the environment, which jobs inherit, so switching servers
+    retrains nothing."""
+    environment = environment_tracking_uri()
+    uri, what = (
+        (configured, "tracking_uri")
+        if configured
+        else (environment, "MLFLOW_TRACKING_URI")
+        if environment
+        else (default_tracking_uri(results_dir), "the tracking database")
+    )
+    check_tracking_store(uri, what, runs)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
 
 
-def check_database_outside_runs(uri: str | None, runs: Iterable[Path] = ()) -> None:
-    """The SQLite database `uri` names (None: MLflow's default ./mlflow.db) lies outside every run's folder, the
-    `runs` to be made included: it and the journals SQLite keeps beside it would lie among a run's files."""
+def environment_tracking_uri() -> str | None:
+    return os.environ.get("MLFLOW_TRACKING_URI") or None  # set but empty is unset, as for MLflow
+
+
+def check_tracking_store(uri: str | None, what: str, runs: Iterable[Path] = ()) -> None:
+    """A store MLflow can serve runs from (check_tracking_uri; None: MLflow's default ./mlflow.db), whose SQLite
+    database lies outside every run's folder, the `runs` to be made included: it and the journals SQLite keeps
+    beside it would lie among a run's files."""
+    check_tracking_uri(uri, what)
     database = sqlite_database(uri or MLFLOW_DEFAULT_URI)
     if database is not None:
-        check_not_in_another_run(None, database, database.parent, "the tracking database", planned=runs)
+        check_not_in_another_run(None, database, database, "the tracking database", planned=runs)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
@@ -94,14 +104,22 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
         raise ConfigError(
             f"{what} {uri!r} has the unknown scheme {scheme!r} (use one of {', '.join(TRACKING_SCHEMES)})"
         )
-    if scheme in ("http", "https") and not urlparse(uri).hostname:
-        raise ConfigError(f"{what} {uri!r} names no server (no host): use http://HOST:PORT")
+    if scheme in ("http", "https") and not server_host(uri):
+        raise ConfigError(f"{what} {uri!r} names no server (no host or a malformed one): use http://HOST:PORT")
     if scheme == "sqlite" and sqlite_database(uri) is None:
         raise ConfigError(
             f"{what} {uri!r} names no database file (an in-memory database keeps nothing): use "
             "sqlite:///ABSOLUTE/PATH/mlflow.db"
         )
     check_sqlite_files(uri, what)
+
+
+def server_host(uri: str) -> str | None:
+    """The host of a server's URI; None where it names none or cannot be parsed (an unclosed IPv6 bracket)."""
+    try:
+        return urlparse(uri).hostname
+    except ValueError:
+        return None
 
 
 def check_sqlite_files(uri: str, what: str) -> None:
