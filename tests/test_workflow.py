@@ -68,18 +68,31 @@ def test_a_report_of_files_that_are_not_this_configs_results_is_refused(finished
     (workdir / "edited.yaml").write_text(yaml.safe_dump(edited))
     new = config_hash(load_sweep_config(workdir / "edited.yaml"))
 
-    def refusal(config: str) -> str:
-        result = snakemake(snakemake_command(workdir, workdir / config, "--report", workdir / "r.html"), timeout=300)
+    def refusal(config: str, *report: str) -> str:
+        report = report or ("--report", str(workdir / "r.html"))
+        result = snakemake(snakemake_command(workdir, workdir / config, *report), timeout=300)
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and not (workdir / "r.html").exists(), lines
         return lines[0]
 
     assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml")  # no run of the edit yet
-    shutil.copy(next((results / "configs").glob("*.yaml")), results / "configs" / f"{new}.yaml")
-    assert "tables/main.md was made from another config" in refusal("edited.yaml")
+    assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml", f"--report={workdir / 'r.html'}")
+    options = ("--reporter", "html", "--report-html-path", str(workdir / "r.html"))
+    assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml", *options)
+    snapshot = results / "configs" / f"{new}.yaml"
+    shutil.copy(next((results / "configs").glob("*.yaml")), snapshot)
+    assert "tables/main.md was not made from runs.csv for this config" in refusal("edited.yaml")
+    snapshot.unlink()
     later = (results / "runs.csv").stat().st_mtime + 60  # an aggregation after the tables and claims were made
     os.utime(results / "runs.csv", (later, later))
-    assert "is older than results/tiny/runs.csv" in refusal("config.yaml")
+    assert "tables/main.md was not made from runs.csv for this config" in refusal("config.yaml")
+    for path in (results / "tables" / "main.md", results / "claims.md"):
+        os.utime(path, (later + 1, later + 1))
+    assert "tables/main.csv is missing or older than results/tiny/runs.csv" in refusal("config.yaml")
+    # a report after a run is of that run's results: the edit's aggregation reruns, then the report is made
+    after = ("--cores", "1", "--report", str(workdir / "r.html"), "--report-after-run")
+    result = snakemake(snakemake_command(workdir, workdir / "edited.yaml", *after), timeout=600)
+    assert result.returncode == 0 and (workdir / "r.html").stat().st_size > 10000, result.stderr[-2000:]
 
 
 def test_config_strings_reach_the_shell_quoted(finished):

@@ -246,34 +246,45 @@ def final_outputs():
     return TABLES + PLOTS + aggregated + [CONFIG_SNAPSHOT, f"{RESULTS}/claims.md"]
 
 
-def claims_current():
-    """Whether claims.txt is this config's, made from the current runs.csv (claims.md names its config_hash)."""
-    claims, details, runs = (Path(f"{RESULTS}/{name}") for name in ("claims.txt", "claims.md", "runs.csv"))
-    if not (claims.exists() and details.exists() and runs.exists()):
+def made_from_runs(path):
+    """Whether `path` names this config's hash and is not older than runs.csv: made from the current results."""
+    runs = Path(f"{RESULTS}/runs.csv")
+    if not (path.is_file() and runs.is_file()):
         return False
     made_from = f"config_hash {PROVENANCE['config_hash']}"
-    return made_from in details.read_text() and details.stat().st_mtime >= runs.stat().st_mtime
+    return made_from in path.read_text(errors="replace") and path.stat().st_mtime >= runs.stat().st_mtime
+
+
+def claims_current():
+    """Whether claims.txt is this config's, made from the current runs.csv (claims.md names its config_hash)."""
+    return Path(f"{RESULTS}/claims.txt").exists() and made_from_runs(Path(f"{RESULTS}/claims.md"))
 
 
 def stale_report_file():
     """The first file a report shows that is not this config's results ('' where none): the snapshot must exist,
-    the tables and claims name this config's hash, and all that is made from runs.csv is not older than it."""
+    the tables and claims be made from the current runs.csv for this config, the plots not be older."""
     runs, snapshot = Path(f"{RESULTS}/runs.csv"), Path(CONFIG_SNAPSHOT)
-    shown = [Path(path) for path in TABLES + PLOTS + [f"{RESULTS}/claims.md"]]
-    for path in [snapshot, runs, *shown]:
+    for path in (snapshot, runs):
         if not path.is_file():
             return f"{path} does not exist"
-    made_from = f"config_hash {PROVENANCE['config_hash']}"
-    for path in (Path(f"{RESULTS}/tables/main.md"), Path(f"{RESULTS}/claims.md")):
-        if made_from not in path.read_text(errors="replace"):
-            return f"{path} was made from another config"
-    older = [path for path in shown if path.stat().st_mtime < runs.stat().st_mtime]
-    return f"{older[0]} is older than {runs}" if older else ""
+    for path in (Path(f"{RESULTS}/tables/main.md"), Path(f"{RESULTS}/claims.md")):  # they name their config
+        if not made_from_runs(path):
+            return f"{path} was not made from runs.csv for this config"
+    older = [
+        path for path in map(Path, TABLES + PLOTS) if not path.is_file() or path.stat().st_mtime < runs.stat().st_mtime
+    ]
+    return f"{older[0]} is missing or older than {runs}" if older else ""
 
 
 # `snakemake --report` builds its report from whatever files exist: after an edit whose sweep has not run (or a run
-# of some targets only) it would show another config's tables or claims beside this config's snapshot
-if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv[1:]):
+# of some targets only) it would show another config's tables or claims beside this config's snapshot. (Not where
+# the report comes after a run, --report-after-run, or is of the estimate alone.)
+REPORT_OPTIONS = ("--report", "--reporter", "--report-html-path")
+if (
+    any(arg.split("=")[0] in REPORT_OPTIONS for arg in sys.argv[1:])
+    and "--report-after-run" not in sys.argv
+    and not ESTIMATE_ONLY
+):
     if stale := stale_report_file():
         print(
             f"five: the report would not be this config's results ({stale}): run the workflow with this "
