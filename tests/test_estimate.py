@@ -130,6 +130,24 @@ def test_an_estimate_made_on_another_kind_of_device_than_the_configs_is_refused(
     assert "estimate.csv was made on cuda:0, but the config's jobs run on cpu" in planned.stderr
 
 
+def test_a_predicted_runtime_beyond_any_clusters_limit_is_refused_in_one_line(tmp_path):
+    """The schema bounds a runtime the config gives; one the estimate predicts (× the safety factor) is bounded
+    alike, else Slurm would refuse every job at submission."""
+    rows = [
+        {
+            "run_dir": f"results/five-quick/manifold/{model}/d2/k{k}/s0",
+            "predicted_train_s": seconds,
+            "predicted_evaluate_s": 5.0,
+            "job_startup_s": 4.0,
+        }
+        for model, k, seconds in (("vae", 0, 100.0), ("five", 1, 2e7))  # 2e7 s × 2: 666,667 minutes
+    ]
+    planned = slurm_plan(tmp_path, [0], rows)
+    lines = [line for line in planned.stderr.splitlines() if line.strip() and not line.startswith("Using profile")]
+    assert planned.returncode == 2 and len(lines) == 1, planned.stderr[-2000:]
+    assert "predicts 666,667 minutes for the train job of results/five-quick/manifold/five/d2/k1/s0" in lines[0]
+
+
 def test_an_estimate_made_for_other_settings_is_refused_not_used(tmp_path):
     """After an edit (e.g. more epochs) the estimate predicts runs that no longer exist: a cluster runtime from
     it would be too short, so planning stops with one line."""

@@ -232,6 +232,7 @@ def test_the_schemas_defaults_are_the_codes():
     Snakemake fills in, and must agree; so must its bound on `gpus` with `five estimate --gpus`'s."""
     from five.base.config import DEFAULT_BATCH_SIZE, DEFAULT_FIF_BETA, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_LR
     from five.run.gpus import MAX_GPU_COUNT
+    from five.sweep.estimate_files import MAX_RUNTIME_MINUTES
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     found = {}
@@ -254,6 +255,8 @@ def test_the_schemas_defaults_are_the_codes():
         "importance_samples": DEFAULT_IMPORTANCE_SAMPLES,
     }
     assert schema["properties"]["gpus"]["maximum"] == MAX_GPU_COUNT
+    runtime = schema["$defs"]["job_resources"]["properties"]["runtime"]["oneOf"][0]
+    assert runtime["maximum"] == MAX_RUNTIME_MINUTES
 
 
 @pytest.mark.parametrize(

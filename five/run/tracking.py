@@ -394,6 +394,7 @@ def sync_run(
     sweep point's current run."""
     run_dir = Path(run_dir).resolve()
     record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
+    superseded = run_dir.parent.name == SUPERSEDED  # as move_aside lays it out: run/.superseded/<time>/
     inputs = sync_inputs(run_dir, experiment)
     if isinstance(inputs, str):
         return inputs
@@ -404,7 +405,7 @@ def sync_run(
     tracker.start(
         record["config"] | {"device": record.get("device")},
         tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]}
-        | ({SUPERSEDED_TAG: "true"} if SUPERSEDED in run_dir.parts else {}),
+        | ({SUPERSEDED_TAG: "true"} if superseded else {}),
     )
     for entry in record["history"]:
         tracker.log_metrics(
@@ -417,4 +418,4 @@ def sync_run(
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")
     if tracker.run_id is None:
         return "not logged (tracking failed)"
-    return f"logged (a superseded run, tagged {SUPERSEDED_TAG})" if SUPERSEDED in run_dir.parts else "logged"
+    return f"logged (a superseded run, tagged {SUPERSEDED_TAG})" if superseded else "logged"

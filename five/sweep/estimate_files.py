@@ -14,6 +14,7 @@ from five.sweep.table import device_kind, estimate_key
 ESTIMATE_FILES = ("estimate.csv", "estimate.md")  # what `five estimate` writes into its --out-dir
 REMAKE_ADVICE = "make it again with `snakemake estimate --configfile …` (or `five estimate`)"
 PREDICTED = {"train": "predicted_train_s", "evaluate": "predicted_evaluate_s"}
+MAX_RUNTIME_MINUTES = 525_600  # a year: beyond any cluster's time limit (the schema's bound on a given runtime)
 
 
 @lru_cache(maxsize=None)
@@ -102,4 +103,10 @@ def estimated_minutes(path: str, runs: list[dict], rule: str, config: dict) -> i
         column += "_packed"
     seconds = sum(estimate_seconds(row, column, path) for row in rows) * config["estimate_safety_factor"]
     seconds += estimate_seconds(rows[0], "job_startup_s", path)
-    return max(1, math.ceil(seconds / 60))
+    minutes = max(1, math.ceil(seconds / 60))
+    if minutes > MAX_RUNTIME_MINUTES:
+        raise ConfigError(
+            f"{path} predicts {minutes:,} minutes for the {rule} job of {runs[0]['run_dir']}, beyond a year "
+            f"({MAX_RUNTIME_MINUTES:,}), which no cluster grants: run the sweep on a faster device or shorten it"
+        )
+    return minutes

@@ -84,6 +84,11 @@ def model_dir(model: str, surrogate_point: str | None) -> str:
     return model if variant in (None, DEFAULT_SURROGATE_POINT) else f"{model}-{variant}"
 
 
+def sweep_seeds(config: dict) -> list[int]:
+    """The seeds in the order every job lists its runs: sorted, so that reordering `seeds` changes no job."""
+    return sorted(config["seeds"])
+
+
 def swept_probes(model: str, model_settings: dict | None) -> list[int]:
     """The Hutchinson budgets K a model's runs sweep: its `probes`, default [DEFAULT_PROBES]; [NO_PROBES] for
     the models without a budget. (`model_settings` None: `vae:` with nothing after it is YAML null.)"""
@@ -568,7 +573,7 @@ def sweep_table(config: dict, results: str | None = None) -> pd.DataFrame:
                 training = training_settings(dataset, settings, model, model_settings, latent_dim, probes, point)
                 check_training(training, f"datasets.{dataset} × models.{model}")
                 training_json = json.dumps(training, indent=2)  # every seed of the point shares it
-                for seed in sorted(config["seeds"]):  # the same jobs, whatever order the config lists them in
+                for seed in sweep_seeds(config):
                     row = {
                         "dataset": dataset,
                         "model": model,

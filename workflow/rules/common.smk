@@ -26,6 +26,7 @@ from five.sweep.table import (
     probes_shown,
     reject_duplicate_keys,
     run_folder,
+    sweep_seeds,
     sweep_table,
 )
 from five.run.tracking import UNTRACKED_WARNING, export_tracking_uri
@@ -126,7 +127,7 @@ def job_run_files(name):
     """The files `name` of a train or evaluate job's runs, as its output: all seeds of a sweep point (pack_seeds),
     else the one run's."""
     if config["pack_seeds"]:
-        return expand(f"{RUN_PATTERN}/{name}", seed=sorted(config["seeds"]), allow_missing=True)
+        return expand(f"{RUN_PATTERN}/{name}", seed=sweep_seeds(config), allow_missing=True)
     return f"{RUN_PATTERN}/{name}"
 
 
