@@ -271,6 +271,7 @@ def run_evaluate(args) -> None:
     paths before torch is imported: a mistyped option is answered at once)."""
     image_dirs = check_evaluation_outputs(args)
     from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
+    from five.run.tracking import evaluation_metrics
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.cache_dir is not None:
@@ -298,7 +299,7 @@ def run_evaluate(args) -> None:
         write_json(out, metrics | {"job": facts})
         if tracker is not None:
             tracker.attach()
-            tracker.log_metrics({f"eval_{key}": value for key, value in metrics.items()})
+            tracker.log_metrics(evaluation_metrics(metrics))
             tracker.log_artifacts([out, *metrics.get("image_grids", [])])
             tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
         print(evaluation_summary(run, out, metrics))

@@ -222,3 +222,13 @@ def test_mlflow_sync_logs_a_run_only_to_the_experiment_it_was_trained_for(tmp_pa
     assert MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_experiment_by_name("other") is None
     assert main(["mlflow-sync", "--experiment", "mine", "run"]) == 0
     assert "run: already in MLflow" in capsys.readouterr().out
+
+
+def test_an_evaluation_of_another_split_is_logged_under_its_split_not_as_the_test_numbers():
+    from five.run.tracking import evaluation_metrics
+
+    assert evaluation_metrics({"split": "test", "nll_nats": 40.0}) == {"eval_split": "test", "eval_nll_nats": 40.0}
+    assert evaluation_metrics({"split": "train", "nll_nats": 38.0}) == {
+        "eval_train_split": "train",
+        "eval_train_nll_nats": 38.0,
+    }

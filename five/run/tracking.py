@@ -31,7 +31,7 @@ from five.base.files import (
     read_train_record,
     refuse_non_regular,
 )
-from five.base.metrics import read_evaluation
+from five.base.metrics import TABLED_SPLIT, read_evaluation
 
 RUN_KEY_TAG = "five.run_key"
 SUPERSEDED_TAG = "five.superseded"  # on a run synced from a folder a config edit moved aside (.superseded/<time>)
@@ -363,6 +363,14 @@ def check_evaluated_this_configuration(run_dir: Path, record: dict, evaluation: 
         )
 
 
+def evaluation_metrics(evaluation: dict) -> dict:
+    """An evaluation's numbers as the run's MLflow metrics: eval_<name> for the split the tables report, else
+    eval_<split>_<name> (a hand-run evaluation of another split never passes for the test numbers)."""
+    split = evaluation.get("split", TABLED_SPLIT)
+    prefix = "eval_" if split == TABLED_SPLIT else f"eval_{split}_"
+    return {f"{prefix}{key}": value for key, value in evaluation.items()}
+
+
 def sync_inputs(run_dir: Path, experiment: str) -> tuple[dict, dict | None] | str:
     """A run folder's train.json and eval.json (None where not evaluated), read and checked before anything is
     logged to `experiment` (a run trained for another experiment is refused); or why the folder is skipped."""
@@ -413,7 +421,7 @@ def sync_run(
         )
     tracker.log_metrics({"train_wall_time_s": record["wall_time_s"]})
     if evaluation is not None:
-        tracker.log_metrics({f"eval_{key}": value for key, value in evaluation.items()})
+        tracker.log_metrics(evaluation_metrics(evaluation))
     tracker.log_artifacts([record_path, evaluation_path])
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")
     if tracker.run_id is None:
