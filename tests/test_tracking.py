@@ -232,3 +232,23 @@ def test_an_evaluation_of_another_split_is_logged_under_its_split_not_as_the_tes
         "eval_train_split": "train",
         "eval_train_nll_nats": 38.0,
     }
+
+
+def test_mlflow_sync_logs_an_evaluation_of_another_split_under_its_split(tmp_path, monkeypatch):
+    import json
+
+    from five.run.tracking import sync_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = {"model": "vae", "dataset": "digits", "lr": 0.1}
+    history = [{"epoch": 1, "loss": 3.0, "sigma": 0.1, "time_s": 0.1}]
+    record = {"status": "complete", "config": config, "history": history, "wall_time_s": 0.1, "device": "cpu"}
+    (run_dir / "train.json").write_text(json.dumps(record))
+    evaluation = {"status": "complete", "split": "train", "nll_nats": 38.0, "config": config}
+    (run_dir / "eval.json").write_text(json.dumps(evaluation))
+    assert sync_run("split", run_dir) == "logged"
+    _, _, runs = runs_by_key(uri, "split")
+    assert runs[0].data.metrics["eval_train_nll_nats"] == 38.0 and "eval_nll_nats" not in runs[0].data.metrics
