@@ -1446,6 +1446,9 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
         ("sqlite://", "MLFLOW_TRACKING_URI 'sqlite://' names no database file"),
         ("http://", "MLFLOW_TRACKING_URI 'http://' names no server (no host or a malformed one)"),
         ("http://[::1:5000", "MLFLOW_TRACKING_URI 'http://[::1:5000' names no server"),  # urlparse: ValueError
+        # taken for a server that is down (each job untracked, exit 0); the driver named is one installed nowhere
+        ("postgresql+five_no_such_driver://u@h/db", "is no database URL SQLAlchemy reads (Can't load plugin"),
+        ("postgresql://u@h:port/db", "is no database URL SQLAlchemy reads"),
         ("sqlite:///:memory:", "MLFLOW_TRACKING_URI 'sqlite:///:memory:' names no database file"),
         ("sqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be regular"),
         ("sqlite+pysqlite:////dev/null", "/dev/null is a device; the SQLite database and its files must be"),
@@ -1460,6 +1463,8 @@ def test_a_cache_file_that_is_not_a_regular_file_is_one_line_before_compute(trai
         "in memory",
         "a server without host",
         "a server of a malformed host",
+        "a database driver SQLAlchemy lacks",
+        "a database server's malformed port",
         "in memory, named",
         "a device",
         "a device, with a driver",

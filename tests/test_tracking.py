@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from five.run.tracking import RunTracker, ensure_experiment
@@ -252,3 +253,17 @@ def test_mlflow_sync_logs_an_evaluation_of_another_split_under_its_split(tmp_pat
     assert sync_run("split", run_dir) == "logged"
     _, _, runs = runs_by_key(uri, "split")
     assert runs[0].data.metrics["eval_train_nll_nats"] == 38.0 and "eval_nll_nats" not in runs[0].data.metrics
+
+
+def test_a_database_server_whose_driver_is_not_installed_is_refused_not_taken_for_an_outage():
+    """Without its driver MLflow failed at every job, which went on untracked, exit 0, as if the server were down."""
+    import importlib.util
+
+    from five.base.errors import ConfigError
+    from five.run.tracking import check_tracking_uri
+
+    for uri, driver in (("postgresql://u@host/db", "psycopg2"), ("mysql+pymysql://u@host/db", "pymysql")):
+        if importlib.util.find_spec(driver) is not None:
+            continue  # installed here: the URI is served
+        with pytest.raises(ConfigError, match=f"needs the database driver '{driver}', which is not installed"):
+            check_tracking_uri(uri, "MLFLOW_TRACKING_URI")

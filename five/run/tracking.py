@@ -106,12 +106,35 @@ def check_tracking_uri(uri: str | None, what: str = "tracking_uri") -> None:
         )
     if scheme in ("http", "https") and not server_host(uri):
         raise ConfigError(f"{what} {uri!r} names no server (no host or a malformed one): use http://HOST:PORT")
+    if scheme in SQL_SERVER_SCHEMES:
+        check_database_driver(uri, what)
     if scheme == "sqlite" and sqlite_database(uri) is None:
         raise ConfigError(
             f"{what} {uri!r} names no database file (an in-memory database keeps nothing): use "
             "sqlite:///ABSOLUTE/PATH/mlflow.db"
         )
     check_sqlite_files(uri, what)
+
+
+SQL_SERVER_SCHEMES = ("postgresql", "mysql", "mssql")  # served through SQLAlchemy and a driver of their own
+
+
+def check_database_driver(uri: str, what: str) -> None:
+    """A database server's URI that SQLAlchemy reads and whose driver is installed: without it MLflow fails at
+    every job, which then goes on untracked as if the server were down."""
+    from sqlalchemy.engine.url import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(uri).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise ConfigError(f"{what} {uri!r} is no database URL SQLAlchemy reads ({' '.join(str(error).split())})")
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise ConfigError(
+            f"{what} {uri!r} needs the database driver {error.name!r}, which is not installed here: install it"
+        ) from None
 
 
 def server_host(uri: str) -> str | None:
