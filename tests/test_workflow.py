@@ -100,7 +100,7 @@ def test_config_strings_reach_the_shell_quoted(finished):
     runs = pd.read_csv(finished / "results" / "tiny" / "runs.csv")
     assert (runs.loc[runs["dataset"] == "digits", "status"] == "complete").all()
     log = (finished / "logs" / "tiny" / "train" / "digits" / "vae" / "d2" / "k0" / "seeds.log").read_text()
-    assert "done: 2 epochs" in log
+    assert "done: 2 epochs" in log and "k0/s0 holds checkpoint.pt, best.pt, train.json" in log  # the closing line
 
 
 def test_every_job_is_in_mlflow_once(finished):
