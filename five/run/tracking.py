@@ -53,14 +53,12 @@ def export_tracking_uri(configured: str | None, results_dir: Path, runs: Iterabl
     """The workflow's tracking URI: the config key, else $MLFLOW_TRACKING_URI, else SQLite under results/, checked
     as a store for the sweep's `runs`. Exported to the environment, which jobs inherit, so switching servers
     retrains nothing."""
-    environment = environment_tracking_uri()
-    uri, what = (
-        (configured, "tracking_uri")
-        if configured
-        else (environment, "MLFLOW_TRACKING_URI")
-        if environment
-        else (default_tracking_uri(results_dir), "the tracking database")
-    )
+    if configured:
+        uri, what = configured, "tracking_uri"
+    elif environment_tracking_uri():
+        uri, what = environment_tracking_uri(), "MLFLOW_TRACKING_URI"
+    else:
+        uri, what = default_tracking_uri(results_dir), "the tracking database"
     check_tracking_store(uri, what, runs)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
@@ -128,7 +126,8 @@ def check_database_driver(uri: str, what: str) -> None:
     try:
         dialect = make_url(uri).get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
-        raise ConfigError(f"{what} {uri!r} is no database URL SQLAlchemy reads ({' '.join(str(error).split())})")
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"{what} {uri!r} is no database URL SQLAlchemy reads ({reason})") from None
     try:
         dialect.import_dbapi()
     except ImportError as error:

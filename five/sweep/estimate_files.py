@@ -38,7 +38,7 @@ def check_estimate_of(path: Path, results: str) -> None:
     if not path.is_file():
         return
     try:
-        runs = read_estimate.__wrapped__(str(path))
+        runs = read_estimate.__wrapped__(str(path))  # not the cache: the file may have changed since a read
     except ConfigError:
         return  # damaged: remade anyway
     others = [run for run in runs if run is not None and not run.startswith(f"{results}/")]
