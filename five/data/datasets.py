@@ -204,23 +204,7 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str,
     except Exception as error:  # zipfile.BadZipFile, EOFError, OSError, …: truncated or not an archive
         raise DataError(f"{file} is not a readable .npz ({type(error).__name__}: {error})") from None
     for split, array in arrays.items():
-        if array.dtype.kind not in "biuf":
-            raise DataError(f"{file}: array '{split}' has dtype {array.dtype}; numbers are needed")
-        if array.shape[:1] == (0,) or array.size == 0:
-            raise DataError(f"{file}: array '{split}' is empty {array.shape}")
-        if array.dtype.kind == "f":
-            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-            if nan or inf:
-                raise DataError(
-                    f"{file}: array '{split}' contains {nan} NaN and {inf} infinite values of "
-                    f"{array.size}; clean the data"
-                )
-            largest = float(np.abs(array).max())
-            if largest > FLOAT32_MAX:
-                raise DataError(
-                    f"{file}: array '{split}' holds values up to {largest:.3g}, beyond float32, which training "
-                    "computes in; rescale the data"
-                )
+        _check_numbers(file, split, array)
     if levels is not None:
         if levels.ndim != 0 or levels.dtype.kind not in "iu":
             raise DataError(
@@ -230,6 +214,26 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str,
         if levels > MAX_DISCRETE_LEVELS:
             raise DataError(f"{file}: discrete_levels {levels} exceeds {MAX_DISCRETE_LEVELS} (the levels are int32)")
     return arrays, levels, unread
+
+
+def _check_numbers(file: Path, split: str, array: np.ndarray) -> None:
+    """One split array of a user's .npz: numeric, not empty, finite, and within float32 (training's precision)."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{file}: array '{split}' has dtype {array.dtype}; numbers are needed")
+    if array.shape[:1] == (0,) or array.size == 0:
+        raise DataError(f"{file}: array '{split}' is empty {array.shape}")
+    if array.dtype.kind == "f":
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        if nan or inf:
+            raise DataError(
+                f"{file}: array '{split}' contains {nan} NaN and {inf} infinite values of {array.size}; clean the data"
+            )
+        largest = float(np.abs(array).max())
+        if largest > FLOAT32_MAX:
+            raise DataError(
+                f"{file}: array '{split}' holds values up to {largest:.3g}, beyond float32, which training "
+                "computes in; rescale the data"
+            )
 
 
 def _vision(name: str) -> Callable[[Path], Dataset]:
