@@ -37,8 +37,8 @@ onsuccess:
         if untracked:
             print(
                 f"\nMLflow: {len(untracked)} jobs went on untracked (their JSON files are complete; e.g. "
-                f"{untracked[0]}): once {TRACKING_URI} is reachable, `five mlflow-sync --experiment "
-                f"{config['experiment']} {RESULTS}/*/*/*/*/*` logs them"
+                f"{untracked[0]}): once {TRACKING_URI} is reachable, "
+                f"`{sync_command(TRACKING_URI, config['experiment'], RESULTS)}` logs them"
             )
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "

@@ -602,17 +602,17 @@ def check_artifact_folder(folder: Path | None, option: str, runs: list[Path] = (
 
 
 def run_mlflow_init(args) -> None:
-    from five.run.tracking import ensure_experiment
+    from five.run.tracking import ensure_experiment, store_in_use
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_environment_store()
     with mlflow_errors_as_one_line():
         experiment_id = ensure_experiment(args.experiment, artifact_location=args.artifact_location)
-    print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready")
+    print(f"MLflow experiment {args.experiment!r} (id {experiment_id}) is ready; {store_in_use()}")
 
 
 def run_mlflow_sync(args) -> None:
-    from five.run.tracking import sync_inputs, sync_run
+    from five.run.tracking import store_in_use, sync_inputs, sync_run
 
     check_artifact_location(args.artifact_location, "--artifact-location")
     check_environment_store()
@@ -621,6 +621,7 @@ def run_mlflow_sync(args) -> None:
             raise FiveError(f"{run_dir} is not a run folder")
         check_holds_no_run(run_dir, "run")
         sync_inputs(run_dir.resolve(), args.experiment)
+    print(store_in_use())
     for run_dir in args.runs:
         with mlflow_errors_as_one_line():
             outcome = sync_run(

@@ -5,6 +5,7 @@ server is back. The server listens on 127.0.0.1 only, every wait is bounded, and
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -149,15 +150,16 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
     closing = down.stdout + down.stderr  # the closing summary says so too: the jobs' logs are not all one reads
     assert "MLflow: 2 jobs went on untracked" in closing and "five mlflow-sync --experiment served" in closing
 
-    server.start()  # back: the runs it missed are logged from their JSON files, the others left as they are
-    env = os.environ | {"MLFLOW_TRACKING_URI": server.uri}
+    server.start()  # back: the command the summary prints, run as printed from the working folder (no
+    # MLFLOW_TRACKING_URI of its own), logs the runs it missed from their JSON files and leaves the others alone
+    printed = re.search(r"`(MLFLOW_TRACKING_URI=\S+ five mlflow-sync [^`]+)` logs them", closing)
+    assert printed, closing[-2000:]
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `five`, the package's command
     synced = subprocess.run(
-        [sys.executable, "-m", "five.cli", "mlflow-sync", "--experiment", "served", *map(str, everything)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        ["bash", "-c", printed.group(1)], capture_output=True, text=True, env=env, cwd=work, timeout=300
     )
     assert synced.returncode == 0, synced.stderr[-2000:]
+    assert f"MLflow store: {server.uri}" in synced.stdout, synced.stdout
     assert synced.stdout.count(": logged") == 1 and synced.stdout.count(": already in MLflow") == 2, synced.stdout
     assert_fully_logged(server.uri, everything)

@@ -267,3 +267,20 @@ def test_a_database_server_whose_driver_is_not_installed_is_refused_not_taken_fo
             continue  # installed here: the URI is served
         with pytest.raises(ConfigError, match=f"needs the database driver '{driver}', which is not installed"):
             check_tracking_uri(uri, "MLFLOW_TRACKING_URI")
+
+
+def test_mlflow_commands_say_which_store_they_write_to(tmp_path, monkeypatch, capsys):
+    """mlflow-init and mlflow-sync run by hand log to $MLFLOW_TRACKING_URI, else to MLflow's default in the working
+    folder (not the workflow's results/mlflow.db): they say which, and write there."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["mlflow-init", "--experiment", "here"]) == 0
+    assert "MLflow store: sqlite:///mlflow.db, MLflow's default in the working folder" in capsys.readouterr().out
+    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("here") is not None
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    assert main(["mlflow-init", "--experiment", "there"]) == 0
+    assert f"MLflow store: {elsewhere} ($MLFLOW_TRACKING_URI)" in capsys.readouterr().out
+    assert MlflowClient(elsewhere).get_experiment_by_name("there") is not None

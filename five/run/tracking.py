@@ -13,6 +13,7 @@ import fcntl
 import os
 import random
 import re
+import shlex
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -66,6 +67,24 @@ def export_tracking_uri(configured: str | None, results_dir: Path, runs: Iterabl
 
 def environment_tracking_uri() -> str | None:
     return os.environ.get("MLFLOW_TRACKING_URI") or None  # set but empty is unset, as for MLflow
+
+
+def store_in_use() -> str:
+    """The store a command run by hand logs to, as a line: $MLFLOW_TRACKING_URI's, else MLflow's default in the
+    working folder (not the workflow's results/mlflow.db unless that is the URI)."""
+    uri = environment_tracking_uri()
+    if uri:
+        return f"MLflow store: {uri} ($MLFLOW_TRACKING_URI)"
+    return f"MLflow store: {MLFLOW_DEFAULT_URI}, MLflow's default in the working folder ($MLFLOW_TRACKING_URI is unset)"
+
+
+def sync_command(uri: str, experiment: str, results: str) -> str:
+    """The shell line that logs the runs of `experiment` the store at `uri` missed: the store named (a command run
+    by hand does not know the workflow's), every run folder (s<seed>/) and none of a sweep point's own files."""
+    return (
+        f"MLFLOW_TRACKING_URI={shlex.quote(uri)} five mlflow-sync --experiment {shlex.quote(experiment)} "
+        f"{shlex.quote(results)}/*/*/*/*/s*/"
+    )
 
 
 def check_tracking_store(uri: str | None, what: str, runs: Iterable[Path] = ()) -> None:

@@ -29,7 +29,7 @@ from five.sweep.table import (
     sweep_seeds,
     sweep_table,
 )
-from five.run.tracking import UNTRACKED_WARNING, export_tracking_uri
+from five.run.tracking import UNTRACKED_WARNING, export_tracking_uri, sync_command
 from five.data.catalog import FILES as VISION_FILES
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
