@@ -110,24 +110,25 @@ def run_train(args) -> None:
     check_packable(configs, args.out)
     reads = read_files([configs[0].dataset], args.data_dir) + ([args.settings] if args.settings else [])
     for out in args.out:
-        check_output_dir(out, "--out")
-        for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
-            refuse_non_regular(out / name, "--out")
-        check_run_files_apart(out, reads)
-        check_not_in_another_run(out, out, out.parent, "--out")
-        check_holds_no_run(out, "--out")
+        check_run_folder(out, reads)
     check_artifact_location(args.mlflow_artifact_location, "--mlflow-artifact-location", args.out)
     from five.run.steps import check_cuda_graph_mode
+    from five.run.tracking import log_record
     from five.run.train import train_seeds
 
     device, facts = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
     keys = dict(zip(args.out, args.mlflow_run_key or [None] * len(args.out)))
-    trackers = {}  # only runs that train: a finished one's MLflow run (with its evaluation) is left as it is
+    trackers = {}  # runs that train; a finished one's MLflow run (with its evaluation) is left as it is
 
     def on_train(run):
         trackers[run.out_dir] = start_tracker(args, run.out_dir, keys[run.out_dir], run.config, device)
         return epoch_logger(trackers[run.out_dir])
+
+    def on_recorded(run):  # its train.json changed (an edited schedule replayed): so does its MLflow run, at once
+        tracker = make_tracker(args, run.out_dir, keys[run.out_dir])
+        if tracker is not None:
+            log_record(tracker, run.out_dir, run.result)
 
     try:
         runs = train_seeds(
@@ -141,6 +142,7 @@ def run_train(args) -> None:
             compile_objective=args.compile,
             cuda_graph=args.cuda_graph,
             needs_last_checkpoint=args.model_selection == "last",
+            on_recorded=on_recorded,
         )
     except BaseException:  # no MLflow run is left RUNNING by a job that failed
         for tracker in trackers.values():
@@ -148,6 +150,17 @@ def run_train(args) -> None:
                 tracker.finish("FAILED")
         raise
     report_runs(runs, trackers, args.record_divergence)
+
+
+def check_run_folder(out: Path, reads: list[Path]) -> None:
+    """A train job's --out: a folder that is or can become a run's, its files regular ones, apart from what the job
+    reads, neither inside another run nor holding one."""
+    check_output_dir(out, "--out")
+    for name in (CHECKPOINT_NAME, BEST_NAME, TRAIN_JSON):
+        refuse_non_regular(out / name, "--out")
+    check_run_files_apart(out, reads)
+    check_not_in_another_run(out, out, out.parent, "--out")
+    check_holds_no_run(out, "--out")
 
 
 def check_run_files_apart(out: Path, reads: list[Path]) -> None:

@@ -1,5 +1,6 @@
 """MLflow tracking: concurrent jobs lose no run, a rerun replaces its run, evaluation joins the train run."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -284,3 +285,36 @@ def test_mlflow_commands_say_which_store_they_write_to(tmp_path, monkeypatch, ca
     assert main(["mlflow-init", "--experiment", "there"]) == 0
     assert f"MLflow store: {elsewhere} ($MLFLOW_TRACKING_URI)" in capsys.readouterr().out
     assert MlflowClient(elsewhere).get_experiment_by_name("there") is not None
+
+
+@pytest.mark.parametrize(
+    "schedules, recorded_anew",
+    [
+        ([["--epochs", "4", "--eval-every", "1"], ["--epochs", "4", "--eval-every", "2"]], "already holds all 4 epochs"),
+        ([["--lr", "0.05", "--epochs", "12"], ["--lr", "0.05", "--epochs", "11"]], "is best.pt's"),  # best epoch 11
+    ],
+    ids=["validations replayed", "cut to its best epoch"],
+)
+def test_a_run_recorded_anew_without_training_is_logged_anew(tmp_path, monkeypatch, capsys, schedules, recorded_anew):
+    """A finished run whose schedule is edited (eval_every, or fewer epochs) is recorded anew from its checkpoints
+    without training: its MLflow run follows its train.json (params, the replayed validations, the end)."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--patience", "100"]
+    tracked = ["--mlflow-experiment", "edits", "--restart-if-changed", "--out", "run"]
+    for schedule in schedules:
+        assert main([*options, *schedule, *tracked]) == 0
+        record = json.loads((tmp_path / "run" / "train.json").read_text())
+        client, by_key, runs = runs_by_key(uri, "edits")
+        assert len(runs) == 1, "the earlier MLflow run of the run folder is replaced"
+        (run,) = by_key.values()
+        assert run.info.status == "FINISHED" and run.data.params["epochs"] == str(record["config"]["epochs"])
+        assert run.data.params["eval_every"] == str(record["config"]["eval_every"])
+        validated = [entry["epoch"] for entry in record["history"] if entry.get("val_nll") is not None]
+        assert [metric.step for metric in client.get_metric_history(run.info.run_id, "val_nll")] == validated
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == record["epochs_completed"]
+        assert run.data.metrics["train_wall_time_s"] == record["wall_time_s"]
+    assert recorded_anew in capsys.readouterr().out  # the last edit trained nothing

@@ -24,8 +24,10 @@ from urllib.parse import urlparse
 from five.base.config import SCHEDULE_SETTINGS, TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.base.files import (
+    EVAL_JSON,
     FINISHED,
     SUPERSEDED,
+    TRAIN_JSON,
     check_evaluated_after_training,
     check_not_in_another_run,
     non_regular_kind,
@@ -415,7 +417,7 @@ def evaluation_metrics(evaluation: dict) -> dict:
 def sync_inputs(run_dir: Path, experiment: str) -> tuple[dict, dict | None] | str:
     """A run folder's train.json and eval.json (None where not evaluated), read and checked before anything is
     logged to `experiment` (a run trained for another experiment is refused); or why the folder is skipped."""
-    record_path, evaluation_path = Path(run_dir) / "train.json", Path(run_dir) / "eval.json"
+    record_path, evaluation_path = Path(run_dir) / TRAIN_JSON, Path(run_dir) / EVAL_JSON
     if not record_path.exists():
         return "not trained"
     record = read_train_record(record_path)
@@ -434,27 +436,14 @@ def sync_inputs(run_dir: Path, experiment: str) -> tuple[dict, dict | None] | st
     return record, evaluation
 
 
-def sync_run(
-    experiment: str, run_dir: Path, artifact_location: str | None = None, warn: Callable[[str], None] = print
-) -> str:
-    """Log a finished run folder to MLflow from its JSON files (params, per-epoch history, evaluation, the JSON
-    files as artifacts) unless MLflow already holds it: for runs trained while the tracking server was down.
-    Returns what was done. A run a config edit moved aside (.superseded/<time>) is tagged as such: it is no
-    sweep point's current run."""
-    run_dir = Path(run_dir).resolve()
-    record_path, evaluation_path = run_dir / "train.json", run_dir / "eval.json"
-    superseded = run_dir.parent.name == SUPERSEDED  # as move_aside lays it out: run/.superseded/<time>/
-    inputs = sync_inputs(run_dir, experiment)
-    if isinstance(inputs, str):
-        return inputs
-    record, evaluation = inputs
-    tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
-    if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation is not None):
-        return "already in MLflow"
+def log_record(
+    tracker: RunTracker, run_dir: Path, record: dict, evaluation: dict | None = None, tags: dict | None = None
+) -> None:
+    """A finished run's train.json record (and its evaluation) as its sweep point's MLflow run, replacing any
+    earlier one: params, per-epoch history, the training's end, the JSON files as artifacts."""
     tracker.start(
         record["config"] | {"device": record.get("device")},
-        tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]}
-        | ({SUPERSEDED_TAG: "true"} if superseded else {}),
+        tags={"model": record["config"]["model"], "dataset": record["config"]["dataset"]} | (tags or {}),
     )
     for entry in record["history"]:
         tracker.log_metrics(
@@ -463,8 +452,27 @@ def sync_run(
     tracker.log_metrics({"train_wall_time_s": record["wall_time_s"]})
     if evaluation is not None:
         tracker.log_metrics(evaluation_metrics(evaluation))
-    tracker.log_artifacts([record_path, evaluation_path])
+    tracker.log_artifacts([Path(run_dir) / TRAIN_JSON] + ([Path(run_dir) / EVAL_JSON] if evaluation else []))
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")
+
+
+def sync_run(
+    experiment: str, run_dir: Path, artifact_location: str | None = None, warn: Callable[[str], None] = print
+) -> str:
+    """Log a finished run folder to MLflow from its JSON files (params, per-epoch history, evaluation, the JSON
+    files as artifacts) unless MLflow already holds it: for runs trained while the tracking server was down.
+    Returns what was done. A run a config edit moved aside (.superseded/<time>) is tagged as such: it is no
+    sweep point's current run."""
+    run_dir = Path(run_dir).resolve()
+    superseded = run_dir.parent.name == SUPERSEDED  # as move_aside lays it out: run/.superseded/<time>/
+    inputs = sync_inputs(run_dir, experiment)
+    if isinstance(inputs, str):
+        return inputs
+    record, evaluation = inputs
+    tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
+    if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation is not None):
+        return "already in MLflow"
+    log_record(tracker, run_dir, record, evaluation, {SUPERSEDED_TAG: "true"} if superseded else {})
     if tracker.run_id is None:
         return "not logged (tracking failed)"
     return f"logged (a superseded run, tagged {SUPERSEDED_TAG})" if superseded else "logged"

@@ -331,15 +331,18 @@ def train_seeds(
     compile_objective: bool = False,
     cuda_graph: str = "auto",
     needs_last_checkpoint: bool = False,
+    on_recorded: Callable[[Run], None] = lambda run: None,
 ) -> list[Run]:
     """Train (or resume) the runs of `configs` (one configuration up to the seed) in their `out_dirs`, those that
     need training packed into one model (five.model.pack). Each member trains exactly as it would alone: its seed's
     initial weights, random streams, Adam state, validation, best epoch and early stop; a member that stops
     (stalled or diverged) leaves the pack and the others go on; a finished one costs nothing. `on_train(run)` is
     called for each run that trains, before its history is replayed from its checkpoint, and returns the
-    callback that receives its history entries (or None). `needs_last_checkpoint`: the runs will be evaluated at
-    their last epoch, so none is cut to its best checkpoint (_shorter_run_from_history). Returns the runs, each
-    with its train.json record (`result`) and, where it diverged, the error (`failure`)."""
+    callback that receives its history entries (or None); `on_recorded(run)` for each run whose checkpoint already
+    ends this configuration (an edit of its schedule or length) once train.json records it anew, before any run
+    trains. `needs_last_checkpoint`: the runs will be evaluated at their last epoch, so none is cut to its best
+    checkpoint (_shorter_run_from_history). Returns the runs, each with its train.json record (`result`) and,
+    where it diverged, the error (`failure`)."""
     check_cuda_graph_mode(cuda_graph, device)
     check_packable(configs, out_dirs)
     runs = [
@@ -348,24 +351,42 @@ def train_seeds(
     with ExitStack() as locks:
         for run in runs:
             locks.enter_context(run_lock(run.out_dir))
-        for run in runs:
-            run.result = _shorter_run_from_history(
-                run.out_dir, run.config, device, run.extra, restart_if_changed, needs_last_checkpoint, log
-            ) or _kept_record(run, log)
+        recorded = _records_without_training(runs, device, restart_if_changed, needs_last_checkpoint, log)
         pending = [run for run in runs if run.result is None]
         if pending:
             dataset = load_dataset(configs[0].dataset, data_dir)
             for run in pending:
                 _prepare(run, dataset, device, len(pending), restart_if_changed, compile_objective, log)
-            training = [run for run in pending if run.result is None]
-            for run in training:  # only once every run is prepared: a failure before leaves no tracker started
-                run.on_epoch = (on_train and on_train(run)) or run.on_epoch
-                for entry in run.history:  # a resumed run's callback sees the whole run
-                    run.on_epoch(entry)
+            recorded += [run for run in pending if run.result is not None]
+        for run in recorded:
+            on_recorded(run)
+        training = [run for run in pending if run.result is None]
+        for run in training:  # only once every run is prepared: a failure before leaves no tracker started
+            run.on_epoch = (on_train and on_train(run)) or run.on_epoch
+            for entry in run.history:  # a resumed run's callback sees the whole run
+                run.on_epoch(entry)
+        if training:
             _train_pending(
                 training, dataset, device, uses_cuda_graph(cuda_graph, device), cuda_graph, compile_objective, log
             )
     return runs
+
+
+def _records_without_training(
+    runs: list[Run], device: torch.device, restart_if_changed: bool, needs_last_checkpoint: bool, log
+) -> list[Run]:
+    """The record of each run that needs no training: cut to its best epoch by an edit (_shorter_run_from_history,
+    recorded anew: these are returned) or finished as it is (_kept_record)."""
+    recorded = []
+    for run in runs:
+        run.result = _shorter_run_from_history(
+            run.out_dir, run.config, device, run.extra, restart_if_changed, needs_last_checkpoint, log
+        )
+        if run.result is not None:
+            recorded.append(run)
+        else:
+            run.result = _kept_record(run, log)
+    return recorded
 
 
 def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:
