@@ -172,3 +172,17 @@ def test_regular_files_and_absent_paths_are_writable(tmp_path):
     refuse_non_regular(tmp_path / "present.json")
     write_json(tmp_path / "present.json", {"b": 2})
     assert (tmp_path / "present.json").read_text().strip().startswith("{")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """An atomic write's file (train.json, eval.json, checkpoints, the estimate) has the mode any new file gets, as
+    the tables beside it have: a group reads a teammate's results on a shared cluster where the umask lets it."""
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "train.json", {"status": "complete"})
+        (tmp_path / "plain.csv").write_text("")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "train.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "plain.csv").stat().st_mode) == mode

@@ -9,6 +9,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -132,7 +133,7 @@ def atomic_write(path: Path, write) -> None:
     path = Path(path)
     refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temp = new_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -142,6 +143,17 @@ def atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def new_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path` (`.NAME.<random>.tmp`), opened for writing with the mode any new file gets, 0666
+    less the umask (mkstemp's 0600 would hide every result from the group on a shared cluster)."""
+    while True:
+        temp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666), temp
+        except FileExistsError:  # 2⁻⁶⁴ odds: draw another name
+            continue
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
