@@ -290,7 +290,10 @@ def test_mlflow_commands_say_which_store_they_write_to(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize(
     "schedules, recorded_anew",
     [
-        ([["--epochs", "4", "--eval-every", "1"], ["--epochs", "4", "--eval-every", "2"]], "already holds all 4 epochs"),
+        (
+            [["--epochs", "4", "--eval-every", "1"], ["--epochs", "4", "--eval-every", "2"]],
+            "already holds all 4 epochs",
+        ),
         ([["--lr", "0.05", "--epochs", "12"], ["--lr", "0.05", "--epochs", "11"]], "is best.pt's"),  # best epoch 11
     ],
     ids=["validations replayed", "cut to its best epoch"],

@@ -67,6 +67,26 @@ def test_step_times_are_retimed_when_their_thread_count_changes(tmp_path):
     assert planned_jobs(run_snakemake(tmp_path, config, target, "-n")) == {"step_times": 1}
 
 
+def test_a_cost_claim_times_only_the_data_sets_it_covers(tmp_path):
+    """A claim on step_time_s restricted to some data sets (`datasets`) plans the timing jobs of those alone: a
+    timing of another data set is a device job whose result no claim reads."""
+    tiny = {"latent_dims": [2], "epochs": 1, "hidden_width": 8, "importance_samples": 4}
+    claim = {"id": "C", "statement": "s", "kind": "ratio_at_most", "model": "five", "against": ["vae"], "factor": 3}
+    config = {
+        "experiment": "timedsome",
+        "seeds": [0],
+        "models": {"vae": {}, "five": {}},
+        "datasets": {"digits": tiny, "manifold": tiny},
+        "claims": {"list": [claim | {"metric": "step_time_s", "datasets": ["manifold"]}]},
+    }
+    planned = run_snakemake(tmp_path, config, "-n")
+    assert planned_jobs(planned)["step_times"] == 1 and "results/timedsome/manifold/step_times.csv" in planned.stdout
+    claim_on_both = claim | {"metric": "step_time_s"}
+    assert (
+        planned_jobs(run_snakemake(tmp_path, config | {"claims": {"list": [claim_on_both]}}, "-n"))["step_times"] == 2
+    )
+
+
 def test_the_claims_are_printed_only_where_they_are_this_configs(tmp_path):
     """A run of other targets (only the tables) after a claims edit leaves claims.* as they were: the closing
     summary says so instead of printing them as the edited config's answer."""

@@ -223,11 +223,15 @@ def step_time_points(dataset):
 
 
 def step_time_files():
-    """The step-time tables the claims need: one per data set where a claim's metric is step_time_s."""
-    claims = config.get("claims", {}).get("list", [])
-    if not any(claim["metric"] == STEP_TIME_METRIC for claim in claims):
-        return []
-    return [f"{RESULTS}/{dataset}/step_times.csv" for dataset in config["datasets"]]
+    """The step-time tables the claims need: one per data set a claim on step_time_s covers (its `datasets`, else
+    every one)."""
+    timed = {
+        dataset
+        for claim in config.get("claims", {}).get("list", [])
+        if claim["metric"] == STEP_TIME_METRIC
+        for dataset in claim.get("datasets", config["datasets"])
+    }
+    return [f"{RESULTS}/{dataset}/step_times.csv" for dataset in config["datasets"] if dataset in timed]
 
 
 INVOKED = time.time()  # job logs written after it are this invocation's (untracked_job_logs)
