@@ -178,6 +178,29 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
     assert "(1/2 diverged)" in write_tables(ablation, tmp_path / "budget", "T", "C")[1].read_text()
 
 
+def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
+    """The .tex tables compile with pdflatex: captions and row labels (config_hash, J_f, σ, β, ·, ᵀ, a data set
+    named after its file) have LaTeX's special characters escaped and five's symbols in LaTeX's spelling."""
+    from five.sweep.aggregate import SIGMA_POLICY_MEANING, latex_text
+
+    assert latex_text("config_hash a1; s·J_f J_fᵀ; 5% & #1; σ fitted") == (
+        r"config\_hash a1; s$\cdot$J\_f J\_f$^{\top}$; 5\% \& \#1; $\sigma$ fitted"
+    )
+    assert latex_text(r"a\b~c^d{e}$") == r"a\textbackslash{}b\textasciitilde{}c\textasciicircum{}d\{e\}\$"
+    points = (("vae", 0, 5.0), ("five", 1, 4.0))
+    rows = [fake_run(tmp_path, "digits", model, 4, k, seed, nll + seed) for model, k, nll in points for seed in (0, 1)]
+    runs, _ = collect_runs(pd.DataFrame(rows), EVALUATED)
+    runs = runs.assign(sigma_policy="fitted")
+    caption = f"{'; '.join(SIGMA_POLICY_MEANING.values())}; proposals: N(f(x), s·J_f J_fᵀ). Made from: config_hash 1f"
+    tex = write_tables(summarise(runs, {"five": 1}), tmp_path / "main", "Test likelihood", caption)[2].read_text()
+    assert tex.isascii(), [character for character in tex if not character.isascii()]
+    assert r"config\_hash 1f" in tex and r"five (K=1, $\sigma$ fitted)" in tex and r"\textbf{" in tex
+    text = re.sub(r"\$[^$]*\$", "", tex)  # math spans
+    text = re.sub(r"\\[a-zA-Z]+|\\[^a-zA-Z]", "", text)  # commands and escaped characters
+    assert not set("_^%#~$") & set(text), text
+    assert all(line.count("&") == 1 for line in tex.splitlines() if line.startswith(("five", "vae", "model")))
+
+
 def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
     from five.sweep import plots
 

@@ -45,6 +45,7 @@ def test_an_evaluation_edit_whose_evaluations_failed_is_never_tabled_from_the_ol
         )
     caption = (tmp_path / "results/evaledit/tables/main.md").read_text()  # still the old config's, and saying so
     assert "evaluated at the epoch with the best validation NLL" in caption and "at the last epoch" not in caption
+    assert "Best per column in bold; evaluated" in caption  # no budget to name (no fif or five): no empty part
 
 
 def test_step_times_are_retimed_when_their_thread_count_changes(tmp_path):

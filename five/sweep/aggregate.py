@@ -335,6 +335,45 @@ def wide_table(table: pd.DataFrame, dataset: str, bold: tuple[str, str]) -> pd.D
 MODEL_ORDER = {"vae": 0, "fcvae": 1, "fif": 2, "five": 3, "five-sample": 4}
 
 
+LATEX_SPECIALS = {character: "\\" + character for character in "&%$#_{}"} | {
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+LATEX_SYMBOLS = {  # the symbols five's captions and labels use, in LaTeX's own spelling (pdflatex reads ASCII)
+    "±": r"$\pm$",
+    "σ": r"$\sigma$",
+    "β": r"$\beta$",
+    "ρ": r"$\rho$",
+    "·": r"$\cdot$",
+    "ᵀ": r"$^{\top}$",
+    "√": r"$\surd$",
+    "≤": r"$\le$",
+    "≥": r"$\ge$",
+    "×": r"$\times$",
+    "→": r"$\to$",
+    "₂": r"$_2$",
+    "−": "-",
+    "–": "--",
+    "—": "---",
+    "…": r"\dots{}",
+}
+BOLD_MARKERS = ("\x02", "\x03")  # where a cell's bold begins and ends, until it is escaped for LaTeX
+
+
+def latex_text(text: str) -> str:
+    """`text` as LaTeX prose: its special characters escaped, five's symbols spelled as LaTeX spells them (a
+    character of the user's own, say in a file name, stays as it is: UTF-8 for xelatex or lualatex)."""
+    return "".join(LATEX_SPECIALS.get(character, LATEX_SYMBOLS.get(character, character)) for character in text)
+
+
+def latex_cell(cell) -> str:
+    """A table cell for LaTeX: its text escaped, its bold part (BOLD_MARKERS) in \\textbf."""
+    if not isinstance(cell, str):
+        return "" if pd.isna(cell) else str(cell)
+    return latex_text(cell).replace(BOLD_MARKERS[0], r"\textbf{").replace(BOLD_MARKERS[1], "}")
+
+
 def write_tables(table: pd.DataFrame, out_prefix: Path, title: str, caption: str) -> list[Path]:
     """`<prefix>.csv` (long, numeric), `.md` and `.tex` (one table per dataset)."""
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -349,12 +388,10 @@ def write_tables(table: pd.DataFrame, out_prefix: Path, title: str, caption: str
             wide_table(table, dataset, ("**", "**")).to_markdown(),
             "",
         ]
-        tex = wide_table(table, dataset, (r"\textbf{", "}")).rename(columns=lambda c: c.replace("d = ", "$d={") + "}$")
-        latex.append(
-            tex.style.to_latex(
-                caption=f"{title}: {dataset} (test {unit}). {caption}", hrules=True, position_float="centering"
-            ).replace("±", r"$\pm$")
-        )
+        tex = wide_table(table, dataset, BOLD_MARKERS).map(latex_cell)
+        tex = tex.rename(index=latex_text, columns=lambda c: c.replace("d = ", "$d={") + "}$")
+        caption_tex = latex_text(f"{title}: {dataset} (test {unit}). {caption}")
+        latex.append(tex.style.to_latex(caption=caption_tex, hrules=True, position_float="centering"))
     paths[1].write_text("\n".join(markdown) + "\n")
     paths[2].write_text("\n".join(latex))
     return paths

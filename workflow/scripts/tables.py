@@ -24,7 +24,8 @@ write_tables(
     main,
     Path(snakemake.output.main_csv).with_suffix(""),
     "Test likelihood by latent dimension",
-    f"Best per column in bold; {shown}; {selection}; diverged runs are marked, not dropped. {evaluation}",
+    "; ".join(part for part in ("Best per column in bold", shown, selection) if part)
+    + f"; diverged runs are marked, not dropped. {evaluation}",
 )
 budget = attach_references(summarise(runs[runs["probes"] != NO_PROBES]), references)
 write_tables(
