@@ -201,6 +201,20 @@ def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
     assert all(line.count("&") == 1 for line in tex.splitlines() if line.startswith(("five", "vae", "model")))
 
 
+def test_the_main_caption_names_the_budgets_of_the_models_it_tables():
+    """The budget of each model the main table shows, and only of models with runs (`five` is swept only as its
+    `sample` variant in a config of `surrogate_points: [sample]`); no empty part where none has a budget."""
+    from five.sweep.aggregate import main_caption
+
+    shown = {"fif": 2, "five": 1, "five-sample": 1}
+    runs = pd.DataFrame({"model": ["vae", "fif", "five-sample"]})
+    assert main_caption(runs, shown, "evaluated at the best epoch") == (
+        "Best per column in bold; fif at K=2; five-sample at K=1; evaluated at the best epoch; diverged runs are "
+        "marked, not dropped."
+    )
+    assert main_caption(runs[runs["model"] == "vae"], shown, "last").startswith("Best per column in bold; last; ")
+
+
 def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
     from five.sweep import plots
 

@@ -232,6 +232,15 @@ SIGMA_POLICY_MEANING = {
 }
 
 
+def main_caption(runs: pd.DataFrame, probes_shown: dict[str, int], selection: str) -> str:
+    """What the main table shows: the best per column, the budget of each model with one that it tables (of those
+    with runs: `five` is absent where only its `sample` variant runs), which checkpoint was evaluated."""
+    tabled = set(runs["model"])
+    shown = "; ".join(f"{model} at K={k}" for model, k in probes_shown.items() if model in tabled)
+    parts = ("Best per column in bold", shown, selection)
+    return "; ".join(part for part in parts if part) + "; diverged runs are marked, not dropped."
+
+
 def evaluation_caption(runs: pd.DataFrame) -> str:
     """What stands behind the numbers: N per data set, each model's proposal, the σ policies shown."""
     complete = runs[runs["status"] != "diverged"]

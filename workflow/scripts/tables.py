@@ -5,14 +5,20 @@ from pathlib import Path
 import pandas as pd
 
 from five.base.config import NO_PROBES
-from five.sweep.aggregate import attach_references, evaluation_caption, summarise, with_own_sigma_rows, write_tables
+from five.sweep.aggregate import (
+    attach_references,
+    evaluation_caption,
+    main_caption,
+    summarise,
+    with_own_sigma_rows,
+    write_tables,
+)
 
 snakemake = globals()["snakemake"]
 runs = pd.read_csv(snakemake.input.runs)
 shown_models = snakemake.params.probes_shown
 references = snakemake.params.references
 selection = snakemake.params.model_selection
-shown = "; ".join(f"{model} at K={k}" for model, k in shown_models.items())
 evaluation = (
     evaluation_caption(runs)
     + " Made from: "
@@ -24,8 +30,7 @@ write_tables(
     main,
     Path(snakemake.output.main_csv).with_suffix(""),
     "Test likelihood by latent dimension",
-    "; ".join(part for part in ("Best per column in bold", shown, selection) if part)
-    + f"; diverged runs are marked, not dropped. {evaluation}",
+    f"{main_caption(runs, shown_models, selection)} {evaluation}",
 )
 budget = attach_references(summarise(runs[runs["probes"] != NO_PROBES]), references)
 write_tables(
