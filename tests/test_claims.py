@@ -350,6 +350,14 @@ def test_cost_ratio_and_the_written_report(tmp_path):
     assert len(pd.read_csv(tmp_path / "claims.csv")) == 2
 
 
+def test_an_inconclusive_cell_leaves_its_test_and_rule_blank_in_the_report(tmp_path):
+    """A cell that no test decides (too few seeds) has no test and no rule: claims.md leaves them blank, not 'nan'."""
+    runs = runs_table({("five", 4): [0.25, 0.26], ("vae", 4): [0.1, 0.1]}, metric="epoch_time_s")
+    write_claims(evaluate_claims(runs, SETTINGS | {"list": [COST_CLAIM]}, SHOWN), tmp_path / "claims", SETTINGS)
+    text = (tmp_path / "claims.md").read_text()
+    assert "fewer than min_seeds" in text and "nan" not in text.lower()
+
+
 def test_a_pipe_in_a_claims_text_stays_inside_its_markdown_cell(tmp_path):
     """A statement like '|Δ| is small' (or an id with '|') is escaped in claims.md: every row of both tables
     has its table's columns, the claim's text reads back whole."""

@@ -627,6 +627,7 @@ def cell_table(table: pd.DataFrame) -> pd.DataFrame:
         detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     agree, seeds = (detail[column].fillna(0).astype(int) for column in ("seeds_agree", "n_seeds"))
     detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(agree, seeds)]
+    detail[["test", "rule", "reason"]] = detail[["test", "rule", "reason"]].astype(object).fillna("")  # none: undecided
     return detail.rename(columns=CELL_HEADINGS)
 
 
