@@ -20,6 +20,7 @@ from five.base.config import (
     STEP_COST_KEYS,
     TrainConfig,
     check_packable,
+    model_dir,
     short_integer,
 )
 from five.base.errors import ConfigError, FiveError
@@ -501,7 +502,6 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
 
 def timing_row_key(settings: dict) -> dict:
     """What names a configuration in the timing table: its model folder, d and K."""
-    from five.sweep.table import model_dir
 
     model = model_dir(settings["model"], settings.get("surrogate_point"))
     return {"model": model, "latent_dim": settings["latent_dim"], "probes": settings["probes"]}

@@ -289,6 +289,9 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
     assert sorted(table["model"].unique()) == ["five-sample", "vae"]  # the names of runs.csv
     assert table.set_index("model")["probes"].to_dict() == {"vae": 0, "five-sample": 1}
     assert (table["step_time_s"] > 0).all() and set(table["device"]) == {"CPU"}
+    progress = [line for line in result.stderr.splitlines() if line.startswith("round ")]
+    assert len(progress) == 3 and all(", five-sample d=2 K=1 " in line for line in progress), progress
+    assert all(line.startswith(f"round {r}/3: vae d=2 ") for r, line in enumerate(progress, 1)), progress
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,15 @@ SCHEDULE_SETTINGS = ("epochs", "eval_every", "patience", "checkpoint_every")
 MODELS_WITH_FIXED_SIGMA = ("fif",)  # s = 1/(2β)
 SURROGATE_POINTS = ("mean", "sample")  # where FIVE's decoder tangents J_g·v_k are taken (spec §1.4)
 DEFAULT_SURROGATE_POINT = "mean"
+
+
+def model_dir(model: str, surrogate_point: str | None) -> str:
+    """A run's model as its folder and the tables name it: the model's name, with the FIVE estimator variant
+    appended unless it is the default (so that runs made before the variant existed keep their folders)."""
+    variant = surrogate_point if isinstance(surrogate_point, str) else None  # tables hold NaN for "none"
+    return model if variant in (None, DEFAULT_SURROGATE_POINT) else f"{model}-{variant}"
+
+
 MODEL_SELECTIONS = ("best", "last")  # the checkpoint a run is evaluated at: its best validation epoch's, or its last
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
 INT64_MAX = 2**63 - 1  # the integers a torch tensor holds

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
-from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig
+from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig, model_dir
 from five.base.errors import FiveError
 from five.base.files import check_evaluated_after_training, read_train_record
 from five.base.metrics import RESULT_COLUMNS, TABLED_SPLIT, informative_count, read_evaluation
 from five.sweep.estimate_files import REMAKE_ADVICE
-from five.sweep.table import device_kind, evaluation_settings, model_dir
+from five.sweep.table import device_kind, evaluation_settings
 
 KEYS = ["dataset", "model", "latent_dim", "probes", "seed"]
 

@@ -21,7 +21,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from five.base.config import DEFAULT_BATCH_SIZE, cuda_graph_mode
+from five.base.config import DEFAULT_BATCH_SIZE, cuda_graph_mode, model_dir
 from five.base.errors import DataError
 from five.base.files import atomic_write
 from five.data import catalog
@@ -32,7 +32,7 @@ from five.run.steps import check_cuda_graph_mode, graphed_or_eager, uses_cuda_gr
 from five.run.timing import make_step, time_steps
 from five.run.validation import VALIDATION_EXAMPLES, VALIDATION_SAMPLES, default_eval_every
 from five.sweep.estimate_files import ESTIMATE_FILES
-from five.sweep.table import estimate_key, model_dir
+from five.sweep.table import estimate_key
 
 TIMING_KEYS = [
     "dataset",

@@ -24,6 +24,7 @@ from five.base.config import (
     NO_PROBES,
     TrainConfig,
     cuda_graph_mode,
+    model_dir,
 )
 from five.base.errors import ConfigError, one_line
 from five.base.files import non_regular_kind, not_a_folder, path_problem, shown_path
@@ -75,13 +76,6 @@ def config_hash(config: dict) -> str:
 
 
 MODEL_DIR_PATTERN = "vae|fcvae|fif|five|five-sample"  # the {model} wildcard of the workflow's run folders
-
-
-def model_dir(model: str, surrogate_point: str | None) -> str:
-    """A run's model folder: the model's name, with the FIVE estimator variant appended unless it is the
-    default (so that runs made before the variant existed keep their folders)."""
-    variant = surrogate_point if isinstance(surrogate_point, str) else None  # tables hold NaN for "none"
-    return model if variant in (None, DEFAULT_SURROGATE_POINT) else f"{model}-{variant}"
 
 
 def sweep_seeds(config: dict) -> list[int]:
