@@ -347,6 +347,7 @@ def test_cost_ratio_and_the_written_report(tmp_path):
     summary = write_claims(table, tmp_path / "claims", SETTINGS)
     text = (tmp_path / "claims.md").read_text()
     assert summary.startswith("C3 SUPPORTED") and "95% Student-t interval" in text and "Holm" in text
+    assert re.search(r"\|\s+n \(seeds or rounds\)\s+\|", text)  # a step-time cell's n counts timing rounds
     assert len(pd.read_csv(tmp_path / "claims.csv")) == 2
 
 

@@ -568,8 +568,9 @@ CELL_COLUMNS = [
     "rule",
     "reason",
 ]
-CELL_HEADINGS = {
-    "seeds_agree": "seeds agree",
+CELL_HEADINGS = {  # a step-time cell pairs the rounds of one timing, not seeds
+    "n_seeds": "n (seeds or rounds)",
+    "seeds_agree": "agree",
     "p_support_holm": "p holds (Holm)",
     "p_contradict_holm": "p false (Holm)",
 }
