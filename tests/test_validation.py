@@ -190,3 +190,23 @@ def test_without_a_validation_split_the_arrays_read_by_no_split_are_named(tmp_pa
     np.savez(tmp_path / "plain.npz", **arrays)
     validation_batch(load_npz(str(tmp_path / "plain.npz")), CPU, lines.append)
     assert "plain.npz has no validation split: monitoring uses" in lines[1]
+
+
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_a_fitted_sigma_names_the_examples_it_was_fitted_on(tmp_path, with_validation):
+    """`--sigma fitted` fits σ on the validation split, or, where an npz has none, on the first training examples:
+    the evaluation's log and its recorded proposal (which the tables' captions quote) say which."""
+    import numpy as np
+
+    generator = np.random.default_rng(0)
+    arrays = {split: generator.normal(size=(40, 4)).astype(np.float32) for split in ("train", "test")}
+    if with_validation:
+        arrays["validation"] = generator.normal(size=(20, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", **arrays)
+    run_config = TrainConfig(model="vae", dataset=f"npz:{tmp_path / 'data.npz'}", latent_dim=2, epochs=1)
+    train(run_config, tmp_path / "run", CPU, log=quiet)
+    lines = []
+    metrics = evaluate_run(tmp_path / "run", CPU, importance_samples=4, sigma="fitted", log=lines.append)
+    source = "validation" if with_validation else "the first 512 training examples (no validation split)"
+    assert metrics["proposal"].endswith(f"s fitted on {source}"), metrics["proposal"]
+    assert any(line.startswith(f"σ fitted on {source}: ") for line in lines), lines

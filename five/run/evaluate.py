@@ -39,7 +39,7 @@ from five.run.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from five.run.validation import fit_log_sigma, validation_batch
+from five.run.validation import fit_log_sigma, validation_batch, validation_source
 
 EVALUATION_SEED = 20250602  # fixed: the test dequantisation and the importance samples are the same every time
 ACTIVE_UNIT_THRESHOLD = 0.01  # §3 (Burda et al.)
@@ -159,9 +159,10 @@ def own_sigma_policy(model_name: str) -> str:
     return "fixed" if model_name in MODELS_WITH_FIXED_SIGMA else "learned"
 
 
-def proposal_description(model: Model, sigma_policy: str) -> str:
+def proposal_description(model: Model, sigma_policy: str, dataset: Dataset) -> str:
     """The proposal and the σ of p(x|z) behind a number (spec §2: say which)."""
-    s = {"fixed": "s = 1/(2β) fixed", "learned": "the learned s", "fitted": "s fitted on validation"}[sigma_policy]
+    fitted = f"s fitted on {validation_source(dataset)}"
+    s = {"fixed": "s = 1/(2β) fixed", "learned": "the learned s", "fitted": fitted}[sigma_policy]
     if model.posterior_scales_with_sigma:
         return f"N(f(x), s·J_f J_fᵀ) with {s}"
     return f"the model's own posterior q(z|x); p(x|z) with {s}"
@@ -350,7 +351,7 @@ def fit_sigma(
     fit = fit_log_sigma(model, validation_batch(dataset, device, log))
     sigma_own = float(torch.exp(model.log_sigma.detach()))
     log(
-        f"σ fitted on validation: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); validation NLL "
+        f"σ fitted on {validation_source(dataset)}: {math.exp(fit['log_sigma']):.4f} (own {sigma_own:.4f}); NLL "
         f"{fit['val_nll_fitted']:.3f} (own σ: {fit['val_nll_own']:.3f}) after {fit['search_evaluations']} trials"
         + ("; the model's own σ did as well and is kept" if fit["kept_own"] else "")
     )
@@ -451,7 +452,7 @@ def likelihood_metrics(
         "sigma_policy": sigma_policy,
         "sigma_own": sigma_own,
         **sigma_metrics,
-        "proposal": proposal_description(model, sigma_policy),
+        "proposal": proposal_description(model, sigma_policy, dataset),
     }
     return metrics, passed
 

@@ -66,6 +66,13 @@ def replayed_history(history: list[dict], config: TrainConfig) -> list[dict] | N
     return replayed
 
 
+def validation_source(dataset: Dataset) -> str:
+    """What validation_batch draws from, in words (a σ fitted or a run monitored on it says so)."""
+    if "validation" in dataset.splits:
+        return "validation"
+    return f"the first {VALIDATION_EXAMPLES} training examples (no validation split)"
+
+
 def validation_batch(dataset: Dataset, device: torch.device, log: Callable[[str], None]) -> torch.Tensor:
     """The first VALIDATION_EXAMPLES validation examples, dequantised once with a fixed seed."""
     if "validation" in dataset.splits:
