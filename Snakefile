@@ -38,7 +38,7 @@ onsuccess:
             print(
                 f"\nMLflow: {len(untracked)} jobs went on untracked (their JSON files are complete; e.g. "
                 f"{untracked[0]}): once {TRACKING_URI} is reachable, "
-                f"`{sync_command(TRACKING_URI, config['experiment'], RESULTS)}` logs them"
+                f"`{sync_command(TRACKING_URI, config['experiment'], RUN_FOLDERS_GLOB)}` logs them"
             )
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "

@@ -360,10 +360,10 @@ def evaluation_files(runs: list[Path], image_dirs: list[Path | None], data_dir: 
 def read_files(datasets: list, data_dir: Path | None) -> list[Path]:
     """The files a job reads that no output of it may replace: the data files of `datasets` (five.data.catalog)
     and the SQLite tracking database with the files SQLite and five keep beside it."""
-    from five.run.tracking import MLFLOW_DEFAULT_URI, sqlite_database_files
+    from five.run.tracking import sqlite_database_files, store_uri
 
     data = [path for name in datasets if isinstance(name, str) for path in input_files(name, data_dir)]
-    return data + sqlite_database_files(os.environ.get("MLFLOW_TRACKING_URI") or MLFLOW_DEFAULT_URI)
+    return data + sqlite_database_files(store_uri())
 
 
 def check_evaluation_paths(run: Path, out: Path, image_dir: Path | None, protected: list[Path]) -> None:
@@ -502,7 +502,6 @@ def step_configs(points_json: str, dataset: str) -> list[TrainConfig]:
 
 def timing_row_key(settings: dict) -> dict:
     """What names a configuration in the timing table: its model folder, d and K."""
-
     model = model_dir(settings["model"], settings.get("surrogate_point"))
     return {"model": model, "latent_dim": settings["latent_dim"], "probes": settings["probes"]}
 

@@ -148,14 +148,13 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
         warnings = [line for line in log.splitlines() if line.startswith("warning: MLflow tracking")]
         assert len(warnings) == 1 and "five mlflow-sync" in warnings[0], log[-2000:]
     closing = down.stdout + down.stderr  # the closing summary says so too: the jobs' logs are not all one reads
-    assert "MLflow: 2 jobs went on untracked" in closing and "five mlflow-sync --experiment served" in closing
+    assert "MLflow: 2 jobs went on untracked" in closing and "-m five.cli mlflow-sync --experiment served" in closing
 
     server.start()  # back: the command the summary prints, run as printed from the working folder (no
     # MLFLOW_TRACKING_URI of its own), logs the runs it missed from their JSON files and leaves the others alone
-    printed = re.search(r"`(MLFLOW_TRACKING_URI=\S+ five mlflow-sync [^`]+)` logs them", closing)
+    printed = re.search(r"`(MLFLOW_TRACKING_URI=\S+ \S+ -m five.cli mlflow-sync [^`]+)` logs them", closing)
     assert printed, closing[-2000:]
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `five`, the package's command
     synced = subprocess.run(
         ["bash", "-c", printed.group(1)], capture_output=True, text=True, env=env, cwd=work, timeout=300
     )

@@ -277,6 +277,8 @@ def test_mlflow_commands_say_which_store_they_write_to(tmp_path, monkeypatch, ca
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlruns" / "1").mkdir(parents=True)  # a file store's experiment: MLflow's own default would be it
+    (tmp_path / "mlruns" / "1" / "meta.yaml").write_text("name: old\n")
     assert main(["mlflow-init", "--experiment", "here"]) == 0
     assert "MLflow store: sqlite:///mlflow.db, MLflow's default in the working folder" in capsys.readouterr().out
     assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("here") is not None
@@ -321,3 +323,27 @@ def test_a_run_recorded_anew_without_training_is_logged_anew(tmp_path, monkeypat
         assert len(client.get_metric_history(run.info.run_id, "loss")) == record["epochs_completed"]
         assert run.data.metrics["train_wall_time_s"] == record["wall_time_s"]
     assert recorded_anew in capsys.readouterr().out  # the last edit trained nothing
+    assert main([*options, *schedules[-1], *tracked]) == 0  # again: kept as it is, its MLflow run too
+    assert "nothing to do" in capsys.readouterr().out
+    assert [run.info.run_id for run in runs_by_key(uri, "edits")[2]] == [run.info.run_id]
+
+
+def test_mlflow_sync_repairs_a_run_recorded_anew_while_untracked(tmp_path, monkeypatch, capsys):
+    """A run recorded anew (an edited eval_every) by a job that could not track leaves MLflow with the run of before
+    (ended, trained, with the old settings): mlflow-sync, which logs what MLflow lacks, replaces it."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "4"]
+    assert main([*options, "--eval-every", "1", "--mlflow-experiment", "fix", "--out", "run"]) == 0
+    assert main([*options, "--eval-every", "2", "--restart-if-changed", "--out", "run"]) == 0  # untracked
+    assert runs_by_key(uri, "fix")[2][0].data.params["eval_every"] == "1"
+    capsys.readouterr()
+    assert main(["mlflow-sync", "--experiment", "fix", "run"]) == 0
+    assert "run: logged" in capsys.readouterr().out
+    (run,) = runs_by_key(uri, "fix")[2]
+    assert run.data.params["eval_every"] == "2" and run.info.status == "FINISHED"
+    assert main(["mlflow-sync", "--experiment", "fix", "run"]) == 0
+    assert "run: already in MLflow" in capsys.readouterr().out

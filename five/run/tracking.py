@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shlex
+import sys
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -71,6 +72,12 @@ def environment_tracking_uri() -> str | None:
     return os.environ.get("MLFLOW_TRACKING_URI") or None  # set but empty is unset, as for MLflow
 
 
+def store_uri(tracking_uri: str | None = None) -> str:
+    """The store five logs to: `tracking_uri`, else $MLFLOW_TRACKING_URI's, else ./mlflow.db, always named to MLflow
+    (left to itself, MLflow would use the file store where a ./mlruns folder holds experiments)."""
+    return tracking_uri or environment_tracking_uri() or MLFLOW_DEFAULT_URI
+
+
 def store_in_use() -> str:
     """The store a command run by hand logs to, as a line: $MLFLOW_TRACKING_URI's, else MLflow's default in the
     working folder (not the workflow's results/mlflow.db unless that is the URI)."""
@@ -80,12 +87,13 @@ def store_in_use() -> str:
     return f"MLflow store: {MLFLOW_DEFAULT_URI}, MLflow's default in the working folder ($MLFLOW_TRACKING_URI is unset)"
 
 
-def sync_command(uri: str, experiment: str, results: str) -> str:
+def sync_command(uri: str, experiment: str, run_folders: str) -> str:
     """The shell line that logs the runs of `experiment` the store at `uri` missed: the store named (a command run
-    by hand does not know the workflow's), every run folder (s<seed>/) and none of a sweep point's own files."""
+    by hand does not know the workflow's), this Python's five (the workflow's, on the PATH or not), and the
+    glob `run_folders` of the experiment's run folders, left for the shell to expand."""
     return (
-        f"MLFLOW_TRACKING_URI={shlex.quote(uri)} five mlflow-sync --experiment {shlex.quote(experiment)} "
-        f"{shlex.quote(results)}/*/*/*/*/s*/"
+        f"MLFLOW_TRACKING_URI={shlex.quote(uri)} {shlex.quote(sys.executable)} -m five.cli mlflow-sync "
+        f"--experiment {shlex.quote(experiment)} {run_folders}"
     )
 
 
@@ -197,7 +205,7 @@ def _client(tracking_uri: str | None):
         os.environ.setdefault(name, value)
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    return MlflowClient(store_uri(tracking_uri))
 
 
 def with_retries(call: Callable, *args, **kwargs):
@@ -283,7 +291,7 @@ class RunTracker:
     ):
         import mlflow.tracking  # noqa: F401 - seconds of imports, outside the lock that jobs queue for
 
-        with store_initialisation_lock(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        with store_initialisation_lock(store_uri(tracking_uri)):
             self.client = _client(tracking_uri)
             self.experiment_id = ensure_experiment(experiment, artifact_location=artifact_location, client=self.client)
         self.run_key, self.warn = run_key, warn
@@ -350,15 +358,17 @@ class RunTracker:
         else:
             self.start({})
 
-    def is_complete(self, diverged: bool, evaluated: bool) -> bool:
-        """Whether MLflow already holds this sweep point's whole run: ended, with its training (the wall time
-        logged at the end of training, or a loss for a diverged run) and, if `evaluated`, its evaluation. An
-        evaluate job that attached to a run whose training was never logged leaves an incomplete one."""
+    def is_complete(self, record: dict, evaluated: bool) -> bool:
+        """Whether MLflow already holds this sweep point's whole run as train.json's `record` has it: ended, with
+        its settings (an edited schedule recorded anew changes them), its training (the wall time logged at the
+        end of training, or a loss for a diverged run) and, if `evaluated`, its evaluation. An evaluate job that
+        attached to a run whose training was never logged leaves an incomplete one."""
         for run in self._runs_with_key():
-            metrics = run.data.metrics
-            trained = "loss" in metrics if diverged else "train_wall_time_s" in metrics
+            metrics, params = run.data.metrics, run.data.params
+            trained = "loss" in metrics if record["status"] == "diverged" else "train_wall_time_s" in metrics
             if (
                 run.info.status in ("FINISHED", "FAILED")
+                and all(params.get(key) == str(value) for key, value in record["config"].items())
                 and trained
                 and (not evaluated or any(key.startswith("eval_") for key in metrics))
             ):
@@ -470,7 +480,7 @@ def sync_run(
         return inputs
     record, evaluation = inputs
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
-    if tracker.is_complete(record["status"] == "diverged", evaluated=evaluation is not None):
+    if tracker.is_complete(record, evaluated=evaluation is not None):
         return "already in MLflow"
     log_record(tracker, run_dir, record, evaluation, {SUPERSEDED_TAG: "true"} if superseded else {})
     if tracker.run_id is None:

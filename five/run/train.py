@@ -173,11 +173,9 @@ def _shorter_run_from_history(
     it earlier), nothing but the schedule changed: where the checkpoint's run validated wherever it would have
     and best.pt holds the epoch it would select (_replay), best.pt *is* its result, so keep it, record the
     history up to its end, and move the longer run aside (no retraining). Returns that run's train.json
-    payload (also when an earlier call made it), else None. Never where the runs are to be evaluated at their
-    last epoch (`needs_last_checkpoint`): a cut run has no checkpoint of it, so it is retrained."""
-    record_path, checkpoint_path = out_dir / TRAIN_JSON, out_dir / CHECKPOINT_NAME
-    if record_path.exists() and not checkpoint_path.exists():
-        return _earlier_cut(out_dir, config, restart_if_changed, needs_last_checkpoint, log)
+    payload, else None. Never where the runs are to be evaluated at their last epoch (`needs_last_checkpoint`):
+    a cut run has no checkpoint of it, so it is retrained."""
+    checkpoint_path = out_dir / CHECKPOINT_NAME
     if not (restart_if_changed and checkpoint_path.exists()) or needs_last_checkpoint:
         return None
     state = load_checkpoint(checkpoint_path)
@@ -339,10 +337,10 @@ def train_seeds(
     (stalled or diverged) leaves the pack and the others go on; a finished one costs nothing. `on_train(run)` is
     called for each run that trains, before its history is replayed from its checkpoint, and returns the
     callback that receives its history entries (or None); `on_recorded(run)` for each run whose checkpoint already
-    ends this configuration (an edit of its schedule or length) once train.json records it anew, before any run
-    trains. `needs_last_checkpoint`: the runs will be evaluated at their last epoch, so none is cut to its best
-    checkpoint (_shorter_run_from_history). Returns the runs, each with its train.json record (`result`) and,
-    where it diverged, the error (`failure`)."""
+    ends this configuration (an edit of its schedule or length) as soon as train.json records it anew.
+    `needs_last_checkpoint`: the runs will be evaluated at their last epoch, so none is cut to its best checkpoint
+    (_shorter_run_from_history). Returns the runs, each with its train.json record (`result`) and, where it
+    diverged, the error (`failure`)."""
     check_cuda_graph_mode(cuda_graph, device)
     check_packable(configs, out_dirs)
     runs = [
@@ -351,15 +349,14 @@ def train_seeds(
     with ExitStack() as locks:
         for run in runs:
             locks.enter_context(run_lock(run.out_dir))
-        recorded = _records_without_training(runs, device, restart_if_changed, needs_last_checkpoint, log)
+        _records_without_training(runs, device, restart_if_changed, needs_last_checkpoint, on_recorded, log)
         pending = [run for run in runs if run.result is None]
         if pending:
             dataset = load_dataset(configs[0].dataset, data_dir)
             for run in pending:
                 _prepare(run, dataset, device, len(pending), restart_if_changed, compile_objective, log)
-            recorded += [run for run in pending if run.result is not None]
-        for run in recorded:
-            on_recorded(run)
+                if run.result is not None:  # its checkpoint ends this configuration: recorded anew
+                    on_recorded(run)
         training = [run for run in pending if run.result is None]
         for run in training:  # only once every run is prepared: a failure before leaves no tracker started
             run.on_epoch = (on_train and on_train(run)) or run.on_epoch
@@ -373,20 +370,27 @@ def train_seeds(
 
 
 def _records_without_training(
-    runs: list[Run], device: torch.device, restart_if_changed: bool, needs_last_checkpoint: bool, log
-) -> list[Run]:
-    """The record of each run that needs no training: cut to its best epoch by an edit (_shorter_run_from_history,
-    recorded anew: these are returned) or finished as it is (_kept_record)."""
-    recorded = []
+    runs: list[Run],
+    device: torch.device,
+    restart_if_changed: bool,
+    needs_last_checkpoint: bool,
+    on_recorded: Callable[[Run], None],
+    log: Callable[[str], None],
+) -> None:
+    """The record of each run that needs no training: kept as it is (a finished run, or one an earlier call cut:
+    _earlier_cut, _kept_record), or cut to its best epoch now (_shorter_run_from_history), which records it anew
+    and is passed to `on_recorded` at once."""
     for run in runs:
-        run.result = _shorter_run_from_history(
-            run.out_dir, run.config, device, run.extra, restart_if_changed, needs_last_checkpoint, log
-        )
-        if run.result is not None:
-            recorded.append(run)
+        record_path, checkpoint_path = run.out_dir / TRAIN_JSON, run.out_dir / CHECKPOINT_NAME
+        if record_path.exists() and not checkpoint_path.exists():
+            run.result = _earlier_cut(run.out_dir, run.config, restart_if_changed, needs_last_checkpoint, log)
         else:
-            run.result = _kept_record(run, log)
-    return recorded
+            run.result = _shorter_run_from_history(
+                run.out_dir, run.config, device, run.extra, restart_if_changed, needs_last_checkpoint, log
+            )
+            if run.result is not None:
+                on_recorded(run)
+        run.result = run.result or _kept_record(run, log)
 
 
 def _kept_record(run: Run, log: Callable[[str], None]) -> dict | None:

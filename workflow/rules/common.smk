@@ -48,6 +48,7 @@ SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
 WILDCARDS = ("{dataset}", "{model}", "{latent_dim}", "{probes}")  # a sweep point's
 POINT_PATTERN = point_folder(RESULTS, *WILDCARDS)  # a sweep point: its seeds' runs
 RUN_PATTERN = run_folder(RESULTS, *WILDCARDS, "{seed}")
+RUN_FOLDERS_GLOB = run_folder(RESULTS, "*", "*", "*", "*", "*") + "/"  # every run folder, for a shell to expand
 SWEEP_POINTS = {}
 for _row in SWEEP_ROWS.values():
     SWEEP_POINTS.setdefault(os.path.dirname(_row["run_dir"]), []).append(_row)
