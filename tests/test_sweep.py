@@ -187,8 +187,10 @@ def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
         r"config\_hash a1; s$\cdot$J\_f J\_f$^{\top}$; 5\% \& \#1; $\sigma$ fitted"
     )
     assert latex_text(r"a\b~c^d{e}$") == r"a\textbackslash{}b\textasciitilde{}c\textasciicircum{}d\{e\}\$"
-    points = (("vae", 0, 5.0), ("five", 1, 4.0))
-    rows = [fake_run(tmp_path, "digits", model, 4, k, seed, nll + seed) for model, k, nll in points for seed in (0, 1)]
+    points = (("vae", 0, 4, 5.0), ("five", 1, 4, 4.0), ("vae", 0, 8, 5.0))  # five has no run at d = 8
+    rows = [
+        fake_run(tmp_path, "digits", model, d, k, seed, nll + seed) for model, k, d, nll in points for seed in (0, 1)
+    ]
     runs, _ = collect_runs(pd.DataFrame(rows), EVALUATED)
     runs = runs.assign(sigma_policy="fitted")
     caption = f"{'; '.join(SIGMA_POLICY_MEANING.values())}; proposals: N(f(x), s·J_f J_fᵀ). Made from: config_hash 1f"
@@ -198,7 +200,10 @@ def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
     text = re.sub(r"\$[^$]*\$", "", tex)  # math spans
     text = re.sub(r"\\[a-zA-Z]+|\\[^a-zA-Z]", "", text)  # commands and escaped characters
     assert not set("_^%#~$") & set(text), text
-    assert all(line.count("&") == 1 for line in tex.splitlines() if line.startswith(("five", "vae", "model")))
+    rows = [line for line in tex.splitlines() if line.startswith(("five", "vae", "model"))]
+    assert len(rows) == 3 and all(line.count("&") == 2 for line in rows), rows
+    assert r"five (K=1, $\sigma$ fitted) & \textbf{4.500 $\pm$ 0.707} &  \\" in rows, rows  # blank: not run at d=8
+    assert "nan" not in (tmp_path / "main.md").read_text()
 
 
 def test_the_main_caption_names_the_budgets_of_the_models_it_tables():

@@ -207,6 +207,6 @@ def test_a_fitted_sigma_names_the_examples_it_was_fitted_on(tmp_path, with_valid
     train(run_config, tmp_path / "run", CPU, log=quiet)
     lines = []
     metrics = evaluate_run(tmp_path / "run", CPU, importance_samples=4, sigma="fitted", log=lines.append)
-    source = "validation" if with_validation else "the first 512 training examples (no validation split)"
+    source = "validation" if with_validation else "the first 40 training examples (no validation split)"
     assert metrics["proposal"].endswith(f"s fitted on {source}"), metrics["proposal"]
     assert any(line.startswith(f"σ fitted on {source}: ") for line in lines), lines

@@ -70,7 +70,11 @@ def validation_source(dataset: Dataset) -> str:
     """What validation_batch draws from, in words (a σ fitted or a run monitored on it says so)."""
     if "validation" in dataset.splits:
         return "validation"
-    return f"the first {VALIDATION_EXAMPLES} training examples (no validation split)"
+    return f"{first_training_examples(dataset)} (no validation split)"
+
+
+def first_training_examples(dataset: Dataset) -> str:
+    return f"the first {min(VALIDATION_EXAMPLES, len(dataset.split('train')))} training examples"
 
 
 def validation_batch(dataset: Dataset, device: torch.device, log: Callable[[str], None]) -> torch.Tensor:
@@ -84,8 +88,8 @@ def validation_batch(dataset: Dataset, device: torch.device, log: Callable[[str]
             else ""
         )
         log(
-            f"{dataset.name} has no validation split{unread}: monitoring uses the first {VALIDATION_EXAMPLES} "
-            "training examples (fit, not generalisation)"
+            f"{dataset.name} has no validation split{unread}: monitoring uses {first_training_examples(dataset)} "
+            "(fit, not generalisation)"
         )
         levels = dataset.split("train")
     generator = torch.Generator(device=device).manual_seed(VALIDATION_SEED)

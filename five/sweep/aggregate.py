@@ -226,7 +226,10 @@ def with_own_sigma_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 SIGMA_POLICY_MEANING = {
-    "fitted": "fitted = the σ maximising the validation IWAE for the trained f, g (the same rule for every model)",
+    "fitted": (
+        "fitted = the σ maximising the IWAE of validation data (the first training examples where a data set has "
+        "no validation split) for the trained f, g (the same rule for every model)"
+    ),
     "learned": "learned = the trained ρ = log σ",
     "fixed": "fixed = FIF's s = 1/(2β), as the FIF paper defines the model",
 }
@@ -248,7 +251,7 @@ def evaluation_caption(runs: pd.DataFrame) -> str:
         return "No completed evaluation."
     samples = complete.groupby("dataset")["importance_samples"].first()
     parts = [", ".join(f"N = {int(n)} importance samples ({dataset})" for dataset, n in samples.items())]
-    proposals = complete.groupby("model")["proposal"].first()
+    proposals = complete.groupby("model")["proposal"].agg(lambda texts: " / ".join(sorted(set(texts))))
     parts.append("proposals: " + "; ".join(f"{model}: {text}" for model, text in proposals.items()))
     policies = sorted(
         set(complete["sigma_policy"].dropna()) | ({"fixed"} if complete["nll_nats_own_sigma"].notna().any() else set())
@@ -329,13 +332,14 @@ def format_cell(entry: pd.Series, bold: tuple[str, str]) -> str:
 
 
 def wide_table(table: pd.DataFrame, dataset: str, bold: tuple[str, str]) -> pd.DataFrame:
-    """Rows models, columns latent dims, cells 'mean ± std' with the best of each column in bold."""
+    """Rows models, columns latent dims, cells 'mean ± std' with the best of each column in bold (blank where a
+    model has no run at that d)."""
     part = table[table["dataset"] == dataset].copy()
     part["cell"] = part.apply(format_cell, axis=1, bold=bold)
     order = part.sort_values(
         ["model", "probes", "sigma_policy"], key=lambda c: c.map(MODEL_ORDER) if c.name == "model" else c
     )
-    wide = part.pivot(index="row", columns="latent_dim", values="cell").reindex(order["row"].unique())
+    wide = part.pivot(index="row", columns="latent_dim", values="cell").reindex(order["row"].unique()).fillna("")
     wide.columns = [f"d = {d}" for d in wide.columns]
     wide.index.name = "model"
     return wide
@@ -376,10 +380,8 @@ def latex_text(text: str) -> str:
     return "".join(LATEX_SPECIALS.get(character, LATEX_SYMBOLS.get(character, character)) for character in text)
 
 
-def latex_cell(cell) -> str:
+def latex_cell(cell: str) -> str:
     """A table cell for LaTeX: its text escaped, its bold part (BOLD_MARKERS) in \\textbf."""
-    if not isinstance(cell, str):
-        return "" if pd.isna(cell) else str(cell)
     return latex_text(cell).replace(BOLD_MARKERS[0], r"\textbf{").replace(BOLD_MARKERS[1], "}")
 
 

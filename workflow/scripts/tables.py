@@ -30,7 +30,7 @@ write_tables(
     main,
     Path(snakemake.output.main_csv).with_suffix(""),
     "Test likelihood by latent dimension",
-    f"{main_caption(runs, shown_models, selection)} {evaluation}",
+    f"{main_caption(main, shown_models, selection)} {evaluation}",
 )
 budget = attach_references(summarise(runs[runs["probes"] != NO_PROBES]), references)
 write_tables(
