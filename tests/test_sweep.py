@@ -206,6 +206,27 @@ def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
     assert "nan" not in (tmp_path / "main.md").read_text()
 
 
+def test_the_evaluation_caption_lists_each_distinct_proposal_of_a_model():
+    """A model evaluated on a data set with a validation split and on an npz without one has two proposals (σ
+    fitted on other examples): the caption lists both, not whichever run comes first."""
+    from five.sweep.aggregate import evaluation_caption
+
+    fitted = "N(f(x), s·J_f J_fᵀ) with s fitted on "
+    runs = pd.DataFrame(
+        {
+            "dataset": ["digits", "npz:d.npz", "npz:d.npz"],
+            "model": ["five", "five", "vae"],
+            "status": "complete",
+            "importance_samples": 8,
+            "proposal": [fitted + "validation", fitted + "the first 40 training examples", "q"],
+            "sigma_policy": "fitted",
+            "nll_nats_own_sigma": float("nan"),
+        }
+    )
+    caption = evaluation_caption(runs)
+    assert f"five: {fitted}the first 40 training examples / {fitted}validation; vae: q." in caption, caption
+
+
 def test_the_main_caption_names_the_budgets_of_the_models_it_tables():
     """The budget of each model the main table shows, and only of models with runs (`five` is swept only as its
     `sample` variant in a config of `surrogate_points: [sample]`); no empty part where none has a budget."""
