@@ -347,3 +347,26 @@ def test_mlflow_sync_repairs_a_run_recorded_anew_while_untracked(tmp_path, monke
     assert run.data.params["eval_every"] == "2" and run.info.status == "FINISHED"
     assert main(["mlflow-sync", "--experiment", "fix", "run"]) == 0
     assert "run: already in MLflow" in capsys.readouterr().out
+
+
+def test_a_run_recorded_anew_is_logged_even_when_a_later_member_of_its_pack_fails(tmp_path, monkeypatch):
+    """Each run recorded anew is re-logged as soon as its train.json is: a pack member that fails after it (a
+    damaged checkpoint) leaves it logged, where the next job would keep it as it is and never log it."""
+    import torch
+
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "4"]
+    tracked = ["--seed", "0", "1", "--mlflow-experiment", "pack", "--restart-if-changed", "--out", "a", "b"]
+    assert main([*options, "--eval-every", "1", *tracked]) == 0
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    state["optimizer"]["param_groups"] = []  # b's Adam state no longer fits its model: b fails as it is prepared
+    torch.save(state, tmp_path / "b" / "checkpoint.pt")
+    assert main([*options, "--eval-every", "2", *tracked]) != 0
+    assert json.loads((tmp_path / "a" / "train.json").read_text())["config"]["eval_every"] == 2
+    _, by_key, _ = runs_by_key(uri, "pack")
+    assert by_key[str((tmp_path / "a").resolve())].data.params["eval_every"] == "2"
+    assert by_key[str((tmp_path / "b").resolve())].data.params["eval_every"] == "1"
