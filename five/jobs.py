@@ -86,7 +86,7 @@ def apply_threads(args) -> None:
 
 
 def make_tracker(args, run_dir: Path, key: str | None = None):
-    if not args.mlflow_experiment:
+    if not args.mlflow_experiment or getattr(args, "tracking_unavailable", False):  # one warning a job
         return None
     from five.run.tracking import UNTRACKED_WARNING, RunTracker
 
@@ -97,6 +97,7 @@ def make_tracker(args, run_dir: Path, key: str | None = None):
     try:
         return RunTracker(args.mlflow_experiment, key, warn=warn, artifact_location=artifacts)
     except Exception as error:  # the store is down or unreachable: training is never lost to tracking
+        args.tracking_unavailable = True
         warn(
             f"{UNTRACKED_WARNING} unavailable ({' '.join(str(error).split())[:300]}); the run goes on "
             "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
@@ -120,13 +121,14 @@ def run_train(args) -> None:
     device, facts = prepare_job(args)
     check_cuda_graph_mode(args.cuda_graph, device)
     keys = dict(zip(args.out, args.mlflow_run_key or [None] * len(args.out)))
-    trackers = {}  # runs that train; a finished one's MLflow run (with its evaluation) is left as it is
+    trackers, recorded = {}, set()  # runs that train; runs recorded anew without training
 
     def on_train(run):
         trackers[run.out_dir] = start_tracker(args, run.out_dir, keys[run.out_dir], run.config, device)
         return epoch_logger(trackers[run.out_dir])
 
     def on_recorded(run):  # its train.json changed (an edited schedule replayed): so does its MLflow run, at once
+        recorded.add(run.out_dir)
         tracker = make_tracker(args, run.out_dir, keys[run.out_dir])
         if tracker is not None:
             log_record(tracker, run.out_dir, run.result)
@@ -150,7 +152,25 @@ def run_train(args) -> None:
             if tracker is not None:
                 tracker.finish("FAILED")
         raise
+    for run in (run for run in runs if run.out_dir not in trackers.keys() | recorded):  # kept as they are
+        log_kept_run(args, run, keys[run.out_dir])
     report_runs(runs, trackers, args.record_divergence)
+
+
+def log_kept_run(args, run, key: str | None) -> None:
+    """A finished run the job kept as it is, logged where MLflow lacks its record (trained by hand, while the store
+    was down, or in another checkout); its evaluation is the evaluate job's. Not into another experiment than
+    the one it was trained for (as mlflow-sync)."""
+    trained_for = run.result.get("mlflow_experiment")
+    if not args.mlflow_experiment or trained_for not in (None, args.mlflow_experiment):
+        if args.mlflow_experiment:
+            print(f"{run.out_dir} was trained for the MLflow experiment {trained_for!r}: not logged to this one")
+        return
+    from five.run.tracking import log_record
+
+    tracker = make_tracker(args, run.out_dir, key)
+    if tracker is not None and not tracker.is_complete(run.result):
+        log_record(tracker, run.out_dir, run.result)
 
 
 def check_run_folder(out: Path, reads: list[Path]) -> None:

@@ -370,3 +370,63 @@ def test_a_run_recorded_anew_is_logged_even_when_a_later_member_of_its_pack_fail
     _, by_key, _ = runs_by_key(uri, "pack")
     assert by_key[str((tmp_path / "a").resolve())].data.params["eval_every"] == "2"
     assert by_key[str((tmp_path / "b").resolve())].data.params["eval_every"] == "1"
+
+
+def test_a_finished_run_mlflow_lacks_is_logged_by_the_job_that_keeps_it(tmp_path, monkeypatch, capsys):
+    """A run trained by hand (untracked) and then met by a tracked job, which keeps it as it is, is logged whole
+    (not left to the evaluate job's empty run); one trained for another experiment is not, and the job says so."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "3", "--out", "run"]
+    assert main(options) == 0
+    assert main([*options, "--mlflow-experiment", "kept"]) == 0
+    assert "is finished (complete, 3 epochs); nothing to do" in capsys.readouterr().out
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    client, _, runs = runs_by_key(uri, "kept")
+    assert len(runs) == 1 and runs[0].data.params["epochs"] == "3"
+    assert runs[0].data.metrics["train_wall_time_s"] == record["wall_time_s"]
+    assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 3
+    assert main([*options, "--mlflow-experiment", "kept"]) == 0  # MLflow holds it now: left as it is
+    assert [run.info.run_id for run in runs_by_key(uri, "kept")[2]] == [runs[0].info.run_id]
+    other = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "3", "--out", "b"]
+    assert main([*other, "--mlflow-experiment", "first"]) == 0
+    capsys.readouterr()
+    assert main([*other, "--mlflow-experiment", "second"]) == 0
+    assert "was trained for the MLflow experiment 'first': not logged to this one" in capsys.readouterr().out
+    second = MlflowClient(uri).get_experiment_by_name("second")
+    assert second is None or not MlflowClient(uri).search_runs([second.experiment_id])
+
+
+def test_mlflow_sync_repairs_an_evaluation_made_again_while_untracked(tmp_path, monkeypatch, capsys):
+    """An evaluation made again without tracking (other importance samples) leaves MLflow with the numbers of
+    before: mlflow-sync compares them with eval.json's and logs the run again."""
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    train = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "2", "--out", "run"]
+    assert main([*train, "--mlflow-experiment", "ev"]) == 0
+    evaluate = ["evaluate", "--run", "run", "--out", "run/eval.json"]
+    assert main([*evaluate, "--importance-samples", "4", "--mlflow-experiment", "ev"]) == 0
+    assert main([*evaluate, "--importance-samples", "6"]) == 0  # untracked
+    capsys.readouterr()
+    assert main(["mlflow-sync", "--experiment", "ev", "run"]) == 0
+    assert "run: logged" in capsys.readouterr().out
+    (run,) = runs_by_key(uri, "ev")[2]
+    evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert run.data.metrics["eval_importance_samples"] == 6 and evaluation["importance_samples"] == 6
+    assert run.data.metrics["eval_nll_nats"] == evaluation["nll_nats"]
+    assert main(["mlflow-sync", "--experiment", "ev", "run"]) == 0
+    assert "run: already in MLflow" in capsys.readouterr().out
+
+
+def test_the_summary_says_how_to_look_at_the_store():
+    """`mlflow ui` serves a database, not a tracking server (it fails on an http URI): a server is opened."""
+    from five.run.tracking import browse_command
+
+    assert browse_command("http://host:5000") == "open http://host:5000 in a browser"
+    assert browse_command("sqlite:////a b/mlflow.db") == "mlflow ui --backend-store-uri 'sqlite:////a b/mlflow.db'"

@@ -10,6 +10,7 @@ reported as a warning and tracking stops for that job; training itself is never 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import random
 import re
@@ -35,7 +36,7 @@ from five.base.files import (
     read_train_record,
     refuse_non_regular,
 )
-from five.base.metrics import TABLED_SPLIT, read_evaluation
+from five.base.metrics import RESULT_COLUMNS, TABLED_SPLIT, read_evaluation
 
 RUN_KEY_TAG = "five.run_key"
 SUPERSEDED_TAG = "five.superseded"  # on a run synced from a folder a config edit moved aside (.superseded/<time>)
@@ -85,6 +86,14 @@ def store_in_use() -> str:
     if uri:
         return f"MLflow store: {uri} ($MLFLOW_TRACKING_URI)"
     return f"MLflow store: {MLFLOW_DEFAULT_URI}, MLflow's default in the working folder ($MLFLOW_TRACKING_URI is unset)"
+
+
+def browse_command(uri: str) -> str:
+    """How to look at the runs of the store at `uri`: a server is opened in a browser (`mlflow ui` serves only a
+    database), a database through `mlflow ui`."""
+    if uri.split("://", 1)[0] in ("http", "https") or uri.startswith("databricks"):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
 
 def sync_command(uri: str, experiment: str, run_folders: str) -> str:
@@ -358,19 +367,23 @@ class RunTracker:
         else:
             self.start({})
 
-    def is_complete(self, record: dict, evaluated: bool) -> bool:
-        """Whether MLflow already holds this sweep point's whole run as train.json's `record` has it: ended, with
-        its settings (an edited schedule recorded anew changes them), its training (the wall time logged at the
-        end of training, or a loss for a diverged run) and, if `evaluated`, its evaluation. An evaluate job that
+    def is_complete(self, record: dict, evaluation: dict | None = None) -> bool:
+        """Whether MLflow already holds this sweep point's run as train.json's `record` (and eval.json's
+        `evaluation`, where given) have it: ended, with the record's settings (an edited schedule recorded anew
+        changes them), the end of its training (its wall time, or a loss for a diverged run) and the evaluation's
+        results (an evaluation made again while the store was down may change them). An evaluate job that
         attached to a run whose training was never logged leaves an incomplete one."""
+        expected = {} if record["status"] == "diverged" else {"train_wall_time_s": record["wall_time_s"]}
+        if evaluation is not None:  # its results, not the facts of the job that made it (its wall time)
+            results = {key: value for key, value in evaluation.items() if key in (*RESULT_COLUMNS, "split")}
+            expected |= loggable(evaluation_metrics(results))
         for run in self._runs_with_key():
             metrics, params = run.data.metrics, run.data.params
-            trained = "loss" in metrics if record["status"] == "diverged" else "train_wall_time_s" in metrics
             if (
                 run.info.status in ("FINISHED", "FAILED")
                 and all(params.get(key) == str(value) for key, value in record["config"].items())
-                and trained
-                and (not evaluated or any(key.startswith("eval_") for key in metrics))
+                and (record["status"] != "diverged" or "loss" in metrics)
+                and all(key in metrics and same_number(metrics[key], value) for key, value in expected.items())
             ):
                 return True
         return False
@@ -379,11 +392,7 @@ class RunTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [
-            Metric(key, float(value), now, step or 0)
-            for key, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        ]
+        self.pending += [Metric(key, value, now, step or 0) for key, value in loggable(metrics).items()]
         if flush or time.monotonic() - self.last_flush > FLUSH_SECONDS:
             self.flush()
 
@@ -466,6 +475,19 @@ def log_record(
     tracker.finish("FAILED" if record["status"] == "diverged" else "FINISHED")
 
 
+def loggable(metrics: dict) -> dict[str, float]:
+    """The numbers among `metrics`, as MLflow keeps them (floats; flags and texts are no metrics)."""
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def same_number(logged: float, value: float) -> bool:
+    return logged == value or (math.isnan(logged) and math.isnan(value))
+
+
 def sync_run(
     experiment: str, run_dir: Path, artifact_location: str | None = None, warn: Callable[[str], None] = print
 ) -> str:
@@ -480,7 +502,7 @@ def sync_run(
         return inputs
     record, evaluation = inputs
     tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
-    if tracker.is_complete(record, evaluated=evaluation is not None):
+    if tracker.is_complete(record, evaluation):
         return "already in MLflow"
     log_record(tracker, run_dir, record, evaluation, {SUPERSEDED_TAG: "true"} if superseded else {})
     if tracker.run_id is None:
