@@ -42,9 +42,8 @@ onsuccess:
             )
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "
-            f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: mlflow ui "
-            f"--backend-store-uri {TRACKING_URI}\nHTML report: snakemake --report report.html (with the same "
-            "--configfile)"
+            f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: "
+            f"{browse_command(TRACKING_URI)}\nHTML report: snakemake --report report.html (with the same --configfile)"
         )
 
 

@@ -133,6 +133,7 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
     result = sweep(work, config)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "went on untracked" not in result.stdout + result.stderr
+    assert f"MLflow: open {server.uri} in a browser" in result.stdout + result.stderr  # `mlflow ui` serves no server
     assert_fully_logged(server.uri, run_dirs(work, config))
 
     server.stop()  # a new seed trains and evaluates while the server is down
@@ -150,13 +151,13 @@ def test_a_sweep_logs_through_a_server_and_survives_its_outage(server, tmp_path)
     closing = down.stdout + down.stderr  # the closing summary says so too: the jobs' logs are not all one reads
     assert "MLflow: 2 jobs went on untracked" in closing and "-m five.cli mlflow-sync --experiment served" in closing
 
-    server.start()  # back: the command the summary prints, run as printed from the working folder (no
+    server.start()  # back: the command the summary prints, run as printed from another folder (no
     # MLFLOW_TRACKING_URI of its own), logs the runs it missed from their JSON files and leaves the others alone
     printed = re.search(r"`(MLFLOW_TRACKING_URI=\S+ \S+ -m five.cli mlflow-sync [^`]+)` logs them", closing)
     assert printed, closing[-2000:]
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     synced = subprocess.run(
-        ["bash", "-c", printed.group(1)], capture_output=True, text=True, env=env, cwd=work, timeout=300
+        ["bash", "-c", printed.group(1)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
     )
     assert synced.returncode == 0, synced.stderr[-2000:]
     assert f"MLflow store: {server.uri}" in synced.stdout, synced.stdout

@@ -155,6 +155,7 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
     ]
     runs, histories = collect_runs(pd.DataFrame(rows), EVALUATED)
     assert list(runs["status"]).count("diverged") == 2 and len(histories) == 7
+    assert (runs["epochs"] == 1).all() and (runs["lr"] == TrainConfig(model="vae", dataset="x", latent_dim=2).lr).all()
     table = attach_references(
         summarise(runs, {"five": 1}), {"digits": [{"model": "five", "latent_dim": 4, "value": 4.1}]}
     )
@@ -186,6 +187,7 @@ def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
     assert latex_text("config_hash a1; s·J_f J_fᵀ; 5% & #1; σ fitted") == (
         r"config\_hash a1; s$\cdot$J\_f J\_f$^{\top}$; 5\% \& \#1; $\sigma$ fitted"
     )
+    assert latex_text("q(z|x)") == r"q(z\textbar{}x)"
     assert latex_text(r"a\b~c^d{e}$") == r"a\textbackslash{}b\textasciitilde{}c\textasciicircum{}d\{e\}\$"
     points = (("vae", 0, 4, 5.0), ("five", 1, 4, 4.0), ("vae", 0, 8, 5.0))  # five has no run at d = 8
     rows = [

@@ -60,6 +60,7 @@ def collect_runs(sweep: pd.DataFrame, evaluation_config: dict) -> tuple[pd.DataF
             "slurm_job_id": train.get("slurm_job_id"),
             "cuda_visible_devices": train.get("cuda_visible_devices"),
         }
+        row |= {key: value for key, value in train["config"].items() if key not in row}  # its settings (lr, …)
         rows.append(row)
         histories += [{key: point[key] for key in KEYS} | entry for entry in train.get("history", [])]
     return pd.DataFrame(rows), pd.DataFrame(histories)
@@ -352,6 +353,7 @@ LATEX_SPECIALS = {character: "\\" + character for character in "&%$#_{}"} | {
     "\\": r"\textbackslash{}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",  # q(z|x): pdflatex's text font sets a bare | as a dash
 }
 LATEX_SYMBOLS = {  # the symbols five's captions and labels use, in LaTeX's own spelling (pdflatex reads ASCII)
     "±": r"$\pm$",

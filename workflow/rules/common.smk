@@ -29,7 +29,7 @@ from five.sweep.table import (
     sweep_seeds,
     sweep_table,
 )
-from five.run.tracking import UNTRACKED_WARNING, export_tracking_uri, sync_command
+from five.run.tracking import UNTRACKED_WARNING, browse_command, export_tracking_uri, sync_command
 from five.data.catalog import FILES as VISION_FILES
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -48,7 +48,7 @@ SWEEP_ROWS = {row["run_dir"]: row for row in SWEEP.to_dict("records")}
 WILDCARDS = ("{dataset}", "{model}", "{latent_dim}", "{probes}")  # a sweep point's
 POINT_PATTERN = point_folder(RESULTS, *WILDCARDS)  # a sweep point: its seeds' runs
 RUN_PATTERN = run_folder(RESULTS, *WILDCARDS, "{seed}")
-RUN_FOLDERS_GLOB = run_folder(RESULTS, "*", "*", "*", "*", "*") + "/"  # every run folder, for a shell to expand
+RUN_FOLDERS_GLOB = run_folder(os.path.abspath(RESULTS), "*", "*", "*", "*", "*") + "/"  # for a shell, anywhere
 SWEEP_POINTS = {}
 for _row in SWEEP_ROWS.values():
     SWEEP_POINTS.setdefault(os.path.dirname(_row["run_dir"]), []).append(_row)
