@@ -111,7 +111,7 @@ def check_tracking_store(uri: str | None, what: str, runs: Iterable[Path] = ()) 
     database lies outside every run's folder, the `runs` to be made included: it and the journals SQLite keeps
     beside it would lie among a run's files."""
     check_tracking_uri(uri, what)
-    database = sqlite_database(uri or MLFLOW_DEFAULT_URI)
+    database = sqlite_database(store_uri(uri))
     if database is not None:
         check_not_in_another_run(None, database, database, "the tracking database", planned=runs)
 
