@@ -3,7 +3,6 @@ before any compute; finished work is never lost (issue 11). Table-driven: each c
 
 import io
 import json
-import math
 import os
 import shutil
 from contextlib import redirect_stderr, redirect_stdout
@@ -240,6 +239,11 @@ CASES = [
         "npz Inf",
         lambda t, r: train_on(npz(t, train=GOOD["train"], test=_with(GOOD["test"], np.inf, 2))) + [t / "o"],
         "array 'test' contains 0 NaN and 2 infinite values",
+    ),
+    (  # one test example: every variance over examples would be 0, so 0 active units
+        "npz one test example",
+        lambda t, r: train_on(npz(t, train=GOOD["train"], test=GOOD["test"][:1])) + [t / "o"],
+        "array 'test' holds 1 example",
     ),
     ("npz no test", lambda t, r: train_on(npz(t, train=GOOD["train"])) + [t / "o"], "lacks the array(s) test"),
     ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
@@ -1342,20 +1346,18 @@ def test_an_own_sigma_far_below_the_floor_is_still_fitted(trained, tmp_path):
     assert low < high and low > -20
 
 
-def test_a_one_example_test_split_gives_valid_json(tmp_path):
-    """One test example has no standard error: eval.json says null (strict JSON), not NaN, and is written."""
-    data = npz(tmp_path, train=np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32), test=GOOD["test"][:1])
+def test_an_evaluation_of_one_example_is_refused_before_it_runs(tmp_path):
+    """A split of one example has a posterior-mean variance of 0 in every direction, so it would count 0 active
+    units: `five evaluate --split` of it is refused in one line (a test split of one is refused at loading)."""
+    rng = np.random.default_rng(0)
+    data = npz(
+        tmp_path, train=rng.normal(size=(40, 4)).astype(np.float32), validation=GOOD["test"][:1], test=GOOD["test"]
+    )
     code, _, err = run_cli(train_on(data) + [tmp_path / "run"])
     assert code == 0, err
-    code, _, err = run_cli(evaluate(tmp_path / "run"))
-    assert code == 0, err
-
-    def refuse(constant):
-        raise ValueError(f"{constant} is not JSON")
-
-    metrics = json.loads((tmp_path / "run" / "eval.json").read_text(), parse_constant=refuse)
-    assert metrics["n_examples"] == 1 and metrics["nll_standard_error"] is None
-    assert math.isfinite(metrics["nll_nats"])
+    code, _, err = run_cli(evaluate(tmp_path / "run", "--split", "validation"))
+    assert code == 2 and "split 'validation' of npz:" in err and "holds 1 example" in err
+    assert not (tmp_path / "run" / "eval.json").exists()
 
 
 def test_there_are_at_least_25_cases():

@@ -33,6 +33,9 @@ SPLIT_SEED = 0  # fixes which examples are train and which are test, independent
 DIGITS_SHAPE = (1797, 64)  # images, pixels
 REINSTALL_SCIKIT_LEARN = "reinstall it with `pip install --force-reinstall scikit-learn`"
 
+# The collapse metrics are variances over the evaluated examples: one example would count 0 active units.
+MIN_EVALUATED_EXAMPLES = 2
+
 
 @dataclass
 class Dataset:
@@ -140,6 +143,11 @@ def load_npz(path: str) -> Dataset:
         raise DataError(f"{file}: the splits must all be (n, D) or (n, C, H, W) of equal example shape, got {shapes}")
     if levels is not None and levels < 2:
         raise DataError(f"{file}: discrete_levels={levels}, but discrete data need at least 2 levels")
+    if shapes["test"][0] < MIN_EVALUATED_EXAMPLES:
+        raise DataError(
+            f"{file}: array 'test' holds {shapes['test'][0]} example; the collapse metrics (active units, information "
+            f"per direction) are variances over test examples, which need at least {MIN_EVALUATED_EXAMPLES}"
+        )
     splits = {}
     for split, array in arrays.items():
         if levels is None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from five.base.config import INT64_MAX, MODEL_SELECTIONS, MODELS_WITH_FIXED_SIGMA, TrainConfig, short_integer
-from five.base.errors import FiveError
+from five.base.errors import DataError, FiveError
 from five.base.files import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -28,7 +28,7 @@ from five.base.files import (
 )
 from five.base.metrics import TEST_METRICS, information_threshold, informative_count
 from five.data import manifold
-from five.data.datasets import Dataset, check_same_data, dequantize, load_dataset
+from five.data.datasets import MIN_EVALUATED_EXAMPLES, Dataset, check_same_data, dequantize, load_dataset
 from five.model.estimators import iwae_log_likelihood
 from five.model.models import Model, build_model
 from five.model.objectives import kl_diagonal_per_dimension
@@ -492,6 +492,11 @@ def evaluate_run(
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection, load)
     if image_dir is not None:
         check_images_possible(dataset)
+    if len(dataset.split(split)) < MIN_EVALUATED_EXAMPLES:
+        raise DataError(
+            f"split {split!r} of {dataset.name} holds {len(dataset.split(split))} example; the collapse metrics are "
+            f"variances over the evaluated examples, which need at least {MIN_EVALUATED_EXAMPLES}"
+        )
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
     metrics, passed = likelihood_metrics(
