@@ -292,6 +292,7 @@ def test_time_steps_times_each_configuration_in_every_round(tmp_path):
     progress = [line for line in result.stderr.splitlines() if line.startswith("round ")]
     assert len(progress) == 3 and all(", five-sample d=2 K=1 " in line for line in progress), progress
     assert all(line.startswith(f"round {r}/3: vae d=2 ") for r, line in enumerate(progress, 1)), progress
+    assert not any("vae d=2 K" in line for line in progress), progress  # a VAE has no budget to name
 
 
 @pytest.mark.parametrize(

@@ -41,8 +41,11 @@ def test_paper_config_estimates_without_the_image_files(tmp_path):
     config["datasets"] = {"cifar10": config["datasets"]["cifar10"] | {"latent_dims": [8]}}
     config["models"] = {"vae": {}, "five": {"probes": [1, 2, 8]}}
     sweep = sweep_table(config, str(tmp_path))
-    estimate = estimate_sweep(config, sweep, CPU, tmp_path / "no-data-here", log=lambda line: None)
+    progress = []
+    estimate = estimate_sweep(config, sweep, CPU, tmp_path / "no-data-here", log=progress.append)
     assert len(estimate) == len(sweep) == 3 * 4 and not estimate["real_data"].any()
+    timed = sorted(line.split("] ")[1].split(":")[0] for line in progress if line.startswith("["))
+    assert timed == ["cifar10 five d=8 K=1", "cifar10 five d=8 K=8", "cifar10 vae d=8"]  # as the tables name them
     # 2000 epochs × ceil(40,000 / 128) steps, at least the timed step each
     per_run = estimate.groupby(["model", "probes"])
     steps = 2000 * 313

@@ -51,6 +51,12 @@ def model_dir(model: str, surrogate_point: str | None) -> str:
     return model if variant in (None, DEFAULT_SURROGATE_POINT) else f"{model}-{variant}"
 
 
+def point_label(model: str, surrogate_point: str | None, latent_dim: int, probes: int) -> str:
+    """A sweep point as progress lines and the timing tables name it, e.g. `five-sample d=2 K=2` (no K for a VAE)."""
+    budget = f" K={probes}" if probes != NO_PROBES else ""
+    return f"{model_dir(model, surrogate_point)} d={latent_dim}{budget}"
+
+
 MODEL_SELECTIONS = ("best", "last")  # the checkpoint a run is evaluated at: its best validation epoch's, or its last
 CUDA_GRAPH_MODES = ("auto", "on", "off")  # the training step as a CUDA graph (five.run.steps); auto: on CUDA
 INT64_MAX = 2**63 - 1  # the integers a torch tensor holds

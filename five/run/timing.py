@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from five.base.config import NO_PROBES, STEP_TIMING_ROUNDS, TrainConfig, model_dir
+from five.base.config import STEP_TIMING_ROUNDS, TrainConfig, point_label
 from five.data.datasets import Dataset
 from five.model.models import build_model
 from five.model.pack import pack_models
@@ -156,15 +156,12 @@ def side_by_side_step_times(
         rows += [{"round": round_index, "step_time_s": seconds[index], **configs[index].to_dict()} for index in steps]
         log(
             f"round {round_index + 1}/{rounds}: "
-            + ", ".join(f"{point_label(config)} {1e3 * seconds[index]:.2f} ms" for index, config in enumerate(configs))
+            + ", ".join(
+                f"{point_label(config.model, config.surrogate_point, config.latent_dim, config.probes)} {1e3 * seconds[index]:.2f} ms"
+                for index, config in enumerate(configs)
+            )
         )
     return rows
-
-
-def point_label(config: TrainConfig) -> str:
-    """A timed configuration as the tables name it, e.g. `five-sample d=2 K=2`."""
-    budget = f" K={config.probes}" if config.probes != NO_PROBES else ""
-    return f"{model_dir(config.model, config.surrogate_point)} d={config.latent_dim}{budget}"
 
 
 def step_of(config: TrainConfig, dataset: Dataset, device: torch.device, graphed: bool, compile_objective: bool):

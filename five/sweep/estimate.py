@@ -21,7 +21,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from five.base.config import DEFAULT_BATCH_SIZE, cuda_graph_mode, model_dir
+from five.base.config import DEFAULT_BATCH_SIZE, cuda_graph_mode, model_dir, point_label
 from five.base.errors import DataError
 from five.base.files import atomic_write
 from five.data import catalog
@@ -263,8 +263,9 @@ def time_configurations(timed, datasets, config, device, modes, graphed, pack, l
         )
         timings[tuple(row[key] for key in TIMING_KEYS)] = timing
         log(
-            f"[{index}/{len(timed)}] {row['dataset']} {model_dir(row['model'], row['surrogate_point'] or None)} "
-            f"d={row['latent_dim']} K={row['probes']}: {timing['step_s'] * 1000:.1f} ms/step "
+            f"[{index}/{len(timed)}] {row['dataset']} "
+            f"{point_label(row['model'], row['surrogate_point'] or None, row['latent_dim'], row['probes'])}: "
+            f"{timing['step_s'] * 1000:.1f} ms/step "
             f"(timed in {time.perf_counter() - started:.1f} s)"
         )
     torch.set_num_threads(threads)
