@@ -4,6 +4,8 @@ patience) continues or cuts it where its result is a fresh run's of the edited c
 
 import hashlib
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -91,10 +93,15 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
     assert best <= 140, long_run["best_epoch"]
     before = every_checkpoint(run_dir)
     best_digest = digest(run_dir / "best.pt")
-    lines = []
-    shorter = train(overfitting(best + 5), run_dir, CPU, log=lines.append, restart_if_changed=True)
+    (run_dir / "best.pt").chmod(0o600)  # as versions before 2026-12-07 wrote it
+    lines, umask = [], os.umask(0o022)
+    try:
+        shorter = train(overfitting(best + 5), run_dir, CPU, log=lines.append, restart_if_changed=True)
+    finally:
+        os.umask(umask)
     assert shorter["truncated_from"] == 150 and shorter["epochs_completed"] == best + 5
     assert shorter["best_epoch"] == best and digest(run_dir / "best.pt") == best_digest
+    assert stat.S_IMODE((run_dir / "best.pt").stat().st_mode) == 0o644  # the kept copy's mode is a new file's
     assert (
         (shorter["compiled"], shorter["cuda_graph"]) == (long_run["compiled"], long_run["cuda_graph"]) == (False, False)
     )

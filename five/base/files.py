@@ -145,6 +145,12 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def atomic_copy(source: Path, path: Path) -> None:
+    """`source`'s bytes into `path` as atomic_write writes (a new file's mode, never half a copy)."""
+    with open(source, "rb") as original:
+        atomic_write(path, lambda file: shutil.copyfileobj(original, file))
+
+
 def new_temporary(path: Path) -> tuple[int, Path]:
     """A new file beside `path` (`.NAME.<random>.tmp`), opened for writing with the mode any new file gets, 0666
     less the umask (mkstemp's 0600 would hide every result from the group on a shared cluster)."""

@@ -9,7 +9,6 @@ uninterrupted run draws, without saving RNG state.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from five.base.files import (
     DATA_FINGERPRINT,
     FINISHED,
     TRAIN_JSON,
+    atomic_copy,
     move_aside,
     read_train_record,
     remove_stale_temporaries,
@@ -229,7 +229,7 @@ def _cut(
     trained = read_train_record(record_path) if record_path.is_file() else {}
     trained.pop("error", None)
     target = move_aside(out_dir)
-    shutil.copy2(target / BEST_NAME, out_dir / BEST_NAME)
+    atomic_copy(target / BEST_NAME, out_dir / BEST_NAME)  # not copy2: the mode a new file gets, whole or not at all
     wall_time = sum(entry["time_s"] or 0 for entry in history)
     ended = payload_of({"history": history, "wall_time_s": wall_time}, config, device, None, status)
     ended |= {key: trained[key] for key in ("device", "torch_version") if key in trained}  # its time_s are theirs
