@@ -16,7 +16,9 @@ any cell is, else `inconclusive`: where the claim sits exactly at its boundary i
 contradicted, and supported, each with probability at most α, however many cells it has (tests/test_claims.py
 checks this by simulation). That rate assumes per-seed differences about normal (t) or symmetric about the
 boundary (sign-flip): strongly skewed ones are decided wrongly more often (config/README.md#claims gives the
-measured rates).
+measured rates). A count below d (`below_latent_dim`) is skewed by construction wherever its boundary lies
+inside 0…d (a rare collapse), so it takes Hoeffding's test for the mean of a bounded value, whose rate holds for
+any distribution.
 """
 
 from __future__ import annotations
@@ -107,6 +109,37 @@ def t_pvalue(values: np.ndarray, boundary: float, side: str, test_variance: floa
         return 0.0 if below == (side == "below") and float(np.mean(values)) != boundary else 1.0
     statistic = (float(np.mean(values)) - boundary) / error
     return float(stats.t.cdf(statistic, n - 1) if side == "below" else stats.t.sf(statistic, n - 1))
+
+
+def bernoulli_kl(p: float, q: float) -> float:
+    """KL(Bernoulli(p) ‖ Bernoulli(q)), infinite where q puts no mass on what p does."""
+    from scipy.special import rel_entr
+
+    return float(rel_entr(p, q) + rel_entr(1 - p, 1 - q))
+
+
+def bounded_mean_pvalue(mean: float, n: int, boundary: float, side: str) -> float:
+    """One-sided p-value that the mean of values in [0, 1] lies below (`side` 'below') or above `boundary`, from n
+    of them averaging `mean`, whatever their distribution: Hoeffding's bound (1963, Theorem 1),
+    P(mean ≤ t) ≤ exp(−n·KL(t ‖ μ)) for t ≤ μ, is largest over H0 (μ ≥ boundary) at μ = boundary; above, its
+    mirror. Tight where every value sits at a bound (a Bernoulli null): all n at 1 against boundary b give bⁿ."""
+    if mean >= boundary if side == "below" else mean <= boundary:
+        return 1.0
+    return math.exp(-n * bernoulli_kl(mean, boundary))
+
+
+def bounded_mean_interval(mean: float, n: int, confidence: float) -> tuple[float, float]:
+    """The means in [0, 1] that neither one-sided bounded_mean_pvalue rejects at (1 − confidence)/2."""
+    from scipy.optimize import brentq
+
+    level = math.log(2 / (1 - confidence)) / n  # n·KL = log(1/α) at each end
+
+    def end(bound: float) -> float:
+        if mean == bound or bernoulli_kl(mean, bound) <= level:
+            return bound
+        return brentq(lambda mu: bernoulli_kl(mean, mu) - level, mean, bound)
+
+    return end(np.nextafter(0.0, 1.0) if mean > 0 else 0.0), end(np.nextafter(1.0, 0.0) if mean < 1 else 1.0)
 
 
 def one_sided_pvalue(values: np.ndarray, boundary: float, side: str, exact: bool, test_variance: float = 0.0) -> float:
@@ -337,8 +370,32 @@ def kind_cell(
         if not np.all(np.isfinite(both) & (both > 0)):  # two negative values would make a positive ratio
             return {"n_seeds": len(diffs), "reason": f"{claim['metric']} is not a finite positive number in every run"}
         return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"])
-    row = verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], counts=1)
-    if np.all(diffs == 0) and margin == 0:  # below_latent_dim: a count never exceeds d, so this is the best case
+    return count_below_latent_dim_row(values["left"].to_numpy(float), latent_dim, margin, rule, settings)
+
+
+def count_below_latent_dim_row(counts: np.ndarray, latent_dim: int, margin: float, rule: str, settings: dict) -> dict:
+    """below_latent_dim: a count of directions lies in 0…d, so wherever the boundary d − margin is inside, the
+    null includes a rare collapse (most seeds at d, a few far below), skewed, which the sign-flip and t tests
+    assume away. Its test and interval are Hoeffding's for the mean of a bounded value instead (count / d in
+    [0, 1]), valid whatever the counts' distribution. Margin 0: one seed below d proves the mean below d, and
+    no number of seeds at d refutes it."""
+    if np.any((counts < 0) | (counts > latent_dim)):
+        return {"n_seeds": len(counts), "reason": f"a count outside 0…d = {latent_dim}: not a count of directions"}
+    n, share, boundary = len(counts), float(np.mean(counts)) / latent_dim, 1 - margin / latent_dim
+    low, high = bounded_mean_interval(share, n, settings["confidence"])
+    row = {
+        "n_seeds": n,
+        "mean": share * latent_dim - latent_dim,
+        "ci_low": low * latent_dim - latent_dim,
+        "ci_high": high * latent_dim - latent_dim,
+        "seeds_agree": int(np.sum(counts - latent_dim < -margin)),
+        "test": "bounded (Hoeffding)",
+        "p_support": bounded_mean_pvalue(share, n, boundary, "below"),
+        "p_contradict": bounded_mean_pvalue(share, n, boundary, "above"),
+        "rule": rule,
+        "reason": "",
+    }
+    if share == 1 and margin == 0:
         row["reason"] = "every seed keeps all d units; margin 0 (any collapse, however rare) cannot be refuted"
     return row
 
@@ -648,6 +705,8 @@ def method_text(settings: dict) -> str:
         "seed-averaged per-example difference, over their number, is added to the seeds' part. Where a claim "
         f"sits exactly at its boundary in every cell, it is declared contradicted, and supported, each with "
         f"probability at most {alpha:g}, where each cell's per-seed differences are about normal (t) or "
-        "symmetric about the boundary (sign-flip); strongly skewed ones decide wrongly more often. The "
-        "intervals are per cell, not adjusted."
+        "symmetric about the boundary (sign-flip); strongly skewed ones decide wrongly more often. A count "
+        "below d (`below_latent_dim`) lies in 0…d, skewed by a rare collapse: its test and interval are "
+        "Hoeffding's for a bounded mean (test `bounded (Hoeffding)`), which hold their rate whatever the "
+        "counts' distribution. The intervals are per cell, not adjusted."
     )
