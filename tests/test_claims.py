@@ -1,5 +1,6 @@
 """The claims rules on synthetic runs tables whose verdicts are known by construction."""
 
+import itertools
 import math
 import re
 import warnings
@@ -477,35 +478,40 @@ def test_cost_claim_at_its_boundary_is_rarely_decided():
     assert decided.count(CONTRADICTED) / 400 <= 0.045 and decided.count(SUPPORTED) / 400 <= 0.045
 
 
-def null_tables_of_a_drawn_test_set(tables: int, with_test_set: bool, seeds: int = 5, examples: int = 200) -> list[str]:
-    """Verdicts of a C1-like claim (one cell) where FIVE and the VAE are equally good on the data distribution,
-    but each table's test set is a fresh draw of `examples` whose per-example NLL differences have spread 1
-    nat: the seeds (spread 0.02) share that test set, so its luck moves every seed's difference alike."""
+def null_tables_of_a_drawn_test_set(
+    tables: int, with_test_set: bool, claim: dict = C1, dims=(4,), seeds: int = 5, examples: int = 200
+) -> list[str]:
+    """Verdicts of `claim` where FIVE and the VAE are equally good on the data distribution at every d, but each
+    table's test set is a fresh draw of `examples` whose per-example NLL differences have spread 1 nat (drawn
+    apart at each d: the worst case for a trend): the seeds (spread 0.02) share that test set, so its luck moves
+    every seed's difference alike. D = 64, 256 levels (bits/dim = NLL/(D·ln 2) + 8)."""
     generator = np.random.default_rng(7)
     verdicts_seen = []
     for _ in range(tables):
-        luck = generator.normal(0.0, 1.0, examples)  # which examples this test set holds
+        luck = {d: generator.normal(0.0, 1.0, examples) for d in dims}  # which examples this test set holds
         rows, values = [], {}
-        for seed in range(seeds):
+        for d, seed in itertools.product(dims, range(seeds)):
             offset = generator.normal(0.0, 0.02)
             noise = generator.normal(0.0, 0.1, examples)
-            for model, nll in (("five", 5.0 + offset + luck + noise), ("vae", np.full(examples, 5.0))):
-                run_dir = f"results/digits/{model}/d4/s{seed}"
+            for model, nll in (("five", 5.0 + offset + luck[d] + noise), ("vae", np.full(examples, 5.0))):
+                run_dir = f"results/digits/{model}/d{d}/s{seed}"
                 values[run_dir] = nll
                 rows.append(
                     {
                         "dataset": "digits",
                         "model": model,
-                        "latent_dim": 4,
+                        "latent_dim": d,
                         "probes": SHOWN.get(model, 0),
                         "seed": seed,
                         "status": "complete",
                         "run_dir": run_dir,
+                        "data_dim": 64,
                         "nll_nats": float(nll.mean()),
+                        "bits_per_dim": float(nll.mean()) / (64 * math.log(2)) + 8,
                     }
                 )
         table = evaluate_claims(
-            pd.DataFrame(rows), SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get if with_test_set else None
+            pd.DataFrame(rows), SETTINGS | {"list": [claim]}, SHOWN, per_example=values.get if with_test_set else None
         )
         verdicts_seen.append(table.iloc[0]["verdict"])
     return verdicts_seen
@@ -521,24 +527,73 @@ def test_nll_intervals_include_the_test_sets_draw():
     assert (seeds_only.count(SUPPORTED) + seeds_only.count(CONTRADICTED)) / 100 > 0.5
 
 
-def test_a_run_without_per_example_values_is_decided_over_seeds_and_says_so():
+@pytest.mark.parametrize(
+    "claim, dims",
+    [
+        (C1 | {"metric": "bits_per_dim"}, (4,)),  # NLL/(D·ln 2) + a constant: the same draw, in other units
+        (
+            {"id": "C2e", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"]}
+            | {"metric": "nll_nats", "better": "lower", "margin": 0},
+            (2, 8),
+        ),
+    ],
+)
+def test_the_test_sets_draw_is_in_bits_per_dim_and_trend_claims_too(claim, dims):
+    """The same null simulation for a bits/dim claim and a trend of the NLL advantage over d: decided in at most
+    α of 300 tables with the test set's part; over seeds alone (what these claims had) in most of 100."""
+    with_test_set = null_tables_of_a_drawn_test_set(300, True, claim, dims)
+    assert with_test_set.count(SUPPORTED) / 300 <= 0.045 and with_test_set.count(CONTRADICTED) / 300 <= 0.045
+    seeds_only = null_tables_of_a_drawn_test_set(100, False, claim, dims)
+    assert (seeds_only.count(SUPPORTED) + seeds_only.count(CONTRADICTED)) / 100 > 0.5
+
+
+def test_a_bits_per_dim_interval_is_the_nll_interval_in_bits_per_dim():
+    """bits/dim = NLL/(D·ln 2) + log₂ L per run and per example, so its cell is the NLL cell in those units."""
+    generator = np.random.default_rng(8)
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
+    values = {run_dir: generator.normal(nll, 3.0, 50) for run_dir, nll in zip(runs["run_dir"], runs["nll_nats"])}
+    runs["nll_nats"] = [values[run_dir].mean() for run_dir in runs["run_dir"]]
+    runs = runs.assign(data_dim=64, bits_per_dim=runs["nll_nats"] / (64 * math.log(2)) + 8)
+    nats, bits = (
+        evaluate_claims(runs, SETTINGS | {"list": [C1 | {"metric": metric}]}, SHOWN, per_example=values.get).iloc[1]
+        for metric in ("nll_nats", "bits_per_dim")
+    )
+    assert bits["test"] == nats["test"] == "t, seeds + test set"
+    for key in ("mean", "ci_low", "ci_high"):
+        assert bits[key] == pytest.approx(nats[key] / (64 * math.log(2)), rel=1e-9)
+    assert bits["p_support"] == pytest.approx(nats["p_support"], rel=1e-9)
+
+
+def test_a_cell_where_the_claims_model_has_no_runs_says_so():
+    """The cells' d come from every model of the data set: where the claim's own model has none yet (unfinished
+    runs), the cell names that, not "0 paired seeds"."""
+    runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3], ("vae", 8): [9.0] * 3})
+    overall, cells = verdicts(runs, C1 | {"latent_dims": "largest"})
+    assert overall["verdict"] == INCONCLUSIVE and cells.iloc[0]["reason"] == "no runs of five at d = 8 in runs.csv"
+
+
+def test_a_run_without_per_example_values_is_not_decided_over_seeds_alone():
+    """Seeds alone would leave out the test set's draw, which the stated error rate needs: the cell is
+    inconclusive and names the run and how to evaluate it again."""
     runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
     values = {run_dir: np.zeros(10) for run_dir in runs["run_dir"] if "/vae/" in run_dir}  # FIVE's are missing
-    _, cells = verdicts(runs, C1)
     table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
-    assert table.iloc[1]["test"] == "t" and table.iloc[1]["ci_low"] == cells.iloc[0]["ci_low"]
+    assert table.iloc[1]["verdict"] == INCONCLUSIVE
+    assert "five/d4/s0 has no per-example test NLLs" in table.iloc[1]["reason"]
+    assert "--forcerun evaluate" in table.iloc[1]["reason"]
 
 
-def test_runs_evaluated_on_different_test_sets_are_decided_over_seeds_alone():
+def test_runs_evaluated_on_different_test_sets_are_not_paired_example_by_example():
     """Per-example values pair examples only within one test set: lengths that differ between runs (another
-    split, another data version) leave the interval over seeds, not a crash or a mispairing."""
+    split, another data version) or values that are not finite make the cell inconclusive, saying why, not a
+    crash or a mispairing."""
     runs = runs_table({("five", 4): [10.0, 11.0, 12.5], ("vae", 4): [11.0, 12.2, 13.3]})
     values = {run_dir: np.zeros(10 if "/s0" in run_dir else 12) for run_dir in runs["run_dir"]}
     table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
-    assert table.iloc[1]["test"] == "t"
+    assert table.iloc[1]["verdict"] == INCONCLUSIVE and "test sets of different sizes" in table.iloc[1]["reason"]
     values = {run_dir: np.full(10, np.nan) for run_dir in runs["run_dir"]}
     table = evaluate_claims(runs, SETTINGS | {"list": [C1]}, SHOWN, per_example=values.get)
-    assert table.iloc[1]["test"] == "t" and np.isfinite(table.iloc[1]["ci_low"])
+    assert table.iloc[1]["verdict"] == INCONCLUSIVE and "not all finite" in table.iloc[1]["reason"]
 
 
 BELOW = {

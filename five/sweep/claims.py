@@ -232,27 +232,51 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
     return values, None
 
 
-PER_EXAMPLE_METRICS = ("nll_nats",)  # eval.json's log_likelihood_per_example: −log p(x) per test example
+# Metrics whose per-test-example values eval.json keeps (log_likelihood_per_example), as a factor on −log p(x):
+# bits/dim is NLL/(D·ln 2) plus a constant, which cancels in a difference.
+PER_EXAMPLE_METRICS = ("nll_nats", "bits_per_dim")
+REEVALUATE = "`snakemake --forcerun evaluate --configfile …` evaluates the sweep again (minutes)"
 
 
-def test_set_variance(values: pd.DataFrame, metric: str, per_example) -> float | None:
-    """What the paired mean owes to which examples the test set holds (every seed is evaluated on the same
-    one): the variance over the test examples of the seed-averaged per-example difference (model − against),
-    over their number. With the seeds' part it slightly overcounts the seed × example noise (conservative).
-    None where the metric has no per-example values or a run lacks them (evaluated before they were kept)."""
+def per_example_differences(
+    values: pd.DataFrame, metric: str, per_example, data_dim: float | None
+) -> tuple[pd.DataFrame | None, str | None]:
+    """Per test example, model − against of the metric, a row per seed of `values` (paired_values'); None where
+    the metric has none (or no per-example source was given), with the reason where a run lacks them.
+    `data_dim`: D, which converts nats to bits/dim."""
     if metric not in PER_EXAMPLE_METRICS or per_example is None or "right_run" not in values:
-        return None
-    arrays = [
-        (per_example(left_run), per_example(right_run))
-        for left_run, right_run in zip(values["left_run"], values["right_run"])
-    ]
-    lengths = {len(array) for pair in arrays for array in pair if array is not None}
-    if any(array is None for pair in arrays for array in pair) or len(lengths) != 1 or min(lengths) < 2:
-        return None  # a run without per-example values, or runs evaluated on different test sets
-    differences = [np.asarray(left, float) - np.asarray(right, float) for left, right in arrays]  # model − against
-    per_example_mean = np.mean(differences, axis=0)
-    variance = float(np.var(per_example_mean, ddof=1) / len(per_example_mean))
-    return variance if math.isfinite(variance) else None
+        return None, None
+    if metric == "bits_per_dim" and data_dim is None:
+        return None, "the data dimension D of these runs is not recorded (evaluate them again)"
+    rows = {}
+    for seed, runs in zip(values.index, zip(values["left_run"], values["right_run"])):
+        arrays = [per_example(run) for run in runs]
+        for run, array in zip(runs, arrays):
+            if array is None:  # its test-set part is unknown: a verdict over seeds alone would overstate
+                return None, f"{run} has no per-example test NLLs (evaluated before eval.json kept them): {REEVALUATE}"
+            if not np.all(np.isfinite(array)):
+                return None, f"{run}'s per-example test NLLs are not all finite"
+        if len(arrays[0]) != len(arrays[1]) or (rows and len(arrays[0]) != len(next(iter(rows.values())))):
+            return None, f"the runs were evaluated on test sets of different sizes ({', '.join(runs)}): {REEVALUATE}"
+        rows[seed] = np.asarray(arrays[0], float) - np.asarray(arrays[1], float)
+    if len(next(iter(rows.values()))) < 2:
+        return None, "one test example: the test set's part of the variance is unknown"
+    scale = 1.0 if metric == "nll_nats" else 1 / (data_dim * math.log(2))
+    return pd.DataFrame.from_dict(rows, orient="index") * scale, None
+
+
+def data_dimension(rows: pd.DataFrame) -> float | None:
+    """The runs' data dimension D, where recorded and one."""
+    dims = rows["data_dim"].dropna().unique() if "data_dim" in rows else []
+    return float(dims[0]) if len(dims) == 1 else None
+
+
+def test_set_variance(differences: pd.DataFrame) -> float:
+    """What the paired mean owes to which examples the test set holds (every seed is evaluated on the same
+    one): the variance over the test examples of the seed-averaged per-example difference, over their number.
+    With the seeds' part it slightly overcounts the seed × example noise (conservative)."""
+    per_example_mean = differences.mean(axis=0).to_numpy(float)
+    return float(np.var(per_example_mean, ddof=1) / len(per_example_mean))
 
 
 def cell_pvalues(
@@ -318,16 +342,23 @@ def evaluate_cell(
     claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int, settings: dict, per_example=None
 ) -> dict:
     """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule;
-    `per_example(run_dir)`: a run's per-example values of the metric (the test set's part of the interval)."""
+    `per_example(run_dir)`: a run's per-example test NLLs (the test set's part of a likelihood's interval)."""
     metric = claim["metric"]
     values, reason = paired_values(left, right, metric)
+    absent = [rows for rows in (left, right) if rows is not None and rows.empty]
+    if reason is None and absent:  # another model's runs make this d a cell (its runs may not be finished)
+        whose = claim["model"] if absent[0] is left else "the `against` model"
+        reason = f"no runs of {whose} at d = {latent_dim} in runs.csv"
     if reason is None and len(values) < settings["min_seeds"]:
         reason = f"{len(values)} paired seed(s), fewer than min_seeds = {settings['min_seeds']}"
     margin, margin_reason = cell_margin(claim, left)
     reason = reason or margin_reason
     if reason is not None:
         return {"n_seeds": len(values), "reason": reason}
-    test_variance = test_set_variance(values, claim["metric"], per_example)
+    differences, reason = per_example_differences(values, metric, per_example, data_dimension(left))
+    if reason is not None:
+        return {"n_seeds": len(values), "reason": reason}
+    test_variance = None if differences is None else test_set_variance(differences)
     row = kind_cell(claim, values, latent_dim, margin, settings, test_variance)
     if "margin_bits_per_dim" in claim:
         row["rule"] += f" ({claim['margin_bits_per_dim']:g} bits/dim × D = {int(left['data_dim'].iloc[0])} × ln 2)"
@@ -341,10 +372,10 @@ def cell_margin(claim: dict, rows: pd.DataFrame) -> tuple[float, str | None]:
     cell's data dimension D (m · D · ln 2), so that one number means the same at D = 10, 64, 784 and 3072."""
     if "margin_bits_per_dim" not in claim:
         return claim.get("margin", 0.0), None
-    dims = rows["data_dim"].dropna().unique() if "data_dim" in rows else []
-    if len(dims) != 1:
+    data_dim = data_dimension(rows)
+    if data_dim is None:
         return 0.0, "the data dimension D of these runs is not recorded (evaluate them again)"
-    return claim["margin_bits_per_dim"] * float(dims[0]) * math.log(2), None
+    return claim["margin_bits_per_dim"] * data_dim * math.log(2), None
 
 
 def kind_cell(
@@ -439,34 +470,50 @@ def paired_differences(values: pd.DataFrame) -> np.ndarray:
     return (values["left"] - values["right"]).to_numpy(float)
 
 
-def trend_cell(claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[int], settings: dict) -> dict:
+def trend_cell(
+    claim: dict, left: pd.DataFrame, right: pd.DataFrame, dims: list[int], settings: dict, per_example=None
+) -> dict:
     """grows_with_latent_dim: per seed, (model − against) at the largest d minus that at the smallest d is
-    above +margin (`better: higher`) or below −margin (`better: lower`)."""
+    above +margin (`better: higher`) or below −margin (`better: lower`); a likelihood's test-set part is that
+    of the same growth per test example."""
     metric = claim["metric"]
     margin, margin_reason = cell_margin(claim, left)
     if margin_reason is not None:
         return {"n_seeds": 0, "reason": margin_reason}
-    per_dim, sizes = [], []
+    per_dim, sizes, examples = [], [], []
     for d in (dims[0], dims[-1]):
         values, reason = paired_values(left[left["latent_dim"] == d], right[right["latent_dim"] == d], metric)
+        if reason is None:
+            differences, reason = per_example_differences(values, metric, per_example, data_dimension(left))
         if reason is not None:
             return {"n_seeds": 0, "reason": reason}
         per_dim.append(values["left"] - values["right"])
         sizes.append(values["left"].abs() + values["right"].abs())
+        examples.append(differences)
     growth = (per_dim[1] - per_dim[0]).dropna()
     scale = (sizes[0] + sizes[1]).reindex(growth.index).to_numpy(float)
-    growth = growth.to_numpy(float)
     if len(growth) < settings["min_seeds"] or dims[0] == dims[-1]:
         return {
             "n_seeds": len(growth),
             "reason": f"{len(growth)} paired seed(s) over d = {dims[0]}…{dims[-1]} (min_seeds = "
             f"{settings['min_seeds']}, two distinct d needed)",
         }
+    test_variance = None
+    if examples[0] is not None:  # both d evaluated on one test set (per_example_differences checked each)
+        if examples[0].shape[1] != examples[1].shape[1]:
+            return {
+                "n_seeds": len(growth),
+                "reason": f"d = {dims[0]} and d = {dims[-1]} were evaluated on other test sets",
+            }
+        test_variance = test_set_variance(examples[1].loc[growth.index] - examples[0].loc[growth.index])
     higher = claim.get("better", "higher") == "higher"
     boundary = margin if higher else -margin
     rule = f"(model − against at d={dims[-1]}) − (at d={dims[0]}) {'>' if higher else '<'} {boundary:+g}"
-    growth = onto_boundaries(growth, (boundary,), scale)
-    return verdict_row(growth, boundary, boundary, "above" if higher else "below", rule, settings, metric, counts=4)
+    growth = onto_boundaries(growth.to_numpy(float), (boundary,), scale)
+    claimed = "above" if higher else "below"
+    return verdict_row(
+        growth, boundary, boundary, claimed, rule, settings, metric, counts=4, test_variance=test_variance
+    )
 
 
 def decide_cells(rows: list[dict], settings: dict) -> None:
@@ -527,7 +574,12 @@ def claim_rows(
             for dataset in sorted({dataset for dataset, _ in cells(runs, claim)}):
                 dims = sorted(runs.loc[runs["dataset"] == dataset, "latent_dim"].unique().tolist())
                 verdict = trend_cell(
-                    claim, left[left["dataset"] == dataset], right[right["dataset"] == dataset], dims, settings
+                    claim,
+                    left[left["dataset"] == dataset],
+                    right[right["dataset"] == dataset],
+                    dims,
+                    settings,
+                    per_example,
                 )
                 rows.append(base | {"dataset": dataset, "latent_dim": f"{dims[0]}→{dims[-1]}"} | verdict)
             continue
@@ -700,7 +752,7 @@ def method_text(settings: dict) -> str:
         f"for counts and tied differences, up to {EXACT_SEEDS_MAX} seeds, the exact sign-flip test, whose smallest "
         f"p-value with n seeds is 2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
         f"{settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is supported if every cell "
-        "is, contradicted if any cell is. Paired NLL intervals (test `t, seeds + test set`) also carry the test "
+        "is, contradicted if any cell is. NLL and bits/dim intervals (test `t, seeds + test set`) also carry the test "
         "set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "
         "seed-averaged per-example difference, over their number, is added to the seeds' part. Where a claim "
         f"sits exactly at its boundary in every cell, it is declared contradicted, and supported, each with "
