@@ -564,6 +564,23 @@ def test_a_bits_per_dim_interval_is_the_nll_interval_in_bits_per_dim():
     assert bits["p_support"] == pytest.approx(nats["p_support"], rel=1e-9)
 
 
+def test_beyond_16_seeds_tied_differences_take_the_sign_flip_test_over_drawn_patterns():
+    """20 seeds of differences −1, 0, +1 (a continuous metric whose values tie): Student's t decided such
+    tables in 2.9% at the boundary, above α. The drawn-pattern sign-flip p-value equals the exact one, known
+    here in closed form (a sum of k random signs is 2·Binomial(k, ½) − k), within the draw's spread."""
+    from scipy import stats
+
+    from five.sweep.claims import sign_flip_pvalue
+
+    diffs = np.array([1.0] * 9 + [-1.0] * 4 + [0.0] * 7)
+    nonzero = 13
+    exact = float(stats.binom.sf((9 - 4 + nonzero) / 2 - 1, nonzero, 0.5))  # P(sum ≥ 5)
+    assert sign_flip_pvalue(diffs, 0.0, "above") == pytest.approx(exact, abs=4 * math.sqrt(exact / 2**16))
+    runs = runs_table({("five", 4): list(10.0 + diffs), ("vae", 4): [10.0] * 20}, metric="elbo_nats")
+    cell = verdicts(runs, C1 | {"metric": "elbo_nats"})[1].iloc[0]
+    assert cell["test"] == "sign-flip" and cell["p_contradict"] == sign_flip_pvalue(diffs, 0.0, "above")
+
+
 def test_a_cell_where_the_claims_model_has_no_runs_says_so():
     """The cells' d come from every model of the data set: where the claim's own model has none yet (unfinished
     runs), the cell names that, not "0 paired seeds"."""

@@ -4,9 +4,9 @@ Each claim is data in the workflow config (`claims:`): a rule kind, the two side
 its thresholds. Every cell (dataset × latent dim × comparison) gets the paired differences over seeds (same
 seed, same data order), their mean, an interval, how many seeds agree with the claim, and two one-sided
 p-values at the claim's boundary: that the claim holds there, and that it is false. The test is Student's t
-for a continuous metric, and the exact sign-flip (permutation) test where the metric is a count or the
-differences tie, up to 16 seeds (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a count
-at 95%; beyond 16, Student's t). A difference within float64 rounding of the boundary lies on it. The
+for a continuous metric, and the sign-flip (permutation) test where the metric is a count or the
+differences tie: exact up to 16 seeds (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a
+count at 95%), over 2¹⁶ drawn sign patterns beyond. A difference within float64 rounding of the boundary lies on it. The
 interval is Student-t, its spread for counts at least their rounding (1/√12 per count), so that identical
 differences never make an interval of width 0.
 
@@ -38,7 +38,8 @@ NOT_TESTABLE = "not testable"
 KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_with_latent_dim")
 # integer-valued: ties are the rule, not the exception
 COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")
-EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (Student-t beyond)
+EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (random ones beyond)
+RANDOM_SIGN_PATTERNS = 2**16  # beyond: this many drawn patterns, a fixed seed (the same table, the same p)
 ROUNDING_ULPS = 8  # a difference this many float64 ulps of its inputs' size from a boundary lies on it
 
 
@@ -73,7 +74,7 @@ def standard_error(values: np.ndarray, floor: float = 0.0, test_variance: float 
 
 def uses_exact_test(values: np.ndarray, metric: str) -> bool:
     """Counts and tied differences take the exact test: Student's t assumes a continuous metric."""
-    return len(values) <= EXACT_SEEDS_MAX and (metric in COUNT_METRICS or len(np.unique(values)) < len(values))
+    return metric in COUNT_METRICS or len(np.unique(values)) < len(values)
 
 
 @lru_cache(maxsize=None)
@@ -89,10 +90,19 @@ def sign_flip_pvalue(values: np.ndarray, boundary: float, side: str) -> float:
     with np.errstate(over="ignore"):
         if not np.isfinite(np.abs(centred).sum()):  # sums beyond float64 (the schema bounds margins: none are)
             return 1.0
-    flipped = sign_patterns(len(centred)) @ np.abs(centred)
+    exact = len(centred) <= EXACT_SEEDS_MAX
+    patterns = sign_patterns(len(centred)) if exact else random_sign_patterns(len(centred))
+    flipped = patterns @ np.abs(centred)
     observed, tolerance = centred.sum(), 1e-12 * (1 + np.abs(centred).sum())
     extreme = flipped <= observed + tolerance if side == "below" else flipped >= observed - tolerance
-    return float(extreme.mean())
+    # drawn patterns: the observed one counts among them, so that p stays valid (Phipson & Smyth 2010)
+    return float(extreme.mean()) if exact else float((1 + extreme.sum()) / (1 + len(patterns)))
+
+
+@lru_cache(maxsize=4)
+def random_sign_patterns(n: int) -> np.ndarray:
+    """RANDOM_SIGN_PATTERNS sign patterns of n, drawn with a fixed seed."""
+    return np.random.default_rng(0).choice((1.0, -1.0), size=(RANDOM_SIGN_PATTERNS, n))
 
 
 def t_pvalue(values: np.ndarray, boundary: float, side: str, test_variance: float = 0.0) -> float:
@@ -104,7 +114,7 @@ def t_pvalue(values: np.ndarray, boundary: float, side: str, test_variance: floa
     if n < 2:
         return 1.0
     error = standard_error(values, test_variance=test_variance)
-    if error == 0:  # only reached beyond EXACT_SEEDS_MAX: a constant sample is decided by its sign
+    if error == 0:  # a constant sample takes the sign-flip test; here only with a test-set part of 0
         below = float(np.mean(values)) < boundary
         return 0.0 if below == (side == "below") and float(np.mean(values)) != boundary else 1.0
     statistic = (float(np.mean(values)) - boundary) / error
@@ -749,8 +759,8 @@ def method_text(settings: dict) -> str:
         f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
         "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
         "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
-        f"for counts and tied differences, up to {EXACT_SEEDS_MAX} seeds, the exact sign-flip test, whose smallest "
-        f"p-value with n seeds is 2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
+        f"for counts and tied differences the sign-flip test, exact up to {EXACT_SEEDS_MAX} seeds and over "
+        f"{RANDOM_SIGN_PATTERNS} drawn sign patterns beyond, whose smallest p-value with n seeds is 2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
         f"{settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is supported if every cell "
         "is, contradicted if any cell is. NLL and bits/dim intervals (test `t, seeds + test set`) also carry the test "
         "set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "
