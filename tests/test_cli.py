@@ -59,6 +59,9 @@ def test_train_then_evaluate_writes_the_promised_files(tmp_path):
     per_example = metrics["log_likelihood_per_example"]  # what the claims pair example by example
     assert len(per_example) == metrics["n_examples"]
     assert -sum(per_example) / len(per_example) == pytest.approx(metrics["nll_nats"], abs=1e-4)
+    for metric, values in (("elbo_nats", "elbo_per_example"), ("ess_mean", "ess_per_example")):
+        assert len(metrics[values]) == metrics["n_examples"]
+        assert sum(metrics[values]) / metrics["n_examples"] == pytest.approx(metrics[metric], abs=1e-4), metric
     assert "bits/dim" in evaluated.stdout
 
     # rerunning on the finished folder resumes: nothing left to train, same checkpoint

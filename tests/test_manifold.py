@@ -117,6 +117,10 @@ def test_evaluate_reports_posterior_distance_and_true_nll_on_the_manifold(tmp_pa
     # one epoch of a 32-wide net is far from that density and from its posterior
     assert metrics["model_nll_nats_same_examples"] > metrics["true_nll_nats"] + 0.5
     assert metrics["posterior_covariance_error"] > 0.15  # an exact posterior scores < 0.15 (test above)
+    per_example = metrics["posterior_covariance_error_per_example"]  # what the claims pair example by example
+    assert len(per_example) == 500 and sum(per_example) / 500 == pytest.approx(
+        metrics["posterior_covariance_error"], abs=1e-5
+    )
 
 
 def test_the_true_posterior_is_computed_once_per_cache_and_read_back_exactly(tmp_path, monkeypatch):

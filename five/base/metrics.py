@@ -80,7 +80,21 @@ OTHER_NUMBERS = (
     "information_threshold_nats",
 )
 COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")  # whole numbers in 0..d
-NUMBER_LISTS = ("information_per_direction", "log_likelihood_per_example")
+# The metrics whose value per test example eval.json keeps (their mean is the metric), and the list that holds
+# them: the claims pair two models example by example, so that their intervals carry the test set's draw.
+PER_EXAMPLE_LISTS = {
+    "nll_nats": "log_likelihood_per_example",  # log p(x): the NLL's values are minus these
+    "elbo_nats": "elbo_per_example",
+    "ess_mean": "ess_per_example",
+    "posterior_covariance_error": "posterior_covariance_error_per_example",  # the manifold's first examples
+}
+NUMBER_LISTS = ("information_per_direction", *PER_EXAMPLE_LISTS.values())
+
+
+def per_example_values(evaluation: dict, metric: str) -> list[float] | None:
+    """An eval.json's values of `metric` per test example (PER_EXAMPLE_LISTS), None where it lacks them."""
+    values = evaluation.get(PER_EXAMPLE_LISTS[metric])
+    return None if values is None else [-value for value in values] if metric == "nll_nats" else values
 
 
 def read_evaluation(path: Path) -> dict:

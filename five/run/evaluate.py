@@ -332,6 +332,7 @@ def manifold_posterior_metrics(
     return {
         "posterior_examples": x.shape[0],
         "posterior_covariance_error": float(error.mean()),
+        "posterior_covariance_error_per_example": per_example_list(error),
         "true_nll_nats": -float(truth.log_likelihood.mean()),
         "model_nll_nats_same_examples": -float(model_log_likelihood.mean()),
     }
@@ -395,6 +396,11 @@ def diverged_metrics(record: dict, sigma: str, importance_samples: int, split: s
     }
 
 
+def per_example_list(values: torch.Tensor) -> list[float]:
+    """One value per example for eval.json (five.base.metrics.PER_EXAMPLE_LISTS), to 5 decimals."""
+    return [round(value, 5) for value in values.double().tolist()]
+
+
 def split_metrics(passed: dict, dataset) -> dict:
     """The metrics of one pass over the test examples (likelihood_pass): spec §2–3."""
     log_likelihood = passed["log_likelihood"].double()
@@ -406,10 +412,12 @@ def split_metrics(passed: dict, dataset) -> dict:
         if log_likelihood.shape[0] > 1
         else None,
         # per test example, in the split's order: the claims' intervals pair models example by example
-        "log_likelihood_per_example": [round(value, 5) for value in log_likelihood.tolist()],
+        "log_likelihood_per_example": per_example_list(log_likelihood),
         "bits_per_dim": bits_per_dim(nll, dataset),
         "elbo_nats": float(passed["elbo"].mean()),
+        "elbo_per_example": per_example_list(passed["elbo"]),
         "ess_mean": float(passed["ess"].mean()),
+        "ess_per_example": per_example_list(passed["ess"]),
         "recon_mse": float(passed["squared_error"].mean()),
         **collapse_metrics(passed["mean"], passed["covariance_sum"]),
         "kl_per_dimension": passed["kl"].mean(0).tolist() if "kl" in passed else None,

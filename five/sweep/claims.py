@@ -6,9 +6,11 @@ seed, same data order), their mean, an interval, how many seeds agree with the c
 p-values at the claim's boundary: that the claim holds there, and that it is false. The test is Student's t
 for a continuous metric, and the sign-flip (permutation) test where the metric is a count or the
 differences tie: exact up to 16 seeds (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a
-count at 95%), over 2¹⁶ drawn sign patterns beyond. A difference within float64 rounding of the boundary lies on it. The
-interval is Student-t, its spread for counts at least their rounding (1/√12 per count), so that identical
-differences never make an interval of width 0.
+count at 95%), over 2¹⁶ drawn sign patterns beyond. A difference within float64 rounding of the boundary lies on
+it. The interval is Student-t, its spread for counts at least their rounding (1/√12 per count), so that identical
+differences never make an interval of width 0. Every seed is evaluated on one test set, so a metric that is a
+mean over test examples (PER_EXAMPLE_LISTS) adds the test set's draw to its standard error; a cell whose runs
+lack their per-example values is inconclusive and says so.
 
 Per claim, the p-values of its cells are Holm-adjusted (separately for support and contradiction), and a cell
 decides at α = (1 − confidence) / 2, one-sided. A claim is `supported` when every cell is, `contradicted` when
@@ -32,12 +34,11 @@ import numpy as np
 import pandas as pd
 
 from five.base.config import NO_PROBES
+from five.base.metrics import COUNT_METRICS, PER_EXAMPLE_LISTS
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable"
 KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_with_latent_dim")
-# integer-valued: ties are the rule, not the exception
-COUNT_METRICS = ("active_units", "active_units_eigen", "informative_directions")
 EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (random ones beyond)
 RANDOM_SIGN_PATTERNS = 2**16  # beyond: this many drawn patterns, a fixed seed (the same table, the same p)
 ROUNDING_ULPS = 8  # a difference this many float64 ulps of its inputs' size from a boundary lies on it
@@ -242,9 +243,9 @@ def paired_values(left: pd.DataFrame, right: pd.DataFrame | None, metric: str) -
     return values, None
 
 
-# Metrics whose per-test-example values eval.json keeps (log_likelihood_per_example), as a factor on −log p(x):
-# bits/dim is NLL/(D·ln 2) plus a constant, which cancels in a difference.
-PER_EXAMPLE_METRICS = ("nll_nats", "bits_per_dim")
+# Metrics whose per-test-example values eval.json keeps; bits/dim is NLL/(D·ln 2) plus a constant, which cancels in
+# a difference, so it reads the NLL's.
+PER_EXAMPLE_SOURCES = {metric: metric for metric in PER_EXAMPLE_LISTS} | {"bits_per_dim": "nll_nats"}
 REEVALUATE = "`snakemake --forcerun evaluate --configfile …` evaluates the sweep again (minutes)"
 
 
@@ -253,25 +254,25 @@ def per_example_differences(
 ) -> tuple[pd.DataFrame | None, str | None]:
     """Per test example, model − against of the metric, a row per seed of `values` (paired_values'); None where
     the metric has none (or no per-example source was given), with the reason where a run lacks them.
-    `data_dim`: D, which converts nats to bits/dim."""
-    if metric not in PER_EXAMPLE_METRICS or per_example is None or "right_run" not in values:
+    `per_example(run_dir, metric)`: a run's values of a PER_EXAMPLE_LISTS metric; `data_dim`: D, for bits/dim."""
+    if metric not in PER_EXAMPLE_SOURCES or per_example is None or "right_run" not in values:
         return None, None
     if metric == "bits_per_dim" and data_dim is None:
         return None, "the data dimension D of these runs is not recorded (evaluate them again)"
     rows = {}
     for seed, runs in zip(values.index, zip(values["left_run"], values["right_run"])):
-        arrays = [per_example(run) for run in runs]
+        arrays = [per_example(run, PER_EXAMPLE_SOURCES[metric]) for run in runs]
         for run, array in zip(runs, arrays):
             if array is None:  # its test-set part is unknown: a verdict over seeds alone would overstate
-                return None, f"{run} has no per-example test NLLs (evaluated before eval.json kept them): {REEVALUATE}"
+                return None, f"{run} has no per-example {metric} (evaluated before eval.json kept them): {REEVALUATE}"
             if not np.all(np.isfinite(array)):
-                return None, f"{run}'s per-example test NLLs are not all finite"
+                return None, f"{run}'s per-example {metric} are not all finite"
         if len(arrays[0]) != len(arrays[1]) or (rows and len(arrays[0]) != len(next(iter(rows.values())))):
             return None, f"the runs were evaluated on test sets of different sizes ({', '.join(runs)}): {REEVALUATE}"
         rows[seed] = np.asarray(arrays[0], float) - np.asarray(arrays[1], float)
     if len(next(iter(rows.values()))) < 2:
         return None, "one test example: the test set's part of the variance is unknown"
-    scale = 1.0 if metric == "nll_nats" else 1 / (data_dim * math.log(2))
+    scale = 1 / (data_dim * math.log(2)) if metric == "bits_per_dim" else 1.0
     return pd.DataFrame.from_dict(rows, orient="index") * scale, None
 
 
@@ -760,10 +761,10 @@ def method_text(settings: dict) -> str:
         "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
         "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
         f"for counts and tied differences the sign-flip test, exact up to {EXACT_SEEDS_MAX} seeds and over "
-        f"{RANDOM_SIGN_PATTERNS} drawn sign patterns beyond, whose smallest p-value with n seeds is 2⁻ⁿ), Holm-adjusted over the claim's cells and decided at {alpha:g}; at least "
-        f"{settings['min_seeds']} paired seeds per cell, else inconclusive. A claim is supported if every cell "
-        "is, contradicted if any cell is. NLL and bits/dim intervals (test `t, seeds + test set`) also carry the test "
-        "set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "
+        f"{RANDOM_SIGN_PATTERNS} drawn sign patterns beyond, whose smallest p-value with n seeds is 2⁻ⁿ), "
+        f"Holm-adjusted over the claim's cells and decided at {alpha:g}; at least {settings['min_seeds']} paired "
+        "seeds per cell, else inconclusive. A claim is supported if every cell is, contradicted if any cell is. "
+        "Intervals of means over test examples (test `t, seeds + test set`) carry the test set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "
         "seed-averaged per-example difference, over their number, is added to the seeds' part. Where a claim "
         f"sits exactly at its boundary in every cell, it is declared contradicted, and supported, each with "
         f"probability at most {alpha:g}, where each cell's per-seed differences are about normal (t) or "

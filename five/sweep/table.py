@@ -28,9 +28,10 @@ from five.base.config import (
 )
 from five.base.errors import ConfigError, one_line
 from five.base.files import non_regular_kind, not_a_folder, path_problem, shown_path
+from five.base.metrics import COUNT_METRICS
 from five.data.catalog import DATA_SHAPES, FILES
 from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
-from five.sweep.claims import COMPARING_KINDS, COUNT_METRICS, KIND_OPTIONS, claim_selectors, side_probes
+from five.sweep.claims import COMPARING_KINDS, KIND_OPTIONS, claim_selectors, side_probes
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 LOGS_ROOT = "logs"  # each experiment's job logs, in logs/<experiment>/

@@ -10,7 +10,7 @@ import pandas as pd
 
 from five.base.errors import FiveError
 from five.base.files import EVAL_JSON
-from five.base.metrics import read_evaluation
+from five.base.metrics import per_example_values, read_evaluation
 from five.sweep.claims import evaluate_claims, write_claims
 
 snakemake = globals()["snakemake"]
@@ -22,10 +22,14 @@ settings = snakemake.params.claims
 
 
 @lru_cache(maxsize=None)
-def per_example(run_dir):
-    """A run's per-example test NLLs (−log p), None where its eval.json predates them."""
-    values = read_evaluation(Path(run_dir) / EVAL_JSON).get("log_likelihood_per_example")
-    return None if values is None else -np.asarray(values, float)
+def evaluation(run_dir):
+    return read_evaluation(Path(run_dir) / EVAL_JSON)
+
+
+def per_example(run_dir, metric):
+    """A run's values of `metric` per test example, None where its eval.json predates them."""
+    values = per_example_values(evaluation(run_dir), metric)
+    return None if values is None else np.asarray(values, float)
 
 
 try:
