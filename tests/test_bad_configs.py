@@ -507,6 +507,11 @@ LOADED = [
         "kind equivalent needs a `margin` > 0",
     ),
     ("collapse claim on a likelihood", yaml_case(claim_kind="below_latent_dim"), "nll_nats is not one (active_units"),
+    (  # its log ratio would be tested over seeds alone, though every seed shares one test set's draw
+        "ratio claim on a mean over test examples",
+        yaml_case(claim_kind="ratio_at_most", claim_extra=", against: [vae], factor: 2"),
+        "kind ratio_at_most compares times; nll_nats is a mean over test examples",
+    ),
     (
         "two margins",
         yaml_case(claim_kind="equivalent", claim_extra=", against: [vae], margin: 1, margin_bits_per_dim: 0.1"),

@@ -150,6 +150,23 @@ def test_a_growth_of_exactly_the_margin_is_never_decided_whatever_the_size():
         assert overall["verdict"] == INCONCLUSIVE and cells.iloc[0]["p_support"] == 1.0, cells.iloc[0].to_dict()
 
 
+def test_a_trend_spans_the_d_of_its_own_models_not_another_models():
+    """FIF also run at d = 64 is no reason for a trend of FIVE against the VAE to look there (no runs of theirs)."""
+    grows = {"id": "C", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"]}
+    against = [10.0, 11.0, 12.0, 10.5, 11.5, 12.5]
+    runs = runs_table(
+        {
+            ("vae", 2): against,
+            ("vae", 8): against,
+            ("five", 2): against,
+            ("five", 8): [v - 3 - 0.1 * i for i, v in enumerate(against)],
+            ("fif", 64): against,
+        }
+    )
+    overall, cells = verdicts(runs, grows | {"metric": "nll_nats", "better": "lower", "margin": 0})
+    assert cells.iloc[0]["latent_dim"] == "2→8" and overall["verdict"] == SUPPORTED, cells.iloc[0].to_dict()
+
+
 def test_one_contradicted_cell_makes_the_claim_contradicted():
     runs = runs_table(
         {

@@ -6,7 +6,7 @@ seed, same data order), their mean, an interval, how many seeds agree with the c
 p-values at the claim's boundary: that the claim holds there, and that it is false. The test is Student's t
 for a continuous metric, and the sign-flip (permutation) test where the metric is a count or the
 differences tie: exact up to 16 seeds (with n seeds its smallest p-value is 2⁻ⁿ: three seeds can never decide a
-count at 95%), over 2¹⁶ drawn sign patterns beyond. A difference within float64 rounding of the boundary lies on
+count at 95%), over 2¹⁶ drawn sign patterns beyond (smallest p-value 1/(2¹⁶ + 1)). A difference within float64 rounding of the boundary lies on
 it. The interval is Student-t, its spread for counts at least their rounding (1/√12 per count), so that identical
 differences never make an interval of width 0. Every seed is evaluated on one test set, so a metric that is a
 mean over test examples (PER_EXAMPLE_LISTS) adds the test set's draw to its standard error; a cell whose runs
@@ -145,12 +145,13 @@ def bounded_mean_interval(mean: float, n: int, confidence: float) -> tuple[float
 
     level = math.log(2 / (1 - confidence)) / n  # n·KL = log(1/α) at each end
 
-    def end(bound: float) -> float:
-        if mean == bound or bernoulli_kl(mean, bound) <= level:
+    def end(bound: float) -> float:  # KL is infinite at the bound itself where mean ≠ bound: search just inside
+        inside = np.nextafter(bound, mean)
+        if mean == bound or bernoulli_kl(mean, inside) <= level:
             return bound
-        return brentq(lambda mu: bernoulli_kl(mean, mu) - level, mean, bound)
+        return brentq(lambda mu: bernoulli_kl(mean, mu) - level, mean, inside)
 
-    return end(np.nextafter(0.0, 1.0) if mean > 0 else 0.0), end(np.nextafter(1.0, 0.0) if mean < 1 else 1.0)
+    return end(0.0), end(1.0)
 
 
 def one_sided_pvalue(values: np.ndarray, boundary: float, side: str, exact: bool, test_variance: float = 0.0) -> float:
@@ -353,7 +354,7 @@ def evaluate_cell(
     claim: dict, left: pd.DataFrame, right: pd.DataFrame | None, latent_dim: int, settings: dict, per_example=None
 ) -> dict:
     """One cell's row: the per-seed statistic of the claim's kind, its interval and p-values, and the rule;
-    `per_example(run_dir)`: a run's per-example test NLLs (the test set's part of a likelihood's interval)."""
+    `per_example(run_dir, metric)`: a run's values of a metric per test example (the test set's part)."""
     metric = claim["metric"]
     values, reason = paired_values(left, right, metric)
     absent = [rows for rows in (left, right) if rows is not None and rows.empty]
@@ -583,7 +584,12 @@ def claim_rows(
         }
         if claim["kind"] == "grows_with_latent_dim":
             for dataset in sorted({dataset for dataset, _ in cells(runs, claim)}):
-                dims = sorted(runs.loc[runs["dataset"] == dataset, "latent_dim"].unique().tolist())
+                # the d range of the claim's own runs (another model's larger d is no cell of this claim)
+                sides = pd.concat([left, right])
+                dims = sorted(sides.loc[sides["dataset"] == dataset, "latent_dim"].unique().tolist())
+                if not dims:
+                    rows.append(base | {"dataset": dataset, "latent_dim": "", "n_seeds": 0, "reason": "no runs here"})
+                    continue
                 verdict = trend_cell(
                     claim,
                     left[left["dataset"] == dataset],
@@ -645,8 +651,9 @@ def evaluate_claims(
 ) -> pd.DataFrame:
     """One overall row per claim of `settings['list']` (every claim has one), then every cell. Claims on
     step_time_s are decided from `step_times` (the side-by-side timing tables), the others from the runs;
-    `per_example(run_dir)`: a run's per-example test NLLs, which widen paired NLL intervals by the test set's
-    part (without it, or where a run lacks them, intervals are over seeds alone and say so: test "t")."""
+    `per_example(run_dir, metric)`: a run's values of a metric per test example, which widen the intervals of
+    means over test examples by the test set's part (None: over seeds alone, test "t"; a run that lacks them
+    makes its cell inconclusive)."""
     overall, detail = [], []
     for claim in settings["list"]:
         if claim["metric"] == STEP_TIME_METRIC and step_times is None:
@@ -761,7 +768,8 @@ def method_text(settings: dict) -> str:
         "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
         "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
         f"for counts and tied differences the sign-flip test, exact up to {EXACT_SEEDS_MAX} seeds and over "
-        f"{RANDOM_SIGN_PATTERNS} drawn sign patterns beyond, whose smallest p-value with n seeds is 2⁻ⁿ), "
+        f"{RANDOM_SIGN_PATTERNS} drawn sign patterns beyond; its smallest p-value with n seeds is 2⁻ⁿ, "
+        f"1/{RANDOM_SIGN_PATTERNS + 1} beyond), "
         f"Holm-adjusted over the claim's cells and decided at {alpha:g}; at least {settings['min_seeds']} paired "
         "seeds per cell, else inconclusive. A claim is supported if every cell is, contradicted if any cell is. "
         "Intervals of means over test examples (test `t, seeds + test set`) carry the test set's draw: every seed is evaluated on the same test examples, so the variance over examples of the "

@@ -31,7 +31,7 @@ from five.base.files import non_regular_kind, not_a_folder, path_problem, shown_
 from five.base.metrics import COUNT_METRICS
 from five.data.catalog import DATA_SHAPES, FILES
 from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
-from five.sweep.claims import COMPARING_KINDS, KIND_OPTIONS, claim_selectors, side_probes
+from five.sweep.claims import COMPARING_KINDS, KIND_OPTIONS, PER_EXAMPLE_SOURCES, claim_selectors, side_probes
 
 RESULTS_ROOT = "results"  # what experiments share: the MLflow database, GPU locks, caches
 LOGS_ROOT = "logs"  # each experiment's job logs, in logs/<experiment>/
@@ -454,6 +454,11 @@ def check_claim_keys(claim: dict, where: str) -> None:
         raise ConfigError(
             f"{where}: kind equivalent needs a `margin` > 0 (the largest difference that counts "
             "as none); with 0 it could never hold"
+        )
+    if kind == "ratio_at_most" and claim["metric"] in PER_EXAMPLE_SOURCES:  # its test has no test-set part
+        raise ConfigError(
+            f"{where}: kind ratio_at_most compares times; {claim['metric']} is a mean over test examples, whose "
+            "comparison must carry the test set's draw: use kind paired (or equivalent)"
         )
     if kind == "below_latent_dim" and claim["metric"] not in COUNT_METRICS:
         raise ConfigError(
