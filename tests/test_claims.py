@@ -167,6 +167,16 @@ def test_a_trend_spans_the_d_of_its_own_models_not_another_models():
     assert cells.iloc[0]["latent_dim"] == "2→8" and overall["verdict"] == SUPPORTED, cells.iloc[0].to_dict()
 
 
+def test_a_trend_of_likelihoods_missing_one_sides_runs_at_a_d_says_so():
+    """Per-example values asked of no paired seeds (the VAE has no runs at d = 2 yet): a reason, not a crash."""
+    grows = {"id": "C", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"]}
+    runs = runs_table({("vae", 8): [10.0] * 3, ("five", 2): [11.0, 12.0, 13.0], ("five", 8): [9.0, 9.5, 8.0]})
+    values = {run_dir: np.zeros(5) for run_dir in runs["run_dir"]}
+    claim = grows | {"metric": "nll_nats", "better": "lower", "margin": 0}
+    table = evaluate_claims(runs, SETTINGS | {"list": [claim]}, SHOWN, per_example=of_runs(values))
+    assert table.iloc[1]["verdict"] == INCONCLUSIVE and "0 paired seed(s) over d = 2…8" in table.iloc[1]["reason"]
+
+
 def test_one_contradicted_cell_makes_the_claim_contradicted():
     runs = runs_table(
         {

@@ -154,12 +154,10 @@ def side_by_side_step_times(
             {index: steps[index] for index in order}, repeats, inner, device, warmup=3 if round_index == 0 else 0
         )
         rows += [{"round": round_index, "step_time_s": seconds[index], **configs[index].to_dict()} for index in steps]
+        labels = [point_label(c.model, c.surrogate_point, c.latent_dim, c.probes) for c in configs]
         log(
             f"round {round_index + 1}/{rounds}: "
-            + ", ".join(
-                f"{point_label(config.model, config.surrogate_point, config.latent_dim, config.probes)} {1e3 * seconds[index]:.2f} ms"
-                for index, config in enumerate(configs)
-            )
+            + ", ".join(f"{label} {1e3 * seconds[index]:.2f} ms" for index, label in enumerate(labels))
         )
     return rows
 

@@ -271,6 +271,8 @@ def per_example_differences(
         if len(arrays[0]) != len(arrays[1]) or (rows and len(arrays[0]) != len(next(iter(rows.values())))):
             return None, f"the runs were evaluated on test sets of different sizes ({', '.join(runs)}): {REEVALUATE}"
         rows[seed] = np.asarray(arrays[0], float) - np.asarray(arrays[1], float)
+    if not rows:  # no paired seeds: the cell says so (min_seeds)
+        return None, None
     if len(next(iter(rows.values()))) < 2:
         return None, "one test example: the test set's part of the variance is unknown"
     scale = 1 / (data_dim * math.log(2)) if metric == "bits_per_dim" else 1.0
