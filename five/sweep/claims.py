@@ -403,22 +403,21 @@ def kind_cell(
     """The per-seed statistic of the claim's kind at `margin`, tested (verdict_row); `test_variance`: the test
     set's part of a paired difference's variance."""
     kind = claim["kind"]
-    diffs, low, high, claimed, rule = kind_statistic(claim, values, latent_dim, margin)
+    if kind == "below_latent_dim":  # the counts themselves, not differences: a bounded mean's test
+        return count_below_latent_dim_row(values["left"].to_numpy(float), latent_dim, margin, settings)
+    diffs, low, high, claimed, rule = kind_statistic(claim, values, margin)
     # a log ratio's rounding is relative, whatever the values' size
-    right = values["right"].abs() if "right" in values else latent_dim
-    sizes = 0 if kind == "ratio_at_most" else values["left"].abs() + right
+    sizes = 0 if kind == "ratio_at_most" else values["left"].abs() + values["right"].abs()
     diffs = onto_boundaries(diffs, (low, high), np.asarray(sizes, float))
     if kind in ("paired", "equivalent"):
         return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"], test_variance=test_variance)
-    if kind == "ratio_at_most":
-        both = values[["left", "right"]].to_numpy(float)
-        if not np.all(np.isfinite(both) & (both > 0)):  # two negative values would make a positive ratio
-            return {"n_seeds": len(diffs), "reason": f"{claim['metric']} is not a finite positive number in every run"}
-        return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"])
-    return count_below_latent_dim_row(values["left"].to_numpy(float), latent_dim, margin, rule, settings)
+    both = values[["left", "right"]].to_numpy(float)  # ratio_at_most
+    if not np.all(np.isfinite(both) & (both > 0)):  # two negative values would make a positive ratio
+        return {"n_seeds": len(diffs), "reason": f"{claim['metric']} is not a finite positive number in every run"}
+    return verdict_row(diffs, low, high, claimed, rule, settings, claim["metric"])
 
 
-def count_below_latent_dim_row(counts: np.ndarray, latent_dim: int, margin: float, rule: str, settings: dict) -> dict:
+def count_below_latent_dim_row(counts: np.ndarray, latent_dim: int, margin: float, settings: dict) -> dict:
     """below_latent_dim: a count of directions lies in 0…d, so wherever the boundary d − margin is inside, the
     null includes a rare collapse (most seeds at d, a few far below), skewed, which the sign-flip and t tests
     assume away. Its test and interval are Hoeffding's for the mean of a bounded value instead (count / d in
@@ -437,7 +436,7 @@ def count_below_latent_dim_row(counts: np.ndarray, latent_dim: int, margin: floa
         "test": "bounded (Hoeffding)",
         "p_support": bounded_mean_pvalue(share, n, boundary, "below"),
         "p_contradict": bounded_mean_pvalue(share, n, boundary, "above"),
-        "rule": rule,
+        "rule": f"metric − d < {-margin:+g}",
         "reason": "",
     }
     if share == 1 and margin == 0:
@@ -445,10 +444,8 @@ def count_below_latent_dim_row(counts: np.ndarray, latent_dim: int, margin: floa
     return row
 
 
-def kind_statistic(
-    claim: dict, values: pd.DataFrame, latent_dim: int, margin: float
-) -> tuple[np.ndarray, float, float, str, str]:
-    """A claim kind's per-seed values and what they must show: (values, low, high, claimed, rule), the claim
+def kind_statistic(claim: dict, values: pd.DataFrame, margin: float) -> tuple[np.ndarray, float, float, str, str]:
+    """A comparing claim kind's per-seed values and what they must show: (values, low, high, claimed, rule), the claim
     holding where they lie `claimed` ("below", "above", "inside") of the boundaries low and high."""
     kind = claim["kind"]
     if kind == "paired":  # better by `margin`: model − against below −margin (or above +margin); else not
@@ -463,9 +460,6 @@ def kind_statistic(
         with np.errstate(divide="ignore", invalid="ignore"):  # a value ≤ 0: kind_cell says so
             diffs = np.log(values["left"].to_numpy(float) / values["right"].to_numpy(float))
         return diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}"
-    if kind == "below_latent_dim":
-        diffs = values["left"].to_numpy(float) - latent_dim
-        return diffs, -margin, -margin, "below", f"metric − d < {-margin:+g}"
     raise ValueError(f"unknown claim kind {kind!r}")
 
 
