@@ -500,13 +500,14 @@ def evaluate_run(
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection, load)
     if image_dir is not None:
         check_images_possible(dataset)
-    if len(dataset.split(split)) < MIN_EVALUATED_EXAMPLES:
+    examples = dataset.split(split)
+    if len(examples) < MIN_EVALUATED_EXAMPLES:
         raise DataError(
-            f"split {split!r} of {dataset.name} holds {len(dataset.split(split))} example; the collapse metrics are "
+            f"split {split!r} of {dataset.name} holds {len(examples)} example; the collapse metrics are "
             f"variances over the evaluated examples, which need at least {MIN_EVALUATED_EXAMPLES}"
         )
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
-    x_all = dequantize(dataset.split(split).to(device), dataset.discrete_levels, generator)
+    x_all = dequantize(examples.to(device), dataset.discrete_levels, generator)
     metrics, passed = likelihood_metrics(
         model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log, f"evaluating {run_dir}"
     )
