@@ -74,7 +74,7 @@ def standard_error(values: np.ndarray, floor: float = 0.0, test_variance: float 
 
 
 def uses_exact_test(values: np.ndarray, metric: str) -> bool:
-    """Counts and tied differences take the exact test: Student's t assumes a continuous metric."""
+    """Counts and tied differences take the sign-flip test: Student's t assumes a continuous metric."""
     return metric in COUNT_METRICS or len(np.unique(values)) < len(values)
 
 
