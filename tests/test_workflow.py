@@ -71,7 +71,8 @@ def test_a_report_of_files_that_are_not_this_configs_results_is_refused(finished
     def refusal(config: str, *report: str) -> str:
         report = report or ("--report", str(workdir / "r.html"))
         result = snakemake(snakemake_command(workdir, workdir / config, *report), timeout=300)
-        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        output = (result.stdout + result.stderr).splitlines()
+        lines = [line for line in output if line.strip() and not line.startswith("Using profile ")]  # Snakemake's
         assert result.returncode == 2 and len(lines) == 1 and not (workdir / "r.html").exists(), lines
         return lines[0]
 
@@ -79,6 +80,10 @@ def test_a_report_of_files_that_are_not_this_configs_results_is_refused(finished
     assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml", f"--report={workdir / 'r.html'}")
     options = ("--reporter", "html", "--report-html-path", str(workdir / "r.html"))
     assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml", *options)
+    profile = workdir / "reporting"  # a report asked for by a profile's key, not on the command line
+    profile.mkdir()
+    (profile / "config.yaml").write_text(yaml.safe_dump({"report": str(workdir / "r.html")}))
+    assert f"configs/{new}.yaml does not exist" in refusal("edited.yaml", "--profile", str(profile))
     snapshot = results / "configs" / f"{new}.yaml"
     shutil.copy(next((results / "configs").glob("*.yaml")), snapshot)
     assert "tables/main.md was not made from runs.csv for this config" in refusal("edited.yaml")

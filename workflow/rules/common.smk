@@ -283,18 +283,21 @@ def stale_report_file():
 
 
 # `snakemake --report` builds its report from whatever files exist: after an edit whose sweep has not run (or a run
-# of some targets only) it would show another config's tables or claims beside this config's snapshot. (Not where
-# the report comes after a run, --report-after-run, or is of the estimate alone.)
-REPORT_OPTIONS = ("--report", "--reporter", "--report-html-path")
-if (
-    any(arg.split("=")[0] in REPORT_OPTIONS for arg in sys.argv[1:])
-    and "--report-after-run" not in sys.argv
-    and not ESTIMATE_ONLY
-):
-    if stale := stale_report_file():
-        print(
-            f"five: the report would not be this config's results ({stale}): run the workflow with this "
-            "--configfile and no target first",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+# of some targets only) it would show another config's tables or claims beside this config's snapshot. The check
+# runs when Snakemake creates the report, however it was asked for (--report, --reporter, a profile's `report:`
+# key; after the run, --report-after-run, the run has made them current), not for the estimate's own report.
+def refusing_stale_reports(create_report):
+    def checked_create_report(*args, **kwargs):
+        if not ESTIMATE_ONLY and (stale := stale_report_file()):
+            print(
+                f"five: the report would not be this config's results ({stale}): run the workflow with this "
+                "--configfile and no target first",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        return create_report(*args, **kwargs)
+
+    return checked_create_report
+
+
+workflow.create_report = refusing_stale_reports(workflow.create_report)
