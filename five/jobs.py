@@ -432,8 +432,9 @@ def evaluation_summary(run: Path, out: Path, metrics: dict) -> str:
         return f"{run} diverged: {metrics['error']}; wrote {out}"
     bits = metrics["bits_per_dim"]
     lines = [
-        f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']}, "
-        f"N={metrics['importance_samples']}): NLL {metrics['nll_nats']:.3f} nats"
+        f"{metrics['config']['model']} on {metrics['config']['dataset']} ({metrics['split']} split, "
+        f"{metrics['n_examples']} examples, {metrics['importance_samples']} importance samples): "
+        f"NLL {metrics['nll_nats']:.3f} nats"
         + (f", {bits:.4f} bits/dim" if bits is not None else "")
         + f", ELBO {metrics['elbo_nats']:.3f} nats, ESS {metrics['ess_mean']:.1f}, "
         f"active units {metrics['active_units']} (eigen {metrics['active_units_eigen']}), "

@@ -63,6 +63,7 @@ def test_train_then_evaluate_writes_the_promised_files(tmp_path):
         assert len(metrics[values]) == metrics["n_examples"]
         assert sum(metrics[values]) / metrics["n_examples"] == pytest.approx(metrics[metric], abs=1e-4), metric
     assert "bits/dim" in evaluated.stdout
+    assert f"(test split, {metrics['n_examples']} examples, 8 importance samples)" in evaluated.stdout
 
     # rerunning on the finished folder resumes: nothing left to train, same checkpoint
     again = five(
