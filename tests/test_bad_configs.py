@@ -2,12 +2,14 @@
 job is planned (issue 11). Table-driven; the dry runs run a few at a time."""
 
 import copy
+import json
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_runs import FORKED, snakemake, snakemake_command, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,12 +237,20 @@ def test_the_tests_forked_snakemake_answers_as_a_fresh_process(tmp_path):
 
 
 def test_an_empty_model_entry_is_valid(tmp_path):
-    """`vae:` with nothing after it (YAML null) means the model with its defaults, not a crash."""
+    """`vae:` or `fif:` with nothing after it (YAML null) means the model with its defaults, not a crash (`fif:`
+    was one: the schema's default β was set on None), in the workflow and in `five estimate`'s loading."""
+    from five.sweep.table import load_sweep_config, sweep_table
+
     config = copy.deepcopy(BASE)
-    config["models"]["vae"] = None
+    config["models"] = dict.fromkeys(config["models"])
     result = dry_run(tmp_path, ("null", lambda c: config, ""))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "results/bad/digits/vae/d2/k0/s0/train.done" in result.stdout
+    for model, budget in (("vae", 0), ("fcvae", 0), ("fif", 1), ("five", 1)):
+        assert f"results/bad/digits/{model}/d2/k{budget}/s0/train.done" in result.stdout
+    path = tmp_path / "null.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rows = sweep_table(load_sweep_config(path)).set_index("model")
+    assert rows.loc["fif", "beta"].iloc[0] == 10 and json.loads(rows.loc["fif", "training_json"].iloc[0])["beta"] == 10
 
 
 def one_config_error(result: subprocess.CompletedProcess) -> str:

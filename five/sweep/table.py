@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -142,7 +143,6 @@ def load_sweep_config(path: str | Path) -> dict:
     """A sweep config file as the workflow sees it: checked (one line naming the key) and with the schema's
     defaults filled in."""
     import yaml
-    from snakemake.utils import validate
 
     if not Path(path).is_file():
         kind = non_regular_kind(Path(path))
@@ -156,22 +156,34 @@ def load_sweep_config(path: str | Path) -> dict:
         raise ConfigError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path} is not a YAML mapping of config keys")
-    check_config(config, SCHEMA_PATH)
-    validate(config, str(SCHEMA_PATH))  # fills in the defaults
+    validate_config(config, SCHEMA_PATH)
     return config
+
+
+def validate_config(config: dict, schema_path: str | Path) -> None:
+    """check_config's one-line check, then Snakemake's validation, which fills in the schema's defaults. A model
+    written with nothing after it (`fif:`, YAML null) gets them as `fif: {}` would: the validation sets them on
+    a mapping."""
+    from snakemake.utils import validate
+
+    check_config(config, schema_path)
+    models = load_schema(schema_path)["properties"]["models"]["properties"]
+    for model, settings in config["models"].items():
+        if settings is None and any("default" in key for key in models[model].get("properties", {}).values()):
+            config["models"][model] = {}
+    validate(config, str(schema_path))
 
 
 def check_config(config: dict, schema_path: str | Path) -> None:
     """Validate against the closed JSON schema with one line naming the offending key (Snakemake's own
     validation, which also fills in defaults, follows; its message dumps the whole sub-schema)."""
     import jsonschema
-    import yaml
 
     if not config:  # a --configfile holding `{}`: Snakemake would otherwise fall back to the paper config
         raise ConfigError("the config holds no settings (to run the paper config, name config/config.yaml)")
     check_config_size(config)
     check_config_strings(config)
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     error = jsonschema.exceptions.best_match(strict_validator(schema).iter_errors(config))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "the top level"
@@ -182,6 +194,13 @@ def check_config(config: dict, schema_path: str | Path) -> None:
         )
         raise ConfigError(f"invalid config at {where}: {error.message}{finite}{command_line_hint(error)}")
     check_sweep(config)
+
+
+@lru_cache(maxsize=2)
+def load_schema(schema_path: str | Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(schema_path).read_text())
 
 
 def command_line_hint(error) -> str:

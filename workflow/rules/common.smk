@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from snakemake.utils import validate
 
 from five.base.config import STEP_COST_KEYS, cuda_graph_mode
 from five.sweep.claims import STEP_TIME_METRIC
@@ -17,7 +16,6 @@ from five.sweep.table import (
     LOGS_ROOT,
     MODEL_DIR_PATTERN,
     RESULTS_ROOT,
-    check_config,
     config_hash,
     estimate_config,
     evaluation_settings,
@@ -28,6 +26,7 @@ from five.sweep.table import (
     run_folder,
     sweep_seeds,
     sweep_table,
+    validate_config,
 )
 from five.run.tracking import UNTRACKED_WARNING, browse_command, export_tracking_uri, sync_command
 from five.data.catalog import FILES as VISION_FILES
@@ -36,8 +35,7 @@ SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 try:  # every config problem is one line naming the key, before any job is planned
     for path in workflow.configfiles:
         reject_duplicate_keys(path)
-    check_config(config, SCHEMA)
-    validate(config, SCHEMA)  # Snakemake's validation, which also fills in the schema's defaults
+    validate_config(config, SCHEMA)  # one line naming the key; then the schema's defaults are filled in
     RESULTS = experiment_dir(config)  # this experiment's runs, tables, plots, claims and snapshot
     SWEEP = sweep_table(config, RESULTS)
     TRACKING_URI = export_tracking_uri(config["tracking_uri"], RESULTS_ROOT, SWEEP["run_dir"])
