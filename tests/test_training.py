@@ -141,9 +141,15 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint
     with pytest.raises(TrainingDiverged, match="epoch 2, step 5") as caught:
         train(config, tmp_path, CPU, log=quiet)
     assert (caught.value.epoch, caught.value.step) == (2, 5)
+    assert str(caught.value).endswith("; its last good checkpoint (checkpoint.pt) was kept")
     assert hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest() == good
     record = json.loads((tmp_path / "train.json").read_text())
-    assert record["status"] == "diverged" and "epoch 2, step 5" in record["error"]
+    assert record["status"] == "diverged" and record["error"] == "non-finite loss (nan) at epoch 2, step 5"
+
+    calls["n"] = 0  # a fresh run that diverges before its first checkpoint has none to keep, and says so
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 5; it had saved no checkpoint yet$"):
+        train(config, tmp_path / "fresh", CPU, log=quiet)
+    assert not (tmp_path / "fresh" / "checkpoint.pt").exists()
 
 
 def test_learned_sigma_is_projected_onto_its_floor(tmp_path, monkeypatch):

@@ -30,11 +30,10 @@ class DataError(FiveError):
 
 
 class TrainingDiverged(FiveError):
-    """The loss became non-finite; the last good checkpoint is kept."""
+    """The loss became non-finite (the run's checkpoints from before are kept)."""
 
     exit_code = 3
 
     def __init__(self, epoch: int, step: int, value: float, message: str | None = None):
         self.epoch, self.step, self.value = epoch, step, value
-        what = message or f"non-finite loss ({value}) at epoch {epoch}, step {step}"
-        super().__init__(f"{what}; the last good checkpoint was kept")
+        super().__init__(message or f"non-finite loss ({value}) at epoch {epoch}, step {step}")

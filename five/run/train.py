@@ -667,10 +667,15 @@ def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch
 
 
 def _diverged(run: Run, error: TrainingDiverged, device: torch.device, log: Callable[[str], None], prefix: str) -> None:
-    """A non-finite loss or validation NLL: recorded in train.json (the last good checkpoint is kept)."""
-    log(f"{prefix}{error}")
-    run.failure = error
-    run.stop("diverged", device, error=str(error).removesuffix("; the last good checkpoint was kept"))
+    """A non-finite loss or validation NLL: recorded in train.json; the message says what of the run is kept."""
+    kept = (
+        f"its last good checkpoint ({CHECKPOINT_NAME}) was kept"
+        if (run.out_dir / CHECKPOINT_NAME).is_file()
+        else "it had saved no checkpoint yet"
+    )
+    run.failure = TrainingDiverged(error.epoch, error.step, error.value, f"{error}; {kept}")
+    log(f"{prefix}{run.failure}")
+    run.stop("diverged", device, error=str(error))
 
 
 def payload_of(state: dict, config: TrainConfig, device: torch.device, extra: dict | None, status: str) -> dict:
