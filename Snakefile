@@ -7,8 +7,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The paper reproduction unless --configfile names another (a --configfile is not merged into this one; an empty
-# one is refused, not taken for the paper config).
+# The paper reproduction unless --configfile names another (a --configfile is not merged into this one; one that
+# holds `{}` is refused, not taken for the paper config; an empty file Snakemake itself refuses, before this file).
 if not config and not workflow.configfiles:
 
     configfile: "config/config.yaml"

@@ -271,7 +271,12 @@ def add_estimate_command(commands) -> None:
         help="also time each sweep point's seeds packed into one model (five.model.pack) and report the "
         "device-hours with packing",
     )
-    estimate.add_argument("--data-dir", type=given_path, help=DATA_DIR_HELP + " (default: the config's data_dir)")
+    estimate.add_argument(
+        "--data-dir",
+        type=given_path,
+        help="data root for mnist/cifar10 (default: the config's data_dir, as the workflow's jobs; missing files: "
+        "random images of their shape stand in)",
+    )
     estimate.add_argument(
         "--out-dir",
         type=given_path,

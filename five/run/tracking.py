@@ -1,6 +1,6 @@
 """MLflow tracking, isolated here so that nothing else imports mlflow.
 
-One MLflow run per sweep point, found again by its `five.run_key` tag (the run folder): the train job
+One MLflow run per run (a sweep point and seed), found again by its `five.run_key` tag (the run folder): the train job
 replaces any earlier run with that key (a rerun never duplicates), the evaluate job adds its metrics to it.
 The run's JSON files stay the source of truth; MLflow is for browsing. SQLite may answer "database is
 locked" under concurrent jobs: every call is retried with backoff. A tracking failure after retries is
