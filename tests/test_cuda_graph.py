@@ -18,7 +18,7 @@ from five.model.estimators import orthonormal_columns
 from five.model.models import build_model
 from five.model.pack import pack_models
 from five.run.steps import GraphedStep, eager_step, model_batch
-from five.run.train import batch_sizes, build_optimizer, train
+from five.run.train import batch_sizes, build_optimizer, train, train_seeds
 
 CUDA = torch.device("cuda")
 needs_cuda = pytest.mark.skipif(
@@ -179,6 +179,30 @@ def test_a_resumed_graph_run_equals_an_uninterrupted_one(model, tmp_path):
     resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+@needs_cuda
+@pytest.mark.parametrize("graph", ["on", "off"])
+def test_an_added_seed_that_catches_up_then_packs_ends_as_alone(graph, tmp_path):
+    """Seeds 1 and 2 trained for 2 epochs; then seeds 0–2 for 3: seed 0 catches up alone (its Adam state on the
+    GPU), then joins the others, resumed from their checkpoints (theirs read onto the CPU) in one pack."""
+    configs = [digits_config("five", seed=seed, probes=1) for seed in (0, 1, 2)]
+    shorter = [TrainConfig(**(config.to_dict() | {"epochs": 2})) for config in configs[1:]]
+    quiet = lambda line: None  # noqa: E731
+    train_seeds(shorter, [tmp_path / "packed" / f"s{c.seed}" for c in shorter], CUDA, log=quiet, cuda_graph=graph)
+    runs = train_seeds(
+        configs, [tmp_path / "packed" / f"s{c.seed}" for c in configs], CUDA, log=quiet, cuda_graph=graph
+    )
+    assert [entry["pack_size"] for entry in runs[0].result["history"]] == [1, 1, 3]
+    for config in configs:
+        alone = train(config, tmp_path / "solo" / f"s{config.seed}", CUDA, log=quiet, cuda_graph=graph)
+        packed = runs[config.seed].result
+        torch.testing.assert_close(
+            torch.tensor([entry["val_nll"] for entry in packed["history"]]),
+            torch.tensor([entry["val_nll"] for entry in alone["history"]]),
+            rtol=1e-3,
+            atol=1e-3,
+        )
 
 
 # --- everywhere --------------------------------------------------------------------------------------------------

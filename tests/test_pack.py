@@ -175,3 +175,26 @@ def test_members_at_different_adam_steps_are_refused_in_one_line():
     with pytest.raises(FiveError, match="different steps"):
         packed_optimizer_state(states)
     assert float(packed_optimizer_state([states[1], states[1]])["state"][0]["step"]) == 2
+
+
+def test_members_adam_states_on_different_devices_are_stacked_on_one():
+    """A seed resumed from its checkpoint brings its Adam moments on the CPU; one that caught up in a pack of its own
+    on a GPU brings them there. The meta device stands in for the GPU (torch.stack refuses a mix of devices)."""
+    from five.model.pack import packed_optimizer_state
+
+    config, data_set = configuration("vae", None, "digits"), dataset("digits")
+    states = []
+    for seed in (0, 1):
+        model = member(config, data_set, seed)
+        optimizer = build_optimizer(model, config)
+        for parameter in model.parameters():
+            parameter.grad = torch.ones_like(parameter)
+        optimizer.step()
+        states.append(optimizer.state_dict())
+    for entry in states[0]["state"].values():  # the first member's moments elsewhere (its step count stays here)
+        entry.update({key: value.to("meta") for key, value in entry.items() if key != "step"})
+    stacked = packed_optimizer_state(states)["state"]
+    assert {value.device.type for entry in stacked.values() for key, value in entry.items() if key != "step"} == {
+        "meta"
+    }
+    assert all(entry["exp_avg"].shape[0] == 2 for entry in stacked.values())

@@ -117,6 +117,9 @@ def pack_models(models: list[Model]) -> Model:
     if not all(model.config.same_up_to_seed(models[0].config) for model in models):
         raise ValueError("only models of one configuration (up to the seed) can be packed")
     packed = copy.deepcopy(models[0])
+    if packed.compiled:  # the copy's compiled objective is models[0]'s bound method: the pack compiles its own
+        del packed.objective
+        packed.compiled = False
     pack_layers(packed, models)
     log_sigma = torch.stack([model.log_sigma.detach() for model in models])
     if models[0].learns_sigma:
@@ -153,9 +156,13 @@ def packed_optimizer_state(states: list[dict]) -> dict:
             "the seeds' checkpoints hold Adam states of different steps or parameters, so they "
             "cannot be packed: train them with separate `five train` calls"
         )
+    # one device for the stack: a state read from a checkpoint is on the CPU, one handed on by a pack that trained
+    # on a GPU is there (the packed optimiser's load_state_dict moves them to the parameters' device)
     stacked = {
         index: {
-            key: value.clone() if key == "step" else torch.stack([state["state"][index][key] for state in states])
+            key: value.clone()
+            if key == "step"
+            else torch.stack([state["state"][index][key].to(value.device) for state in states])
             for key, value in entry.items()
         }
         for index, entry in first["state"].items()
