@@ -203,6 +203,24 @@ def test_an_added_seed_trains_alone_and_finished_seeds_cost_nothing(float64_data
     assert [file.read_bytes() for file in files] == before  # their records keep the job that trained them
 
 
+def test_a_compiled_seed_that_caught_up_alone_leads_a_pack_that_trains_every_member(
+    float64_data, tmp_path, monkeypatch
+):
+    """An added seed 0 catches up alone with its objective compiled, then leads the pack (the pack is a copy of
+    its model): the pack must compile its own objective, not keep seed 0's, which computed the loss of seed 0's
+    solo weights and left the packed ones without a gradient. torch.compile stands in as a plain wrapper (the
+    same function: inductor's compile would take a minute)."""
+    monkeypatch.setattr(torch, "compile", lambda function: lambda *args, **kwargs: function(*args, **kwargs))
+    later = [config for config in configs("vae") if config.seed > 0]
+    later = [TrainConfig(**(config.to_dict() | {"epochs": 2})) for config in later]
+    train_seeds(later, folders(tmp_path, "packed", [1, 2]), CPU, log=quiet, compile_objective=True)
+    runs = train_seeds(configs("vae"), folders(tmp_path, "packed"), CPU, log=quiet, compile_objective=True)
+    assert [entry["pack_size"] for entry in runs[0].result["history"]] == [1, 1, 3]
+    solo_runs(configs("vae"), tmp_path)
+    for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
+        assert_same_run(packed_dir, solo_dir)
+
+
 def test_packed_float32_epoch_losses_agree_with_solo_within_round_off(tmp_path):
     run_configs = configs("five", probes=1, epochs=2)
     train_seeds(run_configs, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")

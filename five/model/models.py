@@ -109,9 +109,10 @@ class Model(nn.Module):
         raise NotImplementedError
 
     def compile_objective(self) -> None:
-        """torch.compile the objective (fuses the elementwise work around the JVPs; same math)."""
-        self.compiled = True
-        self.objective = torch.compile(self.objective)
+        """torch.compile the objective (fuses the elementwise work around the JVPs; same math), once."""
+        if not self.compiled:
+            self.compiled = True
+            self.objective = torch.compile(self.objective)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """What the loss's backward differentiates: the parameters only, so that autograd skips the gradient
