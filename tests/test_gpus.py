@@ -62,6 +62,22 @@ def test_no_gpus_means_no_claim(tmp_path, monkeypatch):
     assert gpus.claim_gpu(tmp_path) is None
 
 
+def test_the_gpus_nvidia_smi_lists_are_counted_without_their_mig_lines(monkeypatch):
+    """`nvidia-smi -L` lists a GPU's MIG instances on indented lines below it: they are not devices of their own
+    (counting them made GPU 1 device 3, a device CUDA does not have)."""
+    listing = (
+        "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa)\n"
+        "  MIG 3g.40gb     Device  0: (UUID: MIG-bbbb)\n"
+        "  MIG 3g.40gb     Device  1: (UUID: MIG-cccc)\n"
+        "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-dddd)\n"
+    )
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv(gpus.GPU_COUNT_VARIABLE, raising=False)
+    monkeypatch.setattr(gpus.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(gpus.subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, listing))
+    assert gpus.candidate_devices() == ["0", "1"]
+
+
 def test_a_killed_job_releases_its_device(tmp_path):
     env = {**os.environ, "FIVE_GPU_COUNT": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)

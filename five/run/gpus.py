@@ -37,7 +37,8 @@ def candidate_devices() -> list[str]:
         return [str(i) for i in range(gpu_count(os.environ[GPU_COUNT_VARIABLE]))]
     if shutil.which("nvidia-smi"):
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
-        return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+        gpus = [line for line in listing.splitlines() if line.startswith("GPU ")]  # not their indented MIG lines
+        return [str(index) for index in range(len(gpus))]
     return []
 
 
