@@ -1,7 +1,7 @@
 """MLflow tracking, isolated here so that nothing else imports mlflow.
 
-One MLflow run per run (a sweep point and seed), found again by its `five.run_key` tag (the run folder): the train job
-replaces any earlier run with that key (a rerun never duplicates), the evaluate job adds its metrics to it.
+One MLflow run per run (a sweep point and seed), found again by its `five.run_key` tag (the run folder): the
+train job replaces any earlier run with that key (a rerun never duplicates), the evaluate job adds its metrics to it.
 The run's JSON files stay the source of truth; MLflow is for browsing. SQLite may answer "database is
 locked" under concurrent jobs: every call is retried with backoff. A tracking failure after retries is
 reported as a warning and tracking stops for that job; training itself is never lost to it.

@@ -169,7 +169,7 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
     check_config(config, schema_path)
     models = load_schema(schema_path)["properties"]["models"]["properties"]
     for model, settings in config["models"].items():
-        if settings is None and any("default" in key for key in models[model].get("properties", {}).values()):
+        if settings is None and any("default" in option for option in models[model].get("properties", {}).values()):
             config["models"][model] = {}
     validate(config, str(schema_path))
 
