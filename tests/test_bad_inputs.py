@@ -247,6 +247,11 @@ CASES = [
     ),
     ("npz no test", lambda t, r: train_on(npz(t, train=GOOD["train"])) + [t / "o"], "lacks the array(s) test"),
     ("npz missing", lambda t, r: train_on(t / "none.npz") + [t / "o"], "npz data file not found"),
+    (  # looked up from the working directory, which the line names
+        "npz missing, relative",
+        lambda t, r: train_on("none-here.npz") + [t / "o"],
+        "npz data file not found: none-here.npz (in /",
+    ),
     ("npz a device", lambda t, r: train_on("/dev/zero") + [t / "o"], "npz data file /dev/zero is a device, not a file"),
     ("npz a folder", lambda t, r: train_on(t) + [t / "o"], "is a folder, not a file"),
     ("evaluate onto the run's lock", lambda t, r: evaluate(copy_run(r, t), out=t / "run" / ".lock"), "own .lock"),
@@ -302,11 +307,45 @@ CASES = [
         lambda t, r: train_on(npz(t, train=np.full((50, 4), 1e39), test=GOOD["test"][:, :4])) + [t / "o"],
         "holds values up to 1e+39, beyond float32",
     ),
-    (
-        "npz levels beyond int32",
-        lambda t, r: train_on(npz(t, train=GOOD["train"], test=GOOD["test"], discrete_levels=np.int64(2**40)))
+    (  # float32 keeps too little of the dequantisation noise u in (n + u)/L beyond 2^16 levels
+        "npz levels beyond float32's dequantisation",
+        lambda t, r: train_on(npz(t, train=GOOD["train"], test=GOOD["test"], discrete_levels=np.int64(2**16 + 1)))
         + [t / "o"],
-        "discrete_levels 1099511627776 exceeds 2147483648",
+        "discrete_levels 65537 exceeds 65,536: dequantised in float32",
+    ),
+    (  # numpy hands over a member without the npy header as bytes
+        "npz member that is no saved array",
+        lambda t, r: train_on(_zip_of(t / "raw.npz", {"train.npy": b"garbage", "test.npy": b"x"})) + [t / "o"],
+        "raw.npz is not a readable .npz (its member 'train' is not a saved numpy array)",
+    ),
+    (
+        "npz levels that are no saved array",
+        lambda t, r: train_on(
+            _zip_of(
+                t / "raw.npz",
+                {"train.npy": _npy(GOOD["train"]), "test.npy": _npy(GOOD["test"]), "discrete_levels.npy": b"junk"},
+            )
+        )
+        + [t / "o"],
+        "its member 'discrete_levels' is not a saved numpy array",
+    ),
+    (  # Python 3.11's resolve() raises on a link loop: the data file is checked before it
+        "npz a link loop",
+        lambda t, r: train_on(_link_loop(t)) + [t / "o"],
+        "loop1 runs through a link loop",
+    ),
+    (
+        "time-steps on a link loop",
+        lambda t, r: [
+            "time-steps",
+            "--dataset",
+            f"npz:{_link_loop(t)}",
+            "--points",
+            '[{"model": "vae", "latent_dim": 2}]',
+            "--out",
+            t / "t.csv",
+        ],
+        "loop1 runs through a link loop",
     ),
     ("mlflow-init empty experiment", lambda t, r: ["mlflow-init", "--experiment", ""], "an empty value was given"),
     ("experiment of two lines", lambda t, r: ["mlflow-sync", "--experiment", "a\nb", r], "'a\\nb' holds a control"),
@@ -1038,6 +1077,21 @@ def _dangling(tmp_path: Path) -> Path:
     return tmp_path / "dangling"
 
 
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
 def _text_as(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -1143,11 +1197,16 @@ def test_a_run_on_an_npz_goes_on_only_on_the_contents_it_was_trained_on(tmp_path
     code, _, err = run_cli(train_on(data) + [run, "--hidden-width", 8, "--epochs", 2])
     assert code == 0, err
     npz(tmp_path, train=arrays["train"] + 100, test=arrays["test"])
-    before = (run / "checkpoint.pt").read_bytes()
-    for argv in (train_on(data) + [run, "--hidden-width", 8, "--epochs", 3], evaluate(run, out=tmp_path / "e.json")):
+    before = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "train.json")}
+    for argv in (  # go on; the finished run again (it said "done", exit 0); a schedule edit that would keep it
+        train_on(data) + [run, "--hidden-width", 8, "--epochs", 3],
+        train_on(data) + [run, "--hidden-width", 8, "--epochs", 2],
+        train_on(data) + [run, "--hidden-width", 8, "--epochs", 2, "--eval-every", 2, "--restart-if-changed"],
+        evaluate(run, out=tmp_path / "e.json"),
+    ):
         code, _, err = run_cli(argv)
-        assert code == 2 and err.count("\n") == 1 and "was trained on other contents of" in err, err
-    assert (run / "checkpoint.pt").read_bytes() == before and not (tmp_path / "e.json").exists()
+        assert code == 2 and err.count("\n") == 1 and "was trained on other contents of" in err, (argv, err)
+    assert {name: (run / name).read_bytes() for name in before} == before and not (tmp_path / "e.json").exists()
 
 
 def test_a_data_dir_from_the_environment_that_no_path_can_be_is_one_line(monkeypatch, tmp_path):

@@ -8,6 +8,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from five.base.files import check_path
+
 NPZ_PREFIX = "npz:"  # a data set of one's own: npz:PATH names the .npz file
 DATA_DIR_VARIABLE = "FIVE_DATA_DIR"
 DATA_SHAPES = {"digits": (64,), "manifold": (10,), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -59,7 +61,9 @@ def input_files(name: str, data_dir: str | Path | None = None) -> list[Path]:
     """The files a job on the data set `name` reads (which no output of it may replace): a user's npz, the
     torchvision files under the data root, scikit-learn's digits; none for the generated manifold."""
     if name.startswith(NPZ_PREFIX):
-        return [Path(name.removeprefix(NPZ_PREFIX))]
+        file = Path(name.removeprefix(NPZ_PREFIX))
+        check_path(file, "npz data file")  # before any resolve(), which on Python < 3.13 raises on a link loop
+        return [file]
     if name in FILES:
         return [resolve_data_dir(data_dir) / file for file in FILES[name]]
     return [digits_file()] if name == "digits" and digits_file() is not None else []

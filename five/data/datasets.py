@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,7 @@ def load_npz(path: str) -> Dataset:
     if kind is not None:
         raise DataError(f"npz data file {file} is {kind}, not a file")
     if not file.exists():
-        raise DataError(f"npz data file not found: {file}")
+        raise DataError(f"npz data file not found: {shown_npz(file)}")
     arrays, levels, unread = _read_npz(file)
     shapes = {split: array.shape for split, array in arrays.items()}
     example_shapes = {shape[1:] for shape in shapes.values()}
@@ -156,6 +157,12 @@ def load_npz(path: str) -> Dataset:
         if not np.all(array == np.round(array)) or array.min() < 0 or array.max() > levels - 1:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
+    if levels is None and all(np.array_equal(array, np.round(array)) for array in arrays.values()):
+        print(
+            f"note: {file} holds whole numbers only and no discrete_levels: they are modelled as continuous data "
+            "(a density; nats, no bits/dim); for levels 0..L−1, save discrete_levels=L beside them",
+            file=sys.stderr,
+        )
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
     fingerprint = contents_hash(splits, levels)
     return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, fingerprint, unread)
@@ -170,6 +177,11 @@ def contents_hash(splits: dict[str, torch.Tensor], levels: int | None) -> str:
     return digest.hexdigest()
 
 
+def shown_npz(file: Path) -> str:
+    """A user's npz path for a message: a relative one with the folder it was looked up in."""
+    return str(file) if file.is_absolute() else f"{file} (in {Path.cwd()})"
+
+
 def check_same_data(dataset: Dataset, run_dir: Path) -> None:
     """A run trained on a user's npz goes on, or is evaluated, only on the contents it was trained on (its
     train.json's DATA_FINGERPRINT; none recorded, or a built-in data set: nothing to compare)."""
@@ -179,12 +191,14 @@ def check_same_data(dataset: Dataset, run_dir: Path) -> None:
     recorded = read_train_record(record).get(DATA_FINGERPRINT)
     if recorded is not None and recorded != dataset.fingerprint:
         raise DataError(
-            f"{run_dir} was trained on other contents of {dataset.name.removeprefix(NPZ_PREFIX)} (the file changed "
-            f"since): restore that file, or {MOVE_ASIDE_ADVICE}"
+            f"{run_dir} was trained on other contents of {shown_npz(Path(dataset.name.removeprefix(NPZ_PREFIX)))} "
+            f"(the file changed since): restore that file, or {MOVE_ASIDE_ADVICE}"
         )
 
 
-MAX_DISCRETE_LEVELS = 2**31  # values 0 … L − 1 are held as int32
+# x = (n + u)/L in float32: below 2^16 levels n + u keeps u to 2^-8 or finer; at 2^24 and beyond float32 keeps
+# none of u, x is a lattice, and the dequantised bound (bits/dim) would not hold
+MAX_DISCRETE_LEVELS = 2**16
 
 
 def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str, ...]]:
@@ -211,6 +225,9 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str,
         raise DataError(f"{file} is not a readable .npz ({error})") from None
     except Exception as error:  # zipfile.BadZipFile, EOFError, OSError, …: truncated or not an archive
         raise DataError(f"{file} is not a readable .npz ({type(error).__name__}: {error})") from None
+    for name, value in (*arrays.items(), ("discrete_levels", levels)):  # numpy hands a member without npy header
+        if value is not None and not isinstance(value, np.ndarray):  # over as bytes
+            raise DataError(f"{file} is not a readable .npz (its member '{name}' is not a saved numpy array)")
     for split, array in arrays.items():
         _check_numbers(file, split, array)
     if levels is not None:
@@ -220,7 +237,10 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str,
             )
         levels = int(levels)
         if levels > MAX_DISCRETE_LEVELS:
-            raise DataError(f"{file}: discrete_levels {levels} exceeds {MAX_DISCRETE_LEVELS} (the levels are int32)")
+            raise DataError(
+                f"{file}: discrete_levels {levels} exceeds {MAX_DISCRETE_LEVELS:,}: dequantised in float32, x = (n + u)/L "
+                "would keep too little of the noise u for the likelihood bound to hold; save such data as continuous"
+            )
     return arrays, levels, unread
 
 
