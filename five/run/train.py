@@ -8,6 +8,7 @@ uninterrupted run draws, without saving RNG state.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from contextlib import ExitStack
@@ -349,10 +350,14 @@ def train_seeds(
     with ExitStack() as locks:
         for run in runs:
             locks.enter_context(run_lock(run.out_dir))
+        loaded = functools.cache(lambda: load_dataset(configs[0].dataset, data_dir))
+        for run in runs:  # a run on a user's npz is kept, cut or resumed only on the contents it was trained on
+            if (run.out_dir / TRAIN_JSON).is_file() and DATA_FINGERPRINT in read_train_record(run.out_dir / TRAIN_JSON):
+                check_same_data(loaded(), run.out_dir)
         _records_without_training(runs, device, restart_if_changed, needs_last_checkpoint, on_recorded, log)
         pending = [run for run in runs if run.result is None]
         if pending:
-            dataset = load_dataset(configs[0].dataset, data_dir)
+            dataset = loaded()
             for run in pending:
                 _prepare(run, dataset, device, len(pending), restart_if_changed, compile_objective, log)
                 if run.result is not None:  # its checkpoint ends this configuration: recorded anew
