@@ -303,6 +303,12 @@ def yaml_case(datasets="", top="", claim_kind=None, claim_extra="", models=None)
 
 
 LOADED = [
+    (  # the workflow sweeps the built-in data sets; a user's npz runs through the commands
+        "a user's npz as a swept data set",
+        'experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets: {"npz:own.npz": {latent_dims: [2], epochs: 1}}\n',
+        "('npz:own.npz' was unexpected) (the workflow sweeps digits, manifold, mnist, cifar10; a data set of your "
+        "own, npz:PATH, is trained and evaluated by `five train` and `five evaluate`)",
+    ),
     (  # Slurm would refuse every job at submission, after the dry run had passed
         "memory beyond any node",
         yaml_case(", resources: {train: {mem_mb: 1000000000000000000000000000000}}"),

@@ -42,3 +42,14 @@ def test_non_image_data_cannot_be_drawn_and_fails_before_evaluating(tmp_path):
             tmp_path, torch.device("cpu"), importance_samples=2, log=lines.append, image_dir=tmp_path / "grids"
         )
     assert not any(line.startswith("evaluated batch") for line in lines)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_images_of_other_than_one_or_three_channels_show_each_channel_in_grey(channels):
+    """A PNG of 2 or 4 channels reads the last one as transparency (2-channel samples rendered nearly blank)."""
+    x = torch.rand(5, channels, 6, 7)
+    images = as_images(x, (channels, 6, 7))
+    if channels in (1, 3):
+        assert images is x
+    else:
+        assert images.shape == (5 * channels, 1, 6, 7) and torch.equal(images[1, 0], x[0, 1])

@@ -20,8 +20,9 @@ def test_conv_trunks_map_images_to_features_and_back_to_the_same_shape(shape):
 
 
 def test_conv_net_rejects_images_too_small_and_flat_data():
-    with pytest.raises(ConfigError, match="too small"):
-        build_trunks("conv", (1, 8, 8), 4, 16)
+    with pytest.raises(ConfigError, match="too small .* at least 16×16, as \\(C, H, W\\)\\); the MLP"):
+        build_trunks("conv", (1, 15, 16), 4, 16)
+    build_trunks("conv", (1, 16, 16), 4, 16)  # the smallest the message names
     with pytest.raises(ConfigError, match="needs \\(C, H, W\\) images"):
         build_trunks("conv", (64,), 4, 16)
 

@@ -54,7 +54,11 @@ def _conv_sizes(height: int, width: int) -> list[tuple[int, int]]:
         h, w = sizes[-1]
         sizes.append(((h - 2) // 2 + 1, (w - 2) // 2 + 1))
     if min(sizes[-1]) < 1:
-        raise ConfigError(f"images of {height}×{width} are too small for the {len(CONV_CHANNELS)}-layer conv net")
+        smallest = 2 ** len(CONV_CHANNELS)
+        raise ConfigError(
+            f"images of {height}×{width} are too small for the {len(CONV_CHANNELS)}-layer conv net (it takes at least "
+            f"{smallest}×{smallest}, as (C, H, W)); the MLP (`--architecture mlp`, config `architecture: mlp`) takes any"
+        )
     return sizes
 
 

@@ -17,9 +17,11 @@ GRID_SAMPLES = 64
 
 
 def as_images(x: torch.Tensor, example_shape: tuple[int, ...]) -> torch.Tensor:
-    """(n, C, H, W) for image data; flat data with a square number of dims (digits: 64) become 1×8×8."""
+    """(n, C, H, W) for image data; flat data with a square number of dims (digits: 64) become 1×8×8. Images of
+    other than 1 or 3 channels show each channel as a grey image of its own (a PNG of 2 or 4 would read the last
+    channel as transparency)."""
     if len(example_shape) == 3:
-        return x
+        return x if example_shape[0] in (1, 3) else x.reshape(-1, 1, *example_shape[1:])
     side = math.isqrt(example_shape[0])
     if len(example_shape) == 1 and side * side == example_shape[0]:
         return x.reshape(-1, 1, side, side)

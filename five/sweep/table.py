@@ -30,7 +30,7 @@ from five.base.config import (
 from five.base.errors import ConfigError, one_line
 from five.base.files import non_regular_kind, not_a_folder, path_problem, shown_path
 from five.base.metrics import COUNT_METRICS
-from five.data.catalog import DATA_SHAPES, FILES
+from five.data.catalog import DATA_SHAPES, FILES, NPZ_PREFIX
 from five.run.tracking import DEFAULT_DATABASE, check_tracking_uri
 from five.sweep.claims import COMPARING_KINDS, KIND_OPTIONS, PER_EXAMPLE_SOURCES, claim_selectors, side_probes
 
@@ -192,7 +192,9 @@ def check_config(config: dict, schema_path: str | Path) -> None:
             if isinstance(error.instance, float) and not math.isfinite(error.instance)
             else ""
         )
-        raise ConfigError(f"invalid config at {where}: {error.message}{finite}{command_line_hint(error)}")
+        raise ConfigError(
+            f"invalid config at {where}: {error.message}{finite}{command_line_hint(error)}{npz_hint(error, config)}"
+        )
     check_sweep(config)
 
 
@@ -211,6 +213,18 @@ def command_line_hint(error) -> str:
     return (
         " (given with --config on the command line? There a value is text unless it reads as a number or as "
         "True/False, and a list's items are text: write lists in a config file)"
+    )
+
+
+def npz_hint(error, config: dict) -> str:
+    """Where a config names a user's npz among its data sets: the workflow sweeps the built-in ones only."""
+    if list(error.absolute_path) != ["datasets"] or not any(
+        str(name).startswith(NPZ_PREFIX) for name in config.get("datasets") or {}
+    ):
+        return ""
+    return (
+        f" (the workflow sweeps {', '.join(DATA_SHAPES)}; a data set of your own, {NPZ_PREFIX}PATH, is trained and "
+        "evaluated by `five train` and `five evaluate`)"
     )
 
 
