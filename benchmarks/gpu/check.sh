@@ -20,13 +20,15 @@ OUT=${OUT:-/tmp/gpu-check-out}; mkdir -p "$OUT"
 START=$(date +%s); BUDGET=${CHECK_BUDGET_S:-540}
 SECTIONS=${*:-1 2 3 4 5}
 
-limit() {  # the section's own limit, cut to what is left of the budget; 0 where too little is left
-  local left=$(( BUDGET - ($(date +%s) - START) ))
-  (( left < 20 )) && { echo 0; return; }
-  echo $(( $1 < left ? $1 : left ))
-}
 wanted() { [[ " $SECTIONS " == *" $1 "* ]]; }
-skipped() { echo "== $1: skipped, no time left in CHECK_BUDGET_S=$BUDGET (run: bash benchmarks/gpu/check.sh $1)"; }
+within() {  # within SECTION SECONDS COMMAND…: the command under its own limit cut to what is left of the budget
+  local section=$1 own=$2 left=$(( BUDGET - ($(date +%s) - START) )); shift 2
+  if (( left < 20 )); then
+    echo "== $section: skipped, no time left in CHECK_BUDGET_S=$BUDGET (run: bash benchmarks/gpu/check.sh $section)"
+    return 124
+  fi
+  timeout $(( own < left ? own : left )) "$@"
+}
 
 nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' || exit 1
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -38,33 +40,23 @@ python3 -c 'import snakemake.utils, jsonschema' 2>/dev/null \
   || echo "warning: no snakemake/jsonschema here (carry .whl from benchmarks/gpu/wheels.sh): section 4 will fail"
 
 if wanted 1; then
-  if (( $(limit 200) )); then
-    echo "== 1. CUDA tests"
-    timeout "$(limit 200)" python3 -m pytest -q -rs -s -p no:cacheprovider tests/test_cuda_graph.py \
-      >"$OUT/cuda-tests.txt" 2>&1
-    echo "pytest exit $?"
-    grep -E "weights:|passed|failed|Error|error" "$OUT/cuda-tests.txt" | head -60
-  else skipped 1; fi
+  echo "== 1. CUDA tests"
+  within 1 200 python3 -m pytest -q -rs -s -p no:cacheprovider tests/test_cuda_graph.py >"$OUT/cuda-tests.txt" 2>&1
+  echo "pytest exit $?"
+  grep -E "weights:|passed|failed|Error|error" "$OUT/cuda-tests.txt" | head -60
 fi
 
 if wanted 2; then
-  if (( $(limit 100) )); then
-    echo "== 2. eager vs graph"
-    timeout "$(limit 100)" python3 -m benchmarks.run --only graph --device cuda --out "$OUT/graph.csv" 2>&1 \
-      | tee "$OUT/graph.txt"
-  else skipped 2; fi
+  echo "== 2. eager vs graph"
+  within 2 100 python3 -m benchmarks.run --only graph --device cuda --out "$OUT/graph.csv" 2>&1 | tee "$OUT/graph.txt"
 fi
 
 if wanted 3; then
-  if (( $(limit 150) )); then
-    echo "== 3. packed seeds"
-    timeout "$(limit 150)" python3 -m benchmarks.run --only packed --device cuda --out "$OUT/packed.csv" 2>&1 \
-      | tee "$OUT/packed.txt"
-  else skipped 3; fi
-  if (( $(limit 50) )); then
-    timeout "$(limit 50)" python3 -m benchmarks.run --only packed-vmap --device cuda --out "$OUT/packed-vmap.csv" 2>&1 \
-      | tee "$OUT/packed-vmap.txt"
-  else skipped 3; fi
+  echo "== 3. packed seeds"
+  within 3 150 python3 -m benchmarks.run --only packed --device cuda --out "$OUT/packed.csv" 2>&1 \
+    | tee "$OUT/packed.txt"
+  within 3 50 python3 -m benchmarks.run --only packed-vmap --device cuda --out "$OUT/packed-vmap.csv" 2>&1 \
+    | tee "$OUT/packed-vmap.txt"
 fi
 
 if wanted 4; then
@@ -77,26 +69,22 @@ for settings in config["datasets"].values():
 yaml.safe_dump(config, open("/tmp/config-eager.yaml", "w"), sort_keys=False)
 PY
   for mode in graph eager; do
-    if (( $(limit 90) )); then
-      configfile=config/config.yaml; [ $mode = eager ] && configfile=/tmp/config-eager.yaml
-      start=$(date +%s)
-      timeout "$(limit 90)" python3 -m five.cli estimate --configfile $configfile --device cuda --gpus 4 --pack-seeds \
-        --out-dir /tmp/estimate-$mode >"$OUT/estimate-$mode.log" 2>&1
-      tail -2 "$OUT/estimate-$mode.log"
-      echo "estimate ($mode) took $(( $(date +%s) - start )) s"
-      cp /tmp/estimate-$mode/estimate.md "$OUT/estimate-paper-$mode.md" 2>/dev/null
-    else skipped 4; fi
+    configfile=config/config.yaml; [ $mode = eager ] && configfile=/tmp/config-eager.yaml
+    start=$(date +%s)
+    within 4 90 python3 -m five.cli estimate --configfile $configfile --device cuda --gpus 4 --pack-seeds \
+      --out-dir /tmp/estimate-$mode >"$OUT/estimate-$mode.log" 2>&1
+    tail -2 "$OUT/estimate-$mode.log"
+    echo "estimate ($mode) took $(( $(date +%s) - start )) s"
+    cp /tmp/estimate-$mode/estimate.md "$OUT/estimate-paper-$mode.md" 2>/dev/null
   done
 fi
 
 if wanted 5; then
   echo "== 5. a short real run, graph and eager"
   for mode in on off; do
-    if (( $(limit 40) )); then
-      timeout "$(limit 40)" python3 -m five.cli train --model five --dataset manifold --latent-dim 2 --epochs 3 \
-        --eval-every 1 --device cuda --cuda-graph $mode --out /tmp/run-$mode >/tmp/run-$mode.log 2>&1
-      grep -E "training step|epoch|done" /tmp/run-$mode.log | tee -a "$OUT/run.txt"
-    else skipped 5; fi
+    within 5 40 python3 -m five.cli train --model five --dataset manifold --latent-dim 2 --epochs 3 --eval-every 1 \
+      --device cuda --cuda-graph $mode --out /tmp/run-$mode >/tmp/run-$mode.log 2>&1
+    grep -E "training step|epoch|done" /tmp/run-$mode.log | tee -a "$OUT/run.txt"
   done
 fi
 echo "== check took $(( $(date +%s) - START )) s"
