@@ -1207,6 +1207,23 @@ def test_a_run_on_an_npz_goes_on_only_on_the_contents_it_was_trained_on(tmp_path
         code, _, err = run_cli(argv)
         assert code == 2 and err.count("\n") == 1 and "was trained on other contents of" in err, (argv, err)
     assert {name: (run / name).read_bytes() for name in before} == before and not (tmp_path / "e.json").exists()
+    # another configuration is no run kept on the new contents: --restart-if-changed moves it aside and trains anew
+    code, out, err = run_cli(train_on(data) + [run, "--hidden-width", 8, "--lr", 1e-3, "--restart-if-changed"])
+    assert code == 0 and "moved" in out + err and list((run / ".superseded").iterdir()), err
+
+
+def test_whole_numbers_without_levels_are_noted_as_training_starts_and_no_refusal_grows_a_line(tmp_path):
+    """The note that whole numbers without discrete_levels are modelled as continuous is logged when training
+    starts, not as the file loads: a refusal after loading stays one line."""
+    data = npz(tmp_path, train=np.zeros((20, 4), np.uint8), test=np.ones((10, 4), np.uint8))
+    code, _, err = run_cli(
+        train_on(data) + [tmp_path / "bad", "--hidden-width", 8, "--model", "five", "--latent-dim", 6]
+    )
+    assert code == 2 and err.count("\n") == 1 and "latent" in err, err
+    code, out, err = run_cli(train_on(data) + [tmp_path / "run", "--hidden-width", 8])
+    assert code == 0 and out.count("holds whole numbers only and no discrete_levels") == 1, out + err
+    code, out, err = run_cli(evaluate(tmp_path / "run", out=tmp_path / "e.json"))  # its progress is on stderr
+    assert code == 0 and (out + err).count("holds whole numbers only and no discrete_levels") == 1, out + err
 
 
 def test_a_data_dir_from_the_environment_that_no_path_can_be_is_one_line(monkeypatch, tmp_path):

@@ -114,26 +114,25 @@ def test_npz_with_discrete_levels_and_images(tmp_path):
     assert data.default_architecture == "conv" and data.split("train").dtype == torch.uint8
 
 
-def test_npz_without_levels_is_continuous(tmp_path, capsys):
+def test_npz_without_levels_is_continuous(tmp_path):
     path = tmp_path / "flat.npz"
     np.savez(path, train=np.random.randn(30, 5), test=np.random.randn(7, 5))
     data = load_dataset(f"npz:{path}")
     assert data.discrete_levels is None and data.default_architecture == "mlp"
     assert data.split("test").dtype == torch.float32 and data.split("test").shape == (7, 5)
-    assert capsys.readouterr().err == ""  # real-valued data: nothing to say
+    assert data.note == ""  # real-valued data: nothing to say
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, bool, np.float32])
-def test_whole_numbers_without_levels_are_said_to_be_modelled_as_continuous(tmp_path, capsys, dtype):
+def test_whole_numbers_without_levels_are_said_to_be_modelled_as_continuous(tmp_path, dtype):
     """Levels 0..255 saved without discrete_levels (forgotten, most likely) are a density of points on a lattice:
-    the load says so in one line, and how to have them dequantised."""
+    the data set carries a note saying so, which training and evaluation log as they start."""
     path = tmp_path / "levels.npz"
     rng = np.random.default_rng(0)
     np.savez(path, train=rng.integers(0, 2, (30, 5)).astype(dtype), test=rng.integers(0, 2, (7, 5)).astype(dtype))
-    assert load_dataset(f"npz:{path}").discrete_levels is None
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "holds whole numbers only and no discrete_levels" in err
-    assert "save discrete_levels=L" in err
+    data = load_dataset(f"npz:{path}")
+    assert data.discrete_levels is None and "holds whole numbers only and no discrete_levels" in data.note
+    assert "save discrete_levels=L" in data.note and len(data.note.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

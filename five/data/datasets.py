@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ class Dataset:
     default_hidden_width: int
     fingerprint: str | None = None  # a user's npz: of its contents, so that a run notices the file changed
     unread: tuple[str, ...] = ()  # a user's npz: the arrays it holds that are no split (named where that matters)
+    note: str = ""  # a user's npz: what a run on it should know, logged when training or evaluation starts
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -157,15 +157,15 @@ def load_npz(path: str) -> Dataset:
         if not np.all(array == np.round(array)) or array.min() < 0 or array.max() > levels - 1:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
-    if levels is None and all(np.array_equal(array, np.round(array)) for array in arrays.values()):
-        print(
-            f"note: {file} holds whole numbers only and no discrete_levels: they are modelled as continuous data "
-            "(a density; nats, no bits/dim); for levels 0..L−1, save discrete_levels=L beside them",
-            file=sys.stderr,
-        )
+    note = (
+        f"note: {file} holds whole numbers only and no discrete_levels: they are modelled as continuous data "
+        "(a density; nats, no bits/dim); for levels 0..L−1, save discrete_levels=L beside them"
+        if levels is None and all(np.array_equal(array, np.round(array)) for array in arrays.values())
+        else ""
+    )
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
     fingerprint = contents_hash(splits, levels)
-    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, fingerprint, unread)
+    return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, fingerprint, unread, note)
 
 
 def contents_hash(splits: dict[str, torch.Tensor], levels: int | None) -> str:

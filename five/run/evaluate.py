@@ -506,6 +506,8 @@ def evaluate_run(
             f"split {split!r} of {dataset.name} holds {len(examples)} example; the collapse metrics are "
             f"variances over the evaluated examples, which need at least {MIN_EVALUATED_EXAMPLES}"
         )
+    if dataset.note:
+        log(dataset.note)
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(examples.to(device), dataset.discrete_levels, generator)
     metrics, passed = likelihood_metrics(

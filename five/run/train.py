@@ -351,9 +351,7 @@ def train_seeds(
         for run in runs:
             locks.enter_context(run_lock(run.out_dir))
         loaded = functools.cache(lambda: load_dataset(configs[0].dataset, data_dir))
-        for run in runs:  # a run on a user's npz is kept, cut or resumed only on the contents it was trained on
-            if (run.out_dir / TRAIN_JSON).is_file() and DATA_FINGERPRINT in read_train_record(run.out_dir / TRAIN_JSON):
-                check_same_data(loaded(), run.out_dir)
+        _check_data_of_kept_runs(runs, loaded)
         _records_without_training(runs, device, restart_if_changed, needs_last_checkpoint, on_recorded, log)
         pending = [run for run in runs if run.result is None]
         if pending:
@@ -372,6 +370,21 @@ def train_seeds(
                 training, dataset, device, uses_cuda_graph(cuda_graph, device), cuda_graph, compile_objective, log
             )
     return runs
+
+
+def _check_data_of_kept_runs(runs: list[Run], loaded: Callable[[], object]) -> None:
+    """A run on a user's npz is kept or cut without training only on the contents it was trained on: each folder
+    whose train.json records a data fingerprint and this configuration up to its schedule (a resumed run is
+    checked as it is prepared; a run of another configuration is moved aside or refused there)."""
+    for run in runs:
+        path = run.out_dir / TRAIN_JSON
+        if not path.is_file():
+            continue
+        record = read_train_record(path)
+        stored = record.get("config")
+        if DATA_FINGERPRINT in record and set(stored) == set(run.config.to_dict()):
+            if not run.config.differences(TrainConfig.from_dict(stored)):
+                check_same_data(loaded(), run.out_dir)
 
 
 def _records_without_training(
@@ -490,6 +503,8 @@ def _train_pending(
     (a job killed between its seeds' checkpoints leaves them one checkpoint apart), then with them."""
     if not runs:
         return
+    if dataset.note:
+        log(dataset.note)
     data = dataset.split("train").to(device)  # the whole set stays on the device
     validation_x = validation_batch(dataset, device, log)
     while pending := [run for run in runs if run.result is None]:
