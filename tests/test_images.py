@@ -7,7 +7,7 @@ from PIL import Image
 from five.base.config import TrainConfig
 from five.base.errors import FiveError
 from five.run.evaluate import evaluate_run
-from five.run.images import as_images
+from five.run.images import as_images, grid_columns
 from five.run.train import train
 
 
@@ -53,3 +53,10 @@ def test_images_of_other_than_one_or_three_channels_show_each_channel_in_grey(ch
         assert images is x
     else:
         assert images.shape == (5 * channels, 1, 6, 7) and torch.equal(images[1, 0], x[0, 1])
+    columns = grid_columns((channels, 6, 7))  # a row holds whole examples: no example wraps onto the next row
+    assert columns % (1 if channels in (1, 3) else channels) == 0 and columns >= 8 // channels
+
+
+def test_an_example_of_many_channels_never_wraps_across_rows():
+    assert [grid_columns((c, 8, 8)) for c in (1, 2, 3, 4, 5, 9)] == [8, 8, 8, 8, 5, 9]
+    assert grid_columns((64,)) == 8  # flat data drawn as one grey square

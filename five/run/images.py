@@ -28,6 +28,12 @@ def as_images(x: torch.Tensor, example_shape: tuple[int, ...]) -> torch.Tensor:
     raise FiveError(f"image grids need images or a square number of dimensions, the data have shape {example_shape}")
 
 
+def grid_columns(example_shape: tuple[int, ...]) -> int:
+    """8 images a row; where an example is shown as its channels in grey (as_images), whole examples a row."""
+    channels = example_shape[0] if len(example_shape) == 3 and example_shape[0] not in (1, 3) else 1
+    return channels * max(1, 8 // channels)
+
+
 def write_image_grids(model: Model, x: torch.Tensor, out_dir: Path, generator: torch.Generator) -> list[Path]:
     """`reconstructions.png` (rows of originals above rows of g(E[z|x])) and `samples.png` (g(z), z ~ N(0, I))."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +46,7 @@ def write_image_grids(model: Model, x: torch.Tensor, out_dir: Path, generator: t
     paths = [out_dir / name for name in IMAGE_NAMES]
     pairs = torch.cat([as_images(x, shape), as_images(reconstructions, shape)]).clamp(0, 1).cpu()
     grids = [pairs, as_images(samples, shape).clamp(0, 1).cpu()]
+    columns = grid_columns(shape)
     for path, grid in zip(paths, grids):
-        atomic_write(path, lambda file, grid=grid: save_image(grid, file, format="png", nrow=8, pad_value=1.0))
+        atomic_write(path, lambda file, grid=grid: save_image(grid, file, format="png", nrow=columns, pad_value=1.0))
     return paths
