@@ -20,11 +20,13 @@ OUT=${OUT:-/tmp/gpu-check-out}; mkdir -p "$OUT"
 START=$(date +%s); BUDGET=${CHECK_BUDGET_S:-540}
 SECTIONS=${*:-1 2 3 4 5}
 
+exec 3>&1  # the console: a skipped section is said there, past the redirects of the command it stands for
 wanted() { [[ " $SECTIONS " == *" $1 "* ]]; }
 within() {  # within SECTION SECONDS COMMAND…: the command under its own limit cut to what is left of the budget
   local section=$1 own=$2 left=$(( BUDGET - ($(date +%s) - START) )); shift 2
   if (( left < 20 )); then
-    echo "== $section: skipped, no time left in CHECK_BUDGET_S=$BUDGET (run: bash benchmarks/gpu/check.sh $section)"
+    echo "== $section: skipped, no time left in CHECK_BUDGET_S=$BUDGET (run: bash benchmarks/gpu/check.sh $section)" \
+      | tee -a "$OUT/skipped.txt" >&3
     return 124
   fi
   timeout $(( own < left ? own : left )) "$@"
