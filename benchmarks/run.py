@@ -463,9 +463,9 @@ def workflow_overhead(report: Report) -> None:
             },
         }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
-        from snakemake.utils import validate
+        from five.sweep.table import SCHEMA_PATH, validate_config
 
-        validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))  # fills in the defaults
+        validate_config(config, SCHEMA_PATH)  # checks and fills in the defaults, as the workflow does
         command = [
             sys.executable,
             "-m",

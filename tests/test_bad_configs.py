@@ -307,7 +307,7 @@ LOADED = [
         "a user's npz as a swept data set",
         'experiment: bad\nseeds: [0]\nmodels: {vae: {}}\ndatasets: {"npz:own.npz": {latent_dims: [2], epochs: 1}}\n',
         "('npz:own.npz' was unexpected) (the workflow sweeps digits, manifold, mnist, cifar10; a data set of your "
-        "own, npz:PATH, is trained and evaluated by `five train` and `five evaluate`)",
+        "own, npz:PATH, is for the commands: `five train`, `five evaluate`, `five time-steps`)",
     ),
     (  # Slurm would refuse every job at submission, after the dry run had passed
         "memory beyond any node",

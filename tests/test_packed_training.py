@@ -15,6 +15,7 @@ import five.run.train
 from five.base.config import TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.data.datasets import Dataset, load_dataset
+from five.model.models import build_model
 from five.run.timing import timed_model
 from five.run.train import train, train_seeds
 
@@ -219,6 +220,17 @@ def test_a_compiled_seed_that_caught_up_alone_leads_a_pack_that_trains_every_mem
     solo_runs(configs("vae"), tmp_path)
     for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):
         assert_same_run(packed_dir, solo_dir)
+
+
+def test_a_model_compiles_its_objective_once(monkeypatch):
+    """A run that trains alone in several rounds asks for its objective compiled each round: a second torch.compile
+    would wrap the compiled one again (and compile anew)."""
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda function: calls.append(function) or function)
+    model = build_model(configs("vae")[0], load_dataset("digits"))
+    model.compile_objective()
+    model.compile_objective()
+    assert len(calls) == 1 and model.compiled
 
 
 def test_packed_float32_epoch_losses_agree_with_solo_within_round_off(tmp_path):

@@ -7,12 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from snakemake.utils import validate
 
 from five.base.config import TrainConfig
 from five.base.errors import ConfigError, FiveError
 from five.sweep.aggregate import attach_references, collect_runs, summarise, write_tables
-from five.sweep.table import check_config, sweep_table
+from five.sweep.table import check_config, sweep_table, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -20,8 +19,7 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 def load(name):
     config = yaml.safe_load((ROOT / "config" / name).read_text())
-    check_config(config, SCHEMA)
-    validate(config, str(SCHEMA))  # fills defaults, as the workflow does
+    validate_config(config, SCHEMA)  # checks and fills in the defaults, as the workflow does
     return config
 
 

@@ -94,8 +94,13 @@ def test_a_report_of_files_that_are_not_this_configs_results_is_refused(finished
     for path in (results / "tables" / "main.md", results / "claims.md"):
         os.utime(path, (later + 1, later + 1))
     assert "tables/main.csv is missing or older than results/tiny/runs.csv" in refusal("config.yaml")
-    # a report after a run is of that run's results: the edit's aggregation reruns, then the report is made
+    # a report after a run of some targets only (the snapshot) would show the old tables: refused after that run
     after = ("--cores", "1", "--report", str(workdir / "r.html"), "--report-after-run")
+    target = str(snapshot.relative_to(workdir))
+    partial = snakemake(snakemake_command(workdir, workdir / "edited.yaml", *after, target), timeout=300)
+    assert partial.returncode == 2 and snapshot.is_file() and not (workdir / "r.html").exists(), partial.stderr
+    assert "five: the report would not be this config's results" in partial.stderr.strip().splitlines()[-1]
+    # a report after a run is of that run's results: the edit's aggregation reruns, then the report is made
     result = snakemake(snakemake_command(workdir, workdir / "edited.yaml", *after), timeout=600)
     assert result.returncode == 0 and (workdir / "r.html").stat().st_size > 10000, result.stderr[-2000:]
 

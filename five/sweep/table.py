@@ -223,8 +223,8 @@ def npz_hint(error, config: dict) -> str:
     ):
         return ""
     return (
-        f" (the workflow sweeps {', '.join(DATA_SHAPES)}; a data set of your own, {NPZ_PREFIX}PATH, is trained and "
-        "evaluated by `five train` and `five evaluate`)"
+        f" (the workflow sweeps {', '.join(DATA_SHAPES)}; a data set of your own, {NPZ_PREFIX}PATH, is for the "
+        "commands: `five train`, `five evaluate`, `five time-steps`)"
     )
 
 

@@ -283,7 +283,8 @@ def stale_report_file():
 # `snakemake --report` builds its report from whatever files exist: after an edit whose sweep has not run (or a run
 # of some targets only) it would show another config's tables or claims beside this config's snapshot. The check
 # runs when Snakemake creates the report, however it was asked for (--report, --reporter, a profile's `report:`
-# key; after the run, --report-after-run, the run has made them current), not for the estimate's own report.
+# key, and --report-after-run: a run of the whole config has made them current, one of some targets only has not,
+# and its report is refused after the run), not for the estimate's own report.
 def refusing_stale_reports(create_report):
     def checked_create_report(*args, **kwargs):
         if not ESTIMATE_ONLY and (stale := stale_report_file()):
