@@ -257,7 +257,7 @@ def direction_information(mean_covariance: torch.Tensor, average_covariance: tor
     from scipy.linalg import eigh
 
     m, s = (0.5 * (c + c.T).double().cpu().numpy() for c in (mean_covariance, average_covariance))
-    # S is a sum in float32: a direction of (nearly) zero posterior variance would make it singular
+    # a direction of (nearly) zero posterior variance would make S singular
     s = s + np.eye(len(s)) * max(np.trace(s) / len(s), 1e-300) * 1e-12
     ratios = np.maximum(eigh(m + s, s, eigvals_only=True), 1.0)  # ascending; M ⪰ 0 makes each at least 1
     return 0.5 * torch.log(torch.from_numpy(ratios.copy())).flip(0)
@@ -448,7 +448,7 @@ def likelihood_metrics(
         if sigma == "fitted":
             sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
         passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
-    except torch.linalg.LinAlgError as error:  # FIF/FIVE: s·J_f J_fᵀ not positive definite (nan or inf in J_f)
+    except torch.linalg.LinAlgError as error:  # FIF/FIVE: s·J_f J_fᵀ not positive definite (J_f non-finite or 0)
         cause = str(error).splitlines()[0][:200]
         raise FiveError(f"{where}: its posterior covariance has no Cholesky factor ({cause}); nothing was written")
     check_finite(passed, where)  # before the metrics: the spectrum of a nan covariance would fail in scipy
