@@ -1210,6 +1210,9 @@ def test_a_run_on_an_npz_goes_on_only_on_the_contents_it_was_trained_on(tmp_path
     # another configuration is no run kept on the new contents: --restart-if-changed moves it aside and trains anew
     code, out, err = run_cli(train_on(data) + [run, "--hidden-width", 8, "--lr", 1e-3, "--restart-if-changed"])
     assert code == 0 and "moved" in out + err and list((run / ".superseded").iterdir()), err
+    data.unlink()  # a finished run needs no data: kept as it is, as before the contents check
+    code, out, err = run_cli(train_on(data) + [run, "--hidden-width", 8, "--lr", 1e-3, "--restart-if-changed"])
+    assert code == 0 and "nothing to do" in out + err, out + err
 
 
 def test_whole_numbers_without_levels_are_noted_as_training_starts_and_no_refusal_grows_a_line(tmp_path):
