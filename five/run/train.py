@@ -35,7 +35,7 @@ from five.base.files import (
     run_lock,
     write_json,
 )
-from five.data.catalog import NPZ_PREFIX
+from five.data.catalog import input_files
 from five.data.datasets import check_same_data, load_dataset
 from five.model.models import Model, build_model
 from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
@@ -384,8 +384,8 @@ def _check_data_of_kept_runs(runs: list[Run], loaded: Callable[[], object]) -> N
         record = read_train_record(path)
         stored = record.get("config")
         if DATA_FINGERPRINT in record and set(stored) == set(run.config.to_dict()):
-            file = Path(run.config.dataset.removeprefix(NPZ_PREFIX))  # gone: nothing to compare, and a kept run
-            if file.exists() and not run.config.differences(TrainConfig.from_dict(stored)):  # needs no data
+            present = all(file.exists() for file in input_files(run.config.dataset))  # gone: nothing to compare,
+            if present and not run.config.differences(TrainConfig.from_dict(stored)):  # and a kept run needs no data
                 check_same_data(loaded(), run.out_dir)
 
 
