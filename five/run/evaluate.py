@@ -472,6 +472,17 @@ def check_images_possible(dataset: Dataset) -> None:
     as_images(torch.empty(0, *dataset.example_shape), dataset.example_shape)
 
 
+def evaluated_examples(dataset: Dataset, split: str) -> torch.Tensor:
+    """The split's examples, refused where too few for the collapse metrics (variances over them)."""
+    examples = dataset.split(split)
+    if len(examples) < MIN_EVALUATED_EXAMPLES:
+        raise DataError(
+            f"split {split!r} of {dataset.name} holds {len(examples)} example; the collapse metrics are "
+            f"variances over the evaluated examples, which need at least {MIN_EVALUATED_EXAMPLES}"
+        )
+    return examples
+
+
 def evaluate_run(
     run_dir: Path,
     device: torch.device,
@@ -500,16 +511,10 @@ def evaluate_run(
     config, model, dataset, state = load_run(run_dir, device, data_dir, model_selection, load)
     if image_dir is not None:
         check_images_possible(dataset)
-    examples = dataset.split(split)
-    if len(examples) < MIN_EVALUATED_EXAMPLES:
-        raise DataError(
-            f"split {split!r} of {dataset.name} holds {len(examples)} example; the collapse metrics are "
-            f"variances over the evaluated examples, which need at least {MIN_EVALUATED_EXAMPLES}"
-        )
     if dataset.note:
         log(dataset.note)
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
-    x_all = dequantize(examples.to(device), dataset.discrete_levels, generator)
+    x_all = dequantize(evaluated_examples(dataset, split).to(device), dataset.discrete_levels, generator)
     metrics, passed = likelihood_metrics(
         model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log, f"evaluating {run_dir}"
     )
