@@ -14,6 +14,7 @@ import torch
 
 from five.base.files import run_lock
 from five.cli import main
+from five.model.models import CONTINUOUS_LOG_SIGMA_FLOOR
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"train": np.zeros((20, 4), np.float32), "test": np.ones((10, 4), np.float32)}
@@ -1412,6 +1413,32 @@ def test_a_posterior_that_overflows_is_one_line(model, tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"five: error: evaluating {run}") and "nothing was written" in last, err
     assert "Traceback" not in err and not (run / "eval.json").exists()
+
+
+def test_a_sigma_at_the_floor_of_continuous_data_is_warned_of(trained, tmp_path):
+    """A learned σ at the floor of continuous data (1e-3 in the data's units) caps the likelihood where the data's
+    noise is smaller (data at spread 1e-4 end there, their NLL far too high): the evaluation says so in its log and
+    eval.json. Not where σ lies above it, where a fitted σ moved off it, nor at a discrete data set's floor."""
+    rng = np.random.default_rng(0)
+    data = npz(tmp_path, train=rng.normal(size=(200, 4)), test=rng.normal(size=(20, 4)))
+    code, _, err = run_cli(train_on(data) + [tmp_path / "run", "--hidden-width", 8])
+    assert code == 0, err
+    floor = CONTINUOUS_LOG_SIGMA_FLOOR
+    for case, (log_sigma, warned) in enumerate([(floor, True), (floor + 0.005, True), (floor + 0.05, False)]):
+        (tmp_path / f"case{case}").mkdir()
+        set_sigma = lambda state: state["model"]["log_sigma"].fill_(log_sigma)  # noqa: E731
+        run = with_state(tmp_path / "run", tmp_path / f"case{case}", "best.pt", set_sigma)
+        code, out, err = run_cli(evaluate(run))
+        assert code == 0, err
+        evaluation = json.loads((run / "eval.json").read_text())
+        assert ("sigma_warning" in evaluation) == warned and ("sits at the floor" in out + err) == warned, out + err
+    code, out, err = run_cli(evaluate(run, "--sigma", "fitted", "--importance-samples", 20))  # data noise ≈ 1
+    assert code == 0 and json.loads((run / "eval.json").read_text())["sigma"] > 0.01, err  # off the floor
+    assert "sits at the floor" not in out + err and "sigma_warning" not in (run / "eval.json").read_text()
+    (tmp_path / "digits").mkdir()
+    at_floor = with_state(trained, tmp_path / "digits", "best.pt", lambda s: s["model"]["log_sigma"].fill_(-4.0761))
+    code, out, err = run_cli(evaluate(at_floor))  # digits: L = 17, floor log(1/(17·√12)) ≈ −4.0761
+    assert code == 0 and "sits at the floor" not in out + err, err
 
 
 def test_an_own_sigma_far_below_the_floor_is_still_fitted(trained, tmp_path):

@@ -35,6 +35,7 @@ REINSTALL_SCIKIT_LEARN = "reinstall it with `pip install --force-reinstall sciki
 
 # The collapse metrics are variances over the evaluated examples: one example would count 0 active units.
 MIN_EVALUATED_EXAMPLES = 2
+UNIT_SPREAD = (0.1, 10.0)  # a continuous npz whose standard deviation lies outside is told of the models' scales
 
 
 @dataclass
@@ -126,6 +127,26 @@ def load_manifold() -> Dataset:
     return Dataset("manifold", manifold.generate_splits(SPLIT_SEED), None, *DEFAULT_NETWORKS["manifold"])
 
 
+def _continuous_npz_notes(file: Path, arrays: dict[str, np.ndarray]) -> list[str]:
+    """What a run on a user's continuous data should know: whole numbers without discrete_levels (a forgotten L,
+    most likely), and a spread far from 1, the scale the models' fixed constants are made for."""
+    notes = []
+    if all(np.array_equal(array, np.round(array)) for array in arrays.values()):
+        notes.append(
+            f"note: {file} holds whole numbers only and no discrete_levels: they are modelled as continuous data "
+            "(a density; nats, no bits/dim); for levels 0..L−1, save discrete_levels=L beside them"
+        )
+    spread = float(np.std(arrays["train"], dtype=np.float64))
+    if not UNIT_SPREAD[0] <= spread <= UNIT_SPREAD[1]:
+        notes.append(
+            f"note: {file}'s training data have a spread (standard deviation) of {spread:.3g}: FIF's fixed σ, its "
+            "training noise and the floor of a learned σ are in the data's units and made for a spread near 1 "
+            "(the paper's data lie in [0, 1]); the NLL of data rescaled by a is that in the original units plus "
+            "D·log|a| nats"
+        )
+    return notes
+
+
 def load_npz(path: str) -> Dataset:
     """A user's own `.npz`: `train` and `test` arrays (optionally `validation`) of shape (n, D) or
     (n, C, H, W), and an optional scalar `discrete_levels` L (then values must be integers in 0..L-1 and are
@@ -157,12 +178,7 @@ def load_npz(path: str) -> Dataset:
         if not np.all(array == np.round(array)) or array.min() < 0 or array.max() > levels - 1:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
-    note = (
-        f"note: {file} holds whole numbers only and no discrete_levels: they are modelled as continuous data "
-        "(a density; nats, no bits/dim); for levels 0..L−1, save discrete_levels=L beside them"
-        if levels is None and all(np.array_equal(array, np.round(array)) for array in arrays.values())
-        else ""
-    )
+    note = "\n".join(_continuous_npz_notes(file, arrays) if levels is None else [])
     architecture = "conv" if len(shapes["train"]) == 4 else "mlp"
     fingerprint = contents_hash(splits, levels)
     return Dataset(f"{NPZ_PREFIX}{file}", splits, levels, architecture, NPZ_HIDDEN_WIDTH, fingerprint, unread, note)

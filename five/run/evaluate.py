@@ -49,6 +49,7 @@ POSTERIOR_EXAMPLES = 500  # manifold examples whose posterior is compared with t
 POSTERIOR_SAMPLES = 1000  # draws from q per example for its data-space covariance
 
 
+SIGMA_AT_FLOOR = 0.01  # a log σ this close to its floor sits on it (a fitted σ stops within its search tolerance)
 SIGMA_CHOICES = ("own", "fitted")  # the model's own σ (learned, or FIF's fixed 1/√(2β)), or fitted on validation
 
 
@@ -462,7 +463,24 @@ def likelihood_metrics(
         **sigma_metrics,
         "proposal": proposal_description(model, sigma_policy, dataset),
     }
+    warning = sigma_floor_warning(model, dataset)
+    if warning:
+        metrics["sigma_warning"] = warning
+        log(f"warning: {warning}")
     return metrics, passed
+
+
+def sigma_floor_warning(model: Model, dataset: Dataset) -> str:
+    """Where a learned or fitted σ ends at the floor of continuous data (five.model.models), the data's noise may
+    lie below it, and then the likelihood is too low: say so (a discrete data set's floor is its quantisation)."""
+    log_sigma = float(model.log_sigma.detach())
+    if dataset.discrete_levels is not None or log_sigma > model.log_sigma_floor + SIGMA_AT_FLOOR:
+        return ""
+    return (
+        f"σ = {math.exp(log_sigma):.3g} sits at the floor of a learned σ on continuous data "
+        f"({math.exp(model.log_sigma_floor):g} in the data's units, made for a spread near 1): if the data's noise "
+        "is smaller, the NLL is higher than the model's would be without the floor"
+    )
 
 
 def check_images_possible(dataset: Dataset) -> None:
