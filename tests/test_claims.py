@@ -381,7 +381,14 @@ def test_cost_ratio_and_the_written_report(tmp_path):
     text = (tmp_path / "claims.md").read_text()
     assert summary.startswith("C3 SUPPORTED") and "95% Student-t interval" in text and "Holm" in text
     assert re.search(r"\|\s+n \(seeds or rounds\)\s+\|", text)  # a step-time cell's n counts timing rounds
-    assert len(pd.read_csv(tmp_path / "claims.csv")) == 2
+    cells = pd.read_csv(tmp_path / "claims.csv")
+    assert len(cells) == 2
+    # claims.csv keeps the log ratio; claims.md shows it, and its interval, as the geometric mean ratio
+    cell = cells[cells["dataset"] != "all"].iloc[0]
+    assert cell["mean"] == pytest.approx(math.log(2.5), abs=0.02) and cell["rule"].startswith("log(model / against)")
+    ratios = [f"{math.exp(cell[column]):.4g}×" for column in ("mean", "ci_low", "ci_high")]
+    assert re.search(r"\|\s+" + r"\s+\|\s+".join(map(re.escape, ratios)) + r"\s+\|", text), text
+    assert "model / against < 3 (geometric mean over the pairs)" in text and "log(model / against)" not in text
 
 
 def test_an_inconclusive_cell_leaves_its_test_and_rule_blank_in_the_report(tmp_path):

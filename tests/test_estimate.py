@@ -265,6 +265,9 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
     identity = {"dataset": "digits", "model": "vae", "latent_dim": 2, "probes": 0, "seed": 0}
     report = timing_report(timed.reset_index().assign(**identity))
     assert "2 runs' estimates were made for other settings" in report and "of 2 runs within" in report
+    assert "a pack of M counts M times" in report  # run a is a pack's member, its times the pack's
+    solo = timing_report(timed.loc[["b"]].reset_index().assign(**identity))
+    assert "of 1 runs within" in solo and "a pack of M" not in solo
     assert "1 runs trained in packs of a size their estimates timed no pack of" in report
     unpacked = runs[runs["run_dir"] == "d"]  # all runs packed, none predicted: the report says why
     report = timing_report(with_predicted_times(unpacked, tmp_path / "estimate.csv", keys).assign(**identity))

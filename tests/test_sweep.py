@@ -10,7 +10,14 @@ import yaml
 
 from five.base.config import TrainConfig
 from five.base.errors import ConfigError, FiveError
-from five.sweep.aggregate import attach_references, collect_runs, summarise, write_tables
+from five.sweep.aggregate import (
+    attach_references,
+    collect_runs,
+    evaluation_caption,
+    summarise,
+    with_own_sigma_rows,
+    write_tables,
+)
 from five.sweep.table import check_config, sweep_table, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +128,7 @@ def fake_run(root, dataset, model, latent_dim, probes, seed, bits, status="compl
     if status == "diverged":
         train["error"] = "non-finite loss (nan) at epoch 1, step 2"
     evaluation = {
-        "status": status,
+        "status": "diverged" if status == "diverged" else "complete",  # a stalled run's evaluation is complete
         "bits_per_dim": None if status == "diverged" else bits,
         "nll_nats": None if status == "diverged" else bits * 100,
         "config": config,
@@ -175,6 +182,59 @@ def test_tables_show_mean_std_best_in_bold_references_and_divergence(tmp_path):
     k2 = ablation[ablation["row"] == "five (K=2)"].iloc[0]
     assert k2["mean"] == 3.0 and k2["diverged"] == 1 and bool(k2["best"])
     assert "(1/2 diverged)" in write_tables(ablation, tmp_path / "budget", "T", "C")[1].read_text()
+
+
+def test_the_plots_show_every_run_the_tables_count(tmp_path, monkeypatch):
+    """Runs stopped early by patience (stalled) are results, counted and marked by the tables: the figures plot
+    them too (they plotted complete runs only: 63 of the evidence sweep's 105 runs were missing), and leave out
+    diverged ones. Each plotted line's mean at a d is the table's mean there."""
+    from five.sweep import plots
+
+    rows = [
+        fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0),
+        fake_run(tmp_path, "digits", "vae", 2, 0, 1, 6.0, status="stalled"),
+        fake_run(tmp_path, "digits", "vae", 2, 0, 2, 0, status="diverged"),
+        fake_run(tmp_path, "digits", "five", 2, 1, 0, 4.0, status="stalled"),
+        fake_run(tmp_path, "digits", "five", 2, 1, 1, 4.5),
+    ]
+    runs, _ = collect_runs(pd.DataFrame(rows), EVALUATED)
+    plotted = []
+    draw = plots._seed_band_lines
+    monkeypatch.setattr(
+        plots, "_seed_band_lines", lambda data, **encoding: plotted.append(data) or draw(data, **encoding)
+    )
+    plots.likelihood_vs_latent_dim(runs, {"five": 1}, tmp_path / "a.png")
+    plots.budget_ablation(runs, tmp_path / "b.png")
+    table = summarise(runs, {"five": 1}).set_index("model")["mean"]
+    likelihood, budget = plotted
+    assert len(likelihood) == 4 and likelihood.groupby("model")["metric"].mean().to_dict() == table.to_dict()
+    assert len(budget) == 2 and budget["metric"].mean() == table["five"]
+
+
+def test_a_fixed_sigma_row_counts_its_diverged_seeds(tmp_path):
+    """FIF evaluated with a fitted σ also reports its NLL at its own fixed σ, a row of its own: a diverged FIF seed
+    has neither number and is counted in both rows, not dropped from the fixed one (it read 1 seed, none
+    diverged, beside the fitted row's "1/2 diverged")."""
+    rows = [
+        fake_run(tmp_path, "digits", "fif", 2, 1, 0, 4.0),
+        fake_run(tmp_path, "digits", "fif", 2, 1, 1, 0, status="diverged"),
+        fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0),
+    ]
+    for row in rows:
+        path = Path(row["run_dir"]) / "eval.json"
+        evaluation = json.loads(path.read_text()) | {"sigma_policy": "fitted", "proposal": "q"}
+        if evaluation["status"] == "complete" and row["model"] == "fif":
+            evaluation |= {"nll_nats_own_sigma": 450.0, "bits_per_dim_own_sigma": 4.5, "sigma_own": 0.22}
+        path.write_text(json.dumps(evaluation))
+    runs, _ = collect_runs(pd.DataFrame(rows), {"model_selection": "best", "sigma": "fitted"})
+    table = summarise(with_own_sigma_rows(runs), {"fif": 1}).set_index("row")
+    fitted, fixed = table.loc["fif (K=1, σ fitted)"], table.loc["fif (K=1, σ fixed)"]
+    assert (fitted["mean"], fitted["seeds"], fitted["diverged"]) == (4.0, 2, 1)
+    assert (fixed["mean"], fixed["seeds"], fixed["diverged"]) == (4.5, 2, 1)
+    assert table.loc["vae (σ fitted)", "seeds"] == 1 and "vae (σ fixed)" not in table.index
+    # a caption defines the σ policies of its own table's rows: the budget ablation has no fixed-σ row
+    assert "fixed = FIF's s = 1/(2β)" in evaluation_caption(with_own_sigma_rows(runs))
+    assert "fixed =" not in evaluation_caption(runs[runs["probes"] != 0])
 
 
 def test_latex_tables_escape_their_text_and_spell_symbols_as_latex(tmp_path):
@@ -407,6 +467,12 @@ DAMAGED_VALUES = [
     ({"discrete_levels": None, "bits_per_dim": None}, None),  # continuous data: NLL in nats
     ({"log_likelihood_per_example": [-1.0, "x"]}, "log_likelihood_per_example is not a list of finite numbers"),
     ({"information_per_direction": {"a": 1}}, "information_per_direction is not a list of finite numbers"),
+    ({"log_likelihood_per_example": [-499.9, -500.1]}, None),  # the NLL is their mean's negative
+    ({"log_likelihood_per_example": [-495.0, -495.0]}, "nll_nats is 500, but its values per test example average 495"),
+    (
+        {"elbo_nats": 7.0, "elbo_per_example": [7.0, 7.5]},
+        "elbo_nats is 7, but its values per test example average 7.25",
+    ),
 ]
 
 

@@ -148,6 +148,21 @@ def evaluation_problem(evaluation: dict) -> str | None:
         values = evaluation.get(key)
         if values is not None and not (isinstance(values, list) and all(map(finite_number, values))):
             return f"{key} is not a list of finite numbers"
+    return mean_problem(evaluation)
+
+
+PER_EXAMPLE_AGREEMENT = 1e-5  # relative: a metric and its per-example values' mean agree far closer (≤ 2e-7 seen)
+
+
+def mean_problem(evaluation: dict) -> str | None:
+    """A metric that is not the mean of its per-example values (PER_EXAMPLE_LISTS): one of them was changed."""
+    for metric in PER_EXAMPLE_LISTS:
+        value, values = evaluation.get(metric), per_example_values(evaluation, metric)
+        if value is None or not values:
+            continue
+        mean = math.fsum(values) / len(values)
+        if abs(mean - value) > PER_EXAMPLE_AGREEMENT * (1 + abs(value)):
+            return f"{metric} is {value:.6g}, but its values per test example average {mean:.6g}"
     return None
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
-from five.base.config import NO_PROBES, SCHEDULE_SETTINGS, TrainConfig, model_dir
+from five.base.config import MODELS_WITH_FIXED_SIGMA, NO_PROBES, SCHEDULE_SETTINGS, TrainConfig, model_dir
 from five.base.errors import FiveError
 from five.base.files import check_evaluated_after_training, read_train_record
 from five.base.metrics import RESULT_COLUMNS, TABLED_SPLIT, informative_count, read_evaluation
@@ -159,6 +159,9 @@ def read_estimate_table(path) -> pd.DataFrame:
 UNPREDICTED_FLAGS = ("estimate_outdated", "estimate_unpacked")  # with_predicted_times: why a run has no prediction
 
 
+PACKED_TIMES = " (a run trained in a pack has its pack's times, actual and predicted: a pack of M counts M times)"
+
+
 def timing_report(runs: pd.DataFrame) -> str:
     """Markdown: predicted vs actual training time per run, and the share within a factor of 2."""
     outdated, unpacked = (int(runs[flag].sum()) if flag in runs else 0 for flag in UNPREDICTED_FLAGS)
@@ -198,7 +201,9 @@ def timing_report(runs: pd.DataFrame) -> str:
         f"# Predicted vs actual time\n\n{note}Training time (the training loop, without job start-up) against "
         f"`five estimate`'s prediction: actual/predicted median {ratio.median():.2f} "
         f"(range {ratio.min():.2f}–{ratio.max():.2f}); {100 * within:.0f}% of {len(part)} runs within a "
-        "factor of 2.\n\n" + part[columns].to_markdown(index=False, floatfmt=".2f") + "\n"
+        f"factor of 2{PACKED_TIMES if 'pack_size' in part and (part['pack_size'] > 1).any() else ''}.\n\n"
+        + part[columns].to_markdown(index=False, floatfmt=".2f")
+        + "\n"
     )
 
 
@@ -214,13 +219,24 @@ def row_label(model: str, probes: int, sigma_policy: str | None = None) -> str:
     return f"{model} ({', '.join(parts)})" if parts else model
 
 
+def with_results(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose numbers the tables, plots and claims count: complete ones and those stopped early by
+    patience (stalled: a result, which the tables mark), not diverged ones."""
+    return runs[runs["status"] != "diverged"]
+
+
 def with_own_sigma_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs plus, for every run that also reports its NLL at its own fixed σ (FIF evaluated with a fitted σ),
     a row carrying that number with sigma_policy `fixed`: FIF as its paper defines the model, beside the fair
-    density comparison."""
+    density comparison. A diverged run of such a model has no number for either row and counts in both."""
     if "nll_nats_own_sigma" not in runs:
         return runs
-    own = runs[runs["nll_nats_own_sigma"].notna()].copy()
+    diverged_of_fixed = (
+        (runs["status"] == "diverged")
+        & runs["model"].isin(MODELS_WITH_FIXED_SIGMA)
+        & (runs["sigma_policy"] == "fitted")
+    )
+    own = runs[runs["nll_nats_own_sigma"].notna() | diverged_of_fixed].copy()
     own["nll_nats"], own["bits_per_dim"] = own["nll_nats_own_sigma"], own["bits_per_dim_own_sigma"]
     own["sigma_policy"], own["sigma"] = "fixed", own["sigma_own"]
     return pd.concat([runs, own], ignore_index=True)
@@ -246,17 +262,16 @@ def main_caption(runs: pd.DataFrame, probes_shown: dict[str, int], selection: st
 
 
 def evaluation_caption(runs: pd.DataFrame) -> str:
-    """What stands behind the numbers: N per data set, each model's proposal, the σ policies shown."""
-    complete = runs[runs["status"] != "diverged"]
+    """What stands behind a table's numbers: N per data set, each model's proposal, the σ policies of its rows
+    (`runs`: those the table summarises, with FIF's fixed-σ rows where it has them: with_own_sigma_rows)."""
+    complete = with_results(runs)
     if complete.empty or "proposal" not in complete:
         return "No completed evaluation."
     samples = complete.groupby("dataset")["importance_samples"].first()
     parts = [", ".join(f"N = {int(n)} importance samples ({dataset})" for dataset, n in samples.items())]
     proposals = complete.groupby("model")["proposal"].agg(lambda texts: " / ".join(sorted(set(texts))))
     parts.append("proposals: " + "; ".join(f"{model}: {text}" for model, text in proposals.items()))
-    policies = sorted(
-        set(complete["sigma_policy"].dropna()) | ({"fixed"} if complete["nll_nats_own_sigma"].notna().any() else set())
-    )
+    policies = sorted(set(complete["sigma_policy"].dropna()))
     parts.append("σ: " + "; ".join(SIGMA_POLICY_MEANING[p] for p in policies if p in SIGMA_POLICY_MEANING))
     return ". ".join(parts) + "."
 
@@ -274,7 +289,7 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
         if probes_shown is not None and probes != NO_PROBES and probes_shown.get(model) != probes:
             continue
         metric = headline_metric(runs, dataset)
-        complete = group.loc[group["status"] != "diverged", metric].astype(float)  # stalled runs count, marked
+        complete = with_results(group)[metric].astype(float)
         rows.append(
             {
                 "dataset": dataset,

@@ -41,6 +41,7 @@ NOT_TESTABLE = "not testable"
 KINDS = ("paired", "equivalent", "ratio_at_most", "below_latent_dim", "grows_with_latent_dim")
 EXACT_SEEDS_MAX = 16  # the sign-flip test enumerates all 2^n sign patterns up to here (random ones beyond)
 RANDOM_SIGN_PATTERNS = 2**16  # beyond: this many drawn patterns, a fixed seed (the same table, the same p)
+LOG_RATIO = "log(model / against)"  # a ratio cell's statistic; claims.md shows its mean and interval as ratios
 ROUNDING_ULPS = 8  # a difference this many float64 ulps of its inputs' size from a boundary lies on it
 
 
@@ -459,7 +460,7 @@ def kind_statistic(claim: dict, values: pd.DataFrame, margin: float) -> tuple[np
         factor = math.log(claim["factor"])
         with np.errstate(divide="ignore", invalid="ignore"):  # a value ≤ 0: kind_cell says so
             diffs = np.log(values["left"].to_numpy(float) / values["right"].to_numpy(float))
-        return diffs, factor, factor, "below", f"log(model / against) < log {claim['factor']:g}"
+        return diffs, factor, factor, "below", f"{LOG_RATIO} < log {claim['factor']:g}"
     raise ValueError(f"unknown claim kind {kind!r}")
 
 
@@ -745,10 +746,21 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def cell_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Every cell, numbers to 4 digits and "k/n" seeds agreeing, for claims.md."""
+    """Every cell, numbers to 4 digits and "k/n" seeds agreeing, for claims.md; a ratio cell's mean and interval
+    as ratios (exp of the log ratio's: the geometric mean), marked ×, its rule on the ratio itself."""
     detail = table[table["dataset"] != "all"].reindex(columns=CELL_COLUMNS)
-    for column in ("mean", "ci_low", "ci_high", "p_support_holm", "p_contradict_holm"):
+    ratio = detail["rule"].astype(str).str.startswith(LOG_RATIO)
+    for column in ("mean", "ci_low", "ci_high"):
+        detail[column] = [
+            "" if pd.isna(v) else f"{math.exp(v):.4g}×" if is_ratio else f"{v:.4g}"
+            for v, is_ratio in zip(detail[column], ratio)
+        ]
+    for column in ("p_support_holm", "p_contradict_holm"):
         detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    detail.loc[ratio, "rule"] = (
+        detail.loc[ratio, "rule"].str.replace(f"{LOG_RATIO} < log ", "model / against < ", regex=False)
+        + " (geometric mean over the pairs)"
+    )
     agree, seeds = (detail[column].fillna(0).astype(int) for column in ("seeds_agree", "n_seeds"))
     detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(agree, seeds)]
     detail[["test", "rule", "reason"]] = detail[["test", "rule", "reason"]].astype(object).fillna("")  # none: undecided
@@ -760,8 +772,9 @@ def method_text(settings: dict) -> str:
     level, alpha = int(round(100 * settings["confidence"])), decision_level(settings)
     return (
         f"Paired over seeds (same seed, same data order; step times: over the rounds of one side-by-side "
-        f"timing per data set, `five time-steps`): the mean paired difference and a two-sided {level}% "
-        "Student-t interval (for counts, its spread at least their rounding, 1/√12 per count). Each cell has "
+        f"timing per data set, `five time-steps`): the mean paired difference (of a ratio: of the log ratios, "
+        f"shown here as the geometric mean ratio ×) and a two-sided {level}% Student-t interval (for counts, its "
+        "spread at least their rounding, 1/√12 per count). Each cell has "
         "two one-sided p-values at the claim's boundary, that the claim holds and that it is false (Student-t; "
         f"for counts and tied differences the sign-flip test, exact up to {EXACT_SEEDS_MAX} seeds and over "
         f"{RANDOM_SIGN_PATTERNS} drawn sign patterns beyond; its smallest p-value with n seeds is 2⁻ⁿ, "

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from five.base.config import NO_PROBES  # noqa: E402
-from five.sweep.aggregate import headline_metric, row_label  # noqa: E402
+from five.sweep.aggregate import headline_metric, row_label, with_results  # noqa: E402
 
 
 def _at_shown_budget(frame: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
@@ -25,7 +25,7 @@ def _labelled(runs: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
     shown = _at_shown_budget(runs, probes_shown).copy()
     shown["label"] = [row_label(m, k) for m, k in zip(shown["model"], shown["probes"])]
     shown["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in shown.iterrows()]
-    return shown[shown["status"] == "complete"]
+    return with_results(shown)
 
 
 def _placeholder(path: Path, message: str) -> Path:
@@ -61,7 +61,7 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
     """Test bits/dim (nats for continuous data) against d: one line per model, a panel per dataset."""
     data = _labelled(runs, probes_shown)
     if data.empty:
-        return _placeholder(path, "no completed runs to plot")
+        return _placeholder(path, "no runs with results to plot (none, or all diverged)")
     grid = _seed_band_lines(data, x="latent_dim", y="metric", hue="label", facet_kws={"sharey": False})
     _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
@@ -74,7 +74,7 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
     informative directions, with the y = d diagonal of no collapse."""
     data = _labelled(runs, probes_shown)
     if data.empty:
-        return _placeholder(path, "no completed runs to plot")
+        return _placeholder(path, "no runs with results to plot (none, or all diverged)")
     counts = [column for column in COLLAPSE_COUNTS if column in data and data[column].notna().any()]
     long = data.melt(
         id_vars=["dataset", "latent_dim", "label"], value_vars=counts, var_name="count", value_name="directions"
@@ -94,9 +94,9 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
 
 def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
     """Test metric against the Hutchinson budget K for fif and five, one panel per dataset."""
-    data = runs[(runs["probes"] != NO_PROBES) & (runs["status"] == "complete")].copy()
+    data = with_results(runs[runs["probes"] != NO_PROBES]).copy()
     if data.empty:
-        return _placeholder(path, "no completed fif/five runs: no budget ablation")
+        return _placeholder(path, "no fif/five runs with results (all diverged or none): no budget ablation")
     data["metric"] = [row[headline_metric(runs, row["dataset"])] for _, row in data.iterrows()]
     data["d"] = data["latent_dim"].astype(str)
     grid = _seed_band_lines(data, x="probes", y="metric", hue="model", style="d", facet_kws={"sharey": False})
@@ -132,7 +132,7 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
     )
     grid.set_titles("{row_name}, d = {col_name}")  # short titles: long ones ran into each other
     grid.set_axis_labels("epoch", "validation NLL (nats)")
-    grid.legend.set_title("mean over seeds")
+    grid.legend.set_title("mean over the seeds still training")
     return _save(grid.figure, path)
 
 
