@@ -272,6 +272,8 @@ def test_a_packed_runs_measured_time_is_compared_with_its_packs_prediction(tmp_p
     unpacked = runs[runs["run_dir"] == "d"]  # all runs packed, none predicted: the report says why
     report = timing_report(with_predicted_times(unpacked, tmp_path / "estimate.csv", keys).assign(**identity))
     assert "1 runs trained in packs" in report and "No estimate for these runs" not in report
+    none = timing_report(runs.assign(**identity))  # no estimate at all: how one made after the sweep is read
+    assert "No estimate for these runs" in none and "--forcerun aggregate" in none
 
 
 def test_an_estimate_holds_across_edits_that_do_not_change_a_runs_time():

@@ -159,6 +159,8 @@ def read_estimate_table(path) -> pd.DataFrame:
 UNPREDICTED_FLAGS = ("estimate_outdated", "estimate_unpacked")  # with_predicted_times: why a run has no prediction
 
 
+# the aggregation does not wait for an estimate (estimate.csv is no input of it): one made later is read when asked
+AFTER_ESTIMATE = " (made after the sweep, it is read by `snakemake --cores all --forcerun aggregate --configfile …`)"
 PACKED_TIMES = " (a run trained in a pack has its pack's times, actual and predicted: a pack of M counts M times)"
 
 
@@ -167,7 +169,7 @@ def timing_report(runs: pd.DataFrame) -> str:
     outdated, unpacked = (int(runs[flag].sum()) if flag in runs else 0 for flag in UNPREDICTED_FLAGS)
     note = (
         f"{outdated} runs' estimates were made for other settings (before an edit) or on another kind of device "
-        "and are left out: `snakemake estimate --configfile …` again, where the jobs run, predicts them.\n\n"
+        f"and are left out: `snakemake estimate --configfile …` again, where the jobs run, predicts them{AFTER_ESTIMATE}.\n\n"
         if outdated
         else ""
     ) + (
@@ -180,8 +182,8 @@ def timing_report(runs: pd.DataFrame) -> str:
         advice = (
             "No run has a prediction.\n"
             if note
-            else "No estimate for these runs: `snakemake estimate --configfile …` before the sweep puts its "
-            "predictions here.\n"
+            else "No estimate for these runs: `snakemake estimate --configfile …` puts its predictions here"
+            f"{AFTER_ESTIMATE}.\n"
         )
         return "# Predicted vs actual time\n\n" + note + advice
     part = runs[runs["predicted_train_s"].notna() & runs["train_wall_time_s"].notna()]
