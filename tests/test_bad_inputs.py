@@ -1441,6 +1441,30 @@ def test_a_sigma_at_the_floor_of_continuous_data_is_warned_of(trained, tmp_path)
     assert code == 0 and "sits at the floor" not in out + err, err
 
 
+def test_the_floor_warning_is_for_a_sigma_that_training_or_fitting_floors(tmp_path):
+    """FIF's own σ is fixed by β (σ = 1/√(2β)) and never floored: below 1e-3 (β = 1e8) it is no σ at the floor; a
+    σ fitted for FIF is searched above the floor and can end on it. A σ set below the floor by hand is not at it."""
+    from five.base.config import TrainConfig
+    from five.data.datasets import load_dataset
+    from five.model.models import build_model
+    from five.run.evaluate import sigma_floor_warning
+
+    rng = np.random.default_rng(0)
+    dataset = load_dataset(f"npz:{npz(tmp_path, train=rng.normal(size=(50, 4)), test=rng.normal(size=(10, 4)))}")
+
+    def warned(model_name, policy, log_sigma=None, **settings):
+        config = TrainConfig(model=model_name, dataset=dataset.name, latent_dim=2, hidden_width=8, **settings)
+        model = build_model(config, dataset)
+        if log_sigma is not None:
+            model.set_log_sigma(log_sigma)
+        return bool(sigma_floor_warning(model, dataset, policy))
+
+    floor = CONTINUOUS_LOG_SIGMA_FLOOR
+    assert not warned("fif", "fixed", beta=5e5) and not warned("fif", "fixed", beta=1e8)  # σ = 1e-3, and below
+    assert warned("fif", "fitted", floor, beta=10.0) and warned("vae", "learned", floor)
+    assert not warned("vae", "learned", -20.0) and not warned("vae", "learned", floor + 0.05)
+
+
 def test_an_own_sigma_far_below_the_floor_is_still_fitted(trained, tmp_path):
     """log σ = −20, far below the data set's floor (not a σ training leaves, but a valid one): `--sigma fitted`
     searches above the floor instead of failing on an empty interval."""

@@ -141,21 +141,24 @@ def test_whole_numbers_without_levels_are_said_to_be_modelled_as_continuous(tmp_
 )
 def test_continuous_data_far_from_unit_spread_are_told_of_the_models_scales(tmp_path, spread, noted):
     """FIF's fixed σ, its training noise and the floor of a learned σ are in the data's units: continuous data whose
-    standard deviation lies outside [0.1, 10] carry a note saying so (a model of data at spread 1e-4 sits at
-    σ's floor of 1e-3 and its NLL is far too high); whole numbers of a large spread get both notes."""
+    features vary on a scale outside [0.1, 10] carry a note saying so (a model of data at spread 1e-4 sits at σ's
+    floor of 1e-3 and its NLL is far too high). Each feature's own spread counts, not its offset; whole numbers of
+    a large spread get both notes."""
     path = tmp_path / "scaled.npz"
     rng = np.random.default_rng(0)
-    train = spread * rng.standard_normal((4000, 5)) + 3.0  # the spread about the mean, not the distance from 0
-    np.savez(path, train=train, test=spread * rng.standard_normal((7, 5)))
+    offsets = rng.uniform(-500, 500, size=5)  # far apart: pooled over features, they would be the spread
+    np.savez(path, train=spread * rng.standard_normal((4000, 5)) + offsets, test=rng.standard_normal((7, 5)))
     data = load_dataset(f"npz:{path}")
-    assert ("have a spread (standard deviation) of" in data.note) == noted, data.note
+    assert ("training data have a spread" in data.note) == noted, data.note
     if noted:
-        shown = float(re.search(r"deviation\) of ([^:]+):", data.note).group(1))
+        shown = float(re.search(r"standard deviation\) of ([^:]+):", data.note).group(1))
         assert shown == pytest.approx(spread, rel=0.05) and "D·log|a| nats" in data.note
         assert len(data.note.splitlines()) == 1
     np.savez(path, train=np.round(1000 * rng.standard_normal((30, 5))), test=np.zeros((7, 5)))
     lines = load_dataset(f"npz:{path}").note.splitlines()
     assert len(lines) == 2 and "whole numbers" in lines[0] and "spread" in lines[1], lines
+    np.savez(path, train=1e-4 * rng.standard_normal((1, 5)), test=np.zeros((7, 5)))  # one example: no spread known
+    assert load_dataset(f"npz:{path}").note == ""
 
 
 @pytest.mark.parametrize(

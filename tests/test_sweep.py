@@ -219,6 +219,7 @@ def test_a_fixed_sigma_row_counts_its_diverged_seeds(tmp_path):
         fake_run(tmp_path, "digits", "fif", 2, 1, 0, 4.0),
         fake_run(tmp_path, "digits", "fif", 2, 1, 1, 0, status="diverged"),
         fake_run(tmp_path, "digits", "vae", 2, 0, 0, 5.0),
+        fake_run(tmp_path, "digits", "vae", 2, 0, 1, 0, status="diverged"),  # a VAE's σ is no fixed one
     ]
     for row in rows:
         path = Path(row["run_dir"]) / "eval.json"
@@ -231,7 +232,11 @@ def test_a_fixed_sigma_row_counts_its_diverged_seeds(tmp_path):
     fitted, fixed = table.loc["fif (K=1, σ fitted)"], table.loc["fif (K=1, σ fixed)"]
     assert (fitted["mean"], fitted["seeds"], fitted["diverged"]) == (4.0, 2, 1)
     assert (fixed["mean"], fixed["seeds"], fixed["diverged"]) == (4.5, 2, 1)
-    assert table.loc["vae (σ fitted)", "seeds"] == 1 and "vae (σ fixed)" not in table.index
+    assert table.loc["vae (σ fitted)", "seeds"] == 2 and "vae (σ fixed)" not in table.index
+    # evaluated at its own σ (sigma: own), FIF has one row, the fixed one: each seed counted once
+    own = runs[runs["model"] == "fif"].assign(sigma_policy="fixed", nll_nats_own_sigma=float("nan"))
+    fixed_only = summarise(with_own_sigma_rows(own), {"fif": 1}).set_index("row")
+    assert list(fixed_only.index) == ["fif (K=1, σ fixed)"] and fixed_only.iloc[0]["seeds"] == 2
     # a caption defines the σ policies of its own table's rows: the budget ablation has no fixed-σ row
     assert "fixed = FIF's s = 1/(2β)" in evaluation_caption(with_own_sigma_rows(runs))
     assert "fixed =" not in evaluation_caption(runs[runs["probes"] != 0])
@@ -468,11 +473,17 @@ DAMAGED_VALUES = [
     ({"log_likelihood_per_example": [-1.0, "x"]}, "log_likelihood_per_example is not a list of finite numbers"),
     ({"information_per_direction": {"a": 1}}, "information_per_direction is not a list of finite numbers"),
     ({"log_likelihood_per_example": [-499.9, -500.1]}, None),  # the NLL is their mean's negative
-    ({"log_likelihood_per_example": [-495.0, -495.0]}, "nll_nats is 500, but its values per test example average 495"),
+    (
+        {"log_likelihood_per_example": [-495.0, -495.0]},
+        "nll_nats is 500, but its values per example (log_likelihood_per_example) average 495",
+    ),
     (
         {"elbo_nats": 7.0, "elbo_per_example": [7.0, 7.5]},
-        "elbo_nats is 7, but its values per test example average 7.25",
+        "elbo_nats is 7, but its values per example (elbo_per_example) average 7.25",
     ),
+    ({"ess_mean": 3.0, "ess_per_example": [2.0, 2.0]}, "ess_mean is 3, but its values per example"),
+    ({"posterior_covariance_error": 0.3, "posterior_covariance_error_per_example": [0.2]}, "posterior_covariance_e"),
+    ({"elbo_nats": 1e-7, "elbo_per_example": [0.0, 0.0]}, None),  # a metric near 0: its list's 5 decimals agree
 ]
 
 

@@ -162,7 +162,9 @@ def mean_problem(evaluation: dict) -> str | None:
             continue
         mean = math.fsum(values) / len(values)
         if abs(mean - value) > PER_EXAMPLE_AGREEMENT * (1 + abs(value)):
-            return f"{metric} is {value:.6g}, but its values per test example average {mean:.6g}"
+            return (
+                f"{metric} is {value:.6g}, but its values per example ({PER_EXAMPLE_LISTS[metric]}) average {mean:.6g}"
+            )
     return None
 
 

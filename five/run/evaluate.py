@@ -463,18 +463,20 @@ def likelihood_metrics(
         **sigma_metrics,
         "proposal": proposal_description(model, sigma_policy, dataset),
     }
-    warning = sigma_floor_warning(model, dataset)
+    warning = sigma_floor_warning(model, dataset, sigma_policy)
     if warning:
         metrics["sigma_warning"] = warning
         log(f"warning: {warning}")
     return metrics, passed
 
 
-def sigma_floor_warning(model: Model, dataset: Dataset) -> str:
+def sigma_floor_warning(model: Model, dataset: Dataset, sigma_policy: str) -> str:
     """Where a learned or fitted σ ends at the floor of continuous data (five.model.models), the data's noise may
-    lie below it, and then the likelihood is too low: say so (a discrete data set's floor is its quantisation)."""
+    lie below it, and then the likelihood is too low: say so. Not for FIF's own σ, fixed by β and never floored,
+    nor for discrete data, whose floor is their quantisation."""
     log_sigma = float(model.log_sigma.detach())
-    if dataset.discrete_levels is not None or log_sigma > model.log_sigma_floor + SIGMA_AT_FLOOR:
+    floored = sigma_policy == "fitted" or model.learns_sigma
+    if dataset.discrete_levels is not None or not floored or abs(log_sigma - model.log_sigma_floor) > SIGMA_AT_FLOOR:
         return ""
     return (
         f"σ = {math.exp(log_sigma):.3g} sits at the floor of a learned σ on continuous data "

@@ -222,8 +222,9 @@ def row_label(model: str, probes: int, sigma_policy: str | None = None) -> str:
 
 
 def with_results(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose numbers the tables, plots and claims count: complete ones and those stopped early by
-    patience (stalled: a result, which the tables mark), not diverged ones."""
+    """The runs whose numbers the tables, their captions and the plots count: complete ones and those stopped
+    early by patience (stalled: a result, which the tables mark), not diverged ones (which the tables count as
+    such, and which make a claim's cell untestable)."""
     return runs[runs["status"] != "diverged"]
 
 
@@ -233,12 +234,8 @@ def with_own_sigma_rows(runs: pd.DataFrame) -> pd.DataFrame:
     density comparison. A diverged run of such a model has no number for either row and counts in both."""
     if "nll_nats_own_sigma" not in runs:
         return runs
-    diverged_of_fixed = (
-        (runs["status"] == "diverged")
-        & runs["model"].isin(MODELS_WITH_FIXED_SIGMA)
-        & (runs["sigma_policy"] == "fitted")
-    )
-    own = runs[runs["nll_nats_own_sigma"].notna() | diverged_of_fixed].copy()
+    fixed_at_fitted = runs["model"].isin(MODELS_WITH_FIXED_SIGMA) & (runs["sigma_policy"] == "fitted")
+    own = runs[fixed_at_fitted & (runs["nll_nats_own_sigma"].notna() | (runs["status"] == "diverged"))].copy()
     own["nll_nats"], own["bits_per_dim"] = own["nll_nats_own_sigma"], own["bits_per_dim_own_sigma"]
     own["sigma_policy"], own["sigma"] = "fixed", own["sigma_own"]
     return pd.concat([runs, own], ignore_index=True)

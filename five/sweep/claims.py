@@ -751,10 +751,11 @@ def cell_table(table: pd.DataFrame) -> pd.DataFrame:
     detail = table[table["dataset"] != "all"].reindex(columns=CELL_COLUMNS)
     ratio = detail["rule"].astype(str).str.startswith(LOG_RATIO)
     for column in ("mean", "ci_low", "ci_high"):
-        detail[column] = [
-            "" if pd.isna(v) else f"{math.exp(v):.4g}×" if is_ratio else f"{v:.4g}"
-            for v, is_ratio in zip(detail[column], ratio)
-        ]
+        with np.errstate(over="ignore"):  # a log ratio beyond 709 shows as inf×
+            detail[column] = [
+                "" if pd.isna(v) else f"{np.exp(v):.4g}×" if is_ratio else f"{v:.4g}"
+                for v, is_ratio in zip(detail[column], ratio)
+            ]
     for column in ("p_support_holm", "p_contradict_holm"):
         detail[column] = detail[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     detail.loc[ratio, "rule"] = (
