@@ -793,3 +793,27 @@ def test_a_margin_whose_sums_overflow_never_decides_a_count_claim():
         table = evaluate_claims(runs, {"min_seeds": 2, "confidence": 0.95, "list": [claim]}, SHOWN)
     cell = table[table["dataset"] != "all"].iloc[0]
     assert table["verdict"].tolist() == [INCONCLUSIVE, INCONCLUSIVE] and cell["p_support"] == 1.0
+
+
+def test_the_test_sets_part_is_the_variance_of_a_mean_over_its_examples():
+    """The test set's part of a paired mean's variance: the variance over the N examples of the seed-averaged
+    per-example difference, over N (the variance of a mean of N draws), not that variance itself."""
+    from five.sweep.claims import test_set_variance
+
+    rng = np.random.default_rng(0)
+    differences = pd.DataFrame(rng.normal(-0.5, 2.0, size=(3, 500)))  # seeds × test examples
+    per_example = differences.to_numpy().mean(axis=0)
+    assert test_set_variance(differences) == pytest.approx(per_example.var(ddof=1) / 500, rel=1e-12)
+    assert test_set_variance(differences) == pytest.approx(4 / 3 / 500, rel=0.15)  # σ² of a 3-seed mean, over N
+
+
+def test_an_equivalence_is_false_on_either_side_at_twice_the_smaller_one_sided_p():
+    """`inside` [low, high] holds by two one-sided tests (the larger p) and is false below low or above high:
+    Bonferroni over the two sides, 2 × the smaller p."""
+    from five.sweep.claims import cell_pvalues, t_pvalue
+
+    diffs = np.array([1.30, 1.25, 1.41, 1.18, 1.35])
+    holds, false = cell_pvalues(diffs, -1.0, 1.0, "inside", exact=False)
+    below, above = t_pvalue(diffs, -1.0, "below"), t_pvalue(diffs, 1.0, "above")
+    assert false == pytest.approx(min(1.0, 2 * min(below, above))) and false == pytest.approx(2 * above)
+    assert holds == pytest.approx(max(t_pvalue(diffs, -1.0, "above"), t_pvalue(diffs, 1.0, "below")))

@@ -247,3 +247,21 @@ def test_fif_loss_surrogate_and_reconstruction_match_their_definitions():
     torch.testing.assert_close(gradient, half_log_det_gradient(A))
     torch.testing.assert_close(terms["reconstruction"], ((x - decode(encode(x))) ** 2).sum(-1))
     torch.testing.assert_close(terms["loss"], 10.0 * terms["reconstruction"] + terms["prior"] - terms["surrogate"])
+
+
+def test_fif_trains_on_x_plus_a_hundredth_of_its_noise_with_half_the_squared_norm_as_prior():
+    """§1.3 at the model: x̃ = x + 0.01·ε, the reconstruction ‖x̃ − g(f(x̃))‖² and the prior ½‖f(x̃)‖² (the loss test
+    above takes x̃ and the prior term as given)."""
+    from five.base.config import TrainConfig
+    from five.model.models import build_model
+    from five.run.timing import synthetic_dataset
+
+    dataset = synthetic_dataset((6,), "mlp", n=16)
+    model = build_model(TrainConfig(model="fif", dataset=dataset.name, latent_dim=2, hidden_width=8), dataset).double()
+    x = torch.rand(5, 6, dtype=torch.float64)
+    noise, probes = model.draw_noise(x, torch.Generator().manual_seed(0))
+    terms = model.objective(x, noise, probes)
+    x_noisy = x + 0.01 * noise
+    z = model.encode(x_noisy)
+    torch.testing.assert_close(terms["prior"], 0.5 * (z**2).sum(-1))
+    torch.testing.assert_close(terms["reconstruction"], ((x_noisy - model.decode(z)) ** 2).sum(-1))

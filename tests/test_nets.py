@@ -81,3 +81,15 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             choose_device("cuda")
+
+
+def test_the_latent_residual_mlp_adds_its_blocks_to_its_input():
+    """§4: the conv nets' latent residual MLP is z + MLP(z): with its last layer at zero it is the identity."""
+    from five.model.nets import ResidualMLP
+
+    residual = ResidualMLP(4, hidden=8).double()
+    z = torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(residual(z), z + residual.net(z))
+    torch.nn.init.zeros_(residual.net[-1].weight)
+    torch.nn.init.zeros_(residual.net[-1].bias)
+    torch.testing.assert_close(residual(z), z)

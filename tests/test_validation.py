@@ -210,3 +210,12 @@ def test_a_fitted_sigma_names_the_examples_it_was_fitted_on(tmp_path, with_valid
     source = "validation" if with_validation else "the first 40 training examples (no validation split)"
     assert metrics["proposal"].endswith(f"s fitted on {source}"), metrics["proposal"]
     assert any(line.startswith(f"σ fitted on {source}: ") for line in lines), lines
+
+
+def test_the_best_epoch_of_a_tie_is_the_earliest():
+    """Epochs with equal validation NLL: the earliest is the best (its checkpoint was saved first), and the later
+    ones count towards patience."""
+    from five.run.validation import best_epoch, evaluations_since_best
+
+    history = [{"epoch": 1, "val_nll": 5.0}, {"epoch": 2, "val_nll": 5.0}, {"epoch": 3, "val_nll": 6.0}]
+    assert best_epoch(history) == (1, 5.0) and evaluations_since_best(history) == 2
