@@ -127,11 +127,15 @@ def load_manifold() -> Dataset:
     return Dataset("manifold", manifold.generate_splits(SPLIT_SEED), None, *DEFAULT_NETWORKS["manifold"])
 
 
+def whole_numbers(array: np.ndarray) -> bool:
+    return bool(np.array_equal(array, np.round(array)))
+
+
 def _continuous_npz_notes(file: Path, arrays: dict[str, np.ndarray]) -> list[str]:
     """What a run on a user's continuous data should know: whole numbers without discrete_levels (a forgotten L,
     most likely), and a spread far from 1, the scale the models' fixed constants are made for."""
     notes = []
-    if all(np.array_equal(array, np.round(array)) for array in arrays.values()):
+    if all(map(whole_numbers, arrays.values())):
         notes.append(
             f"note: {file} holds whole numbers only and no discrete_levels: they are modelled as continuous data "
             "(a density; nats, no bits/dim); for levels 0..L−1, save discrete_levels=L beside them"
@@ -183,7 +187,7 @@ def load_npz(path: str) -> Dataset:
         if levels is None:
             splits[split] = torch.from_numpy(array.astype(np.float32))
             continue
-        if not np.all(array == np.round(array)) or array.min() < 0 or array.max() > levels - 1:
+        if not whole_numbers(array) or array.min() < 0 or array.max() > levels - 1:
             raise DataError(f"{file}: with discrete_levels={levels}, '{split}' must hold integers in 0..{levels - 1}")
         splits[split] = torch.from_numpy(array.astype(np.uint8 if levels <= 256 else np.int32))
     note = "\n".join(_continuous_npz_notes(file, arrays) if levels is None else [])

@@ -263,20 +263,20 @@ def main_caption(runs: pd.DataFrame, probes_shown: dict[str, int], selection: st
 def evaluation_caption(runs: pd.DataFrame) -> str:
     """What stands behind a table's numbers: N per data set, each model's proposal, the σ policies of its rows
     (`runs`: those the table summarises, with FIF's fixed-σ rows where it has them: with_own_sigma_rows)."""
-    complete = with_results(runs)
-    if complete.empty or "proposal" not in complete:
+    counted = with_results(runs)
+    if counted.empty or "proposal" not in counted:
         return "No completed evaluation."
-    samples = complete.groupby("dataset")["importance_samples"].first()
+    samples = counted.groupby("dataset")["importance_samples"].first()
     parts = [", ".join(f"N = {int(n)} importance samples ({dataset})" for dataset, n in samples.items())]
-    proposals = complete.groupby("model")["proposal"].agg(lambda texts: " / ".join(sorted(set(texts))))
+    proposals = counted.groupby("model")["proposal"].agg(lambda texts: " / ".join(sorted(set(texts))))
     parts.append("proposals: " + "; ".join(f"{model}: {text}" for model, text in proposals.items()))
-    policies = sorted(set(complete["sigma_policy"].dropna()))
+    policies = sorted(set(counted["sigma_policy"].dropna()))
     parts.append("σ: " + "; ".join(SIGMA_POLICY_MEANING[p] for p in policies if p in SIGMA_POLICY_MEANING))
     return ". ".join(parts) + "."
 
 
 def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) -> pd.DataFrame:
-    """Long table: dataset, row label, latent dim → mean, std over complete seeds, counts, best flag.
+    """Long table: dataset, row label, latent dim → mean, std over the seeds with a result, counts, best flag.
 
     `probes_shown` picks one budget per probe model for the main table (None: every budget, the ablation).
     Rows are also split by the σ the numbers use (`sigma_policy`), which the row label names.
@@ -288,7 +288,7 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
         if probes_shown is not None and probes != NO_PROBES and probes_shown.get(model) != probes:
             continue
         metric = headline_metric(runs, dataset)
-        complete = with_results(group)[metric].astype(float)
+        counted = with_results(group)[metric].astype(float)
         rows.append(
             {
                 "dataset": dataset,
@@ -298,8 +298,8 @@ def summarise(runs: pd.DataFrame, probes_shown: dict[str, int] | None = None) ->
                 "row": row_label(model, probes, sigma_policy),
                 "latent_dim": latent_dim,
                 "metric": metric,
-                "mean": complete.mean(),
-                "std": complete.std(ddof=1) if len(complete) > 1 else float("nan"),
+                "mean": counted.mean(),
+                "std": counted.std(ddof=1) if len(counted) > 1 else float("nan"),
                 "seeds": len(group),
                 "diverged": int((group["status"] == "diverged").sum()),
                 "stalled": int((group["status"] == "stalled").sum()),

@@ -28,6 +28,9 @@ def _labelled(runs: pd.DataFrame, probes_shown: dict[str, int]) -> pd.DataFrame:
     return with_results(shown)
 
 
+NO_RESULTS = "no runs with results to plot (none, or all diverged)"
+
+
 def _placeholder(path: Path, message: str) -> Path:
     """A figure that says why there is nothing to plot (e.g. a sweep without fif/five, or all runs diverged)."""
     figure, axis = plt.subplots(figsize=(5, 1.5))
@@ -61,7 +64,7 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
     """Test bits/dim (nats for continuous data) against d: one line per model, a panel per dataset."""
     data = _labelled(runs, probes_shown)
     if data.empty:
-        return _placeholder(path, "no runs with results to plot (none, or all diverged)")
+        return _placeholder(path, NO_RESULTS)
     grid = _seed_band_lines(data, x="latent_dim", y="metric", hue="label", facet_kws={"sharey": False})
     _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
@@ -74,7 +77,7 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
     informative directions, with the y = d diagonal of no collapse."""
     data = _labelled(runs, probes_shown)
     if data.empty:
-        return _placeholder(path, "no runs with results to plot (none, or all diverged)")
+        return _placeholder(path, NO_RESULTS)
     counts = [column for column in COLLAPSE_COUNTS if column in data and data[column].notna().any()]
     long = data.melt(
         id_vars=["dataset", "latent_dim", "label"], value_vars=counts, var_name="count", value_name="directions"
