@@ -88,9 +88,9 @@ def apply_threads(args) -> None:
 def make_tracker(args, run_dir: Path, key: str | None = None):
     if not args.mlflow_experiment or getattr(args, "tracking_unavailable", False):  # one warning a job
         return None
-    from five.run.tracking import UNTRACKED_WARNING, RunTracker
+    from five.run.tracking import UNTRACKED_WARNING, RunTracker, run_key
 
-    key = key or str(Path(run_dir).resolve())
+    key = key or run_key(run_dir)
     folder = local_artifact_folder(args.mlflow_artifact_location)
     artifacts = str(folder.resolve()) if folder is not None else args.mlflow_artifact_location
     warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -158,19 +158,29 @@ def run_train(args) -> None:
 
 
 def log_kept_run(args, run, key: str | None) -> None:
-    """A finished run the job kept as it is, logged where MLflow lacks its record (trained by hand, while the store
-    was down, or in another checkout); its evaluation is the evaluate job's. Not into another experiment than
-    the one it was trained for (as mlflow-sync)."""
-    trained_for = run.result.get("mlflow_experiment")
-    if not args.mlflow_experiment or trained_for not in (None, args.mlflow_experiment):
-        if args.mlflow_experiment:
-            print(f"{run.out_dir} was trained for the MLflow experiment {trained_for!r}: not logged to this one")
-        return
+    """A finished run the job kept as it is, logged where MLflow lacks its record; its evaluation is the evaluate
+    job's."""
+    if args.mlflow_experiment and trained_for_this_experiment(args, run.out_dir, run.result):
+        log_training_where_missing(make_tracker(args, run.out_dir, key), run.out_dir, run.result)
+
+
+def trained_for_this_experiment(args, run_dir: Path, record: dict) -> bool:
+    """Whether a run's training may be logged to this job's experiment: not into another one than the one it was
+    trained for (as mlflow-sync); says so where not."""
+    trained_for = record.get("mlflow_experiment")
+    if trained_for in (None, args.mlflow_experiment):
+        return True
+    print(f"{run_dir} was trained for the MLflow experiment {trained_for!r}: not logged to this one")
+    return False
+
+
+def log_training_where_missing(tracker, run_dir: Path, record: dict) -> None:
+    """A run's training (train.json's `record`) logged where MLflow lacks it: trained by hand, while the store was
+    down, or in a checkout since moved or copied (a run's MLflow identity is its absolute folder)."""
     from five.run.tracking import log_record
 
-    tracker = make_tracker(args, run.out_dir, key)
-    if tracker is not None and not tracker.is_complete(run.result):
-        log_record(tracker, run.out_dir, run.result)
+    if tracker is not None and not tracker.is_complete(record):
+        log_record(tracker, run_dir, record)
 
 
 def check_run_folder(out: Path, reads: list[Path]) -> None:
@@ -332,6 +342,9 @@ def run_evaluate(args) -> None:
         )
         write_json(out, metrics | {"job": facts})
         if tracker is not None:
+            record = read_train_record(Path(run) / TRAIN_JSON)
+            if trained_for_this_experiment(args, run, record):  # the evaluation joins its training's MLflow run
+                log_training_where_missing(tracker, run, record)
             tracker.attach()
             tracker.log_metrics(evaluation_metrics(metrics))
             tracker.log_artifacts([out, *metrics.get("image_grids", [])])

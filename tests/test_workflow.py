@@ -218,6 +218,25 @@ def test_the_order_in_which_the_config_lists_the_seeds_changes_no_job(finished):
     assert len(commands[0]) == 8 and commands[0] == commands[1], commands  # 4 points: a train and an evaluate job each
 
 
+def test_a_config_whose_keys_are_merely_reordered_reruns_nothing(finished):
+    """The config snapshot, the claims and the aggregation took mappings of the config as parameters, which
+    Snakemake compares as written: moving a key (`sigma:` above `models:`) reran the aggregation and all after it.
+    The order of the models and data sets is the tables' order, so those are kept as they are."""
+    (snapshot,) = (finished / "results" / "tiny" / "configs").glob("*.yaml")
+    config = yaml.safe_load(snapshot.read_text())  # the validated config the results were last made with
+
+    def reversed_keys(value, kept_order=False):
+        if not isinstance(value, dict):
+            return value
+        keys = list(value) if kept_order else list(value)[::-1]
+        return {key: reversed_keys(value[key], key in ("models", "datasets")) for key in keys}
+
+    reordered = yaml.safe_dump(reversed_keys(config), sort_keys=False)
+    assert reordered != yaml.safe_dump(config, sort_keys=False)
+    assert planned_jobs(run_snakemake(finished, config, "-n")) == {}
+    assert planned_jobs(run_snakemake(finished, reordered, "-n")) == {}
+
+
 def test_more_epochs_continue_from_the_checkpoint(finished, tmp_path):
     longer = yaml.safe_load(yaml.safe_dump(TINY))
     longer["datasets"]["digits"]["epochs"] = 3
@@ -255,6 +274,33 @@ def test_an_edit_of_results_without_snakemakes_records_is_refused_not_left_as_do
     text = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "trained with patience = None, but the config says 5" in text, text[-3000:]
     assert "--forcerun train" in text and tables.read_text() == before
+
+
+def test_a_copied_checkout_reruns_nothing_and_an_edit_there_logs_whole_mlflow_runs(finished, tmp_path):
+    """A checkout copied (or moved) elsewhere with its results and Snakemake's records plans nothing: the runs'
+    MLflow identities (their absolute folders) were the train and evaluate jobs' parameters, so every job reran and
+    the whole sweep was evaluated again. An evaluation edit there reruns the evaluations alone, and each joins a
+    whole MLflow run under its new identity (its training logged from train.json), not an evaluation alone."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy, symlinks=True)
+    (snapshot,) = (copy / "results" / "tiny" / "configs").glob("*.yaml")
+    copied = yaml.safe_load(snapshot.read_text())  # the config the shared results were last made with
+    assert planned_jobs(run_snakemake(copy, copied, "-n")) == {}
+    more_samples = yaml.safe_load(yaml.safe_dump(copied))
+    samples = more_samples["datasets"]["digits"]["importance_samples"] = (
+        copied["datasets"]["digits"]["importance_samples"] + 8
+    )
+    log = run_snakemake(copy, more_samples)
+    assert planned_jobs(log)["evaluate"] == 2 and "train" not in planned_jobs(log)
+    client = MlflowClient(f"sqlite:///{copy / 'results' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    moved = {run.data.tags["five.run_key"]: run for run in runs if str(copy.resolve()) in run.data.tags["five.run_key"]}
+    assert sorted(moved) == [
+        str((copy / f"results/tiny/digits/{m}/d2/k{k}/s0").resolve()) for m, k in (("five", 1), ("vae", 0))
+    ]
+    for run in moved.values():
+        assert run.info.status == "FINISHED" and run.data.metrics["eval_importance_samples"] == samples
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == copied["datasets"]["digits"]["epochs"]
 
 
 def test_a_refused_aggregation_is_refused_again_not_left_as_done(finished, tmp_path):

@@ -269,6 +269,13 @@ def store_initialisation_lock(tracking_uri: str | None):
         ready.touch()
 
 
+def run_key(run_dir: Path) -> str:
+    """A run's MLflow identity: the absolute path of its run folder, so that two checkouts sharing one tracking
+    server and experiment never replace each other's runs. The job finds it, never the workflow's parameters
+    (a moved or copied checkout would otherwise rerun every job)."""
+    return str(Path(run_dir).resolve())
+
+
 def ensure_experiment(
     name: str, tracking_uri: str | None = None, artifact_location: str | None = None, client=None
 ) -> str:
@@ -501,7 +508,7 @@ def sync_run(
     if isinstance(inputs, str):
         return inputs
     record, evaluation = inputs
-    tracker = RunTracker(experiment, str(run_dir), warn=warn, artifact_location=artifact_location)
+    tracker = RunTracker(experiment, run_key(run_dir), warn=warn, artifact_location=artifact_location)
     if tracker.is_complete(record, evaluation):
         return "already in MLflow"
     log_record(tracker, run_dir, record, evaluation, {SUPERSEDED_TAG: "true"} if superseded else {})

@@ -67,6 +67,16 @@ def fingerprint(value) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_HEX_DIGITS]
 
 
+def in_key_order(value):
+    """`value` with every mapping's keys sorted: as a workflow parameter, it stays the same when the config's keys
+    are merely reordered (Snakemake compares parameters as written, and a changed one reruns the job)."""
+    if isinstance(value, dict):
+        return {key: in_key_order(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [in_key_order(item) for item in value]
+    return value
+
+
 def is_fingerprint(text: str) -> bool:
     """Whether `text` is spelled as `fingerprint` spells one (config snapshots are named by theirs)."""
     return re.fullmatch(f"[0-9a-f]{{{FINGERPRINT_HEX_DIGITS}}}", text) is not None

@@ -88,7 +88,7 @@ rule claims:
     conda:
         "../envs/five.yaml"
     params:
-        claims=config["claims"],
+        claims=in_key_order(config["claims"]),
         probes_shown=probes_shown(config),
         provenance=PROVENANCE,
     script:

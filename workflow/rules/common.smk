@@ -20,6 +20,7 @@ from five.sweep.table import (
     estimate_config,
     evaluation_settings,
     experiment_dir,
+    in_key_order,
     point_folder,
     probes_shown,
     reject_duplicate_keys,
@@ -83,12 +84,6 @@ if USES_ESTIMATE and not ESTIMATE_ONLY:
         sys.exit(2)
 
 
-def run_key(run_dir):
-    """A run's MLflow identity: the absolute path of its run folder, so that two checkouts sharing one tracking
-    server and experiment never replace each other's runs."""
-    return os.path.realpath(run_dir)
-
-
 def job_rows(wildcards):
     """The sweep rows a train or evaluate job runs: its sweep point's seeds (pack_seeds), else its one row."""
     if "seed" in wildcards.keys():
@@ -105,10 +100,6 @@ def job_seeds(wildcards):
 
 def job_runs(wildcards):
     return [row["run_dir"] for row in job_rows(wildcards)]
-
-
-def job_run_keys(wildcards):
-    return [run_key(run_dir) for run_dir in job_runs(wildcards)]
 
 
 def per_job(values):

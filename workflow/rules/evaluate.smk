@@ -56,7 +56,6 @@ rule evaluate:
         sigma=config["sigma"],
         data_dir=DATA_DIR,
         experiment=config["experiment"],
-        run_key=lambda wildcards: per_job(job_run_keys(wildcards)),
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
         cache=f"{RESULTS_ROOT}/.cache",
@@ -64,4 +63,4 @@ rule evaluate:
         'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli evaluate --threads {threads} --run {params.run_dir:q} '
         "--importance-samples {params.importance_samples:q} {params.images:q} "
         "--model-selection {params.model_selection:q} --sigma {params.sigma:q} --device {params.device:q} --data-dir {params.data_dir:q} "
-        "--mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_key:q} --mlflow-artifact-location {params.artifacts:q} --gpu-lock-dir {params.gpu_locks:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"
+        "--mlflow-experiment {params.experiment:q} --mlflow-artifact-location {params.artifacts:q} --gpu-lock-dir {params.gpu_locks:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"

@@ -13,7 +13,8 @@ rule config_snapshot:
     conda:
         "../envs/five.yaml"
     params:
-        config=config,
+        # the config itself is no parameter (the script writes Snakemake's): its hash names the output, so any
+        # change of it is a new snapshot, and a parameter would rerun the aggregation for keys merely reordered
         provenance=PROVENANCE,
     script:
         "../scripts/config_snapshot.py"

@@ -47,13 +47,12 @@ rule train:
         options=train_options,
         data_dir=DATA_DIR,
         experiment=config["experiment"],
-        run_keys=job_run_keys,
         artifacts=MLFLOW_ARTIFACTS,
         gpu_locks=GPU_LOCKS,
     shell:
         'OMP_NUM_THREADS={threads} "$FIVE_PYTHON" -m five.cli train --threads {threads} '
         "--settings {input.settings:q} --seed {params.seeds:q} "
         "--device {params.device:q} --data-dir {params.data_dir:q} --out {params.run_dirs:q} {params.options:q} "
-        "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} --mlflow-run-key {params.run_keys:q} "
+        "--restart-if-changed --record-divergence --mlflow-experiment {params.experiment:q} "
         "--mlflow-artifact-location {params.artifacts:q} "
         "--gpu-lock-dir {params.gpu_locks:q} > {log:q} 2>&1"

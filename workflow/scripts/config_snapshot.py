@@ -12,7 +12,7 @@ snakemake = globals()["snakemake"]
 provenance = snakemake.params.provenance
 output = Path(snakemake.output[0])
 header = f"# experiment {provenance['experiment']}, config hash {provenance['config_hash']}\n"
-output.write_text(header + yaml.safe_dump(snakemake.params.config, sort_keys=False))
+output.write_text(header + yaml.safe_dump(snakemake.config, sort_keys=False))
 earlier = [
     path
     for path in output.parent.glob("*.yaml")
