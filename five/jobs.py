@@ -10,8 +10,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from five.base.config import (
     INT64_MAX,
@@ -37,6 +35,7 @@ from five.base.files import (
     check_output_file,
     check_path,
     is_run_folder,
+    local_artifact_folder,
     non_regular_kind,
     read_train_record,
     refuse_non_regular,
@@ -597,14 +596,6 @@ def torch_device_name(device) -> str:
     import torch
 
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-
-
-def local_artifact_folder(location: str | None) -> Path | None:
-    """The folder of a local artifact location (a path, or a file: URI); None for none and for s3:// and the like."""
-    parsed = urlparse(location or "")
-    if location is None or parsed.scheme not in ("", "file"):
-        return None
-    return Path(url2pathname(parsed.path) if parsed.scheme else location)
 
 
 def check_artifact_location(location: str | None, option: str, runs: list[Path] = ()) -> None:

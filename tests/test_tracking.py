@@ -430,3 +430,22 @@ def test_the_summary_says_how_to_look_at_the_store():
 
     assert browse_command("http://host:5000") == "open http://host:5000 in a browser"
     assert browse_command("sqlite:////a b/mlflow.db") == "mlflow ui --backend-store-uri 'sqlite:////a b/mlflow.db'"
+
+
+def test_a_job_whose_experiment_keeps_its_artifacts_elsewhere_says_so_once(tmp_path, monkeypatch):
+    """An experiment keeps the artifact folder it was created with (a copied or moved checkout's store, a second
+    checkout on a shared one): a job asking for another folder is told, once, where its artifacts go."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr("five.run.tracking.WARNED_ARTIFACT_FOLDERS", set())
+    ensure_experiment("kept", artifact_location=str(tmp_path / "first"))
+    lines = []
+    for key, location in (("a", "first"), ("b", None), ("c", "second"), ("d", "second")):
+        RunTracker("kept", key, warn=lines.append, artifact_location=location and str(tmp_path / location))
+    assert len(lines) == 1, lines
+    assert f"keeps its artifacts in {tmp_path / 'first'}" in lines[0] and f"not in {tmp_path / 'second'}" in lines[0]
+    monkeypatch.setattr("five.run.tracking.WARNED_ARTIFACT_FOLDERS", set())
+    RunTracker("kept", "e", warn=lines.append, artifact_location=(tmp_path / "first").as_uri())
+    monkeypatch.chdir(tmp_path)
+    RunTracker("kept", "f", warn=lines.append, artifact_location="first")
+    assert len(lines) == 1  # the same folder as a file: URI, and as a relative path

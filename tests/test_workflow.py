@@ -301,6 +301,9 @@ def test_a_copied_checkout_reruns_nothing_and_an_edit_there_logs_whole_mlflow_ru
     for run in moved.values():
         assert run.info.status == "FINISHED" and run.data.metrics["eval_importance_samples"] == samples
         assert len(client.get_metric_history(run.info.run_id, "loss")) == copied["datasets"]["digits"]["epochs"]
+    # the copied store's experiment keeps the original's artifact folder (MLflow's), and each job says so once
+    job_log = (copy / "logs/tiny/evaluate/digits/vae/d2/k0/seeds.log").read_text()
+    assert job_log.count(f"keeps its artifacts in {(finished / 'results' / 'mlflow-artifacts').resolve()}") == 1
 
 
 def test_a_refused_aggregation_is_refused_again_not_left_as_done(finished, tmp_path):

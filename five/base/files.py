@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from five.base.errors import FiveError, one_line
 
@@ -391,3 +393,11 @@ def _check_creatable(folder: Path, what: str) -> None:
             pass
     except OSError as error:
         raise FiveError(f"{what} {folder} cannot be written ({existing}: {error.strerror})") from None
+
+
+def local_artifact_folder(location: str | None) -> Path | None:
+    """The folder of a local artifact location (a path, or a file: URI); None for none and for s3:// and the like."""
+    parsed = urlparse(location or "")
+    if location is None or parsed.scheme not in ("", "file"):
+        return None
+    return Path(url2pathname(parsed.path) if parsed.scheme else location)

@@ -32,6 +32,7 @@ from five.base.files import (
     TRAIN_JSON,
     check_evaluated_after_training,
     check_not_in_another_run,
+    local_artifact_folder,
     non_regular_kind,
     read_train_record,
     refuse_non_regular,
@@ -277,13 +278,16 @@ def run_key(run_dir: Path) -> str:
 
 
 def ensure_experiment(
-    name: str, tracking_uri: str | None = None, artifact_location: str | None = None, client=None
+    name: str, tracking_uri: str | None = None, artifact_location: str | None = None, client=None, warn=None
 ) -> str:
     """The experiment's id, created if it does not exist. Jobs of one sweep may race to create it: the loser
-    finds the winner's."""
+    finds the winner's. `warn` is told once where it exists with its artifacts in another local folder than
+    `artifact_location`, which MLflow then ignores."""
     client = client or _client(tracking_uri)
     experiment = with_retries(client.get_experiment_by_name, name)
     if experiment is not None:
+        if warn is not None:
+            warn_of_other_artifact_folder(experiment, artifact_location, warn)
         return experiment.experiment_id
     try:
         return with_retries(client.create_experiment, name, artifact_location=artifact_location)
@@ -292,6 +296,22 @@ def ensure_experiment(
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+WARNED_ARTIFACT_FOLDERS: set[Path] = set()  # one line a job, not one a run
+
+
+def warn_of_other_artifact_folder(experiment, artifact_location: str | None, warn: Callable[[str], None]) -> None:
+    """An experiment keeps the artifact folder it was created with: a checkout copied or moved with its store, or
+    a second checkout on a shared one, writes its runs' artifacts into the first's folder."""
+    kept, asked = local_artifact_folder(experiment.artifact_location), local_artifact_folder(artifact_location)
+    if kept is None or asked is None or kept.resolve() == asked.resolve() or kept in WARNED_ARTIFACT_FOLDERS:
+        return
+    WARNED_ARTIFACT_FOLDERS.add(kept)
+    warn(
+        f"note: the MLflow experiment {experiment.name!r} keeps its artifacts in {kept}, where it was created (by "
+        f"another checkout, or this one before it was copied or moved), not in {asked}: this job's go there too"
+    )
 
 
 class RunTracker:
@@ -309,7 +329,9 @@ class RunTracker:
 
         with store_initialisation_lock(store_uri(tracking_uri)):
             self.client = _client(tracking_uri)
-            self.experiment_id = ensure_experiment(experiment, artifact_location=artifact_location, client=self.client)
+            self.experiment_id = ensure_experiment(
+                experiment, artifact_location=artifact_location, client=self.client, warn=warn
+            )
         self.run_key, self.warn = run_key, warn
         self.run_id: str | None = None
         self.pending: list = []
