@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from five.base.config import TrainConfig
-from five.base.errors import FiveError, TrainingDiverged
+from five.base.errors import ConfigError, FiveError, TrainingDiverged
 from five.base.files import write_json
 from five.run.checkpoint import load_checkpoint
 from five.run.train import train
@@ -112,6 +112,12 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
     lines.clear()
     train(overfitting(best + 5), run_dir, CPU, log=lines.append, restart_if_changed=True)
     assert any("nothing to do" in line for line in lines), lines
+    # another configuration without --restart-if-changed is refused, as for any run, and the cut run stays
+    kept = (run_dir / "train.json").read_text(), digest(run_dir / "best.pt")
+    other = config(dataset=f"npz:{few_digits}", lr=1e-3, hidden_width=128, batch_size=16, epochs=best + 5, eval_every=5)
+    with pytest.raises(ConfigError, match="cut from a longer one, of another configuration; use --restart-if-changed"):
+        train(other, run_dir, CPU, log=lambda line: None)
+    assert ((run_dir / "train.json").read_text(), digest(run_dir / "best.pt")) == kept
     train(overfitting(best + 10), run_dir, CPU, log=lambda line: None, restart_if_changed=True)
     assert len(list((run_dir / ".superseded").iterdir())) == 2 and before < every_checkpoint(run_dir)
 

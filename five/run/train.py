@@ -206,10 +206,9 @@ def _earlier_cut(
         log(f"{out_dir} holds this run, cut from a {record['truncated_from']}-epoch one; nothing to do")
         return record
     why = "without the last checkpoint --model-selection last needs" if same else "of another configuration"
-    if not restart_if_changed and same:
+    if not restart_if_changed:  # (a run of another configuration would be trained over: it has no checkpoint)
         raise ConfigError(f"{out_dir} holds a run cut from a longer one, {why}; use --restart-if-changed")
-    if restart_if_changed:
-        log(f"{out_dir} held a run cut from a longer one, {why}; moved its files to {move_aside(out_dir)}")
+    log(f"{out_dir} held a run cut from a longer one, {why}; moved its files to {move_aside(out_dir)}")
     return None
 
 
