@@ -170,6 +170,7 @@ def test_continuous_data_far_from_unit_spread_are_told_of_the_models_scales(tmp_
         (dict(train=np.zeros((3, 4, 2)), test=np.zeros((3, 4, 2))), r"\(n, D\) or \(n, C, H, W\)"),
         (dict(train=np.full((3, 4), 0.5), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
         (dict(train=np.full((3, 4), 7), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),
+        (dict(train=np.full((3, 4), 4), test=np.zeros((3, 4)), discrete_levels=4), "integers in 0..3"),  # L itself
         (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), discrete_levels=-3), "discrete_levels=-3, but discrete"),
         (dict(train=np.zeros((3, 4)), test=np.zeros((3, 4)), discrete_levels=1), "need at least 2 levels"),
     ],
@@ -179,6 +180,21 @@ def test_malformed_npz_files_are_named_errors(tmp_path, arrays, message):
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=message):
         load_dataset(f"npz:{path}")
+
+
+def test_the_most_discrete_levels_load_and_the_fingerprint_tells_levels_apart(tmp_path):
+    """2^16 levels (the bound, whose top level L − 1 is an integer of its own) load as integers; the contents
+    fingerprint of a run's data includes L: the same arrays saved with another L are other data."""
+    path, levels = tmp_path / "fine.npz", 2**16
+    train = np.arange(levels * 2).reshape(-1, 4) % levels
+    np.savez(path, train=train, test=train[:8], discrete_levels=levels)
+    data = load_dataset(f"npz:{path}")
+    assert data.discrete_levels == levels and int(data.split("train").max()) == levels - 1
+    fingerprints = []
+    for levels in (4, 8):
+        np.savez(path, train=train % 4, test=train[:8] % 4, discrete_levels=levels)
+        fingerprints.append(load_dataset(f"npz:{path}").fingerprint)
+    assert fingerprints[0] != fingerprints[1]
 
 
 def test_unknown_and_missing_data_sets_are_named_errors(tmp_path):

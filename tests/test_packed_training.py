@@ -156,9 +156,11 @@ def test_a_member_that_diverges_leaves_the_pack_and_the_others_end_as_alone(floa
         assert_same_run(folders(tmp_path, "packed")[index], folders(tmp_path, "solo")[index])
 
 
-def test_a_killed_pack_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    """float32: a resumed pack repeats the uninterrupted pack's computation, so bitwise."""
-    run_configs = configs("fif", probes=2, epochs=4, checkpoint_every=1)
+@pytest.mark.parametrize("eval_every", [1, 3], ids=["validated", "checkpoint without validation"])
+def test_a_killed_pack_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, eval_every):
+    """float32: a resumed pack repeats the uninterrupted pack's computation, so bitwise; also where the epoch of
+    the checkpoint it resumes from validated nothing (the members' weights are copied out for the checkpoint)."""
+    run_configs = configs("fif", probes=2, epochs=4, checkpoint_every=1, eval_every=eval_every)
     train_seeds(run_configs, folders(tmp_path, "whole"), CPU, log=quiet, cuda_graph="off")
     saved = five.run.train.save_checkpoint
     calls = {"n": 0}

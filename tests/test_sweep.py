@@ -537,3 +537,13 @@ def test_the_tables_count_informative_directions_by_todays_rule_whenever_evaluat
     evaluation_path.write_text(json.dumps(evaluation))
     runs, _ = collect_runs(pd.DataFrame([row]), EVALUATED)
     assert runs["informative_directions"].tolist() == [1]
+
+
+def test_in_key_order_sorts_every_mapping_also_inside_lists_and_keeps_the_lists_order():
+    from five.sweep.table import in_key_order
+
+    value = {"list": [{"margin": 0, "id": "C2"}, {"id": "C1"}], "confidence": 0.95}
+    ordered = in_key_order(value)
+    assert ordered == value and json.dumps(ordered) == (
+        '{"confidence": 0.95, "list": [{"id": "C2", "margin": 0}, {"id": "C1"}]}'
+    )

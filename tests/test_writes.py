@@ -186,3 +186,31 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "train.json").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "plain.csv").stat().st_mode) == mode
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from five.base.files import atomic_write
+
+    path = tmp_path / "record.json"
+    path.write_text("old")
+
+    def fails_halfway(file):
+        file.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, fails_halfway)
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+def test_runs_moved_aside_within_one_second_keep_folders_of_their_own(tmp_path, monkeypatch):
+    """Three edits in the same second: each superseded run gets its own folder, none is moved into another's."""
+    from five.base.files import move_aside
+
+    monkeypatch.setattr("five.base.files.time.strftime", lambda pattern, moment: "20261207T120000Z")
+    targets = []
+    for attempt in range(3):
+        (tmp_path / "train.json").write_text(str(attempt))
+        targets.append(move_aside(tmp_path))
+    assert len(set(targets)) == 3
+    assert [(target / "train.json").read_text() for target in targets] == ["0", "1", "2"]
