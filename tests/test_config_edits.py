@@ -101,6 +101,7 @@ def test_fewer_epochs_reuse_the_best_checkpoint_when_it_lies_within_them(tmp_pat
         os.umask(umask)
     assert shorter["truncated_from"] == 150 and shorter["epochs_completed"] == best + 5
     assert shorter["best_epoch"] == best and digest(run_dir / "best.pt") == best_digest
+    assert shorter["wall_time_s"] == sum(entry["time_s"] for entry in shorter["history"])  # its epochs' own
     assert stat.S_IMODE((run_dir / "best.pt").stat().st_mode) == 0o644  # the kept copy's mode is a new file's
     assert (
         (shorter["compiled"], shorter["cuda_graph"]) == (long_run["compiled"], long_run["cuda_graph"]) == (False, False)

@@ -449,3 +449,34 @@ def test_a_job_whose_experiment_keeps_its_artifacts_elsewhere_says_so_once(tmp_p
     monkeypatch.chdir(tmp_path)
     RunTracker("kept", "f", warn=lines.append, artifact_location="first")
     assert len(lines) == 1  # the same folder as a file: URI, and as a relative path
+
+
+def test_a_diverged_run_is_failed_in_mlflow_and_a_foreign_runs_evaluation_logs_no_training(
+    tmp_path, monkeypatch, capsys
+):
+    """A diverging `five train` fails unless told to record the divergence; recorded, its MLflow run is FAILED, by
+    the job and by mlflow-sync alike. An evaluation logged to another experiment than the run was trained for
+    joins no training there (as mlflow-sync), and says so."""
+    from five.cli import main
+    from five.run.tracking import sync_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    options = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "1"]
+    assert main([*options, "--lr", "1e6", "--out", "bad"]) != 0
+    tracked = [*options, "--lr", "1e6", "--record-divergence", "--mlflow-experiment", "d"]
+    assert main([*tracked, "--out", "bad"]) == 0  # kept as recorded, and logged from its record
+    assert main([*tracked, "--out", "tracked"]) == 0  # trained and logged as it goes
+    assert json.loads((tmp_path / "tracked" / "train.json").read_text())["status"] == "diverged"
+    assert [run.info.status for run in runs_by_key(f"sqlite:///{tmp_path / 'mlflow.db'}", "d")[2]] == ["FAILED"] * 2
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'synced.db'}")
+    assert sync_run("d", tmp_path / "bad") == "logged"
+    assert [run.info.status for run in runs_by_key(f"sqlite:///{tmp_path / 'synced.db'}", "d")[2]] == ["FAILED"]
+    assert main([*options, "--out", "good", "--mlflow-experiment", "first"]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", "--run", "good", "--out", "good/eval.json", "--importance-samples", "2"]
+    assert main([*evaluate, "--mlflow-experiment", "second"]) == 0
+    assert "was trained for the MLflow experiment 'first': not logged to this one" in capsys.readouterr().out
+    client, _, runs = runs_by_key(f"sqlite:///{tmp_path / 'synced.db'}", "second")
+    assert len(runs) == 1 and "eval_nll_nats" in runs[0].data.metrics
+    assert not client.get_metric_history(runs[0].info.run_id, "loss")

@@ -145,6 +145,9 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest() == good
     record = json.loads((tmp_path / "train.json").read_text())
     assert record["status"] == "diverged" and record["error"] == "non-finite loss (nan) at epoch 2, step 5"
+    last = record["history"][-1]  # the diverged epoch is in the history, with its loss and no time
+    assert (last["epoch"], last["time_s"], record["epochs_completed"]) == (2, None, 2) and math.isnan(last["loss"])
+    assert record["wall_time_s"] == sum(entry["time_s"] for entry in record["history"][:-1]) > 0
 
     calls["n"] = 0  # a fresh run that diverges before its first checkpoint has none to keep, and says so
     with pytest.raises(TrainingDiverged, match="epoch 1, step 5; it had saved no checkpoint yet$"):
