@@ -34,6 +34,28 @@ def test_training_is_predicted_as_steps_times_step_time_plus_validations():
     assert predicted["predicted_train_s"] == pytest.approx(25 * 8 * 0.01 + 3 * one_validation)
     assert predicted["predicted_train_s_packed"] == pytest.approx(25 * 8 * 0.004 + 3 * one_validation)
     assert predicted["predicted_evaluate_s"] == pytest.approx(500 * (1e-4 + 50 * 1e-5))
+    small = predicted_seconds(row, timing, sizes | {"validation": 100}, "learned")  # validates on all of its 100
+    assert small["predicted_train_s"] == pytest.approx(25 * 8 * 0.01 + 3 * 100 * (1e-4 + VALIDATION_SAMPLES * 1e-5))
+
+
+def test_a_budget_between_the_timed_ones_is_interpolated_linearly():
+    from five.sweep.estimate import TIMING_KEYS, interpolated_timing
+
+    row = {"dataset": "digits", "model": "five", "latent_dim": 8, "probes": 2, "surrogate_point": "mean"}
+    row |= {"batch_size": 128, "architecture": "mlp", "hidden_width": 64}
+    timings = {tuple(row[key] if key != "probes" else k for key in TIMING_KEYS): {"step_s": float(k)} for k in (1, 5)}
+    assert interpolated_timing(row, timings) == {"step_s": pytest.approx(2.0)}
+
+
+def test_a_packed_sweep_point_pays_its_start_up_once_for_all_its_seeds():
+    from five.sweep.estimate import estimate_summary
+
+    estimate = pd.DataFrame(
+        {"seed": [0, 1, 2] * 2, "predicted_train_s_packed": [360.0] * 6, "job_startup_s": [36.0] * 6}
+    )
+    jobs = pd.DataFrame({"train_h": [1.0, 1.0], "evaluate_h": [0.5, 0.5]})
+    summary = estimate_summary(estimate, jobs, 1, "a CPU")
+    assert "(training 0.62 h)" in summary  # 6 × 360 s of packed steps + 2 points × 36 s of start-up
 
 
 def test_paper_config_estimates_without_the_image_files(tmp_path):
