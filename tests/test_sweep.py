@@ -547,3 +547,15 @@ def test_in_key_order_sorts_every_mapping_also_inside_lists_and_keeps_the_lists_
     assert ordered == value and json.dumps(ordered) == (
         '{"confidence": 0.95, "list": [{"id": "C2", "margin": 0}, {"id": "C1"}]}'
     )
+
+
+def test_the_budget_shown_is_table_probes_else_the_smallest_swept():
+    from five.sweep.table import probes_shown
+
+    models = {
+        "vae": {},
+        "fif": {"probes": [4, 1, 2]},
+        "five": {"probes": [8, 2], "surrogate_points": ["mean", "sample"]},
+    }
+    assert probes_shown({"models": models}) == {"fif": 1, "five": 2, "five-sample": 2}
+    assert probes_shown({"models": models, "table_probes": {"five": 8}}) == {"fif": 1, "five": 8, "five-sample": 8}

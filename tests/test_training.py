@@ -216,3 +216,12 @@ def test_a_record_of_an_older_version_spelling_no_budget_none_is_the_same_run():
     assert not config.matches(older | {"lr": 0.123})
     assert not config.matches({key: value for key, value in older.items() if key != "lr"})
     assert not config.matches(older | {"unknown": 1})
+
+
+def test_a_members_epoch_loss_is_the_mean_of_its_own_steps():
+    from five.run.train import member_loss
+
+    step_losses = torch.tensor([[1.0, 10.0], [3.0, 20.0], [5.0, float("inf")]])  # (steps, members)
+    assert member_loss(step_losses, 0, epoch=4) == 3.0
+    with pytest.raises(TrainingDiverged, match="epoch 4, step 3"):
+        member_loss(step_losses, 1, epoch=4)
