@@ -144,17 +144,21 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
         json.dumps(
             {
                 "status": "complete",
-                "config": {"model": "vae", "dataset": "digits", "lr": 0.1},
+                "config": {"model": "vae", "dataset": "digits", "lr": 0.1, "patience": 3},
                 "history": history,
                 "wall_time_s": 0.3,
                 "device": "cpu",
             }
         )
     )
-    config = {"model": "vae", "dataset": "digits", "lr": 0.1}  # as train.json's: an evaluation of this run
+    # as train.json's, but for its schedule (a run cut or continued by an edit): an evaluation of this run
+    config = {"model": "vae", "dataset": "digits", "lr": 0.1, "patience": 5}
     (run_dir / "eval.json").write_text(json.dumps({"status": "complete", "nll_nats": 40.0, "config": config}))
     assert sync_run("sync", run_dir) == "logged"
     assert sync_run("sync", run_dir) == "already in MLflow"
+    (logged,) = runs_by_key(uri, "sync")[2]
+    MlflowClient(uri).update_run(logged.info.run_id, status="RUNNING")  # as a job killed while logging leaves it
+    assert sync_run("sync", run_dir) == "logged"
     client, by_key, runs = runs_by_key(uri, "sync")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3]
@@ -164,6 +168,9 @@ def test_a_server_lost_mid_run_leaves_one_warning_and_sync_completes_the_run(tmp
     assert sync_run("sync", superseded) == "logged (a superseded run, tagged five.superseded)"
     _, by_key, _ = runs_by_key(uri, "sync")
     assert by_key[str(superseded.resolve())].data.tags["five.superseded"] == "true"
+    record = json.loads((run_dir / "train.json").read_text())
+    (run_dir / "train.json").write_text(json.dumps(record | {"status": "running"}))  # its job logs it
+    assert sync_run("sync", run_dir) == "skipped: training has not ended (status running)"
 
 
 def test_run_keys_with_quotes_and_wildcards_replace_only_their_own_run(tmp_path, monkeypatch):
