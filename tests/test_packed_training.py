@@ -194,6 +194,7 @@ def test_an_added_seed_trains_alone_and_finished_seeds_cost_nothing(float64_data
         [2, 2, 3],
         [1, 1, 3],
     ]
+    assert [run.result["pack_size"] for run in runs] == [3, 3, 3]  # the largest pack each trained in
     assert any("resuming" in line and "s0" in line for line in lines)
     solo_runs(configs("five", probes=2), tmp_path)
     for packed_dir, solo_dir in zip(folders(tmp_path, "packed"), folders(tmp_path, "solo")):

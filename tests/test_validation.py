@@ -87,6 +87,10 @@ def test_patience_stops_a_stalled_run_and_reports_it(tmp_path, monkeypatch):
     again = train(config(epochs=30, eval_every=2, patience=2), tmp_path, CPU, log=lines.append)
     assert again["status"] == "stalled" and again["epochs_completed"] == 6  # not silently trained on
     assert json.loads((tmp_path / "train.json").read_text())["status"] == "stalled"
+    record = json.loads((tmp_path / "train.json").read_text())  # killed after its checkpoint, before its record:
+    (tmp_path / "train.json").write_text(json.dumps(record | {"status": "running"}))  # resumed, it stops at once
+    resumed = train(config(epochs=30, eval_every=2, patience=2), tmp_path, CPU, log=lines.append)
+    assert resumed["status"] == "stalled" and resumed["epochs_completed"] == 6
 
 
 def test_a_non_finite_validation_nll_is_a_divergence(tmp_path, monkeypatch):
