@@ -1851,6 +1851,12 @@ INPUTS_KEPT = [
         "its best.pt would overwrite",
     ),
     (
+        "a run over its own data, named another way",
+        lambda t, r: train_on(npz(t, "best.pt", **GOOD)) + [t / "elsewhere" / ".."],
+        "best.pt",
+        "its best.pt would overwrite",
+    ),
+    (
         "an evaluation into the cache",
         lambda t, r: evaluate(r, "--cache-dir", t / "c", out=t / "c" / "e.json"),
         "c",
@@ -1918,3 +1924,11 @@ def test_an_output_anywhere_below_the_cache_but_among_its_files_is_written(train
     run = copy_run(trained, tmp_path)
     code, _, err = run_cli(evaluate(run, "--cache-dir", tmp_path, out=run / "eval.json"))
     assert code == 0 and (run / "eval.json").is_file(), err
+
+
+def test_a_run_named_by_a_relative_path_is_evaluated_into_its_own_folder(trained, tmp_path, monkeypatch):
+    """`--run run --out run/eval.json` from the run's parent: its own folder, not another run's."""
+    copy_run(trained, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(evaluate("run", out="run/eval.json"))
+    assert code == 0 and (tmp_path / "run" / "eval.json").is_file(), err

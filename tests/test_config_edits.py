@@ -424,3 +424,18 @@ def test_a_superseded_place_that_is_no_folder_is_one_line_and_moves_nothing(tmp_
     with pytest.raises(FiveError, match=r"\.superseded is .*, not the folder a superseded run's files go to"):
         train(config(lr=1e-3), tmp_path, CPU, log=lambda line: None, restart_if_changed=True)
     assert every_checkpoint(tmp_path) == before and (tmp_path / "train.json").is_file()
+
+
+def test_a_checkpoint_of_an_older_version_without_a_setting_that_is_unset_resumes(tmp_path):
+    """A checkpoint written before a setting existed lacks its key: where the run leaves it unset (None), that is
+    the same configuration, so more epochs continue the run instead of moving it aside."""
+    from five.run.checkpoint import save_checkpoint
+
+    train(config(epochs=2), tmp_path, CPU, log=lambda line: None)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["config"]["surrogate_point"]  # unset for a VAE
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    lines = []
+    assert train(config(epochs=3), tmp_path, CPU, log=lines.append, restart_if_changed=True)["epochs_completed"] == 3
+    assert any("resuming" in line and "after epoch 2/3" in line for line in lines), lines
+    assert not (tmp_path / ".superseded").exists()
