@@ -173,13 +173,35 @@ def trained_for_this_experiment(args, run_dir: Path, record: dict) -> bool:
     return False
 
 
-def log_training_where_missing(tracker, run_dir: Path, record: dict) -> None:
+def log_training_where_missing(tracker, run_dir: Path, record: dict) -> bool:
     """A run's training (train.json's `record`) logged where MLflow lacks it: trained by hand, while the store was
-    down, or in a checkout since moved or copied (a run's MLflow identity is its absolute folder)."""
+    down, or in a checkout since moved or copied (a run's MLflow identity is its absolute folder). False where the
+    store failed (one warning; the job goes on untracked)."""
     from five.run.tracking import log_record
 
-    if tracker is not None and not tracker.is_complete(record):
+    if tracker is None:
+        return False
+    try:
+        complete = tracker.is_complete(record)
+    except Exception as error:  # the store went away: training and evaluation are never lost to tracking
+        tracker.untracked(error)
+        return False
+    if not complete:
         log_record(tracker, run_dir, record)
+    return True
+
+
+def log_evaluation(args, tracker, run: Path, out: Path, metrics: dict) -> None:
+    """An evaluation into its run's MLflow run, the run's training first where MLflow lacks it."""
+    from five.run.tracking import evaluation_metrics
+
+    record = read_train_record(Path(run) / TRAIN_JSON)
+    if trained_for_this_experiment(args, run, record) and not log_training_where_missing(tracker, run, record):
+        return
+    tracker.attach()
+    tracker.log_metrics(evaluation_metrics(metrics))
+    tracker.log_artifacts([out, *metrics.get("image_grids", [])])
+    tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
 
 
 def check_run_folder(out: Path, reads: list[Path]) -> None:
@@ -314,7 +336,6 @@ def run_evaluate(args) -> None:
     paths before torch is imported: a mistyped option is answered at once)."""
     image_dirs = check_evaluation_outputs(args)
     from five.run.evaluate import cached_loader, check_cache_dir, check_evaluable, evaluate_run
-    from five.run.tracking import evaluation_metrics
 
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.cache_dir is not None:
@@ -341,13 +362,7 @@ def run_evaluate(args) -> None:
         )
         write_json(out, metrics | {"job": facts})
         if tracker is not None:
-            record = read_train_record(Path(run) / TRAIN_JSON)
-            if trained_for_this_experiment(args, run, record):  # the evaluation joins its training's MLflow run
-                log_training_where_missing(tracker, run, record)
-            tracker.attach()
-            tracker.log_metrics(evaluation_metrics(metrics))
-            tracker.log_artifacts([out, *metrics.get("image_grids", [])])
-            tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
+            log_evaluation(args, tracker, run, out, metrics)
         print(evaluation_summary(run, out, metrics))
 
 

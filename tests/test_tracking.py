@@ -487,3 +487,28 @@ def test_a_diverged_run_is_failed_in_mlflow_and_a_foreign_runs_evaluation_logs_n
     client, _, runs = runs_by_key(f"sqlite:///{tmp_path / 'synced.db'}", "second")
     assert len(runs) == 1 and "eval_nll_nats" in runs[0].data.metrics
     assert not client.get_metric_history(runs[0].info.run_id, "loss")
+
+
+def test_a_store_lost_during_an_evaluation_leaves_one_warning_and_the_evaluation(tmp_path, monkeypatch, capsys):
+    """The store goes away while a run is evaluated (minutes to hours): the job still writes eval.json and exits 0,
+    with one warning, before and after the evaluate job learned to log a training MLflow lacks."""
+    import five.run.evaluate
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    train = ["train", "--model", "vae", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "1", "--out", "run"]
+    assert main(train) == 0  # untracked: MLflow lacks its training
+    evaluate_run = five.run.evaluate.evaluate_run
+
+    def evaluated_then_store_lost(*args, **kwargs):
+        metrics = evaluate_run(*args, **kwargs)
+        monkeypatch.setattr(RunTracker, "_runs_with_key", lambda self: (_ for _ in ()).throw(ConnectionError("down")))
+        return metrics
+
+    monkeypatch.setattr(five.run.evaluate, "evaluate_run", evaluated_then_store_lost)
+    capsys.readouterr()
+    evaluate = ["evaluate", "--run", "run", "--out", "run/eval.json", "--importance-samples", "2"]
+    assert main([*evaluate, "--mlflow-experiment", "e"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "failed (down)" in line]
+    assert len(warnings) == 1 and (tmp_path / "run" / "eval.json").is_file(), warnings

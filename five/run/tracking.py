@@ -309,8 +309,8 @@ def warn_of_other_artifact_folder(experiment, artifact_location: str | None, war
         return
     WARNED_ARTIFACT_FOLDERS.add(kept)
     warn(
-        f"note: the MLflow experiment {experiment.name!r} keeps its artifacts in {kept}, where it was created (by "
-        f"another checkout, or this one before it was copied or moved), not in {asked}: this job's go there too"
+        f"note: the MLflow experiment {experiment.name!r} keeps its artifacts in {kept}, the folder it was created "
+        f"with (MLflow keeps it), not in {asked}: this job's go there too"
     )
 
 
@@ -351,9 +351,9 @@ class RunTracker:
         try:
             action()
         except Exception as error:
-            self._untracked(error)
+            self.untracked(error)
 
-    def _untracked(self, error: Exception) -> None:
+    def untracked(self, error: Exception) -> None:
         self.warn(
             f"{UNTRACKED_WARNING} failed ({' '.join(str(error).split())[:300]}); the run continues "
             "untracked, its JSON files are unaffected (`five mlflow-sync` logs it later)"
@@ -366,7 +366,7 @@ class RunTracker:
         try:
             self._start(params, tags)
         except Exception as error:
-            self._untracked(error)
+            self.untracked(error)
 
     def _start(self, params: dict, tags: dict | None) -> None:
         from mlflow.entities import Param
@@ -389,7 +389,7 @@ class RunTracker:
         try:
             runs = self._runs_with_key()
         except Exception as error:
-            self._untracked(error)
+            self.untracked(error)
             return
         if runs:
             self.run_id = runs[0].info.run_id

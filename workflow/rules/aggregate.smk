@@ -42,7 +42,7 @@ rule tables:
     conda:
         "../envs/five.yaml"
     params:
-        references={name: settings.get("reference", []) for name, settings in config["datasets"].items()},
+        references=in_key_order({name: settings.get("reference", []) for name, settings in config["datasets"].items()}),
         probes_shown=probes_shown(config),
         provenance=PROVENANCE,
         model_selection=lambda wildcards: (
