@@ -267,3 +267,11 @@ def test_probe_orthonormalisation_is_the_qr_factor_up_to_column_signs():
     reference = torch.linalg.qr(columns.permute(1, 2, 0)).Q.permute(2, 0, 1)
     signs = torch.sign((q * reference).sum(-1, keepdim=True))
     torch.testing.assert_close(q, signs * reference, rtol=0, atol=1e-12)
+
+
+def test_probe_orthonormalisation_reaches_round_off_in_float32_at_a_full_budget_of_many_directions():
+    # One pass of modified Gram–Schmidt leaves errors up to 4e-3 over these 256 draws; two classical passes 6e-7.
+    columns = torch.randn(64, 256, 64, generator=torch.Generator().manual_seed(0))  # (K, B, d), float32
+    q = orthonormal_columns(columns).permute(1, 0, 2)  # (B, K, d)
+    gram = q @ q.transpose(1, 2)
+    torch.testing.assert_close(gram, torch.eye(64).expand_as(gram), rtol=0, atol=1e-5)

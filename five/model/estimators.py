@@ -26,16 +26,18 @@ def probe_vectors(
 
 
 def orthonormal_columns(columns: torch.Tensor) -> torch.Tensor:
-    """Q of the QR decomposition with R's diagonal positive, by modified Gram–Schmidt over the K columns
-    (K, B, d): a few elementwise kernels per column for the whole batch. (On CUDA torch.linalg.qr runs one
-    solver call per matrix of the batch, which a CUDA graph would have to replay B times.) Q's column signs
-    differ from LAPACK's convention, which no estimate sees: every probe enters S quadratically."""
-    basis: list[torch.Tensor] = []
-    for column in columns:
-        for q in basis:
-            column = column - (column * q).sum(-1, keepdim=True) * q
-        basis.append(column / column.norm(dim=-1, keepdim=True))
-    return torch.stack(basis)
+    """Q of the QR decomposition with R's diagonal positive, by classical Gram–Schmidt run twice over the K
+    columns (K, B, d): a few elementwise kernels per column for the whole batch. (On CUDA torch.linalg.qr runs one
+    solver call per matrix of the batch, which a CUDA graph would have to replay B times.) One pass loses
+    orthogonality as the columns' condition number grows (modified Gram–Schmidt by up to 4·10⁻³ in float32 at
+    K = d = 64); the second pass restores it to round-off ("twice is enough"). Q's column signs may differ from LAPACK's
+    convention, which no estimate sees: every probe enters S quadratically."""
+    basis = columns[:1] / columns[:1].norm(dim=-1, keepdim=True)
+    for column in columns[1:]:
+        for _ in range(2):
+            column = column - ((basis * column).sum(-1, keepdim=True) * basis).sum(0)
+        basis = torch.cat([basis, (column / column.norm(dim=-1, keepdim=True)).unsqueeze(0)])
+    return basis
 
 
 def decoder_jvps(decode: Function, z: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
