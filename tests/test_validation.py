@@ -1,6 +1,7 @@
 """Fit quality while training: validation ELBO/NLL with exact log-determinants, best-epoch model selection,
 patience, and non-finite validation values."""
 
+import copy
 import json
 import math
 
@@ -100,6 +101,27 @@ def test_a_non_finite_validation_nll_is_a_divergence(tmp_path, monkeypatch):
         train(config(), tmp_path, CPU, log=quiet)
     record = json.loads((tmp_path / "train.json").read_text())
     assert record["status"] == "diverged" and "validation NLL" in record["error"]
+
+
+@pytest.mark.parametrize("model", ["fif", "five"])
+def test_a_posterior_that_validation_cannot_factor_is_a_divergence(model, tmp_path, monkeypatch):
+    """An encoder saturated flat (J_f = 0: the ends of its SiLUs underflow, as at lr 3 on manifold) leaves
+    s·J_f J_fᵀ with no Cholesky factor and the run with no likelihood bound: recorded as diverged, like a
+    non-finite validation NLL, not a traceback. Here validation sees the trained weights with the encoder's last
+    layer set to 0."""
+    real_validate = five.run.train.validate
+
+    def flat_encoder_validate(trained, x):
+        flat = copy.deepcopy(trained)
+        flat.head.weight.data.zero_()  # f(x) = the head's bias
+        return real_validate(flat, x)
+
+    monkeypatch.setattr(five.run.train, "validate", flat_encoder_validate)
+    with pytest.raises(TrainingDiverged, match="no validation NLL at epoch 3: .* no Cholesky factor"):
+        train(config(model), tmp_path, CPU, log=quiet)
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert record["status"] == "diverged" and "J_f is 0 or not finite" in record["error"], record["error"]
+    assert record["epochs_completed"] == 3 and not (tmp_path / "best.pt").exists()
 
 
 @pytest.mark.parametrize("model", MODELS)

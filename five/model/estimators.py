@@ -123,6 +123,15 @@ def jacobian_covariance_scale_tril(jacobian: torch.Tensor, log_sigma: torch.Tens
     return torch.exp(log_sigma.to(torch.float64)) * torch.linalg.cholesky(c)
 
 
+def no_cholesky_factor(error: torch.linalg.LinAlgError) -> str:
+    """Why a FIF/FIVE posterior has no likelihood bound: s·(C + δI) is not positive definite where J_f is 0 (an
+    encoder saturated flat: C = 0 and δ with it) or not finite."""
+    return (
+        "its posterior covariance s·J_f J_fᵀ has no Cholesky factor: J_f is 0 or not finite at some example "
+        f"({str(error).splitlines()[0][:200]})"
+    )
+
+
 @dataclass
 class GaussianPosterior:
     """q(z|x) = N(mean, L Lᵀ) per example: mean (B, d), scale_tril L (B, d, d), float64."""

@@ -29,7 +29,7 @@ from five.base.files import (
 from five.base.metrics import TEST_METRICS, information_threshold, informative_count
 from five.data import manifold
 from five.data.datasets import MIN_EVALUATED_EXAMPLES, Dataset, check_same_data, dequantize, load_dataset
-from five.model.estimators import iwae_log_likelihood
+from five.model.estimators import iwae_log_likelihood, no_cholesky_factor
 from five.model.models import Model, build_model
 from five.model.objectives import kl_diagonal_per_dimension
 from five.run.checkpoint import (
@@ -449,9 +449,8 @@ def likelihood_metrics(
         if sigma == "fitted":
             sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
         passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
-    except torch.linalg.LinAlgError as error:  # FIF/FIVE: s·J_f J_fᵀ not positive definite (J_f non-finite or 0)
-        cause = str(error).splitlines()[0][:200]
-        raise FiveError(f"{where}: its posterior covariance has no Cholesky factor ({cause}); nothing was written")
+    except torch.linalg.LinAlgError as error:
+        raise FiveError(f"{where}: {no_cholesky_factor(error)}; nothing was written") from None
     check_finite(passed, where)  # before the metrics: the spectrum of a nan covariance would fail in scipy
     metrics = {
         "status": "complete",

@@ -37,6 +37,7 @@ from five.base.files import (
 )
 from five.data.catalog import input_files
 from five.data.datasets import check_same_data, load_dataset
+from five.model.estimators import no_cholesky_factor
 from five.model.models import Model, build_model
 from five.model.pack import member_optimizer_state, member_state, pack_models, packed_optimizer_state
 from five.run.checkpoint import load_checkpoint, load_weights, save_checkpoint
@@ -666,10 +667,14 @@ def _save_checkpoint(run: Run, epoch: int, status: str) -> None:
 
 def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch.Tensor) -> tuple[str, str]:
     """Validation of the run's weights into its history entry; the best checkpoint, and the patience rule.
-    Returns the run's status and progress line; a non-finite validation NLL raises TrainingDiverged."""
+    Returns the run's status and progress line; a validation NLL that is not finite, or that FIF/FIVE's posterior
+    cannot give, raises TrainingDiverged."""
     config, epoch = run.config, entry["epoch"]
     started = time.perf_counter()
-    entry |= validate(run.model, validation_x)
+    try:
+        entry |= validate(run.model, validation_x)
+    except torch.linalg.LinAlgError as error:  # FIF/FIVE: no likelihood bound, as a non-finite NLL gives none
+        raise TrainingDiverged(epoch, 0, math.inf, f"no validation NLL at epoch {epoch}: {no_cholesky_factor(error)}")
     entry["validation_time_s"] = time.perf_counter() - started
     line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
     if not math.isfinite(entry["val_nll"]):
