@@ -193,13 +193,13 @@ def log_training_where_missing(tracker, run_dir: Path, record: dict) -> bool:
 
 def log_evaluation(args, tracker, run: Path, out: Path, metrics: dict) -> None:
     """An evaluation into its run's MLflow run, the run's training first where MLflow lacks it."""
-    from five.run.tracking import evaluation_metrics
+    from five.run.tracking import evaluation_metrics, outdated_evaluation_metrics
 
     record = read_train_record(Path(run) / TRAIN_JSON)
     if trained_for_this_experiment(args, run, record) and not log_training_where_missing(tracker, run, record):
         return
     tracker.attach()
-    tracker.log_metrics(evaluation_metrics(metrics))
+    tracker.log_metrics(evaluation_metrics(metrics) | outdated_evaluation_metrics(tracker.held_metrics, metrics))
     tracker.log_artifacts([out, *metrics.get("image_grids", [])])
     tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
 

@@ -431,6 +431,41 @@ def test_mlflow_sync_repairs_an_evaluation_made_again_while_untracked(tmp_path, 
     assert "run: already in MLflow" in capsys.readouterr().out
 
 
+def test_an_evaluation_made_again_without_a_metric_retracts_the_earlier_one(tmp_path, monkeypatch, capsys):
+    """FIF evaluated at a fitted σ also reports its own σ's NLL; evaluated again at its own σ (a `sigma` edit) it
+    does not, and MLflow, which cannot delete a metric, would go on showing the old number beside the new ones:
+    the evaluation sets it to NaN. A hand-run evaluation of another split keeps its numbers, and mlflow-sync
+    takes a run still showing an outdated number for one to repair."""
+    import math
+
+    from five.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    train = ["train", "--model", "fif", "--dataset", "manifold", "--latent-dim", "2", "--epochs", "2", "--out", "run"]
+    assert main([*train, "--mlflow-experiment", "ev"]) == 0
+    evaluate = ["evaluate", "--run", "run", "--importance-samples", "4", "--mlflow-experiment", "ev"]
+    assert main([*evaluate, "--split", "validation", "--sigma", "fitted", "--out", "validation.json"]) == 0
+    assert main([*evaluate, "--sigma", "fitted", "--out", "run/eval.json"]) == 0
+    (run,) = runs_by_key(uri, "ev")[2]
+    assert math.isfinite(run.data.metrics["eval_nll_nats_own_sigma"])  # a real test: the metric was there
+    assert main([*evaluate, "--out", "run/eval.json"]) == 0  # sigma: own
+    (run,) = runs_by_key(uri, "ev")[2]
+    evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert "nll_nats_own_sigma" not in evaluation and math.isnan(run.data.metrics["eval_nll_nats_own_sigma"])
+    assert run.data.metrics["eval_nll_nats"] == evaluation["nll_nats"]
+    assert math.isfinite(run.data.metrics["eval_validation_nll_nats_own_sigma"])  # another split's: kept
+    capsys.readouterr()
+    assert main(["mlflow-sync", "--experiment", "ev", "run"]) == 0
+    assert "run: already in MLflow" in capsys.readouterr().out
+    MlflowClient(uri).log_metric(run.info.run_id, "eval_nll_nats_own_sigma", 1.0)  # as before the retraction
+    assert main(["mlflow-sync", "--experiment", "ev", "run"]) == 0
+    assert "run: logged" in capsys.readouterr().out
+    (run,) = runs_by_key(uri, "ev")[2]
+    assert "eval_nll_nats_own_sigma" not in run.data.metrics  # logged afresh from the files
+
+
 def test_the_summary_says_how_to_look_at_the_store():
     """`mlflow ui` serves a database, not a tracking server (it fails on an http URI): a server is opened."""
     from five.run.tracking import browse_command

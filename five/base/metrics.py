@@ -9,6 +9,7 @@ from five.base.config import short_integer
 from five.base.errors import FiveError
 from five.base.files import EVALUATE_AGAIN_ADVICE, RECORD_SIZE_LIMIT, read_json
 
+SPLITS = ("train", "validation", "test")  # the arrays a data set may hold
 TABLED_SPLIT = "test"  # the split the workflow evaluates (five evaluate's default) and its tables report
 
 # A test pass's numbers (spec §2–3); a diverged run's eval.json has each of them, and n_examples, as null.

@@ -27,6 +27,7 @@ from five.base.files import (
     non_regular_kind,
     read_train_record,
 )
+from five.base.metrics import SPLITS
 from five.data.catalog import NPZ_PREFIX, digits_file, resolve_data_dir
 
 SPLIT_SEED = 0  # fixes which examples are train and which are test, independent of the run's seed
@@ -242,7 +243,7 @@ def _read_npz(file: Path) -> tuple[dict[str, np.ndarray], int | None, tuple[str,
             missing = [key for key in ("train", "test") if key not in archive.files]
             if missing:
                 raise DataError(f"{file} lacks the array(s) {', '.join(missing)} (it has {', '.join(archive.files)})")
-            arrays = {split: archive[split] for split in ("train", "validation", "test") if split in archive.files}
+            arrays = {split: archive[split] for split in SPLITS if split in archive.files}
             levels = archive["discrete_levels"] if "discrete_levels" in archive.files else None
             unread = tuple(name for name in archive.files if name not in (*arrays, "discrete_levels"))
     except DataError:

@@ -37,7 +37,7 @@ from five.base.files import (
     read_train_record,
     refuse_non_regular,
 )
-from five.base.metrics import RESULT_COLUMNS, TABLED_SPLIT, read_evaluation
+from five.base.metrics import RESULT_COLUMNS, SPLITS, TABLED_SPLIT, read_evaluation
 
 RUN_KEY_TAG = "five.run_key"
 SUPERSEDED_TAG = "five.superseded"  # on a run synced from a folder a config edit moved aside (.superseded/<time>)
@@ -334,6 +334,7 @@ class RunTracker:
             )
         self.run_key, self.warn = run_key, warn
         self.run_id: str | None = None
+        self.held_metrics: dict[str, float] = {}  # what the run attached to held: an earlier evaluation's
         self.pending: list = []
         self.last_flush = time.monotonic()
 
@@ -392,7 +393,7 @@ class RunTracker:
             self.untracked(error)
             return
         if runs:
-            self.run_id = runs[0].info.run_id
+            self.run_id, self.held_metrics = runs[0].info.run_id, dict(runs[0].data.metrics)
         else:
             self.start({})
 
@@ -408,8 +409,10 @@ class RunTracker:
             expected |= loggable(evaluation_metrics(results))
         for run in self._runs_with_key():
             metrics, params = run.data.metrics, run.data.params
+            outdated = outdated_evaluation_metrics(metrics, evaluation) if evaluation is not None else {}
             if (
                 run.info.status in ("FINISHED", "FAILED")
+                and all(math.isnan(metrics[key]) for key in outdated)
                 and all(params.get(key) == str(value) for key, value in record["config"].items())
                 and (record["status"] != "diverged" or "loss" in metrics)
                 and all(key in metrics and same_number(metrics[key], value) for key, value in expected.items())
@@ -457,9 +460,28 @@ def check_evaluated_this_configuration(run_dir: Path, record: dict, evaluation: 
 def evaluation_metrics(evaluation: dict) -> dict:
     """An evaluation's numbers as the run's MLflow metrics: eval_<name> for the split the tables report, else
     eval_<split>_<name> (a hand-run evaluation of another split never passes for the test numbers)."""
-    split = evaluation.get("split", TABLED_SPLIT)
-    prefix = "eval_" if split == TABLED_SPLIT else f"eval_{split}_"
+    prefix = evaluation_prefix(evaluation.get("split", TABLED_SPLIT))
     return {f"{prefix}{key}": value for key, value in evaluation.items()}
+
+
+def evaluation_prefix(split: str) -> str:
+    return "eval_" if split == TABLED_SPLIT else f"eval_{split}_"
+
+
+def outdated_evaluation_metrics(held: dict, evaluation: dict) -> dict[str, float]:
+    """NaN for each metric of the evaluation's split that its MLflow run holds from an earlier evaluation and this
+    one lacks (FIF's nll_nats_own_sigma once `sigma` went from fitted to own): MLflow cannot delete a metric, and
+    its last value would pass for this evaluation's."""
+    prefix = evaluation_prefix(evaluation.get("split", TABLED_SPLIT))
+    other_splits = tuple(
+        other for other in map(evaluation_prefix, SPLITS) if other != prefix and other.startswith(prefix)
+    )
+    fresh = loggable(evaluation_metrics(evaluation))
+    return {
+        key: math.nan
+        for key in held
+        if key.startswith(prefix) and not key.startswith(other_splits) and key not in fresh
+    }
 
 
 def sync_inputs(run_dir: Path, experiment: str) -> tuple[dict, dict | None] | str:
