@@ -40,10 +40,16 @@ onsuccess:
                 f"{untracked[0]}): once {TRACKING_URI} is reachable, "
                 f"`{sync_command(TRACKING_URI, config['experiment'], RUN_FOLDERS_GLOB)}` logs them"
             )
+        stale = stale_report_file()  # a run of other targets (--until, a file) may leave them as they were
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "
             f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: "
             f"{browse_command(TRACKING_URI)}\nHTML report: snakemake --report report.html (with the same --configfile)"
+            + (
+                f"\nNot all of these are this config's results yet ({stale}): snakemake with no target remakes them"
+                if stale
+                else ""
+            )
         )
 
 

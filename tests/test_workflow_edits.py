@@ -96,11 +96,18 @@ def test_the_claims_are_printed_only_where_they_are_this_configs(tmp_path):
     config = {"experiment": "said", "seeds": [0], "models": {"vae": {}}, "datasets": {"digits": digits}}
     first = run_snakemake(tmp_path, config | {"claims": {"list": [claim | {"statement": "first wording"}]}})
     assert "Do the paper's claims hold?" in first.stdout + first.stderr and "first wording" in first.stdout
+    assert "Not all of these are this config's results" not in first.stdout
     edited = config | {"claims": {"list": [claim | {"statement": "second wording"}]}}
     tables_only = run_snakemake(tmp_path, edited, "results/said/tables/main.md")
     text = tables_only.stdout + tables_only.stderr
     assert "Do the paper's claims hold?" not in text and "claims.* are not this config's results" in text
-    assert "second wording" in run_snakemake(tmp_path, edited).stdout
+    assert "Not all of these are this config's results yet (results/said/claims.md was not made" in text
+    runs_only = run_snakemake(tmp_path, edited | {"seeds": [0, 1]}, "--until", "aggregate")  # tables left as were
+    assert (
+        "Not all of these are this config's results yet (results/said/tables/main.md was not made" in runs_only.stdout
+    )
+    complete = run_snakemake(tmp_path, edited).stdout
+    assert "second wording" in complete and "Not all of these are this config's results" not in complete
 
 
 def test_train_jobs_know_when_their_runs_are_evaluated_at_the_last_epoch(tmp_path):
