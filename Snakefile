@@ -31,8 +31,6 @@ onsuccess:
     else:
         if claims_current():
             print(f"\nDo the paper's claims hold? (details: {RESULTS}/claims.md)\n{claims.read_text()}")
-        elif claims.exists():  # a run of other targets (e.g. only the tables) left them as they were
-            print(f"\n{RESULTS}/claims.* are not this config's results (snakemake with no target remakes them)")
         untracked = untracked_job_logs()
         if untracked:
             print(
@@ -40,17 +38,16 @@ onsuccess:
                 f"{untracked[0]}): once {TRACKING_URI} is reachable, "
                 f"`{sync_command(TRACKING_URI, config['experiment'], RUN_FOLDERS_GLOB)}` logs them"
             )
-        stale = stale_report_file()  # a run of other targets (--until, a file) may leave them as they were
         print(
             f"\nDone (experiment {config['experiment']}). Tables: {RESULTS}/tables/main.md (and .csv, .tex; budget "
             f"ablation in budget.*)\nPlots: {RESULTS}/plots/*.png   Runs: {RESULTS}/runs.csv   MLflow: "
             f"{browse_command(TRACKING_URI)}\nHTML report: snakemake --report report.html (with the same --configfile)"
-            + (
-                f"\nNot all of these are this config's results yet ({stale}): snakemake with no target remakes them"
-                if stale
-                else ""
-            )
         )
+        stale = stale_report_file()  # a run of other targets (--until, a file) leaves them as they were
+        if stale:
+            print(
+                f"Not all of these are this config's results yet ({stale}): snakemake with no target remakes them"
+            )
 
 
 rule all:

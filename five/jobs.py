@@ -198,8 +198,8 @@ def log_evaluation(args, tracker, run: Path, out: Path, metrics: dict) -> None:
     record = read_train_record(Path(run) / TRAIN_JSON)
     if trained_for_this_experiment(args, run, record) and not log_training_where_missing(tracker, run, record):
         return
-    tracker.attach()
-    tracker.log_metrics(evaluation_metrics(metrics) | outdated_evaluation_metrics(tracker.held_metrics, metrics))
+    held = tracker.attach()
+    tracker.log_metrics(evaluation_metrics(metrics) | outdated_evaluation_metrics(held, metrics))
     tracker.log_artifacts([out, *metrics.get("image_grids", [])])
     tracker.finish("FAILED" if metrics["status"] == "diverged" else "FINISHED")
 

@@ -270,7 +270,7 @@ def test_probe_orthonormalisation_is_the_qr_factor_up_to_column_signs():
 
 
 def test_probe_orthonormalisation_reaches_round_off_in_float32_at_a_full_budget_of_many_directions():
-    # One pass of modified Gram–Schmidt leaves errors up to 4e-3 over these 256 draws; two classical passes 6e-7.
+    # One pass of modified Gram–Schmidt leaves errors of 4e-3 in this set of 256 draws; two classical passes 6e-7.
     columns = torch.randn(64, 256, 64, generator=torch.Generator().manual_seed(0))  # (K, B, d), float32
     q = orthonormal_columns(columns).permute(1, 0, 2)  # (B, K, d)
     gram = q @ q.transpose(1, 2)

@@ -6,6 +6,7 @@ Ground truth: the solo runs (five.run.train.train) of the same seeds, in float64
 to round-off (1e-9). A loss that averaged over members, a member whose generator or Adam state leaked into
 another's, or a stopped member that kept moving with the pack would each break these."""
 
+import copy
 import json
 
 import pytest
@@ -150,6 +151,30 @@ def test_a_member_that_diverges_leaves_the_pack_and_the_others_end_as_alone(floa
     record = json.loads((folders(tmp_path, "packed")[1] / "train.json").read_text())
     assert record["status"] == "diverged" and "epoch 2, step 1" in record["error"]
     assert weights(folders(tmp_path, "packed")[1])["epoch"] == 1  # its last good checkpoint is kept
+    solo_runs(full, tmp_path)
+    for index in (0, 2):
+        assert runs[index].failure is None
+        assert_same_run(folders(tmp_path, "packed")[index], folders(tmp_path, "solo")[index])
+
+
+def test_a_member_whose_posterior_validation_cannot_factor_leaves_the_pack_alone(float64_data, tmp_path, monkeypatch):
+    """Seed 1's validation at epoch 2 meets a flat encoder (J_f = 0: s·J_f J_fᵀ has no Cholesky factor): it is
+    recorded as diverged there, and seeds 0 and 2 end as their solo runs."""
+    real_validate, calls = five.run.train.validate, {"n": 0}
+
+    def seed_one_flat_at_epoch_two(model, x):
+        calls["n"] += 1
+        if calls["n"] == len(SEEDS) + 2:  # members validate in seed order, epoch after epoch
+            model = copy.deepcopy(model)
+            model.head.weight.data.zero_()
+        return real_validate(model, x)
+
+    full = configs("five", probes=1, epochs=3)
+    monkeypatch.setattr(five.run.train, "validate", seed_one_flat_at_epoch_two)
+    runs = train_seeds(full, folders(tmp_path, "packed"), CPU, log=quiet, cuda_graph="off")
+    monkeypatch.setattr(five.run.train, "validate", real_validate)
+    record = json.loads((folders(tmp_path, "packed")[1] / "train.json").read_text())
+    assert record["status"] == "diverged" and "no validation NLL at epoch 2" in record["error"], record["error"]
     solo_runs(full, tmp_path)
     for index in (0, 2):
         assert runs[index].failure is None

@@ -334,7 +334,6 @@ class RunTracker:
             )
         self.run_key, self.warn = run_key, warn
         self.run_id: str | None = None
-        self.held_metrics: dict[str, float] = {}  # what the run attached to held: an earlier evaluation's
         self.pending: list = []
         self.last_flush = time.monotonic()
 
@@ -385,17 +384,19 @@ class RunTracker:
         values = [Param(key, str(value)) for key, value in params.items()]
         self._guard(lambda: with_retries(self.client.log_batch, self.run_id, params=values))
 
-    def attach(self) -> None:
-        """Continue the MLflow run of this sweep point (the evaluate job), or start one if there is none."""
+    def attach(self) -> dict[str, float]:
+        """Continue the MLflow run of this sweep point (the evaluate job), or start one if there is none; returns
+        the metrics it holds (an earlier evaluation's among them)."""
         try:
             runs = self._runs_with_key()
         except Exception as error:
             self.untracked(error)
-            return
-        if runs:
-            self.run_id, self.held_metrics = runs[0].info.run_id, dict(runs[0].data.metrics)
-        else:
+            return {}
+        if not runs:
             self.start({})
+            return {}
+        self.run_id = runs[0].info.run_id
+        return dict(runs[0].data.metrics)
 
     def is_complete(self, record: dict, evaluation: dict | None = None) -> bool:
         """Whether MLflow already holds this sweep point's run as train.json's `record` (and eval.json's
@@ -473,6 +474,7 @@ def outdated_evaluation_metrics(held: dict, evaluation: dict) -> dict[str, float
     one lacks (FIF's nll_nats_own_sigma once `sigma` went from fitted to own): MLflow cannot delete a metric, and
     its last value would pass for this evaluation's."""
     prefix = evaluation_prefix(evaluation.get("split", TABLED_SPLIT))
+    # the tabled split's prefix, eval_, begins every other split's too: their keys are not this evaluation's
     other_splits = tuple(
         other for other in map(evaluation_prefix, SPLITS) if other != prefix and other.startswith(prefix)
     )

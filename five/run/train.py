@@ -291,8 +291,9 @@ def train(
     cuda_graph: str = "auto",
     needs_last_checkpoint: bool = False,
 ) -> dict:
-    """Train (or resume) the run in `out_dir`; returns the train.json payload. A non-finite loss is recorded in
-    train.json (status diverged) and raised as TrainingDiverged.
+    """Train (or resume) the run in `out_dir`; returns the train.json payload. A non-finite loss or validation NLL
+    (or a FIF/FIVE posterior validation cannot factor) is recorded in train.json (status diverged) and raised as
+    TrainingDiverged.
 
     `compile_objective` runs the objective through torch.compile (faster steps after a warm-up of seconds;
     same math, floating-point results may differ in the last bits). `cuda_graph` (auto, on, off) captures the
@@ -674,7 +675,7 @@ def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch
     try:
         entry |= validate(run.model, validation_x)
     except torch.linalg.LinAlgError as error:  # FIF/FIVE: no likelihood bound, as a non-finite NLL gives none
-        raise TrainingDiverged(epoch, 0, math.inf, f"no validation NLL at epoch {epoch}: {no_cholesky_factor(error)}")
+        raise TrainingDiverged(epoch, 0, math.nan, f"no validation NLL at epoch {epoch}: {no_cholesky_factor(error)}")
     entry["validation_time_s"] = time.perf_counter() - started
     line += f"  val NLL {entry['val_nll']:10.3f}  val ELBO {entry['val_elbo']:10.3f}"
     if not math.isfinite(entry["val_nll"]):
@@ -693,7 +694,8 @@ def _validate(run: Run, entry: dict, status: str, line: str, validation_x: torch
 
 
 def _diverged(run: Run, error: TrainingDiverged, device: torch.device, log: Callable[[str], None], prefix: str) -> None:
-    """A non-finite loss or validation NLL: recorded in train.json; the message says what of the run is kept."""
+    """A non-finite loss or validation NLL, or a posterior validation cannot factor: recorded in train.json; the
+    message says what of the run is kept."""
     kept = (
         f"its last good checkpoint ({CHECKPOINT_NAME}) was kept"
         if (run.out_dir / CHECKPOINT_NAME).is_file()
