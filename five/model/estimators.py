@@ -30,8 +30,8 @@ def orthonormal_columns(columns: torch.Tensor) -> torch.Tensor:
     columns (K, B, d): a few elementwise kernels per column for the whole batch. (On CUDA torch.linalg.qr runs one
     solver call per matrix of the batch, which a CUDA graph would have to replay B times.) One pass loses
     orthogonality as the columns' condition number grows, which it does as K nears d (modified Gram–Schmidt: errors
-    of 7·10⁻⁴ in float32 at K = d = 8); the second pass restores it to round-off ("twice is enough"). Q's column signs may differ from LAPACK's
-    convention, which no estimate sees: every probe enters S quadratically."""
+    of 7·10⁻⁴ in float32 at K = d = 8); the second pass restores it to round-off ("twice is enough"). Q's column
+    signs may differ from LAPACK's convention, which no estimate sees: every probe enters S quadratically."""
     basis = columns[:1] / columns[:1].norm(dim=-1, keepdim=True)
     for column in columns[1:]:
         for _ in range(2):
