@@ -81,3 +81,48 @@ def test_the_claims_null_simulation_runs_and_finds_normal_differences_at_the_sta
     name, metric, boundary, seeds, draw = CASES[0]
     counts = rates(metric, boundary, seeds, draw, 300)
     assert name == "normal" and counts["supported"] / 300 <= 0.06 and counts["contradicted"] / 300 <= 0.06, counts
+
+
+def test_the_tf32_emulation_rounds_to_ten_mantissa_bits_to_nearest_even():
+    from benchmarks.tf32 import to_tf32
+
+    ulp = 2.0**-10  # TF32's spacing just above 1
+    x = torch.tensor([1 + ulp, 1 + ulp / 2, 1 + 3 * ulp / 2, 1 + ulp / 2 + 2.0**-20, -(1 + 3 * ulp / 2), 3.0])
+    expected = torch.tensor([1 + ulp, 1.0, 1 + 2 * ulp, 1 + ulp, -(1 + 2 * ulp), 3.0])
+    assert torch.equal(to_tf32(x), expected)  # ties to the even neighbour, else to the nearest
+    values = torch.randn(10_000, generator=torch.Generator().manual_seed(0))
+    rounded = to_tf32(values)
+    assert torch.all(rounded.view(torch.int32) & 0x1FFF == 0)
+    assert torch.all((rounded - values).abs() <= values.abs() * 2.0**-11)
+    assert to_tf32(values.double()).dtype == torch.float64 and torch.equal(to_tf32(values.double()), values.double())
+
+
+def test_the_tf32_emulation_rounds_the_operands_of_every_convolution_forward_and_backward():
+    from benchmarks.tf32 import EmulatedTF32Convolutions, to_tf32
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, generator=generator, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, generator=generator, requires_grad=True)
+    grad_out = torch.randn(2, 4, 6, 6, generator=generator)
+    with EmulatedTF32Convolutions() as mode:
+        y = torch.nn.functional.conv2d(x, weight)
+        grad_x, grad_weight = torch.autograd.grad(y, (x, weight), grad_out)
+    assert mode.convolutions == 2  # the forward and its backward
+    rounded_x, rounded_weight = to_tf32(x.detach()), to_tf32(weight.detach())
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(rounded_x, rounded_weight), rtol=0, atol=0)
+    expected_x, expected_weight, _ = torch.ops.aten.convolution_backward(
+        to_tf32(grad_out),
+        rounded_x,
+        rounded_weight,
+        None,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [True, True, False],
+    )
+    torch.testing.assert_close(grad_x, expected_x, rtol=0, atol=0)
+    torch.testing.assert_close(grad_weight, expected_weight, rtol=0, atol=0)
+    assert not torch.equal(y, torch.nn.functional.conv2d(x, weight))  # the rounding is seen at all

@@ -10,7 +10,9 @@
 #      by batched layers against vmap (--only packed-vmap);
 #   4. `five estimate` of the paper config on the GPU, with the steps graphed (the default) and eager, and the
 #      device-hours with each sweep point's seeds packed (--pack-seeds);
-#   5. a short real run through `five train` (the workflow's job command), graph and eager, on manifold.
+#   5. a short real run through `five train` (the workflow's job command), graph and eager, on manifold;
+#   6. cuDNN's TF32 convolutions (PyTorch's default on CUDA): a conv FIVE trained on the 16×16 digits that
+#      wheels.sh writes into .whl/, evaluated with TF32 and in float32 (benchmarks.tf32), metrics and time.
 # The whole check keeps inside CHECK_BUDGET_S (default 540 s, under the tool's 600 s a call): each section's own
 # limit is cut to what is left, and a section with under 20 s left is skipped and named, to be run by a second call
 # (`bash benchmarks/gpu/check.sh 4 5`).
@@ -18,7 +20,7 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-check-out}; mkdir -p "$OUT"
 START=$(date +%s); BUDGET=${CHECK_BUDGET_S:-540}
-SECTIONS=${*:-1 2 3 4 5}
+SECTIONS=${*:-1 2 3 4 5 6}
 
 exec 3>&1  # the console: a skipped section is said there, past the redirects of the command it stands for
 wanted() { [[ " $SECTIONS " == *" $1 "* ]]; }
@@ -88,5 +90,12 @@ if wanted 5; then
       --device cuda --cuda-graph $mode --out /tmp/run-$mode >/tmp/run-$mode.log 2>&1
     grep -E "training step|epoch|done" /tmp/run-$mode.log | tee -a "$OUT/run.txt"
   done
+fi
+if wanted 6; then
+  echo "== 6. TF32 convolutions against float32, a trained conv FIVE (digits doubled to 16×16)"
+  within 6 60 python3 -m five.cli train --model five --dataset npz:.whl/digits16.npz --latent-dim 8 --epochs 150 \
+    --hidden-width 256 --lr 0.001 --eval-every 10 --device cuda --out /tmp/run-tf32 >/tmp/run-tf32.log 2>&1
+  grep -E "val NLL|done|rror" /tmp/run-tf32.log | tail -n 3 | tee "$OUT/tf32.txt"
+  within 6 60 python3 -m benchmarks.tf32 /tmp/run-tf32 --device cuda 2>&1 | tee -a "$OUT/tf32.txt"
 fi
 echo "== check took $(( $(date +%s) - START )) s"
