@@ -111,4 +111,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from five.base.errors import FiveError
+
+    try:
+        sys.exit(main())
+    except FiveError as error:  # a run folder that cannot be evaluated: one line
+        print(f"benchmarks.tf32: error: {error}", file=sys.stderr)
+        sys.exit(2)
