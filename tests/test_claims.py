@@ -167,6 +167,24 @@ def test_a_trend_spans_the_d_of_its_own_models_not_another_models():
     assert cells.iloc[0]["latent_dim"] == "2→8" and overall["verdict"] == SUPPORTED, cells.iloc[0].to_dict()
 
 
+def test_a_data_set_sweeping_one_d_holds_no_growth_cell_the_claim_must_pass():
+    """A growth needs two d: a data set with one swept d is a cell no number of seeds could decide, so it is not
+    testable and does not hold the claim back; where every data set sweeps one d, the claim is not testable."""
+    grows = {"id": "C", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"]}
+    claim = grows | {"metric": "nll_nats", "better": "lower", "margin": 0}
+    against = [10.0, 11.0, 12.0, 10.5, 11.5, 12.5]
+    growing = {("vae", 2): against, ("vae", 8): against, ("five", 2): against}
+    growing[("five", 8)] = [v - 3 - 0.1 * i for i, v in enumerate(against)]
+    one_d = runs_table({("vae", 4): against, ("five", 4): [v - 1 for v in against]}, dataset="manifold")
+    runs = pd.concat([runs_table(growing), one_d])
+    overall, cells = verdicts(runs, claim)
+    assert overall["verdict"] == SUPPORTED, (overall.to_dict(), cells.to_dict("records"))
+    flat = cells[cells["dataset"] == "manifold"].iloc[0]
+    assert flat["verdict"] == NOT_TESTABLE and "only d = 4" in flat["reason"] and "1 not testable" in overall["reason"]
+    overall, _ = verdicts(one_d, claim)
+    assert overall["verdict"] == NOT_TESTABLE and "only d = 4" in overall["reason"]
+
+
 def test_a_trend_of_likelihoods_missing_one_sides_runs_at_a_d_says_so():
     """Per-example values asked of no paired seeds (the VAE has no runs at d = 2 yet): a reason, not a crash."""
     grows = {"id": "C", "statement": "", "kind": "grows_with_latent_dim", "model": "five", "against": ["vae"]}
@@ -392,11 +410,14 @@ def test_cost_ratio_and_the_written_report(tmp_path):
 
 
 def test_an_inconclusive_cell_leaves_its_test_and_rule_blank_in_the_report(tmp_path):
-    """A cell that no test decides (too few seeds) has no test and no rule: claims.md leaves them blank, not 'nan'."""
+    """A cell that no test decides (too few seeds) has no test, no rule and no count of agreeing seeds: claims.md
+    leaves them blank, as claims.csv does, not 'nan' or '0/2'."""
     runs = runs_table({("five", 4): [0.25, 0.26], ("vae", 4): [0.1, 0.1]}, metric="epoch_time_s")
     write_claims(evaluate_claims(runs, SETTINGS | {"list": [COST_CLAIM]}, SHOWN), tmp_path / "claims", SETTINGS)
     text = (tmp_path / "claims.md").read_text()
     assert "fewer than min_seeds" in text and "nan" not in text.lower()
+    assert not re.search(r"\|\s*\d+/2\s*\|", text), text  # both seeds are slower: no test counted them
+    assert pd.read_csv(tmp_path / "claims.csv").get("seeds_agree", pd.Series(dtype=float)).isna().all()
 
 
 def test_a_pipe_in_a_claims_text_stays_inside_its_markdown_cell(tmp_path):

@@ -501,11 +501,10 @@ def trend_cell(
         examples.append(differences)
     growth = (per_dim[1] - per_dim[0]).dropna()
     scale = (sizes[0] + sizes[1]).reindex(growth.index).to_numpy(float)
-    if len(growth) < settings["min_seeds"] or dims[0] == dims[-1]:
+    if len(growth) < settings["min_seeds"]:
         return {
             "n_seeds": len(growth),
-            "reason": f"{len(growth)} paired seed(s) over d = {dims[0]}…{dims[-1]} (min_seeds = "
-            f"{settings['min_seeds']}, two distinct d needed)",
+            "reason": f"{len(growth)} paired seed(s) over d = {dims[0]}…{dims[-1]} (min_seeds = {settings['min_seeds']})",
         }
     test_variance = None
     if examples[0] is not None:  # both d evaluated on one test set (per_example_differences checked each)
@@ -533,6 +532,8 @@ def decide_cells(rows: list[dict], settings: dict) -> None:
         for row, adjusted in zip(tested, holm([row[key] for row in tested])):
             row[f"{key}_holm"] = adjusted
     for row in rows:
+        if row.get("verdict") == NOT_TESTABLE:  # decided by what the sweep holds, before any test
+            continue
         row["verdict"] = (
             SUPPORTED
             if row.get("p_support_holm", 1.0) <= alpha
@@ -587,6 +588,10 @@ def claim_rows(
                 if not dims:
                     rows.append(base | {"dataset": dataset, "latent_dim": "", "n_seeds": 0, "reason": "no runs here"})
                     continue
+                if len(dims) == 1:  # no number of seeds could show a growth here: not a cell the claim can fail
+                    untestable = {"verdict": NOT_TESTABLE, "reason": f"only d = {dims[0]} is swept here: no growth"}
+                    rows.append(base | {"dataset": dataset, "latent_dim": str(dims[0]), "n_seeds": 0} | untestable)
+                    continue
                 verdict = trend_cell(
                     claim,
                     left[left["dataset"] == dataset],
@@ -611,26 +616,33 @@ def claim_rows(
 
 
 def overall_row(claim: dict, rows: list[dict], runs: pd.DataFrame, settings: dict) -> dict:
-    """The claim's verdict: supported if every cell is, contradicted if any cell is, else inconclusive; a claim
-    without cells is not testable with this config, and says why."""
+    """The claim's verdict over its testable cells: supported if every one is, contradicted if any is, else
+    inconclusive; a claim without cells, or without testable ones (a growth where each data set sweeps one d),
+    is not testable with this config, and says why."""
     row = {"claim": claim["id"], "statement": claim["statement"], "dataset": "all", "latent_dim": "all"}
     if not rows:
         wanted = claim.get("datasets")
         why = f"its data sets ({', '.join(wanted)}) have no runs in this sweep" if wanted else "the sweep has no runs"
         return row | {"verdict": NOT_TESTABLE, "reason": f"no cells: {why}", "rule": ""}
-    verdicts = [cell["verdict"] for cell in rows]
-    tested = sum("p_support" in cell for cell in rows)
+    untestable = [cell for cell in rows if cell["verdict"] == NOT_TESTABLE]
+    if len(untestable) == len(rows):
+        why = "; ".join(f"{cell['dataset']}: {cell['reason']}" for cell in untestable)
+        return row | {"verdict": NOT_TESTABLE, "reason": f"no testable cells ({why})", "rule": ""}
+    testable = [cell for cell in rows if cell["verdict"] != NOT_TESTABLE]
+    verdicts = [cell["verdict"] for cell in testable]
+    tested = sum("p_support" in cell for cell in testable)
     verdict = (
         CONTRADICTED
         if CONTRADICTED in verdicts
         else SUPPORTED
-        if verdicts.count(SUPPORTED) == len(rows)
+        if verdicts.count(SUPPORTED) == len(testable)
         else INCONCLUSIVE
     )
     alpha = decision_level(settings)
     reason = (
-        f"{verdicts.count(SUPPORTED)} of {len(rows)} cells supported, {verdicts.count(CONTRADICTED)} "
-        f"contradicted, {verdicts.count(INCONCLUSIVE)} inconclusive ({len(rows) - tested} without a test)"
+        f"{verdicts.count(SUPPORTED)} of {len(testable)} cells supported, {verdicts.count(CONTRADICTED)} "
+        f"contradicted, {verdicts.count(INCONCLUSIVE)} inconclusive ({len(testable) - tested} without a test)"
+        + (f"; {len(untestable)} not testable" if untestable else "")
     )
     return row | {
         "verdict": verdict,
@@ -762,8 +774,10 @@ def cell_table(table: pd.DataFrame) -> pd.DataFrame:
         detail.loc[ratio, "rule"].str.replace(f"{LOG_RATIO} < log ", "model / against < ", regex=False)
         + " (geometric mean over the pairs)"
     )
-    agree, seeds = (detail[column].fillna(0).astype(int) for column in ("seeds_agree", "n_seeds"))
-    detail["seeds_agree"] = [f"{a}/{n}" if n else "" for a, n in zip(agree, seeds)]
+    detail["seeds_agree"] = [  # none counted (a cell no test decided): blank, as in claims.csv, not 0/n
+        "" if pd.isna(agree) or pd.isna(seeds) or not seeds else f"{int(agree)}/{int(seeds)}"
+        for agree, seeds in zip(detail["seeds_agree"], detail["n_seeds"])
+    ]
     detail[["test", "rule", "reason"]] = detail[["test", "rule", "reason"]].astype(object).fillna("")  # none: undecided
     return detail.rename(columns=CELL_HEADINGS)
 
