@@ -1342,18 +1342,35 @@ def test_the_largest_torch_seed_is_a_valid_setting():
     assert TrainConfig(model="vae", dataset="digits", latent_dim=2, seed=2**64 - 1).seed == 2**64 - 1
 
 
-@pytest.mark.parametrize("weight", ["decoder.4.weight", "head.weight"])
-def test_an_evaluation_that_overflows_writes_no_eval_json(trained, tmp_path, weight):
-    """Finite weights so large that an activation overflows (in the decoder: the NLL; in the encoder's head: the
-    posterior, whose spectrum scipy would refuse): nothing tells it before the pass, so it is refused after it,
-    in one line, and no eval.json is written."""
-    run = with_state(trained, tmp_path, "best.pt", lambda s: s["model"][weight].fill_(1e30))
-    code, _, err = run_cli(evaluate(run))
-    assert code == 2, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"five: error: evaluating {run} gave nan or inf for "), err
-    assert "nothing was written" in last and not (run / "eval.json").exists()
+def assert_recorded_as_diverged(run: Path, code: int, err: str, cause: str) -> None:
+    """A run whose evaluation found no finite likelihood bound: exit 0, one line saying so (no traceback), and an
+    eval.json of status diverged naming the cause and the checkpoint it evaluated, which the tables mark."""
+    assert code == 0, err
+    assert f"{run}: no likelihood bound on the test split at epoch 1: " in err and "recorded as diverged" in err, err
     assert "Traceback" not in err
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["status"] == "diverged" and cause in evaluation["error"], evaluation
+    assert evaluation["nll_nats"] is None and evaluation["checkpoint_epoch"] == 1, evaluation
+    assert evaluation["model_selection"] == "best" and evaluation["split"] == "test"
+
+
+@pytest.mark.parametrize("weight", ["decoder.4.weight", "head.weight"])
+def test_an_evaluation_that_overflows_is_recorded_as_a_divergence(trained, tmp_path, weight):
+    """Finite weights so large that an activation overflows (in the decoder: the NLL; in the encoder's head: the
+    posterior): the model has no finite likelihood bound, which training would have recorded as a divergence at
+    validation; the evaluation records it so (the sweep goes on, the tables mark it), and an evaluation of
+    another run in the same call is made as alone."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = copy_run(trained, tmp_path / "a")
+    run = with_state(trained, tmp_path / "b", "best.pt", lambda s: s["model"][weight].fill_(1e30))
+    argv = ["evaluate", "--run", run, good, "--importance-samples", 2, "--device", "cpu"]
+    code, _, err = run_cli(argv + ["--out", run / "eval.json", good / "eval.json"])
+    assert_recorded_as_diverged(run, code, err, "the likelihood pass gave nan or inf for ")
+    alone = tmp_path / "alone.json"
+    assert run_cli(evaluate(good, out=alone))[0] == 0
+    packed, solo = (json.loads(path.read_text()) for path in (good / "eval.json", alone))
+    assert packed["status"] == "complete" and packed["nll_nats"] == solo["nll_nats"]
 
 
 def test_a_packed_evaluation_checks_every_run_first(trained, tmp_path):
@@ -1399,9 +1416,9 @@ def test_a_packed_evaluation_checks_every_record_first(trained, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["fif", "five"])
-def test_a_posterior_that_overflows_is_one_line(model, tmp_path):
-    """FIF/FIVE with finite but huge weights: the Jacobian overflows and s·J_f J_fᵀ has no Cholesky factor;
-    one line after the pass, not linalg's traceback, and no eval.json."""
+def test_a_posterior_without_a_cholesky_factor_is_recorded_as_a_divergence(model, tmp_path):
+    """FIF/FIVE with finite but huge weights: the Jacobian overflows and s·J_f J_fᵀ has no Cholesky factor: no
+    likelihood bound, recorded as diverged (as training records it at validation), not linalg's traceback."""
     run = tmp_path / "run"
     code, _, err = run_cli(train_with("--model", model, "--hidden-width", 8, out=run))
     assert code == 0, err
@@ -1409,10 +1426,7 @@ def test_a_posterior_that_overflows_is_one_line(model, tmp_path):
     state["model"] = {k: v * 1e30 if k != "log_sigma" else v for k, v in state["model"].items()}
     torch.save(state, run / "best.pt")
     code, _, err = run_cli(evaluate(run))
-    assert code == 2, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"five: error: evaluating {run}") and "nothing was written" in last, err
-    assert "Traceback" not in err and not (run / "eval.json").exists()
+    assert_recorded_as_diverged(run, code, err, "no Cholesky factor")
 
 
 def test_a_sigma_at_the_floor_of_continuous_data_is_warned_of(trained, tmp_path):

@@ -396,6 +396,9 @@ def test_the_schemas_defaults_are_the_codes():
         ({"best_epoch": 6, "epochs_completed": 6}, {}, "evaluated epoch 1, but its training's best epoch is 6"),
         ({"epochs_completed": 6}, {"model_selection": "last"}, "evaluated epoch 1, but its training's last epoch is 6"),
         ({"status": "running"}, {}, "its training has not finished (train.json says 'running')"),
+        # found without a likelihood bound when evaluated: tabled as diverged, if of the checkpoint training ended with
+        ({}, {"status": "diverged", "nll_nats": None}, None),
+        ({"best_epoch": 6}, {"status": "diverged"}, "evaluated epoch 1, but its training's best epoch is 6"),
     ],
 )
 def test_a_run_is_tabled_only_from_an_evaluation_of_its_finished_training(

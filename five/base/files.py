@@ -256,7 +256,7 @@ def check_evaluated_after_training(run_dir: Path, train: dict, evaluation: dict)
     with another's record, so it stops the aggregation (or the sync to MLflow), naming the run."""
     if train.get("status") not in FINISHED:
         raise FiveError(f"{run_dir}: its training has not finished (train.json says {train.get('status')!r})")
-    if "diverged" in (train["status"], evaluation.get("status")):
+    if train["status"] == "diverged":  # no checkpoint to match (one found degenerate at evaluation names its own)
         return
     selection = evaluation.get("model_selection")
     if selection not in ("best", "last") or evaluation.get("checkpoint_epoch") is None:

@@ -384,11 +384,18 @@ def check_evaluation_options(importance_samples: int, batch_size: int, sigma: st
         raise FiveError(f"unknown --sigma {sigma!r} (choose from {', '.join(SIGMA_CHOICES)})")
 
 
-def diverged_metrics(record: dict, sigma: str, importance_samples: int, split: str) -> dict:
-    """eval.json of a diverged run: no metric, the divergence, and how it would have been evaluated."""
+class NoLikelihoodBound(FiveError):
+    """The trained model gives no finite likelihood bound on the evaluated examples: a posterior s·J_f J_fᵀ
+    without a Cholesky factor, or a pass that came out nan or inf. Training records the same at validation as a
+    divergence (five.run.train._validate); so does the evaluation, and a sweep goes on."""
+
+
+def diverged_metrics(record: dict, sigma: str, importance_samples: int, split: str, error: str | None = None) -> dict:
+    """eval.json of a diverged run: no metric, the divergence (training's, else `error`), and how it would have
+    been evaluated."""
     return {
         "status": "diverged",
-        "error": record.get("error"),
+        "error": error or record.get("error"),
         **{key: None for key in (*TEST_METRICS, "n_examples")},
         "sigma_policy": "fitted" if sigma == "fitted" else own_sigma_policy(record["config"]["model"]),
         "importance_samples": importance_samples,
@@ -438,10 +445,9 @@ def likelihood_metrics(
     generator: torch.Generator,
     device: torch.device,
     log: Callable[[str], None],
-    where: str,
 ) -> tuple[dict, dict]:
     """The metrics of one pass over `x_all` at the model's `own` σ or one `fitted` on validation, with the σ
-    behind them; and the pass itself (likelihood_pass), refused where it is not finite (`where` names it)."""
+    behind them; and the pass itself (likelihood_pass). NoLikelihoodBound where the pass has no finite bound."""
     sigma_own = float(torch.exp(model.log_sigma.detach()))
     sigma_policy = "fitted" if sigma == "fitted" else own_sigma_policy(model.name)
     sigma_metrics = {}
@@ -450,8 +456,10 @@ def likelihood_metrics(
             sigma_metrics = fit_sigma(model, x_all, dataset, importance_samples, batch_size, device, log)
         passed = likelihood_pass(model, x_all, importance_samples, batch_size, generator, log)
     except torch.linalg.LinAlgError as error:
-        raise FiveError(f"{where}: {no_cholesky_factor(error)}; nothing was written") from None
-    check_finite(passed, where)  # before the metrics: the spectrum of a nan covariance would fail in scipy
+        raise NoLikelihoodBound(no_cholesky_factor(error)) from None
+    broken = non_finite(passed)  # before the metrics: the spectrum of a nan covariance would fail in scipy
+    if broken:
+        raise NoLikelihoodBound(f"the likelihood pass gave nan or inf for {', '.join(broken)}")
     metrics = {
         "status": "complete",
         **split_metrics(passed, dataset),
@@ -519,7 +527,8 @@ def evaluate_run(
     """All metrics of spec §2–3 for the run in `run_dir` on `split`, at the `best` (validation NLL) or the
     `last` checkpoint, with the model's `own` σ or one `fitted` on validation data (FIF, whose σ is part of
     its definition, then also reports its NLL at its own σ); with `image_dir`, also PNG grids; `cache_dir`
-    keeps what every evaluation of a sweep computes alike (the manifold's true posterior); `load`: as load_run's."""
+    keeps what every evaluation of a sweep computes alike (the manifold's true posterior); `load`: as load_run's.
+    A model with no finite likelihood bound there (NoLikelihoodBound) is recorded as diverged, with the reason."""
     check_evaluation_options(importance_samples, batch_size, sigma)
     started = time.perf_counter()
     record_path = Path(run_dir) / TRAIN_JSON
@@ -534,16 +543,16 @@ def evaluate_run(
         log(dataset.note)
     generator = torch.Generator(device=device).manual_seed(EVALUATION_SEED)
     x_all = dequantize(evaluated_examples(dataset, split).to(device), dataset.discrete_levels, generator)
-    metrics, passed = likelihood_metrics(
-        model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log, f"evaluating {run_dir}"
-    )
-    metrics |= {
-        "split": split,
-        "model_selection": model_selection,
-        "checkpoint_epoch": state["epoch"],
-        "selection_val_nll": state.get("val_nll"),
-        "train_status": record.get("status"),
-    }
+    evaluated = {"split": split, "model_selection": model_selection, "checkpoint_epoch": state["epoch"]}
+    try:
+        metrics, passed = likelihood_metrics(
+            model, x_all, dataset, sigma, importance_samples, batch_size, generator, device, log
+        )
+    except NoLikelihoodBound as error:
+        reason = f"no likelihood bound on the {split} split at epoch {state['epoch']}: {error}"
+        log(f"{run_dir}: {reason}; recorded as diverged")
+        return diverged_metrics({"config": config.to_dict()}, sigma, importance_samples, split, reason) | evaluated
+    metrics |= evaluated | {"selection_val_nll": state.get("val_nll"), "train_status": record.get("status")}
     if config.dataset == "manifold":
         log(f"comparing the posterior with the true one on {min(POSTERIOR_EXAMPLES, len(x_all))} examples")
         metrics.update(manifold_posterior_metrics(model, x_all, passed["log_likelihood"], generator, cache_dir))
@@ -573,6 +582,10 @@ def all_finite(value) -> bool:
 def check_finite(values: dict, what: str) -> None:
     """eval.json holds only numbers JSON can: a value that came out nan or inf (weights so large that an
     activation overflows, say) is one clear error, not the non-standard NaN/Infinity most JSON readers refuse."""
-    broken = [key for key, value in values.items() if not all_finite(value)]
+    broken = non_finite(values)
     if broken:
         raise FiveError(f"{what} gave nan or inf for {', '.join(broken)}; nothing was written")
+
+
+def non_finite(values: dict) -> list[str]:
+    return [key for key, value in values.items() if not all_finite(value)]
