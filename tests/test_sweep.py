@@ -325,6 +325,39 @@ def test_plots_are_written_even_without_fif_five_or_completed_runs(tmp_path):
         assert path.stat().st_size > 1000
 
 
+def test_plots_say_how_many_diverged_runs_they_leave_out_and_draw_only_the_swept_d(tmp_path, monkeypatch):
+    """A line drops a diverged run (no number): the legend says how many (the tables count them); the y = d line
+    of no collapse spans the d its data set sweeps, and the training curves have a panel per swept (data set, d)
+    only, none empty."""
+    from five.sweep import plots
+
+    rows = [fake_run(tmp_path, "digits", "vae", d, 0, seed, 5.0) for d in (2, 8) for seed in (0, 1)]
+    rows += [
+        fake_run(tmp_path, "manifold", "vae", 2, 0, 0, 5.0),
+        fake_run(tmp_path, "manifold", "vae", 2, 0, 1, 0, "diverged"),
+    ]
+    runs, histories = collect_runs(pd.DataFrame(rows), EVALUATED)
+    runs = runs.assign(active_units_eigen=2.0)
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
+    plots.active_units_vs_latent_dim(runs, {}, tmp_path / "a.png")
+    plots.training_curves(histories.assign(val_nll=1.0), {}, tmp_path / "c.png")
+    (active, curves) = figures
+    assert "1 diverged run(s) left out" in active.legends[0].get_title().get_text()
+    diagonals = {
+        axis.get_title().splitlines()[-1]: line.get_xdata().tolist()
+        for axis in active.axes
+        for line in axis.get_lines()
+        if line.get_label() == "y = d"
+    }
+    assert diagonals == {"digits": [2, 8], "manifold": [2]}
+    assert sorted(axis.get_title() for axis in curves.axes if axis.get_visible()) == [
+        "digits, d = 2",
+        "digits, d = 8",
+        "manifold, d = 2",
+    ]
+
+
 @pytest.mark.parametrize("name", ["digits", "manifold"])
 def test_the_shapes_the_dry_run_knows_are_the_loaders(name):
     from five.data.catalog import DATA_SHAPES

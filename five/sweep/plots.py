@@ -40,9 +40,19 @@ def _placeholder(path: Path, message: str) -> Path:
 
 
 BAND = "band: ± 1 std over seeds"
+
+
+def _band_legend(grid, runs: pd.DataFrame) -> None:
+    """The legend beside the top panels, titled with the band and how many diverged runs of `runs` the lines
+    leave out (the tables count them)."""
+    diverged = int((runs["status"] == "diverged").sum())
+    title = BAND + (f"\n{diverged} diverged run(s) left out: see the tables" if diverged else "")
+    sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.95), title=title, frameon=False)
+
+
 COLLAPSE_COUNTS = {
-    "active_units_eigen": "active units (Burda, eigenvalue count)",
-    "informative_directions": "informative directions (> 0.5 nats; more for small N)",
+    "active_units_eigen": "active units\n(Burda, eigenvalue count)",
+    "informative_directions": "informative directions\n(> 0.5 nats; more for small N)",
 }
 
 
@@ -68,7 +78,7 @@ def likelihood_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int], p
     grid = _seed_band_lines(data, x="latent_dim", y="metric", hue="label", facet_kws={"sharey": False})
     _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_axis_labels("latent dimension d", "test bits/dim (nats if continuous)")
-    grid.legend.set_title(BAND)
+    _band_legend(grid, _at_shown_budget(runs, probes_shown))
     return _save(grid.figure, path)
 
 
@@ -84,14 +94,14 @@ def active_units_vs_latent_dim(runs: pd.DataFrame, probes_shown: dict[str, int],
     )
     long["count"] = long["count"].map(COLLAPSE_COUNTS)
     grid = _seed_band_lines(long, x="latent_dim", y="directions", hue="label", row="count")
-    dims = sorted(data["latent_dim"].unique())
-    for axis in grid.axes.flat:
+    for (_, dataset), axis in grid.axes_dict.items():  # no collapse: y = d over the d this data set sweeps
+        dims = sorted(data.loc[data["dataset"] == dataset, "latent_dim"].unique())
         axis.plot(dims, dims, "k--", linewidth=1, label="y = d")
-    _plain_log_axis(grid, dims)
+    _plain_log_axis(grid, sorted(data["latent_dim"].unique()))
     grid.set_titles("{row_name}\n{col_name}")
     grid.set_axis_labels("latent dimension d", "directions")
-    grid.legend.set_title(BAND)
-    grid.figure.subplots_adjust(hspace=0.4)  # room for the lower row's two-line titles
+    _band_legend(grid, _at_shown_budget(runs, probes_shown))
+    grid.figure.subplots_adjust(hspace=0.5)  # room for the lower row's three-line titles
     return _save(grid.figure, path)
 
 
@@ -104,7 +114,7 @@ def budget_ablation(runs: pd.DataFrame, path: Path) -> Path:
     data["d"] = data["latent_dim"].astype(str)
     grid = _seed_band_lines(data, x="probes", y="metric", hue="model", style="d", facet_kws={"sharey": False})
     _plain_log_axis(grid, sorted(data["probes"].unique()))
-    grid.legend.set_title(BAND)
+    _band_legend(grid, runs[runs["probes"] != NO_PROBES])
     grid.set_axis_labels("Hutchinson budget K", "test bits/dim (nats if continuous)")
     return _save(grid.figure, path)
 
@@ -118,14 +128,19 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
     data = _at_shown_budget(histories, probes_shown).dropna(subset=["val_nll"])
     if data.empty:
         return _placeholder(path, "no validation history to plot")
-    data = data.assign(label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])])
+    data = data.assign(
+        label=[row_label(m, k) for m, k in zip(data["model"], data["probes"])],
+        panel=[f"{dataset}, d = {d}" for dataset, d in zip(data["dataset"], data["latent_dim"])],
+    )
+    panels = data.sort_values(["dataset", "latent_dim"])["panel"].unique()  # only the d each data set sweeps
     grid = sns.relplot(
         data=data,
         x="epoch",
         y="val_nll",
         hue="label",
-        row="dataset",
-        col="latent_dim",
+        col="panel",
+        col_order=panels,
+        col_wrap=min(len(panels), data.groupby("dataset")["latent_dim"].nunique().max()),
         kind="line",
         marker="o",
         errorbar=None,
@@ -133,9 +148,9 @@ def training_curves(histories: pd.DataFrame, probes_shown: dict[str, int], path:
         height=2.6,
         aspect=1.3,
     )
-    grid.set_titles("{row_name}, d = {col_name}")  # short titles: long ones ran into each other
+    grid.set_titles("{col_name}")  # short titles: long ones ran into each other
     grid.set_axis_labels("epoch", "validation NLL (nats)")
-    grid.legend.set_title("mean over the seeds still training")
+    sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.95), title="mean over the seeds still training")
     return _save(grid.figure, path)
 
 
